@@ -1,0 +1,29 @@
+"""The project's errors: one base class the CLI catches at its boundary, a few subclasses."""
+
+
+class MtlTuneError(Exception):
+    """Base class of every error mtl-tune raises for a user's mistake or bad input."""
+
+
+class DataError(MtlTuneError):
+    """A data file is missing, unreadable or holds a row that cannot be used."""
+
+
+class ConfigError(MtlTuneError, ValueError):
+    """A configuration key is unknown or its value is not allowed."""
+
+
+class CheckpointError(MtlTuneError):
+    """A checkpoint or model folder cannot be loaded into the requested model."""
+
+
+class TrainingError(MtlTuneError):
+    """Training cannot go on, e.g. a loss became NaN or infinite."""
+
+
+class SpecError(MtlTuneError, ValueError):
+    """A study spec is invalid."""
+
+
+class FetchError(MtlTuneError):
+    """Downloading the public data files failed."""

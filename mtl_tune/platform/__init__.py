@@ -1,0 +1,1 @@
+"""The shared core every trainable wraps: encoder, tokenizer, data, heads, training."""

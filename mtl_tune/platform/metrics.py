@@ -1,0 +1,55 @@
+"""Task metrics (accuracy, Pearson) and the two overall scores every table reports."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from scipy import stats
+
+logger = logging.getLogger(__name__)
+
+METRIC_KEYS = ("sst_acc", "para_acc", "sts_corr", "overall", "mean_score")
+
+
+def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
+    if len(predictions) != len(labels) or len(labels) == 0:
+        raise ValueError(
+            "predictions and labels must be non-empty and of equal length, but got "
+            f"({len(predictions)}, {len(labels)})"
+        )
+    return float(np.mean(np.asarray(predictions) == np.asarray(labels)))
+
+
+def pearson(predictions: np.ndarray, labels: np.ndarray) -> float:
+    """Pearson's r; 0.0 (with a warning) when the predictions are constant, where r is undefined."""
+    if len(predictions) != len(labels) or len(labels) < 2:
+        raise ValueError(
+            "predictions and labels must have equal length >= 2, but got "
+            f"({len(predictions)}, {len(labels)})"
+        )
+    if np.ptp(predictions) == 0 or np.ptp(labels) == 0:
+        logger.warning("constant predictions or labels: Pearson r undefined, reported as 0.0")
+        return 0.0
+    return float(stats.pearsonr(predictions, labels).statistic)
+
+
+def overall(sst_acc: float, para_acc: float, sts_corr: float) -> float:
+    """The course leaderboard's score: (SST acc + PD acc + (STS r + 1) / 2) / 3."""
+    return (sst_acc + para_acc + (sts_corr + 1.0) / 2.0) / 3.0
+
+
+def mean_score(sst_acc: float, para_acc: float, sts_corr: float) -> float:
+    """The plain mean of the three, the paper's "Overall" column."""
+    return (sst_acc + para_acc + sts_corr) / 3.0
+
+
+def summary(sst_acc: float, para_acc: float, sts_corr: float) -> dict[str, float]:
+    """The five reported metrics under their `METRIC_KEYS` names."""
+    return {
+        "sst_acc": sst_acc,
+        "para_acc": para_acc,
+        "sts_corr": sts_corr,
+        "overall": overall(sst_acc, para_acc, sts_corr),
+        "mean_score": mean_score(sst_acc, para_acc, sts_corr),
+    }

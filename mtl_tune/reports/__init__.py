@@ -1,0 +1,1 @@
+"""Finished study -> tidy DataFrame -> tables and figures."""

@@ -1,0 +1,1 @@
+"""Study specs, search spaces, launching and resuming on Ray Tune."""

@@ -1,0 +1,71 @@
+"""The seven paper iterations as presets: each equals the previous one plus its change.
+
+Values not in the paper's table are the BERT fine-tuning defaults (lr 5e-5, dropout 0.1) until
+iteration 7 sets the searched lr 1e-5 and dropout 0.3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from mtl_tune.exceptions import ConfigError
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    overrides: MappingProxyType  # TrainConfig keys set by this preset (cumulative)
+
+
+_CHANGES: list[tuple[str, str, dict[str, Any]]] = [
+    (
+        "it1-baseline",
+        "baseline: SST batches only, linear STS head, dropout in the SST head only",
+        {
+            "sampling": "sst-only",
+            "sts_head": "linear",
+            "pair_dropout": False,
+            "combine": "sum",
+            "lr": 5e-5,
+            "dropout": 0.1,
+            "pooling": "pooler",
+            "pair_encoding": "siamese",
+        },
+    ),
+    ("it2-dropout", "+ dropout in the paraphrase and STS heads", {"pair_dropout": True}),
+    ("it3-cosine-sts", "+ cosine-similarity STS head", {"sts_head": "cosine"}),
+    (
+        "it4-round-robin",
+        "+ unbalanced round-robin over the three tasks",
+        {"sampling": "round-robin"},
+    ),
+    ("it5-pcgrad", "+ gradient surgery (PCGrad) across task losses", {"combine": "pcgrad"}),
+    ("it6-balanced", "+ balanced round-robin (smaller tasks cycled)", {"sampling": "balanced"}),
+    (
+        "it7-cosrelu-tuned",
+        "+ ReLU(cos) x5 STS head, lr 1e-5, dropout 0.3 (the paper's searched values)",
+        {"sts_head": "cosine-relu", "lr": 1e-5, "dropout": 0.3},
+    ),
+]
+
+
+def _build() -> dict[str, Preset]:
+    presets: dict[str, Preset] = {}
+    current: dict[str, Any] = {}
+    for name, description, change in _CHANGES:
+        current = {**current, **change}
+        presets[name] = Preset(name, description, MappingProxyType(dict(current)))
+    return presets
+
+
+PRESETS: dict[str, Preset] = _build()
+
+
+def get_preset(name: str) -> Preset:
+    """The preset registered as `name`; an unknown name lists the valid ones."""
+    if name not in PRESETS:
+        raise ConfigError(f"trainable must be one of {list(PRESETS)}, but got {name!r}")
+    return PRESETS[name]

@@ -1,0 +1,83 @@
+"""The function trainable every registered model iteration runs: build, train, report per epoch."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from ray import tune
+
+from mtl_tune.platform.bundle import DataBundle, cached_bundle
+from mtl_tune.platform.checkpoint import restore_trainer, save_checkpoint
+from mtl_tune.platform.config import TrainConfig
+from mtl_tune.platform.train import Trainer
+from mtl_tune.trainables._presets import get_preset
+
+logger = logging.getLogger(__name__)
+
+# config keys a study adds for itself; they are not training settings
+STUDY_KEYS = ("trainable", "repeat")
+
+
+def resolve_config(name: str | None, config: Mapping[str, Any]) -> TrainConfig:
+    """The preset of `name` (or of config["trainable"]), overridden key by key by `config`."""
+    name = name or config.get("trainable")
+    preset = dict(get_preset(name).overrides) if name else {}
+    values = {k: v for k, v in config.items() if k not in STUDY_KEYS}
+    return TrainConfig.from_mapping({**preset, **values}, source=f"trainable {name or 'multitask'}")
+
+
+def _placement() -> dict[str, Any]:
+    import ray
+
+    info: dict[str, Any] = {"hostname": socket.gethostname()}
+    if ray.is_initialized():
+        context = ray.get_runtime_context()
+        info["node_id"] = context.get_node_id()
+        info["gpu_ids"] = ",".join(str(g) for g in ray.get_gpu_ids())
+        cpus = context.get_assigned_resources().get("CPU", 0)
+        info["cpus"] = float(cpus)
+    return info
+
+
+def _set_threads(config: TrainConfig, assigned_cpus: float) -> None:
+    # concurrent trials on one node must not each grab every core
+    threads = config.threads or int(assigned_cpus)
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+def run_trial(name: str | None, config: Mapping[str, Any], data: DataBundle | None) -> None:
+    cfg = resolve_config(name, config)
+    placement = _placement()
+    _set_threads(cfg, placement.get("cpus", 0.0))
+    splits = (data or cached_bundle(cfg)).for_config(cfg)
+    trainer = Trainer(cfg, splits)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            restore_trainer(trainer, Path(folder))
+        logger.info("restored from checkpoint after epoch %d", trainer.epochs_done)
+    placement["device"] = str(trainer.device)
+    for epoch in range(trainer.epochs_done + 1, cfg.epochs + 1):
+        result = trainer.run_epoch(epoch)
+        metrics = {**result.metrics, **placement, "best_overall": trainer.best_overall}
+        with tempfile.TemporaryDirectory() as tmp:
+            save_checkpoint(trainer, Path(tmp), result.metrics, result.evaluation.predictions)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def make_trainable(name: str | None) -> Callable[..., None]:
+    """The function trainable of preset `name` (None: the preset named by config["trainable"])."""
+
+    def trainable(config: dict[str, Any], data: DataBundle | None = None) -> None:
+        run_trial(name, config, data)
+
+    trainable.__name__ = (name or "multitask").replace("-", "_")
+    trainable.__qualname__ = trainable.__name__
+    return trainable

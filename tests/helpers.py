@@ -1,0 +1,41 @@
+"""Test helpers: build tiny checkpoints and data folders."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from tests.conftest import TINY_BERT, minilm_path
+
+
+def save_tiny_bert(folder: Path, seed: int = 0, **overrides: int) -> Path:
+    """Saves a random BERT (HF names, model.safetensors) plus MiniLM's tokenizer files."""
+    from safetensors.torch import save_file
+
+    from mtl_tune.platform.bert import BertConfig, BertModel
+
+    config = {**TINY_BERT, **overrides}
+    torch.manual_seed(seed)
+    model = BertModel(BertConfig(**config))
+    for p in model.parameters():  # non-trivial biases and LayerNorm weights, for parity tests
+        torch.nn.init.normal_(p, std=0.05)
+    (folder / "config.json").write_text(
+        json.dumps({**config, "model_type": "bert", "hidden_act": "gelu"})
+    )
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder / "model.safetensors")
+    for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
+        if (minilm_path() / name).is_file():
+            shutil.copy(minilm_path() / name, folder / name)
+    return folder
+
+
+def write_subset(source: Path, dest: Path, rows: int) -> Path:
+    """Copies the header and first `rows` rows of each CSV file in `source` into `dest`."""
+    for path in sorted(source.glob("*.csv")):
+        with path.open(encoding="utf-8") as handle:
+            lines = [next(handle) for _ in range(rows + 1)]
+        (dest / path.name).write_text("".join(lines), encoding="utf-8")
+    return dest
