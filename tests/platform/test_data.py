@@ -6,6 +6,7 @@ import csv
 import logging
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -439,7 +440,7 @@ def test_read_splits_partial_explicit_files_need_data_dir(monkeypatch: pytest.Mo
 # ---------------------------------------------------------------------------- tokenizing
 
 
-def _examples(task: str, texts: list[tuple[str, ...]], labels: list[float]) -> Examples:
+def _examples(task: str, texts: Sequence[tuple[str, ...]], labels: list[float]) -> Examples:
     return Examples(
         task=task,
         split="dev",

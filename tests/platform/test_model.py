@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,7 +23,7 @@ from mtl_tune.platform.heads import (
     similarity_to_labels,
 )
 from mtl_tune.platform.model import PAIR_ENCODINGS, POOLINGS, HeadConfig, MultitaskBERT
-from mtl_tune.platform.tokenizer import WordPieceTokenizer
+from mtl_tune.platform.tokenizer import TokenBatch, WordPieceTokenizer
 
 HIDDEN = 32  # tests.conftest.TINY_BERT
 PAIRS = [
@@ -30,23 +33,38 @@ PAIRS = [
 ]
 
 
-def _model(folder: Path, **heads: object) -> MultitaskBERT:
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Tiny matrices: one thread avoids thread hand-off costs that dominate on a loaded CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@functools.cache
+def _tokenizer(folder: Path) -> WordPieceTokenizer:
+    return WordPieceTokenizer.from_pretrained(folder)
+
+
+def _model(folder: Path, **heads: Any) -> MultitaskBERT:
     torch.manual_seed(0)
-    return MultitaskBERT(BertModel.from_pretrained(folder), HeadConfig(**heads)).eval()  # type: ignore[arg-type]
+    return MultitaskBERT(BertModel.from_pretrained(folder), HeadConfig(**heads)).eval()
 
 
 def _segments(folder: Path, task: str, pair_encoding: str) -> tuple[Segment, ...]:
     texts = tuple(PAIRS) if task != "sst" else tuple((a,) for a, _ in PAIRS)
     examples = Examples(task, "dev", "mem", ("a", "b", "c"), texts, np.zeros(3, np.float32), ())
-    tokenizer = WordPieceTokenizer.from_pretrained(folder)
-    split = tokenize_split(examples, tokenizer, pair_encoding)
+    split = tokenize_split(examples, _tokenizer(folder), pair_encoding)
     return make_batch(split, torch.arange(3)).segments
 
 
 @pytest.mark.parametrize("pooling", POOLINGS)
 @pytest.mark.parametrize("sts_head", STS_HEADS)
 @pytest.mark.parametrize("pair_encoding", PAIR_ENCODINGS)
-def test_output_shapes(tiny_bert_dir: Path, pair_encoding: str, sts_head: str, pooling: str) -> None:
+def test_output_shapes(
+    tiny_bert_dir: Path, pair_encoding: str, sts_head: str, pooling: str
+) -> None:
     model = _model(tiny_bert_dir, pair_encoding=pair_encoding, sts_head=sts_head, pooling=pooling)
     with torch.no_grad():
         sst = model.forward_task("sst", _segments(tiny_bert_dir, "sst", pair_encoding))
@@ -88,14 +106,14 @@ def test_unknown_task(tiny_bert_dir: Path) -> None:
 @pytest.mark.parametrize("pooling", POOLINGS)
 def test_pooling_ignores_padding(tiny_bert_dir: Path, pooling: str) -> None:
     model = _model(tiny_bert_dir, pooling=pooling)
-    tokenizer = WordPieceTokenizer.from_pretrained(tiny_bert_dir)
+    tokenizer = _tokenizer(tiny_bert_dir)
     short, long = "the cat sat .", "a much longer sentence that forces the short one to be padded ."
     batch = tokenizer.encode([short, long])
     alone = tokenizer.encode([short])
     # the short sentence really is padded in the batch
     assert batch.input_ids.shape[1] > alone.input_ids.shape[1]
 
-    def segment(b) -> Segment:  # type: ignore[no-untyped-def]
+    def segment(b: TokenBatch) -> Segment:
         ids = b.input_ids.long()
         mask = (torch.arange(ids.shape[1])[None, :] < b.lengths[:, None]).long()
         return Segment(ids, mask, b.token_type_ids.long())
@@ -169,9 +187,11 @@ def test_siamese_cosine_relu_is_five_relu_cosine() -> None:
 
 
 def test_linear_heads_input_width() -> None:
+    siamese = SimilarityHead("linear", HIDDEN, 0.0, True).regressor
+    cross = SimilarityHead("linear", HIDDEN, 0.0, False).regressor
     # a siamese linear head reads [u; v], 2H wide; a cross one reads the joint vector, H wide
-    assert SimilarityHead("linear", HIDDEN, 0.0, True).regressor.in_features == 2 * HIDDEN  # type: ignore[union-attr]
-    assert SimilarityHead("linear", HIDDEN, 0.0, False).regressor.in_features == HIDDEN  # type: ignore[union-attr]
+    assert siamese is not None and siamese.in_features == 2 * HIDDEN
+    assert cross is not None and cross.in_features == HIDDEN
     # the siamese cosine head has no weights at all
     assert list(SimilarityHead("cosine", HIDDEN, 0.0, True).parameters()) == []
     # the paraphrase head likewise reads 2H (siamese) or H (cross)
@@ -199,15 +219,21 @@ def test_similarity_head_bad_kind() -> None:
         ("sentiment_classes", 1, r"sentiment_classes must be at least 2, but got 1"),
     ],
 )
-def test_head_config_bad_values(field: str, value: object, message: str) -> None:
+def test_head_config_bad_values(field: str, value: Any, message: str) -> None:
     # a bad head setting is refused with the rule and the value
     with pytest.raises(ValueError, match=message):
-        HeadConfig(**{field: value})  # type: ignore[arg-type]
+        HeadConfig(**{field: value})
 
 
 def test_head_config_defaults_are_the_papers() -> None:
+    config = HeadConfig()
     # the defaults are the paper's setup: pooler, siamese, linear STS head, 5 classes
-    assert HeadConfig() == HeadConfig(0.1, "linear", "pooler", "siamese", 5)
+    assert (config.pooling, config.pair_encoding, config.sts_head, config.sentiment_classes) == (
+        "pooler",
+        "siamese",
+        "linear",
+        5,
+    )
 
 
 @pytest.mark.parametrize(

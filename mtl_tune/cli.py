@@ -1,0 +1,377 @@
+"""The `mtl-tune` command line: one Typer app per noun, joined here, with one error boundary.
+
+Commands parse, call one library function and print. Library errors (`MtlTuneError`) are caught
+once, in `_Group.invoke`, printed to stderr and turned into exit code 1, without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from mtl_tune.exceptions import ConfigError, MtlTuneError
+
+
+class _Group(TyperGroup):
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MtlTuneError as err:
+            typer.echo(f"Error: {err}", err=True)
+            raise typer.Exit(1) from None
+
+
+def _typer(help_text: str) -> typer.Typer:
+    return typer.Typer(
+        cls=_Group, help=help_text, no_args_is_help=True, pretty_exceptions_enable=False
+    )
+
+
+app = _typer("Tune and ablate multi-task minBERT (SST-5, Quora, STS) on Ray Tune with Optuna.")
+data_app = _typer("Check and fetch the CS224N data files.")
+trainables_app = _typer("The registered Ray trainables (one per paper iteration).")
+study_app = _typer("Launch, resume and inspect Optuna-driven studies on Ray Tune.")
+report_app = _typer("Turn finished studies into ablation and search reports.")
+app.add_typer(data_app, name="data")
+app.add_typer(trainables_app, name="trainables")
+app.add_typer(study_app, name="study")
+app.add_typer(report_app, name="report")
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(help="Data folder (default: $MTL_TUNE_DATA, else the `data fetch` folder)."),
+]
+StorageOption = Annotated[
+    Path | None,
+    typer.Option(help="Study storage root (default: $MTL_TUNE_STORAGE, else ~/.mtl-tune/studies)."),
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(help="Ray cluster address (default: $RAY_ADDRESS, else Ray in this process)."),
+]
+VerboseOption = Annotated[
+    int, typer.Option(help="0 quiet, 1 a concise line per trial event, 2-3 Ray's own tables.")
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a config key: --set lr=1e-5 (repeatable)."),
+]
+
+
+def _data_dir(data_dir: Path | None) -> Path:
+    from mtl_tune.platform.data import DATA_ENV, resolve_data_dir
+    from mtl_tune.platform.fetch import default_data_dir
+
+    if data_dir is None and not os.environ.get(DATA_ENV) and default_data_dir().is_dir():
+        return default_data_dir()
+    return resolve_data_dir(data_dir).resolve()
+
+
+def parse_sets(pairs: list[str] | None) -> dict[str, str]:
+    """`["lr=1e-5", "pooling=mean"]` -> {"lr": "1e-5", "pooling": "mean"}."""
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set takes key=value, but got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    import pandas as pd
+
+    if not rows:
+        return "(none)"
+    return pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4f}")
+
+
+@data_app.command("check")
+def data_check(data_dir: DataDirOption = None) -> None:
+    """Per task and split: file, rows read, rows skipped, label distribution."""
+    from mtl_tune.exceptions import DataError
+    from mtl_tune.platform.data import SPLITS, TASKS, label_distribution, read_split, split_path
+
+    folder = _data_dir(data_dir)
+    rows, problems = [], []
+    for task in TASKS:
+        for split in SPLITS:
+            try:
+                path = split_path(folder, task, split)
+                examples = read_split(path, task, split)
+            except DataError as err:
+                problems.append(str(err))
+                rows.append(
+                    {
+                        "task": task,
+                        "split": split,
+                        "file": "MISSING",
+                        "rows read": 0,
+                        "skipped": 0,
+                        "used": 0,
+                        "labels": "-",
+                    }
+                )
+                continue
+            skipped = len(examples.skipped)
+            rows.append(
+                {
+                    "task": task,
+                    "split": split,
+                    "file": path.name,
+                    "rows read": len(examples) + skipped,
+                    "skipped": skipped,
+                    "used": len(examples),
+                    "labels": label_distribution(examples),
+                }
+            )
+    typer.echo(f"data folder: {folder}")
+    typer.echo(_table(rows))
+    if problems:
+        for problem in problems:
+            typer.echo(f"Error: {problem}", err=True)
+        raise typer.Exit(1)
+
+
+@data_app.command("fetch")
+def data_fetch(
+    dest: Annotated[
+        Path | None,
+        typer.Option(help="Target folder (default: ~/.mtl-tune/data, or $MTL_TUNE_HOME/data)."),
+    ] = None,
+    url: Annotated[str | None, typer.Option(help="Base URL of the course's data/ folder.")] = None,
+) -> None:
+    """Download the course's public data files (resumable, sha256-checked)."""
+    from mtl_tune.platform.fetch import DEFAULT_BASE_URL, default_data_dir, fetch_data
+
+    folder = dest or default_data_dir()
+    fetched = fetch_data(folder, base_url=url or DEFAULT_BASE_URL)
+    typer.echo(
+        _table(
+            [
+                {
+                    "file": f.name,
+                    "bytes": f.size,
+                    "sha256": f.sha256[:16],
+                    "status": "verified"
+                    if f.skipped
+                    else ("resumed" if f.resumed else "downloaded"),
+                }
+                for f in fetched
+            ]
+        )
+    )
+    typer.echo(f"data in {folder}; use --data-dir {folder} or MTL_TUNE_DATA={folder}")
+
+
+@trainables_app.command("list")
+def trainables_list() -> None:
+    """Name, description and preset of every registered trainable."""
+    from mtl_tune.trainables import PRESETS
+
+    for preset in PRESETS.values():
+        typer.echo(f"{preset.name}: {preset.description}")
+        typer.echo("    " + ", ".join(f"{k}={v}" for k, v in preset.overrides.items()))
+
+
+def _epoch_row(metrics: dict[str, float]) -> dict[str, Any]:
+    keys = (
+        "epoch",
+        "sst_acc",
+        "para_acc",
+        "sts_corr",
+        "overall",
+        "mean_score",
+        "epoch_seconds",
+        "examples_per_second",
+    )
+    return {k: metrics[k] for k in keys if k in metrics}
+
+
+@app.command("train")
+def train(
+    name: Annotated[str, typer.Argument(help="A registered trainable, e.g. it7-cosrelu-tuned.")],
+    sets: SetOption = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (overrides the preset).")] = None,
+    max_examples: Annotated[int | None, typer.Option(help="Rows per task and split.")] = None,
+    data_dir: DataDirOption = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (default runs/NAME-TIME).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
+) -> None:
+    """Train one trial without Ray Tune; write metrics.json and best/last checkpoints."""
+    from mtl_tune.platform.run import prepare_out_dir, train_run
+    from mtl_tune.trainables import resolve_config
+
+    overrides: dict[str, Any] = parse_sets(sets)
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    if max_examples is not None:
+        overrides["max_examples"] = max_examples
+    overrides["data_dir"] = str(_data_dir(data_dir))
+    config = resolve_config(name, overrides)
+    folder = prepare_out_dir(out or Path("runs") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}", force)
+    rows: list[dict[str, Any]] = []
+
+    def show(result: Any) -> None:
+        rows.append(_epoch_row(result.metrics))
+        typer.echo(_table(rows))
+
+    train_run(config, folder, on_epoch=show)
+    typer.echo(
+        f"wrote {folder / 'metrics.json'}, checkpoints {folder / 'best'} and {folder / 'last'}"
+    )
+
+
+@app.command("predict")
+def predict(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint folder (e.g. runs/X/best).")],
+    split: Annotated[str, typer.Option(help="dev or test.")] = "test",
+    data_dir: DataDirOption = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for the prediction files.")] = None,
+) -> None:
+    """Score a labeled split, or write the course's leaderboard files for an unlabeled one."""
+    from mtl_tune.platform.predict import predict_data
+
+    if split not in ("dev", "test", "train"):
+        raise ConfigError(f"--split must be one of ('dev', 'test', 'train'), but got {split!r}")
+    folder = out or checkpoint / f"predictions-{split}"
+    result = predict_data(checkpoint, _data_dir(data_dir), split, folder)
+    for task, why in result.missing.items():
+        typer.echo(f"notice: {task} skipped: {why}", err=True)
+    for task, path in result.files.items():
+        rows = len(result.predictions[task].ids)
+        labeled = result.predictions[task].labels is not None
+        typer.echo(f"{task}: {rows} rows -> {path}{'' if labeled else ' (unlabeled: leaderboard)'}")
+    if result.task_scores:
+        scores = result.metrics or result.task_scores
+        typer.echo(_table([{k: round(v, 4) for k, v in scores.items()}]))
+        (folder / "scores.json").write_text(json.dumps(scores, indent=2))
+
+
+@study_app.command("launch")
+def study_launch(
+    spec: Annotated[
+        str,
+        typer.Argument(
+            help="A built-in spec (demo, paper-ablation, paper-search, search) or a TOML file."
+        ),
+    ],
+    name: Annotated[str | None, typer.Option(help="Study name (default: the spec's).")] = None,
+    storage: StorageOption = None,
+    address: AddressOption = None,
+    gpus_per_trial: Annotated[
+        float | None, typer.Option(help="GPUs per trial (0.25 packs four trials on a GPU).")
+    ] = None,
+    sets: SetOption = None,
+    data_dir: DataDirOption = None,
+    optuna_storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Optuna storage URL (sqlite:///, postgresql://) or journal file path "
+            "(default: optuna.db in the study folder)."
+        ),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Print the plan and start nothing.")] = False,
+    verbose: VerboseOption = 1,
+) -> None:
+    """Launch a study: resolve the spec, read the data once, run the trials on Ray Tune."""
+    from mtl_tune.studies import describe, launch_study, load_spec, spec_path, storage_root
+
+    overrides: dict[str, Any] = parse_sets(sets)
+    if data_dir is not None or "data_dir" not in overrides:
+        overrides["data_dir"] = str(_data_dir(data_dir))
+    study = load_spec(spec, overrides)
+    if name is not None:
+        study = study.replace(name=name)
+    if gpus_per_trial is not None:
+        from mtl_tune.studies import Resources
+
+        study = study.replace(resources=Resources(study.resources.cpu, gpus_per_trial))
+    if dry_run:
+        typer.echo(json.dumps(describe(study), indent=2, default=str))
+        return
+    root = storage_root(storage)
+    outcome = launch_study(
+        study,
+        root,
+        spec_path(spec).read_text(),
+        overrides=overrides,
+        address=address,
+        optuna_storage=_optuna_url(optuna_storage),
+        verbose=verbose,
+    )
+    _print_outcome(outcome, root, study.name)
+
+
+def _optuna_url(value: str | None) -> str | None:
+    if value is None or "://" in value:
+        return value
+    return f"journal:{value}"
+
+
+def _print_outcome(outcome: Any, root: Path, name: str) -> None:
+    from mtl_tune.studies import study_status
+
+    typer.echo(_table(study_status(root, name).to_dict("records")))
+    typer.echo(
+        f"study {name}: {outcome.trials} trials ({outcome.errors} errored) in "
+        f"{outcome.wall_seconds:.0f} s; folder {outcome.folder}"
+    )
+
+
+@study_app.command("resume")
+def study_resume(
+    name: Annotated[str, typer.Argument(help="The study's name.")],
+    storage: StorageOption = None,
+    address: AddressOption = None,
+    verbose: VerboseOption = 1,
+) -> None:
+    """Resume a study: finished trials kept, unfinished ones continue from their checkpoints."""
+    from mtl_tune.studies import resume_study, storage_root
+
+    root = storage_root(storage)
+    _print_outcome(resume_study(root, name, address=address, verbose=verbose), root, name)
+
+
+@study_app.command("status")
+def study_status_cmd(
+    name: Annotated[str, typer.Argument(help="The study's name.")],
+    storage: StorageOption = None,
+) -> None:
+    """One row per trial: state, config, epochs done, best dev metrics; the best marked *."""
+    from mtl_tune.studies import storage_root, study_status
+
+    typer.echo(_table(study_status(storage_root(storage), name).to_dict("records")))
+
+
+@study_app.command("list")
+def study_list(storage: StorageOption = None) -> None:
+    """The studies in the storage folder, with trial counts and best metric."""
+    from mtl_tune.studies import list_studies, storage_root
+
+    root = storage_root(storage)
+    typer.echo(f"studies in {root}")
+    typer.echo(_table(list_studies(root).to_dict("records")))
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    progress = logging.getLogger("mtl_tune.progress")
+    progress.setLevel(logging.INFO)
+    progress.propagate = False
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    progress.addHandler(handler)
+    app()

@@ -1,0 +1,115 @@
+"""Predict a split with a trained checkpoint: score it if labeled, else write leaderboard files.
+
+The output files follow the course's format exactly (`sst-test-output.csv` etc.): a header line
+`id \\t Predicted_Sentiment`, then one `id , prediction` row per input id.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mtl_tune.exceptions import DataError
+from mtl_tune.platform.checkpoint import load_model
+from mtl_tune.platform.data import MAIN_TASKS, read_split, split_path, tokenize_split
+from mtl_tune.platform.evaluate import TaskPredictions, predict_split, score
+from mtl_tune.platform.train import resolve_device
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_HEADERS = {
+    "sst": "Predicted_Sentiment",
+    "para": "Predicted_Is_Paraphrase",
+    "sts": "Predicted_Similiary",  # sic: the course's spelling, which its grader expects
+}
+
+
+@dataclass(frozen=True)
+class SplitPredictions:
+    split: str
+    predictions: dict[str, TaskPredictions]  # the tasks whose file was found
+    metrics: dict[str, float] | None  # when all three main tasks are labeled
+    task_scores: dict[str, float]  # per labeled task: accuracy or Pearson
+    files: dict[str, Path]  # task -> the course-format output file written
+    missing: dict[str, str]  # task -> why it was skipped (the file it looked for)
+
+
+def output_name(task: str, split: str) -> str:
+    return f"{task}-{split}-output.csv"
+
+
+def write_course_file(path: Path, predictions: TaskPredictions) -> None:
+    """Writes one course-format prediction file (header, then `id , prediction` rows)."""
+    lines = [f"id \t {OUTPUT_HEADERS[predictions.task]} \n"]
+    values = predictions.predictions
+    for row_id, value in zip(predictions.ids, values.tolist(), strict=True):
+        lines.append(f"{row_id} , {value} \n")
+    path.write_text("".join(lines), encoding="utf-8")
+
+
+def predict_data(
+    checkpoint: Path,
+    data_dir: Path,
+    split: str,
+    out: Path | None,
+    batch_size: int = 128,
+    device: str = "auto",
+) -> SplitPredictions:
+    """Runs a checkpoint over the three main tasks' `split` files found in `data_dir`.
+
+    A task whose file is absent is skipped with a notice; the others are still predicted.
+
+    Args:
+        checkpoint: A checkpoint folder written by `mtl-tune train` or a study trial.
+        data_dir: The data folder to look for `<prefix>-<split>.csv` (or `-test-student.csv`).
+        split: "dev" or "test" (or "train").
+        out: Folder for the course-format output files; None writes nothing.
+        batch_size: Evaluation batch size.
+        device: "auto", "cpu" or "cuda".
+
+    Returns:
+        Per-task predictions, the metrics of the labeled tasks and the files written.
+    """
+    model, tokenizer, config = load_model(checkpoint)
+    torch_device = resolve_device(device)
+    model.to(torch_device)
+    predictions: dict[str, TaskPredictions] = {}
+    missing: dict[str, str] = {}
+    for task in MAIN_TASKS:
+        try:
+            path = split_path(data_dir, task, split)
+        except DataError as err:
+            logger.warning("skipping %s: %s", task, err)
+            missing[task] = str(err)
+            continue
+        examples = read_split(path, task, split)
+        tokenized = tokenize_split(examples, tokenizer, config.pair_encoding)
+        with torch.inference_mode():
+            predictions[task] = predict_split(model, tokenized, batch_size, torch_device)
+    if not predictions:
+        raise DataError(f"no {split} file of any task was found in {data_dir}")
+    files: dict[str, Path] = {}
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        for task, p in predictions.items():
+            files[task] = out / output_name(task, split)
+            write_course_file(files[task], p)
+    labeled = {t: p for t, p in predictions.items() if p.labels is not None}
+    task_scores = _task_scores(labeled)
+    metrics = score(labeled) if len(labeled) == len(MAIN_TASKS) else None
+    return SplitPredictions(split, predictions, metrics, task_scores, files, missing)
+
+
+def _task_scores(labeled: dict[str, TaskPredictions]) -> dict[str, float]:
+    from mtl_tune.platform.metrics import accuracy, pearson
+
+    names = {"sst": "sst_acc", "para": "para_acc", "sts": "sts_corr"}
+    out = {}
+    for task, p in labeled.items():
+        assert p.labels is not None
+        fn = pearson if task == "sts" else accuracy
+        out[names[task]] = fn(p.predictions, p.labels)
+    return out

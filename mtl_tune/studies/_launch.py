@@ -1,0 +1,378 @@
+"""Launching and resuming a study on Ray Tune: search space, searcher, scheduler, resources.
+
+The data is read and tokenized once per driver and handed to every trial through Ray's object
+store (`tune.with_parameters`). A sequential search runs one Tune experiment per stage, each
+stage fixing the best value of the ones before it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from mtl_tune.exceptions import SpecError
+from mtl_tune.platform.bundle import DataBundle, build_bundle
+from mtl_tune.studies._optuna_mirror import OptunaMirror, spec_distributions
+from mtl_tune.studies._progress import ConciseProgress
+from mtl_tune.studies._spec import StudySpec, parse_spec
+from mtl_tune.studies._storage import (
+    SPEC_FILE,
+    TUNE_DIR,
+    default_optuna_url,
+    existing_study,
+    read_meta,
+    study_folder,
+    write_meta,
+)
+from mtl_tune.trainables import GENERIC, make_trainable, resolve_config
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    folder: Path
+    experiments: tuple[str, ...]  # Tune experiment names, in order
+    trials: int
+    errors: int
+    wall_seconds: float
+
+
+def connect(address: str | None) -> None:
+    """Joins `address` (or $RAY_ADDRESS) if given, else starts Ray in this process."""
+    # Tune forces a state snapshot after each kept checkpoint (crash safety) and warns about it
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=False)
+
+
+def check_resources(spec: StudySpec) -> None:
+    """Refuses per-trial resources that no alive node of the cluster can offer."""
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    wanted = {"CPU": spec.resources.cpu, "GPU": spec.resources.gpu}
+    if not any(all(n.get(k, 0.0) >= v for k, v in wanted.items() if v > 0) for n in nodes):
+        offered = [{k: n.get(k, 0.0) for k in ("CPU", "GPU")} for n in nodes]
+        raise SpecError(
+            f"resources (cpu={spec.resources.cpu}, gpu={spec.resources.gpu}) per trial in "
+            f"{spec.source}: no node offers them; nodes have {offered}"
+        )
+
+
+def base_config(spec: StudySpec) -> Any:
+    return resolve_config(spec.trainables[0], dict(spec.fixed))
+
+
+def build_data(spec: StudySpec) -> DataBundle:
+    encodings: set[str] = {base_config(spec).pair_encoding}
+    if "pair_encoding" in spec.space:
+        encodings |= set(spec.space["pair_encoding"].values)
+    for stage in spec.stages:
+        if stage.key == "pair_encoding":
+            encodings |= set(stage.values)
+    return build_bundle(base_config(spec), tuple(sorted(encodings)))
+
+
+def _seeds(spec: StudySpec) -> list[int]:
+    base = int(spec.fixed.get("seed", 0))
+    return list(range(base, base + spec.seeds))
+
+
+def param_space(
+    spec: StudySpec, stage_values: dict[str, Any] | None = None, stage_key: str | None = None
+) -> dict[str, Any]:
+    """The Tune param_space: fixed keys, the trainable, seeds and the searched keys."""
+    grid = spec.search in ("grid", "sequential")
+    space: dict[str, Any] = dict(spec.fixed)
+    space.update(stage_values or {})
+    many = len(spec.trainables) > 1
+    if grid:
+        space["trainable"] = tune.grid_search(list(spec.trainables)) if many else spec.trainables[0]
+        seeds = _seeds(spec)
+        space["seed"] = tune.grid_search(seeds) if len(seeds) > 1 else seeds[0]
+    else:
+        space["trainable"] = tune.choice(list(spec.trainables)) if many else spec.trainables[0]
+    for key, dist in spec.space.items():
+        if dist.kind == "choice":
+            values = list(dist.values)
+            if len(values) == 1:
+                space[key] = values[0]
+            else:
+                space[key] = tune.grid_search(values) if grid else tune.choice(values)
+        elif dist.kind == "loguniform":
+            space[key] = tune.loguniform(dist.low, dist.high)
+        elif dist.kind == "uniform":
+            space[key] = tune.uniform(dist.low, dist.high)
+        else:
+            space[key] = tune.randint(int(dist.low), int(dist.high) + 1)
+    if stage_key is not None:
+        stage = next(s for s in spec.stages if s.key == stage_key)
+        space[stage_key] = tune.grid_search(list(stage.values))
+    return space
+
+
+def _trainable(spec: StudySpec, data: DataBundle) -> Any:
+    with_data = tune.with_parameters(make_trainable(None), data=data)
+    return tune.with_resources(with_data, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+
+
+def _tune_config(spec: StudySpec) -> tune.TuneConfig:
+    epochs = base_config(spec).epochs
+    scheduler: Any = FIFOScheduler()
+    if spec.scheduler.type == "asha":
+        scheduler = ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=spec.scheduler.max_t or epochs,
+            grace_period=spec.scheduler.grace_period,
+            reduction_factor=spec.scheduler.reduction_factor,
+        )
+    search_alg = None
+    if spec.search == "optuna":
+        import optuna
+
+        # in-memory Optuna storage: Tune checkpoints it with the experiment (see _optuna_mirror)
+        sampler = optuna.samplers.TPESampler(seed=spec.optuna_seed)
+        search_alg = ConcurrencyLimiter(
+            OptunaSearch(sampler=sampler, seed=spec.optuna_seed), max_concurrent=spec.max_concurrent
+        )
+    return tune.TuneConfig(
+        metric=spec.metric,
+        mode=spec.mode,
+        search_alg=search_alg,
+        scheduler=scheduler,
+        num_samples=spec.num_samples,
+        max_concurrent_trials=spec.max_concurrent,
+    )
+
+
+def _run_config(
+    spec: StudySpec, folder: Path, experiment: str, optuna_url: str, verbose: int
+) -> tune.RunConfig:
+    mirror = OptunaMirror(
+        optuna_url, spec.name, spec.metric, spec.mode, spec_distributions(spec), experiment
+    )
+    callbacks: list[Any] = [mirror]
+    if verbose <= 1:
+        callbacks.append(ConciseProgress(spec.metric, spec.mode))
+    return tune.RunConfig(
+        name=experiment,
+        storage_path=str(folder / TUNE_DIR),
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        # the best checkpoint by the study's metric; Ray also keeps the latest
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=1, checkpoint_score_attribute=spec.metric, checkpoint_score_order=spec.mode
+        ),
+        callbacks=callbacks,
+        verbose=0 if verbose <= 1 else verbose,
+    )
+
+
+def _finished(results: Any) -> list[tuple[str, dict, dict]]:
+    out = []
+    for r in results:
+        if r.error is None and r.metrics:
+            out.append((r.metrics.get("trial_id", ""), r.config, r.metrics))
+    return out
+
+
+def _sync_mirror(spec: StudySpec, folder: Path, experiment: str, results: Any) -> None:
+    meta = read_meta(folder)
+    mirror = OptunaMirror(
+        meta["optuna_storage"],
+        spec.name,
+        spec.metric,
+        spec.mode,
+        spec_distributions(spec),
+        experiment,
+    )
+    added = mirror.add(mirror.study(), _finished(results))
+    if added:
+        logger.info("optuna mirror: added %d trial(s) found at the end of %s", added, experiment)
+
+
+def _best_stage_value(results: Any, key: str, metric: str, mode: str) -> Any:
+    rows = []
+    for r in results:
+        if r.error is None and r.metrics_dataframe is not None and metric in r.metrics_dataframe:
+            series = r.metrics_dataframe[metric]
+            rows.append(
+                {key: r.config[key], "score": series.max() if mode == "max" else series.min()}
+            )
+    if not rows:
+        raise SpecError(f"no trial of the stage over {key!r} finished; cannot pick its best value")
+    means = pd.DataFrame(rows).groupby(key)["score"].mean()
+    return means.idxmax() if mode == "max" else means.idxmin()
+
+
+def _run_experiment(
+    spec: StudySpec,
+    folder: Path,
+    experiment: str,
+    space: dict[str, Any],
+    data: DataBundle,
+    optuna_url: str,
+    verbose: int,
+    restore: bool,
+) -> Any:
+    trainable = _trainable(spec, data)
+    path = folder / TUNE_DIR / experiment
+    if restore and tune.Tuner.can_restore(str(path)):
+        tuner = tune.Tuner.restore(
+            str(path), trainable=trainable, resume_unfinished=True, resume_errored=True
+        )
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=space,
+            tune_config=_tune_config(spec),
+            run_config=_run_config(spec, folder, experiment, optuna_url, verbose),
+        )
+    results = tuner.fit()
+    _sync_mirror(spec, folder, experiment, results)
+    return results
+
+
+def _run(spec: StudySpec, folder: Path, verbose: int, restore: bool) -> StudyOutcome:
+    start = time.perf_counter()
+    meta = read_meta(folder)
+    check_resources(spec)
+    data = build_data(spec)
+    url = meta["optuna_storage"]
+    names: list[str] = []
+    trials = errors = 0
+    if spec.search == "sequential":
+        chosen: dict[str, Any] = dict(meta.get("stage_best", {}))
+        for index, stage in enumerate(spec.stages, start=1):
+            experiment = f"stage{index}"
+            names.append(experiment)
+            fixed = {k: v for k, v in chosen.items() if k != stage.key}
+            results = _run_experiment(
+                spec,
+                folder,
+                experiment,
+                param_space(spec, fixed, stage.key),
+                data,
+                url,
+                verbose,
+                restore,
+            )
+            chosen[stage.key] = _best_stage_value(results, stage.key, spec.metric, spec.mode)
+            meta["stage_best"] = {k: _plain(v) for k, v in chosen.items()}
+            write_meta(folder, meta)
+            trials += len(results)
+            errors += sum(r.error is not None for r in results)
+    else:
+        names.append("main")
+        results = _run_experiment(
+            spec, folder, "main", param_space(spec), data, url, verbose, restore
+        )
+        trials, errors = len(results), sum(r.error is not None for r in results)
+    wall = time.perf_counter() - start
+    meta.update(
+        finished_at=time.time(),
+        wall_seconds=meta.get("wall_seconds", 0.0) + wall,
+        experiments=names,
+    )
+    write_meta(folder, meta)
+    return StudyOutcome(folder, tuple(names), trials, errors, wall)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def launch_study(
+    spec: StudySpec,
+    root: Path,
+    spec_text: str,
+    overrides: dict[str, str] | None = None,
+    address: str | None = None,
+    optuna_storage: str | None = None,
+    verbose: int = 1,
+) -> StudyOutcome:
+    """Starts a new study in `root/spec.name` and runs it to the end.
+
+    Args:
+        spec: A validated spec (name, search, resources, ...).
+        root: The storage root; the study gets the folder `root/spec.name`.
+        spec_text: The spec file's TOML text, kept in the study folder for `resume`.
+        overrides: The `--set` overrides applied to the spec's fixed keys (kept for `resume`).
+        address: A Ray cluster address; None starts Ray in this process.
+        optuna_storage: An Optuna storage URL (SQLAlchemy URL or journal file); default a SQLite
+            file in the study folder.
+        verbose: 0 silent, 1 a concise line per trial event, 2-3 Ray's own tables.
+
+    Raises:
+        SpecError: The study folder already exists, or resources no node can offer.
+    """
+    folder = study_folder(root, spec.name)
+    if folder.exists() and any(folder.iterdir()):
+        raise SpecError(
+            f"study {spec.name!r} already exists in {root}: resume it with "
+            f"`mtl-tune study resume {spec.name}` or launch with another --name"
+        )
+    connect(address)
+    check_resources(spec)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / SPEC_FILE).write_text(spec_text)
+    write_meta(
+        folder,
+        {
+            "name": spec.name,
+            "search": spec.search,
+            "metric": spec.metric,
+            "mode": spec.mode,
+            "trainables": list(spec.trainables),
+            "overrides": dict(overrides or {}),
+            "resources": {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+            "optuna_storage": optuna_storage or default_optuna_url(folder),
+            "data_dir": base_config(spec).data_dir,
+            "started_at": time.time(),
+            "address": address or os.environ.get("RAY_ADDRESS", ""),
+        },
+    )
+    try:
+        return _run(spec, folder, verbose, restore=False)
+    except SpecError:
+        if not (folder / TUNE_DIR).exists():
+            shutil.rmtree(folder)  # nothing ran: leave no half-made study behind
+        raise
+
+
+def load_study_spec(folder: Path) -> StudySpec:
+    """The spec a study was launched with (its TOML plus the recorded overrides and name)."""
+    import tomllib
+
+    meta = read_meta(folder)
+    raw = tomllib.loads((folder / SPEC_FILE).read_text())
+    raw["name"] = meta["name"]
+    return parse_spec(raw, str(folder / SPEC_FILE), meta.get("overrides", {}))
+
+
+def resume_study(
+    root: Path, name: str, address: str | None = None, verbose: int = 1
+) -> StudyOutcome:
+    """Restores a study's experiments: finished trials kept, unfinished and errored continued."""
+    folder = existing_study(root, name)
+    spec = load_study_spec(folder)
+    connect(address)
+    return _run(spec, folder, verbose, restore=True)
+
+
+__all__ = ["GENERIC", "StudyOutcome", "connect", "launch_study", "resume_study"]

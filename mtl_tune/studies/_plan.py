@@ -1,0 +1,49 @@
+"""What a study would run, for `study launch --dry-run`: resolved spec, space, trials, resources."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from typing import Any
+
+from mtl_tune.studies._spec import StudySpec
+
+
+def trial_count(spec: StudySpec) -> int:
+    """Trials the spec starts: grids multiply out, TPE samples `num_samples`."""
+    per_trainable_seed = len(spec.trainables) * spec.seeds
+    if spec.search == "optuna":
+        return spec.num_samples
+    if spec.search == "sequential":
+        return per_trainable_seed * sum(len(s.values) for s in spec.stages)
+    choices = math.prod(len(d.values) for d in spec.space.values() if d.kind == "choice")
+    return per_trainable_seed * choices * spec.num_samples
+
+
+def describe(spec: StudySpec) -> dict[str, Any]:
+    """A plain-data plan: the resolved spec, the search space and the resource plan."""
+    space = {}
+    for key, dist in spec.space.items():
+        bounds = {dist.kind: [dist.low, dist.high]}
+        space[key] = list(dist.values) if dist.kind == "choice" else bounds
+    for stage in spec.stages:
+        space[stage.key] = {"sequential stage": list(stage.values)}
+    if len(spec.trainables) > 1:
+        space["trainable"] = list(spec.trainables)
+    concurrent = spec.max_concurrent
+    return {
+        "spec": {
+            "name": spec.name, "source": spec.source, "search": spec.search,
+            "metric": spec.metric, "mode": spec.mode, "trainables": list(spec.trainables),
+            "seeds": spec.seeds, "num_samples": spec.num_samples, "fixed": dict(spec.fixed),
+            "scheduler": asdict(spec.scheduler),
+        },
+        "search_space": space,
+        "resources": {
+            "per_trial": asdict(spec.resources),
+            "max_concurrent_trials": concurrent,
+            "trials": trial_count(spec),
+            "peak_cpus": spec.resources.cpu * concurrent,
+            "peak_gpus": spec.resources.gpu * concurrent,
+        },
+    }

@@ -1,0 +1,92 @@
+"""What a study holds right now: one row per trial, and the list of studies in a storage root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from ray.tune import ExperimentAnalysis
+
+from mtl_tune.studies._storage import META_FILE, TUNE_DIR, existing_study, read_meta
+
+SHOWN_METRICS = ("overall", "mean_score", "sst_acc", "para_acc", "sts_corr")
+
+
+def trial_table(folder: Path) -> pd.DataFrame:
+    """One row per trial of every experiment: state, searched config, epochs, best dev metrics.
+
+    The best trial (by the study's metric, over its epochs) is marked in the `best` column.
+    """
+    meta = read_meta(folder)
+    metric, mode = meta["metric"], meta["mode"]
+    rows = []
+    for experiment in sorted(p.name for p in (folder / TUNE_DIR).glob("*") if p.is_dir()):
+        path = folder / TUNE_DIR / experiment
+        try:
+            analysis = ExperimentAnalysis(str(path))
+        except (ValueError, FileNotFoundError):
+            continue  # an experiment that never saved its state: nothing to show yet
+        frames = analysis.trial_dataframes
+        for trial in analysis.trials:
+            frame = frames.get(trial.trial_id)
+            row: dict = {
+                "experiment": experiment,
+                "trial_id": trial.trial_id,
+                "state": trial.status,
+                "trainable": trial.config.get("trainable"),
+                "seed": trial.config.get("seed"),
+            }
+            row.update({k: trial.config.get(k) for k in _searched(meta, analysis)})
+            if frame is not None and metric in frame and len(frame):
+                best = frame.loc[
+                    frame[metric].idxmax() if mode == "max" else frame[metric].idxmin()
+                ]
+                row["epochs"] = int(frame["training_iteration"].max())
+                row.update({k: float(best[k]) for k in SHOWN_METRICS if k in best})
+            else:
+                row["epochs"] = 0
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    if len(table) and metric in table:
+        scores = table[metric]
+        best_index = scores.idxmax() if mode == "max" else scores.idxmin()
+        table["best"] = ""
+        if pd.notna(best_index):
+            table.loc[best_index, "best"] = "*"
+    return table
+
+
+def _searched(meta: dict, analysis: ExperimentAnalysis) -> list[str]:
+    configs = [t.config for t in analysis.trials]
+    keys = sorted({k for c in configs for k in c} - {"trainable", "seed"})
+    return [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
+
+
+def study_status(root: Path, name: str) -> pd.DataFrame:
+    return trial_table(existing_study(root, name))
+
+
+def list_studies(root: Path) -> pd.DataFrame:
+    """Every study under `root`: search, trials, finished trials and the best metric value."""
+    rows = []
+    for meta_file in sorted(root.glob(f"*/{META_FILE}")) if root.is_dir() else []:
+        folder = meta_file.parent
+        meta = read_meta(folder)
+        table = trial_table(folder)
+        metric = meta["metric"]
+        done = int((table["state"] == "TERMINATED").sum()) if len(table) else 0
+        best = (
+            float(table[metric].max() if meta["mode"] == "max" else table[metric].min())
+            if (len(table) and metric in table)
+            else float("nan")
+        )
+        rows.append(
+            {
+                "study": meta["name"],
+                "search": meta["search"],
+                "trials": len(table),
+                "finished": done,
+                f"best {metric}": best,
+            }
+        )
+    return pd.DataFrame(rows)

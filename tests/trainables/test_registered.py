@@ -1,0 +1,104 @@
+from pathlib import Path
+
+import pytest
+import ray
+from ray import tune
+
+from mtl_tune.exceptions import ConfigError
+from mtl_tune.platform.checkpoint import PREDICTIONS_FILE, read_state
+from mtl_tune.platform.metrics import METRIC_KEYS
+from mtl_tune.trainables import GENERIC, PRESETS, get_preset, resolve_config
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _tiny(tiny_bert_dir: Path, tiny_data_dir: Path, **extra) -> dict:
+    return {"backbone": str(tiny_bert_dir), "data_dir": str(tiny_data_dir), "epochs": 1,
+            "batch_size": 8, "max_length": 32, "eval_batch_size": 64, **extra}
+
+
+def test_presets_are_cumulative() -> None:
+    names = list(PRESETS)
+    # the seven iterations are registered under their stable names, in the paper's order
+    assert names == ["it1-baseline", "it2-dropout", "it3-cosine-sts", "it4-round-robin",
+                     "it5-pcgrad", "it6-balanced", "it7-cosrelu-tuned"]
+    changes = [{"pair_dropout": True}, {"sts_head": "cosine"}, {"sampling": "round-robin"},
+               {"combine": "pcgrad"}, {"sampling": "balanced"},
+               {"sts_head": "cosine-relu", "lr": 1e-5, "dropout": 0.3}]
+    for previous, current, change in zip(names[:-1], names[1:], changes, strict=True):
+        # each preset equals the previous one plus exactly its change
+        assert dict(PRESETS[current].overrides) == {**PRESETS[previous].overrides, **change}
+
+
+def test_user_config_overrides_preset_key_by_key() -> None:
+    config = resolve_config("it7-cosrelu-tuned", {"lr": "3e-5", "pooling": "mean"})
+    # user keys win, the rest of the preset stays
+    assert (config.lr, config.pooling, config.sts_head, config.dropout) == (
+        3e-5, "mean", "cosine-relu", 0.3)
+
+
+def test_unknown_trainable_lists_valid_names() -> None:
+    # an unknown name is refused with the list of valid ones
+    with pytest.raises(ConfigError, match=r"trainable must be one of \['it1-baseline'.*'nope'"):
+        get_preset("nope")
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"learning_rate": 1e-3}, r"unknown config key\(s\) \['learning_rate'\].*valid keys"),
+        ({"sts_head": "dot"}, r"sts_head must be one of \('linear', 'cosine', 'cosine-relu'\), "
+                              r"but got 'dot'"),
+        ({"sampling": "random"}, r"sampling must be one of .*'annealed'\), but got 'random'"),
+        ({"lr": -1}, r"`0 < lr < 1` must hold, but got lr=-1"),
+        ({"epochs": "two"}, r"epochs must be of type int, but got 'two'"),
+        ({"pair_dropout": "maybe"}, r"pair_dropout must be of type bool, but got 'maybe'"),
+    ],
+)
+def test_bad_config_rejected_before_training(values: dict, message: str) -> None:
+    # bad keys and values are refused with the key and the allowed values
+    with pytest.raises(ConfigError, match=message):
+        resolve_config("it1-baseline", values)
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_registered_trainable_runs_under_tuner(
+    name: str, ray_local: None, tiny_bert_dir: Path, tiny_data_dir: Path, tmp_path: Path
+) -> None:
+    tuner = tune.Tuner(
+        name,
+        param_space=_tiny(tiny_bert_dir, tiny_data_dir),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name=name, verbose=0),
+    )
+    result = tuner.fit()[0]
+    # the trial finished without error
+    assert result.error is None
+    # every dev metric, the train losses and the timings are reported
+    expected = {*METRIC_KEYS, "train_loss_sst", "epoch_seconds", "examples_per_second"}
+    assert expected <= set(result.metrics)
+    if PRESETS[name].overrides["sampling"] != "sst-only":
+        # multi-task presets also train (and report) the paraphrase and STS losses
+        assert {"train_loss_para", "train_loss_sts"} <= set(result.metrics)
+    with result.checkpoint.as_directory() as folder:
+        state = read_state(Path(folder))
+        # the checkpoint holds the epoch, the resolved preset and per-example dev predictions
+        assert state["epochs_done"] == 1
+        assert state["config"]["sampling"] == PRESETS[name].overrides["sampling"]
+        assert (Path(folder) / PREDICTIONS_FILE).is_file()
+
+
+def test_generic_trainable_takes_preset_from_config(
+    ray_local: None, tiny_bert_dir: Path, tiny_data_dir: Path, tmp_path: Path
+) -> None:
+    space = _tiny(tiny_bert_dir, tiny_data_dir, trainable=tune.grid_search(["it1-baseline",
+                                                                             "it3-cosine-sts"]))
+    results = tune.Tuner(GENERIC, param_space=space,
+                         run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    heads = sorted(r.config["trainable"] for r in results)
+    # one trial per preset named in the config
+    assert heads == ["it1-baseline", "it3-cosine-sts"]
