@@ -148,10 +148,18 @@ def data_fetch(
         typer.Option(help="Target folder (default: ~/.mtl-tune/data, or $MTL_TUNE_HOME/data)."),
     ] = None,
     url: Annotated[str | None, typer.Option(help="Base URL of the course's data/ folder.")] = None,
+    if_missing: Annotated[
+        bool, typer.Option(help="Do nothing when $MTL_TUNE_DATA already names a data folder.")
+    ] = False,
 ) -> None:
     """Download the course's public data files (resumable, sha256-checked)."""
+    from mtl_tune.platform.data import DATA_ENV
     from mtl_tune.platform.fetch import DEFAULT_BASE_URL, default_data_dir, fetch_data
 
+    configured = os.environ.get(DATA_ENV)
+    if if_missing and dest is None and configured and Path(configured).is_dir():
+        typer.echo(f"using the data in {configured} ({DATA_ENV}); nothing to fetch")
+        return
     folder = dest or default_data_dir()
     fetched = fetch_data(folder, base_url=url or DEFAULT_BASE_URL)
     typer.echo(

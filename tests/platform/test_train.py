@@ -1,0 +1,108 @@
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from mtl_tune.exceptions import CheckpointError, TrainingError
+from mtl_tune.platform.bundle import build_bundle
+from mtl_tune.platform.checkpoint import restore_trainer, save_checkpoint
+from mtl_tune.platform.train import Trainer, steps_of
+from mtl_tune.trainables import resolve_config
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _config(tiny_bert_dir: Path, tiny_data_dir: Path, name: str = "it6-balanced", **extra):
+    values = {"backbone": str(tiny_bert_dir), "data_dir": str(tiny_data_dir), "epochs": 2,
+              "batch_size": 8, "max_length": 32, "eval_batch_size": 64, "max_examples": 24,
+              **extra}
+    return resolve_config(name, values)
+
+
+def test_steps_group_one_batch_per_task() -> None:
+    # a step ends before a task would repeat: round-robin rounds, then single leftover tasks
+    assert steps_of(["sst", "para", "sts", "sst", "para", "para"]) == [
+        ["sst", "para", "sts"], ["sst", "para"], ["para"]]
+
+
+def test_restored_run_matches_uninterrupted(
+    tiny_bert_dir: Path, tiny_data_dir: Path, tmp_path: Path
+) -> None:
+    config = _config(tiny_bert_dir, tiny_data_dir, "it5-pcgrad")
+    splits = build_bundle(config).for_config(config)
+    straight = Trainer(config, splits)
+    straight.run_epoch(1)
+    uninterrupted = straight.run_epoch(2).metrics
+
+    first = Trainer(config, splits)
+    result = first.run_epoch(1)
+    save_checkpoint(first, tmp_path / "ckpt", result.metrics)
+    resumed = Trainer(config, splits)
+    restore_trainer(resumed, tmp_path / "ckpt")
+    # the restored trainer knows it finished epoch 1
+    assert resumed.epochs_done == 1
+    after = resumed.run_epoch(2).metrics
+    for key in ("sst_acc", "para_acc", "sts_corr", "overall", "train_loss_sst",
+                "train_loss_para", "train_loss_sts"):
+        # epoch 2 after a restore equals epoch 2 of the uninterrupted run (CPU, same seed)
+        assert after[key] == pytest.approx(uninterrupted[key], abs=1e-6), key
+
+
+def test_checkpoint_of_other_head_layout_refused(
+    tiny_bert_dir: Path, tiny_data_dir: Path, tmp_path: Path
+) -> None:
+    config = _config(tiny_bert_dir, tiny_data_dir, "it6-balanced", epochs=1)
+    splits = build_bundle(config).for_config(config)
+    trainer = Trainer(config, splits)
+    save_checkpoint(trainer, tmp_path / "ckpt", {})
+    other = Trainer(config.replace(sts_head="linear"), splits)
+    # a checkpoint from another head layout is refused, naming the differing key
+    with pytest.raises(CheckpointError, match=r"another head layout \(sts_head: checkpoint "
+                                              r"'cosine' vs config 'linear'\)"):
+        restore_trainer(other, tmp_path / "ckpt")
+
+
+def test_checkpoint_of_other_backbone_refused(
+    tiny_bert_dir: Path, tiny_data_dir: Path, tmp_path: Path
+) -> None:
+    from tests.helpers import save_tiny_bert
+
+    config = _config(tiny_bert_dir, tiny_data_dir, epochs=1)
+    splits = build_bundle(config).for_config(config)
+    save_checkpoint(Trainer(config, splits), tmp_path / "ckpt", {})
+    (tmp_path / "wider").mkdir()
+    wider = save_tiny_bert(tmp_path / "wider", hidden_size=48, intermediate_size=96)
+    other = Trainer(config.replace(backbone=str(wider)), splits)
+    # a checkpoint from another backbone is refused, naming the differing size
+    with pytest.raises(CheckpointError, match=r"another backbone \(hidden_size: checkpoint 32 "
+                                              r"vs config 48"):
+        restore_trainer(other, tmp_path / "ckpt")
+
+
+def test_non_finite_loss_names_task_epoch_step(tiny_bert_dir: Path, tiny_data_dir: Path) -> None:
+    config = _config(tiny_bert_dir, tiny_data_dir, "it6-balanced", epochs=1)
+    trainer = Trainer(config, build_bundle(config).for_config(config))
+    with torch.no_grad():
+        trainer.model.sentiment.classifier.weight.fill_(math.inf)
+    # a NaN/inf loss stops training with the task, epoch and step
+    with pytest.raises(TrainingError, match=r"non-finite loss .* on task 'sst' at epoch 1, step 1"):
+        trainer.run_epoch(1)
+
+
+def test_sst_only_trains_sst_batches_only(tiny_bert_dir: Path, tiny_data_dir: Path) -> None:
+    config = _config(tiny_bert_dir, tiny_data_dir, "it1-baseline", epochs=1)
+    trainer = Trainer(config, build_bundle(config).for_config(config))
+    before = trainer.model.paraphrase.classifier.weight.clone()
+    metrics = trainer.run_epoch(1).metrics
+    # the baseline reports only an SST train loss: 24 rows / batch 8 = 3 steps
+    assert (metrics["steps"], "train_loss_para" in metrics) == (3.0, False)
+    # the paraphrase head is untouched by SST-only training (still evaluated)
+    assert torch.equal(before, trainer.model.paraphrase.classifier.weight)
+    assert "para_acc" in metrics

@@ -1,0 +1,138 @@
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mtl_tune.cli import app, parse_sets
+from mtl_tune.exceptions import ConfigError
+from tests.conftest import LABELED, ORIGINAL
+from tests.helpers import write_subset
+
+runner = CliRunner()
+
+
+def test_help_lists_the_nouns() -> None:
+    result = runner.invoke(app, ["--help"])
+    # the app groups commands noun-first
+    assert result.exit_code == 0
+    for noun in ("data", "trainables", "study", "report", "train", "predict"):
+        assert noun in result.output
+
+
+def test_data_check_labeled_counts() -> None:
+    result = runner.invoke(app, ["data", "check", "--data-dir", str(LABELED)])
+    # every file of the labeled set is found
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if "quora-train.csv" in x)
+    # quora train: 14,214 rows read, 2 dirty ones skipped
+    assert line.split()[3:6] == ["14214", "2", "14212"]
+
+
+def test_data_check_original_reports_missing_and_skipped() -> None:
+    result = runner.invoke(app, ["data", "check", "--data-dir", str(ORIGINAL)])
+    # a missing file makes the check fail
+    assert result.exit_code == 1
+    dev = next(x for x in result.output.splitlines() if " quora-dev.csv" in x)
+    # the two empty-label rows of quora-dev are skipped and counted
+    assert dev.split()[3:6] == ["20214", "2", "20212"]
+    # the unlabeled test-student files are reported as unlabeled
+    assert "ids-sst-test-student.csv" in result.output and "unlabeled" in result.output
+    # the missing quora-train.csv is named
+    assert "quora-train.csv" in result.output
+
+
+def test_data_check_missing_folder() -> None:
+    result = runner.invoke(app, ["data", "check", "--data-dir", "/nonexistent/data"])
+    # a missing data folder is an error with the folder and how to fix it
+    assert result.exit_code == 1
+    assert "data folder /nonexistent/data does not exist" in result.output
+
+
+def test_parse_sets() -> None:
+    # key=value pairs become a dict of strings
+    assert parse_sets(["lr=1e-5", "pooling = mean"]) == {"lr": "1e-5", "pooling": "mean"}
+    # a pair without '=' is refused with the value
+    with pytest.raises(ConfigError, match="--set takes key=value, but got 'lr'"):
+        parse_sets(["lr"])
+
+
+def test_train_rejects_unknown_key_before_training(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", "it1-baseline", "--set", "lrate=1", "--data-dir",
+                                 str(LABELED), "--out", str(tmp_path / "run")])
+    # unknown keys stop the command with the key named, no traceback, nothing written
+    assert result.exit_code == 1
+    assert "unknown config key(s) ['lrate']" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_bert_dir: Path, tiny_data_dir: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("train") / "run"
+    result = runner.invoke(app, [
+        "train", "it7-cosrelu-tuned", "--set", f"backbone={tiny_bert_dir}", "--set",
+        "batch_size=8", "--set", "max_length=32", "--epochs", "2", "--max-examples", "16",
+        "--data-dir", str(tiny_data_dir), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_train_writes_metrics_and_checkpoints(trained: Path) -> None:
+    summary = json.loads((trained / "metrics.json").read_text())
+    # one metrics entry per epoch, with the preset's values and the overrides
+    assert [e["epoch"] for e in summary["epochs"]] == [1.0, 2.0]
+    assert (summary["config"]["sts_head"], summary["config"]["max_examples"]) == ("cosine-relu", 16)
+    # best and last checkpoints are written
+    assert (trained / "best" / "model.safetensors").is_file()
+    assert (trained / "last" / "trainer_state.json").is_file()
+
+
+def test_train_refuses_to_overwrite(trained: Path, tiny_data_dir: Path) -> None:
+    result = runner.invoke(app, ["train", "it1-baseline", "--data-dir", str(tiny_data_dir),
+                                 "--out", str(trained)])
+    # a non-empty output folder is never silently replaced
+    assert result.exit_code == 1 and "is not empty" in result.output
+
+
+def _ids(path: Path, id_column: str = "id") -> list[str]:
+    with path.open(newline="") as handle:
+        return [row[id_column].strip().lower() for row in csv.DictReader(handle, delimiter="\t")]
+
+
+def test_predict_unlabeled_writes_leaderboard_files(trained: Path, tmp_path: Path) -> None:
+    data = tmp_path / "original"
+    data.mkdir()
+    write_subset(ORIGINAL, data, rows=30)  # keeps the -test-student names, no quora test
+    out = tmp_path / "pred"
+    result = runner.invoke(app, ["predict", str(trained / "best"), "--split", "test",
+                                 "--data-dir", str(data), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    # the task whose test file is absent is skipped with a notice naming the file
+    assert "quora-test" in result.output
+    for task, source, header in (("sst", "ids-sst-test-student.csv", "Predicted_Sentiment"),
+                                 ("sts", "sts-test-student.csv", "Predicted_Similiary")):
+        lines = (out / f"{task}-test-output.csv").read_text().splitlines()
+        # the course's header line
+        assert lines[0] == f"id \t {header} "
+        # one `id , prediction` row per input id, in the input's order
+        assert [x.split(" , ")[0] for x in lines[1:]] == _ids(data / source)
+
+
+def test_predict_labeled_scores(trained: Path, tiny_data_dir: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["predict", str(trained / "best"), "--split", "test",
+                                 "--data-dir", str(tiny_data_dir), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    # a labeled split is scored on all three tasks
+    assert set(scores) == {"sst_acc", "para_acc", "sts_corr", "overall", "mean_score"}
+    # the three course-format files are written too
+    assert {p.name for p in tmp_path.glob("*-output.csv")} == {
+        "sst-test-output.csv", "para-test-output.csv", "sts-test-output.csv"}
+
+
+def test_trainables_list() -> None:
+    result = runner.invoke(app, ["trainables", "list"])
+    # all seven iterations with their descriptions and presets
+    assert result.exit_code == 0
+    assert result.output.count("it") >= 7 and "it7-cosrelu-tuned: + ReLU(cos)" in result.output

@@ -1,0 +1,23 @@
+"""The README's two commands are the ones CI and users run."""
+
+import re
+
+from tests.conftest import REPO
+
+
+def _bash_blocks() -> list[str]:
+    return re.findall(r"```bash\n(.*?)\n```", (REPO / "README.md").read_text(), re.S)
+
+
+def test_readme_opens_with_the_two_commands() -> None:
+    main_job, tests = _bash_blocks()[:2]
+    # the first command sets up, fetches data if needed, runs the demo study and its report
+    assert "study launch demo" in main_job and "report ablation demo" in main_job
+    # the second sets up and runs lint, types and tests
+    assert tests.endswith("pytest -q") and "ruff check" in tests and "mypy" in tests
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci_lines = (REPO / ".ci" / "run").read_text().strip().splitlines()
+    # .ci/run's last line is exactly the README's test command
+    assert ci_lines[-1] == _bash_blocks()[1]
