@@ -25,7 +25,9 @@ def save_tiny_bert(folder: Path, seed: int = 0, **overrides: int) -> Path:
     (folder / "config.json").write_text(
         json.dumps({**config, "model_type": "bert", "hidden_act": "gelu"})
     )
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder / "model.safetensors")
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()}, folder / "model.safetensors"
+    )
     for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
         if (minilm_path() / name).is_file():
             shutil.copy(minilm_path() / name, folder / name)

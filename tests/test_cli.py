@@ -59,8 +59,19 @@ def test_parse_sets() -> None:
 
 
 def test_train_rejects_unknown_key_before_training(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["train", "it1-baseline", "--set", "lrate=1", "--data-dir",
-                                 str(LABELED), "--out", str(tmp_path / "run")])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "it1-baseline",
+            "--set",
+            "lrate=1",
+            "--data-dir",
+            str(LABELED),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
     # unknown keys stop the command with the key named, no traceback, nothing written
     assert result.exit_code == 1
     assert "unknown config key(s) ['lrate']" in result.output
@@ -70,10 +81,27 @@ def test_train_rejects_unknown_key_before_training(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def trained(tiny_bert_dir: Path, tiny_data_dir: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("train") / "run"
-    result = runner.invoke(app, [
-        "train", "it7-cosrelu-tuned", "--set", f"backbone={tiny_bert_dir}", "--set",
-        "batch_size=8", "--set", "max_length=32", "--epochs", "2", "--max-examples", "16",
-        "--data-dir", str(tiny_data_dir), "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "it7-cosrelu-tuned",
+            "--set",
+            f"backbone={tiny_bert_dir}",
+            "--set",
+            "batch_size=8",
+            "--set",
+            "max_length=32",
+            "--epochs",
+            "2",
+            "--max-examples",
+            "16",
+            "--data-dir",
+            str(tiny_data_dir),
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -89,8 +117,9 @@ def test_train_writes_metrics_and_checkpoints(trained: Path) -> None:
 
 
 def test_train_refuses_to_overwrite(trained: Path, tiny_data_dir: Path) -> None:
-    result = runner.invoke(app, ["train", "it1-baseline", "--data-dir", str(tiny_data_dir),
-                                 "--out", str(trained)])
+    result = runner.invoke(
+        app, ["train", "it1-baseline", "--data-dir", str(tiny_data_dir), "--out", str(trained)]
+    )
     # a non-empty output folder is never silently replaced
     assert result.exit_code == 1 and "is not empty" in result.output
 
@@ -105,13 +134,26 @@ def test_predict_unlabeled_writes_leaderboard_files(trained: Path, tmp_path: Pat
     data.mkdir()
     write_subset(ORIGINAL, data, rows=30)  # keeps the -test-student names, no quora test
     out = tmp_path / "pred"
-    result = runner.invoke(app, ["predict", str(trained / "best"), "--split", "test",
-                                 "--data-dir", str(data), "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            str(trained / "best"),
+            "--split",
+            "test",
+            "--data-dir",
+            str(data),
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     # the task whose test file is absent is skipped with a notice naming the file
     assert "quora-test" in result.output
-    for task, source, header in (("sst", "ids-sst-test-student.csv", "Predicted_Sentiment"),
-                                 ("sts", "sts-test-student.csv", "Predicted_Similiary")):
+    for task, source, header in (
+        ("sst", "ids-sst-test-student.csv", "Predicted_Sentiment"),
+        ("sts", "sts-test-student.csv", "Predicted_Similiary"),
+    ):
         lines = (out / f"{task}-test-output.csv").read_text().splitlines()
         # the course's header line
         assert lines[0] == f"id \t {header} "
@@ -120,15 +162,29 @@ def test_predict_unlabeled_writes_leaderboard_files(trained: Path, tmp_path: Pat
 
 
 def test_predict_labeled_scores(trained: Path, tiny_data_dir: Path, tmp_path: Path) -> None:
-    result = runner.invoke(app, ["predict", str(trained / "best"), "--split", "test",
-                                 "--data-dir", str(tiny_data_dir), "--out", str(tmp_path)])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            str(trained / "best"),
+            "--split",
+            "test",
+            "--data-dir",
+            str(tiny_data_dir),
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     scores = json.loads((tmp_path / "scores.json").read_text())
     # a labeled split is scored on all three tasks
     assert set(scores) == {"sst_acc", "para_acc", "sts_corr", "overall", "mean_score"}
     # the three course-format files are written too
     assert {p.name for p in tmp_path.glob("*-output.csv")} == {
-        "sst-test-output.csv", "para-test-output.csv", "sts-test-output.csv"}
+        "sst-test-output.csv",
+        "para-test-output.csv",
+        "sts-test-output.csv",
+    }
 
 
 def test_trainables_list() -> None:

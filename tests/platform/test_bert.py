@@ -50,7 +50,9 @@ def test_loads_bert_prefixed_pytorch_bin(tmp_path: Path, tiny_bert_dir: Path) ->
     (tmp_path / "config.json").write_text((tiny_bert_dir / "config.json").read_text())
     model = BertModel.from_pretrained(tmp_path)
     # the `bert.` prefix is stripped and every weight loaded
-    torch.testing.assert_close(model.state_dict()["pooler.dense.weight"], state["pooler.dense.weight"])
+    torch.testing.assert_close(
+        model.state_dict()["pooler.dense.weight"], state["pooler.dense.weight"]
+    )
 
 
 def test_missing_weight_is_named(tmp_path: Path) -> None:
@@ -62,8 +64,11 @@ def test_missing_weight_is_named(tmp_path: Path) -> None:
     state["extra.head.weight"] = torch.zeros(2)
     save_file(state, tmp_path / "model.safetensors")
     # missing and unexpected weights are both reported by name
-    with pytest.raises(CheckpointError, match=r"missing weights \['encoder.layer.1.output.dense.weight'\]"
-                       r".*unexpected weights \['extra.head.weight'\]"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"missing weights \['encoder.layer.1.output.dense.weight'\]"
+        r".*unexpected weights \['extra.head.weight'\]",
+    ):
         BertModel.from_pretrained(tmp_path)
 
 

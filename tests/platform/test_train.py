@@ -20,16 +20,26 @@ def _one_thread():
 
 
 def _config(tiny_bert_dir: Path, tiny_data_dir: Path, name: str = "it6-balanced", **extra):
-    values = {"backbone": str(tiny_bert_dir), "data_dir": str(tiny_data_dir), "epochs": 2,
-              "batch_size": 8, "max_length": 32, "eval_batch_size": 64, "max_examples": 24,
-              **extra}
+    values = {
+        "backbone": str(tiny_bert_dir),
+        "data_dir": str(tiny_data_dir),
+        "epochs": 2,
+        "batch_size": 8,
+        "max_length": 32,
+        "eval_batch_size": 64,
+        "max_examples": 24,
+        **extra,
+    }
     return resolve_config(name, values)
 
 
 def test_steps_group_one_batch_per_task() -> None:
     # a step ends before a task would repeat: round-robin rounds, then single leftover tasks
     assert steps_of(["sst", "para", "sts", "sst", "para", "para"]) == [
-        ["sst", "para", "sts"], ["sst", "para"], ["para"]]
+        ["sst", "para", "sts"],
+        ["sst", "para"],
+        ["para"],
+    ]
 
 
 def test_restored_run_matches_uninterrupted(
@@ -49,8 +59,15 @@ def test_restored_run_matches_uninterrupted(
     # the restored trainer knows it finished epoch 1
     assert resumed.epochs_done == 1
     after = resumed.run_epoch(2).metrics
-    for key in ("sst_acc", "para_acc", "sts_corr", "overall", "train_loss_sst",
-                "train_loss_para", "train_loss_sts"):
+    for key in (
+        "sst_acc",
+        "para_acc",
+        "sts_corr",
+        "overall",
+        "train_loss_sst",
+        "train_loss_para",
+        "train_loss_sts",
+    ):
         # epoch 2 after a restore equals epoch 2 of the uninterrupted run (CPU, same seed)
         assert after[key] == pytest.approx(uninterrupted[key], abs=1e-6), key
 
@@ -64,8 +81,11 @@ def test_checkpoint_of_other_head_layout_refused(
     save_checkpoint(trainer, tmp_path / "ckpt", {})
     other = Trainer(config.replace(sts_head="linear"), splits)
     # a checkpoint from another head layout is refused, naming the differing key
-    with pytest.raises(CheckpointError, match=r"another head layout \(sts_head: checkpoint "
-                                              r"'cosine' vs config 'linear'\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"another head layout \(sts_head: checkpoint "
+        r"'cosine' vs config 'linear'\)",
+    ):
         restore_trainer(other, tmp_path / "ckpt")
 
 
@@ -81,8 +101,11 @@ def test_checkpoint_of_other_backbone_refused(
     wider = save_tiny_bert(tmp_path / "wider", hidden_size=48, intermediate_size=96)
     other = Trainer(config.replace(backbone=str(wider)), splits)
     # a checkpoint from another backbone is refused, naming the differing size
-    with pytest.raises(CheckpointError, match=r"another backbone \(hidden_size: checkpoint 32 "
-                                              r"vs config 48"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"another backbone \(hidden_size: checkpoint 32 "
+        r"vs config 48",
+    ):
         restore_trainer(other, tmp_path / "ckpt")
 
 

@@ -18,18 +18,37 @@ def ray_local():
 
 
 def _tiny(tiny_bert_dir: Path, tiny_data_dir: Path, **extra) -> dict:
-    return {"backbone": str(tiny_bert_dir), "data_dir": str(tiny_data_dir), "epochs": 1,
-            "batch_size": 8, "max_length": 32, "eval_batch_size": 64, **extra}
+    return {
+        "backbone": str(tiny_bert_dir),
+        "data_dir": str(tiny_data_dir),
+        "epochs": 1,
+        "batch_size": 8,
+        "max_length": 32,
+        "eval_batch_size": 64,
+        **extra,
+    }
 
 
 def test_presets_are_cumulative() -> None:
     names = list(PRESETS)
     # the seven iterations are registered under their stable names, in the paper's order
-    assert names == ["it1-baseline", "it2-dropout", "it3-cosine-sts", "it4-round-robin",
-                     "it5-pcgrad", "it6-balanced", "it7-cosrelu-tuned"]
-    changes = [{"pair_dropout": True}, {"sts_head": "cosine"}, {"sampling": "round-robin"},
-               {"combine": "pcgrad"}, {"sampling": "balanced"},
-               {"sts_head": "cosine-relu", "lr": 1e-5, "dropout": 0.3}]
+    assert names == [
+        "it1-baseline",
+        "it2-dropout",
+        "it3-cosine-sts",
+        "it4-round-robin",
+        "it5-pcgrad",
+        "it6-balanced",
+        "it7-cosrelu-tuned",
+    ]
+    changes = [
+        {"pair_dropout": True},
+        {"sts_head": "cosine"},
+        {"sampling": "round-robin"},
+        {"combine": "pcgrad"},
+        {"sampling": "balanced"},
+        {"sts_head": "cosine-relu", "lr": 1e-5, "dropout": 0.3},
+    ]
     for previous, current, change in zip(names[:-1], names[1:], changes, strict=True):
         # each preset equals the previous one plus exactly its change
         assert dict(PRESETS[current].overrides) == {**PRESETS[previous].overrides, **change}
@@ -39,7 +58,11 @@ def test_user_config_overrides_preset_key_by_key() -> None:
     config = resolve_config("it7-cosrelu-tuned", {"lr": "3e-5", "pooling": "mean"})
     # user keys win, the rest of the preset stays
     assert (config.lr, config.pooling, config.sts_head, config.dropout) == (
-        3e-5, "mean", "cosine-relu", 0.3)
+        3e-5,
+        "mean",
+        "cosine-relu",
+        0.3,
+    )
 
 
 def test_unknown_trainable_lists_valid_names() -> None:
@@ -52,8 +75,11 @@ def test_unknown_trainable_lists_valid_names() -> None:
     ("values", "message"),
     [
         ({"learning_rate": 1e-3}, r"unknown config key\(s\) \['learning_rate'\].*valid keys"),
-        ({"sts_head": "dot"}, r"sts_head must be one of \('linear', 'cosine', 'cosine-relu'\), "
-                              r"but got 'dot'"),
+        (
+            {"sts_head": "dot"},
+            r"sts_head must be one of \('linear', 'cosine', 'cosine-relu'\), "
+            r"but got 'dot'",
+        ),
         ({"sampling": "random"}, r"sampling must be one of .*'annealed'\), but got 'random'"),
         ({"lr": -1}, r"`0 < lr < 1` must hold, but got lr=-1"),
         ({"epochs": "two"}, r"epochs must be of type int, but got 'two'"),
@@ -95,10 +121,12 @@ def test_registered_trainable_runs_under_tuner(
 def test_generic_trainable_takes_preset_from_config(
     ray_local: None, tiny_bert_dir: Path, tiny_data_dir: Path, tmp_path: Path
 ) -> None:
-    space = _tiny(tiny_bert_dir, tiny_data_dir, trainable=tune.grid_search(["it1-baseline",
-                                                                             "it3-cosine-sts"]))
-    results = tune.Tuner(GENERIC, param_space=space,
-                         run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    space = _tiny(
+        tiny_bert_dir, tiny_data_dir, trainable=tune.grid_search(["it1-baseline", "it3-cosine-sts"])
+    )
+    results = tune.Tuner(
+        GENERIC, param_space=space, run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)
+    ).fit()
     heads = sorted(r.config["trainable"] for r in results)
     # one trial per preset named in the config
     assert heads == ["it1-baseline", "it3-cosine-sts"]
