@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -340,6 +340,3 @@ def label_distribution(examples: Examples) -> str:
         f"[{b},{b + 1}):{c}" for b, c in enumerate(bins)
     )
 
-
-def texts_of(examples: Examples, column: int) -> Sequence[str]:
-    return [row[column] for row in examples.texts]
