@@ -372,6 +372,74 @@ def study_list(storage: StorageOption = None) -> None:
     typer.echo(_table(list_studies(root).to_dict("records")))
 
 
+ReportOut = Annotated[
+    Path | None,
+    typer.Option(help="Report folder (default: a new one under the study's reports/)."),
+]
+FormatsOption = Annotated[str, typer.Option(help="Comma-separated: md,latex,csv,html.")]
+ForceOption = Annotated[bool, typer.Option(help="Write into a non-empty --out folder.")]
+
+
+def _formats(value: str) -> tuple[str, ...]:
+    return tuple(f.strip() for f in value.split(",") if f.strip())
+
+
+@report_app.command("ablation")
+def report_ablation_cmd(
+    name: Annotated[str, typer.Argument(help="The study's name.")],
+    storage: StorageOption = None,
+    out: ReportOut = None,
+    formats: FormatsOption = "md,latex,csv,html",
+    force: ForceOption = False,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Data folder whose test split the best checkpoints are scored on "
+            "(default: the study's)."
+        ),
+    ] = None,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+) -> None:
+    """Dev and test tables in the paper's shape, significance, figures and an HTML page."""
+    from mtl_tune.reports import report_ablation
+    from mtl_tune.studies import storage_root
+    from mtl_tune.studies._storage import existing_study
+
+    folder = existing_study(storage_root(storage), name)
+    result = report_ablation(
+        folder, out, _formats(formats), force, data_dir, n_resamples=resamples, seed=seed
+    )
+    _print_report(result)
+
+
+@report_app.command("search")
+def report_search_cmd(
+    name: Annotated[str, typer.Argument(help="The study's name.")],
+    storage: StorageOption = None,
+    out: ReportOut = None,
+    top_k: Annotated[int, typer.Option(help="Configurations to list.")] = 10,
+    formats: FormatsOption = "md,latex,csv,html",
+    force: ForceOption = False,
+) -> None:
+    """The top-k configurations, parameter importances and the search figures."""
+    from mtl_tune.reports import report_search
+    from mtl_tune.studies import storage_root
+    from mtl_tune.studies._storage import existing_study
+
+    folder = existing_study(storage_root(storage), name)
+    _print_report(report_search(folder, out, top_k, _formats(formats), force))
+
+
+def _print_report(result: Any) -> None:
+    for label, table in result.tables.items():
+        typer.echo(f"\n{label}:")
+        typer.echo(table.to_string(index=False))
+    for note in result.notes:
+        typer.echo(f"note: {note}")
+    typer.echo(f"\nreport written to {result.folder}")
+
+
 def main() -> None:
     logging.basicConfig(
         level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr

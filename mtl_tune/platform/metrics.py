@@ -28,6 +28,9 @@ def pearson(predictions: np.ndarray, labels: np.ndarray) -> float:
             "predictions and labels must have equal length >= 2, but got "
             f"({len(predictions)}, {len(labels)})"
         )
+    # float64: scipy computes in the input dtype, and float32 loses digits on near-constant input
+    predictions = np.asarray(predictions, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.float64)
     if np.ptp(predictions) == 0 or np.ptp(labels) == 0:
         logger.warning("constant predictions or labels: Pearson r undefined, reported as 0.0")
         return 0.0

@@ -1,1 +1,66 @@
-"""Finished study -> tidy DataFrame -> tables and figures."""
+"""Finished (or running) study -> tidy DataFrame -> tables, figures and reports.
+
+`load_results` reads a study folder into one row per trial and epoch; `report_ablation` and
+`report_search` turn it into a report folder (Markdown, LaTeX, CSV, one self-contained HTML page,
+PNG and SVG figures). Data collection and drawing are separate functions (`collect_*`, `draw_*`).
+"""
+
+from mtl_tune.reports._ablation import report_ablation
+from mtl_tune.reports._bootstrap import PairedBootstrap, paired_bootstrap, significance_mark
+from mtl_tune.reports._dev_table import add_significance, dev_table
+from mtl_tune.reports._environment import Usage, usage
+from mtl_tune.reports._figures import (
+    ScoreBars,
+    collect_learning_curves,
+    collect_score_bars,
+    draw_learning_curves,
+    draw_score_bars,
+)
+from mtl_tune.reports._output import FORMATS, ReportResult
+from mtl_tune.reports._results import experiment_results, load_results
+from mtl_tune.reports._search import report_search, top_configurations
+from mtl_tune.reports._search_figures import (
+    collect_history,
+    collect_param_effects,
+    draw_history,
+    draw_importances,
+    draw_param_effects,
+)
+from mtl_tune.reports._selection import best_epochs, status_label
+from mtl_tune.reports._stats import SeedSummary, summarize_seeds
+from mtl_tune.reports._study import StudyInfo, open_study
+from mtl_tune.reports._test_split import evaluate_test_split
+
+__all__ = [
+    "FORMATS",
+    "PairedBootstrap",
+    "ReportResult",
+    "ScoreBars",
+    "SeedSummary",
+    "StudyInfo",
+    "Usage",
+    "add_significance",
+    "best_epochs",
+    "collect_history",
+    "collect_learning_curves",
+    "collect_param_effects",
+    "collect_score_bars",
+    "dev_table",
+    "draw_history",
+    "draw_importances",
+    "draw_learning_curves",
+    "draw_param_effects",
+    "draw_score_bars",
+    "evaluate_test_split",
+    "experiment_results",
+    "load_results",
+    "open_study",
+    "paired_bootstrap",
+    "report_ablation",
+    "report_search",
+    "significance_mark",
+    "status_label",
+    "summarize_seeds",
+    "top_configurations",
+    "usage",
+]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +40,15 @@ class StudyInfo:
     spec_text: str | None  # spec.toml, verbatim
     experiments: dict[str, Path]  # experiment (stage) name -> Ray Tune experiment folder
     notes: tuple[str, ...]  # what was missing and assumed
+    optuna_storage: str | None = None  # the Optuna storage URL study.json names, if any
 
     @property
-    def optuna_path(self) -> Path | None:
+    def optuna_url(self) -> str | None:
+        """study.json's Optuna storage, else the study folder's optuna.db if there is one."""
+        if self.optuna_storage:
+            return self.optuna_storage
         path = self.folder / OPTUNA_FILE
-        return path if path.is_file() else None
+        return f"sqlite:///{path.resolve()}" if path.is_file() else None
 
 
 def _stage_key(name: str) -> tuple[Any, ...]:
@@ -51,17 +56,28 @@ def _stage_key(name: str) -> tuple[Any, ...]:
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
-def find_experiments(folder: Path) -> dict[str, Path]:
-    """The Ray Tune experiment folders under `folder/tune`, in stage order."""
+def find_experiments(folder: Path, listed: list[str] | None = None) -> dict[str, Path]:
+    """The Ray Tune experiment folders under `folder/tune`: those `listed` first, in that order,
+    then any others in stage order."""
     tune_dir = folder / TUNE_DIR
     if not tune_dir.is_dir():
         return {}
-    found = [
-        path
-        for path in tune_dir.iterdir()
+    found = {
+        path.name: path
+        for path in sorted(tune_dir.iterdir(), key=lambda p: _stage_key(p.name))
         if path.is_dir() and any(path.glob("experiment_state-*.json"))
-    ]
-    return {path.name: path for path in sorted(found, key=lambda p: _stage_key(p.name))}
+    }
+    first = [name for name in listed or [] if name in found]
+    return {name: found[name] for name in [*first, *(n for n in found if n not in first)]}
+
+
+def _time_text(value: Any) -> str | None:
+    """study.json times: epoch seconds (as `study launch` writes) or text, as ISO text."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value).isoformat(timespec="seconds")
+    return str(value)
 
 
 def _read_metadata(path: Path) -> dict[str, Any]:
@@ -92,12 +108,6 @@ def open_study(folder: Path | str) -> StudyInfo:
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise MtlTuneError(f"study folder {folder} does not exist; check the name and --storage")
-    experiments = find_experiments(folder)
-    if not experiments:
-        raise MtlTuneError(
-            f"{folder} holds no Ray Tune experiment (expected {TUNE_DIR}/<experiment>/"
-            "experiment_state-*.json); launch the study first with `mtl-tune study launch`"
-        )
     notes: list[str] = []
     meta_path = folder / STUDY_FILE
     meta: dict[str, Any] = {}
@@ -105,6 +115,13 @@ def open_study(folder: Path | str) -> StudyInfo:
         meta = _read_metadata(meta_path)
     else:
         notes.append(f"{STUDY_FILE} is missing: assumed a grid study maximising overall")
+    listed = meta.get("experiments")
+    experiments = find_experiments(folder, listed if isinstance(listed, list) else None)
+    if not experiments:
+        raise MtlTuneError(
+            f"{folder} holds no Ray Tune experiment (expected {TUNE_DIR}/<experiment>/"
+            "experiment_state-*.json); launch the study first with `mtl-tune study launch`"
+        )
     search = str(meta.get("search", "grid"))
     mode = str(meta.get("mode", "max"))
     if search not in SEARCHES:
@@ -121,10 +138,11 @@ def open_study(folder: Path | str) -> StudyInfo:
         mode=mode,
         trainables=tuple(str(t) for t in meta.get("trainables", ())),
         data_dir=None if meta.get("data_dir") in (None, "") else str(meta["data_dir"]),
-        started_at=meta.get("started_at"),
-        finished_at=meta.get("finished_at"),
+        started_at=_time_text(meta.get("started_at")),
+        finished_at=_time_text(meta.get("finished_at")),
         wall_seconds=None if wall is None else float(wall),
         spec_text=spec_path.read_text(encoding="utf-8") if spec_path.is_file() else None,
         experiments=experiments,
         notes=tuple(notes),
+        optuna_storage=str(meta["optuna_storage"]) if meta.get("optuna_storage") else None,
     )

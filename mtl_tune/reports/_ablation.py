@@ -1,0 +1,166 @@
+"""The ablation report: dev table, test table, figures, one HTML page, Markdown, LaTeX, CSV."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from mtl_tune.exceptions import ConfigError, DataError
+from mtl_tune.platform.data import DATA_ENV
+from mtl_tune.reports._bootstrap import MARK_LEGEND
+from mtl_tune.reports._dev_table import add_significance, dev_table
+from mtl_tune.reports._display import dev_display, heldout_display
+from mtl_tune.reports._environment import environment
+from mtl_tune.reports._figures import (
+    collect_learning_curves,
+    collect_score_bars,
+    draw_learning_curves,
+    draw_score_bars,
+)
+from mtl_tune.reports._optuna import load_optuna_study, searched_params
+from mtl_tune.reports._output import FORMATS, ReportResult, check_formats, prepare_output
+from mtl_tune.reports._results import study_results
+from mtl_tune.reports._search import add_search_figures
+from mtl_tune.reports._selection import best_epochs, row_order
+from mtl_tune.reports._study import StudyInfo, open_study
+from mtl_tune.reports._study_notes import DAGGER_NOTE, error_notes, summary, unfinished_note
+from mtl_tune.reports._test_split import PREDICTIONS_DIR, evaluate_test_split
+from mtl_tune.reports._writer import ReportWriter
+
+LEADERBOARD_FILES = "sst-test-output.csv, para-test-output.csv, sts-test-output.csv"
+
+
+def _test_data_dir(
+    data_dir: Path | str | None, info: StudyInfo, dev: pd.DataFrame, results: pd.DataFrame
+) -> tuple[Path | None, str | None]:
+    """The test files' folder: the argument, else the study's, the trials', $MTL_TUNE_DATA."""
+    if data_dir is not None:
+        return Path(data_dir).expanduser(), None
+    best = results[results["trial_id"].isin(dev["best_trial_id"].dropna())]
+    configured = best["config/data_dir"].dropna().tolist() if "config/data_dir" in best else []
+    candidates = [info.data_dir, *dict.fromkeys(configured), os.environ.get(DATA_ENV)]
+    for candidate in candidates:
+        if candidate and Path(candidate).expanduser().is_dir():
+            return Path(candidate).expanduser(), None
+    tried = ", ".join(str(c) for c in candidates if c) or "none"
+    return None, (
+        f"No test table: no data folder with the test files was found (tried: {tried}); "
+        "pass data_dir (--data-dir)."
+    )
+
+
+def _dev_notes(info: StudyInfo, dev: pd.DataFrame, n_resamples: int, seed: int) -> list[str]:
+    notes = [
+        f"Each trial enters at its best epoch by dev {info.metric} ({info.mode}). Cells: mean ± "
+        "sample std (ddof=1) over the row's trials (seeds); the HTML page adds [95% CI], a "
+        f"percentile bootstrap of the mean over seeds ({n_resamples} resamples, seed {seed}), "
+        "and dev.csv holds every number at full precision.",
+        "Overall = (SST acc + PD acc + (STS r + 1) / 2) / 3, the course leaderboard's score; "
+        "Mean (paper) = (SST acc + PD acc + STS r) / 3, the paper's \"Overall\" column.",
+        f"Δ prev / Δ base: the row's mean dev {info.metric} minus the previous / first row's. "
+        "The mark on Δ prev is a paired bootstrap over the dev examples between this row's best "
+        "checkpoint and the previous row's (the same resampled example indices for both; "
+        f"statistic: the difference in overall; {n_resamples} resamples, seed {seed}; "
+        f"two-sided p in the p column): {MARK_LEGEND}. It measures the spread over examples of "
+        "the two best checkpoints, not the spread over seeds.",
+    ]
+    if not dev["complete"].all():
+        notes.append(DAGGER_NOTE)
+    return notes
+
+
+def report_ablation(
+    study_folder: Path | str,
+    out: Path | str | None = None,
+    formats: tuple[str, ...] = FORMATS,
+    force: bool = False,
+    data_dir: Path | str | None = None,
+    *,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    device: str = "auto",
+) -> ReportResult:
+    """Writes the ablation report of a study: dev and test tables in the paper's shape, figures.
+
+    Args:
+        study_folder: The study folder (`<storage>/<study-name>`); finished or still running.
+        out: The report folder; None makes `<study>/reports/ablation-YYYYmmdd-HHMMSS[-N]`.
+        formats: Among "md", "latex", "csv", "html" (figures are always written).
+        force: Write into `out` even if it exists and is not empty.
+        data_dir: The folder with the test files (default: study.json's data_dir, the best
+            trials' data_dir, then $MTL_TUNE_DATA).
+        n_resamples: Resamples of both bootstraps (CI over seeds; paired test over examples).
+        seed: Seed of both bootstraps.
+        device: Where the test split is evaluated: "auto", "cpu" or "cuda".
+
+    Returns:
+        The folder, the tables ("dev", "test") as DataFrames, the figures and the files written.
+
+    Raises:
+        MtlTuneError: Not a study folder, `out` is not empty and `force` is False, or the given
+            `data_dir` does not exist.
+        ConfigError: An unknown format, or `n_resamples < 1`.
+    """
+    from mtl_tune.trainables import PRESETS
+
+    formats = check_formats(formats)
+    if n_resamples < 1:
+        raise ConfigError(f"`n_resamples >= 1` must hold, but got n_resamples={n_resamples}")
+    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+        raise DataError(f"test data folder {data_dir} does not exist; check --data-dir")
+    info = open_study(study_folder)
+    results = study_results(info)
+    folder = prepare_output(info.folder, "ablation", out, force)
+    writer = ReportWriter(folder, f"Ablation report: {info.name}", formats)
+    order = row_order([*info.trainables, *results["trainable"]], list(PRESETS))
+    descriptions = {name: preset.description for name, preset in PRESETS.items()}
+    dev = dev_table(results, order, info.metric, info.mode, descriptions, n_resamples, seed)
+    dev, significance_notes = add_significance(dev, n_resamples, seed)
+    writer.table("dev", "Dev table", dev, lambda style: dev_display(dev, style),
+                 _dev_notes(info, dev, n_resamples, seed) + significance_notes)
+
+    test_folder, missing = _test_data_dir(data_dir, info, dev, results)
+    notes = [*info.notes, *error_notes(results)]
+    if test_folder is not None:
+        test = evaluate_test_split(dev, test_folder, folder, info.metric, device=device)
+        test_notes = [
+            f"Each row: its best checkpoint by dev {info.metric} over its trials (the dev "
+            f"table's best trial at its best epoch), evaluated on the test split of {test_folder}."
+        ]
+        if not test["labeled"].all():
+            test_notes.append(
+                "Where the test files have no labels the scores are empty; each row's course "
+                f"leaderboard files ({LEADERBOARD_FILES}) are in {PREDICTIONS_DIR}/<iteration>/."
+            )
+        else:
+            test_notes.append(
+                f"Each row's leaderboard files are in {PREDICTIONS_DIR}/<iteration>/."
+            )
+        writer.table("test", "Test table", test, lambda style: heldout_display(test, style),
+                     test_notes)
+        for path in sorted((folder / PREDICTIONS_DIR).rglob("*.csv")):
+            writer.add_file(path)
+    elif missing:
+        notes.append(missing)
+
+    best = best_epochs(results, info.metric, info.mode)
+    writer.figure("dev_scores", draw_score_bars(collect_score_bars(dev, best)),
+                  "Dev scores by iteration: mean over seeds, 95% bootstrap CI, one dot per seed")
+    writer.figure("learning_curves",
+                  draw_learning_curves(collect_learning_curves(results, order), order),
+                  "Dev learning curves by iteration (mean over seeds, band: ± sd)")
+    if info.search != "grid":
+        optuna_study = load_optuna_study(info)
+        params = searched_params(optuna_study, results)
+        _, optuna_notes = add_search_figures(writer, info, best, params, optuna_study)
+        notes += optuna_notes
+    if "csv" in formats:
+        path = folder / "results.csv"
+        results.to_csv(path, index=False)
+        writer.add_file(path)
+    pending = unfinished_note(results)
+    if pending:
+        notes.append(pending)
+    return writer.finish(summary(info, results), notes, info.spec_text, environment(results, info))

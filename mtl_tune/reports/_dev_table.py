@@ -1,0 +1,155 @@
+"""The dev table in the paper's shape: one row per model iteration, summarised over its seeds.
+
+Each trial enters with its best epoch by the study metric (dev `overall` by default); a row gives
+the mean, sample std and bootstrap CI over its trials of each metric, the change of the study
+metric's mean against the previous and the first row, and its best checkpoint (the best trial at
+its best epoch), which the test table evaluates and the paired bootstrap compares.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mtl_tune.platform.checkpoint import PREDICTIONS_FILE, read_predictions
+from mtl_tune.platform.metrics import METRIC_KEYS
+from mtl_tune.reports._bootstrap import paired_bootstrap
+from mtl_tune.reports._selection import TRIAL_KEYS, best_epochs, status_label
+from mtl_tune.reports._stats import summarize_seeds
+
+logger = logging.getLogger(__name__)
+
+
+def _best_checkpoint(
+    results: pd.DataFrame, best: pd.DataFrame, metric: str, mode: str
+) -> dict[str, Any]:
+    """The row's best trial and the checkpoint of its best epoch (else its best kept one)."""
+    empty = {"best_experiment": None, "best_trial_id": None, "best_epoch": pd.NA,
+             "best_value": np.nan, "best_checkpoint": None}
+    if best.empty:
+        return empty
+    ranked = best.sort_values(metric, ascending=mode == "min", kind="stable")
+    top = ranked.iloc[0]
+    row = top
+    if not isinstance(top["checkpoint"], str):
+        trial = results[(results["experiment"] == top["experiment"])
+                        & (results["trial_id"] == top["trial_id"])
+                        & results["checkpoint"].notna()]
+        if not trial.empty:
+            row = trial.sort_values(metric, ascending=mode == "min", kind="stable").iloc[0]
+            logger.warning("best epoch's checkpoint of trial %s was not kept; using epoch %s",
+                           top["trial_id"], row["epoch"])
+    return {
+        "best_experiment": row["experiment"],
+        "best_trial_id": row["trial_id"],
+        "best_epoch": row["epoch"],
+        "best_value": float(row[metric]),
+        "best_checkpoint": row["checkpoint"],
+    }
+
+
+def dev_table(
+    results: pd.DataFrame,
+    order: Sequence[str],
+    metric: str = "overall",
+    mode: str = "max",
+    descriptions: Mapping[str, str] | None = None,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """One row per trainable in `order`: metrics over its trials at their best epochs.
+
+    Args:
+        results: The tidy frame of `load_results`.
+        order: The trainables, one row each, in table order (registry order for ablations).
+        metric: The dev metric that picks each trial's best epoch and each row's best trial.
+        mode: "max" or "min".
+        descriptions: Trainable -> one-line description of what it changes.
+        n_resamples: Resamples of the bootstrap CI over seeds.
+        seed: Seed of that bootstrap.
+
+    Returns:
+        Columns `iteration`, `description`, `trials` (e.g. "2 done, 1 running"), `complete`
+        (every trial finished), `n` (trials counted); for each metric of METRIC_KEYS its mean
+        under the metric's name and `<metric>_std`, `<metric>_ci_low`, `<metric>_ci_high`;
+        `delta_prev` and `delta_base` (the study metric's mean minus the previous / first row's);
+        `best_experiment`, `best_trial_id`, `best_epoch`, `best_value`, `best_checkpoint`.
+    """
+    best = best_epochs(results, metric, mode)
+    statuses = results.drop_duplicates(TRIAL_KEYS)[["trainable", "status"]]
+    rows = []
+    for name in order:
+        mine = best[best["trainable"] == name]
+        labels = statuses.loc[statuses["trainable"] == name, "status"].tolist()
+        row: dict[str, Any] = {
+            "iteration": name,
+            "description": (descriptions or {}).get(name, ""),
+            "trials": status_label(labels),
+            "complete": bool(labels) and all(s == "TERMINATED" for s in labels),
+            "n": len(mine),
+        }
+        for key in METRIC_KEYS:
+            summary = summarize_seeds(mine[key].astype(float).to_numpy(), n_resamples, seed)
+            row[key] = summary.mean
+            row[f"{key}_std"] = summary.std
+            row[f"{key}_ci_low"] = summary.ci_low
+            row[f"{key}_ci_high"] = summary.ci_high
+        row.update(_best_checkpoint(results, mine, metric, mode))
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    values = table[metric].astype(float)
+    table.insert(table.columns.get_loc("best_experiment"), "delta_prev", values - values.shift(1))
+    base = values.iloc[0] if len(values) else np.nan
+    table.insert(table.columns.get_loc("best_experiment"), "delta_base", values - base)
+    table["best_epoch"] = table["best_epoch"].astype("Int64")
+    return table
+
+
+def add_significance(
+    table: pd.DataFrame, n_resamples: int = 2000, seed: int = 0
+) -> tuple[pd.DataFrame, list[str]]:
+    """Adds the paired bootstrap of each row's best checkpoint against the previous row's.
+
+    Returns:
+        The table with `diff_prev` (overall difference on the dev examples), `diff_ci_low`,
+        `diff_ci_high`, `p_value` and `mark` ("*", "**" or ""), and notes on rows skipped.
+    """
+    columns: dict[str, list[Any]] = {
+        k: [] for k in ("diff_prev", "diff_ci_low", "diff_ci_high", "p_value", "mark")
+    }
+    notes: list[str] = []
+    previous, previous_checkpoint = None, None
+    for position, row in enumerate(table.itertuples(index=False)):
+        current = _dev_predictions(row.best_checkpoint)
+        result = None
+        if position > 0 and previous is not None and current is not None:
+            try:
+                result = paired_bootstrap(previous, current, n_resamples, seed)
+            except ValueError as err:
+                notes.append(f"{row.iteration}: no significance test ({err})")
+        elif position > 0 and isinstance(row.best_checkpoint, str) and previous_checkpoint:
+            notes.append(
+                f"{row.iteration}: no significance test ({PREDICTIONS_FILE} missing in its "
+                "best checkpoint or the previous row's)"
+            )
+        columns["diff_prev"].append(np.nan if result is None else result.difference)
+        columns["diff_ci_low"].append(np.nan if result is None else result.ci_low)
+        columns["diff_ci_high"].append(np.nan if result is None else result.ci_high)
+        columns["p_value"].append(np.nan if result is None else result.p_value)
+        columns["mark"].append("" if result is None else result.mark)
+        previous = current
+        previous_checkpoint = row.best_checkpoint if isinstance(row.best_checkpoint, str) else None
+    return table.assign(**columns), notes
+
+
+def _dev_predictions(checkpoint: Any) -> Mapping[str, Any] | None:
+    if not isinstance(checkpoint, str):
+        return None
+    path = Path(checkpoint) / PREDICTIONS_FILE
+    return read_predictions(path) if path.is_file() else None
+

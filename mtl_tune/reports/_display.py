@@ -1,0 +1,145 @@
+"""Numeric report tables -> tables of display strings, per output style (md, latex, html).
+
+Markdown and LaTeX give mean ± sample std; HTML adds the 95% bootstrap CI over seeds. Every
+number is rounded to 3 decimals here and only here: the CSV files keep full precision.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from mtl_tune.reports._markup import escape_latex
+
+STYLES = ("md", "latex", "html")
+METRIC_LABELS = {
+    "sst_acc": "SST",
+    "para_acc": "PD",
+    "sts_corr": "STS",
+    "overall": "Overall",
+    "mean_score": "Mean (paper)",
+}
+DAGGER = "†"
+
+
+def _check(style: str) -> None:
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, but got {style!r}")
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
+
+
+def number(value: Any, signed: bool = False) -> str:
+    if _missing(value):
+        return "–"
+    return f"{float(value):+.3f}" if signed else f"{float(value):.3f}"
+
+
+def p_text(value: Any) -> str:
+    if _missing(value):
+        return "–"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def param_text(value: Any) -> str:
+    if _missing(value):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def _frame(rows: list[dict[str, str]], style: str) -> pd.DataFrame:
+    """Display rows as a frame; for LaTeX every header and cell escaped."""
+    frame = pd.DataFrame(rows)
+    if style == "latex":
+        frame = frame.map(lambda v: escape_latex(str(v)))
+        frame.columns = [escape_latex(str(c)) for c in frame.columns]
+    return frame
+
+
+def _spread(row: Any, key: str, style: str) -> str:
+    n = int(row.n)
+    mean = getattr(row, key)
+    if n == 0 or _missing(mean):
+        return "–"
+    if n == 1:
+        return number(mean)
+    text = f"{number(mean)} ± {number(getattr(row, f'{key}_std'))}"
+    if style == "html":
+        low, high = getattr(row, f"{key}_ci_low"), getattr(row, f"{key}_ci_high")
+        text += f" [{number(low)}, {number(high)}]"
+    return text
+
+
+def dev_display(dev: pd.DataFrame, style: str, split: str = "Dev") -> pd.DataFrame:
+    """The dev table's display strings (mean ± std; HTML adds [95% CI])."""
+    _check(style)
+    rows = []
+    for row in dev.itertuples(index=False):
+        out = {"Iteration": str(row.iteration)}
+        if style != "latex":
+            out["Change"] = str(row.description)
+        out["Trials"] = row.trials + ("" if row.complete else f" {DAGGER}")
+        for key, label in METRIC_LABELS.items():
+            name = label if key == "mean_score" else f"{label} {split}"
+            out[name] = _spread(row, key, style)
+        mark = row.mark if hasattr(row, "mark") else ""
+        delta = number(row.delta_prev, signed=True)
+        out["Δ prev"] = f"{delta} {mark}".strip() if mark else delta
+        out["Δ base"] = number(row.delta_base, signed=True)
+        if hasattr(row, "p_value"):
+            out["p (vs prev)"] = p_text(row.p_value)
+        rows.append(out)
+    return _frame(rows, style)
+
+
+def heldout_display(test: pd.DataFrame, style: str) -> pd.DataFrame:
+    """The test table's display strings."""
+    _check(style)
+    rows = []
+    for row in test.itertuples(index=False):
+        checkpoint = "–" if _missing(row.trial_id) else f"{row.trial_id} @ epoch {row.epoch}"
+        out = {"Iteration": str(row.iteration), "Checkpoint": checkpoint}
+        for key, label in METRIC_LABELS.items():
+            name = label if key == "mean_score" else f"{label} Test"
+            out[name] = number(getattr(row, key))
+        out["Δ prev"] = number(row.delta_prev, signed=True)
+        out["Δ base"] = number(row.delta_base, signed=True)
+        out["Note"] = str(row.note)
+        rows.append(out)
+    return _frame(rows, style)
+
+
+def top_display(top: pd.DataFrame, params: Sequence[str], style: str) -> pd.DataFrame:
+    """The search report's top-k table: rank, trial, searched values, best-epoch metrics."""
+    _check(style)
+    rows = []
+    for row in top.to_dict("records"):
+        out = {
+            "Rank": str(row["rank"]),
+            "Trial": f"{row['experiment']}/{row['trial_id']}",
+            "Trainable": str(row["trainable"]),
+        }
+        for param in params:
+            out[param] = param_text(row.get(f"config/{param}"))
+        out["Epoch"] = str(row["epoch"])
+        for key, label in METRIC_LABELS.items():
+            out[label if key == "mean_score" else f"{label} Dev"] = number(row[key])
+        out["Status"] = str(row["status"]).lower()
+        rows.append(out)
+    return _frame(rows, style)
+
+
+def importance_display(importances: pd.DataFrame, style: str) -> pd.DataFrame:
+    _check(style)
+    rows = [
+        {"Parameter": str(param), "Importance": number(value)}
+        for param, value in zip(importances["param"], importances["importance"], strict=True)
+    ]
+    return _frame(rows, style) if rows else pd.DataFrame(columns=["Parameter", "Importance"])

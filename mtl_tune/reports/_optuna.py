@@ -1,0 +1,123 @@
+"""The study's Optuna mirror (optuna.db): its trials, searched parameters and importances."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mtl_tune.reports._study import StudyInfo
+
+logger = logging.getLogger(__name__)
+
+NOT_SEARCHED = ("seed", "repeat")  # varying keys that are repetitions, not a search
+JOURNAL_PREFIX = "journal:"  # `journal:PATH`: an Optuna journal file, as `study launch` accepts
+SQLITE_PREFIX = "sqlite:///"
+
+
+def _storage(url: str) -> Any | None:
+    """The Optuna storage at `url`; None where its file does not exist (never creates one)."""
+    import optuna
+
+    if url.startswith(JOURNAL_PREFIX):
+        from optuna.storages.journal import JournalFileBackend
+
+        path = Path(url[len(JOURNAL_PREFIX) :])
+        if not path.is_file():
+            return None
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    if url.startswith(SQLITE_PREFIX) and not Path(url[len(SQLITE_PREFIX) :]).is_file():
+        return None
+    return optuna.storages.RDBStorage(url)
+
+
+def load_optuna_study(info: StudyInfo) -> Any | None:
+    """The study's Optuna mirror (study.json's storage, else optuna.db), named like the study or
+    the only study there; None when there is none."""
+    import optuna
+
+    url = info.optuna_url
+    storage = _storage(url) if url else None
+    if storage is None:
+        return None
+    names = optuna.study.get_all_study_names(storage)
+    if info.name in names:
+        name = info.name
+    elif len(names) == 1:
+        name = names[0]
+    else:
+        logger.warning("%s holds no study named %r (it holds %s)", url, info.name, names)
+        return None
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def completed_trials(study: Any) -> list[Any]:
+    import optuna
+
+    complete = optuna.trial.TrialState.COMPLETE
+    return [t for t in study.get_trials(deepcopy=False) if t.state == complete]
+
+
+def searched_params(study: Any | None, results: pd.DataFrame) -> list[str]:
+    """Optuna's parameters; without an Optuna study, the config keys that vary across trials."""
+    if study is not None:
+        names = {name for trial in completed_trials(study) for name in trial.params}
+        if names:
+            return sorted(names)
+    config = results.drop_duplicates(["experiment", "trial_id"])
+    return sorted(
+        column.removeprefix("config/")
+        for column in config.columns
+        if column.startswith("config/")
+        and column.removeprefix("config/") not in NOT_SEARCHED
+        and config[column].astype(str).nunique() > 1
+    )
+
+
+def log_scaled(study: Any | None) -> set[str]:
+    """The parameters Optuna sampled on a log scale (e.g. a loguniform learning rate)."""
+    if study is None:
+        return set()
+    return {
+        name
+        for trial in completed_trials(study)
+        for name, dist in trial.distributions.items()
+        if getattr(dist, "log", False)
+    }
+
+
+def importances(study: Any | None) -> tuple[pd.DataFrame, str | None]:
+    """Optuna's fANOVA parameter importances (seeded), most important first.
+
+    Returns:
+        A frame of `param`, `importance`, and None; or an empty frame and why none were computed.
+    """
+    empty = pd.DataFrame({"param": pd.Series(dtype=str), "importance": pd.Series(dtype=float)})
+    if study is None:
+        return empty, "no Optuna study (optuna.db) to compute parameter importances from"
+    import optuna
+
+    if len(completed_trials(study)) < 2:
+        return empty, "parameter importances need at least 2 completed Optuna trials"
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+    try:
+        values = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    except (ValueError, RuntimeError) as err:
+        return empty, f"parameter importances not computed: {err}"
+    if not values:
+        return empty, "parameter importances not computed: no parameter varies"
+    frame = pd.DataFrame({"param": list(values), "importance": list(values.values())})
+    return frame, None
+
+
+def optuna_history(study: Any) -> pd.DataFrame:
+    """number, value, ray_trial_id of each completed Optuna trial, in the order they were told."""
+    rows = [
+        {"number": t.number, "value": t.value, "ray_trial_id": t.user_attrs.get("ray_trial_id")}
+        for t in completed_trials(study)
+        if t.value is not None
+    ]
+    frame = pd.DataFrame(rows, columns=["number", "value", "ray_trial_id"])
+    return frame.sort_values("number").reset_index(drop=True)

@@ -1,0 +1,150 @@
+"""The search report: the top-k configurations, Optuna's parameter importances, search figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mtl_tune.exceptions import ConfigError
+from mtl_tune.platform.metrics import METRIC_KEYS
+from mtl_tune.reports._display import importance_display, top_display
+from mtl_tune.reports._environment import environment
+from mtl_tune.reports._optuna import (
+    importances,
+    load_optuna_study,
+    log_scaled,
+    optuna_history,
+    searched_params,
+)
+from mtl_tune.reports._output import FORMATS, ReportResult, check_formats, prepare_output
+from mtl_tune.reports._results import study_results
+from mtl_tune.reports._search_figures import (
+    collect_history,
+    collect_param_effects,
+    draw_history,
+    draw_importances,
+    draw_param_effects,
+)
+from mtl_tune.reports._selection import best_epochs
+from mtl_tune.reports._study import StudyInfo, open_study
+from mtl_tune.reports._study_notes import error_notes, summary, unfinished_note
+from mtl_tune.reports._writer import ReportWriter
+
+
+def top_configurations(
+    best: pd.DataFrame, params: list[str], metric: str, mode: str, top_k: int
+) -> pd.DataFrame:
+    """The `top_k` trials by their best dev `metric`: rank, identity, searched values, metrics."""
+    ranked = best.sort_values(metric, ascending=mode == "min", kind="stable").head(top_k)
+    columns = ["experiment", "trial_id", "trainable", "status", "epoch"]
+    columns += [f"config/{p}" for p in params if f"config/{p}" in ranked]
+    columns += [*METRIC_KEYS, "checkpoint"]
+    top = ranked[columns].reset_index(drop=True)
+    top.insert(0, "rank", range(1, len(top) + 1))
+    return top
+
+
+def add_search_figures(
+    writer: ReportWriter,
+    info: StudyInfo,
+    best: pd.DataFrame,
+    params: list[str],
+    optuna_study: Any | None = None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Draws the metric against each searched parameter, the importances and the history.
+
+    Args:
+        writer: The report being written.
+        info: The study.
+        best: Each counted trial at its best epoch (`best_epochs`).
+        params: The searched parameters (`searched_params`).
+        optuna_study: The study's Optuna mirror, if any.
+
+    Returns:
+        The importances and the notes on what could not be drawn from Optuna.
+    """
+    effects = collect_param_effects(best, params, info.metric)
+    plot = draw_param_effects(effects, info.metric, log_scaled(optuna_study))
+    writer.figure("param_effects", plot,
+                  f"Best dev {info.metric} of each trial against each searched parameter")
+    ranking, note = importances(optuna_study)
+    notes = [note] if note else []
+    partial = sorted(set(params) - set(ranking["param"])) if not ranking.empty else []
+    if partial:
+        notes.append(
+            "Importances cover the parameters set in every completed Optuna trial; "
+            f"{', '.join(partial)} varied in only some trials (e.g. a later stage) and is left out."
+        )
+    if not ranking.empty:
+        writer.figure("param_importances", draw_importances(ranking),
+                      "Optuna parameter importances (fANOVA, seed 0)")
+    if optuna_study is not None:
+        history = collect_history(optuna_history(optuna_study)["value"], info.mode)
+        source = "the value Optuna recorded for each trial, in the order it was told"
+    else:
+        values = best.sort_values(["experiment", "trial_id"])[info.metric]
+        history = collect_history(values, info.mode)
+        source = "Ray trials in trial-id order (no optuna.db)"
+    writer.figure("optimization_history", draw_history(history, info.metric),
+                  f"Optimization history: {info.metric} of each trial and the best so far "
+                  f"({source})")
+    return ranking, notes
+
+
+def report_search(
+    study_folder: Path | str,
+    out: Path | str | None = None,
+    top_k: int = 10,
+    formats: tuple[str, ...] = FORMATS,
+    force: bool = False,
+) -> ReportResult:
+    """Writes the report of a search study: top-k configurations, importances, search figures.
+
+    Args:
+        study_folder: The study folder (`<storage>/<study-name>`); finished or still running.
+        out: The report folder; None makes `<study>/reports/search-YYYYmmdd-HHMMSS[-N]`.
+        top_k: How many configurations the table lists.
+        formats: Among "md", "latex", "csv", "html".
+        force: Write into `out` even if it exists and is not empty.
+
+    Returns:
+        The folder, the tables ("top", "importances") as DataFrames and the files written.
+
+    Raises:
+        MtlTuneError: Not a study folder, or `out` is not empty and `force` is False.
+        ConfigError: An unknown format, or `top_k < 1`.
+    """
+    if top_k < 1:
+        raise ConfigError(f"`top_k >= 1` must hold, but got top_k={top_k}")
+    formats = check_formats(formats)
+    info = open_study(study_folder)
+    results = study_results(info)
+    folder = prepare_output(info.folder, "search", out, force)
+    writer = ReportWriter(folder, f"Search report: {info.name}", formats)
+    optuna_study = load_optuna_study(info)
+    params = searched_params(optuna_study, results)
+    best = best_epochs(results, info.metric, info.mode)
+    top = top_configurations(best, params, info.metric, info.mode, top_k)
+    top_notes = [
+        f"Each trial at its best epoch by dev {info.metric} ({info.mode}); finished trials and "
+        "running trials (best epoch so far) are ranked, pending and errored ones are not.",
+        "Searched parameters: " + (", ".join(params) or "none found") + (
+            " (from optuna.db)" if optuna_study is not None else " (config keys that vary)"
+        ),
+    ]
+    writer.table("top", f"Top {top_k} configurations by best dev {info.metric}", top,
+                 lambda style: top_display(top, params, style), top_notes)
+    ranking, optuna_notes = add_search_figures(writer, info, best, params, optuna_study)
+    writer.table("importances", "Parameter importances (Optuna, fANOVA)", ranking,
+                 lambda style: importance_display(ranking, style), optuna_notes)
+    if "csv" in formats:
+        path = folder / "results.csv"
+        results.to_csv(path, index=False)
+        writer.add_file(path)
+    notes = [*info.notes, *error_notes(results)]
+    pending = unfinished_note(results)
+    if pending:
+        notes.append(pending)
+    return writer.finish(summary(info, results), notes, info.spec_text, environment(results, info))

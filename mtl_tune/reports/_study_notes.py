@@ -1,0 +1,61 @@
+"""The summary lines and trial-status footnotes every report carries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+
+from mtl_tune.reports._selection import TRIAL_KEYS, status_label
+from mtl_tune.reports._study import StudyInfo
+
+UNFINISHED = ("RUNNING", "PAUSED", "PENDING")
+DAGGER_NOTE = (
+    "† Not every trial of this row has finished: running or paused trials enter with their best "
+    "epoch so far; pending and errored trials are left out."
+)
+
+
+def summary(info: StudyInfo, results: pd.DataFrame) -> dict[str, str]:
+    """Label -> text: the study, its search, metric, experiments and trial states."""
+    trials = results.drop_duplicates(TRIAL_KEYS)
+    per_experiment = trials.groupby("experiment", sort=False)["status"].agg(status_label)
+    running = trials["status"].isin(UNFINISHED).any()
+    return {
+        "study": info.name,
+        "folder": str(info.folder),
+        "search": info.search,
+        "metric": f"dev {info.metric} ({info.mode})",
+        "experiments": "; ".join(f"{name}: {label}" for name, label in per_experiment.items()),
+        "trials": status_label(trials["status"]),
+        "state": "running (results so far)" if running else "finished",
+        "report written": datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+LISTED = 20  # trials named one by one in a note; the rest are counted
+
+
+def error_notes(results: pd.DataFrame) -> list[str]:
+    """One note per errored trial (the first LISTED): where, trainable and seed, its error."""
+    trials = results.drop_duplicates(TRIAL_KEYS)
+    errored = trials[trials["status"] == "ERROR"]
+    notes = []
+    for row in errored.head(LISTED).itertuples(index=False):
+        seed = "" if pd.isna(row.seed) else f", seed {row.seed}"
+        notes.append(f"Errored trial {row.experiment}/{row.trial_id} ({row.trainable}{seed}): "
+                     f"{row.error}")
+    if len(errored) > LISTED:
+        notes.append(f"... and {len(errored) - LISTED} more errored trials (see results.csv).")
+    return notes
+
+
+def unfinished_note(results: pd.DataFrame) -> str | None:
+    trials = results.drop_duplicates(TRIAL_KEYS)
+    pending = trials[trials["status"].isin(UNFINISHED)]
+    if pending.empty:
+        return None
+    names = [f"{r.experiment}/{r.trial_id} ({r.status.lower()})"
+             for r in pending.head(LISTED).itertuples(index=False)]
+    more = f" and {len(pending) - LISTED} more" if len(pending) > LISTED else ""
+    return f"Trials not finished yet: {', '.join(names)}{more}."

@@ -1,0 +1,158 @@
+"""Writes a report's parts in every requested format: Markdown, LaTeX, CSV and one HTML page.
+
+A report is a title, summary rows, tables (numeric data for CSV, display strings per style),
+figures (PNG and SVG files), notes, the spec text and the environment. Figures are always saved
+(the Markdown links them, the HTML page embeds the PNGs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from mtl_tune.reports import _html
+from mtl_tune.reports._markup import html_table, latex_table, markdown_table
+from mtl_tune.reports._output import ReportResult
+
+FIGURES_DIR = "figures"
+
+
+@dataclass(frozen=True)
+class TablePart:
+    name: str  # file stem and key in ReportResult.tables
+    title: str
+    data: pd.DataFrame  # numeric, written to CSV at full precision
+    display: Callable[[str], pd.DataFrame]  # style ("md", "latex", "html") -> display strings
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FigurePart:
+    name: str
+    caption: str
+    png: Path
+    svg: Path
+
+
+class ReportWriter:
+    """Collects a report's parts, then writes them all with `finish`."""
+
+    def __init__(self, folder: Path, title: str, formats: Sequence[str]):
+        self.folder = folder
+        self.title = title
+        self.formats = tuple(formats)
+        self.tables: list[TablePart] = []
+        self.figures: list[FigurePart] = []
+        self.files: list[Path] = []
+
+    def table(
+        self,
+        name: str,
+        title: str,
+        data: pd.DataFrame,
+        display: Callable[[str], pd.DataFrame],
+        notes: Sequence[str] = (),
+    ) -> None:
+        self.tables.append(TablePart(name, title, data, display, tuple(notes)))
+
+    def figure(self, name: str, figure: Figure, caption: str) -> None:
+        """Saves `figure` as figures/<name>.png and .svg (no software URL in their metadata)."""
+        folder = self.folder / FIGURES_DIR
+        folder.mkdir(exist_ok=True)
+        png, svg = folder / f"{name}.png", folder / f"{name}.svg"
+        figure.savefig(png, dpi=100, metadata={"Software": None})
+        figure.set_layout_engine("none")  # keep the layout just computed for the PNG
+        figure.savefig(svg, metadata={"Creator": None})
+        self.figures.append(FigurePart(name, caption, png, svg))
+        self.files += [png, svg]
+
+    def add_file(self, path: Path) -> None:
+        self.files.append(path)
+
+    def _write(self, name: str, text: str) -> None:
+        path = self.folder / name
+        path.write_text(text, encoding="utf-8")
+        self.files.append(path)
+
+    def finish(
+        self,
+        summary: Mapping[str, str],
+        notes: Sequence[str],
+        spec_text: str | None,
+        environment: Mapping[str, str],
+    ) -> ReportResult:
+        """Writes every requested format and returns what was written."""
+        if "csv" in self.formats:
+            for part in self.tables:
+                path = self.folder / f"{part.name}.csv"
+                part.data.to_csv(path, index=False)
+                self.files.append(path)
+        if "latex" in self.formats:
+            for part in self.tables:
+                tex = latex_table(part.display("latex"), part.title, f"tab:{part.name}",
+                                  list(part.notes))
+                self._write(f"{part.name}.tex", tex)
+        if "md" in self.formats:
+            self._write("report.md", self._markdown(summary, notes, spec_text, environment))
+        if "html" in self.formats:
+            self._write("report.html", self._html(summary, notes, spec_text, environment))
+        all_notes = [n for part in self.tables for n in part.notes] + list(notes)
+        return ReportResult(
+            folder=self.folder,
+            tables={part.name: part.data for part in self.tables},
+            figures={part.name: part.png for part in self.figures},
+            files=list(dict.fromkeys(self.files)),
+            notes=list(dict.fromkeys(all_notes)),
+        )
+
+    def _markdown(
+        self,
+        summary: Mapping[str, str],
+        notes: Sequence[str],
+        spec_text: str | None,
+        environment: Mapping[str, str],
+    ) -> str:
+        lines = [f"# {self.title}", ""]
+        lines += [f"- **{k}**: {v}" for k, v in summary.items()] + [""]
+        for part in self.tables:
+            lines += [f"## {part.title}", "", markdown_table(part.display("md"))]
+            lines += [f"- {note}" for note in part.notes] + [""]
+        if self.figures:
+            lines += ["## Figures", ""]
+            for fig in self.figures:
+                rel = fig.png.relative_to(self.folder).as_posix()
+                lines += [f"![{fig.caption}]({rel})", "", f"*{fig.caption}* (SVG: "
+                          f"`{fig.svg.relative_to(self.folder).as_posix()}`)", ""]
+        if notes:
+            lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
+        env = pd.DataFrame({"item": list(environment), "value": list(environment.values())})
+        lines += ["## Environment", "", markdown_table(env)]
+        if spec_text is not None:
+            lines += ["## Spec (spec.toml)", "", "```toml", spec_text.rstrip("\n"), "```", ""]
+        return "\n".join(lines)
+
+    def _html(
+        self,
+        summary: Mapping[str, str],
+        notes: Sequence[str],
+        spec_text: str | None,
+        environment: Mapping[str, str],
+    ) -> str:
+        sections = [("Study", _html.meta_table(summary))]
+        for part in self.tables:
+            sections.append(
+                (part.title, html_table(part.display("html")) + _html.notes_list(part.notes))
+            )
+        if self.figures:
+            blocks = "".join(_html.figure_block(f.png, f.caption) for f in self.figures)
+            sections.append(("Figures", blocks))
+        if notes:
+            sections.append(("Notes", _html.notes_list(notes)))
+        sections.append(("Environment", _html.meta_table(environment)))
+        if spec_text is not None:
+            sections.append(("Spec (spec.toml)", _html.pre_block(spec_text)))
+        return _html.page(self.title, sections)

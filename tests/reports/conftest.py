@@ -1,0 +1,213 @@
+"""Report fixtures: one real small study (tiny BERT, 3 trainables x 2 seeds x 2 epochs) built once
+per session, and copies of it that are still running, have an errored trial, or are a search."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+# registry order is it1, it3, it4; the grid lists them otherwise so that row order is tested
+TRAINABLES = ["it4-round-robin", "it1-baseline", "it3-cosine-sts"]
+SEEDS = [0, 1]
+SPEC = '# the tiny test study; docs: https://example.org/mtl-tune\n[study]\nname = "tiny"\n'
+
+
+class Built(NamedTuple):
+    study: Path  # a finished grid study folder
+    errored: Path  # a Ray Tune experiment folder holding one errored trial
+
+
+def tiny_config(bert: Path, data: Path) -> dict:
+    return {"backbone": str(bert), "data_dir": str(data), "epochs": 2, "batch_size": 8,
+            "max_length": 32, "eval_batch_size": 64}
+
+
+def write_metadata(folder: Path, name: str, search: str, data: Path) -> None:
+    meta = {"name": name, "search": search, "metric": "overall", "mode": "max",
+            "trainables": sorted(TRAINABLES), "data_dir": str(data),
+            "started_at": "2026-01-01T00:00:00", "finished_at": "2026-01-01T00:01:00",
+            "wall_seconds": 60.0}
+    (folder / "study.json").write_text(json.dumps(meta))
+    (folder / "spec.toml").write_text(SPEC)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Evaluations in the reports use one thread: faster than two on a loaded 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path,
+          tiny_data_dir: Path) -> Built:
+    import ray
+    from ray import tune
+
+    import mtl_tune.trainables  # noqa: F401  (registers "multitask")
+
+    root = tmp_path_factory.mktemp("studies")
+    study, errored = root / "tiny", root / "errored"
+    base = tiny_config(tiny_bert_dir, tiny_data_dir)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        space = {**base, "trainable": tune.grid_search(TRAINABLES),
+                 "seed": tune.grid_search(SEEDS)}
+        tune.Tuner(
+            "multitask", param_space=space, tune_config=tune.TuneConfig(reuse_actors=True),
+            run_config=tune.RunConfig(storage_path=str(study / "tune"), name="main", verbose=0),
+        ).fit()
+        # the trainable rejects this config before training: a real errored trial
+        bad = {**base, "trainable": "it1-baseline", "seed": 2, "sts_head": "dot"}
+        tune.Tuner(
+            "multitask", param_space=bad,
+            run_config=tune.RunConfig(storage_path=str(errored), name="extra", verbose=0),
+        ).fit()
+    finally:
+        if started:
+            ray.shutdown()
+    write_metadata(study, "tiny", "grid", tiny_data_dir)
+    return Built(study, errored / "extra")
+
+
+@pytest.fixture(scope="session")
+def study(built: Built) -> Path:
+    return built.study
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    # big binaries are hard-linked (never edited); text files are copied, since tests edit them
+    if src.endswith((".safetensors", ".pt", ".pkl")):
+        os.link(src, dst)
+    else:
+        shutil.copy2(src, dst)
+
+
+def copy_study(source: Path, dest: Path) -> Path:
+    shutil.copytree(source, dest, copy_function=_link_or_copy,
+                    ignore=shutil.ignore_patterns("reports"))
+    return dest
+
+
+def _edit_state(experiment: Path, edit) -> None:
+    """Applies `edit(trial_state, run_metadata)` to every trial of the experiment state file."""
+    path = max(experiment.glob("experiment_state-*.json"), key=lambda p: p.name)
+    state = json.loads(path.read_text())
+    for entry in state["trial_data"]:
+        trial, meta = json.loads(entry[0]), json.loads(entry[1])
+        edit(trial, meta)
+        entry[0], entry[1] = json.dumps(trial), json.dumps(meta)
+    path.write_text(json.dumps(state))
+
+
+def _trial_dir(experiment: Path, trial: dict) -> Path:
+    return experiment / trial["relative_logdir"]
+
+
+@pytest.fixture(scope="session")
+def messy_study(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The study as if still running: it1 seed 1 RUNNING after epoch 1 (and halfway through
+    writing its next result line), it4 seed 1 PENDING, and an errored it1 trial (seed 2) in a
+    second experiment folder."""
+    folder = copy_study(built.study, tmp_path_factory.mktemp("messy") / "messy")
+    shutil.copytree(built.errored, folder / "tune" / "extra")
+    main = folder / "tune" / "main"
+
+    def edit(trial: dict, meta: dict) -> None:
+        key = (trial["config"]["trainable"], trial["config"]["seed"])
+        trial_dir = _trial_dir(main, trial)
+        if key == ("it1-baseline", 1):
+            trial["status"] = "RUNNING"
+            lines = (trial_dir / "result.json").read_text().splitlines()
+            (trial_dir / "result.json").write_text(lines[0] + "\n" + lines[1][:40])
+            progress = (trial_dir / "progress.csv").read_text().splitlines()
+            (trial_dir / "progress.csv").write_text("\n".join(progress[:2]) + "\n")
+            shutil.rmtree(trial_dir / "checkpoint_000001")
+            meta["last_result"] = json.loads(lines[0])
+        elif key == ("it4-round-robin", 1):
+            trial["status"] = "PENDING"
+            shutil.rmtree(trial_dir)
+            meta["last_result"] = {"trial_id": trial["trial_id"]}
+
+    _edit_state(main, edit)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def pending_study(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The study as if just launched: every trial PENDING, nothing reported yet."""
+    folder = copy_study(built.study, tmp_path_factory.mktemp("pending") / "pending")
+    main = folder / "tune" / "main"
+
+    def edit(trial: dict, meta: dict) -> None:
+        trial["status"] = "PENDING"
+        shutil.rmtree(_trial_dir(main, trial))
+        meta["last_result"] = {"trial_id": trial["trial_id"]}
+
+    _edit_state(main, edit)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def unlabeled_data_dir(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny data with test files as the course hands them out: `*-test-student.csv`, no label
+    column, a leading unnamed index column."""
+    from mtl_tune.platform.data import MAIN_TASKS, TASKS
+
+    folder = tmp_path_factory.mktemp("unlabeled")
+    for path in tiny_data_dir.glob("*.csv"):
+        if not path.name.endswith("-test.csv"):
+            shutil.copy(path, folder / path.name)
+    for task in MAIN_TASKS:
+        spec = TASKS[task]
+        source = tiny_data_dir / f"{spec.prefix}-test.csv"
+        with source.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle, delimiter="\t"))
+        target = folder / f"{spec.prefix}-test-student.csv"
+        with target.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle, delimiter="\t")
+            writer.writerow(["", "id", *spec.text_columns])
+            for number, row in enumerate(rows):
+                writer.writerow([number, row["id"], *(row[c] for c in spec.text_columns)])
+    return folder
+
+
+@pytest.fixture(scope="session")
+def search_study(built: Built, tmp_path_factory: pytest.TempPathFactory,
+                 tiny_data_dir: Path) -> Path:
+    """The study's trials seen as an Optuna search over `trainable` and `seed`, with an
+    optuna.db holding one COMPLETE trial per Ray trial (value: its best dev overall)."""
+    import optuna
+    from ray.tune import ExperimentAnalysis
+
+    folder = copy_study(built.study, tmp_path_factory.mktemp("search") / "search")
+    write_metadata(folder, "search", "optuna", tiny_data_dir)
+    analysis = ExperimentAnalysis(str(folder / "tune" / "main"))
+    storage = f"sqlite:///{folder / 'optuna.db'}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    opt = optuna.create_study(study_name="search", storage=storage, direction="maximize")
+    distributions = {
+        "trainable": optuna.distributions.CategoricalDistribution(sorted(TRAINABLES)),
+        "seed": optuna.distributions.IntDistribution(min(SEEDS), max(SEEDS)),
+    }
+    for trial in sorted(analysis.trials, key=lambda t: t.trial_id):
+        frame = analysis.trial_dataframes[trial.trial_id]
+        opt.add_trial(optuna.trial.create_trial(
+            params={"trainable": trial.config["trainable"], "seed": trial.config["seed"]},
+            distributions=distributions,
+            value=float(frame["overall"].max()),
+            user_attrs={"ray_trial_id": trial.trial_id},
+        ))
+    return folder

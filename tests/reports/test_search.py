@@ -1,0 +1,68 @@
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from ray.tune import ExperimentAnalysis
+
+from mtl_tune.exceptions import ConfigError
+from mtl_tune.reports import ReportResult, report_ablation, report_search
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SEARCH_FIGURES = {"param_effects", "param_importances", "optimization_history"}
+
+
+@pytest.fixture(scope="module")
+def report(search_study: Path, tmp_path_factory: pytest.TempPathFactory) -> ReportResult:
+    return report_search(search_study, out=tmp_path_factory.mktemp("search") / "report", top_k=4)
+
+
+def test_top_k_configurations_by_best_dev_overall(report: ReportResult,
+                                                  search_study: Path) -> None:
+    analysis = ExperimentAnalysis(str(search_study / "tune" / "main"))
+    best = sorted(
+        ((analysis.trial_dataframes[t.trial_id]["overall"].max(), t.trial_id, t.config)
+         for t in analysis.trials),
+        key=lambda item: -item[0],
+    )[:4]
+    top = report.tables["top"]
+    # the k best trials by their best dev overall, best first, ranked 1..k
+    assert top["trial_id"].tolist() == [trial_id for _, trial_id, _ in best]
+    assert top["overall"].tolist() == pytest.approx([value for value, _, _ in best])
+    assert top["rank"].tolist() == [1, 2, 3, 4]
+    # with the searched parameters' values of each trial
+    assert top["config/trainable"].tolist() == [c["trainable"] for _, _, c in best]
+    assert top["config/seed"].tolist() == [c["seed"] for _, _, c in best]
+
+
+def test_importances_from_the_optuna_study(report: ReportResult) -> None:
+    importances = report.tables["importances"]
+    # Optuna's importances of the searched parameters, normalised to sum to 1
+    assert set(importances["param"]) == {"trainable", "seed"}
+    assert importances["importance"].sum() == pytest.approx(1.0)
+    # sorted from most to least important
+    assert importances["importance"].is_monotonic_decreasing
+
+
+def test_search_figures_and_page(report: ReportResult) -> None:
+    # the metric against each parameter, the importances and the history are drawn
+    assert set(report.figures) == SEARCH_FIGURES
+    for png in report.figures.values():
+        # valid PNG, with a parseable SVG beside it
+        assert png.read_bytes()[:8] == PNG_MAGIC
+        assert ET.parse(png.with_suffix(".svg")).getroot().tag.endswith("svg")
+    page = (report.folder / "report.html").read_text()
+    # the page is self-contained
+    assert "http://" not in page and "https://" not in page
+    assert page.count("data:image/png;base64,") == len(SEARCH_FIGURES)
+
+
+def test_ablation_of_a_search_adds_search_figures(search_study: Path, tmp_path: Path) -> None:
+    result = report_ablation(search_study, out=tmp_path / "r", formats=("csv",))
+    # a study whose search is not a grid also gets the search figures
+    assert SEARCH_FIGURES <= set(result.figures)
+
+
+def test_top_k_must_be_positive(search_study: Path) -> None:
+    # top_k below 1 is refused with the rule and the value
+    with pytest.raises(ConfigError, match=r"`top_k >= 1` must hold, but got top_k=0"):
+        report_search(search_study, top_k=0)
