@@ -91,7 +91,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
     if not rows:
         return "(none)"
-    return pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4f}")
+    return pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4g}")
 
 
 @data_app.command("check")
@@ -296,9 +296,10 @@ def study_launch(
     from mtl_tune.studies import describe, launch_study, load_spec, spec_path, storage_root
 
     overrides: dict[str, Any] = parse_sets(sets)
-    if data_dir is not None or "data_dir" not in overrides:
-        overrides["data_dir"] = str(_data_dir(data_dir))
     study = load_spec(spec, overrides)
+    if data_dir is not None or "data_dir" not in study.fixed:
+        overrides["data_dir"] = str(_data_dir(data_dir))
+        study = load_spec(spec, overrides)
     if name is not None:
         study = study.replace(name=name)
     if gpus_per_trial is not None:
@@ -308,7 +309,7 @@ def study_launch(
     if dry_run:
         typer.echo(json.dumps(describe(study), indent=2, default=str))
         return
-    root = storage_root(storage)
+    root = storage_root(storage or study.storage or None)
     outcome = launch_study(
         study,
         root,

@@ -19,7 +19,6 @@ import pandas as pd
 import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from mtl_tune.exceptions import SpecError
@@ -80,7 +79,8 @@ def base_config(spec: StudySpec) -> Any:
 
 
 def build_data(spec: StudySpec) -> DataBundle:
-    encodings: set[str] = {base_config(spec).pair_encoding}
+    # every trainable's own pair encoding (presets may differ), plus the searched ones
+    encodings = {resolve_config(t, dict(spec.fixed)).pair_encoding for t in spec.trainables}
     if "pair_encoding" in spec.space:
         encodings |= set(spec.space["pair_encoding"].values)
     for stage in spec.stages:
@@ -146,11 +146,10 @@ def _tune_config(spec: StudySpec) -> tune.TuneConfig:
     if spec.search == "optuna":
         import optuna
 
-        # in-memory Optuna storage: Tune checkpoints it with the experiment (see _optuna_mirror)
+        # in-memory Optuna storage: Tune checkpoints it with the experiment (see _optuna_mirror);
+        # max_concurrent_trials below wraps the searcher in a ConcurrencyLimiter
         sampler = optuna.samplers.TPESampler(seed=spec.optuna_seed)
-        search_alg = ConcurrencyLimiter(
-            OptunaSearch(sampler=sampler, seed=spec.optuna_seed), max_concurrent=spec.max_concurrent
-        )
+        search_alg = OptunaSearch(sampler=sampler)
     return tune.TuneConfig(
         metric=spec.metric,
         mode=spec.mode,
@@ -217,7 +216,7 @@ def _best_stage_value(results: Any, key: str, metric: str, mode: str) -> Any:
     if not rows:
         raise SpecError(f"no trial of the stage over {key!r} finished; cannot pick its best value")
     means = pd.DataFrame(rows).groupby(key)["score"].mean()
-    return means.idxmax() if mode == "max" else means.idxmin()
+    return _plain(means.idxmax() if mode == "max" else means.idxmin())
 
 
 def _run_experiment(
@@ -320,6 +319,8 @@ def launch_study(
 
     Raises:
         SpecError: The study folder already exists, or resources no node can offer.
+        DataError: The data cannot be read. Whenever the launch fails before Tune has started,
+            the study folder is removed again.
     """
     folder = study_folder(root, spec.name)
     if folder.exists() and any(folder.iterdir()):
@@ -349,9 +350,10 @@ def launch_study(
     )
     try:
         return _run(spec, folder, verbose, restore=False)
-    except SpecError:
+    except Exception:
+        # e.g. unreadable data: nothing ran, so leave no half-made study to block a new launch
         if not (folder / TUNE_DIR).exists():
-            shutil.rmtree(folder)  # nothing ran: leave no half-made study behind
+            shutil.rmtree(folder)
         raise
 
 
@@ -362,6 +364,8 @@ def load_study_spec(folder: Path) -> StudySpec:
     meta = read_meta(folder)
     raw = tomllib.loads((folder / SPEC_FILE).read_text())
     raw["name"] = meta["name"]
+    if "resources" in meta:  # as launched, with --gpus-per-trial applied
+        raw["resources"] = meta["resources"]
     return parse_spec(raw, str(folder / SPEC_FILE), meta.get("overrides", {}))
 
 

@@ -29,6 +29,16 @@ logger = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 RAY_ID_ATTR = "ray_trial_id"
+JOURNAL_PREFIX = "journal:"
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage for a SQLAlchemy URL, or for `journal:PATH` (a journal file)."""
+    if url.startswith(JOURNAL_PREFIX):
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(url[len(JOURNAL_PREFIX) :]))
+    return optuna.storages.RDBStorage(url)
 
 
 def spec_distributions(spec: StudySpec) -> dict[str, BaseDistribution]:
@@ -69,6 +79,11 @@ class OptunaMirror(tune.Callback):
         self.metric, self.mode, self.stage = metric, mode, stage
         self.distributions = dict(distributions)
         self._history: dict[str, dict[int, float]] = {}
+        self._storage: optuna.storages.BaseStorage | None = None  # opened on first use
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks with the experiment; a storage holds a connection
+        return {**self.__dict__, "_storage": None}
 
     def study(self) -> optuna.Study:
         direction = (
@@ -76,9 +91,11 @@ class OptunaMirror(tune.Callback):
             if self.mode == "max"
             else optuna.study.StudyDirection.MINIMIZE
         )
+        if self._storage is None:
+            self._storage = open_storage(self.storage_url)
         return optuna.create_study(
             study_name=self.study_name,
-            storage=self.storage_url,
+            storage=self._storage,
             direction=direction,
             load_if_exists=True,
         )

@@ -11,13 +11,14 @@ from mtl_tune.studies._spec import StudySpec
 
 def trial_count(spec: StudySpec) -> int:
     """Trials the spec starts: grids multiply out, TPE samples `num_samples`."""
-    per_trainable_seed = len(spec.trainables) * spec.seeds
     if spec.search == "optuna":
         return spec.num_samples
-    if spec.search == "sequential":
-        return per_trainable_seed * sum(len(s.values) for s in spec.stages)
+    # grid and sequential: every trainable x seed x [space] choice, repeated num_samples times
     choices = math.prod(len(d.values) for d in spec.space.values() if d.kind == "choice")
-    return per_trainable_seed * choices * spec.num_samples
+    per_grid = len(spec.trainables) * spec.seeds * choices * spec.num_samples
+    if spec.search == "sequential":  # one grid per stage value
+        return per_grid * sum(len(s.values) for s in spec.stages)
+    return per_grid
 
 
 def describe(spec: StudySpec) -> dict[str, Any]:
@@ -30,7 +31,10 @@ def describe(spec: StudySpec) -> dict[str, Any]:
         space[stage.key] = {"sequential stage": list(stage.values)}
     if len(spec.trainables) > 1:
         space["trainable"] = list(spec.trainables)
-    concurrent = spec.max_concurrent
+    if spec.seeds > 1:
+        base = int(spec.fixed.get("seed", 0))
+        space["seed"] = list(range(base, base + spec.seeds))
+    concurrent = min(spec.max_concurrent, trial_count(spec))
     return {
         "spec": {
             "name": spec.name, "source": spec.source, "search": spec.search,

@@ -122,6 +122,12 @@ def parse_spec(raw: Mapping[str, Any], source: str, overrides: Mapping[str, Any]
     trainables = raw.get("trainables", raw.get("trainable"))
     if isinstance(trainables, str):
         trainables = [trainables]
+    names_ok = isinstance(trainables, list) and all(isinstance(t, str) for t in trainables)
+    if trainables is not None and not names_ok:
+        raise SpecError(
+            f"`trainables` must be a trainable name or a list of names in {source}, "
+            f"but got {trainables!r}"
+        )
     if not trainables:
         raise SpecError(f"`trainables` must name at least one trainable in {source}")
     for name in trainables:
@@ -181,10 +187,22 @@ def _typed(
 
 
 def _dataclass(cls: type, values: dict[str, Any], key: str, source: str) -> Any:
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - names)
+    defaults = {f.name: f.default for f in fields(cls)}
+    unknown = sorted(set(values) - set(defaults))
     if unknown:
-        raise SpecError(f"unknown key(s) {unknown} in [{key}] of {source}; valid: {sorted(names)}")
+        raise SpecError(
+            f"unknown key(s) {unknown} in [{key}] of {source}; valid: {sorted(defaults)}"
+        )
+    for name, value in values.items():
+        default = defaults[name]
+        if isinstance(default, str):
+            ok, kind = isinstance(value, str), "a string"
+        elif isinstance(default, int) and not isinstance(default, bool):
+            ok, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        else:  # float: an integer is fine too
+            ok, kind = isinstance(value, int | float) and not isinstance(value, bool), "a number"
+        if not ok:
+            raise SpecError(f"`{key}.{name}` must be {kind} in {source}, but got {value!r}")
     return cls(**values)
 
 
@@ -232,8 +250,17 @@ def validate(spec: StudySpec) -> None:
         ("seeds", spec.seeds >= 1, ">= 1"),
         ("max_concurrent", spec.max_concurrent >= 1, ">= 1"),
         ("max_failures", spec.max_failures >= 0, ">= 0"),
+        ("scheduler.grace_period", spec.scheduler.grace_period >= 1, ">= 1"),
+        ("scheduler.reduction_factor", spec.scheduler.reduction_factor >= 2, ">= 2"),
+        ("scheduler.max_t", spec.scheduler.max_t >= 0, ">= 0 (0: the trials' epochs)"),
         ("resources.cpu", spec.resources.cpu > 0, "> 0"),
         ("resources.gpu", spec.resources.gpu >= 0, ">= 0"),
+        # Ray packs fractions of one GPU; above one GPU a trial takes whole GPUs
+        (
+            "resources.gpu",
+            spec.resources.gpu <= 1 or float(spec.resources.gpu).is_integer(),
+            "at most 1 or a whole number",
+        ),
     ]
     for key, ok, rule in checks:
         if not ok:
@@ -246,7 +273,7 @@ def validate(spec: StudySpec) -> None:
     if spec.metric not in METRIC_KEYS:
         raise SpecError(f"`metric` must be one of {METRIC_KEYS} in {src}, but got {spec.metric!r}")
     if spec.search == "sequential" and not spec.stages:
-        raise SpecError(f"search 'sequential' needs [[sequential]] stages in {src}")
+        raise SpecError(f"`search` 'sequential' needs [[sequential]] stages in {src}")
     if spec.search != "sequential" and spec.stages:
         raise SpecError(f"[[sequential]] stages need search = 'sequential' in {src}")
     if spec.search in ("grid", "sequential"):
@@ -261,18 +288,39 @@ def validate(spec: StudySpec) -> None:
             f"`seeds` must be 1 for search 'optuna' in {src} (TPE samples new configurations; "
             f"use a grid or sequential search to repeat over seeds), but got {spec.seeds}"
         )
+    stage_keys = [s.key for s in spec.stages]
+    for key in stage_keys:
+        if stage_keys.count(key) > 1 or key in spec.space:
+            raise SpecError(
+                f"[[sequential]] key {key!r} in {src} is searched twice (in two stages, or in "
+                "a stage and [space])"
+            )
     _check_training_keys(spec)
 
 
+# the data is read and tokenized once per study, so these keys cannot vary between its trials
+DATA_KEYS = ("backbone", "data_dir", "max_length", "max_examples")
+
+
 def _check_training_keys(spec: StudySpec) -> None:
-    searched = {*spec.space, *(s.key for s in spec.stages)}
+    stage_keys = {s.key for s in spec.stages}
     known = {f.name for f in fields(TrainConfig)}
-    for key in sorted({*spec.fixed, *searched}):
+    for key in sorted({*spec.fixed, *spec.space, *stage_keys}):
         if key not in known:
-            where = "fixed" if key in spec.fixed else "space"
+            where = "[fixed]" if key in spec.fixed else "[space]"
+            where = "[[sequential]]" if key in stage_keys else where
             raise SpecError(
-                f"unknown training key {key!r} in [{where}] of {spec.source}; "
+                f"unknown training key {key!r} in {where} of {spec.source}; "
                 f"valid keys: {sorted(known)}"
+            )
+    for key in DATA_KEYS:
+        dist = spec.space.get(key)
+        varies = key in stage_keys or (dist is not None and len(set(dist.values)) != 1)
+        if varies:
+            where = f"sequential stage {key}" if key in stage_keys else f"space.{key}"
+            raise SpecError(
+                f"{where} in {spec.source}: the data is read and tokenized once per study, so "
+                f"{key} cannot vary between trials; fix {key} in [fixed]"
             )
     # one representative value per searched key must make a valid config with every preset
     samples: dict[str, Any] = {}

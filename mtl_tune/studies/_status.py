@@ -19,13 +19,16 @@ def trial_table(folder: Path) -> pd.DataFrame:
     """
     meta = read_meta(folder)
     metric, mode = meta["metric"], meta["mode"]
-    rows = []
-    for experiment in sorted(p.name for p in (folder / TUNE_DIR).glob("*") if p.is_dir()):
-        path = folder / TUNE_DIR / experiment
+    analyses = []
+    for experiment in _experiments(folder):
         try:
-            analysis = ExperimentAnalysis(str(path))
+            analyses.append((experiment, ExperimentAnalysis(str(folder / TUNE_DIR / experiment))))
         except (ValueError, FileNotFoundError):
             continue  # an experiment that never saved its state: nothing to show yet
+    # keys that vary over the whole study: a later stage shows the value an earlier one chose
+    searched = _searched([t.config for _, analysis in analyses for t in analysis.trials])
+    rows = []
+    for experiment, analysis in analyses:
         frames = analysis.trial_dataframes
         for trial in analysis.trials:
             frame = frames.get(trial.trial_id)
@@ -36,28 +39,31 @@ def trial_table(folder: Path) -> pd.DataFrame:
                 "trainable": trial.config.get("trainable"),
                 "seed": trial.config.get("seed"),
             }
-            row.update({k: trial.config.get(k) for k in _searched(meta, analysis)})
-            if frame is not None and metric in frame and len(frame):
+            row.update({k: trial.config.get(k) for k in searched})
+            row["epochs"] = 0
+            if frame is not None and "training_iteration" in frame and len(frame):
+                row["epochs"] = int(frame["training_iteration"].max())
+            if frame is not None and metric in frame and frame[metric].notna().any():
                 best = frame.loc[
                     frame[metric].idxmax() if mode == "max" else frame[metric].idxmin()
                 ]
-                row["epochs"] = int(frame["training_iteration"].max())
                 row.update({k: float(best[k]) for k in SHOWN_METRICS if k in best})
-            else:
-                row["epochs"] = 0
             rows.append(row)
     table = pd.DataFrame(rows)
-    if len(table) and metric in table:
+    if len(table) and metric in table and table[metric].notna().any():
         scores = table[metric]
-        best_index = scores.idxmax() if mode == "max" else scores.idxmin()
         table["best"] = ""
-        if pd.notna(best_index):
-            table.loc[best_index, "best"] = "*"
+        table.loc[scores.idxmax() if mode == "max" else scores.idxmin(), "best"] = "*"
     return table
 
 
-def _searched(meta: dict, analysis: ExperimentAnalysis) -> list[str]:
-    configs = [t.config for t in analysis.trials]
+def _experiments(folder: Path) -> list[str]:
+    """The study's experiment folders in run order (stage2 before stage10)."""
+    names = [p.name for p in (folder / TUNE_DIR).glob("*") if p.is_dir()]
+    return sorted(names, key=lambda n: (n.rstrip("0123456789"), len(n), n))
+
+
+def _searched(configs: list[dict]) -> list[str]:
     keys = sorted({k for c in configs for k in c} - {"trainable", "seed"})
     return [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
 

@@ -1,0 +1,122 @@
+"""Study fixtures: spec files for the tiny model, Ray per module, and a check for leftover Ray."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+
+# Ray vendors psutil (ray/thirdparty_files) and puts it on sys.path when imported
+import psutil  # noqa: E402  isort: skip
+
+
+# tiny trials spend most of their time starting up: half a CPU each (one torch thread) runs
+# four at a time on 2 CPUs, about twice as fast as two trials of one CPU each
+TINY_RESOURCES = "[resources]\ncpu = 0.5"
+
+
+def tiny_fixed(tiny_bert_dir: Path, tiny_data_dir: Path, **extra: Any) -> dict[str, Any]:
+    """[fixed] keys of a tiny trial: the random 2-layer BERT, 48 rows per file, short batches."""
+    return {
+        "backbone": str(tiny_bert_dir),
+        "data_dir": str(tiny_data_dir),
+        "epochs": 1,
+        "batch_size": 8,
+        "max_length": 32,
+        "eval_batch_size": 64,
+        "threads": 1,
+        **extra,
+    }
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def spec_text(top: str, fixed: dict[str, Any], tables: str = "") -> str:
+    """A spec: top-level keys, [fixed] from a dict, the other tables ([resources]: TINY_RESOURCES
+    unless `tables` has its own)."""
+    lines = [top.strip(), "", "[fixed]"]
+    lines += [f"{key} = {toml_value(value)}" for key, value in fixed.items()]
+    lines += ["", tables.strip()]
+    if "[resources]" not in tables:
+        lines += ["", TINY_RESOURCES]
+    return "\n".join(lines) + "\n"
+
+
+def write_spec(folder: Path, top: str, fixed: dict[str, Any], tables: str = "") -> Path:
+    """Writes `spec_text(...)` to folder/spec.toml and returns the path."""
+    path = folder / "spec.toml"
+    path.write_text(spec_text(top, fixed, tables))
+    return path
+
+
+def _ray_like(proc: psutil.Process) -> bool:
+    try:
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        text = " ".join(proc.cmdline()) + " " + proc.name()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    return "ray" in text
+
+
+def ray_children(pid: int | None = None) -> list[psutil.Process]:
+    """Living Ray processes below `pid` (default: this process)."""
+    try:
+        children = psutil.Process(pid or os.getpid()).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [p for p in children if _ray_like(p)]
+
+
+def wait_gone(procs: list[psutil.Process], timeout: float = 20.0) -> list[psutil.Process]:
+    """Waits for `procs` to exit; returns those still alive (zombies count as gone)."""
+    deadline = time.monotonic() + timeout
+    alive = list(procs)
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if _alive(p)]
+        if alive:
+            time.sleep(0.2)
+    return alive
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def shutdown_and_check() -> None:
+    """`ray.shutdown()`, then asserts no Ray process started by this test process survives."""
+    ray.shutdown()
+    left = wait_gone(ray_children())
+    for proc in left:  # never leave them running, even when the check fails
+        proc.kill()
+    # ray.shutdown() stops every Ray process this test process started
+    assert not left, [(p.pid, p.name()) for p in left]
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> Iterator[None]:
+    """One local Ray of 2 CPUs for the module; "local" never joins another user's cluster."""
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    shutdown_and_check()
+
+
+@pytest.fixture
+def fixed(tiny_bert_dir: Path, tiny_data_dir: Path) -> dict[str, Any]:
+    return tiny_fixed(tiny_bert_dir, tiny_data_dir)

@@ -1,0 +1,286 @@
+"""Studies run end to end on a local Ray of 2 CPUs: TPE + ASHA, a grid ablation, a sequential
+search, the Optuna mirror, `study status` / `study list`, and refusals before any trial starts."""
+
+from __future__ import annotations
+
+import math
+import re
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from ray.tune import ExperimentAnalysis
+from typer.testing import CliRunner
+
+from mtl_tune.cli import app
+from mtl_tune.exceptions import MtlTuneError, SpecError
+from mtl_tune.studies import (
+    StudyOutcome,
+    launch_study,
+    load_spec,
+    read_meta,
+    resume_study,
+    study_status,
+    trial_count,
+)
+from mtl_tune.studies._optuna_mirror import RAY_ID_ATTR, open_storage
+from tests.studies.conftest import tiny_fixed, write_spec
+
+pytestmark = pytest.mark.usefixtures("ray_local")
+
+OPTUNA_TOP = """
+name = "tpe"
+trainables = ["it7-cosrelu-tuned"]
+search = "optuna"
+num_samples = 4
+max_concurrent = 4
+optuna_seed = 3
+"""
+OPTUNA_TABLES = """
+[space]
+lr = { loguniform = [1e-5, 1e-3] }
+sts_head = { choice = ["linear", "cosine"] }
+
+[scheduler]
+type = "asha"
+grace_period = 1
+reduction_factor = 2
+"""
+
+
+def _launch(folder: Path, top: str, fixed: dict[str, Any], tables: str = "", **kw: Any) -> Any:
+    path = write_spec(folder, top, fixed, tables)
+    spec = load_spec(str(path))
+    outcome = launch_study(spec, folder / "studies", path.read_text(), verbose=0, **kw)
+    return spec, outcome
+
+
+def _trials(outcome: StudyOutcome, experiment: str) -> dict[str, Any]:
+    """Ray's saved view of one experiment: trial id -> Trial (status, config, last_result)."""
+    analysis = ExperimentAnalysis(str(outcome.folder / "tune" / experiment))
+    return {t.trial_id: t for t in analysis.trials}
+
+
+@pytest.fixture(scope="module")
+def tpe_study(
+    tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path, tiny_data_dir: Path
+) -> tuple[Any, StudyOutcome]:
+    """One TPE + ASHA study of 4 trials x 2 epochs, all at once (TPE samples its first 10 at
+    random anyway)."""
+    folder = tmp_path_factory.mktemp("tpe")
+    fixed = tiny_fixed(tiny_bert_dir, tiny_data_dir, epochs=2)
+    return _launch(folder, OPTUNA_TOP, fixed, OPTUNA_TABLES)
+
+
+def test_optuna_asha_study_finishes(tpe_study: tuple[Any, StudyOutcome]) -> None:
+    spec, outcome = tpe_study
+    trials = _trials(outcome, "main")
+    # TPE started the spec's num_samples trials, and none errored
+    assert outcome.trials == len(trials) == trial_count(spec) == 4 and outcome.errors == 0
+    # every trial finished (ASHA may stop some after the grace period: that counts as finished)
+    assert {t.status for t in trials.values()} == {"TERMINATED"}
+    # ASHA never ran a trial past max_t (the epochs)
+    assert all(t.last_result["training_iteration"] <= 2 for t in trials.values())
+
+
+def test_status_cli_lists_every_trial(tpe_study: tuple[Any, StudyOutcome]) -> None:
+    spec, outcome = tpe_study
+    root = outcome.folder.parent
+    result = CliRunner().invoke(app, ["study", "status", spec.name, "--storage", str(root)])
+    # `study status` succeeds
+    assert result.exit_code == 0, result.output
+    for trial_id in _trials(outcome, "main"):
+        # every trial of the study is listed
+        assert trial_id in result.stdout
+    # the searched keys are columns, and exactly one row is marked best
+    header = result.stdout.splitlines()[0].split()
+    # the searched keys, the epochs and the metric are columns
+    assert {"trial_id", "state", "lr", "sts_head", "epochs", "overall", "best"} <= set(header)
+    # exactly one row is marked best
+    assert sum(line.rstrip().endswith("*") for line in result.stdout.splitlines()) == 1
+
+
+def test_status_of_unknown_study_is_a_clean_error(tpe_study: tuple[Any, StudyOutcome]) -> None:
+    root = tpe_study[1].folder.parent
+    result = CliRunner().invoke(app, ["study", "status", "nope", "--storage", str(root)])
+    # an unknown study exits 1 and names the studies that exist
+    assert result.exit_code == 1
+    # the message names the unknown study and the studies that exist
+    assert "no study 'nope'" in result.stderr and "['tpe']" in result.stderr
+
+
+def test_list_cli_shows_trials_and_best(tpe_study: tuple[Any, StudyOutcome]) -> None:
+    spec, outcome = tpe_study
+    root = outcome.folder.parent
+    result = CliRunner().invoke(app, ["study", "list", "--storage", str(root)])
+    # `study list` succeeds
+    assert result.exit_code == 0, result.output
+    best = max(t.last_result["overall"] for t in _trials(outcome, "main").values())
+    best = max(best, study_status(root, spec.name)["overall"].max())
+    row = next(line for line in result.stdout.splitlines() if line.split()[:1] == ["tpe"])
+    # the study's row: name, search, 4 trials, 4 finished, and the best overall over all epochs
+    assert row.split()[:4] == ["tpe", "optuna", "4", "4"]
+    # the best column is named after the study's metric
+    assert "best overall" in result.stdout
+    # and holds the best overall of any trial at any epoch
+    assert math.isclose(float(row.split()[4]), best, abs_tol=1e-4)
+
+
+def test_optuna_mirror_holds_each_finished_ray_trial(tpe_study: tuple[Any, StudyOutcome]) -> None:
+    spec, outcome = tpe_study
+    url = read_meta(outcome.folder)["optuna_storage"]
+    study = optuna.load_study(study_name=spec.name, storage=url)
+    finished = {k: t for k, t in _trials(outcome, "main").items() if t.status == "TERMINATED"}
+    mirrored = {t.user_attrs[RAY_ID_ATTR]: t for t in study.trials}
+    # exactly one Optuna trial per finished Ray trial, keyed by the Ray trial id
+    assert sorted(mirrored) == sorted(finished) and len(study.trials) == len(finished)
+    for trial_id, ray_trial in finished.items():
+        frozen = mirrored[trial_id]
+        # each is COMPLETE
+        assert frozen.state == optuna.trial.TrialState.COMPLETE
+        # its value is the metric the Ray trial reported last
+        assert frozen.value == ray_trial.last_result[spec.metric]
+        # its params are the searched keys of the Ray trial's config
+        assert frozen.params == {k: ray_trial.config[k] for k in ("lr", "sts_head")}
+        # and it records the epochs the trial ran
+        assert frozen.user_attrs["epochs"] == ray_trial.last_result["training_iteration"]
+    # the study's direction follows the spec's mode
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+
+
+def test_grid_ablation_three_trainables_two_seeds(
+    tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path
+) -> None:
+    top = """
+name = "ablation"
+trainables = ["it1-baseline", "it3-cosine-sts", "it6-balanced"]
+search = "grid"
+seeds = 2
+max_concurrent = 4
+"""
+    journal = tmp_path / "optuna.log"
+    spec, outcome = _launch(
+        tmp_path,
+        top,
+        tiny_fixed(tiny_bert_dir, tiny_data_dir),
+        '[scheduler]\ntype = "none"',
+        optuna_storage=f"journal:{journal}",
+    )
+    trials = _trials(outcome, "main")
+    # 3 trainables x 2 seeds = 6 trials, all finished
+    assert trial_count(spec) == outcome.trials == len(trials) == 6 and outcome.errors == 0
+    # every trial finished
+    assert {t.status for t in trials.values()} == {"TERMINATED"}
+    pairs = sorted((t.config["trainable"], t.config["seed"]) for t in trials.values())
+    # each (trainable, seed) pair ran exactly once
+    assert pairs == sorted(product(spec.trainables, [0, 1]))
+    table = study_status(outcome.folder.parent, spec.name)
+    # the status table has one row per trial, with the trainable and seed of each
+    assert sorted(zip(table["trainable"], table["seed"], strict=True)) == pairs
+    study = optuna.load_study(study_name=spec.name, storage=open_storage(f"journal:{journal}"))
+    # an Optuna journal file (--optuna-storage PATH) works as the mirror's storage too
+    assert sorted(t.user_attrs[RAY_ID_ATTR] for t in study.trials) == sorted(trials)
+    # the mirror records trainable and seed, the keys this grid varies
+    assert sorted((t.params["trainable"], t.params["seed"]) for t in study.trials) == pairs
+
+
+def test_sequential_search_runs_stage2_at_stage1_best_lr(
+    tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path
+) -> None:
+    top = """
+name = "paper"
+trainables = ["it7-cosrelu-tuned"]
+search = "sequential"
+max_concurrent = 3
+"""
+    tables = """
+[[sequential]]
+key = "lr"
+values = [1e-3, 1e-4, 1e-5]
+
+[[sequential]]
+key = "dropout"
+values = [0.1, 0.4]
+
+[scheduler]
+type = "none"
+"""
+    spec, outcome = _launch(tmp_path, top, tiny_fixed(tiny_bert_dir, tiny_data_dir), tables)
+    # one Tune experiment per stage, 3 + 2 trials, none errored
+    assert outcome.experiments == ("stage1", "stage2")
+    # 3 + 2 trials ran, none errored
+    assert outcome.trials == trial_count(spec) == 5 and outcome.errors == 0
+    stage1, stage2 = _trials(outcome, "stage1"), _trials(outcome, "stage2")
+    analysis = ExperimentAnalysis(str(outcome.folder / "tune" / "stage1"))
+    # stage 1's best lr, computed here from its results: the best epoch of each trial
+    score = {
+        trial.config["lr"]: analysis.trial_dataframes[tid][spec.metric].max()
+        for tid, trial in stage1.items()
+    }
+    # stage 1 tried each lr once
+    assert sorted(score) == [1e-5, 1e-4, 1e-3]
+    best_lrs = {lr for lr, s in score.items() if s == max(score.values())}
+    chosen = {trial.config["lr"] for trial in stage2.values()}
+    # every stage-2 trial ran at stage 1's best lr
+    assert len(chosen) == 1 and chosen <= best_lrs
+    # stage 2 varied dropout over its values, once each
+    assert sorted(t.config["dropout"] for t in stage2.values()) == [0.1, 0.4]
+    # stage 1 left dropout at the preset's value (it was not searched yet)
+    assert all("dropout" not in t.config for t in stage1.values())
+    # the chosen value is recorded in the study's metadata, for resume and reports
+    assert read_meta(outcome.folder)["stage_best"]["lr"] in chosen
+    table = study_status(outcome.folder.parent, spec.name)
+    # status shows stage 2's rows with the lr they ran at
+    assert set(table[table["experiment"] == "stage2"]["lr"]) == chosen
+
+
+def test_resources_no_node_offers_fail_before_any_trial(
+    tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path
+) -> None:
+    top = 'name = "greedy"\ntrainables = ["it1-baseline"]\nsearch = "grid"'
+    fixed = tiny_fixed(tiny_bert_dir, tiny_data_dir)
+    path = write_spec(tmp_path, top, fixed, "[resources]\ngpu = 1")
+    spec = load_spec(str(path))
+    where = re.escape(str(path))
+    # per-trial resources no node of the cluster offers are refused, naming them and the file
+    with pytest.raises(SpecError, match=rf"resources \(cpu=1\.0, gpu=1\) per trial in {where}"):
+        launch_study(spec, tmp_path / "studies", path.read_text(), verbose=0)
+    # nothing ran and no study folder was left behind
+    assert not (tmp_path / "studies" / "greedy").exists()
+
+
+def test_launch_refuses_an_existing_study(tpe_study: tuple[Any, StudyOutcome]) -> None:
+    spec, outcome = tpe_study
+    # launching a study whose folder exists is refused with the way to resume it
+    with pytest.raises(SpecError, match=r"study 'tpe' already exists .*study resume tpe"):
+        launch_study(spec, outcome.folder.parent, "", verbose=0)
+
+
+def test_unreadable_data_leaves_no_study_folder(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    top = 'name = "nodata"\ntrainables = ["it1-baseline"]'
+    path = write_spec(tmp_path, top, tiny_fixed(tiny_bert_dir, empty))
+    # a data folder without the task files fails the launch with the project's own error
+    with pytest.raises(MtlTuneError, match=r"missing data file .*ids-sst-train\.csv"):
+        launch_study(load_spec(str(path)), tmp_path / "studies", path.read_text(), verbose=0)
+    # nothing ran, so no half-made study folder blocks the next launch
+    assert not (tmp_path / "studies" / "nodata").exists()
+
+
+def test_resume_of_a_finished_study_reruns_nothing(tpe_study: tuple[Any, StudyOutcome]) -> None:
+    spec, outcome = tpe_study  # runs last in this module: it resumes the shared study
+    root = outcome.folder.parent
+    before = {k: t.last_result for k, t in _trials(outcome, "main").items()}
+    url = read_meta(outcome.folder)["optuna_storage"]
+    mirrored = len(optuna.load_study(study_name=spec.name, storage=url).trials)
+    again = resume_study(root, spec.name, verbose=0)
+    # the resumed study reports the same trials, none errored
+    assert again.trials == 4 and again.errors == 0
+    after = {k: t.last_result for k, t in _trials(outcome, "main").items()}
+    # no trial ran again: same ids, same last results (timestamps included)
+    assert after == before
+    # the Optuna mirror gained no duplicate
+    assert len(optuna.load_study(study_name=spec.name, storage=url).trials) == mirrored == 4
