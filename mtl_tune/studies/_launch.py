@@ -35,7 +35,7 @@ from mtl_tune.studies._storage import (
     study_folder,
     write_meta,
 )
-from mtl_tune.trainables import GENERIC, make_trainable, resolve_config
+from mtl_tune.trainables import GENERIC, make_trainable, register_all, resolve_config
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +53,13 @@ def connect(address: str | None) -> None:
     """Joins `address` (or $RAY_ADDRESS) if given, else starts Ray in this process."""
     # Tune forces a state snapshot after each kept checkpoint (crash safety) and warns about it
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(include_dashboard=False, log_to_driver=False)
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(include_dashboard=False, log_to_driver=False)
+    register_all()  # registrations live in the cluster: a new ray.init() starts without them
 
 
 def check_resources(spec: StudySpec) -> None:

@@ -7,12 +7,14 @@ from ray import tune
 from mtl_tune.exceptions import ConfigError
 from mtl_tune.platform.checkpoint import PREDICTIONS_FILE, read_state
 from mtl_tune.platform.metrics import METRIC_KEYS
-from mtl_tune.trainables import GENERIC, PRESETS, get_preset, resolve_config
+from mtl_tune.trainables import GENERIC, PRESETS, get_preset, register_all, resolve_config
 
 
 @pytest.fixture(scope="module")
 def ray_local():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # an earlier module's ray.shutdown() took the import-time registrations with it
+    register_all()
     yield
     ray.shutdown()
 
