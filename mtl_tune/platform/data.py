@@ -141,10 +141,11 @@ def _parse_row(
     if not row_id:
         problems.append("empty id")
     row_texts = tuple(_normalise(row.get(c) or "", pair) for c in spec.text_columns)
+    # an unlabeled (leaderboard) split keeps empty sentences: every input id needs a prediction
     problems.extend(
         f"empty {column}"
         for column, text in zip(spec.text_columns, row_texts, strict=True)
-        if not text
+        if not text and labeled
     )
     label = 0.0
     if labeled:

@@ -82,7 +82,7 @@ def predict_data(
         try:
             path = split_path(data_dir, task, split)
         except DataError as err:
-            logger.warning("skipping %s: %s", task, err)
+            logger.info("skipping %s: %s", task, err)
             missing[task] = str(err)
             continue
         examples = read_split(path, task, split)

@@ -529,3 +529,11 @@ def test_pair_encoding_checked(tokenizer: WordPieceTokenizer) -> None:
 def test_every_task_has_a_spec() -> None:
     # the four tasks are the course's three plus CFIMDB
     assert tuple(TASKS) == ("sst", "para", "sts", "cfimdb")
+
+
+def test_unlabeled_split_keeps_rows_with_empty_sentences(tmp_path: Path) -> None:
+    path = tmp_path / "sts-test-student.csv"
+    path.write_text("0\t\tid\tsentence1\tsentence2\n1\t0.0\taa\tx y\t\n2\t1.0\tbb\tz\tw\n")
+    examples = read_split(path, "sts", "test")
+    # a leaderboard file needs a prediction for every input id, so no row is skipped
+    assert (examples.ids, examples.skipped) == (("aa", "bb"), ())
