@@ -19,6 +19,7 @@ import pandas as pd
 from mtl_tune.exceptions import MtlTuneError
 from mtl_tune.platform.metrics import METRIC_KEYS
 from mtl_tune.reports._study import StudyInfo, open_study
+from mtl_tune.studies._storage import saved_statuses
 
 logger = logging.getLogger(__name__)
 
@@ -85,24 +86,6 @@ def _error_message(trial_dir: Path, filename: str | None, status: str) -> str | 
     lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
     lines = [line for line in lines if line]
     return lines[-1] if lines else "error (empty error file)"
-
-
-def saved_statuses(experiment_dir: Path) -> dict[str, str]:
-    """trial_id -> status as the Tune driver last saved it.
-
-    `ExperimentAnalysis` turns RUNNING into PENDING when it loads a trial (as for a restore), so
-    a live study's running trials are read from the newest experiment state file itself.
-    """
-    states = sorted(experiment_dir.glob("experiment_state-*.json"), key=lambda p: p.name)
-    if not states:
-        return {}
-    try:
-        saved = json.loads(states[-1].read_text(encoding="utf-8"))
-        trials = [json.loads(entry[0]) for entry in saved.get("trial_data", [])]
-    except (json.JSONDecodeError, IndexError, TypeError) as err:
-        logger.warning("cannot read trial statuses from %s (%s); using Ray's", states[-1], err)
-        return {}
-    return {str(t["trial_id"]): str(t["status"]) for t in trials if "trial_id" in t}
 
 
 def _resources(trial: Any) -> tuple[float, float]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 from ray.tune import ExperimentAnalysis
 
-from mtl_tune.studies._storage import META_FILE, TUNE_DIR, existing_study, read_meta
+from mtl_tune.studies._storage import META_FILE, TUNE_DIR, existing_study, read_meta, saved_statuses
 
 SHOWN_METRICS = ("overall", "mean_score", "sst_acc", "para_acc", "sts_corr")
 
@@ -30,12 +30,14 @@ def trial_table(folder: Path) -> pd.DataFrame:
     rows = []
     for experiment, analysis in analyses:
         frames = analysis.trial_dataframes
+        # ExperimentAnalysis shows a live RUNNING trial as PENDING; the saved state file does not
+        statuses = saved_statuses(folder / TUNE_DIR / experiment)
         for trial in analysis.trials:
             frame = frames.get(trial.trial_id)
             row: dict = {
                 "experiment": experiment,
                 "trial_id": trial.trial_id,
-                "state": trial.status,
+                "state": statuses.get(trial.trial_id, trial.status),
                 "trainable": trial.config.get("trainable"),
                 "seed": trial.config.get("seed"),
             }

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from mtl_tune.exceptions import SpecError
+
+logger = logging.getLogger(__name__)
 
 STORAGE_ENV = "MTL_TUNE_STORAGE"
 META_FILE = "study.json"
@@ -48,3 +51,21 @@ def write_meta(folder: Path, meta: dict[str, Any]) -> None:
 
 def default_optuna_url(folder: Path) -> str:
     return f"sqlite:///{folder / OPTUNA_FILE}"
+
+
+def saved_statuses(experiment_dir: Path) -> dict[str, str]:
+    """trial_id -> status as the Tune driver last saved it.
+
+    `ExperimentAnalysis` turns RUNNING into PENDING when it loads a trial (as for a restore), so
+    a live study's running trials are read from the newest experiment state file itself.
+    """
+    states = sorted(experiment_dir.glob("experiment_state-*.json"), key=lambda p: p.name)
+    if not states:
+        return {}
+    try:
+        saved = json.loads(states[-1].read_text(encoding="utf-8"))
+        trials = [json.loads(entry[0]) for entry in saved.get("trial_data", [])]
+    except (json.JSONDecodeError, IndexError, TypeError) as err:
+        logger.warning("cannot read trial statuses from %s (%s); using Ray's", states[-1], err)
+        return {}
+    return {str(t["trial_id"]): str(t["status"]) for t in trials if "trial_id" in t}
