@@ -35,7 +35,7 @@ from mtl_tune.studies._storage import (
     study_folder,
     write_meta,
 )
-from mtl_tune.trainables import GENERIC, make_trainable, register_all, resolve_config
+from mtl_tune.trainables import make_trainable, register_all, resolve_config
 
 logger = logging.getLogger(__name__)
 
@@ -378,5 +378,3 @@ def resume_study(
     connect(address)
     return _run(spec, folder, verbose, restore=True)
 
-
-__all__ = ["GENERIC", "StudyOutcome", "connect", "launch_study", "resume_study"]
