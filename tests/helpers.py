@@ -34,6 +34,12 @@ def save_tiny_bert(folder: Path, seed: int = 0, **overrides: int) -> Path:
     return folder
 
 
+def tiny_trial(bert: Path, data: Path, **extra: object) -> dict:
+    """Config keys of a fast trial: the tiny random BERT, the small data folder, short batches."""
+    return {"backbone": str(bert), "data_dir": str(data), "epochs": 1, "batch_size": 8,
+            "max_length": 32, "eval_batch_size": 64, **extra}
+
+
 def write_subset(source: Path, dest: Path, rows: int) -> Path:
     """Copies the header and first `rows` rows of each CSV file in `source` into `dest`."""
     for path in sorted(source.glob("*.csv")):

@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from mtl_tune.cli import app, parse_sets
 from mtl_tune.exceptions import ConfigError
+from mtl_tune.trainables import PRESETS
 from tests.conftest import LABELED, ORIGINAL
 from tests.helpers import write_subset
 
@@ -191,4 +192,13 @@ def test_trainables_list() -> None:
     result = runner.invoke(app, ["trainables", "list"])
     # all seven iterations with their descriptions and presets
     assert result.exit_code == 0
-    assert result.output.count("it") >= 7 and "it7-cosrelu-tuned: + ReLU(cos)" in result.output
+    names = [line.split(":")[0] for line in result.output.splitlines() if line[:2] == "it"]
+    assert names == list(PRESETS)
+    assert "it7-cosrelu-tuned: + ReLU(cos) x5 STS head" in result.output
+
+
+def test_predict_rejects_unknown_split(trained: Path) -> None:
+    result = runner.invoke(app, ["predict", str(trained / "best"), "--split", "validation"])
+    # a bad split is refused with the allowed values, before any file is read
+    assert result.exit_code == 1
+    assert "--split must be one of ('dev', 'test', 'train'), but got 'validation'" in result.output

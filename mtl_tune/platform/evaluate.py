@@ -73,14 +73,26 @@ def score(predictions: Mapping[str, TaskPredictions]) -> dict[str, float]:
         raise ValueError(
             f"scoring needs predictions for 'sst', 'para' and 'sts', but {missing} are missing"
         )
-    values = {}
-    for task, key in (("sst", "sst_acc"), ("para", "para_acc"), ("sts", "sts_corr")):
-        p = predictions[task]
-        if p.labels is None:
+    for task in ("sst", "para", "sts"):
+        if predictions[task].labels is None:
             raise ValueError(f"split of task {task!r} has no labels to score against")
-        fn = metrics.pearson if task == "sts" else metrics.accuracy
-        values[key] = fn(p.predictions, p.labels)
+    values = task_scores(predictions)
     return metrics.summary(values["sst_acc"], values["para_acc"], values["sts_corr"])
+
+
+TASK_METRICS = {"sst": "sst_acc", "para": "para_acc", "sts": "sts_corr"}
+
+
+def task_scores(predictions: Mapping[str, TaskPredictions]) -> dict[str, float]:
+    """Accuracy (sst, para) or Pearson (sts) of each main task whose predictions have labels."""
+    out = {}
+    for task, key in TASK_METRICS.items():
+        p = predictions.get(task)
+        if p is None or p.labels is None:
+            continue
+        fn = metrics.pearson if task == "sts" else metrics.accuracy
+        out[key] = fn(p.predictions, p.labels)
+    return out
 
 
 def evaluate(

@@ -15,7 +15,7 @@ import torch
 from mtl_tune.exceptions import DataError
 from mtl_tune.platform.checkpoint import load_model
 from mtl_tune.platform.data import MAIN_TASKS, read_split, split_path, tokenize_split
-from mtl_tune.platform.evaluate import TaskPredictions, predict_split, score
+from mtl_tune.platform.evaluate import TaskPredictions, predict_split, score, task_scores
 from mtl_tune.platform.train import resolve_device
 
 logger = logging.getLogger(__name__)
@@ -98,18 +98,6 @@ def predict_data(
             files[task] = out / output_name(task, split)
             write_course_file(files[task], p)
     labeled = {t: p for t, p in predictions.items() if p.labels is not None}
-    task_scores = _task_scores(labeled)
     metrics = score(labeled) if len(labeled) == len(MAIN_TASKS) else None
-    return SplitPredictions(split, predictions, metrics, task_scores, files, missing)
+    return SplitPredictions(split, predictions, metrics, task_scores(labeled), files, missing)
 
-
-def _task_scores(labeled: dict[str, TaskPredictions]) -> dict[str, float]:
-    from mtl_tune.platform.metrics import accuracy, pearson
-
-    names = {"sst": "sst_acc", "para": "para_acc", "sts": "sts_corr"}
-    out = {}
-    for task, p in labeled.items():
-        assert p.labels is not None
-        fn = pearson if task == "sts" else accuracy
-        out[names[task]] = fn(p.predictions, p.labels)
-    return out

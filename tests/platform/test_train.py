@@ -10,13 +10,7 @@ from mtl_tune.platform.checkpoint import restore_trainer, save_checkpoint
 from mtl_tune.platform.train import Trainer, steps_of
 from mtl_tune.trainables import resolve_config
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _config(tiny_bert_dir: Path, tiny_data_dir: Path, name: str = "it6-balanced", **extra):

@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 import pytest
 
+from tests.helpers import tiny_trial
+
 # registry order is it1, it3, it4; the grid lists them otherwise so that row order is tested
 TRAINABLES = ["it4-round-robin", "it1-baseline", "it3-cosine-sts"]
 SEEDS = [0, 1]
@@ -24,8 +26,7 @@ class Built(NamedTuple):
 
 
 def tiny_config(bert: Path, data: Path) -> dict:
-    return {"backbone": str(bert), "data_dir": str(data), "epochs": 2, "batch_size": 8,
-            "max_length": 32, "eval_batch_size": 64}
+    return tiny_trial(bert, data, epochs=2)
 
 
 def write_metadata(folder: Path, name: str, search: str, data: Path) -> None:

@@ -8,12 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import ray
 
-# Ray vendors psutil (ray/thirdparty_files) and puts it on sys.path when imported
-import psutil  # noqa: E402  isort: skip
-
+from tests.helpers import tiny_trial
 
 # tiny trials spend most of their time starting up: half a CPU each (one torch thread) runs
 # four at a time on 2 CPUs, about twice as fast as two trials of one CPU each
@@ -22,16 +21,7 @@ TINY_RESOURCES = "[resources]\ncpu = 0.5"
 
 def tiny_fixed(tiny_bert_dir: Path, tiny_data_dir: Path, **extra: Any) -> dict[str, Any]:
     """[fixed] keys of a tiny trial: the random 2-layer BERT, 48 rows per file, short batches."""
-    return {
-        "backbone": str(tiny_bert_dir),
-        "data_dir": str(tiny_data_dir),
-        "epochs": 1,
-        "batch_size": 8,
-        "max_length": 32,
-        "eval_batch_size": 64,
-        "threads": 1,
-        **extra,
-    }
+    return tiny_trial(tiny_bert_dir, tiny_data_dir, threads=1, **extra)
 
 
 def toml_value(value: Any) -> str:

@@ -20,15 +20,13 @@ from typing import Any
 
 import optuna
 import pandas as pd
+import psutil
 import pytest
-import ray  # noqa: F401  (puts Ray's vendored psutil on sys.path)
 from ray.tune import ExperimentAnalysis
 
 from mtl_tune.studies import load_spec, read_meta, trial_count
 from mtl_tune.studies._optuna_mirror import RAY_ID_ATTR, open_storage
 from tests.studies.conftest import tiny_fixed, wait_gone, write_spec
-
-import psutil  # noqa: E402  isort: skip
 
 CLI = [sys.executable, "-c", "from mtl_tune.cli import main; main()"]
 TOP = """

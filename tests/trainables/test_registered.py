@@ -8,6 +8,7 @@ from mtl_tune.exceptions import ConfigError
 from mtl_tune.platform.checkpoint import PREDICTIONS_FILE, read_state
 from mtl_tune.platform.metrics import METRIC_KEYS
 from mtl_tune.trainables import GENERIC, PRESETS, get_preset, register_all, resolve_config
+from tests.helpers import tiny_trial
 
 
 @pytest.fixture(scope="module")
@@ -19,16 +20,6 @@ def ray_local():
     ray.shutdown()
 
 
-def _tiny(tiny_bert_dir: Path, tiny_data_dir: Path, **extra) -> dict:
-    return {
-        "backbone": str(tiny_bert_dir),
-        "data_dir": str(tiny_data_dir),
-        "epochs": 1,
-        "batch_size": 8,
-        "max_length": 32,
-        "eval_batch_size": 64,
-        **extra,
-    }
 
 
 def test_presets_are_cumulative() -> None:
@@ -100,7 +91,7 @@ def test_registered_trainable_runs_under_tuner(
 ) -> None:
     tuner = tune.Tuner(
         name,
-        param_space=_tiny(tiny_bert_dir, tiny_data_dir),
+        param_space=tiny_trial(tiny_bert_dir, tiny_data_dir),
         run_config=tune.RunConfig(storage_path=str(tmp_path), name=name, verbose=0),
     )
     result = tuner.fit()[0]
@@ -123,7 +114,7 @@ def test_registered_trainable_runs_under_tuner(
 def test_generic_trainable_takes_preset_from_config(
     ray_local: None, tiny_bert_dir: Path, tiny_data_dir: Path, tmp_path: Path
 ) -> None:
-    space = _tiny(
+    space = tiny_trial(
         tiny_bert_dir, tiny_data_dir, trainable=tune.grid_search(["it1-baseline", "it3-cosine-sts"])
     )
     results = tune.Tuner(
