@@ -336,6 +336,7 @@ def _print_outcome(outcome: Any, root: Path, name: str) -> None:
         f"study {name}: {outcome.trials} trials ({outcome.errors} errored) in "
         f"{outcome.wall_seconds:.0f} s; folder {outcome.folder}"
     )
+    _print_disk(root, name)
 
 
 @study_app.command("resume")
@@ -360,7 +361,16 @@ def study_status_cmd(
     """One row per trial: state, config, epochs done, best dev metrics; the best marked *."""
     from mtl_tune.studies import storage_root, study_status
 
-    typer.echo(_table(study_status(storage_root(storage), name).to_dict("records")))
+    root = storage_root(storage)
+    typer.echo(_table(study_status(root, name).to_dict("records")))
+    _print_disk(root, name)
+
+
+def _print_disk(root: Path, name: str) -> None:
+    from mtl_tune.studies import disk_usage, human_bytes, study_folder
+
+    folder = study_folder(root, name)
+    typer.echo(f"disk: {human_bytes(disk_usage(folder))} in {folder}")
 
 
 @study_app.command("list")

@@ -115,6 +115,9 @@ def test_train_writes_metrics_and_checkpoints(trained: Path) -> None:
     # best and last checkpoints are written
     assert (trained / "best" / "model.safetensors").is_file()
     assert (trained / "last" / "trainer_state.json").is_file()
+    # the run is finished: neither keeps the optimizer state, which only resuming would need
+    assert not (trained / "best" / "optimizer.pt").exists()
+    assert not (trained / "last" / "optimizer.pt").exists()
 
 
 def test_train_refuses_to_overwrite(trained: Path, tiny_data_dir: Path) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from mtl_tune.platform.data import TaskSplit
 
@@ -48,15 +49,31 @@ def _check_batch_size(batch_size: int) -> None:
         raise ValueError(f"batch_size must be at least 1, but got {batch_size}")
 
 
-def make_batch(split: TaskSplit, rows: torch.Tensor) -> Batch:
-    """Gathers `rows` of a tokenized split and trims every segment to its longest row."""
+def make_batch(
+    split: TaskSplit, rows: torch.Tensor, multiple: int = 1, joint: bool = False
+) -> Batch:
+    """Gathers `rows` of a tokenized split and trims every segment to its longest row.
+
+    Args:
+        split: The tokenized split.
+        rows: Row indices into the split.
+        multiple: Round each width up to a multiple of this (capped at the split's width), so a
+            compiled encoder sees few distinct shapes.
+        joint: Give all segments of a pair the same width, so the model can encode both
+            sentences in one call.
+    """
+    common = max(int(seg.lengths[rows].max()) for seg in split.segments) if joint else 0
+    cap = max(seg.input_ids.shape[1] for seg in split.segments)
     segments = []
     for seg in split.segments:
         lengths = seg.lengths[rows]
-        width = int(lengths.max())
-        ids = seg.input_ids[rows, :width].long()
+        width = common or int(lengths.max())
+        width = min(-(-width // multiple) * multiple, cap if joint else seg.input_ids.shape[1])
+        extra = max(width - seg.input_ids.shape[1], 0)  # a segment tokenized narrower: pad it
+        ids = F.pad(seg.input_ids[rows, :width].long(), (0, extra))  # masked out below
+        types = F.pad(seg.token_type_ids[rows, :width].long(), (0, extra))
         mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
-        segments.append(Segment(ids, mask, seg.token_type_ids[rows, :width].long()))
+        segments.append(Segment(ids, mask, types))
     labels = None if split.labels is None else split.labels[rows]
     return Batch(split.task, rows, tuple(segments), labels)
 
@@ -98,13 +115,24 @@ def eval_order(lengths: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
 
 
 class CyclingBatches:
-    """Endless bucketed batches of one split: reshuffles whenever it runs out (cycle iterator)."""
+    """Endless bucketed batches of one split: reshuffles whenever it runs out (cycle iterator).
 
-    def __init__(self, split: TaskSplit, batch_size: int, rng: np.random.Generator) -> None:
+    `multiple` and `joint` are passed to `make_batch`.
+    """
+
+    def __init__(
+        self,
+        split: TaskSplit,
+        batch_size: int,
+        rng: np.random.Generator,
+        multiple: int = 1,
+        joint: bool = False,
+    ) -> None:
         _check_batch_size(batch_size)
         if len(split) == 0:
             raise ValueError(f"cannot draw batches from the empty {split.task} {split.split} split")
         self.split, self.batch_size, self.rng = split, batch_size, rng
+        self.multiple, self.joint = multiple, joint
         self._lengths = split.lengths
         self._pending: Iterator[torch.Tensor] = iter(())
 
@@ -116,7 +144,7 @@ class CyclingBatches:
         if rows is None:
             self._pending = iter(bucketed_order(self._lengths, self.batch_size, self.rng))
             rows = next(self._pending)
-        return make_batch(self.split, rows)
+        return make_batch(self.split, rows, self.multiple, self.joint)
 
 
 def padding_fraction(batches: list[torch.Tensor], lengths: torch.Tensor) -> float:

@@ -38,12 +38,25 @@ def save_checkpoint(
     metrics: dict[str, float],
     predictions: dict[str, TaskPredictions] | None = None,
     extra: dict[str, Any] | None = None,
+    optimizer: bool = True,
 ) -> Path:
-    """Writes the trainer's full state into `folder` (created if needed)."""
+    """Writes the trainer's state into `folder` (created if needed).
+
+    Args:
+        optimizer: Also write the optimizer state, which only resuming needs (for MiniLM it
+            is twice the weights: 182 of 270 MB); a finished run's checkpoints leave it out.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in trainer.model.state_dict().items()}
+    dtype = getattr(torch, trainer.config.checkpoint_dtype)
+    state = {
+        k: (v.to(dtype) if v.is_floating_point() else v).detach().contiguous().cpu()
+        for k, v in trainer.model.state_dict().items()
+    }
     save_file(state, str(folder / MODEL_FILE))
-    torch.save(trainer.optimizer.state_dict(), folder / OPTIMIZER_FILE)
+    if optimizer:
+        torch.save(trainer.optimizer.state_dict(), folder / OPTIMIZER_FILE)
+    else:  # an earlier checkpoint's state in this folder would not match these weights
+        drop_optimizer_state(folder)
     backbone = trainer.config.backbone_path
     for name in TOKENIZER_FILES:
         if (backbone / name).is_file():
@@ -86,10 +99,36 @@ def check_compatible(folder: Path, config: TrainConfig, model: MultitaskBERT) ->
             raise CheckpointError(f"checkpoint {folder} was made with another {label} ({detail})")
 
 
+def has_optimizer_state(folder: Path) -> bool:
+    """Whether a checkpoint can resume training (weights-only ones are for prediction)."""
+    return (Path(folder) / OPTIMIZER_FILE).is_file()
+
+
+def drop_optimizer_state(folder: Path) -> int:
+    """Deletes a checkpoint's optimizer state (kept weights still predict); returns bytes freed."""
+    path = Path(folder) / OPTIMIZER_FILE
+    try:
+        size = path.stat().st_size
+        path.unlink()
+    except FileNotFoundError:
+        return 0
+    return size
+
+
 def restore_trainer(trainer: Trainer, folder: Path) -> None:
-    """Loads model, optimizer and run state into `trainer` (after `check_compatible`)."""
+    """Loads model, optimizer and run state into `trainer` (after `check_compatible`).
+
+    Raises:
+        CheckpointError: The checkpoint does not fit the trainer's model, or it has no optimizer
+            state (a finished run's checkpoint: it predicts, but cannot resume training).
+    """
     folder = Path(folder)
     check_compatible(folder, trainer.config, trainer.model)
+    if not has_optimizer_state(folder):
+        raise CheckpointError(
+            f"checkpoint {folder} has no {OPTIMIZER_FILE}: it holds the weights of a finished "
+            "run (for prediction and reports), not the state to resume training from"
+        )
     trainer.model.load_state_dict(load_file(str(folder / MODEL_FILE), device=str(trainer.device)))
     optimizer_state = torch.load(
         folder / OPTIMIZER_FILE, map_location=trainer.device, weights_only=True

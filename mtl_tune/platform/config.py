@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from mtl_tune.exceptions import ConfigError
+from mtl_tune.platform.compiling import COMPILE_SETTINGS
 from mtl_tune.platform.heads import STS_HEADS
 from mtl_tune.platform.model import PAIR_ENCODINGS, POOLINGS, HeadConfig
 from mtl_tune.platform.sampling import SCHEMES
 
 COMBINES = ("sum", "pcgrad")
 DEVICES = ("auto", "cpu", "cuda")
+CHECKPOINT_DTYPES = ("float32", "bfloat16")
 
 
 def default_backbone() -> str:
@@ -44,6 +46,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto: CUDA (bf16 autocast, fused AdamW) when visible, else CPU
     threads: int = 0  # torch CPU threads; 0 = the CPUs Ray gave the trial, or torch's default
+    compile: str = "auto"  # torch.compile the encoder: auto = on CUDA for long enough runs
+    checkpoint_dtype: str = "float32"  # weights in checkpoints; bfloat16 halves them (lossy)
     data_dir: str = ""  # "" = $MTL_TUNE_DATA
 
     def __post_init__(self) -> None:
@@ -54,6 +58,8 @@ class TrainConfig:
             "sampling": SCHEMES,
             "combine": COMBINES,
             "device": DEVICES,
+            "compile": COMPILE_SETTINGS,
+            "checkpoint_dtype": CHECKPOINT_DTYPES,
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:

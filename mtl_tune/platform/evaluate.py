@@ -40,12 +40,15 @@ def predict_split(
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
 ) -> TaskPredictions:
-    """Predictions for every row of a split (labels used only if present)."""
+    """Predictions for every row of a split (labels used only if present).
+
+    Both sentences of a pair are padded to one width and encoded in one call.
+    """
     was_training = model.training
     model.eval()
     outputs = torch.empty(len(split))
     for rows in eval_order(split.lengths, batch_size):
-        batch = make_batch(split, rows).to(device)
+        batch = make_batch(split, rows, joint=True).to(device)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             raw = model.forward_task(split.task, batch.segments).float()
         if split.task in ("sst", "cfimdb"):

@@ -39,8 +39,9 @@ def train_run(
 ) -> list[dict[str, float]]:
     """Trains `config.epochs` epochs, evaluating on dev after each.
 
-    Writes `out/metrics.json` (one entry per epoch), `out/last/` (the latest checkpoint) and
-    `out/best/` (the checkpoint of the best dev `overall`, with its per-example dev predictions).
+    Writes `out/metrics.json` (one entry per epoch), `out/last/` (the latest checkpoint, with
+    the optimizer state until the last epoch) and `out/best/` (the weights of the best dev
+    `overall`, with its per-example dev predictions).
 
     Returns:
         The metrics of every epoch.
@@ -61,9 +62,10 @@ def train_run(
         bar.close()
         history.append(result.metrics)
         predictions = result.evaluation.predictions
-        save_checkpoint(trainer, out / "last", result.metrics, predictions)
-        if result.metrics["overall"] > previous_best:
-            save_checkpoint(trainer, out / "best", result.metrics, predictions)
+        final = epoch == config.epochs
+        save_checkpoint(trainer, out / "last", result.metrics, predictions, optimizer=not final)
+        if result.metrics["overall"] > previous_best:  # weights only: best/ is for prediction
+            save_checkpoint(trainer, out / "best", result.metrics, predictions, optimizer=False)
         summary = {"config": config.to_dict(), "epochs": history,
                    "wall_seconds": time.perf_counter() - start}
         (out / METRICS_FILE).write_text(json.dumps(summary, indent=2))

@@ -8,6 +8,7 @@ import pandas as pd
 
 from mtl_tune.reports._selection import TRIAL_KEYS, status_label
 from mtl_tune.reports._study import StudyInfo
+from mtl_tune.studies import disk_usage, human_bytes
 
 UNFINISHED = ("RUNNING", "PAUSED", "PENDING")
 DAGGER_NOTE = (
@@ -29,6 +30,7 @@ def summary(info: StudyInfo, results: pd.DataFrame) -> dict[str, str]:
         "experiments": "; ".join(f"{name}: {label}" for name, label in per_experiment.items()),
         "trials": status_label(trials["status"]),
         "state": "running (results so far)" if running else "finished",
+        "disk": f"{human_bytes(disk_usage(info.folder))} (finished trials keep weights only)",
         "report written": datetime.now().isoformat(timespec="seconds"),
     }
 

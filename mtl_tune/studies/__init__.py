@@ -20,7 +20,14 @@ from mtl_tune.studies._spec import (
     spec_path,
 )
 from mtl_tune.studies._status import list_studies, study_status, trial_table
-from mtl_tune.studies._storage import STORAGE_ENV, read_meta, storage_root, study_folder
+from mtl_tune.studies._storage import (
+    STORAGE_ENV,
+    disk_usage,
+    human_bytes,
+    read_meta,
+    storage_root,
+    study_folder,
+)
 
 __all__ = [
     "BUILTIN",
@@ -33,6 +40,8 @@ __all__ = [
     "StudySpec",
     "connect",
     "describe",
+    "disk_usage",
+    "human_bytes",
     "launch_study",
     "list_studies",
     "load_spec",

@@ -23,6 +23,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from mtl_tune.exceptions import SpecError
 from mtl_tune.platform.bundle import DataBundle, build_bundle
+from mtl_tune.studies._lean import LeanCheckpoints, drop_finished_optimizer_state
 from mtl_tune.studies._optuna_mirror import OptunaMirror, spec_distributions
 from mtl_tune.studies._progress import ConciseProgress
 from mtl_tune.studies._spec import StudySpec, parse_spec
@@ -166,7 +167,7 @@ def _run_config(
     mirror = OptunaMirror(
         optuna_url, spec.name, spec.metric, spec.mode, spec_distributions(spec), experiment
     )
-    callbacks: list[Any] = [mirror]
+    callbacks: list[Any] = [mirror, LeanCheckpoints()]
     if verbose <= 1:
         callbacks.append(ConciseProgress(spec.metric, spec.mode))
     return tune.RunConfig(
@@ -244,6 +245,7 @@ def _run_experiment(
         )
     results = tuner.fit()
     _sync_mirror(spec, folder, experiment, results)
+    drop_finished_optimizer_state(results)
     return results
 
 

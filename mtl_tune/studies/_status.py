@@ -7,7 +7,15 @@ from pathlib import Path
 import pandas as pd
 from ray.tune import ExperimentAnalysis
 
-from mtl_tune.studies._storage import META_FILE, TUNE_DIR, existing_study, read_meta, saved_statuses
+from mtl_tune.studies._storage import (
+    META_FILE,
+    TUNE_DIR,
+    disk_usage,
+    existing_study,
+    human_bytes,
+    read_meta,
+    saved_statuses,
+)
 
 SHOWN_METRICS = ("overall", "mean_score", "sst_acc", "para_acc", "sts_corr")
 
@@ -75,7 +83,7 @@ def study_status(root: Path, name: str) -> pd.DataFrame:
 
 
 def list_studies(root: Path) -> pd.DataFrame:
-    """Every study under `root`: search, trials, finished trials and the best metric value."""
+    """Every study under `root`: search, trials, finished trials, best metric value, disk used."""
     rows = []
     for meta_file in sorted(root.glob(f"*/{META_FILE}")) if root.is_dir() else []:
         folder = meta_file.parent
@@ -95,6 +103,7 @@ def list_studies(root: Path) -> pd.DataFrame:
                 "trials": len(table),
                 "finished": done,
                 f"best {metric}": best,
+                "disk": human_bytes(disk_usage(folder)),
             }
         )
     return pd.DataFrame(rows)

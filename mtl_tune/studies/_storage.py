@@ -69,3 +69,24 @@ def saved_statuses(experiment_dir: Path) -> dict[str, str]:
         logger.warning("cannot read trial statuses from %s (%s); using Ray's", states[-1], err)
         return {}
     return {str(t["trial_id"]): str(t["status"]) for t in trials if "trial_id" in t}
+
+
+def disk_usage(folder: Path) -> int:
+    """Bytes of every file under `folder` (a study folder: checkpoints, Tune's files, Optuna)."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except FileNotFoundError:  # a file a running study just replaced
+                continue
+    return total
+
+
+def human_bytes(size: float) -> str:
+    """1536 -> '1.5 KB', in powers of 1024."""
+    units = ("B", "KB", "MB", "GB", "TB")
+    step = 0
+    while size >= 1024 and step < len(units) - 1:
+        size, step = size / 1024, step + 1
+    return f"{size:.0f} B" if step == 0 else f"{size:.1f} {units[step]}"

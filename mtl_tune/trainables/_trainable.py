@@ -13,7 +13,7 @@ import torch
 from ray import tune
 
 from mtl_tune.platform.bundle import DataBundle, cached_bundle
-from mtl_tune.platform.checkpoint import restore_trainer, save_checkpoint
+from mtl_tune.platform.checkpoint import has_optimizer_state, restore_trainer, save_checkpoint
 from mtl_tune.platform.config import TrainConfig
 from mtl_tune.platform.train import Trainer
 from mtl_tune.trainables._presets import get_preset
@@ -57,18 +57,29 @@ def run_trial(name: str | None, config: Mapping[str, Any], data: DataBundle | No
     placement = _placement()
     _set_threads(cfg, placement.get("cpus", 0.0))
     splits = (data or cached_bundle(cfg)).for_config(cfg)
-    trainer = Trainer(cfg, splits)
     checkpoint = tune.get_checkpoint()
+    trainer = None
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
+            if not has_optimizer_state(Path(folder)):
+                # only a trial that ended (finished, or stopped by the scheduler) has weights-only
+                # checkpoints; Tune's saved state can still list it as running when the driver
+                # was killed right after: it stays ended
+                logger.info("checkpoint %s is of a trial that had ended: not training", folder)
+                return
+            trainer = Trainer(cfg, splits)
             restore_trainer(trainer, Path(folder))
         logger.info("restored from checkpoint after epoch %d", trainer.epochs_done)
+    trainer = trainer or Trainer(cfg, splits)
     placement["device"] = str(trainer.device)
     for epoch in range(trainer.epochs_done + 1, cfg.epochs + 1):
         result = trainer.run_epoch(epoch)
         metrics = {**result.metrics, **placement, "best_overall": trainer.best_overall}
         with tempfile.TemporaryDirectory() as tmp:
-            save_checkpoint(trainer, Path(tmp), result.metrics, result.evaluation.predictions)
+            # the last epoch's checkpoint never resumes: weights only (the driver's
+            # LeanCheckpoints drops the optimizer state of the others once the trial ends)
+            save_checkpoint(trainer, Path(tmp), result.metrics, result.evaluation.predictions,
+                            optimizer=epoch < cfg.epochs)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 

@@ -199,3 +199,52 @@ def test_cycling_empty_split_refused(tokenizer: WordPieceTokenizer) -> None:
     # an empty split cannot feed endless batches
     with pytest.raises(ValueError, match="cannot draw batches from the empty sst train split"):
         CyclingBatches(split, 4, _rng())
+
+
+def test_make_batch_rounds_widths_and_pads_pairs_jointly(small_split: TaskSplit) -> None:
+    rows = torch.tensor([2, 5, 0])
+    longest = max(int(s.lengths[rows].max()) for s in small_split.segments)
+    batch = make_batch(small_split, rows, multiple=8, joint=True)
+    first, second = batch.segments
+    cap = max(seg.input_ids.shape[1] for seg in small_split.segments)
+    rounded = min(-(-longest // 8) * 8, cap)
+    # both sentences of a pair share one width: the longest row rounded up to the multiple
+    assert first.input_ids.shape == second.input_ids.shape == (3, rounded)
+    # the masks still cover each sentence's real tokens only
+    for seg, tokens in zip(batch.segments, small_split.segments, strict=True):
+        assert seg.attention_mask.sum(dim=1).tolist() == tokens.lengths[rows].tolist()
+
+
+def test_rounded_width_never_exceeds_the_split(small_split: TaskSplit) -> None:
+    rows = torch.arange(len(small_split))
+    widest = small_split.segments[1].input_ids.shape[1]
+    batch = make_batch(small_split, rows, multiple=1000)
+    # a multiple larger than the tokenized width is capped at that width
+    assert batch.segments[1].input_ids.shape[1] == widest
+
+
+def test_cycling_batches_pass_multiple_and_joint(small_split: TaskSplit) -> None:
+    cycler = CyclingBatches(small_split, 3, _rng(), multiple=4, joint=True)
+    for _ in range(6):
+        batch = cycler.next()
+        widths = {s.input_ids.shape[1] for s in batch.segments}
+        # every batch has one width for both sentences, a multiple of 4 (or the cap)
+        assert len(widths) == 1
+        width = widths.pop()
+        assert width % 4 == 0 or width == small_split.segments[0].input_ids.shape[1]
+
+
+def test_joint_pads_a_segment_tokenized_narrower(tokenizer: WordPieceTokenizer) -> None:
+    texts = (("a long first sentence here .", "ok ."), ("short .", "no ."))
+    examples = Examples("sts", "train", "mem", ("a", "b"), texts, np.zeros(2, np.float32), ())
+    split = tokenize_split(examples, tokenizer, "siamese")
+    first, second = (s.input_ids.shape[1] for s in split.segments)
+    # the second sentences were tokenized narrower than the first
+    assert second < first
+    batch = make_batch(split, torch.tensor([0, 1]), joint=True)
+    a, b = batch.segments
+    # joint batches still give both sentences the longest row's width ...
+    assert a.input_ids.shape == b.input_ids.shape == (2, first)
+    # ... with the extra positions masked out and the real tokens kept
+    assert b.attention_mask.sum(dim=1).tolist() == split.segments[1].lengths.tolist()
+    assert b.input_ids[:, :second].tolist() == split.segments[1].input_ids.long().tolist()

@@ -263,3 +263,21 @@ def test_dropout_only_in_training(tiny_bert_dir: Path) -> None:
     assert torch.equal(a, b)
     # training applies dropout, changing the logits
     assert not torch.allclose(a, c)
+
+
+@pytest.mark.parametrize("task", ["para", "sts"])
+def test_pair_in_one_encoder_call_equals_two_calls(tiny_bert_dir: Path, task: str) -> None:
+    model = _model(tiny_bert_dir, sts_head="cosine")
+    texts = tuple(PAIRS)
+    examples = Examples(task, "dev", "mem", ("a", "b", "c"), texts, np.zeros(3, np.float32), ())
+    split = tokenize_split(examples, _tokenizer(tiny_bert_dir), "siamese")
+    separate = make_batch(split, torch.arange(3)).segments
+    joint = make_batch(split, torch.arange(3), joint=True).segments
+    # the sentences of these pairs differ in length, so only the joint batch has one width
+    assert separate[0].input_ids.shape != separate[1].input_ids.shape
+    assert joint[0].input_ids.shape == joint[1].input_ids.shape
+    with torch.no_grad():
+        one_call = model.forward_task(task, joint)
+        two_calls = model.forward_task(task, separate)
+    # encoding both sentences in one call gives the same outputs (padding is masked)
+    torch.testing.assert_close(one_call, two_calls, rtol=1e-5, atol=1e-5)

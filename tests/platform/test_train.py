@@ -123,3 +123,52 @@ def test_sst_only_trains_sst_batches_only(tiny_bert_dir: Path, tiny_data_dir: Pa
     # the paraphrase head is untouched by SST-only training (still evaluated)
     assert torch.equal(before, trainer.model.paraphrase.classifier.weight)
     assert "para_acc" in metrics
+
+
+def test_weights_only_checkpoint_predicts_but_does_not_resume(
+    tiny_bert_dir: Path, tiny_data_dir: Path, tmp_path: Path
+) -> None:
+    from mtl_tune.platform.checkpoint import drop_optimizer_state, load_model
+
+    config = _config(tiny_bert_dir, tiny_data_dir, epochs=1)
+    splits = build_bundle(config).for_config(config)
+    trainer = Trainer(config, splits)
+    trainer.run_epoch(1)
+    save_checkpoint(trainer, tmp_path / "full", {})
+    save_checkpoint(trainer, tmp_path / "lean", {}, optimizer=False)
+    # a weights-only checkpoint has no optimizer state ...
+    assert not (tmp_path / "lean" / "optimizer.pt").exists()
+    # ... rebuilds the same model for prediction ...
+    model, _, _ = load_model(tmp_path / "lean")
+    for ours, theirs in zip(model.parameters(), trainer.model.parameters(), strict=True):
+        assert torch.equal(ours, theirs)
+    # ... and refuses to resume, saying what it is for
+    with pytest.raises(CheckpointError, match=r"has no optimizer.pt: it holds the weights of a "
+                       r"finished run \(for prediction and reports\)"):
+        restore_trainer(Trainer(config, splits), tmp_path / "lean")
+    size = (tmp_path / "full" / "optimizer.pt").stat().st_size
+    # dropping the optimizer state frees its bytes, once
+    assert drop_optimizer_state(tmp_path / "full") == size > 0
+    assert drop_optimizer_state(tmp_path / "full") == 0
+
+
+def test_bfloat16_checkpoint_halves_the_weights(
+    tiny_bert_dir: Path, tiny_data_dir: Path, tmp_path: Path
+) -> None:
+    from mtl_tune.platform.checkpoint import load_model
+
+    config = _config(tiny_bert_dir, tiny_data_dir, epochs=1)
+    splits = build_bundle(config).for_config(config)
+    trainer = Trainer(config, splits)
+    save_checkpoint(trainer, tmp_path / "f32", {}, optimizer=False)
+    half = Trainer(config.replace(checkpoint_dtype="bfloat16"), splits, model=trainer.model)
+    save_checkpoint(half, tmp_path / "bf16", {}, optimizer=False)
+    sizes = [(tmp_path / d / "model.safetensors").stat().st_size for d in ("f32", "bf16")]
+    # bfloat16 weights take half the bytes (to within the file's header)
+    assert sizes[1] == pytest.approx(sizes[0] / 2, rel=0.01)
+    model, _, loaded = load_model(tmp_path / "bf16")
+    # they load back as float32 weights within bfloat16's precision (8 bits of mantissa)
+    assert loaded.checkpoint_dtype == "bfloat16"
+    for ours, theirs in zip(model.parameters(), trainer.model.parameters(), strict=True):
+        assert ours.dtype == torch.float32
+        torch.testing.assert_close(ours, theirs, rtol=2**-8, atol=1e-6)

@@ -18,6 +18,7 @@ from mtl_tune.cli import app
 from mtl_tune.exceptions import MtlTuneError, SpecError
 from mtl_tune.studies import (
     StudyOutcome,
+    human_bytes,
     launch_study,
     load_spec,
     read_meta,
@@ -102,6 +103,26 @@ def test_status_cli_lists_every_trial(tpe_study: tuple[Any, StudyOutcome]) -> No
     assert sum(line.rstrip().endswith("*") for line in result.stdout.splitlines()) == 1
 
 
+def test_finished_trials_keep_weights_only(tpe_study: tuple[Any, StudyOutcome]) -> None:
+    _, outcome = tpe_study
+    checkpoints = sorted((outcome.folder / "tune" / "main").glob("*/checkpoint_*"))
+    trials = {c.parent for c in checkpoints}
+    # every trial (finished or stopped by ASHA) still has a checkpoint with its weights ...
+    assert len(trials) == 4 and all((c / "model.safetensors").is_file() for c in checkpoints)
+    # ... and none keeps optimizer state: finished trials are never resumed
+    assert [c for c in checkpoints if (c / "optimizer.pt").exists()] == []
+
+
+def test_status_shows_the_disk_a_study_uses(tpe_study: tuple[Any, StudyOutcome]) -> None:
+    spec, outcome = tpe_study
+    root = outcome.folder.parent
+    result = CliRunner().invoke(app, ["study", "status", spec.name, "--storage", str(root)])
+    size = sum(p.stat().st_size for p in outcome.folder.rglob("*") if p.is_file())
+    # the last line gives the study folder's size and path
+    last = result.stdout.splitlines()[-1]
+    assert last == f"disk: {human_bytes(size)} in {outcome.folder}"
+
+
 def test_status_of_unknown_study_is_a_clean_error(tpe_study: tuple[Any, StudyOutcome]) -> None:
     root = tpe_study[1].folder.parent
     result = CliRunner().invoke(app, ["study", "status", "nope", "--storage", str(root)])
@@ -122,8 +143,9 @@ def test_list_cli_shows_trials_and_best(tpe_study: tuple[Any, StudyOutcome]) -> 
     row = next(line for line in result.stdout.splitlines() if line.split()[:1] == ["tpe"])
     # the study's row: name, search, 4 trials, 4 finished, and the best overall over all epochs
     assert row.split()[:4] == ["tpe", "optuna", "4", "4"]
-    # the best column is named after the study's metric
-    assert "best overall" in result.stdout
+    # the best column is named after the study's metric, and a last column the disk used
+    header = result.stdout.splitlines()[1].split()
+    assert header[-3:] == ["best", "overall", "disk"]
     # and holds the best overall of any trial at any epoch
     assert math.isclose(float(row.split()[4]), best, abs_tol=1e-4)
 

@@ -1,0 +1,82 @@
+"""The `compile` setting: when the encoder is compiled, and that compiling changes no result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from mtl_tune.exceptions import ConfigError
+from mtl_tune.platform.bundle import build_bundle
+from mtl_tune.platform.compiling import AUTO_MIN_BATCHES, BUCKET, use_compile
+from mtl_tune.platform.config import TrainConfig
+from mtl_tune.platform.train import Trainer
+from tests.helpers import save_tiny_bert
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+
+
+@pytest.mark.parametrize(
+    ("setting", "device", "batches", "expected"),
+    [
+        ("on", CPU, 1, True),
+        ("off", CUDA, 10**9, False),
+        ("auto", CPU, 10**9, False),  # compiling never paid on CPU in our benchmarks
+        ("auto", CUDA, AUTO_MIN_BATCHES - 1, False),  # too short to pay for compiling
+        ("auto", CUDA, AUTO_MIN_BATCHES, True),
+    ],
+)
+def test_when_the_encoder_is_compiled(
+    setting: str, device: torch.device, batches: int, expected: bool
+) -> None:
+    # on/off are obeyed; auto compiles only on CUDA runs of at least AUTO_MIN_BATCHES batches
+    assert use_compile(setting, device, batches) is expected
+
+
+def test_bad_compile_setting_is_refused() -> None:
+    # the config names the key, the allowed values and the value received
+    with pytest.raises(ConfigError, match=r"compile must be one of \('auto', 'on', 'off'\), "
+                       r"but got 'yes'"):
+        TrainConfig(compile="yes")
+    with pytest.raises(ValueError, match=r"compile must be one of .* but got 'always'"):
+        use_compile("always", CPU, 1)
+
+
+@pytest.fixture(scope="module")
+def no_dropout_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT without dropout, so eager and compiled training can be compared."""
+    folder = tmp_path_factory.mktemp("tiny-bert-no-dropout")
+    bert = save_tiny_bert(folder, seed=3)
+    config = (bert / "config.json").read_text()
+    (bert / "config.json").write_text(
+        config.replace('"model_type"', '"hidden_dropout_prob": 0.0, '
+                       '"attention_probs_dropout_prob": 0.0, "model_type"')
+    )
+    return bert
+
+
+def test_compiled_training_equals_eager(no_dropout_bert: Path, tiny_data_dir: Path) -> None:
+    config = TrainConfig(
+        backbone=str(no_dropout_bert), data_dir=str(tiny_data_dir), epochs=1, batch_size=8,
+        max_length=32, eval_batch_size=64, max_examples=24, dropout=0.0, combine="pcgrad",
+        pooling="mean", sts_head="cosine-relu", device="cpu",
+    )
+    splits = build_bundle(config).for_config(config)
+    eager = Trainer(config.replace(compile="off"), splits)
+    compiled = Trainer(config.replace(compile="on"), splits)
+    # "on" compiles even on CPU, and then pads batches to multiples of the bucket
+    assert (eager.compiled, compiled.compiled) == (False, True)
+    assert (eager.batch_multiple, compiled.batch_multiple) == (1, BUCKET)
+    first = eager.run_epoch(1).metrics
+    second = compiled.run_epoch(1).metrics
+    for key in ("train_loss_sst", "train_loss_para", "train_loss_sts"):
+        # the same training, compiled or not (float32 on CPU: to 1e-4)
+        assert second[key] == pytest.approx(first[key], rel=1e-4, abs=1e-4), key
+    # ... and the same dev Pearson (over 24 pairs, which magnify float32 rounding)
+    assert second["sts_corr"] == pytest.approx(first["sts_corr"], abs=2e-3)
+    # the compile cost is reported once, in the epoch that compiled
+    assert "compile_seconds" not in first and second["compile_seconds"] > 0
+    # every weight ends up the same (float32 kernels of other shapes round differently)
+    for a, b in zip(eager.model.parameters(), compiled.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)

@@ -1,0 +1,47 @@
+"""Finished trials lose their checkpoints' optimizer state; errored ones keep it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+from mtl_tune.studies._lean import LeanCheckpoints, drop_finished_optimizer_state
+
+
+def _trial_dir(root: Path, name: str, checkpoints: int = 2) -> Path:
+    folder = root / name
+    for i in range(checkpoints):
+        ckpt = folder / f"checkpoint_{i:06d}"
+        ckpt.mkdir(parents=True)
+        (ckpt / "model.safetensors").write_bytes(b"w" * 10)
+        (ckpt / "optimizer.pt").write_bytes(b"o" * 100)
+    return folder
+
+
+def _optimizer_files(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("optimizer.pt"))
+
+
+def test_callback_drops_the_optimizer_state_of_a_completed_trial(tmp_path: Path) -> None:
+    done, running = _trial_dir(tmp_path, "done"), _trial_dir(tmp_path, "running")
+    trial = SimpleNamespace(trial_id="t1", path=str(done))
+    LeanCheckpoints().on_trial_complete(iteration=3, trials=[trial], trial=trial)
+    # every checkpoint of the completed trial keeps its weights and loses the optimizer state
+    assert _optimizer_files(done) == [] and len(list(done.rglob("model.safetensors"))) == 2
+    # another trial is untouched
+    assert len(_optimizer_files(running)) == 2
+
+
+def test_sweep_skips_errored_trials_and_counts_bytes(tmp_path: Path) -> None:
+    ok, failed = _trial_dir(tmp_path, "ok", 3), _trial_dir(tmp_path, "failed")
+    results = [
+        SimpleNamespace(path=str(ok), error=None),
+        SimpleNamespace(path=str(failed), error=RuntimeError("boom")),
+        SimpleNamespace(path=str(tmp_path / "never-started"), error=None),
+    ]
+    # three optimizer files of 100 bytes are freed; a missing trial folder is no error
+    assert drop_finished_optimizer_state(results) == 300
+    # an errored trial may be resumed (resume_errored), so it keeps its optimizer state
+    assert _optimizer_files(ok) == [] and len(_optimizer_files(failed)) == 2
+    # a second sweep finds nothing left to free
+    assert drop_finished_optimizer_state(results) == 0
