@@ -14,6 +14,7 @@ from mtl_tune.platform.data import MAIN_TASKS, TASKS
 from mtl_tune.platform.metrics import METRIC_KEYS
 from mtl_tune.platform.predict import output_name, predict_data
 from mtl_tune.reports import ReportResult, report_ablation, significance_mark
+from mtl_tune.studies import human_bytes
 
 ORDER = ["it1-baseline", "it3-cosine-sts", "it4-round-robin"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -195,6 +196,9 @@ def test_running_and_errored_trials_are_marked(messy_report: ReportResult,
         assert "Errored trial extra/" in text and "sts_head must be one of" in text
     # the summary says the study is still running
     assert "running (results so far)" in markdown
+    # ... and how much disk the study folder takes
+    size = sum(p.stat().st_size for p in messy_study.rglob("*") if p.is_file())
+    assert f"- **disk**: {human_bytes(size)} (finished trials keep weights only)" in markdown
 
 
 def test_unlabeled_test_split_writes_leaderboard_files(
