@@ -97,42 +97,29 @@ def _table(rows: list[dict[str, Any]]) -> str:
 @data_app.command("check")
 def data_check(data_dir: DataDirOption = None) -> None:
     """Per task and split: file, rows read, rows skipped, label distribution."""
-    from mtl_tune.exceptions import DataError
+    from mtl_tune.exceptions import DataError, MissingDataFile
     from mtl_tune.platform.data import SPLITS, TASKS, label_distribution, read_split, split_path
 
     folder = _data_dir(data_dir)
     rows, problems = [], []
     for task in TASKS:
         for split in SPLITS:
+            row: dict[str, Any] = {"task": task, "split": split, "status": "ok", "file": "-",
+                                   "rows read": 0, "skipped": 0, "used": 0, "labels": "-"}
+            rows.append(row)
             try:
                 path = split_path(folder, task, split)
+                row["file"] = path.name
                 examples = read_split(path, task, split)
             except DataError as err:
                 problems.append(str(err))
-                rows.append(
-                    {
-                        "task": task,
-                        "split": split,
-                        "file": "MISSING",
-                        "rows read": 0,
-                        "skipped": 0,
-                        "used": 0,
-                        "labels": "-",
-                    }
-                )
+                row["status"] = "missing" if isinstance(err, MissingDataFile) else "error"
+                if err.path is not None:
+                    row["file"] = Path(str(err.path)).name
                 continue
             skipped = len(examples.skipped)
-            rows.append(
-                {
-                    "task": task,
-                    "split": split,
-                    "file": path.name,
-                    "rows read": len(examples) + skipped,
-                    "skipped": skipped,
-                    "used": len(examples),
-                    "labels": label_distribution(examples),
-                }
-            )
+            row.update({"rows read": len(examples) + skipped, "skipped": skipped,
+                        "used": len(examples), "labels": label_distribution(examples)})
     typer.echo(f"data folder: {folder}")
     typer.echo(_table(rows))
     if problems:
@@ -217,7 +204,7 @@ def train(
     force: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
 ) -> None:
     """Train one trial without Ray Tune; write metrics.json and best/last checkpoints."""
-    from mtl_tune.platform.run import prepare_out_dir, train_run
+    from mtl_tune.platform.run import train_run
     from mtl_tune.trainables import resolve_config
 
     overrides: dict[str, Any] = parse_sets(sets)
@@ -227,14 +214,14 @@ def train(
         overrides["max_examples"] = max_examples
     overrides["data_dir"] = str(_data_dir(data_dir))
     config = resolve_config(name, overrides)
-    folder = prepare_out_dir(out or Path("runs") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}", force)
+    folder = out or Path("runs") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
     rows: list[dict[str, Any]] = []
 
     def show(result: Any) -> None:
         rows.append(_epoch_row(result.metrics))
         typer.echo(_table(rows))
 
-    train_run(config, folder, on_epoch=show)
+    train_run(config, folder, on_epoch=show, force=force)
     typer.echo(
         f"wrote {folder / 'metrics.json'}, checkpoints {folder / 'best'} and {folder / 'last'}"
     )

@@ -8,6 +8,14 @@ class MtlTuneError(Exception):
 class DataError(MtlTuneError):
     """A data file is missing, unreadable or holds a row that cannot be used."""
 
+    def __init__(self, message: str, path: object = None) -> None:
+        super().__init__(message)
+        self.path = path  # the file concerned, where one is known
+
+
+class MissingDataFile(DataError):
+    """No file of that name exists (as opposed to one that exists but cannot be used)."""
+
 
 class ConfigError(MtlTuneError, ValueError):
     """A configuration key is unknown or its value is not allowed."""

@@ -27,8 +27,8 @@ def test_data_check_labeled_counts() -> None:
     # every file of the labeled set is found
     assert result.exit_code == 0, result.output
     line = next(x for x in result.output.splitlines() if "quora-train.csv" in x)
-    # quora train: 14,214 rows read, 2 dirty ones skipped
-    assert line.split()[3:6] == ["14214", "2", "14212"]
+    # quora train: read fine, 14,214 rows read, 2 dirty ones skipped
+    assert line.split()[2:7] == ["ok", "quora-train.csv", "14214", "2", "14212"]
 
 
 def test_data_check_original_reports_missing_and_skipped() -> None:
@@ -37,11 +37,13 @@ def test_data_check_original_reports_missing_and_skipped() -> None:
     assert result.exit_code == 1
     dev = next(x for x in result.output.splitlines() if " quora-dev.csv" in x)
     # the two empty-label rows of quora-dev are skipped and counted
-    assert dev.split()[3:6] == ["20214", "2", "20212"]
+    assert dev.split()[4:7] == ["20214", "2", "20212"]
     # the unlabeled test-student files are reported as unlabeled
     assert "ids-sst-test-student.csv" in result.output and "unlabeled" in result.output
-    # the missing quora-train.csv is named
+    # the missing quora-train.csv is named, and its row says "missing"
     assert "quora-train.csv" in result.output
+    train = next(x for x in result.output.splitlines() if x.split()[:2] == ["para", "train"])
+    assert train.split()[2:4] == ["missing", "-"]
 
 
 def test_data_check_missing_folder() -> None:

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from mtl_tune.exceptions import ConfigError
+from mtl_tune.platform.bert import resolve_model_dir
 from mtl_tune.platform.config import TrainConfig
 from mtl_tune.platform.data import MAIN_TASKS, DataConfig, read_splits, tokenize_splits
 from mtl_tune.platform.tokenizer import WordPieceTokenizer
@@ -58,7 +59,13 @@ def build_bundle(
     splits: Sequence[str] = ("train", "dev"),
     strict: bool = False,
 ) -> DataBundle:
-    """Reads the data files once and tokenizes them once per pair encoding."""
+    """Reads the data files once and tokenizes them once per pair encoding.
+
+    Raises:
+        CheckpointError: The backbone folder does not exist (or is a hub name).
+        DataError: A data file is missing, unreadable or has no usable rows.
+    """
+    resolve_model_dir(config.backbone_path)  # a missing backbone is named before any reading
     examples = read_splits(
         DataConfig(
             data_dir=config.data_dir or None,

@@ -3,21 +3,28 @@
 A checkpoint is self-contained: it carries the encoder's config and tokenizer files, so a model
 can be rebuilt and used for prediction without its original backbone folder. Nothing is
 unpickled: weights are safetensors, the optimizer state loads with `weights_only=True`.
+
+A checkpoint is written whole or not at all (`atomic.replace_folder`), and `trainer_state.json`
+records the sha256 of every file beside it; loading checks the weights and the optimizer state
+against it, so a damaged file is an error rather than a silently different model.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load, save
 
 from mtl_tune.exceptions import CheckpointError
+from mtl_tune.platform.atomic import existing_folder, replace_folder, write_bytes
 from mtl_tune.platform.bert import BertConfig, BertModel
 from mtl_tune.platform.config import TrainConfig
 from mtl_tune.platform.evaluate import TaskPredictions
@@ -40,27 +47,32 @@ def save_checkpoint(
     extra: dict[str, Any] | None = None,
     optimizer: bool = True,
 ) -> Path:
-    """Writes the trainer's state into `folder` (created if needed).
+    """Writes the trainer's state as the checkpoint `folder`, replacing it whole.
 
     Args:
         optimizer: Also write the optimizer state, which only resuming needs (for MiniLM it
             is twice the weights: 182 of 270 MB); a finished run's checkpoints leave it out.
+
+    Raises:
+        MtlTuneError: The folder could not be written (a full disk is named as such); a
+            checkpoint that was there before is kept as it was.
     """
-    folder.mkdir(parents=True, exist_ok=True)
     dtype = getattr(torch, trainer.config.checkpoint_dtype)
-    state = {
+    weights = {
         k: (v.to(dtype) if v.is_floating_point() else v).detach().contiguous().cpu()
         for k, v in trainer.model.state_dict().items()
     }
-    save_file(state, str(folder / MODEL_FILE))
+    contents = {MODEL_FILE: save(weights)}
     if optimizer:
-        torch.save(trainer.optimizer.state_dict(), folder / OPTIMIZER_FILE)
-    else:  # an earlier checkpoint's state in this folder would not match these weights
-        drop_optimizer_state(folder)
+        buffer = io.BytesIO()
+        torch.save(trainer.optimizer.state_dict(), buffer)
+        contents[OPTIMIZER_FILE] = buffer.getvalue()
     backbone = trainer.config.backbone_path
-    for name in TOKENIZER_FILES:
-        if (backbone / name).is_file():
-            shutil.copy(backbone / name, folder / name)
+    contents.update(
+        {n: (backbone / n).read_bytes() for n in TOKENIZER_FILES if (backbone / n).is_file()}
+    )
+    if predictions is not None:
+        contents[PREDICTIONS_FILE] = predictions_json(predictions).encode()
     record = {
         "epochs_done": trainer.epochs_done,
         "best_overall": trainer.best_overall,
@@ -68,19 +80,82 @@ def save_checkpoint(
         "bert_config": asdict(trainer.model.encoder.config),
         "heads": asdict(trainer.model.heads),
         "metrics": metrics,
+        "sha256": {name: hashlib.sha256(data).hexdigest() for name, data in contents.items()},
         **(extra or {}),
     }
-    (folder / STATE_FILE).write_text(json.dumps(record, indent=2))
-    if predictions is not None:
-        write_predictions(folder / PREDICTIONS_FILE, predictions)
-    return folder
+    contents[STATE_FILE] = json.dumps(record, indent=2).encode()
+
+    def write(staging: Path) -> None:
+        for name, data in contents.items():
+            write_bytes(staging / name, data)
+
+    return replace_folder(Path(folder), write, what="checkpoint")
+
+
+def _complete(folder: Path) -> bool:
+    return (folder / STATE_FILE).is_file() and (folder / MODEL_FILE).is_file()
+
+
+def checkpoint_folder(folder: Path) -> Path:
+    """The checkpoint to read for `folder`: itself, or `folder.old` after an interrupted write.
+
+    Raises:
+        CheckpointError: Neither holds a checkpoint.
+    """
+    found = existing_folder(Path(folder), _complete)
+    if found is not None:
+        return found
+    if not Path(folder).exists():
+        raise CheckpointError(f"checkpoint folder {folder} does not exist")
+    raise CheckpointError(
+        f"{folder} is not an mtl-tune checkpoint: {STATE_FILE} or {MODEL_FILE} is missing"
+    )
 
 
 def read_state(folder: Path) -> dict[str, Any]:
-    path = Path(folder) / STATE_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{folder} is not an mtl-tune checkpoint: {STATE_FILE} is missing")
-    return json.loads(path.read_text())
+    """The run state recorded in a checkpoint (`trainer_state.json`)."""
+    path = checkpoint_folder(folder) / STATE_FILE
+    try:
+        state = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path} is not valid JSON ({err}); the checkpoint is damaged: "
+                              "use another checkpoint or train again") from None
+    missing = [k for k in ("config", "bert_config", "heads", "epochs_done") if k not in state]
+    if missing:
+        raise CheckpointError(f"{path} lacks {missing}; it was not written by mtl-tune")
+    return state
+
+
+def _verified_bytes(folder: Path, name: str, state: dict[str, Any]) -> bytes:
+    """A checkpoint file's bytes, checked against the sha256 its trainer_state.json records."""
+    path = folder / name
+    data = path.read_bytes()
+    recorded = state.get("sha256", {}).get(name)
+    if recorded is not None and hashlib.sha256(data).hexdigest() != recorded:
+        raise CheckpointError(
+            f"{path} does not match the sha256 recorded in {STATE_FILE}: the file was changed "
+            "or damaged after it was written; use another checkpoint or train again"
+        )
+    return data
+
+
+def _weights(folder: Path, state: dict[str, Any]) -> dict[str, torch.Tensor]:
+    try:
+        return load(_verified_bytes(folder, MODEL_FILE, state))
+    except SafetensorError as err:
+        raise CheckpointError(f"{folder / MODEL_FILE} is not a readable safetensors file "
+                              f"({err}); use another checkpoint or train again") from None
+
+
+def _load_into(model: MultitaskBERT, weights: dict[str, torch.Tensor], folder: Path) -> None:
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0:2]
+        raise CheckpointError(
+            f"the weights in {folder / MODEL_FILE} do not fit the model its {STATE_FILE} "
+            f"describes ({' '.join(first)}); the two files come from different runs"
+        ) from None
 
 
 def check_compatible(folder: Path, config: TrainConfig, model: MultitaskBERT) -> None:
@@ -101,7 +176,7 @@ def check_compatible(folder: Path, config: TrainConfig, model: MultitaskBERT) ->
 
 def has_optimizer_state(folder: Path) -> bool:
     """Whether a checkpoint can resume training (weights-only ones are for prediction)."""
-    return (Path(folder) / OPTIMIZER_FILE).is_file()
+    return (checkpoint_folder(folder) / OPTIMIZER_FILE).is_file()
 
 
 def drop_optimizer_state(folder: Path) -> int:
@@ -119,40 +194,56 @@ def restore_trainer(trainer: Trainer, folder: Path) -> None:
     """Loads model, optimizer and run state into `trainer` (after `check_compatible`).
 
     Raises:
-        CheckpointError: The checkpoint does not fit the trainer's model, or it has no optimizer
-            state (a finished run's checkpoint: it predicts, but cannot resume training).
+        CheckpointError: The checkpoint does not fit the trainer's model, a file does not match
+            its recorded sha256, or it has no optimizer state (a finished run's checkpoint: it
+            predicts, but cannot resume training).
     """
-    folder = Path(folder)
+    folder = checkpoint_folder(folder)
     check_compatible(folder, trainer.config, trainer.model)
     if not has_optimizer_state(folder):
         raise CheckpointError(
             f"checkpoint {folder} has no {OPTIMIZER_FILE}: it holds the weights of a finished "
             "run (for prediction and reports), not the state to resume training from"
         )
-    trainer.model.load_state_dict(load_file(str(folder / MODEL_FILE), device=str(trainer.device)))
-    optimizer_state = torch.load(
-        folder / OPTIMIZER_FILE, map_location=trainer.device, weights_only=True
-    )
-    trainer.optimizer.load_state_dict(optimizer_state)
     state = read_state(folder)
+    _load_into(trainer.model, _weights(folder, state), folder)
+    data = _verified_bytes(folder, OPTIMIZER_FILE, state)
+    try:
+        optimizer_state = torch.load(
+            io.BytesIO(data), map_location=trainer.device, weights_only=True
+        )
+        trainer.optimizer.load_state_dict(optimizer_state)
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{folder / OPTIMIZER_FILE} cannot be loaded into this run's "
+                              f"optimizer ({err}); resume from another checkpoint") from None
     trainer.epochs_done = int(state["epochs_done"])
     trainer.best_overall = float(state["best_overall"])
 
 
 def load_model(folder: Path) -> tuple[MultitaskBERT, WordPieceTokenizer, TrainConfig]:
-    """Rebuilds a trained model, its tokenizer and its config from a checkpoint folder alone."""
-    folder = Path(folder)
+    """Rebuilds a trained model, its tokenizer and its config from a checkpoint folder alone.
+
+    Raises:
+        CheckpointError: The folder is not a checkpoint, a file is damaged (sha256 or format),
+            or its weights and its trainer_state.json do not fit each other.
+    """
+    folder = checkpoint_folder(folder)
     state = read_state(folder)
-    config = TrainConfig.from_mapping(state["config"], source=str(folder / STATE_FILE))
-    model = MultitaskBERT(
-        BertModel(BertConfig(**state["bert_config"])), HeadConfig(**state["heads"])
-    )
-    model.load_state_dict(load_file(str(folder / MODEL_FILE)))
+    source = str(folder / STATE_FILE)
+    config = TrainConfig.from_mapping(state["config"], source=source)
+    try:
+        model = MultitaskBERT(
+            BertModel(BertConfig(**state["bert_config"])), HeadConfig(**state["heads"])
+        )
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{source} describes no model this version can build ({err}); "
+                              "it was written by another version or edited") from None
+    _load_into(model, _weights(folder, state), folder)
     tokenizer = WordPieceTokenizer.from_pretrained(folder, max_length=config.max_length)
     return model.eval(), tokenizer, config
 
 
-def write_predictions(path: Path, predictions: dict[str, TaskPredictions]) -> None:
+def predictions_json(predictions: dict[str, TaskPredictions]) -> str:
     """Per-example predictions as JSON: task -> {ids, predictions, labels}."""
     payload = {
         task: {
@@ -162,11 +253,16 @@ def write_predictions(path: Path, predictions: dict[str, TaskPredictions]) -> No
         }
         for task, p in predictions.items()
     }
-    path.write_text(json.dumps(payload))
+    return json.dumps(payload)
 
 
 def read_predictions(path: Path) -> dict[str, TaskPredictions]:
-    payload = json.loads(Path(path).read_text())
+    """The per-example dev predictions a checkpoint holds (`predictions_json`'s format)."""
+    try:
+        payload = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path} is not valid JSON ({err}); the checkpoint is damaged: "
+                              "use another checkpoint") from None
     out = {}
     for task, p in payload.items():
         preds = np.asarray(p["predictions"])

@@ -7,16 +7,17 @@ test-student files carry an extra leading column that shifts everything right.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from mtl_tune.exceptions import ConfigError, DataError
+from mtl_tune.exceptions import ConfigError, DataError, MissingDataFile
 from mtl_tune.platform.tokenizer import TokenBatch, WordPieceTokenizer
 
 logger = logging.getLogger(__name__)
@@ -83,11 +84,23 @@ def resolve_data_dir(data_dir: str | Path | None) -> Path:
     return folder
 
 
+def _refuse_folder(path: Path, task: str, split: str) -> None:
+    """Raises DataError when `path` is a folder: it exists, so "missing" would mislead."""
+    if path.is_dir():
+        raise DataError(
+            f"{path} is a folder, not a data file (task {task!r}, split {split!r}); "
+            f"put the tab-separated file {path.name} there instead of the folder, "
+            "or give the path of the file itself",
+            path,
+        )
+
+
 def split_path(data_dir: Path, task: str, split: str) -> Path:
     """The file of a task's split: `<prefix>-<split>.csv`; for test also `-test-student.csv`.
 
     Raises:
-        DataError: No such file; the message names the file, task, split and data setting.
+        DataError: No such file, or a folder under the file's name (checked in the order the
+            names are preferred); the message names the file, task, split and data setting.
     """
     spec = task_spec(task)
     if split not in SPLITS:
@@ -96,10 +109,11 @@ def split_path(data_dir: Path, task: str, split: str) -> Path:
     if split == "test":
         candidates.append(data_dir / f"{spec.prefix}-test-student.csv")
     for path in candidates:
+        _refuse_folder(path, task, split)
         if path.is_file():
             return path
     names = " or ".join(p.name for p in candidates)
-    raise DataError(
+    raise MissingDataFile(
         f"missing data file {candidates[0]} (task {task!r}, split {split!r}): expected {names} "
         f"in {data_dir}; set --data-dir or {DATA_ENV} to the folder that holds it, "
         "or give the file explicitly"
@@ -132,10 +146,64 @@ def _parse_label(raw: str | None, spec: TaskSpec) -> float:
     return value
 
 
+def _data_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """The file line and fields of each row of a tab-separated UTF-8 file, the header first.
+
+    A UTF-8 byte order mark before the header is dropped. The line of a row is its last line
+    (a quoted cell may span lines), as `csv.reader` counts it.
+
+    Raises:
+        DataError: The file cannot be opened or read, holds a byte that is not UTF-8, or a row
+            csv cannot split (e.g. a cell over csv's field size limit); the message gives
+            file:line where a line is known, and how to fix it.
+    """
+    try:
+        with path.open("rb") as handle:
+            data = handle.read()
+    except OSError as err:
+        fix = (
+            "check the file's permissions (e.g. `ls -l`): the user running mtl-tune must be "
+            "able to read it"
+            if isinstance(err, PermissionError)
+            else "check that the file exists and that its disk or share can be read"
+        )
+        raise DataError(f"cannot read data file {path}: {err.strerror or err}; {fix}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        # err.object is what was decoded (without a byte order mark), so offsets are into it
+        line = err.object.count(b"\n", 0, err.start) + 1
+        raise DataError(
+            f"{path}:{line}: byte {err.object[err.start]:#04x} is not UTF-8; data files must be "
+            f"UTF-8: convert this one, e.g. `iconv -f LATIN1 -t UTF-8 {path.name} > "
+            f"{path.stem}.utf8.csv` if it is Latin-1, and read the converted file"
+        ) from None
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t")
+    start = 1  # the first line of the row being split
+    try:
+        for fields in reader:
+            yield reader.line_num, fields
+            start = reader.line_num + 1
+    except csv.Error as err:
+        raise DataError(
+            f"{path}:{start}: the row starting on this line cannot be split into cells: {err}; "
+            "the file is broken there (e.g. a cell of megabytes, or a double quote that opens "
+            "a cell and is never closed): fix that row or regenerate the file"
+        ) from None
+
+
 def _parse_row(
-    row: Mapping[str, str | None], spec: TaskSpec, pair: bool, labeled: bool
+    header: list[str], fields: list[str], spec: TaskSpec, pair: bool, labeled: bool
 ) -> tuple[str, tuple[str, ...], float]:
-    """One row's id, normalised sentences and label; ValueError naming every problem of the row."""
+    """One row's id, normalised sentences and label; ValueError naming every problem of the row.
+
+    A row whose field count differs from the header's is refused outright: its cells cannot
+    be matched to the columns (a tab inside a sentence shifts the label into another column).
+    """
+    if len(fields) != len(header):
+        hint = "a tab inside a cell?" if len(fields) > len(header) else "a missing cell?"
+        raise ValueError(f"{len(fields)} fields, the header has {len(header)} ({hint})")
+    row = dict(zip(header, fields, strict=True))
     problems: list[str] = []
     row_id = (row.get("id") or "").strip()
     if not row_id:
@@ -167,8 +235,10 @@ def read_split(
 ) -> Examples:
     """Reads one CS224N split file by column name.
 
-    Rows with an empty or unparseable label, an empty sentence or an empty id are skipped and
-    counted, with one warning per file listing file:line of each; `strict=True` raises instead.
+    Rows with an empty or unparseable label, an empty sentence, an empty id or another number
+    of fields than the header are skipped and counted, with one warning per file listing
+    file:line of each; `strict=True` raises instead. Blank lines are ignored. The file must be
+    UTF-8; a byte order mark before the header is allowed.
 
     Args:
         path: The tab-separated file.
@@ -180,13 +250,20 @@ def read_split(
 
     Returns:
         The usable rows as `Examples`.
+
+    Raises:
+        DataError: The file is missing, a folder, unreadable, not UTF-8 or not splittable into
+            cells; its header lacks a needed column; it holds no usable row; or, with `strict`,
+            a row is dirty. The message names the file (with :line where one is known).
+        ConfigError: `max_examples` is negative.
     """
     spec = task_spec(task)
     if max_examples is not None and max_examples < 0:
         raise ConfigError(f"max_examples must be >= 0 or None, but got {max_examples}")
     path = Path(path)
+    _refuse_folder(path, task, split)
     if not path.is_file():
-        raise DataError(
+        raise MissingDataFile(
             f"missing data file {path} (task {task!r}, split {split!r}); "
             f"check the path, or set --data-dir or {DATA_ENV} to the folder that holds it"
         )
@@ -195,37 +272,53 @@ def read_split(
     texts: list[tuple[str, ...]] = []
     labels: list[float] = []
     skipped: list[tuple[int, str]] = []
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle, delimiter="\t")
-        header = reader.fieldnames or []
-        needed = ("id", *spec.text_columns)
-        absent = [c for c in needed if c not in header]
-        if absent:
-            raise DataError(
-                f"{path}:1: header lacks column(s) {absent} for task {task!r}; "
-                f"the header has {header}"
-            )
-        labeled = spec.label_column in header
-        if not labeled and split != "test":
-            raise DataError(
-                f"{path}:1: the {split} split needs a {spec.label_column!r} column; "
-                f"the header has {header}"
-            )
-        for row in reader:
-            line = reader.line_num
-            try:
-                row_id, row_texts, label = _parse_row(row, spec, pair, labeled)
-            except ValueError as err:
-                if strict:
-                    raise DataError(f"{path}:{line}: {err} (task {task!r}, strict mode)") from None
-                skipped.append((line, str(err)))
-                continue
-            ids.append(row_id.lower())
-            texts.append(row_texts)
-            labels.append(label)
+    no_rows = f"{path} holds no usable rows (task {task!r}, split {split!r})"
+    rows = _data_rows(path)
+    first = next(rows, None)
+    if first is None:
+        raise DataError(
+            f"{no_rows}: the file is empty; it needs a tab-separated header line "
+            f"(id, {', '.join(spec.text_columns)}, {spec.label_column}), then one row per example"
+        )
+    header = first[1]
+    needed = ("id", *spec.text_columns)
+    absent = [c for c in needed if c not in header]
+    if absent:
+        raise DataError(
+            f"{path}:1: header lacks column(s) {absent} for task {task!r}; "
+            f"the header has {header}"
+        )
+    labeled = spec.label_column in header
+    if not labeled and split != "test":
+        raise DataError(
+            f"{path}:1: the {split} split needs a {spec.label_column!r} column; "
+            f"the header has {header}"
+        )
+    for line, fields in rows:
+        if not fields:  # a blank line, skipped silently as csv.DictReader does
+            continue
+        try:
+            row_id, row_texts, label = _parse_row(header, fields, spec, pair, labeled)
+        except ValueError as err:
+            if strict:
+                raise DataError(f"{path}:{line}: {err} (task {task!r}, strict mode)") from None
+            skipped.append((line, str(err)))
+            continue
+        ids.append(row_id.lower())
+        texts.append(row_texts)
+        labels.append(label)
     if skipped:
         where = ", ".join(f"{path.name}:{line} ({why})" for line, why in skipped)
         logger.warning("%s: skipped %d row(s): %s", path, len(skipped), where)
+    if not ids:
+        if not skipped:
+            raise DataError(f"{no_rows}: it has a header but no data rows; use the complete file")
+        listed = ", ".join(f"{path.name}:{line} ({why})" for line, why in skipped[:3])
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        raise DataError(
+            f"{no_rows}: all {len(skipped)} data row(s) were skipped: {listed}{more}; "
+            "fix those rows or use another file"
+        )
     order = np.arange(len(ids))
     if max_examples is not None and max_examples < len(ids):
         order = np.sort(np.random.default_rng(0).permutation(len(ids))[:max_examples])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from mtl_tune.exceptions import DataError
+from mtl_tune.exceptions import DataError, MissingDataFile
 from mtl_tune.platform.checkpoint import load_model
 from mtl_tune.platform.data import MAIN_TASKS, read_split, split_path, tokenize_split
 from mtl_tune.platform.evaluate import TaskPredictions, predict_split, score, task_scores
@@ -81,7 +81,7 @@ def predict_data(
     for task in MAIN_TASKS:
         try:
             path = split_path(data_dir, task, split)
-        except DataError as err:
+        except MissingDataFile as err:  # a file that exists but cannot be used is an error
             logger.info("skipping %s: %s", task, err)
             missing[task] = str(err)
             continue

@@ -1,4 +1,9 @@
-"""One training run outside Ray Tune: the `mtl-tune train` command's library side."""
+"""One training run outside Ray Tune: the `mtl-tune train` command's library side.
+
+A run never loses the folder it replaces: the data, the backbone and the config are checked
+before anything is written, the run is built in a temporary sibling of `--out`, and it replaces
+an existing `--out` (with `--force`) only once its first checkpoint is complete.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from mtl_tune.exceptions import MtlTuneError
+from mtl_tune.platform.atomic import staging_of, swap_in, write_bytes
 from mtl_tune.platform.bundle import build_bundle
 from mtl_tune.platform.checkpoint import save_checkpoint
 from mtl_tune.platform.config import TrainConfig
@@ -19,16 +25,32 @@ from mtl_tune.platform.train import EpochResult, Trainer
 METRICS_FILE = "metrics.json"
 
 
-def prepare_out_dir(out: Path, force: bool) -> Path:
-    """Creates `out`; refuses a non-empty folder unless `force` (nothing is silently replaced)."""
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            raise MtlTuneError(
-                f"output folder {out} is not empty; pass another --out or --force to replace it"
-            )
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+def check_out_dir(out: Path, force: bool) -> Path:
+    """The resolved output folder, after refusing ones a run must never replace.
+
+    Raises:
+        MtlTuneError: `out` is an existing file, the current folder or one above it, the home
+            folder or the file system root, or a non-empty folder without `force`.
+    """
+    resolved = Path(out).expanduser().resolve()
+    cwd, home = Path.cwd().resolve(), Path.home().resolve()
+    reason = None
+    if resolved.exists() and not resolved.is_dir():
+        reason = "is an existing file, not a folder"
+    elif resolved == Path(resolved.anchor):
+        reason = "is the root of the file system"
+    elif resolved == home:
+        reason = "is your home folder"
+    elif resolved == cwd or resolved in cwd.parents:
+        reason = "is the current folder or a folder above it"
+    if reason:
+        raise MtlTuneError(f"--out {out} {reason}; pass a new folder for the run, e.g. runs/NAME")
+    if resolved.is_dir() and any(resolved.iterdir()) and not force:
+        raise MtlTuneError(
+            f"output folder {out} is not empty; pass another --out or --force to replace it "
+            "(it is replaced only once the new run has written its first checkpoint)"
+        )
+    return resolved
 
 
 def train_run(
@@ -36,6 +58,7 @@ def train_run(
     out: Path,
     on_epoch: Callable[[EpochResult], None] | None = None,
     progress: bool = True,
+    force: bool = False,
 ) -> list[dict[str, float]]:
     """Trains `config.epochs` epochs, evaluating on dev after each.
 
@@ -43,32 +66,58 @@ def train_run(
     the optimizer state until the last epoch) and `out/best/` (the weights of the best dev
     `overall`, with its per-example dev predictions).
 
+    Args:
+        force: Replace a non-empty `out`, once the new run's first checkpoint is written.
+
     Returns:
         The metrics of every epoch.
+
+    Raises:
+        MtlTuneError: `out` is refused (`check_out_dir`), or the data, backbone or config are
+            bad; `out` is then left exactly as it was.
     """
     start = time.perf_counter()
+    out = check_out_dir(out, force)
     bundle = build_bundle(config, (config.pair_encoding,))
     trainer = Trainer(config, bundle.for_config(config))
+    staging = staging_of(out)
+    shutil.rmtree(staging, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging.mkdir()
+    folder = staging  # where the run is written: the staging folder until its first epoch
     history: list[dict[str, float]] = []
-    for epoch in range(1, config.epochs + 1):
-        bar = tqdm(desc=f"epoch {epoch}/{config.epochs}", unit="step", disable=not progress)
+    try:
+        for epoch in range(1, config.epochs + 1):
+            bar = tqdm(desc=f"epoch {epoch}/{config.epochs}", unit="step", disable=not progress)
 
-        def advance(step: int, total: int, bar: tqdm = bar) -> None:
-            bar.total = total
-            bar.update(1)
+            def advance(step: int, total: int, bar: tqdm = bar) -> None:
+                bar.total = total
+                bar.update(1)
 
-        previous_best = trainer.best_overall
-        result = trainer.run_epoch(epoch, on_step=advance)
-        bar.close()
-        history.append(result.metrics)
-        predictions = result.evaluation.predictions
-        final = epoch == config.epochs
-        save_checkpoint(trainer, out / "last", result.metrics, predictions, optimizer=not final)
-        if result.metrics["overall"] > previous_best:  # weights only: best/ is for prediction
-            save_checkpoint(trainer, out / "best", result.metrics, predictions, optimizer=False)
-        summary = {"config": config.to_dict(), "epochs": history,
-                   "wall_seconds": time.perf_counter() - start}
-        (out / METRICS_FILE).write_text(json.dumps(summary, indent=2))
-        if on_epoch is not None:
-            on_epoch(result)
+            previous_best = trainer.best_overall
+            result = trainer.run_epoch(epoch, on_step=advance)
+            bar.close()
+            history.append(result.metrics)
+            _write_epoch(trainer, folder, result, previous_best, final=epoch == config.epochs)
+            summary = {"config": config.to_dict(), "epochs": history,
+                       "wall_seconds": time.perf_counter() - start}
+            write_bytes(folder / METRICS_FILE, json.dumps(summary, indent=2).encode())
+            if folder == staging:
+                swap_in(staging, out)
+                folder = out
+            if on_epoch is not None:
+                on_epoch(result)
+    except OSError as err:
+        raise MtlTuneError(f"cannot write the run in {out}: {err}") from err
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return history
+
+
+def _write_epoch(
+    trainer: Trainer, folder: Path, result: EpochResult, previous_best: float, final: bool
+) -> None:
+    predictions = result.evaluation.predictions
+    save_checkpoint(trainer, folder / "last", result.metrics, predictions, optimizer=not final)
+    if result.metrics["overall"] > previous_best:  # weights only: best/ is for prediction
+        save_checkpoint(trainer, folder / "best", result.metrics, predictions, optimizer=False)

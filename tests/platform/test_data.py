@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from mtl_tune.cli import app
 from mtl_tune.exceptions import ConfigError, DataError, MtlTuneError
 from mtl_tune.platform.data import (
     DATA_ENV,
@@ -28,6 +30,7 @@ from mtl_tune.platform.data import (
 )
 from mtl_tune.platform.tokenizer import WordPieceTokenizer
 from tests.conftest import LABELED, ORIGINAL, minilm_path
+from tests.helpers import write_subset
 
 LOGGER = "mtl_tune.platform.data"
 SST_HEADER = ["", "id", "sentence", "sentiment"]
@@ -294,6 +297,12 @@ def test_clean_file_gives_no_warning(caplog: pytest.LogCaptureFixture) -> None:
         (PAIR_HEADER, "para", ["1", "b", "", "q two?", "1.0"], "empty sentence1"),
         (STS_HEADER, "sts", ["1", "b", "s one", "s two", "5.5"], r"label '5\.5' outside"),
         (STS_HEADER, "sts", ["1", "b", "s one", "s two", "n/a"], "non-numeric label 'n/a'"),
+        # a tab inside the sentence: csv.DictReader would have read the label as 4
+        (SST_HEADER, "sst", ["1", "b", "a fine", "4", "0"],
+         r"5 fields, the header has 4 \(a tab inside a cell\?\)"),
+        (SST_HEADER, "sst", ["1", "b", "3"], r"3 fields, the header has 4 \(a missing cell\?\)"),
+        (PAIR_HEADER, "para", ["1", "b", "q one?", "q", "1.0", "0.0"],
+         "6 fields, the header has 5"),
     ],
 )
 def test_dirty_row_skipped_or_strict(
@@ -350,6 +359,215 @@ def test_header_lacking_text_column(tmp_path: Path) -> None:
         DataError, match=r"f\.csv:1: header lacks column\(s\) \['sentence2'\] for task 'para'"
     ):
         read_split(path, "para", "dev")
+
+
+def test_extra_field_not_read_as_label(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # line 3: the sentence "dull<tab>4" puts a valid label 4 before the real label 0
+    path = tmp_path / "f.csv"
+    path.write_text("\tid\tsentence\tsentiment\n0\ta\tgood\t3\n1\tb\tdull\t4\t0\n2\tc\tok\t2\n")
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        ex = read_split(path, "sst", "dev")
+    # the row is skipped, not read with the label 4
+    assert ex.ids == ("a", "c") and ex.labels is not None and ex.labels.tolist() == [3.0, 2.0]
+    # it is counted at its file line with the field counts
+    assert ex.skipped == ((3, "5 fields, the header has 4 (a tab inside a cell?)"),)
+    # the file's one warning gives the count and file:line
+    assert "skipped 1 row(s): f.csv:3 (5 fields, the header has 4" in caplog.text
+
+
+def test_field_count_checked_in_unlabeled_split(tmp_path: Path) -> None:
+    path = tmp_path / "sts-test-student.csv"
+    # line 3 lacks its leading index cell, which would shift the id into the index column
+    path.write_text("0\t\tid\tsentence1\tsentence2\n1\t0.0\taa\tx\ty\n1.0\tbb\tz\tw\n")
+    ex = read_split(path, "sts", "test")
+    # even a leaderboard file skips a row whose cells cannot be matched to the columns
+    assert (ex.ids, ex.skipped) == (("aa",), ((3, "4 fields, the header has 5 (a missing cell?)"),))
+
+
+def test_blank_lines_are_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_text("\tid\tsentence\tsentiment\n0\ta\tgood\t3\n\n1\tb\tok\t2\n\n")
+    ex = read_split(path, "sst", "dev")
+    # empty lines are neither rows nor skips (as csv.DictReader did)
+    assert (ex.ids, ex.skipped) == (("a", "b"), ())
+
+
+# ---------------------------------------------------------------------------- broken files
+
+
+def test_header_only_file_holds_no_usable_rows(tmp_path: Path) -> None:
+    path = _write(tmp_path / "f.csv", SST_HEADER, [])
+    # a header without rows is an error naming the file, task and split, not an empty split
+    with pytest.raises(
+        DataError,
+        match=r"f\.csv holds no usable rows \(task 'sst', split 'train'\): it has a header "
+        r"but no data rows; use the complete file$",
+    ):
+        read_split(path, "sst", "train")
+
+
+def test_empty_file_holds_no_usable_rows(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_text("")
+    # a file without even a header says what the header must hold
+    with pytest.raises(
+        DataError,
+        match=r"f\.csv holds no usable rows \(task 'para', split 'dev'\): the file is empty; "
+        r"it needs a tab-separated header line \(id, sentence1, sentence2, is_duplicate\)",
+    ):
+        read_split(path, "para", "dev")
+
+
+def test_all_rows_skipped_holds_no_usable_rows(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = [[str(i), f"r{i}", "fine", "9"] for i in range(5)]
+    path = _write(tmp_path / "f.csv", SST_HEADER, rows)
+    with caplog.at_level(logging.WARNING, logger=LOGGER), pytest.raises(
+        DataError,
+        match=r"f\.csv holds no usable rows \(task 'sst', split 'dev'\): all 5 data row\(s\) "
+        r"were skipped: f\.csv:2 \(label '9' outside \(0, 4\)\), f\.csv:3 .*, f\.csv:4 .* "
+        r"and 2 more; fix those rows or use another file$",
+    ):
+        read_split(path, "sst", "dev")
+    # the skip warning still lists every row
+    assert "skipped 5 row(s)" in caplog.text and "f.csv:6 (label '9'" in caplog.text
+
+
+def test_read_splits_refuses_an_empty_split(tmp_path: Path) -> None:
+    _write(tmp_path / "ids-sst-train.csv", SST_HEADER, [])
+    _write(tmp_path / "ids-sst-dev.csv", SST_HEADER, [["0", "a", "fine", "3"]])
+    config = DataConfig(data_dir=str(tmp_path), tasks=("sst",), splits=("train", "dev"))
+    # training data is refused before any model is built, not when batches are drawn
+    with pytest.raises(DataError, match=r"ids-sst-train\.csv holds no usable rows"):
+        read_splits(config)
+
+
+@pytest.mark.parametrize(("bom", "line"), [(False, 3), (True, 3), (False, 5000), (True, 5000)])
+def test_non_utf8_byte(tmp_path: Path, bom: bool, line: int) -> None:
+    rows = [f"{i}\tr{i}\tfine\t3\n".encode() for i in range(line - 1)]
+    rows[line - 2] = b"9\tbad\tcaf\xe9\t3\n"  # Latin-1 e-acute at file line `line`
+    path = tmp_path / "f.csv"
+    header = b"\tid\tsentence\tsentiment\n"
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + header + b"".join(rows))
+    # the byte is named at its file line (past the first read chunk too), with how to convert
+    with pytest.raises(
+        DataError,
+        match=rf"f\.csv:{line}: byte 0xe9 is not UTF-8; data files must be UTF-8: convert this "
+        r"one, e\.g\. `iconv -f LATIN1 -t UTF-8 f\.csv > f\.utf8\.csv` if it is Latin-1",
+    ):
+        read_split(path, "sst", "dev")
+
+
+def test_utf8_bom_before_header(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_text("id\tsentence\tsentiment\nA\tfine\t3\n", encoding="utf-8-sig")
+    # the file really starts with a byte order mark, glued to the first column name `id`
+    assert path.read_bytes()[:5] == b"\xef\xbb\xbfid"
+    ex = read_split(path, "sst", "dev")
+    # the mark is dropped: the `id` column is found and the row read
+    assert (ex.ids, ex.texts, ex.skipped) == (("a",), (("fine",),), ())
+
+
+def test_huge_field(tmp_path: Path) -> None:
+    rows = [["0", "a", "fine", "3"], ["1", "b", "x" * 1_000_000, "3"], ["2", "c", "ok", "1"]]
+    path = _write(tmp_path / "f.csv", SST_HEADER, rows)
+    # a 1 MB cell is an error at its file line, not a raw csv traceback
+    with pytest.raises(
+        DataError,
+        match=r"f\.csv:3: the row starting on this line cannot be split into cells: field larger "
+        r"than field limit \(131072\); the file is broken there \(e\.g\. a cell of megabytes, "
+        r"or a double quote that opens a cell and is never closed\): fix that row or regenerate "
+        r"the file$",
+    ):
+        read_split(path, "sst", "dev")
+    # csv's field size limit is left at its default
+    assert csv.field_size_limit() == 131072
+
+
+def test_unclosed_quote_reported_where_it_opens(tmp_path: Path) -> None:
+    rows = [["0", "a", '"opens a cell', "3"]] + [[str(i), "b", "y" * 60, "3"] for i in range(3000)]
+    path = _write(tmp_path / "f.csv", SST_HEADER, rows)
+    # the quote swallows the following lines until csv's limit; the error points at line 2
+    with pytest.raises(DataError, match=r"f\.csv:2: the row starting on this line cannot be split"):
+        read_split(path, "sst", "dev")
+
+
+def test_folder_instead_of_file(tmp_path: Path) -> None:
+    (tmp_path / "ids-sst-train.csv").mkdir()
+    folder = r"ids-sst-train\.csv is a folder, not a data file \(task 'sst', split 'train'\); "
+    # split_path says the name is a folder, not that the file is missing
+    with pytest.raises(DataError, match=folder + r"put the tab-separated file ids-sst-train\.csv"):
+        split_path(tmp_path, "sst", "train")
+    # read_split given the folder says the same
+    with pytest.raises(DataError, match=folder + "put the"):
+        read_split(tmp_path / "ids-sst-train.csv", "sst", "train")
+
+
+def test_folder_under_preferred_test_name(tmp_path: Path) -> None:
+    shutil.copy(ORIGINAL / "ids-sst-test-student.csv", tmp_path)
+    (tmp_path / "ids-sst-test.csv").mkdir()
+    # a folder under the preferred labeled name is reported, not passed over for the unlabeled file
+    with pytest.raises(DataError, match=r"ids-sst-test\.csv is a folder, not a data file"):
+        split_path(tmp_path, "sst", "test")
+
+
+def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write(tmp_path / "f.csv", SST_HEADER, [["0", "a", "fine", "3"]])
+    real_open = Path.open
+
+    def refuse(self: Path, *args: object, **kwargs: object) -> object:
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    # tests run as root, so a file without read permission is simulated
+    monkeypatch.setattr(Path, "open", refuse)
+    # the file is named with the reason and what to check
+    with pytest.raises(
+        DataError,
+        match=r"cannot read data file .*f\.csv: Permission denied; check the file's permissions "
+        r"\(e\.g\. `ls -l`\): the user running mtl-tune must be able to read it",
+    ):
+        read_split(path, "sst", "dev")
+
+
+def test_other_read_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write(tmp_path / "f.csv", SST_HEADER, [["0", "a", "fine", "3"]])
+    real_open = Path.open
+
+    def fail(self: Path, *args: object, **kwargs: object) -> object:
+        if self == path:
+            raise OSError(5, "Input/output error", str(self))
+        return real_open(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "open", fail)
+    # an error other than permissions is named with its own reason, without a permissions hint
+    with pytest.raises(
+        DataError,
+        match=r"cannot read data file .*f\.csv: Input/output error; check that the file exists "
+        r"and that its disk or share can be read$",
+    ):
+        read_split(path, "sst", "dev")
+
+
+def test_data_check_reports_broken_files(tmp_path: Path) -> None:
+    write_subset(LABELED, tmp_path, rows=4)
+    _write(tmp_path / "ids-sst-train.csv", SST_HEADER, [])
+    (tmp_path / "sts-dev.csv").unlink()
+    (tmp_path / "sts-dev.csv").mkdir()
+    result = CliRunner().invoke(app, ["data", "check", "--data-dir", str(tmp_path)])
+    # `mtl-tune data check` fails and names each broken file with its problem
+    assert result.exit_code == 1
+    assert "ids-sst-train.csv holds no usable rows (task 'sst', split 'train')" in result.output
+    assert "sts-dev.csv is a folder, not a data file (task 'sts', split 'dev')" in result.output
+    # the other files are still read
+    assert len(re.findall(r"^Error: ", result.output, flags=re.MULTILINE)) == 2
+    # in the table the broken files say "error" (they exist), not "missing"
+    rows = {tuple(x.split()[:2]): x.split()[2:4] for x in result.output.splitlines()}
+    assert rows[("sst", "train")] == ["error", "ids-sst-train.csv"]
+    assert rows[("sts", "dev")] == ["error", "sts-dev.csv"]
+    assert rows[("sst", "dev")][0] == "ok"
 
 
 # ---------------------------------------------------------------------------- normalisation
