@@ -316,14 +316,34 @@ def _optuna_url(value: str | None) -> str | None:
 
 
 def _print_outcome(outcome: Any, root: Path, name: str) -> None:
+    """The trial table and a summary; exit 1 if trials errored, 130 if interrupted."""
     from mtl_tune.studies import study_status
 
     typer.echo(_table(study_status(root, name).to_dict("records")))
+    finished = outcome.trials - outcome.errors - outcome.unfinished
     typer.echo(
-        f"study {name}: {outcome.trials} trials ({outcome.errors} errored) in "
-        f"{outcome.wall_seconds:.0f} s; folder {outcome.folder}"
+        f"study {name}: {outcome.trials} trials, {finished} finished, {outcome.errors} "
+        f"errored, {outcome.unfinished} unfinished, in {outcome.wall_seconds:.0f} s; "
+        f"folder {outcome.folder}"
     )
     _print_disk(root, name)
+    if outcome.unfinished:
+        typer.echo(f"interrupted; continue the study with:\n  {_resume_command(root, name)}",
+                   err=True)
+        raise typer.Exit(130)
+    if outcome.errors:
+        typer.echo(f"{outcome.errors} trial(s) errored; their errors are in:", err=True)
+        for path in outcome.error_files:
+            typer.echo(f"  {path}", err=True)
+        raise typer.Exit(1)
+
+
+def _resume_command(root: Path, name: str) -> str:
+    from mtl_tune.studies import read_meta, study_folder
+
+    address = read_meta(study_folder(root, name)).get("address", "")
+    cluster = f" --address {address}" if address and address != "local" else ""
+    return f"mtl-tune study resume {name} --storage {root}{cluster}"
 
 
 @study_app.command("resume")
@@ -332,12 +352,18 @@ def study_resume(
     storage: StorageOption = None,
     address: AddressOption = None,
     verbose: VerboseOption = 1,
+    trust: Annotated[
+        bool,
+        typer.Option(help="Resume even if other users can write to the study folder (it holds "
+                     "pickles that resuming loads: trust it like code)."),
+    ] = False,
 ) -> None:
     """Resume a study: finished trials kept, unfinished ones continue from their checkpoints."""
     from mtl_tune.studies import resume_study, storage_root
 
     root = storage_root(storage)
-    _print_outcome(resume_study(root, name, address=address, verbose=verbose), root, name)
+    outcome = resume_study(root, name, address=address, verbose=verbose, trust=trust)
+    _print_outcome(outcome, root, name)
 
 
 @study_app.command("status")
@@ -346,10 +372,17 @@ def study_status_cmd(
     storage: StorageOption = None,
 ) -> None:
     """One row per trial: state, config, epochs done, best dev metrics; the best marked *."""
-    from mtl_tune.studies import storage_root, study_status
+    from mtl_tune.studies import INTERRUPTED, storage_root, study_driver, study_status
 
     root = storage_root(storage)
-    typer.echo(_table(study_status(root, name).to_dict("records")))
+    table = study_status(root, name)
+    typer.echo(_table(table.to_dict("records")))
+    driver = study_driver(root, name)
+    if driver is not None:
+        typer.echo(f"running: driver {driver.describe()}")
+    elif len(table) and (table["state"] == INTERRUPTED).any():
+        typer.echo(f"no driver runs this study: it stopped before finishing; continue it with:"
+                   f"\n  {_resume_command(root, name)}")
     _print_disk(root, name)
 
 

@@ -207,3 +207,37 @@ def test_predict_rejects_unknown_split(trained: Path) -> None:
     # a bad split is refused with the allowed values, before any file is read
     assert result.exit_code == 1
     assert "--split must be one of ('dev', 'test', 'train'), but got 'validation'" in result.output
+
+
+def test_predict_refuses_a_damaged_checkpoint(
+    trained: Path, tiny_data_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    damaged = tmp_path / "best"
+    shutil.copytree(trained / "best", damaged)
+    weights = damaged / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2: len(data) // 2 + 4096] = bytes(4096)
+    weights.write_bytes(bytes(data))
+    result = runner.invoke(app, ["predict", str(damaged), "--split", "dev", "--data-dir",
+                                 str(tiny_data_dir), "--out", str(tmp_path / "out")])
+    # the damage is found before any prediction: exit 1, the file named, no traceback
+    assert result.exit_code == 1 and result.exception is not None
+    assert f"Error: {weights} does not match the sha256 recorded" in result.stderr
+    assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
+def test_predict_refuses_a_folder_where_a_test_file_belongs(
+    trained: Path, tiny_data_dir: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    write_subset(tiny_data_dir, data, rows=8)
+    (data / "sts-test.csv").unlink()
+    (data / "sts-test.csv").mkdir()
+    result = runner.invoke(app, ["predict", str(trained / "best"), "--split", "test",
+                                 "--data-dir", str(data), "--out", str(tmp_path / "out")])
+    # a file that exists but is unusable is an error, not a task quietly skipped as missing
+    assert result.exit_code == 1
+    assert "sts-test.csv is a folder, not a data file (task 'sts', split 'test')" in result.stderr

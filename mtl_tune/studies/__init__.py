@@ -19,7 +19,13 @@ from mtl_tune.studies._spec import (
     parse_spec,
     spec_path,
 )
-from mtl_tune.studies._status import list_studies, study_status, trial_table
+from mtl_tune.studies._status import (
+    INTERRUPTED,
+    list_studies,
+    study_driver,
+    study_status,
+    trial_table,
+)
 from mtl_tune.studies._storage import (
     STORAGE_ENV,
     disk_usage,
@@ -31,6 +37,7 @@ from mtl_tune.studies._storage import (
 
 __all__ = [
     "BUILTIN",
+    "INTERRUPTED",
     "STORAGE_ENV",
     "Distribution",
     "Resources",
@@ -52,6 +59,7 @@ __all__ = [
     "spec_path",
     "storage_root",
     "study_folder",
+    "study_driver",
     "study_status",
     "trial_count",
     "trial_table",

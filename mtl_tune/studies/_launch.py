@@ -11,7 +11,7 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +24,19 @@ from ray.tune.search.optuna import OptunaSearch
 from mtl_tune.exceptions import SpecError
 from mtl_tune.platform.bundle import DataBundle, build_bundle
 from mtl_tune.studies._lean import LeanCheckpoints, drop_finished_optimizer_state
+from mtl_tune.studies._local_ray import start_local_ray
+from mtl_tune.studies._lock import DriverLock
 from mtl_tune.studies._optuna_mirror import OptunaMirror, spec_distributions
 from mtl_tune.studies._progress import ConciseProgress
 from mtl_tune.studies._spec import StudySpec, parse_spec
 from mtl_tune.studies._storage import (
     SPEC_FILE,
     TUNE_DIR,
+    check_private,
     default_optuna_url,
     existing_study,
     read_meta,
+    saved_statuses,
     study_folder,
     write_meta,
 )
@@ -48,18 +52,20 @@ class StudyOutcome:
     trials: int
     errors: int
     wall_seconds: float
+    unfinished: int = 0  # trials neither finished nor errored: the run was interrupted
+    error_files: tuple[str, ...] = ()  # one per errored trial
 
 
 def connect(address: str | None) -> None:
-    """Joins `address` (or $RAY_ADDRESS) if given, else starts Ray in this process."""
+    """Joins `address` (or $RAY_ADDRESS) if given, else starts a local Ray (loopback only)."""
     # Tune forces a state snapshot after each kept checkpoint (crash safety) and warns about it
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")
-        if address:
+        if address and address != "local":
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(include_dashboard=False, log_to_driver=False)
+            start_local_ray()
     register_all()  # registrations live in the cluster: a new ray.init() starts without them
 
 
@@ -220,6 +226,11 @@ def _best_stage_value(results: Any, key: str, metric: str, mode: str) -> Any:
     return _plain(means.idxmax() if mode == "max" else means.idxmin())
 
 
+def _no_restore_hint(record: logging.LogRecord) -> bool:
+    """Drops Tune's "Resume experiment with: Tuner.restore(...)": the CLI gives its own command."""
+    return "Tuner.restore(" not in record.getMessage()
+
+
 def _run_experiment(
     spec: StudySpec,
     folder: Path,
@@ -243,55 +254,82 @@ def _run_experiment(
             tune_config=_tune_config(spec),
             run_config=_run_config(spec, folder, experiment, optuna_url, verbose),
         )
-    results = tuner.fit()
+    tune_log = logging.getLogger("ray.tune.tune")
+    tune_log.addFilter(_no_restore_hint)
+    try:
+        results = tuner.fit()
+    finally:
+        tune_log.removeFilter(_no_restore_hint)
     _sync_mirror(spec, folder, experiment, results)
     drop_finished_optimizer_state(results)
     return results
 
 
 def _run(spec: StudySpec, folder: Path, verbose: int, restore: bool) -> StudyOutcome:
+    with DriverLock(folder, spec.name):
+        return _run_locked(spec, folder, verbose, restore)
+
+
+def _run_locked(spec: StudySpec, folder: Path, verbose: int, restore: bool) -> StudyOutcome:
     start = time.perf_counter()
     meta = read_meta(folder)
     check_resources(spec)
     data = build_data(spec)
     url = meta["optuna_storage"]
     names: list[str] = []
-    trials = errors = 0
-    if spec.search == "sequential":
-        chosen: dict[str, Any] = dict(meta.get("stage_best", {}))
-        for index, stage in enumerate(spec.stages, start=1):
-            experiment = f"stage{index}"
-            names.append(experiment)
-            fixed = {k: v for k, v in chosen.items() if k != stage.key}
+    tally = _Tally()
+    try:
+        if spec.search == "sequential":
+            chosen: dict[str, Any] = dict(meta.get("stage_best", {}))
+            for index, stage in enumerate(spec.stages, start=1):
+                experiment = f"stage{index}"
+                names.append(experiment)
+                fixed = {k: v for k, v in chosen.items() if k != stage.key}
+                space = param_space(spec, fixed, stage.key)
+                results = _run_experiment(
+                    spec, folder, experiment, space, data, url, verbose, restore
+                )
+                tally.add(results, folder / TUNE_DIR / experiment)
+                if tally.unfinished:  # interrupted: a later stage needs this one's best value
+                    break
+                chosen[stage.key] = _best_stage_value(results, stage.key, spec.metric, spec.mode)
+                meta["stage_best"] = {k: _plain(v) for k, v in chosen.items()}
+                write_meta(folder, meta)
+        else:
+            names.append("main")
             results = _run_experiment(
-                spec,
-                folder,
-                experiment,
-                param_space(spec, fixed, stage.key),
-                data,
-                url,
-                verbose,
-                restore,
+                spec, folder, "main", param_space(spec), data, url, verbose, restore
             )
-            chosen[stage.key] = _best_stage_value(results, stage.key, spec.metric, spec.mode)
-            meta["stage_best"] = {k: _plain(v) for k, v in chosen.items()}
-            write_meta(folder, meta)
-            trials += len(results)
-            errors += sum(r.error is not None for r in results)
-    else:
-        names.append("main")
-        results = _run_experiment(
-            spec, folder, "main", param_space(spec), data, url, verbose, restore
-        )
-        trials, errors = len(results), sum(r.error is not None for r in results)
+            tally.add(results, folder / TUNE_DIR / "main")
+    except KeyboardInterrupt:  # a second Ctrl-C: Tune stopped at once
+        tally.unfinished = max(tally.unfinished, 1)
     wall = time.perf_counter() - start
-    meta.update(
-        finished_at=time.time(),
-        wall_seconds=meta.get("wall_seconds", 0.0) + wall,
-        experiments=names,
-    )
+    meta.update(wall_seconds=meta.get("wall_seconds", 0.0) + wall, experiments=names)
+    if not tally.unfinished:
+        meta["finished_at"] = time.time()
     write_meta(folder, meta)
-    return StudyOutcome(folder, tuple(names), trials, errors, wall)
+    return StudyOutcome(folder, tuple(names), tally.trials, tally.errors, wall,
+                        tally.unfinished, tuple(tally.error_files))
+
+
+@dataclass
+class _Tally:
+    """Trials, errored trials (with their error files) and unfinished trials so far."""
+
+    trials: int = 0
+    errors: int = 0
+    unfinished: int = 0
+    error_files: list[str] = field(default_factory=list)
+
+    def add(self, results: Any, experiment_dir: Path) -> None:
+        statuses = saved_statuses(experiment_dir)
+        self.trials += len(results)
+        for result in results:
+            if result.error is not None:
+                self.errors += 1
+                error_file = Path(result.path) / "error.txt"
+                self.error_files.append(str(error_file if error_file.is_file() else result.path))
+        self.unfinished += sum(s not in ("TERMINATED", "ERROR") for s in statuses.values())
 
 
 def _plain(value: Any) -> Any:
@@ -372,10 +410,21 @@ def load_study_spec(folder: Path) -> StudySpec:
 
 
 def resume_study(
-    root: Path, name: str, address: str | None = None, verbose: int = 1
+    root: Path, name: str, address: str | None = None, verbose: int = 1, trust: bool = False
 ) -> StudyOutcome:
-    """Restores a study's experiments: finished trials kept, unfinished and errored continued."""
+    """Restores a study's experiments: finished trials kept, unfinished and errored continued.
+
+    Args:
+        trust: Resume even when other users can write to the study folder (see
+            `check_private`).
+
+    Raises:
+        SpecError: No such study, another live driver runs it, or its folder is writable by
+            every user and `trust` is False.
+    """
     folder = existing_study(root, name)
+    if not trust:
+        check_private(folder)
     spec = load_study_spec(folder)
     connect(address)
     return _run(spec, folder, verbose, restore=True)

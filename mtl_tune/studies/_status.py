@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 from ray.tune import ExperimentAnalysis
 
+from mtl_tune.studies._lock import Holder, live_holder
 from mtl_tune.studies._storage import (
     META_FILE,
     TUNE_DIR,
@@ -18,12 +19,15 @@ from mtl_tune.studies._storage import (
 )
 
 SHOWN_METRICS = ("overall", "mean_score", "sst_acc", "para_acc", "sts_corr")
+UNFINISHED = ("RUNNING", "PENDING", "PAUSED")
+INTERRUPTED = "INTERRUPTED"  # unfinished, and no driver holds the study
 
 
 def trial_table(folder: Path) -> pd.DataFrame:
     """One row per trial of every experiment: state, searched config, epochs, best dev metrics.
 
     The best trial (by the study's metric, over its epochs) is marked in the `best` column.
+    Unfinished trials of a study that no driver runs (killed, interrupted) are INTERRUPTED.
     """
     meta = read_meta(folder)
     metric, mode = meta["metric"], meta["mode"]
@@ -60,6 +64,9 @@ def trial_table(folder: Path) -> pd.DataFrame:
                 row.update({k: float(best[k]) for k in SHOWN_METRICS if k in best})
             rows.append(row)
     table = pd.DataFrame(rows)
+    if len(table) and live_holder(folder) is None:
+        # Tune's saved state still says running, but no driver runs the study any more
+        table["state"] = table["state"].replace(dict.fromkeys(UNFINISHED, INTERRUPTED))
     if len(table) and metric in table and table[metric].notna().any():
         scores = table[metric]
         table["best"] = ""
@@ -80,6 +87,11 @@ def _searched(configs: list[dict]) -> list[str]:
 
 def study_status(root: Path, name: str) -> pd.DataFrame:
     return trial_table(existing_study(root, name))
+
+
+def study_driver(root: Path, name: str) -> Holder | None:
+    """The driver running the study now (pid, host, start), or None."""
+    return live_holder(existing_study(root, name))
 
 
 def list_studies(root: Path) -> pd.DataFrame:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +91,24 @@ def human_bytes(size: float) -> str:
     while size >= 1024 and step < len(units) - 1:
         size, step = size / 1024, step + 1
     return f"{size:.0f} B" if step == 0 else f"{size:.1f} {units[step]}"
+
+
+def check_private(folder: Path) -> None:
+    """Refuses a study folder that other users can write to.
+
+    Resuming unpickles Ray's `tuner.pkl` and `params.pkl` from the folder (Ray's design), which
+    runs whatever code their writer put there: the folder must be trusted like code.
+
+    Raises:
+        SpecError: The folder, or a folder or file in it, is writable by every user.
+    """
+    for root, dirs, files in os.walk(folder):
+        for path in [Path(root), *(Path(root) / d for d in dirs), *(Path(root) / f for f in files)]:
+            mode = path.lstat().st_mode
+            if mode & stat.S_IWOTH and not stat.S_ISLNK(mode):
+                raise SpecError(
+                    f"{path} is writable by every user (mode {stat.filemode(mode)}): resuming "
+                    "unpickles Ray's tuner.pkl and params.pkl from the study folder, which runs "
+                    "code whoever wrote them; make it private (`chmod -R o-w "
+                    f"{folder}`) or pass --trust if every user of this machine is trusted"
+                )

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +16,8 @@ import pytest
 import ray
 
 from tests.helpers import tiny_trial
+
+CLI = [sys.executable, "-c", "from mtl_tune.cli import main; main()"]
 
 # tiny trials spend most of their time starting up: half a CPU each (one torch thread) runs
 # four at a time on 2 CPUs, about twice as fast as two trials of one CPU each
@@ -105,6 +110,38 @@ def ray_local() -> Iterator[None]:
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     shutdown_and_check()
+
+
+def ray_processes(ray_tmp: Path) -> list[psutil.Process]:
+    """Every living process started with our RAY_TMPDIR (the driver's Ray and its workers)."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if proc.environ().get("RAY_TMPDIR") == str(ray_tmp):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def kill(procs: list[psutil.Process]) -> None:
+    for proc in procs:
+        try:
+            proc.kill()  # psutil refuses a pid that now names another process
+        except psutil.NoSuchProcess:
+            pass
+
+
+@pytest.fixture
+def ray_tmp() -> Iterator[Path]:
+    """A short private RAY_TMPDIR (Ray's socket paths must stay under 108 characters)."""
+    folder = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
+    yield folder
+    kill(ray_processes(folder))  # whatever happened in the test, leave nothing running
+    wait_gone(ray_processes(folder), timeout=10)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -8,27 +8,21 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pandas as pd
 import psutil
-import pytest
 from ray.tune import ExperimentAnalysis
 
 from mtl_tune.studies import load_spec, read_meta, trial_count
 from mtl_tune.studies._optuna_mirror import RAY_ID_ATTR, open_storage
-from tests.studies.conftest import tiny_fixed, wait_gone, write_spec
+from tests.studies.conftest import CLI, ray_processes, tiny_fixed, wait_gone, write_spec
 
-CLI = [sys.executable, "-c", "from mtl_tune.cli import main; main()"]
 TOP = """
 name = "crash"
 trainables = ["it7-cosrelu-tuned"]
@@ -46,38 +40,6 @@ sts_head = { choice = ["linear", "cosine"] }
 type = "none"
 """
 KEPT = ["training_iteration", "overall", "sst_acc", "para_acc", "sts_corr", "timestamp"]
-
-
-def _ray_processes(ray_tmp: Path) -> list[psutil.Process]:
-    """Every living process started with our RAY_TMPDIR (the driver's Ray and its workers)."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                continue
-            if proc.environ().get("RAY_TMPDIR") == str(ray_tmp):
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
-
-
-def _kill(procs: list[psutil.Process]) -> None:
-    for proc in procs:
-        try:
-            proc.kill()  # psutil refuses a pid that now names another process
-        except psutil.NoSuchProcess:
-            pass
-
-
-@pytest.fixture
-def ray_tmp() -> Iterator[Path]:
-    """A short private RAY_TMPDIR (Ray's socket paths must stay under 108 characters)."""
-    folder = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
-    yield folder
-    _kill(_ray_processes(folder))  # whatever happened in the test, leave nothing running
-    wait_gone(_ray_processes(folder), timeout=10)
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _saved_state(experiment: Path) -> dict[str, Any]:
@@ -148,18 +110,19 @@ def test_resume_after_sigkill(
         )
     try:
         before = _wait_for_finished_trial(driver, root / "crash", timeout=300)
-        # every process below the driver now, plus any started with our RAY_TMPDIR
-        started = psutil.Process(driver.pid).children(recursive=True) + _ray_processes(ray_tmp)
+        # every process below the driver: its Ray (whose agents outlive the driver's process
+        # group, by Ray's design) and the reaper that stops them when the driver dies
+        started = psutil.Process(driver.pid).children(recursive=True) + ray_processes(ray_tmp)
+        assert any("Agent" in p.name() for p in started)
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait(30)
-        _kill(started)  # Ray's agents outlive their driver's process group: kill them by pid
-        _kill(_ray_processes(ray_tmp))
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
             driver.wait(30)
-    # the kill left no process of the killed study's Ray running
-    assert not wait_gone(_ray_processes(ray_tmp), timeout=20)
+    # the killed driver's reaper stopped its Ray, then itself: no process of it is left
+    assert not wait_gone(started, timeout=20), [p.name() for p in started if p.is_running()]
+    assert not wait_gone(ray_processes(ray_tmp), timeout=20)
     finished = {k: v for k, v in before.items() if v[0] == "TERMINATED"}
     # the kill landed mid-study: some trials finished, not all
     assert finished and len(finished) < trial_count(spec), (len(finished), before.keys())
@@ -208,4 +171,4 @@ def test_resume_after_sigkill(
         # ... with the value the Ray trial reported last
         assert by_id[trial_id].value == result["overall"]
     # the resumed driver shut its Ray down: no process of this test survives
-    assert not wait_gone(_ray_processes(ray_tmp), timeout=20)
+    assert not wait_gone(ray_processes(ray_tmp), timeout=20)

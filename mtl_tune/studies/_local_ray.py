@@ -1,0 +1,81 @@
+"""The Ray that a study starts for itself: loopback only, no telemetry, nothing left behind.
+
+Left to its defaults, a local Ray reaches out: every process looks up "its" address with a UDP
+connect to 8.8.8.8 and then serves on the machine's outward address, and the head asks the
+cloud metadata services (169.254.169.254, metadata.google.internal) which cloud it runs on,
+whatever the usage-stats setting. For a Ray of one machine none of that is needed, so its
+processes start with:
+
+- `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`: Ray's single-machine mode, every address 127.0.0.1
+  (the default on Windows and macOS);
+- `RAY_USAGE_STATS_ENABLED=0`: no usage report;
+- `http_proxy` at a closed loopback port, with loopback exempt (`no_proxy`): the head's cloud
+  probe (plain `requests`) fails at once instead of leaving the machine; nothing else in a local
+  Ray speaks HTTP outside loopback.
+
+The driver's own environment is restored once Ray has started. Every process of the Ray
+carries a mark (`MTL_TUNE_RAY_OWNER`) by which a reaper (`mtl_tune._reaper`) finds and stops
+them when the driver dies, even by SIGKILL.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+
+import ray
+
+from mtl_tune._reaper import OWNER_ENV
+
+logger = logging.getLogger(__name__)
+_REAPERS: list[subprocess.Popen] = []  # held, so Python does not warn that they still run
+
+LOOPBACK = "127.0.0.1,localhost,::1"
+CLOSED_PORT = "http://127.0.0.1:9"  # the discard port: refused at once where nothing listens
+LOCAL_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "http_proxy": CLOSED_PORT,
+    "HTTP_PROXY": CLOSED_PORT,
+    "no_proxy": LOOPBACK,
+    "NO_PROXY": LOOPBACK,
+}
+
+
+def start_local_ray() -> None:
+    """Starts a Ray of this machine, on loopback only, and its reaper."""
+    import ray._private.ray_constants as constants
+
+    mark = f"{os.getpid()}-{time.time_ns()}"  # every process of this Ray carries it
+    env = {**LOCAL_ENV, OWNER_ENV: mark}
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    # this process imported Ray before the variable was set: give it the same mode
+    cluster_mode = getattr(constants, "ENABLE_RAY_CLUSTER", None)
+    constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(include_dashboard=False, log_to_driver=False)
+    finally:
+        constants.ENABLE_RAY_CLUSTER = cluster_mode
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    start_reaper(mark)
+
+
+def start_reaper(mark: str) -> subprocess.Popen:
+    """Starts `mtl_tune._reaper` for this process and its Ray, in a session of its own."""
+    reaper = subprocess.Popen(
+        [sys.executable, "-m", "mtl_tune._reaper", str(os.getpid()), mark],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    _REAPERS.append(reaper)
+    return reaper

@@ -1,0 +1,229 @@
+"""The study driver as a user runs it: exit codes, one driver per study, Ctrl-C, a killed
+driver, a shared folder, and a local Ray that never leaves loopback.
+
+Each test runs the CLI in a subprocess with its own RAY_TMPDIR, so its Ray processes can be
+found and none survives the test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from mtl_tune.studies import read_meta
+from mtl_tune.studies._lock import LOCK_FILE
+from tests.studies.conftest import CLI, ray_processes, tiny_fixed, wait_gone, write_spec
+
+TOP = """
+name = "{name}"
+trainables = ["it6-balanced"]
+search = "grid"
+seeds = {seeds}
+max_concurrent = 1
+"""
+NO_ASHA = '[scheduler]\ntype = "none"\n'
+
+
+def _env(ray_tmp: Path) -> dict[str, str]:
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def _spec(tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, name: str, seeds: int,
+          **fixed: object) -> Path:
+    values = tiny_fixed(tiny_bert_dir, tiny_data_dir, **fixed)
+    return write_spec(tmp_path, TOP.format(name=name, seeds=seeds), values, NO_ASHA)
+
+
+def _cli(args: list[str], ray_tmp: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(CLI + args, env=_env(ray_tmp), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _start(args: list[str], ray_tmp: Path, log: Path) -> subprocess.Popen:
+    with open(log, "w") as handle:
+        return subprocess.Popen(CLI + args, env=_env(ray_tmp), stdout=handle,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_for(predicate, driver: subprocess.Popen, what: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert driver.poll() is None, f"the driver ended before {what}"
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _a_trial_reported(folder: Path) -> bool:
+    return any(p.stat().st_size for p in folder.glob("tune/main/*/result.json"))
+
+
+def test_errored_trials_exit_1_and_name_their_error_files(
+    tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path
+) -> None:
+    # device = "cuda" passes every check of the driver but fails inside each trial here
+    path = _spec(tmp_path, tiny_bert_dir, tiny_data_dir, "fails", seeds=1, device="cuda")
+    root = tmp_path / "studies"
+    run = _cli(["study", "launch", str(path), "--storage", str(root)], ray_tmp)
+    # a study with an errored trial exits 1 ...
+    assert run.returncode == 1, run.stdout + run.stderr
+    # ... says how many errored, and where each error is written
+    assert "study fails: 1 trials, 0 finished, 1 errored, 0 unfinished" in run.stdout
+    files = re.findall(r"^  (/\S+error\.txt)$", run.stderr, flags=re.MULTILINE)
+    assert "1 trial(s) errored; their errors are in:" in run.stderr and len(files) == 1
+    assert "device 'cuda' was asked for" in Path(files[0]).read_text()
+    # the driver released the study and left no Ray process behind
+    assert not (root / "fails" / LOCK_FILE).exists()
+    assert not wait_gone(ray_processes(ray_tmp), timeout=20)
+
+
+def test_ctrl_c_exits_130_with_the_command_that_continues(
+    tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path
+) -> None:
+    path = _spec(tmp_path, tiny_bert_dir, tiny_data_dir, "stopped", seeds=3, epochs=4)
+    root = tmp_path / "studies"
+    driver = _start(["study", "launch", str(path), "--storage", str(root)], ray_tmp,
+                    tmp_path / "launch.log")
+    try:
+        _wait_for(lambda: _a_trial_reported(root / "stopped"), driver, "a trial reported")
+        os.kill(driver.pid, signal.SIGINT)  # Ctrl-C
+        driver.wait(120)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    log = (tmp_path / "launch.log").read_text()
+    # an interrupted study exits 130, the shell's code for Ctrl-C ...
+    assert driver.returncode == 130, log[-3000:]
+    # ... and prints the exact command that continues it, instead of Tune's Python hint
+    hint = "interrupted; continue the study with:\n  mtl-tune study resume stopped --storage "
+    assert hint + str(root) in log
+    assert "Tuner.restore(" not in log
+    # the study is not marked finished, and `study status` says how to go on
+    assert "finished_at" not in read_meta(root / "stopped")
+    status = _cli(["study", "status", "stopped", "--storage", str(root)], ray_tmp)
+    assert "no driver runs this study" in status.stdout and "INTERRUPTED" in status.stdout
+    resumed = _cli(["study", "resume", "stopped", "--storage", str(root)], ray_tmp)
+    # resuming finishes it: exit 0, every trial finished
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "3 trials, 3 finished, 0 errored, 0 unfinished" in resumed.stdout
+    assert not wait_gone(ray_processes(ray_tmp), timeout=20)
+
+
+def test_one_driver_per_study_and_a_killed_driver_is_reported(
+    tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path
+) -> None:
+    path = _spec(tmp_path, tiny_bert_dir, tiny_data_dir, "held", seeds=3, epochs=15)
+    root = tmp_path / "studies"
+    folder = root / "held"
+    driver = _start(["study", "launch", str(path), "--storage", str(root)], ray_tmp,
+                    tmp_path / "launch.log")
+    try:
+        _wait_for(lambda: _a_trial_reported(folder), driver, "a trial reported")
+        second = _cli(["study", "resume", "held", "--storage", str(root)], ray_tmp)
+        # a second driver on a running study is refused, naming the one that runs it
+        assert second.returncode == 1
+        refusal = f"study 'held' is being run by another driver (pid {driver.pid} on "
+        assert refusal in second.stderr
+        status = _cli(["study", "status", "held", "--storage", str(root)], ray_tmp)
+        # `study status` names the live driver
+        assert f"running: driver pid {driver.pid} on" in status.stdout
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(30)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait(30)
+    status = _cli(["study", "status", "held", "--storage", str(root)], ray_tmp)
+    # after kill -9, no trial shows as running: they are INTERRUPTED, and the fix is printed
+    assert "RUNNING" not in status.stdout and "INTERRUPTED" in status.stdout
+    assert (f"no driver runs this study: it stopped before finishing; continue it with:\n"
+            f"  mtl-tune study resume held --storage {root}") in status.stdout
+    # the dead driver's lock is stale: a new driver takes the study over and finishes it
+    resumed = _cli(["study", "resume", "held", "--storage", str(root)], ray_tmp)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert not (folder / LOCK_FILE).exists()
+    assert not wait_gone(ray_processes(ray_tmp), timeout=20)
+
+
+def test_a_study_folder_others_can_write_is_resumed_only_with_trust(
+    tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path
+) -> None:
+    path = _spec(tmp_path, tiny_bert_dir, tiny_data_dir, "shared", seeds=1)
+    root = tmp_path / "studies"
+    assert _cli(["study", "launch", str(path), "--storage", str(root)], ray_tmp).returncode == 0
+    tuner = next((root / "shared" / "tune" / "main").glob("tuner.pkl"))
+    tuner.chmod(0o666)  # anyone may replace the pickle that resuming loads
+    refused = _cli(["study", "resume", "shared", "--storage", str(root)], ray_tmp)
+    # resuming is refused with the file, the risk and the two ways out
+    assert refused.returncode == 1
+    assert (f"Error: {tuner} is writable by every user (mode -rw-rw-rw-): resuming unpickles"
+            in refused.stderr)
+    assert "chmod -R o-w" in refused.stderr and "--trust" in refused.stderr
+    trusted = _cli(["study", "resume", "shared", "--storage", str(root), "--trust"], ray_tmp)
+    # with --trust the user takes that risk, and the (finished) study resumes as usual
+    assert trusted.returncode == 0, trusted.stdout[-3000:] + trusted.stderr[-3000:]
+
+
+CONNECT = re.compile(r"connect\(\d+, \{sa_family=(AF_INET6?), .*?"
+                     r"(?:inet_addr\(\"([^\"]+)\"\)|inet_pton\(AF_INET6, \"([^\"]+)\")")
+
+
+def _outside_loopback(trace: str) -> list[str]:
+    """The connect() calls of an strace log to addresses outside 127.0.0.0/8 and ::1."""
+    bad = []
+    for line in trace.splitlines():
+        match = CONNECT.search(line)
+        if not match:
+            continue  # AF_UNIX, AF_NETLINK and the like stay on the machine
+        address = match.group(2) or match.group(3)
+        if not (address.startswith("127.") or address in ("::1", "::ffff:127.0.0.1")):
+            bad.append(line)
+    return bad
+
+
+def test_outside_loopback_parser() -> None:
+    lines = [
+        '1 connect(6, {sa_family=AF_INET, sin_port=htons(53), '
+        'sin_addr=inet_addr("8.8.8.8")}, 16) = 0',
+        '2 connect(7, {sa_family=AF_INET, sin_port=htons(80), '
+        'sin_addr=inet_addr("127.0.0.1")}, 16) = 0',
+        '3 connect(8, {sa_family=AF_INET6, sin6_port=htons(1), sin6_flowinfo=htonl(0), '
+        'inet_pton(AF_INET6, "::ffff:192.0.2.2", &sin6_addr), sin6_scope_id=0}, 28) = -1',
+        '4 connect(9, {sa_family=AF_UNIX, sun_path="/tmp/x"}, 110) = 0',
+    ]
+    # the parser flags exactly the outward connects, IPv4 and IPv6
+    assert [line[0] for line in _outside_loopback("\n".join(lines))] == ["1", "3"]
+
+
+def test_a_local_study_connects_only_to_loopback(
+    tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path
+) -> None:
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed: cannot watch the connections of Ray's processes")
+    probe = subprocess.run([strace, "-f", "-o", os.devnull, "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"strace cannot trace here (ptrace refused): {probe.stderr.decode()[:200]}")
+    path = _spec(tmp_path, tiny_bert_dir, tiny_data_dir, "offline", seeds=1)
+    trace = tmp_path / "trace"
+    run = subprocess.run(
+        [strace, "-f", "-qq", "-e", "trace=connect", "-o", str(trace), *CLI, "study", "launch",
+         str(path), "--storage", str(tmp_path / "studies")],
+        env=_env(ray_tmp), capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    text = trace.read_text()
+    # the trace saw the study's processes connect (so it watched the right thing) ...
+    assert text.count("connect(") > 20
+    # ... and none of them, Ray's agents included, connected outside loopback
+    assert _outside_loopback(text) == []
