@@ -48,7 +48,8 @@ from mtl_tune.platform.batches import (  # noqa: E402
     shuffled_order,
 )
 from mtl_tune.platform.bert import BertModel  # noqa: E402
-from mtl_tune.platform.data import TaskSplit, read_split, tokenize_split  # noqa: E402
+from mtl_tune.platform.data import read_split  # noqa: E402
+from mtl_tune.platform.splits import TaskSplit, tokenize_split  # noqa: E402
 from mtl_tune.platform.tokenizer import WordPieceTokenizer  # noqa: E402
 
 NUM_CLASSES = 5

@@ -58,7 +58,9 @@ from mtl_tune.platform.bundle import build_bundle  # noqa: E402
 from mtl_tune.platform.compiling import BUCKET, compile_encoder  # noqa: E402
 from mtl_tune.platform.config import TrainConfig  # noqa: E402
 from mtl_tune.platform.model import MultitaskBERT  # noqa: E402
-from mtl_tune.platform.train import Splits, Trainer  # noqa: E402
+from mtl_tune.platform.splits import Splits  # noqa: E402
+from mtl_tune.platform.tasks import MAIN_TASKS  # noqa: E402
+from mtl_tune.platform.train import Trainer  # noqa: E402
 
 SHAPES = {
     "minilm": BertConfig(hidden_size=384, num_hidden_layers=6, intermediate_size=1536),
@@ -107,7 +109,7 @@ def train_flops(tokens: float, config: BertConfig, mean_width: float) -> float:
 def mean_width(splits: Splits, multiple: int) -> float:
     """Mean padded width of bucketed training batches (pairs padded to one width)."""
     widths = []
-    for task in ("sst", "para", "sts"):
+    for task in MAIN_TASKS:
         split = splits[task]["train"]
         for rows in bucketed_order(split.lengths, 32, np.random.default_rng(0)):
             batch = make_batch(split, rows, multiple, joint=True)
@@ -322,7 +324,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     splits = bundle.for_config(base)
     widths = {False: mean_width(splits, 1), True: mean_width(splits, BUCKET)}
     print(f"data {base.data_dir}: train rows "
-          + ", ".join(f"{t} {len(splits[t]['train'])}" for t in ("sst", "para", "sts"))
+          + ", ".join(f"{t} {len(splits[t]['train'])}" for t in MAIN_TASKS)
           + f"; mean padded width {widths[False]:.1f} (x{BUCKET} buckets: {widths[True]:.1f})")
 
     # CUDA context, cuBLAS handles and the allocator, so the first configuration pays no more

@@ -24,9 +24,11 @@ import torch.nn.functional as F
 from mtl_tune.platform.bundle import build_bundle
 from mtl_tune.platform.config import TrainConfig
 from mtl_tune.platform.sampling import SCHEMES
-from mtl_tune.platform.train import Splits, Trainer
+from mtl_tune.platform.splits import Splits
+from mtl_tune.platform.tasks import MAIN_TASKS
+from mtl_tune.platform.train import Trainer
 
-TASKS = ("sst", "para", "sts")
+TASKS = MAIN_TASKS
 
 
 def our_epoch(config: TrainConfig, splits: Splits) -> tuple[float, list[float]]:

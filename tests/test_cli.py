@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from mtl_tune.cli import app, parse_sets
 from mtl_tune.exceptions import ConfigError
-from mtl_tune.trainables import PRESETS
+from mtl_tune.platform.presets import PRESETS
 from tests.conftest import LABELED, ORIGINAL
 from tests.helpers import write_subset
 

@@ -124,7 +124,7 @@ def test_root_is_refused_from_anywhere(
     tiny_bert_dir: Path, tiny_data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mtl_tune.exceptions import MtlTuneError
-    from mtl_tune.platform.run import check_out_dir
+    from mtl_tune.platform.standalone import check_out_dir
 
     monkeypatch.setattr(Path, "cwd", lambda: Path("/nonexistent-cwd"))
     # the file system root is named as such, wherever the current folder is

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mtl_tune.platform.data import TaskSplit
+from mtl_tune.platform.splits import TaskSplit
 
 
 @dataclass(frozen=True)

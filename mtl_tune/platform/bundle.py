@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from mtl_tune.exceptions import ConfigError
 from mtl_tune.platform.bert import resolve_model_dir
 from mtl_tune.platform.config import TrainConfig
-from mtl_tune.platform.data import MAIN_TASKS, DataConfig, read_splits, tokenize_splits
+from mtl_tune.platform.data import DataConfig, read_splits
+from mtl_tune.platform.splits import Splits, tokenize_splits
+from mtl_tune.platform.tasks import MAIN_TASKS
 from mtl_tune.platform.tokenizer import WordPieceTokenizer
-from mtl_tune.platform.train import Splits
 
 logger = logging.getLogger(__name__)
 

@@ -26,9 +26,10 @@ from safetensors.torch import load, save
 from mtl_tune.exceptions import CheckpointError
 from mtl_tune.platform.atomic import existing_folder, replace_folder, write_bytes
 from mtl_tune.platform.bert import BertConfig, BertModel
-from mtl_tune.platform.config import TrainConfig
+from mtl_tune.platform.config import HeadConfig, TrainConfig
 from mtl_tune.platform.evaluate import TaskPredictions
-from mtl_tune.platform.model import HeadConfig, MultitaskBERT
+from mtl_tune.platform.model import MultitaskBERT
+from mtl_tune.platform.tasks import TASKS
 from mtl_tune.platform.tokenizer import WordPieceTokenizer
 from mtl_tune.platform.train import Trainer
 
@@ -268,7 +269,7 @@ def read_predictions(path: Path) -> dict[str, TaskPredictions]:
         preds = np.asarray(p["predictions"])
         labels = None if p["labels"] is None else np.asarray(p["labels"])
         correct = None
-        if labels is not None and task != "sts":
+        if labels is not None and TASKS[task].num_classes:
             correct = (preds == labels).astype(np.int8)
         out[task] = TaskPredictions(task, tuple(p["ids"]), preds, labels, correct)
     return out

@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-COMPILE_SETTINGS = ("auto", "on", "off")
+from mtl_tune.platform.config import COMPILE_SETTINGS, check_choice
+
 BUCKET = 16  # padded widths are multiples of this when compiled: 8 widths up to 128 tokens
 # `auto` compiles on CUDA when a run trains at least this many batches: the break-even of the
 # compile cost (47 s MiniLM, 81 s bert-base, cold cache, CUDA-graph recording included) against
@@ -31,8 +32,7 @@ def use_compile(setting: str, device: torch.device, planned_batches: int) -> boo
         device: The run's device.
         planned_batches: Training batches the whole run will take.
     """
-    if setting not in COMPILE_SETTINGS:
-        raise ValueError(f"compile must be one of {COMPILE_SETTINGS}, but got {setting!r}")
+    check_choice("compile", setting, COMPILE_SETTINGS)
     if setting == "auto":
         return device.type == "cuda" and planned_batches >= AUTO_MIN_BATCHES
     return setting == "on"

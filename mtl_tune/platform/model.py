@@ -2,43 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from mtl_tune.platform.batches import Segment
 from mtl_tune.platform.bert import BertModel
-from mtl_tune.platform.heads import STS_HEADS, ParaphraseHead, SentimentHead, SimilarityHead
-
-POOLINGS = ("pooler", "cls", "mean")
-PAIR_ENCODINGS = ("siamese", "cross")
-
-
-@dataclass(frozen=True)
-class HeadConfig:
-    dropout: float = 0.1  # on the sentence vectors, inside the heads
-    pair_dropout: bool = True  # False: no dropout in the paraphrase/STS heads (paper iteration 1)
-    sts_head: str = "linear"
-    pooling: str = "pooler"  # the paper used BERT's tanh pooler
-    pair_encoding: str = "siamese"  # the paper encoded each sentence of a pair on its own
-    sentiment_classes: int = 5
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"0 <= dropout < 1 must hold, but got dropout={self.dropout}")
-        if self.sentiment_classes < 2:
-            raise ValueError(
-                f"sentiment_classes must be at least 2, but got {self.sentiment_classes}"
-            )
-        for name, allowed in (
-            ("sts_head", STS_HEADS),
-            ("pooling", POOLINGS),
-            ("pair_encoding", PAIR_ENCODINGS),
-        ):
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, but got {value!r}")
+from mtl_tune.platform.config import HeadConfig
+from mtl_tune.platform.heads import ParaphraseHead, SentimentHead, SimilarityHead
+from mtl_tune.platform.tasks import task_spec
 
 
 class MultitaskBERT(nn.Module):
@@ -91,13 +62,13 @@ class MultitaskBERT(nn.Module):
         return self.similarity(*self._pair(segments))
 
     def forward_task(self, task: str, segments: tuple[Segment, ...]) -> torch.Tensor:
-        if task in ("sst", "cfimdb"):
+        """The output of the head the task table names for `task`."""
+        head = task_spec(task).head
+        if head == "sentiment":
             return self.predict_sentiment(segments[0])
-        if task == "para":
+        if head == "paraphrase":
             return self.predict_paraphrase(*segments)
-        if task == "sts":
-            return self.predict_similarity(*segments)
-        raise ValueError(f"task must be one of ('sst', 'para', 'sts', 'cfimdb'), but got {task!r}")
+        return self.predict_similarity(*segments)
 
     def shared_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.encoder.parameters() if p.requires_grad]

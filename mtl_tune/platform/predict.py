@@ -6,6 +6,7 @@ The output files follow the course's format exactly (`sst-test-output.csv` etc.)
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,19 +14,16 @@ from pathlib import Path
 import torch
 
 from mtl_tune.exceptions import DataError, MissingDataFile
+from mtl_tune.platform.atomic import write_bytes
 from mtl_tune.platform.checkpoint import load_model
-from mtl_tune.platform.data import MAIN_TASKS, read_split, split_path, tokenize_split
+from mtl_tune.platform.data import read_split, split_path
 from mtl_tune.platform.evaluate import TaskPredictions, predict_split, score, task_scores
+from mtl_tune.platform.splits import tokenize_split
+from mtl_tune.platform.tasks import MAIN_TASKS, TASKS
 from mtl_tune.platform.train import resolve_device
 
 logger = logging.getLogger(__name__)
-
-OUTPUT_HEADERS = {
-    "sst": "Predicted_Sentiment",
-    "para": "Predicted_Is_Paraphrase",
-    "sts": "Predicted_Similiary",  # sic: the course's spelling, which its grader expects
-}
-
+SCORES_FILE = "scores.json"
 
 @dataclass(frozen=True)
 class SplitPredictions:
@@ -33,7 +31,7 @@ class SplitPredictions:
     predictions: dict[str, TaskPredictions]  # the tasks whose file was found
     metrics: dict[str, float] | None  # when all three main tasks are labeled
     task_scores: dict[str, float]  # per labeled task: accuracy or Pearson
-    files: dict[str, Path]  # task -> the course-format output file written
+    files: dict[str, Path]  # task -> its course-format file; "scores" -> scores.json
     missing: dict[str, str]  # task -> why it was skipped (the file it looked for)
 
 
@@ -43,7 +41,7 @@ def output_name(task: str, split: str) -> str:
 
 def write_course_file(path: Path, predictions: TaskPredictions) -> None:
     """Writes one course-format prediction file (header, then `id , prediction` rows)."""
-    lines = [f"id \t {OUTPUT_HEADERS[predictions.task]} \n"]
+    lines = [f"id \t {TASKS[predictions.task].output_header} \n"]
     values = predictions.predictions
     for row_id, value in zip(predictions.ids, values.tolist(), strict=True):
         lines.append(f"{row_id} , {value} \n")
@@ -99,5 +97,9 @@ def predict_data(
             write_course_file(files[task], p)
     labeled = {t: p for t, p in predictions.items() if p.labels is not None}
     metrics = score(labeled) if len(labeled) == len(MAIN_TASKS) else None
-    return SplitPredictions(split, predictions, metrics, task_scores(labeled), files, missing)
+    scores = task_scores(labeled)
+    if out is not None and scores:
+        files["scores"] = out / SCORES_FILE
+        write_bytes(files["scores"], json.dumps(metrics or scores, indent=2).encode())
+    return SplitPredictions(split, predictions, metrics, scores, files, missing)
 

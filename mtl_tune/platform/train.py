@@ -10,31 +10,29 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from mtl_tune.exceptions import TrainingError
 from mtl_tune.platform.batches import Batch, CyclingBatches
 from mtl_tune.platform.bert import BertModel
 from mtl_tune.platform.compiling import BUCKET, compile_encoder, use_compile
 from mtl_tune.platform.config import TrainConfig
-from mtl_tune.platform.data import TaskSplit
 from mtl_tune.platform.evaluate import Evaluation, evaluate
 from mtl_tune.platform.gradients import SharedGradients
-from mtl_tune.platform.heads import similarity_target
 from mtl_tune.platform.loss_log import LossLog
 from mtl_tune.platform.model import MultitaskBERT
 from mtl_tune.platform.sampling import epoch_schedule
+from mtl_tune.platform.splits import Splits
+from mtl_tune.platform.tasks import MAIN_TASKS, TASKS
 
 logger = logging.getLogger(__name__)
 
 CHECK_EVERY = 50  # steps between reads of the device-side loss log (a non-finite loss stops us)
 
-Splits = Mapping[str, Mapping[str, TaskSplit]]  # task -> split -> tokenized data
 
 
 @dataclass(frozen=True)
@@ -72,11 +70,7 @@ def steps_of(schedule: list[str]) -> list[list[str]]:
 def task_loss(model: MultitaskBERT, batch: Batch) -> torch.Tensor:
     assert batch.labels is not None, "training batches carry labels"
     out = model.forward_task(batch.task, batch.segments).float()
-    if batch.task in ("sst", "cfimdb"):
-        return F.cross_entropy(out, batch.labels)
-    if batch.task == "para":
-        return F.binary_cross_entropy_with_logits(out, batch.labels.float())
-    return F.mse_loss(out, similarity_target(model.heads.sts_head, batch.labels))
+    return TASKS[batch.task].loss(out, batch.labels, model.heads.sts_head)
 
 
 class Trainer:
@@ -92,7 +86,7 @@ class Trainer:
         self.device = resolve_device(config.device)
         self.splits = splits
         self.train_tasks = [
-            t for t in ("sst", "para", "sts") if t in splits and "train" in splits[t]
+            t for t in MAIN_TASKS if t in splits and "train" in splits[t]
         ]
         self.model = (model or build_model(config)).to(self.device)
         cuda = self.device.type == "cuda"
@@ -226,7 +220,7 @@ class Trainer:
         with torch.compiler.set_stance("force_eager" if self.compiled else "default"):
             return evaluate(
                 self.model,
-                {t: self.splits[t][split] for t in ("sst", "para", "sts")},
+                {t: self.splits[t][split] for t in MAIN_TASKS},
                 self.config.eval_batch_size,
                 self.device,
                 self.autocast_dtype,

@@ -1,8 +1,9 @@
-"""Finished (or running) study -> tidy DataFrame -> tables, figures and reports.
+"""Finished (or running) study -> tables, figures and reports.
 
-`load_results` reads a study folder into one row per trial and epoch; `report_ablation` and
-`report_search` turn it into a report folder (Markdown, LaTeX, CSV, one self-contained HTML page,
-PNG and SVG figures). Data collection and drawing are separate functions (`collect_*`, `draw_*`).
+Reports read a study only through `mtl_tune.studies` (its results frame: one row per trial and
+epoch); `report_ablation` and `report_search` turn it into a report folder (Markdown, LaTeX,
+CSV, one self-contained HTML page, PNG and SVG figures). Data collection and drawing are
+separate functions (`collect_*`, `draw_*`).
 """
 
 from mtl_tune.reports._ablation import report_ablation
@@ -17,7 +18,6 @@ from mtl_tune.reports._figures import (
     draw_score_bars,
 )
 from mtl_tune.reports._output import FORMATS, ReportResult
-from mtl_tune.reports._results import experiment_results, load_results
 from mtl_tune.reports._search import report_search, top_configurations
 from mtl_tune.reports._search_figures import (
     collect_history,
@@ -26,10 +26,9 @@ from mtl_tune.reports._search_figures import (
     draw_importances,
     draw_param_effects,
 )
-from mtl_tune.reports._selection import best_epochs, status_label
+from mtl_tune.reports._selection import status_label
 from mtl_tune.reports._stats import SeedSummary, summarize_seeds
-from mtl_tune.reports._study import StudyInfo, open_study
-from mtl_tune.reports._test_split import evaluate_test_split
+from mtl_tune.reports._test_table import evaluate_test_split
 
 __all__ = [
     "FORMATS",
@@ -37,10 +36,8 @@ __all__ = [
     "ReportResult",
     "ScoreBars",
     "SeedSummary",
-    "StudyInfo",
     "Usage",
     "add_significance",
-    "best_epochs",
     "collect_history",
     "collect_learning_curves",
     "collect_param_effects",
@@ -52,9 +49,6 @@ __all__ = [
     "draw_param_effects",
     "draw_score_bars",
     "evaluate_test_split",
-    "experiment_results",
-    "load_results",
-    "open_study",
     "paired_bootstrap",
     "report_ablation",
     "report_search",

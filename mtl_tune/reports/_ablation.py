@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from mtl_tune.exceptions import ConfigError, DataError
-from mtl_tune.platform.data import DATA_ENV
+from mtl_tune.platform.config import DATA_ENV
 from mtl_tune.reports._bootstrap import MARK_LEGEND
 from mtl_tune.reports._dev_table import add_significance, dev_table
 from mtl_tune.reports._display import dev_display, heldout_display
@@ -21,13 +21,12 @@ from mtl_tune.reports._figures import (
 )
 from mtl_tune.reports._optuna import load_optuna_study, searched_params
 from mtl_tune.reports._output import FORMATS, ReportResult, check_formats, prepare_output
-from mtl_tune.reports._results import study_results
 from mtl_tune.reports._search import add_search_figures
-from mtl_tune.reports._selection import best_epochs, row_order
-from mtl_tune.reports._study import StudyInfo, open_study
+from mtl_tune.reports._selection import row_order
 from mtl_tune.reports._study_notes import DAGGER_NOTE, error_notes, summary, unfinished_note
-from mtl_tune.reports._test_split import PREDICTIONS_DIR, evaluate_test_split
+from mtl_tune.reports._test_table import PREDICTIONS_DIR, evaluate_test_split
 from mtl_tune.reports._writer import ReportWriter
+from mtl_tune.studies import StudyInfo, best_epochs, open_study, study_results
 
 LEADERBOARD_FILES = "sst-test-output.csv, para-test-output.csv, sts-test-output.csv"
 
@@ -103,7 +102,7 @@ def report_ablation(
             `data_dir` does not exist.
         ConfigError: An unknown format, or `n_resamples < 1`.
     """
-    from mtl_tune.trainables import PRESETS
+    from mtl_tune.platform.presets import PRESETS
 
     formats = check_formats(formats)
     if n_resamples < 1:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from mtl_tune.platform.evaluate import TaskPredictions
+from mtl_tune.platform.tasks import MAIN_TASKS, TASKS
 
-TASKS = ("sst", "para", "sts")
 MARKS = ((0.01, "**"), (0.05, "*"))
 MARK_LEGEND = "* p < 0.05, ** p < 0.01 (no mark: not significant at 0.05)"
 
@@ -78,7 +78,7 @@ def _task_deltas(
     task: str, pa: np.ndarray, pb: np.ndarray, y: np.ndarray, idx: np.ndarray
 ) -> np.ndarray:
     """The task's score difference (second - first) on each row of resampled indices `idx`."""
-    if task == "sts":
+    if not TASKS[task].num_classes:  # the regression task: Pearson's r
         return _pearson_rows(pb[idx], y[idx]) - _pearson_rows(pa[idx], y[idx])
     diff = (pb == y).astype(float) - (pa == y).astype(float)
     return diff[idx].mean(axis=1)
@@ -115,12 +115,12 @@ def paired_bootstrap(
     """
     if n_resamples < 1:
         raise ValueError(f"`n_resamples >= 1` must hold, but got n_resamples={n_resamples}")
-    missing = [t for t in TASKS if t not in first or t not in second]
+    missing = [t for t in MAIN_TASKS if t not in first or t not in second]
     if missing:
-        raise ValueError(f"both sides need predictions for {TASKS}, but {missing} are missing")
-    data = {t: _aligned(t, first[t], second[t]) for t in TASKS}
+        raise ValueError(f"both sides need predictions for {MAIN_TASKS}, but {missing} are missing")
+    data = {t: _aligned(t, first[t], second[t]) for t in MAIN_TASKS}
     observed = _overall_delta(
-        *(_task_deltas(t, *data[t], np.arange(len(data[t][2]))[None, :])[0] for t in TASKS)
+        *(_task_deltas(t, *data[t], np.arange(len(data[t][2]))[None, :])[0] for t in MAIN_TASKS)
     )
     rng = np.random.default_rng(seed)
     parts = []
@@ -128,7 +128,7 @@ def paired_bootstrap(
         size = min(chunk, n_resamples - start)
         deltas = [
             _task_deltas(t, *data[t], rng.integers(0, len(data[t][2]), (size, len(data[t][2]))))
-            for t in TASKS
+            for t in MAIN_TASKS
         ]
         parts.append(_overall_delta(*deltas))
     resampled = np.concatenate(parts)
@@ -142,5 +142,5 @@ def paired_bootstrap(
         ci_high=float(high),
         p_value=p_value,
         n_resamples=n_resamples,
-        examples={t: len(data[t][2]) for t in TASKS},
+        examples={t: len(data[t][2]) for t in MAIN_TASKS},
     )

@@ -19,8 +19,9 @@ import pandas as pd
 from mtl_tune.platform.checkpoint import PREDICTIONS_FILE, read_predictions
 from mtl_tune.platform.metrics import METRIC_KEYS
 from mtl_tune.reports._bootstrap import paired_bootstrap
-from mtl_tune.reports._selection import TRIAL_KEYS, best_epochs, status_label
+from mtl_tune.reports._selection import status_label
 from mtl_tune.reports._stats import summarize_seeds
+from mtl_tune.studies import TRIAL_KEYS, best_epochs
 
 logger = logging.getLogger(__name__)
 

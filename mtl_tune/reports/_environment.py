@@ -8,7 +8,7 @@ from importlib import metadata
 
 import pandas as pd
 
-from mtl_tune.reports._study import StudyInfo
+from mtl_tune.studies import StudyInfo
 
 PACKAGES = ("mtl-tune", "torch", "ray", "optuna", "pandas", "numpy", "scipy", "seaborn",
             "matplotlib")

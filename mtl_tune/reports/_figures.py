@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mtl_tune.platform.metrics import METRIC_KEYS
-from mtl_tune.reports._selection import COUNTED
+from mtl_tune.studies import COUNTED
 
 TASK_LABELS = {
     "sst_acc": "SST acc",

@@ -3,43 +3,22 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from mtl_tune.reports._study import StudyInfo
+from mtl_tune.studies import StudyInfo, open_storage
 
 logger = logging.getLogger(__name__)
 
 NOT_SEARCHED = ("seed", "repeat")  # varying keys that are repetitions, not a search
-JOURNAL_PREFIX = "journal:"  # `journal:PATH`: an Optuna journal file, as `study launch` accepts
-SQLITE_PREFIX = "sqlite:///"
-
-
-def _storage(url: str) -> Any | None:
-    """The Optuna storage at `url`; None where its file does not exist (never creates one)."""
-    import optuna
-
-    if url.startswith(JOURNAL_PREFIX):
-        from optuna.storages.journal import JournalFileBackend
-
-        path = Path(url[len(JOURNAL_PREFIX) :])
-        if not path.is_file():
-            return None
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-    if url.startswith(SQLITE_PREFIX) and not Path(url[len(SQLITE_PREFIX) :]).is_file():
-        return None
-    return optuna.storages.RDBStorage(url)
-
-
 def load_optuna_study(info: StudyInfo) -> Any | None:
     """The study's Optuna mirror (study.json's storage, else optuna.db), named like the study or
     the only study there; None when there is none."""
     import optuna
 
     url = info.optuna_url
-    storage = _storage(url) if url else None
+    storage = open_storage(url, create=False) if url else None
     if storage is None:
         return None
     names = optuna.study.get_all_study_names(storage)

@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from mtl_tune.exceptions import ConfigError, MtlTuneError
+from mtl_tune.studies import REPORTS_DIR
 
 FORMATS = ("md", "latex", "csv", "html")
-REPORTS_DIR = "reports"
 
 
 @dataclass(frozen=True)

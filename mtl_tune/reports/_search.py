@@ -19,7 +19,6 @@ from mtl_tune.reports._optuna import (
     searched_params,
 )
 from mtl_tune.reports._output import FORMATS, ReportResult, check_formats, prepare_output
-from mtl_tune.reports._results import study_results
 from mtl_tune.reports._search_figures import (
     collect_history,
     collect_param_effects,
@@ -27,10 +26,9 @@ from mtl_tune.reports._search_figures import (
     draw_importances,
     draw_param_effects,
 )
-from mtl_tune.reports._selection import best_epochs
-from mtl_tune.reports._study import StudyInfo, open_study
 from mtl_tune.reports._study_notes import error_notes, summary, unfinished_note
 from mtl_tune.reports._writer import ReportWriter
+from mtl_tune.studies import StudyInfo, best_epochs, open_study, study_results
 
 
 def top_configurations(

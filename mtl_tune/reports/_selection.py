@@ -1,16 +1,12 @@
-"""Which results enter a table: each trial's best epoch, and the trials' status counts.
+"""How trial states and rows are shown: status counts ('2 done, 1 running') and row order.
 
-Finished trials (TERMINATED) enter with their best epoch; running or paused trials enter with
-their best epoch so far; pending and errored trials are left out (and named in the footnotes).
+Which epoch of a trial enters a table is `mtl_tune.studies.best_epochs`' rule.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-
-import numpy as np
-import pandas as pd
 
 STATUS_WORDS = {
     "TERMINATED": "done",
@@ -19,49 +15,6 @@ STATUS_WORDS = {
     "PENDING": "pending",
     "ERROR": "error",
 }
-COUNTED = ("TERMINATED", "RUNNING", "PAUSED")  # statuses whose reported epochs enter tables
-TRIAL_KEYS = ["experiment", "trial_id"]
-
-
-def _check_mode(mode: str) -> None:
-    if mode not in ("max", "min"):
-        raise ValueError(f"mode must be 'max' or 'min', but got {mode!r}")
-
-
-def trials(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per trial: its identity, trainable, status, error and number of reported epochs."""
-    grouped = results.groupby(TRIAL_KEYS, sort=False)
-    out = grouped[["trainable", "status", "error", "seed"]].first()
-    out["epochs_reported"] = grouped["epoch"].count()
-    return out.reset_index()
-
-
-def best_epochs(results: pd.DataFrame, metric: str = "overall", mode: str = "max") -> pd.DataFrame:
-    """Each counted trial's row at its best epoch by `metric` (the earliest epoch on a tie).
-
-    Args:
-        results: The tidy frame of `load_results`.
-        metric: The dev metric to rank epochs by.
-        mode: "max" or "min".
-
-    Returns:
-        One row per trial that is finished, running or paused and has reported `metric`, with
-        every column of `results`.
-    """
-    _check_mode(mode)
-    if metric not in results:
-        raise ValueError(f"metric {metric!r} is not among the reported columns of the results")
-    counted = results[results["status"].isin(COUNTED) & np.isfinite(results[metric].astype(float))]
-    if counted.empty:
-        return results.iloc[0:0].copy()
-    values = counted[metric].astype(float)
-    key = values if mode == "max" else -values
-    best = key.groupby([counted[k] for k in TRIAL_KEYS], sort=False).idxmax()
-    return counted.loc[best.to_numpy()].reset_index(drop=True)
-
-
-def better(a: float, b: float, mode: str) -> bool:
-    return a > b if mode == "max" else a < b
 
 
 def status_label(statuses: Iterable[str]) -> str:

@@ -6,9 +6,8 @@ from datetime import datetime
 
 import pandas as pd
 
-from mtl_tune.reports._selection import TRIAL_KEYS, status_label
-from mtl_tune.reports._study import StudyInfo
-from mtl_tune.studies import disk_usage, human_bytes
+from mtl_tune.reports._selection import status_label
+from mtl_tune.studies import TRIAL_KEYS, StudyInfo, disk_usage, human_bytes
 
 UNFINISHED = ("RUNNING", "PAUSED", "PENDING")
 DAGGER_NOTE = (

@@ -1,24 +1,34 @@
-"""Study specs, search spaces, launching and resuming on Ray Tune, and study status."""
+"""Studies: specs, search spaces, launching and resuming on Ray Tune, and the study folder.
 
-from mtl_tune.studies._launch import (
-    StudyOutcome,
-    connect,
-    launch_study,
-    load_study_spec,
-    resume_study,
-)
+`studies/` owns the study folder: its layout, its metadata, the record of its trials, and the
+results frame (one row per trial and epoch) that `study status` and the reports read.
+
+Importing this package loads neither Ray nor torch: the names that need Ray (launching and
+resuming) are loaded on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from mtl_tune.studies._folder import StudyInfo, find_experiments, open_study
+from mtl_tune.studies._optuna_storage import JOURNAL_PREFIX, open_storage
 from mtl_tune.studies._plan import describe, trial_count
+from mtl_tune.studies._results import experiment_results, load_results, study_results
+from mtl_tune.studies._selection import COUNTED, TRIAL_KEYS, best_epochs, best_row, better
 from mtl_tune.studies._spec import (
     BUILTIN,
+    MODES,
+    SEARCHES,
     Distribution,
     Resources,
     Scheduler,
     Stage,
     StudySpec,
-    load_spec,
-    parse_spec,
     spec_path,
 )
+from mtl_tune.studies._spec_file import LaunchSpec, launch_spec, load_spec, parse_spec
 from mtl_tune.studies._status import (
     INTERRUPTED,
     list_studies,
@@ -27,39 +37,85 @@ from mtl_tune.studies._status import (
     trial_table,
 )
 from mtl_tune.studies._storage import (
+    REPORTS_DIR,
     STORAGE_ENV,
     disk_usage,
+    existing_study,
     human_bytes,
     read_meta,
     storage_root,
     study_folder,
 )
 
+if TYPE_CHECKING:
+    from mtl_tune.studies._callbacks import TrialEvents
+    from mtl_tune.studies._launch import (
+        StudyOutcome,
+        launch_study,
+        load_study_spec,
+        resume_study,
+    )
+    from mtl_tune.studies._local_ray import connect
+
+_WITH_RAY = {
+    **{name: "mtl_tune.studies._launch" for name in
+       ("StudyOutcome", "launch_study", "load_study_spec", "resume_study")},
+    "connect": "mtl_tune.studies._local_ray",
+    "TrialEvents": "mtl_tune.studies._callbacks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WITH_RAY:
+        return getattr(importlib.import_module(_WITH_RAY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "BUILTIN",
+    "COUNTED",
     "INTERRUPTED",
+    "JOURNAL_PREFIX",
+    "MODES",
+    "REPORTS_DIR",
+    "SEARCHES",
     "STORAGE_ENV",
+    "TRIAL_KEYS",
+    "TrialEvents",
     "Distribution",
+    "LaunchSpec",
     "Resources",
     "Scheduler",
     "Stage",
+    "StudyInfo",
     "StudyOutcome",
     "StudySpec",
+    "best_epochs",
+    "best_row",
+    "better",
     "connect",
     "describe",
     "disk_usage",
+    "existing_study",
+    "experiment_results",
+    "find_experiments",
     "human_bytes",
+    "launch_spec",
     "launch_study",
     "list_studies",
+    "load_results",
     "load_spec",
     "load_study_spec",
+    "open_storage",
+    "open_study",
     "parse_spec",
     "read_meta",
     "resume_study",
     "spec_path",
     "storage_root",
-    "study_folder",
     "study_driver",
+    "study_folder",
+    "study_results",
     "study_status",
     "trial_count",
     "trial_table",

@@ -1,4 +1,4 @@
-"""Launching and resuming a study on Ray Tune: search space, searcher, scheduler, resources.
+"""Launching and resuming a study on Ray Tune: one driver runs its experiments to the end.
 
 The data is read and tokenized once per driver and handed to every trial through Ray's object
 store (`tune.with_parameters`). A sequential search runs one Tune experiment per stage, each
@@ -15,20 +15,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-import ray
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-from ray.tune.search.optuna import OptunaSearch
 
 from mtl_tune.exceptions import SpecError
 from mtl_tune.platform.bundle import DataBundle, build_bundle
-from mtl_tune.studies._lean import LeanCheckpoints, drop_finished_optimizer_state
-from mtl_tune.studies._local_ray import start_local_ray
+from mtl_tune.platform.presets import resolve_config
+from mtl_tune.studies._lean import drop_finished_optimizer_state
+from mtl_tune.studies._local_ray import check_resources, connect
 from mtl_tune.studies._lock import DriverLock
 from mtl_tune.studies._optuna_mirror import OptunaMirror, spec_distributions
-from mtl_tune.studies._progress import ConciseProgress
-from mtl_tune.studies._spec import StudySpec, parse_spec
+from mtl_tune.studies._results import experiment_results
+from mtl_tune.studies._selection import best_epochs
+from mtl_tune.studies._spec import StudySpec
+from mtl_tune.studies._spec_file import parse_spec
 from mtl_tune.studies._storage import (
     SPEC_FILE,
     TUNE_DIR,
@@ -36,11 +35,17 @@ from mtl_tune.studies._storage import (
     default_optuna_url,
     existing_study,
     read_meta,
-    saved_statuses,
     study_folder,
     write_meta,
 )
-from mtl_tune.trainables import make_trainable, register_all, resolve_config
+from mtl_tune.studies._trial_log import read_trials
+from mtl_tune.studies._tune_setup import (
+    base_config,
+    param_space,
+    run_config,
+    trainable,
+    tune_config,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -56,35 +61,6 @@ class StudyOutcome:
     error_files: tuple[str, ...] = ()  # one per errored trial
 
 
-def connect(address: str | None) -> None:
-    """Joins `address` (or $RAY_ADDRESS) if given, else starts a local Ray (loopback only)."""
-    # Tune forces a state snapshot after each kept checkpoint (crash safety) and warns about it
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if not ray.is_initialized():
-        address = address or os.environ.get("RAY_ADDRESS")
-        if address and address != "local":
-            ray.init(address=address, log_to_driver=False)
-        else:
-            start_local_ray()
-    register_all()  # registrations live in the cluster: a new ray.init() starts without them
-
-
-def check_resources(spec: StudySpec) -> None:
-    """Refuses per-trial resources that no alive node of the cluster can offer."""
-    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-    wanted = {"CPU": spec.resources.cpu, "GPU": spec.resources.gpu}
-    if not any(all(n.get(k, 0.0) >= v for k, v in wanted.items() if v > 0) for n in nodes):
-        offered = [{k: n.get(k, 0.0) for k in ("CPU", "GPU")} for n in nodes]
-        raise SpecError(
-            f"resources (cpu={spec.resources.cpu}, gpu={spec.resources.gpu}) per trial in "
-            f"{spec.source}: no node offers them; nodes have {offered}"
-        )
-
-
-def base_config(spec: StudySpec) -> Any:
-    return resolve_config(spec.trainables[0], dict(spec.fixed))
-
-
 def build_data(spec: StudySpec) -> DataBundle:
     # every trainable's own pair encoding (presets may differ), plus the searched ones
     encodings = {resolve_config(t, dict(spec.fixed)).pair_encoding for t in spec.trainables}
@@ -94,99 +70,6 @@ def build_data(spec: StudySpec) -> DataBundle:
         if stage.key == "pair_encoding":
             encodings |= set(stage.values)
     return build_bundle(base_config(spec), tuple(sorted(encodings)))
-
-
-def _seeds(spec: StudySpec) -> list[int]:
-    base = int(spec.fixed.get("seed", 0))
-    return list(range(base, base + spec.seeds))
-
-
-def param_space(
-    spec: StudySpec, stage_values: dict[str, Any] | None = None, stage_key: str | None = None
-) -> dict[str, Any]:
-    """The Tune param_space: fixed keys, the trainable, seeds and the searched keys."""
-    grid = spec.search in ("grid", "sequential")
-    space: dict[str, Any] = dict(spec.fixed)
-    space.update(stage_values or {})
-    many = len(spec.trainables) > 1
-    if grid:
-        space["trainable"] = tune.grid_search(list(spec.trainables)) if many else spec.trainables[0]
-        seeds = _seeds(spec)
-        space["seed"] = tune.grid_search(seeds) if len(seeds) > 1 else seeds[0]
-    else:
-        space["trainable"] = tune.choice(list(spec.trainables)) if many else spec.trainables[0]
-    for key, dist in spec.space.items():
-        if dist.kind == "choice":
-            values = list(dist.values)
-            if len(values) == 1:
-                space[key] = values[0]
-            else:
-                space[key] = tune.grid_search(values) if grid else tune.choice(values)
-        elif dist.kind == "loguniform":
-            space[key] = tune.loguniform(dist.low, dist.high)
-        elif dist.kind == "uniform":
-            space[key] = tune.uniform(dist.low, dist.high)
-        else:
-            space[key] = tune.randint(int(dist.low), int(dist.high) + 1)
-    if stage_key is not None:
-        stage = next(s for s in spec.stages if s.key == stage_key)
-        space[stage_key] = tune.grid_search(list(stage.values))
-    return space
-
-
-def _trainable(spec: StudySpec, data: DataBundle) -> Any:
-    with_data = tune.with_parameters(make_trainable(None), data=data)
-    return tune.with_resources(with_data, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
-
-
-def _tune_config(spec: StudySpec) -> tune.TuneConfig:
-    epochs = base_config(spec).epochs
-    scheduler: Any = FIFOScheduler()
-    if spec.scheduler.type == "asha":
-        scheduler = ASHAScheduler(
-            time_attr="training_iteration",
-            max_t=spec.scheduler.max_t or epochs,
-            grace_period=spec.scheduler.grace_period,
-            reduction_factor=spec.scheduler.reduction_factor,
-        )
-    search_alg = None
-    if spec.search == "optuna":
-        import optuna
-
-        # in-memory Optuna storage: Tune checkpoints it with the experiment (see _optuna_mirror);
-        # max_concurrent_trials below wraps the searcher in a ConcurrencyLimiter
-        sampler = optuna.samplers.TPESampler(seed=spec.optuna_seed)
-        search_alg = OptunaSearch(sampler=sampler)
-    return tune.TuneConfig(
-        metric=spec.metric,
-        mode=spec.mode,
-        search_alg=search_alg,
-        scheduler=scheduler,
-        num_samples=spec.num_samples,
-        max_concurrent_trials=spec.max_concurrent,
-    )
-
-
-def _run_config(
-    spec: StudySpec, folder: Path, experiment: str, optuna_url: str, verbose: int
-) -> tune.RunConfig:
-    mirror = OptunaMirror(
-        optuna_url, spec.name, spec.metric, spec.mode, spec_distributions(spec), experiment
-    )
-    callbacks: list[Any] = [mirror, LeanCheckpoints()]
-    if verbose <= 1:
-        callbacks.append(ConciseProgress(spec.metric, spec.mode))
-    return tune.RunConfig(
-        name=experiment,
-        storage_path=str(folder / TUNE_DIR),
-        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-        # the best checkpoint by the study's metric; Ray also keeps the latest
-        checkpoint_config=tune.CheckpointConfig(
-            num_to_keep=1, checkpoint_score_attribute=spec.metric, checkpoint_score_order=spec.mode
-        ),
-        callbacks=callbacks,
-        verbose=0 if verbose <= 1 else verbose,
-    )
 
 
 def _finished(results: Any) -> list[tuple[str, dict, dict]]:
@@ -212,18 +95,14 @@ def _sync_mirror(spec: StudySpec, folder: Path, experiment: str, results: Any) -
         logger.info("optuna mirror: added %d trial(s) found at the end of %s", added, experiment)
 
 
-def _best_stage_value(results: Any, key: str, metric: str, mode: str) -> Any:
-    rows = []
-    for r in results:
-        if r.error is None and r.metrics_dataframe is not None and metric in r.metrics_dataframe:
-            series = r.metrics_dataframe[metric]
-            rows.append(
-                {key: r.config[key], "score": series.max() if mode == "max" else series.min()}
-            )
-    if not rows:
+def _best_stage_value(folder: Path, experiment: str, key: str, spec: StudySpec) -> Any:
+    """The value of `key` whose trials (their best epochs) score best on average."""
+    results = experiment_results(folder, experiment)
+    best = best_epochs(results, spec.metric, spec.mode)
+    if best.empty:
         raise SpecError(f"no trial of the stage over {key!r} finished; cannot pick its best value")
-    means = pd.DataFrame(rows).groupby(key)["score"].mean()
-    return _plain(means.idxmax() if mode == "max" else means.idxmin())
+    means = best.groupby(f"config/{key}")[spec.metric].mean()
+    return _plain(means.idxmax() if spec.mode == "max" else means.idxmin())
 
 
 def _no_restore_hint(record: logging.LogRecord) -> bool:
@@ -241,18 +120,18 @@ def _run_experiment(
     verbose: int,
     restore: bool,
 ) -> Any:
-    trainable = _trainable(spec, data)
+    with_data = trainable(spec, data)
     path = folder / TUNE_DIR / experiment
     if restore and tune.Tuner.can_restore(str(path)):
         tuner = tune.Tuner.restore(
-            str(path), trainable=trainable, resume_unfinished=True, resume_errored=True
+            str(path), trainable=with_data, resume_unfinished=True, resume_errored=True
         )
     else:
         tuner = tune.Tuner(
-            trainable,
+            with_data,
             param_space=space,
-            tune_config=_tune_config(spec),
-            run_config=_run_config(spec, folder, experiment, optuna_url, verbose),
+            tune_config=tune_config(spec),
+            run_config=run_config(spec, folder, experiment, optuna_url, verbose),
         )
     tune_log = logging.getLogger("ray.tune.tune")
     tune_log.addFilter(_no_restore_hint)
@@ -289,10 +168,10 @@ def _run_locked(spec: StudySpec, folder: Path, verbose: int, restore: bool) -> S
                 results = _run_experiment(
                     spec, folder, experiment, space, data, url, verbose, restore
                 )
-                tally.add(results, folder / TUNE_DIR / experiment)
+                tally.add(results, folder, experiment)
                 if tally.unfinished:  # interrupted: a later stage needs this one's best value
                     break
-                chosen[stage.key] = _best_stage_value(results, stage.key, spec.metric, spec.mode)
+                chosen[stage.key] = _best_stage_value(folder, experiment, stage.key, spec)
                 meta["stage_best"] = {k: _plain(v) for k, v in chosen.items()}
                 write_meta(folder, meta)
         else:
@@ -300,7 +179,7 @@ def _run_locked(spec: StudySpec, folder: Path, verbose: int, restore: bool) -> S
             results = _run_experiment(
                 spec, folder, "main", param_space(spec), data, url, verbose, restore
             )
-            tally.add(results, folder / TUNE_DIR / "main")
+            tally.add(results, folder, "main")
     except KeyboardInterrupt:  # a second Ctrl-C: Tune stopped at once
         tally.unfinished = max(tally.unfinished, 1)
     wall = time.perf_counter() - start
@@ -321,15 +200,15 @@ class _Tally:
     unfinished: int = 0
     error_files: list[str] = field(default_factory=list)
 
-    def add(self, results: Any, experiment_dir: Path) -> None:
-        statuses = saved_statuses(experiment_dir)
+    def add(self, results: Any, folder: Path, experiment: str) -> None:
+        states = [r.state for r in read_trials(folder).values() if r.experiment == experiment]
         self.trials += len(results)
         for result in results:
             if result.error is not None:
                 self.errors += 1
                 error_file = Path(result.path) / "error.txt"
                 self.error_files.append(str(error_file if error_file.is_file() else result.path))
-        self.unfinished += sum(s not in ("TERMINATED", "ERROR") for s in statuses.values())
+        self.unfinished += sum(s not in ("TERMINATED", "ERROR") for s in states)
 
 
 def _plain(value: Any) -> Any:

@@ -1,4 +1,5 @@
-"""The Ray that a study starts for itself: loopback only, no telemetry, nothing left behind.
+"""The Ray a study runs on: a cluster it joins, or one it starts for itself (loopback only, no
+telemetry, nothing left behind), and whether its nodes can run the study's trials.
 
 Left to its defaults, a local Ray reaches out: every process looks up "its" address with a UDP
 connect to 8.8.8.8 and then serves on the machine's outward address, and the head asks the
@@ -29,6 +30,9 @@ import time
 import ray
 
 from mtl_tune._reaper import OWNER_ENV
+from mtl_tune.exceptions import SpecError
+from mtl_tune.studies._spec import StudySpec
+from mtl_tune.trainables import register_all
 
 logger = logging.getLogger(__name__)
 _REAPERS: list[subprocess.Popen] = []  # held, so Python does not warn that they still run
@@ -43,6 +47,31 @@ LOCAL_ENV = {
     "no_proxy": LOOPBACK,
     "NO_PROXY": LOOPBACK,
 }
+
+
+def connect(address: str | None) -> None:
+    """Joins `address` (or $RAY_ADDRESS) if given, else starts a local Ray (loopback only)."""
+    # Tune forces a state snapshot after each kept checkpoint (crash safety) and warns about it
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS")
+        if address and address != "local":
+            ray.init(address=address, log_to_driver=False)
+        else:
+            start_local_ray()
+    register_all()  # registrations live in the cluster: a new ray.init() starts without them
+
+
+def check_resources(spec: StudySpec) -> None:
+    """Refuses per-trial resources that no alive node of the cluster can offer."""
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    wanted = {"CPU": spec.resources.cpu, "GPU": spec.resources.gpu}
+    if not any(all(n.get(k, 0.0) >= v for k, v in wanted.items() if v > 0) for n in nodes):
+        offered = [{k: n.get(k, 0.0) for k in ("CPU", "GPU")} for n in nodes]
+        raise SpecError(
+            f"resources (cpu={spec.resources.cpu}, gpu={spec.resources.gpu}) per trial in "
+            f"{spec.source}: no node offers them; nodes have {offered}"
+        )
 
 
 def start_local_ray() -> None:

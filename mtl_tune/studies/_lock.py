@@ -23,10 +23,10 @@ from types import TracebackType
 import psutil
 
 from mtl_tune.exceptions import SpecError
+from mtl_tune.studies._storage import LOCK_FILE
 
 logger = logging.getLogger(__name__)
 
-LOCK_FILE = "driver.json"
 HEARTBEAT_SECONDS = 30.0
 STALE_SECONDS = 120.0
 

@@ -23,24 +23,13 @@ from optuna.distributions import (
 )
 from ray import tune
 
+from mtl_tune.studies._optuna_storage import open_storage
 from mtl_tune.studies._spec import StudySpec
 
 logger = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 RAY_ID_ATTR = "ray_trial_id"
-JOURNAL_PREFIX = "journal:"
-
-
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna storage for a SQLAlchemy URL, or for `journal:PATH` (a journal file)."""
-    if url.startswith(JOURNAL_PREFIX):
-        from optuna.storages.journal import JournalFileBackend
-
-        return optuna.storages.JournalStorage(JournalFileBackend(url[len(JOURNAL_PREFIX) :]))
-    return optuna.storages.RDBStorage(url)
-
-
 def spec_distributions(spec: StudySpec) -> dict[str, BaseDistribution]:
     """Optuna distributions of every key that varies between the spec's trials."""
     out: dict[str, BaseDistribution] = {}

@@ -6,7 +6,6 @@ Every error names the offending key and the file, so a typo never costs a study.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -15,9 +14,9 @@ from typing import Any
 
 from mtl_tune.exceptions import ConfigError, SpecError
 from mtl_tune.platform.config import TrainConfig
-from mtl_tune.trainables import PRESETS
 
 SEARCHES = ("optuna", "grid", "sequential")
+MODES = ("max", "min")
 SCHEDULERS = ("asha", "none")
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
 BUILTIN = ("demo", "paper-ablation", "paper-search", "search")
@@ -100,151 +99,12 @@ def spec_path(name_or_path: str) -> Path:
     return path
 
 
-def load_spec(name_or_path: str, overrides: Mapping[str, str] | None = None) -> StudySpec:
-    """Reads and validates a spec; `overrides` (from --set) replace fixed training keys."""
-    path = spec_path(name_or_path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise SpecError(f"{path}: not valid TOML: {err}") from None
-    return parse_spec(raw, str(path), overrides or {})
-
-
-_TOP_KEYS = {f.name for f in fields(StudySpec)} - {"source", "trainables", "stages"}
-_TOP_KEYS |= {"trainable", "trainables", "sequential"}
-
-
-def parse_spec(raw: Mapping[str, Any], source: str, overrides: Mapping[str, Any]) -> StudySpec:
-    """Builds a `StudySpec` from parsed TOML; every error names the key and `source`."""
-    unknown = sorted(set(raw) - _TOP_KEYS)
-    if unknown:
-        raise SpecError(f"unknown key(s) {unknown} in {source}; valid keys: {sorted(_TOP_KEYS)}")
-    trainables = raw.get("trainables", raw.get("trainable"))
-    if isinstance(trainables, str):
-        trainables = [trainables]
-    names_ok = isinstance(trainables, list) and all(isinstance(t, str) for t in trainables)
-    if trainables is not None and not names_ok:
-        raise SpecError(
-            f"`trainables` must be a trainable name or a list of names in {source}, "
-            f"but got {trainables!r}"
-        )
-    if not trainables:
-        raise SpecError(f"`trainables` must name at least one trainable in {source}")
-    for name in trainables:
-        if name not in PRESETS:
-            raise SpecError(
-                f"unknown trainable {name!r} in {source} (key `trainables`); valid: {list(PRESETS)}"
-            )
-    fixed = {**_table(raw, "fixed", source), **overrides}
-    space = {k: _distribution(k, v, source) for k, v in _table(raw, "space", source).items()}
-    stages = tuple(_stage(i, s, source) for i, s in enumerate(raw.get("sequential", []), 1))
-    spec = StudySpec(
-        name=_typed(raw, "name", str, source, required=True),
-        trainables=tuple(trainables),
-        search=_typed(raw, "search", str, source, default="grid"),
-        metric=_typed(raw, "metric", str, source, default="overall"),
-        mode=_typed(raw, "mode", str, source, default="max"),
-        num_samples=_typed(raw, "num_samples", int, source, default=1),
-        seeds=_typed(raw, "seeds", int, source, default=1),
-        max_concurrent=_typed(raw, "max_concurrent", int, source, default=2),
-        max_failures=_typed(raw, "max_failures", int, source, default=1),
-        optuna_seed=_typed(raw, "optuna_seed", int, source, default=0),
-        storage=_typed(raw, "storage", str, source, default=""),
-        fixed=fixed,
-        space=space,
-        stages=stages,
-        scheduler=_dataclass(Scheduler, _table(raw, "scheduler", source), "scheduler", source),
-        resources=_dataclass(Resources, _table(raw, "resources", source), "resources", source),
-        source=source,
-    )
-    validate(spec)
-    return spec
-
-
-def _table(raw: Mapping[str, Any], key: str, source: str) -> dict[str, Any]:
-    value = raw.get(key, {})
-    if not isinstance(value, dict):
-        raise SpecError(f"`{key}` must be a table in {source}, but got {value!r}")
-    return dict(value)
-
-
-def _typed(
-    raw: Mapping[str, Any],
-    key: str,
-    kind: type,
-    source: str,
-    default: Any = None,
-    required: bool = False,
-) -> Any:
-    if key not in raw:
-        if required:
-            raise SpecError(f"`{key}` is required in {source}")
-        return default
-    value = raw[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise SpecError(f"`{key}` must be a {kind.__name__} in {source}, but got {value!r}")
-    return value
-
-
-def _dataclass(cls: type, values: dict[str, Any], key: str, source: str) -> Any:
-    defaults = {f.name: f.default for f in fields(cls)}
-    unknown = sorted(set(values) - set(defaults))
-    if unknown:
-        raise SpecError(
-            f"unknown key(s) {unknown} in [{key}] of {source}; valid: {sorted(defaults)}"
-        )
-    for name, value in values.items():
-        default = defaults[name]
-        if isinstance(default, str):
-            ok, kind = isinstance(value, str), "a string"
-        elif isinstance(default, int) and not isinstance(default, bool):
-            ok, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
-        else:  # float: an integer is fine too
-            ok, kind = isinstance(value, int | float) and not isinstance(value, bool), "a number"
-        if not ok:
-            raise SpecError(f"`{key}.{name}` must be {kind} in {source}, but got {value!r}")
-    return cls(**values)
-
-
-def _distribution(key: str, value: Any, source: str) -> Distribution:
-    where = f"space.{key} in {source}"
-    if not isinstance(value, dict):
-        return Distribution("choice", values=(value,))  # a fixed value
-    if len(value) != 1 or next(iter(value)) not in DISTRIBUTIONS:
-        raise SpecError(
-            f"{where} must be one table entry of {DISTRIBUTIONS}, e.g. "
-            f"{{ loguniform = [1e-6, 1e-4] }}, but got {value!r}"
-        )
-    kind, args = next(iter(value.items()))
-    if not isinstance(args, list) or not args:
-        raise SpecError(f"{where}: {kind} takes a list, but got {args!r}")
-    if kind == "choice":
-        return Distribution("choice", values=tuple(args))
-    if len(args) != 2 or not all(isinstance(a, int | float) for a in args):
-        raise SpecError(f"{where}: {kind} takes [low, high], but got {args!r}")
-    low, high = float(args[0]), float(args[1])
-    if not low < high:
-        raise SpecError(f"{where}: `low < high` must hold, but got (low={low}, high={high})")
-    if kind == "loguniform" and low <= 0:
-        raise SpecError(f"{where}: loguniform needs low > 0, but got low={low}")
-    return Distribution(kind, low, high)
-
-
-def _stage(index: int, value: Any, source: str) -> Stage:
-    if not isinstance(value, dict) or set(value) != {"key", "values"} or not value["values"]:
-        raise SpecError(
-            f"[[sequential]] stage {index} in {source} must have exactly `key` and a non-empty "
-            f"`values` list, but got {value!r}"
-        )
-    return Stage(str(value["key"]), tuple(value["values"]))
-
-
 def validate(spec: StudySpec) -> None:
     """Cross-field checks; each configuration the spec can produce must be a valid TrainConfig."""
     src = spec.source
     checks = [
         ("search", spec.search in SEARCHES, f"one of {SEARCHES}"),
-        ("mode", spec.mode in ("max", "min"), "'max' or 'min'"),
+        ("mode", spec.mode in MODES, "'max' or 'min'"),
         ("scheduler.type", spec.scheduler.type in SCHEDULERS, f"one of {SCHEDULERS}"),
         ("num_samples", spec.num_samples >= 1, ">= 1"),
         ("seeds", spec.seeds >= 1, ">= 1"),
@@ -336,7 +196,7 @@ def _check_training_keys(spec: StudySpec) -> None:
 
 
 def _try_config(spec: StudySpec, values: Mapping[str, Any], where: str) -> None:
-    from mtl_tune.trainables import resolve_config
+    from mtl_tune.platform.presets import resolve_config
 
     for name in spec.trainables:
         try:

@@ -1,4 +1,14 @@
-"""Where studies live: the storage root, each study's folder, its metadata file."""
+"""Where studies live, and what a study folder holds: every file name of its layout is assigned
+here and nowhere else.
+
+    <storage>/<name>/study.json     metadata (search, metric, mode, storage URLs, times)
+                     spec.toml      the spec as launched
+                     trials.jsonl   the driver's record of trial events (`_trial_log`)
+                     driver.json    the lock of the driver running the study (`_lock`)
+                     optuna.db      the Optuna mirror (unless another storage was given)
+                     tune/<exp>/    one Ray Tune experiment per stage (main, stage1, ...)
+                     reports/       reports written by `mtl-tune report ...`
+"""
 
 from __future__ import annotations
 
@@ -17,7 +27,10 @@ STORAGE_ENV = "MTL_TUNE_STORAGE"
 META_FILE = "study.json"
 SPEC_FILE = "spec.toml"
 OPTUNA_FILE = "optuna.db"
+EVENTS_FILE = "trials.jsonl"
+LOCK_FILE = "driver.json"
 TUNE_DIR = "tune"
+REPORTS_DIR = "reports"
 
 
 def storage_root(storage: str | Path | None) -> Path:
@@ -52,24 +65,6 @@ def write_meta(folder: Path, meta: dict[str, Any]) -> None:
 
 def default_optuna_url(folder: Path) -> str:
     return f"sqlite:///{folder / OPTUNA_FILE}"
-
-
-def saved_statuses(experiment_dir: Path) -> dict[str, str]:
-    """trial_id -> status as the Tune driver last saved it.
-
-    `ExperimentAnalysis` turns RUNNING into PENDING when it loads a trial (as for a restore), so
-    a live study's running trials are read from the newest experiment state file itself.
-    """
-    states = sorted(experiment_dir.glob("experiment_state-*.json"), key=lambda p: p.name)
-    if not states:
-        return {}
-    try:
-        saved = json.loads(states[-1].read_text(encoding="utf-8"))
-        trials = [json.loads(entry[0]) for entry in saved.get("trial_data", [])]
-    except (json.JSONDecodeError, IndexError, TypeError) as err:
-        logger.warning("cannot read trial statuses from %s (%s); using Ray's", states[-1], err)
-        return {}
-    return {str(t["trial_id"]): str(t["status"]) for t in trials if "trial_id" in t}
 
 
 def disk_usage(folder: Path) -> int:

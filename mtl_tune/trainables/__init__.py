@@ -1,14 +1,14 @@
-"""Registered Ray Tune trainables, one per paper iteration, plus `multitask` (preset by config).
+"""The Ray Tune side of the presets: one registered function trainable per paper iteration,
+plus `multitask` (the preset named by config["trainable"]).
 
-Importing this package registers every name with `ray.tune.register_trainable`. Ray keeps
-registrations in the running cluster, so after `ray.shutdown()` and a new `ray.init()` in the
-same process call `register_all()` again (`launch_study` does).
+Nothing is registered at import: Ray keeps registrations in the running cluster, so whoever
+starts or joins one calls `register_all()` (`mtl_tune.studies.connect` does).
 """
 
 from ray import tune
 
-from mtl_tune.trainables._presets import PRESETS, Preset, get_preset
-from mtl_tune.trainables._trainable import make_trainable, resolve_config, run_trial
+from mtl_tune.platform.presets import PRESETS
+from mtl_tune.trainables._trainable import make_trainable, run_trial
 
 GENERIC = "multitask"
 
@@ -20,15 +20,4 @@ def register_all() -> None:
     tune.register_trainable(GENERIC, make_trainable(None))
 
 
-register_all()
-
-__all__ = [
-    "GENERIC",
-    "PRESETS",
-    "Preset",
-    "get_preset",
-    "make_trainable",
-    "register_all",
-    "resolve_config",
-    "run_trial",
-]
+__all__ = ["GENERIC", "make_trainable", "register_all", "run_trial"]

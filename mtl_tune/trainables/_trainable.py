@@ -15,22 +15,10 @@ from ray import tune
 from mtl_tune.platform.bundle import DataBundle, cached_bundle
 from mtl_tune.platform.checkpoint import has_optimizer_state, restore_trainer, save_checkpoint
 from mtl_tune.platform.config import TrainConfig
+from mtl_tune.platform.presets import resolve_config
 from mtl_tune.platform.train import Trainer
-from mtl_tune.trainables._presets import get_preset
 
 logger = logging.getLogger(__name__)
-
-# config keys a study adds for itself; they are not training settings
-STUDY_KEYS = ("trainable", "repeat")
-
-
-def resolve_config(name: str | None, config: Mapping[str, Any]) -> TrainConfig:
-    """The preset of `name` (or of config["trainable"]), overridden key by key by `config`."""
-    name = name or config.get("trainable")
-    preset = dict(get_preset(name).overrides) if name else {}
-    values = {k: v for k, v in config.items() if k not in STUDY_KEYS}
-    return TrainConfig.from_mapping({**preset, **values}, source=f"trainable {name or 'multitask'}")
-
 
 def _placement() -> dict[str, Any]:
     import ray

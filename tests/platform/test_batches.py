@@ -14,7 +14,8 @@ from mtl_tune.platform.batches import (
     padding_fraction,
     shuffled_order,
 )
-from mtl_tune.platform.data import Examples, TaskSplit, read_split, tokenize_split
+from mtl_tune.platform.data import Examples, read_split
+from mtl_tune.platform.splits import TaskSplit, tokenize_split
 from mtl_tune.platform.tokenizer import WordPieceTokenizer
 from tests.conftest import LABELED, minilm_path
 

@@ -26,8 +26,8 @@ from mtl_tune.platform.checkpoint import (
     save_checkpoint,
 )
 from mtl_tune.platform.predict import predict_data
+from mtl_tune.platform.presets import resolve_config
 from mtl_tune.platform.train import Trainer
-from mtl_tune.trainables import resolve_config
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -133,7 +133,7 @@ torch.set_num_threads(1)
 from mtl_tune.platform.bundle import build_bundle
 from mtl_tune.platform.checkpoint import save_checkpoint
 from mtl_tune.platform.train import Trainer
-from mtl_tune.trainables import resolve_config
+from mtl_tune.platform.presets import resolve_config
 values = {"backbone": sys.argv[1], "data_dir": sys.argv[2], "epochs": 2, "batch_size": 8,
           "max_length": 32, "eval_batch_size": 64, "max_examples": 24}
 config = resolve_config("it6-balanced", values)

@@ -16,18 +16,17 @@ from typer.testing import CliRunner
 
 from mtl_tune.cli import app
 from mtl_tune.exceptions import ConfigError, DataError, MtlTuneError
+from mtl_tune.platform.config import DATA_ENV
 from mtl_tune.platform.data import (
-    DATA_ENV,
-    TASKS,
     DataConfig,
     Examples,
     read_split,
     read_splits,
     resolve_data_dir,
     split_path,
-    task_spec,
-    tokenize_split,
 )
+from mtl_tune.platform.splits import tokenize_split
+from mtl_tune.platform.tasks import TASKS, task_spec
 from mtl_tune.platform.tokenizer import WordPieceTokenizer
 from tests.conftest import LABELED, ORIGINAL, minilm_path
 from tests.helpers import write_subset
@@ -739,7 +738,7 @@ def test_tokenize_unlabeled_and_empty(tokenizer: WordPieceTokenizer) -> None:
 def test_pair_encoding_checked(tokenizer: WordPieceTokenizer) -> None:
     # only siamese and cross are pair encodings
     with pytest.raises(
-        ValueError, match="pair_encoding must be 'siamese' or 'cross', but got 'joint'"
+        ValueError, match=r"pair_encoding must be one of \('siamese', 'cross'\), but got 'joint'"
     ):
         tokenize_split(_examples("sts", PAIRS, [1.0, 2.0]), tokenizer, "joint")
 

@@ -11,17 +11,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mtl_tune.exceptions import DataError
 from mtl_tune.platform.batches import Segment, make_batch
 from mtl_tune.platform.bert import BertModel
-from mtl_tune.platform.data import Examples, tokenize_split
+from mtl_tune.platform.config import PAIR_ENCODINGS, POOLINGS, STS_HEADS, HeadConfig
+from mtl_tune.platform.data import Examples
 from mtl_tune.platform.heads import (
-    STS_HEADS,
     ParaphraseHead,
     SimilarityHead,
     similarity_target,
     similarity_to_labels,
 )
-from mtl_tune.platform.model import PAIR_ENCODINGS, POOLINGS, HeadConfig, MultitaskBERT
+from mtl_tune.platform.model import MultitaskBERT
+from mtl_tune.platform.splits import tokenize_split
 from mtl_tune.platform.tokenizer import TokenBatch, WordPieceTokenizer
 
 HIDDEN = 32  # tests.conftest.TINY_BERT
@@ -91,8 +93,8 @@ def test_cfimdb_uses_sentiment_head_with_its_classes(tiny_bert_dir: Path) -> Non
 
 def test_unknown_task(tiny_bert_dir: Path) -> None:
     model = _model(tiny_bert_dir)
-    # a task the model has no head for is refused by name
-    with pytest.raises(ValueError, match=r"task must be one of .*'sts'.*but got 'nli'"):
+    # a task the task table does not hold is refused by name (the same rule as for data files)
+    with pytest.raises(DataError, match=r"task must be one of .*'sts'.*but got 'nli'"):
         model.forward_task("nli", _segments(tiny_bert_dir, "sst", "siamese"))
 
 
@@ -202,8 +204,8 @@ def test_similarity_head_bad_kind() -> None:
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("dropout", -0.1, r"0 <= dropout < 1 must hold, but got dropout=-0.1"),
-        ("dropout", 1.0, r"0 <= dropout < 1 must hold, but got dropout=1.0"),
+        ("dropout", -0.1, r"`0 <= dropout < 1` must hold, but got dropout=-0.1"),
+        ("dropout", 1.0, r"`0 <= dropout < 1` must hold, but got dropout=1.0"),
         ("sts_head", "dot", r"sts_head must be one of \('linear', 'cosine', 'cosine-relu'\), "
          r"but got 'dot'"),
         ("pooling", "max", r"pooling must be one of \('pooler', 'cls', 'mean'\), but got 'max'"),

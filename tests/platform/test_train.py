@@ -7,8 +7,8 @@ import torch
 from mtl_tune.exceptions import CheckpointError, TrainingError
 from mtl_tune.platform.bundle import build_bundle
 from mtl_tune.platform.checkpoint import restore_trainer, save_checkpoint
+from mtl_tune.platform.presets import resolve_config
 from mtl_tune.platform.train import Trainer, steps_of
-from mtl_tune.trainables import resolve_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -22,7 +22,7 @@ SPEC = '# the tiny test study; docs: https://example.org/mtl-tune\n[study]\nname
 
 class Built(NamedTuple):
     study: Path  # a finished grid study folder
-    errored: Path  # a Ray Tune experiment folder holding one errored trial
+    errored: Path  # a study folder whose experiment "extra" holds one errored trial
 
 
 def tiny_config(bert: Path, data: Path) -> dict:
@@ -55,7 +55,8 @@ def built(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path,
     import ray
     from ray import tune
 
-    import mtl_tune.trainables  # noqa: F401  (registers "multitask")
+    from mtl_tune.studies import TrialEvents
+    from mtl_tune.trainables import register_all
 
     root = tmp_path_factory.mktemp("studies")
     study, errored = root / "tiny", root / "errored"
@@ -63,24 +64,29 @@ def built(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path,
     started = not ray.is_initialized()
     if started:
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    register_all()
+    study.mkdir()
+    errored.mkdir()
     try:
         space = {**base, "trainable": tune.grid_search(TRAINABLES),
                  "seed": tune.grid_search(SEEDS)}
         tune.Tuner(
             "multitask", param_space=space, tune_config=tune.TuneConfig(reuse_actors=True),
-            run_config=tune.RunConfig(storage_path=str(study / "tune"), name="main", verbose=0),
+            run_config=tune.RunConfig(storage_path=str(study / "tune"), name="main", verbose=0,
+                                      callbacks=[TrialEvents(study, "main")]),
         ).fit()
         # the trainable rejects this config before training: a real errored trial
         bad = {**base, "trainable": "it1-baseline", "seed": 2, "sts_head": "dot"}
         tune.Tuner(
             "multitask", param_space=bad,
-            run_config=tune.RunConfig(storage_path=str(errored), name="extra", verbose=0),
+            run_config=tune.RunConfig(storage_path=str(errored / "tune"), name="extra",
+                                      verbose=0, callbacks=[TrialEvents(errored, "extra")]),
         ).fit()
     finally:
         if started:
             ray.shutdown()
     write_metadata(study, "tiny", "grid", tiny_data_dir)
-    return Built(study, errored / "extra")
+    return Built(study, errored)
 
 
 @pytest.fixture(scope="session")
@@ -102,47 +108,36 @@ def copy_study(source: Path, dest: Path) -> Path:
     return dest
 
 
-def _edit_state(experiment: Path, edit) -> None:
-    """Applies `edit(trial_state, run_metadata)` to every trial of the experiment state file."""
-    path = max(experiment.glob("experiment_state-*.json"), key=lambda p: p.name)
-    state = json.loads(path.read_text())
-    for entry in state["trial_data"]:
-        trial, meta = json.loads(entry[0]), json.loads(entry[1])
-        edit(trial, meta)
-        entry[0], entry[1] = json.dumps(trial), json.dumps(meta)
-    path.write_text(json.dumps(state))
+def _set_state(folder: Path, event: str, chosen) -> list[Path]:
+    """Records `event` as the last event of each trial whose (trainable, seed) is `chosen`, as a
+    driver would have; returns those trials' folders."""
+    from mtl_tune.studies._trial_log import append_event, read_trials
 
-
-def _trial_dir(experiment: Path, trial: dict) -> Path:
-    return experiment / trial["relative_logdir"]
+    changed = []
+    for record in read_trials(folder).values():
+        key = (record.config.get("trainable"), record.config.get("seed"))
+        if chosen(key):
+            append_event(folder, record.experiment, record.trial_id, event, record.config,
+                         record.path)
+            changed.append(Path(record.path))
+    return changed
 
 
 @pytest.fixture(scope="session")
 def messy_study(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The study as if still running: it1 seed 1 RUNNING after epoch 1 (and halfway through
     writing its next result line), it4 seed 1 PENDING, and an errored it1 trial (seed 2) in a
-    second experiment folder."""
+    second experiment."""
     folder = copy_study(built.study, tmp_path_factory.mktemp("messy") / "messy")
-    shutil.copytree(built.errored, folder / "tune" / "extra")
-    main = folder / "tune" / "main"
-
-    def edit(trial: dict, meta: dict) -> None:
-        key = (trial["config"]["trainable"], trial["config"]["seed"])
-        trial_dir = _trial_dir(main, trial)
-        if key == ("it1-baseline", 1):
-            trial["status"] = "RUNNING"
-            lines = (trial_dir / "result.json").read_text().splitlines()
-            (trial_dir / "result.json").write_text(lines[0] + "\n" + lines[1][:40])
-            progress = (trial_dir / "progress.csv").read_text().splitlines()
-            (trial_dir / "progress.csv").write_text("\n".join(progress[:2]) + "\n")
-            shutil.rmtree(trial_dir / "checkpoint_000001")
-            meta["last_result"] = json.loads(lines[0])
-        elif key == ("it4-round-robin", 1):
-            trial["status"] = "PENDING"
-            shutil.rmtree(trial_dir)
-            meta["last_result"] = {"trial_id": trial["trial_id"]}
-
-    _edit_state(main, edit)
+    shutil.copytree(built.errored / "tune" / "extra", folder / "tune" / "extra")
+    with open(folder / "trials.jsonl", "a") as record:  # paths are relative: they stay valid
+        record.write((built.errored / "trials.jsonl").read_text())
+    for trial_dir in _set_state(folder, "running", lambda key: key == ("it1-baseline", 1)):
+        lines = (trial_dir / "result.json").read_text().splitlines()
+        (trial_dir / "result.json").write_text(lines[0] + "\n" + lines[1][:40])
+        shutil.rmtree(trial_dir / "checkpoint_000001")
+    for trial_dir in _set_state(folder, "created", lambda key: key == ("it4-round-robin", 1)):
+        shutil.rmtree(trial_dir)
     return folder
 
 
@@ -150,14 +145,8 @@ def messy_study(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def pending_study(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The study as if just launched: every trial PENDING, nothing reported yet."""
     folder = copy_study(built.study, tmp_path_factory.mktemp("pending") / "pending")
-    main = folder / "tune" / "main"
-
-    def edit(trial: dict, meta: dict) -> None:
-        trial["status"] = "PENDING"
-        shutil.rmtree(_trial_dir(main, trial))
-        meta["last_result"] = {"trial_id": trial["trial_id"]}
-
-    _edit_state(main, edit)
+    for trial_dir in _set_state(folder, "created", lambda key: True):
+        shutil.rmtree(trial_dir)
     return folder
 
 
@@ -165,7 +154,7 @@ def pending_study(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Pat
 def unlabeled_data_dir(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny data with test files as the course hands them out: `*-test-student.csv`, no label
     column, a leading unnamed index column."""
-    from mtl_tune.platform.data import MAIN_TASKS, TASKS
+    from mtl_tune.platform.tasks import MAIN_TASKS, TASKS
 
     folder = tmp_path_factory.mktemp("unlabeled")
     for path in tiny_data_dir.glob("*.csv"):

@@ -10,9 +10,9 @@ from ray.tune import ExperimentAnalysis
 
 from mtl_tune.exceptions import MtlTuneError
 from mtl_tune.platform.checkpoint import PREDICTIONS_FILE, read_predictions
-from mtl_tune.platform.data import MAIN_TASKS, TASKS
 from mtl_tune.platform.metrics import METRIC_KEYS
 from mtl_tune.platform.predict import output_name, predict_data
+from mtl_tune.platform.tasks import MAIN_TASKS, TASKS
 from mtl_tune.reports import ReportResult, report_ablation, significance_mark
 from mtl_tune.studies import human_bytes
 

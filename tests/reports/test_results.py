@@ -6,7 +6,8 @@ from ray.tune import ExperimentAnalysis
 
 from mtl_tune.exceptions import MtlTuneError
 from mtl_tune.platform.metrics import METRIC_KEYS
-from mtl_tune.reports import best_epochs, dev_table, load_results, open_study, usage
+from mtl_tune.reports import dev_table, usage
+from mtl_tune.studies import best_epochs, load_results, open_study
 from tests.reports.conftest import SEEDS, TRAINABLES
 
 
@@ -18,7 +19,7 @@ def test_one_row_per_trial_and_epoch_equal_to_ray_results(study: Path) -> None:
     for trial in analysis.trials:
         raw = analysis.trial_dataframes[trial.trial_id].sort_values("training_iteration")
         mine = results[results["trial_id"] == trial.trial_id].sort_values("epoch")
-        # the trial's identity, state and config come from Ray's experiment state
+        # the trial's identity, state and config: those Ray's ExperimentAnalysis gives
         assert set(mine["trainable"]) == {trial.config["trainable"]}
         assert set(mine["seed"]) == {trial.config["seed"]}
         assert set(mine["status"]) == {"TERMINATED"}
@@ -58,8 +59,8 @@ def test_running_pending_and_errored_trials_are_loaded(messy_study: Path) -> Non
 
 
 def test_a_folder_without_experiments_is_refused(tmp_path: Path) -> None:
-    # a folder that holds no Ray Tune experiment is not a study
-    with pytest.raises(MtlTuneError, match="holds no Ray Tune experiment.*study launch"):
+    # a folder that holds no experiment is not a study
+    with pytest.raises(MtlTuneError, match="holds no experiment .*study launch"):
         open_study(tmp_path)
 
 

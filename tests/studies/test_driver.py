@@ -122,7 +122,7 @@ def test_ctrl_c_exits_130_with_the_command_that_continues(
 def test_one_driver_per_study_and_a_killed_driver_is_reported(
     tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path
 ) -> None:
-    path = _spec(tmp_path, tiny_bert_dir, tiny_data_dir, "held", seeds=3, epochs=15)
+    path = _spec(tmp_path, tiny_bert_dir, tiny_data_dir, "held", seeds=2, epochs=40)
     root = tmp_path / "studies"
     folder = root / "held"
     driver = _start(["study", "launch", str(path), "--storage", str(root)], ray_tmp,

@@ -21,12 +21,13 @@ from mtl_tune.studies import (
     human_bytes,
     launch_study,
     load_spec,
+    open_storage,
     read_meta,
     resume_study,
     study_status,
     trial_count,
 )
-from mtl_tune.studies._optuna_mirror import RAY_ID_ATTR, open_storage
+from mtl_tune.studies._optuna_mirror import RAY_ID_ATTR
 from tests.studies.conftest import tiny_fixed, write_spec
 
 pytestmark = pytest.mark.usefixtures("ray_local")

@@ -19,8 +19,8 @@ import pandas as pd
 import psutil
 from ray.tune import ExperimentAnalysis
 
-from mtl_tune.studies import load_spec, read_meta, trial_count
-from mtl_tune.studies._optuna_mirror import RAY_ID_ATTR, open_storage
+from mtl_tune.studies import load_spec, open_storage, read_meta, trial_count
+from mtl_tune.studies._optuna_mirror import RAY_ID_ATTR
 from tests.studies.conftest import CLI, ray_processes, tiny_fixed, wait_gone, write_spec
 
 TOP = """

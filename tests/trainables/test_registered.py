@@ -7,7 +7,8 @@ from ray import tune
 from mtl_tune.exceptions import ConfigError
 from mtl_tune.platform.checkpoint import PREDICTIONS_FILE, read_state
 from mtl_tune.platform.metrics import METRIC_KEYS
-from mtl_tune.trainables import GENERIC, PRESETS, get_preset, register_all, resolve_config
+from mtl_tune.platform.presets import PRESETS, get_preset, resolve_config
+from mtl_tune.trainables import GENERIC, register_all
 from tests.helpers import tiny_trial
 
 

@@ -10,9 +10,10 @@ from ray import tune
 
 from mtl_tune.platform.bundle import build_bundle
 from mtl_tune.platform.checkpoint import save_checkpoint
+from mtl_tune.platform.presets import resolve_config
 from mtl_tune.platform.train import Trainer
 from mtl_tune.trainables import _trainable
-from mtl_tune.trainables._trainable import resolve_config, run_trial
+from mtl_tune.trainables._trainable import run_trial
 from tests.helpers import tiny_trial
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -1,4 +1,5 @@
-"""The seven paper iterations as presets: each equals the previous one plus its change.
+"""The seven paper iterations as presets (each the previous one plus its change), and the rule
+that turns a preset plus overrides into a `TrainConfig`. Plain data: no torch, no Ray.
 
 Values not in the paper's table are the BERT fine-tuning defaults (lr 5e-5, dropout 0.1) until
 iteration 7 sets the searched lr 1e-5 and dropout 0.3.
@@ -6,11 +7,16 @@ iteration 7 sets the searched lr 1e-5 and dropout 0.3.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
 from mtl_tune.exceptions import ConfigError
+from mtl_tune.platform.config import TrainConfig
+
+# config keys a study adds for itself; they are not training settings
+STUDY_KEYS = ("trainable", "repeat")
 
 
 @dataclass(frozen=True)
@@ -69,3 +75,11 @@ def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise ConfigError(f"trainable must be one of {list(PRESETS)}, but got {name!r}")
     return PRESETS[name]
+
+
+def resolve_config(name: str | None, config: Mapping[str, Any]) -> TrainConfig:
+    """The preset of `name` (or of config["trainable"]), overridden key by key by `config`."""
+    name = name or config.get("trainable")
+    preset = dict(get_preset(name).overrides) if name else {}
+    values = {k: v for k, v in config.items() if k not in STUDY_KEYS}
+    return TrainConfig.from_mapping({**preset, **values}, source=f"trainable {name or 'multitask'}")

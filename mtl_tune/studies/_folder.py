@@ -1,7 +1,5 @@
-"""A study folder on disk: its metadata (study.json), its spec text and its Ray Tune experiments.
-
-Layout (written by `mtl-tune study launch`): `study.json`, `spec.toml`, `optuna.db` and
-`tune/<experiment>/`, one Ray Tune experiment folder per stage (`main`, or `stage1`, `stage2`).
+"""Opening a study folder for reading: its metadata, its spec text and its experiments, in run
+order (the layout is `_storage`'s); nothing is written, and neither Ray nor torch is imported.
 """
 
 from __future__ import annotations
@@ -14,13 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from mtl_tune.exceptions import MtlTuneError
-
-STUDY_FILE = "study.json"
-SPEC_FILE = "spec.toml"
-OPTUNA_FILE = "optuna.db"
-TUNE_DIR = "tune"
-SEARCHES = ("grid", "optuna", "sequential")
-MODES = ("max", "min")
+from mtl_tune.studies._spec import MODES, SEARCHES
+from mtl_tune.studies._storage import META_FILE, OPTUNA_FILE, SPEC_FILE, TUNE_DIR
+from mtl_tune.studies._trial_log import read_trials
 
 
 @dataclass(frozen=True)
@@ -57,18 +51,15 @@ def _stage_key(name: str) -> tuple[Any, ...]:
 
 
 def find_experiments(folder: Path, listed: list[str] | None = None) -> dict[str, Path]:
-    """The Ray Tune experiment folders under `folder/tune`: those `listed` first, in that order,
-    then any others in stage order."""
+    """The study's experiments, name -> Ray Tune experiment folder: those `listed` first, in that
+    order, then any others in stage order ("stage2" before "stage10")."""
     tune_dir = folder / TUNE_DIR
-    if not tune_dir.is_dir():
-        return {}
-    found = {
-        path.name: path
-        for path in sorted(tune_dir.iterdir(), key=lambda p: _stage_key(p.name))
-        if path.is_dir() and any(path.glob("experiment_state-*.json"))
-    }
+    names = {record.experiment for record in read_trials(folder).values()}
+    if tune_dir.is_dir():
+        names |= {p.name for p in tune_dir.iterdir() if p.is_dir() and any(p.iterdir())}
+    found = sorted(names, key=_stage_key)
     first = [name for name in listed or [] if name in found]
-    return {name: found[name] for name in [*first, *(n for n in found if n not in first)]}
+    return {name: tune_dir / name for name in [*first, *(n for n in found if n not in first)]}
 
 
 def _time_text(value: Any) -> str | None:
@@ -109,18 +100,18 @@ def open_study(folder: Path | str) -> StudyInfo:
     if not folder.is_dir():
         raise MtlTuneError(f"study folder {folder} does not exist; check the name and --storage")
     notes: list[str] = []
-    meta_path = folder / STUDY_FILE
+    meta_path = folder / META_FILE
     meta: dict[str, Any] = {}
     if meta_path.is_file():
         meta = _read_metadata(meta_path)
     else:
-        notes.append(f"{STUDY_FILE} is missing: assumed a grid study maximising overall")
+        notes.append(f"{META_FILE} is missing: assumed a grid study maximising overall")
     listed = meta.get("experiments")
     experiments = find_experiments(folder, listed if isinstance(listed, list) else None)
     if not experiments:
         raise MtlTuneError(
-            f"{folder} holds no Ray Tune experiment (expected {TUNE_DIR}/<experiment>/"
-            "experiment_state-*.json); launch the study first with `mtl-tune study launch`"
+            f"{folder} holds no experiment (expected {TUNE_DIR}/<experiment>/); launch the study "
+            "first with `mtl-tune study launch`"
         )
     search = str(meta.get("search", "grid"))
     mode = str(meta.get("mode", "max"))

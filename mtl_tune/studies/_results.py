@@ -1,10 +1,10 @@
-"""A study's trial results as one tidy DataFrame: one row per trial and reported epoch.
+"""A study's results as one tidy DataFrame: one row per trial and reported epoch.
 
-Trials come from Ray Tune's `ExperimentAnalysis` (its experiment state: status, config,
-resources, error file); the per-epoch rows from each trial's `result.json` (read here, so that a
-half-written last line of a running trial is skipped instead of losing the whole trial). A trial
-without any reported epoch (pending, or failed before its first epoch) still gets one row, with
-empty metrics, so that every trial is visible.
+Trials (state, config, folder, error file) come from the study's own record (`_trial_log`); the
+per-epoch rows from each trial's `result.json`, Ray Tune's documented per-trial output, read
+here without importing Ray (a half-written last line of a running trial is skipped instead of
+losing the whole trial). A trial without any reported epoch (pending, or failed before its
+first epoch) still gets one row, with empty metrics, so that every trial is visible.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ import pandas as pd
 
 from mtl_tune.exceptions import MtlTuneError
 from mtl_tune.platform.metrics import METRIC_KEYS
-from mtl_tune.reports._study import StudyInfo, open_study
-from mtl_tune.studies._storage import saved_statuses
+from mtl_tune.studies._folder import StudyInfo, open_study
+from mtl_tune.studies._storage import META_FILE, read_meta
+from mtl_tune.studies._trial_log import TrialRecord, read_trials
 
 logger = logging.getLogger(__name__)
 
-RESULT_FILE = "result.json"
-PROGRESS_FILE = "progress.csv"
+RESULT_FILE = "result.json"  # Ray Tune's per-trial outputs
+PARAMS_FILE = "params.json"
 ID_COLUMNS = (
     "experiment",
     "trial_id",
@@ -58,29 +59,26 @@ def _flatten(mapping: dict[str, Any], prefix: str = "config/") -> dict[str, Any]
 def _read_rows(trial_dir: Path) -> list[dict[str, Any]]:
     """The reported results of one trial, oldest first; [] when it has reported none."""
     path = trial_dir / RESULT_FILE
-    if path.is_file():
-        rows = []
-        lines = path.read_text(encoding="utf-8").splitlines()
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                # a running trial may be halfway through writing its newest line
-                log = logger.debug if number == len(lines) else logger.warning
-                log("skipping unreadable line %s:%d", path, number)
-        return rows
-    if (trial_dir / PROGRESS_FILE).is_file():
-        frame = pd.read_csv(trial_dir / PROGRESS_FILE, dtype={"trial_id": str})
-        return frame.to_dict("records")
-    return []
+    if not path.is_file():
+        return []
+    rows = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            # a running trial may be halfway through writing its newest line
+            log = logger.debug if number == len(lines) else logger.warning
+            log("skipping unreadable line %s:%d", path, number)
+    return rows
 
 
-def _error_message(trial_dir: Path, filename: str | None, status: str) -> str | None:
-    if status != "ERROR":
+def _error_message(record: TrialRecord) -> str | None:
+    if record.state != "ERROR":
         return None
-    path = trial_dir / filename if filename else None
+    path = Path(record.error_file) if record.error_file else None
     if path is None or not path.is_file():
         return "error (no error file was written)"
     lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
@@ -88,33 +86,27 @@ def _error_message(trial_dir: Path, filename: str | None, status: str) -> str | 
     return lines[-1] if lines else "error (empty error file)"
 
 
-def _resources(trial: Any) -> tuple[float, float]:
-    try:
-        request = trial.placement_group_factory.required_resources
-    except (AttributeError, TypeError):
-        return 0.0, 0.0
-    return float(request.get("GPU", 0.0)), float(request.get("CPU", 0.0))
-
-
-def _trial_rows(trial: Any, experiment: str, status: str) -> list[dict[str, Any]]:
-    trial_dir = Path(trial.path)
-    config = dict(trial.config or {})
-    gpus, cpus = _resources(trial)
+def _trial_rows(record: TrialRecord, resources: dict[str, float]) -> list[dict[str, Any]]:
+    trial_dir = Path(record.path) if record.path else None
+    config = dict(record.config)
+    if not config and trial_dir is not None and (trial_dir / PARAMS_FILE).is_file():
+        config = json.loads((trial_dir / PARAMS_FILE).read_text(encoding="utf-8"))
     base = {
-        "experiment": experiment,
-        "trial_id": trial.trial_id,
-        "trainable": str(config.get("trainable") or trial.trainable_name),
-        "status": status,
-        "error": _error_message(trial_dir, trial.run_metadata.error_filename, status),
+        "experiment": record.experiment,
+        "trial_id": record.trial_id,
+        "trainable": str(config.get("trainable") or "multitask"),
+        "status": record.state,
+        "error": _error_message(record),
         "seed": config.get("seed"),
-        "gpus_per_trial": gpus,
-        "cpus_per_trial": cpus,
-        "trial_path": str(trial_dir),
+        "gpus_per_trial": float(resources.get("gpu", 0.0)),
+        "cpus_per_trial": float(resources.get("cpu", 1.0)),
+        "trial_path": None if trial_dir is None else str(trial_dir),
         **_flatten(config),
     }
-    reported = _read_rows(trial_dir)
+    reported = _read_rows(trial_dir) if trial_dir is not None else []
     if not reported:
         return [{**base, "epoch": None, "trial_seconds": float("nan"), "checkpoint": None}]
+    assert trial_dir is not None
     seconds = max(float(r.get("time_total_s") or 0.0) for r in reported)
     rows = []
     for result in reported:
@@ -139,40 +131,22 @@ def _trial_rows(trial: Any, experiment: str, status: str) -> list[dict[str, Any]
     return list({row["epoch"]: row for row in rows}.values())
 
 
-def experiment_results(experiment_dir: Path | str, experiment: str | None = None) -> pd.DataFrame:
-    """The tidy results of one Ray Tune experiment folder (finished or still running).
-
-    Args:
-        experiment_dir: A folder loadable with `ray.tune.ExperimentAnalysis`.
-        experiment: The name put in the `experiment` column (default: the folder's name).
+def experiment_results(folder: Path | str, experiment: str) -> pd.DataFrame:
+    """The tidy results of one experiment (stage) of a study folder (finished or running).
 
     Returns:
         One row per trial and reported epoch (see `load_results`).
     """
-    from ray.tune import ExperimentAnalysis
-
-    experiment_dir = Path(experiment_dir)
-    statuses = saved_statuses(experiment_dir)
-    # Ray warns about trials without result files (pending ones); rows are read here instead
-    ray_logger = logging.getLogger("ray.tune.analysis.experiment_analysis")
-    level = ray_logger.level
-    ray_logger.setLevel(logging.ERROR)
-    try:
-        analysis = ExperimentAnalysis(str(experiment_dir))
-    except (ValueError, OSError, KeyError, json.JSONDecodeError) as err:
-        raise MtlTuneError(
-            f"cannot read the Ray Tune experiment {experiment_dir}: {err}; "
-            "is it an experiment folder written by `mtl-tune study launch`?"
-        ) from err
-    finally:
-        ray_logger.setLevel(level)
-    name = experiment or experiment_dir.name
+    folder = Path(folder)
+    meta = read_meta(folder) if (folder / META_FILE).is_file() else {}
+    resources = dict(meta.get("resources") or {})
     rows = [
         row
-        for trial in analysis.trials
-        for row in _trial_rows(trial, name, statuses.get(trial.trial_id, str(trial.status)))
+        for record in read_trials(folder).values()
+        if record.experiment == experiment
+        for row in _trial_rows(record, resources)
     ]
-    return _tidy(pd.DataFrame(rows))
+    return _tidy(pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(ID_COLUMNS)))
 
 
 def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
@@ -218,7 +192,7 @@ def load_results(study_folder: Path | str) -> pd.DataFrame:
 
 def study_results(info: StudyInfo) -> pd.DataFrame:
     """`load_results` of an already opened study; its metric must be a reported column."""
-    frames = [experiment_results(path, name) for name, path in info.experiments.items()]
+    frames = [experiment_results(info.folder, name) for name in info.experiments]
     results = _tidy(pd.concat(frames, ignore_index=True))
     if info.metric not in results:
         raise MtlTuneError(

@@ -11,9 +11,8 @@ import json
 import shutil
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-
-from tqdm.auto import tqdm
 
 from mtl_tune.exceptions import MtlTuneError
 from mtl_tune.platform.atomic import staging_of, swap_in, write_bytes
@@ -57,7 +56,7 @@ def train_run(
     config: TrainConfig,
     out: Path,
     on_epoch: Callable[[EpochResult], None] | None = None,
-    progress: bool = True,
+    on_step: Callable[[int, int, int], None] | None = None,
     force: bool = False,
 ) -> list[dict[str, float]]:
     """Trains `config.epochs` epochs, evaluating on dev after each.
@@ -67,6 +66,8 @@ def train_run(
     `overall`, with its per-example dev predictions).
 
     Args:
+        on_epoch: Called with each epoch's result, after its checkpoints are written.
+        on_step: Called as `on_step(epoch, step, steps)` after each optimizer step (progress).
         force: Replace a non-empty `out`, once the new run's first checkpoint is written.
 
     Returns:
@@ -88,15 +89,9 @@ def train_run(
     history: list[dict[str, float]] = []
     try:
         for epoch in range(1, config.epochs + 1):
-            bar = tqdm(desc=f"epoch {epoch}/{config.epochs}", unit="step", disable=not progress)
-
-            def advance(step: int, total: int, bar: tqdm = bar) -> None:
-                bar.total = total
-                bar.update(1)
-
             previous_best = trainer.best_overall
-            result = trainer.run_epoch(epoch, on_step=advance)
-            bar.close()
+            step_hook = None if on_step is None else partial(on_step, epoch)
+            result = trainer.run_epoch(epoch, on_step=step_hook)
             history.append(result.metrics)
             _write_epoch(trainer, folder, result, previous_best, final=epoch == config.epochs)
             summary = {"config": config.to_dict(), "epochs": history,

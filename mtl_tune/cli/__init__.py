@@ -1,0 +1,38 @@
+"""The `mtl-tune` command line: one Typer app per noun (`cli/data.py`, `cli/study.py`,
+`cli/report.py`, `cli/run.py` for train, predict and trainables), joined here.
+
+Commands parse, call one library function and print. Library errors (`MtlTuneError`) are caught
+once, at the boundary every app shares (`_common.ErrorBoundary`), printed to stderr and turned
+into exit code 1, without a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from mtl_tune.cli import data, report, run, study
+from mtl_tune.cli._common import make_app, parse_sets
+
+app = make_app("Tune and ablate multi-task minBERT (SST-5, Quora, STS) on Ray Tune with Optuna.")
+app.add_typer(data.app, name="data")
+app.add_typer(run.trainables_app, name="trainables")
+app.add_typer(study.app, name="study")
+app.add_typer(report.app, name="report")
+app.command("train")(run.train)
+app.command("predict")(run.predict)
+
+__all__ = ["app", "main", "parse_sets"]
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    progress = logging.getLogger("mtl_tune.progress")
+    progress.setLevel(logging.INFO)
+    progress.propagate = False
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    progress.addHandler(handler)
+    app()

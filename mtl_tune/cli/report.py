@@ -1,0 +1,78 @@
+"""`mtl-tune report ablation|search`: a finished (or running) study as tables and figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mtl_tune.cli._common import StorageOption, make_app
+
+app = make_app("Turn finished studies into ablation and search reports.")
+
+
+ReportOut = Annotated[
+    Path | None,
+    typer.Option(help="Report folder (default: a new one under the study's reports/)."),
+]
+FormatsOption = Annotated[str, typer.Option(help="Comma-separated: md,latex,csv,html.")]
+ForceOption = Annotated[bool, typer.Option(help="Write into a non-empty --out folder.")]
+
+
+def _formats(value: str) -> tuple[str, ...]:
+    return tuple(f.strip() for f in value.split(",") if f.strip())
+
+
+@app.command("ablation")
+def ablation(
+    name: Annotated[str, typer.Argument(help="The study's name.")],
+    storage: StorageOption = None,
+    out: ReportOut = None,
+    formats: FormatsOption = "md,latex,csv,html",
+    force: ForceOption = False,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Data folder whose test split the best checkpoints are scored on "
+            "(default: the study's)."
+        ),
+    ] = None,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+) -> None:
+    """Dev and test tables in the paper's shape, significance, figures and an HTML page."""
+    from mtl_tune.reports import report_ablation
+    from mtl_tune.studies import existing_study, storage_root
+
+    folder = existing_study(storage_root(storage), name)
+    result = report_ablation(
+        folder, out, _formats(formats), force, data_dir, n_resamples=resamples, seed=seed
+    )
+    _print(result)
+
+
+@app.command("search")
+def search(
+    name: Annotated[str, typer.Argument(help="The study's name.")],
+    storage: StorageOption = None,
+    out: ReportOut = None,
+    top_k: Annotated[int, typer.Option(help="Configurations to list.")] = 10,
+    formats: FormatsOption = "md,latex,csv,html",
+    force: ForceOption = False,
+) -> None:
+    """The top-k configurations, parameter importances and the search figures."""
+    from mtl_tune.reports import report_search
+    from mtl_tune.studies import existing_study, storage_root
+
+    folder = existing_study(storage_root(storage), name)
+    _print(report_search(folder, out, top_k, _formats(formats), force))
+
+
+def _print(result: Any) -> None:
+    for label, table in result.tables.items():
+        typer.echo(f"\n{label}:")
+        typer.echo(table.to_string(index=False))
+    for note in result.notes:
+        typer.echo(f"note: {note}")
+    typer.echo(f"\nreport written to {result.folder}")

@@ -1,0 +1,97 @@
+"""`mtl-tune train`, `mtl-tune predict` and `mtl-tune trainables list`: single runs, no Ray."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mtl_tune.cli._common import DataDirOption, SetOption, make_app, parse_sets, table
+from mtl_tune.exceptions import ConfigError
+
+trainables_app = make_app("The registered Ray trainables (one per paper iteration).")
+EPOCH_COLUMNS = ("epoch", "sst_acc", "para_acc", "sts_corr", "overall", "mean_score",
+                 "epoch_seconds", "examples_per_second")
+
+
+@trainables_app.command("list")
+def trainables_list() -> None:
+    """Name, description and preset of every registered trainable."""
+    from mtl_tune.platform.presets import PRESETS
+
+    for preset in PRESETS.values():
+        typer.echo(f"{preset.name}: {preset.description}")
+        typer.echo("    " + ", ".join(f"{k}={v}" for k, v in preset.overrides.items()))
+
+
+def train(
+    name: Annotated[str, typer.Argument(help="A registered trainable, e.g. it7-cosrelu-tuned.")],
+    sets: SetOption = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (overrides the preset).")] = None,
+    max_examples: Annotated[int | None, typer.Option(help="Rows per task and split.")] = None,
+    data_dir: DataDirOption = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (default runs/NAME-TIME).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
+) -> None:
+    """Train one trial without Ray Tune; write metrics.json and best/last checkpoints."""
+    from tqdm.auto import tqdm
+
+    from mtl_tune.datasets import data_folder
+    from mtl_tune.platform.presets import resolve_config
+    from mtl_tune.platform.standalone import train_run
+
+    overrides: dict[str, Any] = parse_sets(sets)
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    if max_examples is not None:
+        overrides["max_examples"] = max_examples
+    overrides["data_dir"] = str(data_folder(data_dir))
+    config = resolve_config(name, overrides)
+    folder = out or Path("runs") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
+    rows: list[dict[str, Any]] = []
+    bars: dict[int, Any] = {}
+
+    def step(epoch: int, done: int, total: int) -> None:
+        bar = bars.setdefault(epoch, tqdm(desc=f"epoch {epoch}/{config.epochs}", unit="step",
+                                          total=total))
+        bar.update(1)
+        if done == total:
+            bar.close()
+
+    def show(result: Any) -> None:
+        rows.append({k: result.metrics[k] for k in EPOCH_COLUMNS if k in result.metrics})
+        typer.echo(table(rows))
+
+    train_run(config, folder, on_epoch=show, on_step=step, force=force)
+    typer.echo(
+        f"wrote {folder / 'metrics.json'}, checkpoints {folder / 'best'} and {folder / 'last'}"
+    )
+
+
+def predict(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint folder (e.g. runs/X/best).")],
+    split: Annotated[str, typer.Option(help="dev or test.")] = "test",
+    data_dir: DataDirOption = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for the prediction files.")] = None,
+) -> None:
+    """Score a labeled split, or write the course's leaderboard files for an unlabeled one."""
+    from mtl_tune.datasets import data_folder
+    from mtl_tune.platform.predict import predict_data
+
+    if split not in ("dev", "test", "train"):
+        raise ConfigError(f"--split must be one of ('dev', 'test', 'train'), but got {split!r}")
+    folder = out or checkpoint / f"predictions-{split}"
+    result = predict_data(checkpoint, data_folder(data_dir), split, folder)
+    for task, why in result.missing.items():
+        typer.echo(f"notice: {task} skipped: {why}", err=True)
+    for task, predictions in result.predictions.items():
+        labeled = predictions.labels is not None
+        typer.echo(f"{task}: {len(predictions.ids)} rows -> {result.files[task]}"
+                   f"{'' if labeled else ' (unlabeled: leaderboard)'}")
+    if result.task_scores:
+        scores = result.metrics or result.task_scores
+        typer.echo(table([{k: round(v, 4) for k, v in scores.items()}]))

@@ -1,0 +1,156 @@
+"""`mtl-tune study launch|resume|status|list`: studies on Ray Tune, and what they hold."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mtl_tune.cli._common import (
+    AddressOption,
+    DataDirOption,
+    SetOption,
+    StorageOption,
+    VerboseOption,
+    make_app,
+    parse_sets,
+    table,
+)
+
+app = make_app("Launch, resume and inspect Optuna-driven studies on Ray Tune.")
+NameArgument = Annotated[str, typer.Argument(help="The study's name.")]
+
+
+@app.command("launch")
+def launch(
+    spec: Annotated[
+        str,
+        typer.Argument(
+            help="A built-in spec (demo, paper-ablation, paper-search, search) or a TOML file."
+        ),
+    ],
+    name: Annotated[str | None, typer.Option(help="Study name (default: the spec's).")] = None,
+    storage: StorageOption = None,
+    address: AddressOption = None,
+    gpus_per_trial: Annotated[
+        float | None, typer.Option(help="GPUs per trial (0.25 packs four trials on a GPU).")
+    ] = None,
+    sets: SetOption = None,
+    data_dir: DataDirOption = None,
+    optuna_storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Optuna storage URL (sqlite:///, postgresql://) or journal file path "
+            "(default: optuna.db in the study folder)."
+        ),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Print the plan and start nothing.")] = False,
+    verbose: VerboseOption = 1,
+) -> None:
+    """Launch a study: resolve the spec, read the data once, run the trials on Ray Tune."""
+    from mtl_tune.studies import describe, launch_spec, launch_study, storage_root
+
+    plan = launch_spec(spec, parse_sets(sets), data_dir, name, gpus_per_trial)
+    if dry_run:
+        typer.echo(json.dumps(describe(plan.spec), indent=2, default=str))
+        return
+    root = storage_root(storage or plan.spec.storage or None)
+    outcome = launch_study(plan.spec, root, plan.text, overrides=plan.overrides,
+                           address=address, optuna_storage=_optuna_url(optuna_storage),
+                           verbose=verbose)
+    _print_outcome(outcome, root, plan.spec.name)
+
+
+def _optuna_url(value: str | None) -> str | None:
+    from mtl_tune.studies import JOURNAL_PREFIX
+
+    if value is None or "://" in value:
+        return value
+    return f"{JOURNAL_PREFIX}{value}"
+
+
+def _print_outcome(outcome: Any, root: Path, name: str) -> None:
+    """The trial table and a summary; exit 1 if trials errored, 130 if interrupted."""
+    from mtl_tune.studies import study_status
+
+    typer.echo(table(study_status(root, name).to_dict("records")))
+    finished = outcome.trials - outcome.errors - outcome.unfinished
+    typer.echo(
+        f"study {name}: {outcome.trials} trials, {finished} finished, {outcome.errors} "
+        f"errored, {outcome.unfinished} unfinished, in {outcome.wall_seconds:.0f} s; "
+        f"folder {outcome.folder}"
+    )
+    _print_disk(root, name)
+    if outcome.unfinished:
+        typer.echo(f"interrupted; continue the study with:\n  {_resume_command(root, name)}",
+                   err=True)
+        raise typer.Exit(130)
+    if outcome.errors:
+        typer.echo(f"{outcome.errors} trial(s) errored; their errors are in:", err=True)
+        for path in outcome.error_files:
+            typer.echo(f"  {path}", err=True)
+        raise typer.Exit(1)
+
+
+def _resume_command(root: Path, name: str) -> str:
+    from mtl_tune.studies import read_meta, study_folder
+
+    address = read_meta(study_folder(root, name)).get("address", "")
+    cluster = f" --address {address}" if address and address != "local" else ""
+    return f"mtl-tune study resume {name} --storage {root}{cluster}"
+
+
+def _print_disk(root: Path, name: str) -> None:
+    from mtl_tune.studies import disk_usage, human_bytes, study_folder
+
+    folder = study_folder(root, name)
+    typer.echo(f"disk: {human_bytes(disk_usage(folder))} in {folder}")
+
+
+@app.command("resume")
+def resume(
+    name: NameArgument,
+    storage: StorageOption = None,
+    address: AddressOption = None,
+    verbose: VerboseOption = 1,
+    trust: Annotated[
+        bool,
+        typer.Option(help="Resume even if other users can write to the study folder (it holds "
+                     "pickles that resuming loads: trust it like code)."),
+    ] = False,
+) -> None:
+    """Resume a study: finished trials kept, unfinished ones continue from their checkpoints."""
+    from mtl_tune.studies import resume_study, storage_root
+
+    root = storage_root(storage)
+    outcome = resume_study(root, name, address=address, verbose=verbose, trust=trust)
+    _print_outcome(outcome, root, name)
+
+
+@app.command("status")
+def status(name: NameArgument, storage: StorageOption = None) -> None:
+    """One row per trial: state, config, epochs done, best dev metrics; the best marked *."""
+    from mtl_tune.studies import INTERRUPTED, storage_root, study_driver, study_status
+
+    root = storage_root(storage)
+    trials = study_status(root, name)
+    typer.echo(table(trials.to_dict("records")))
+    driver = study_driver(root, name)
+    if driver is not None:
+        typer.echo(f"running: driver {driver.describe()}")
+    elif len(trials) and (trials["state"] == INTERRUPTED).any():
+        typer.echo(f"no driver runs this study: it stopped before finishing; continue it with:"
+                   f"\n  {_resume_command(root, name)}")
+    _print_disk(root, name)
+
+
+@app.command("list")
+def list_(storage: StorageOption = None) -> None:
+    """The studies in the storage folder, with trial counts and best metric."""
+    from mtl_tune.studies import list_studies, storage_root
+
+    root = storage_root(storage)
+    typer.echo(f"studies in {root}")
+    typer.echo(table(list_studies(root).to_dict("records")))

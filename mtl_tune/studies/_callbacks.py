@@ -1,0 +1,123 @@
+"""The driver's Tune callbacks: the study's trial record, lean checkpoints, a concise live view.
+
+The only study module besides `_launch` and `_optuna_mirror` that imports Ray.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from mtl_tune.studies._lean import drop_trial_optimizer_state
+from mtl_tune.studies._selection import better
+from mtl_tune.studies._trial_log import append_event, read_trials
+
+logger = logging.getLogger("mtl_tune.progress")
+
+
+class TrialEvents(tune.Callback):
+    """Appends each trial event of one experiment to the study's record (`_trial_log`)."""
+
+    def __init__(self, folder: Path, experiment: str) -> None:
+        self.folder, self.experiment = Path(folder), experiment
+        self.seen: set[str] = set()
+
+    def _log(self, trial: Any, event: str, error_file: str | None = None) -> None:
+        checkpoint = trial.checkpoint.path if trial.checkpoint is not None else None
+        append_event(self.folder, self.experiment, trial.trial_id, event, dict(trial.config),
+                     trial.path, checkpoint, error_file)
+
+    def setup(
+        self,
+        stop: Any = None,
+        num_samples: int | None = None,
+        total_num_samples: int | None = None,
+        **info: Any,
+    ) -> None:
+        # a resumed experiment: its trials are in the record already
+        self.seen = {tid for exp, tid in read_trials(self.folder) if exp == self.experiment}
+        self.restored = False
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        if not self.restored:
+            self.restored = True
+            self._discard_forgotten({trial.trial_id for trial in trials})
+        for trial in trials:
+            if trial.trial_id not in self.seen:
+                self.seen.add(trial.trial_id)
+                self._log(trial, "created")
+
+    def _discard_forgotten(self, known: set[str]) -> None:
+        """Trials created after Tune last saved its state are gone from a resumed experiment
+        (its searcher suggests them anew): the record says so, so that none stays unfinished."""
+        for (experiment, trial_id), record in read_trials(self.folder).items():
+            if experiment == self.experiment and trial_id not in known and record.state in (
+                "PENDING", "RUNNING"
+            ):
+                append_event(self.folder, experiment, trial_id, "discarded", record.config)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.seen.add(trial.trial_id)
+        self._log(trial, "running")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        # a trial that returned reports done; one a scheduler stopped early does not
+        self._log(trial, "finished" if trial.last_result.get("done") else "stopped")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        name = trial.run_metadata.error_filename
+        self._log(trial, "errored", str(Path(trial.path) / name) if name else None)
+
+
+class LeanCheckpoints(tune.Callback):
+    """Drops a trial's optimizer state when it completes or a scheduler stops it (`_lean`)."""
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        freed = drop_trial_optimizer_state(trial.path)
+        if freed:
+            logger.debug("%s: freed %.0f MB of optimizer state", trial.trial_id, freed / 2**20)
+
+
+class ConciseProgress(tune.Callback):
+    """Logs `trial  epoch  metric (best so far)` lines to the `mtl_tune.progress` logger."""
+
+    def __init__(self, metric: str, mode: str) -> None:
+        self.metric, self.mode = metric, mode
+        self.best: tuple[float, str] | None = None
+        self.done = 0
+
+    def _better(self, value: float) -> bool:
+        return self.best is None or better(value, self.best[0], self.mode)
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        value = result.get(self.metric)
+        if value is None:
+            return
+        if self._better(value):
+            self.best = (value, trial.trial_id)
+        assert self.best is not None
+        logger.info(
+            "%s %-18s epoch %d  %s %.4f  (best %.4f, %s)  sst %.3f pd %.3f sts %.3f",
+            trial.trial_id,
+            trial.config.get("trainable", ""),
+            result.get("training_iteration", 0),
+            self.metric,
+            value,
+            self.best[0],
+            self.best[1],
+            result.get("sst_acc", float("nan")),
+            result.get("para_acc", float("nan")),
+            result.get("sts_corr", float("nan")),
+        )
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.done += 1
+        logger.info("%s finished (%d/%d trials done)", trial.trial_id, self.done, len(trials))
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        logger.info("%s failed: see %s", trial.trial_id, trial.local_path)

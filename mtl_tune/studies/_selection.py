@@ -1,0 +1,62 @@
+"""The one rule for "best": a trial's best epoch, a study's best trial, by metric and mode.
+
+Finished trials (TERMINATED) enter with their best epoch; running or paused trials with their
+best epoch so far; pending and errored trials are left out. On a tie the earliest epoch wins.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mtl_tune.studies._spec import MODES
+
+TRIAL_KEYS = ["experiment", "trial_id"]
+COUNTED = ("TERMINATED", "RUNNING", "PAUSED")  # states whose reported epochs count
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, but got {mode!r}")
+
+
+def better(a: float, b: float, mode: str) -> bool:
+    """Whether `a` beats `b` under `mode` ("max" or "min")."""
+    _check_mode(mode)
+    return a > b if mode == "max" else a < b
+
+
+def best_epochs(
+    results: pd.DataFrame, metric: str = "overall", mode: str = "max", by: list[str] | None = None
+) -> pd.DataFrame:
+    """Each counted group's row at its best epoch by `metric` (the earliest on a tie).
+
+    Args:
+        results: The study's results frame (`load_results`).
+        metric: The dev metric to rank epochs by.
+        mode: "max" or "min".
+        by: The columns that make a group: a trial by default (`TRIAL_KEYS`).
+
+    Returns:
+        One row per group that is finished, running or paused and has reported `metric`, with
+        every column of `results`.
+    """
+    _check_mode(mode)
+    if metric not in results:
+        raise ValueError(f"metric {metric!r} is not among the reported columns of the results")
+    counted = results[results["status"].isin(COUNTED) & np.isfinite(results[metric].astype(float))]
+    if counted.empty:
+        return results.iloc[0:0].copy()
+    values = counted[metric].astype(float)
+    key = values if mode == "max" else -values
+    best = key.groupby([counted[k] for k in by or TRIAL_KEYS], sort=False).idxmax()
+    return counted.loc[best.to_numpy()].reset_index(drop=True)
+
+
+def best_row(results: pd.DataFrame, metric: str = "overall", mode: str = "max") -> pd.Series:
+    """The study's best trial at its best epoch (a row of `results`)."""
+    best = best_epochs(results, metric, mode)
+    if best.empty:
+        raise ValueError(f"no finished or running trial has reported {metric!r} yet")
+    values = best[metric].astype(float)
+    return best.loc[values.idxmax() if mode == "max" else values.idxmin()]

@@ -1,0 +1,120 @@
+"""The study's own record of its trials: one JSON line per trial event, written by the driver.
+
+`trials.jsonl` in the study folder gets a line when a trial is created, starts (or restarts
+after a resume), finishes, is stopped early by the scheduler, or errors, with the trial's
+experiment, id, config, folder, checkpoint and error file. A trial's state is its last event,
+so the study, not Ray Tune's internal experiment state, says which trials are done. A trial
+created after Tune's last saved state, before a driver died, is discarded on resume (Tune's
+searcher suggests its configuration anew) and no longer listed. Only the
+driver appends (`TrialEvents`, a Tune callback); readers import neither Ray nor torch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mtl_tune.studies._storage import EVENTS_FILE
+
+logger = logging.getLogger(__name__)
+
+# event -> the trial state it leaves, in Ray Tune's words (which reports show)
+STATES = {
+    "created": "PENDING",
+    "running": "RUNNING",
+    "finished": "TERMINATED",
+    "stopped": "TERMINATED",  # stopped early by the scheduler (ASHA): done, as far as it goes
+    "errored": "ERROR",
+    "discarded": "DISCARDED",  # created before a driver died, forgotten by the resumed Tune
+}
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """A trial as its last event left it."""
+
+    experiment: str
+    trial_id: str
+    state: str  # PENDING | RUNNING | TERMINATED | ERROR
+    event: str  # the last event: created | running | finished | stopped | errored
+    config: dict[str, Any]
+    path: str | None  # the trial's folder
+    checkpoint: str | None  # its latest kept checkpoint, where known
+    error_file: str | None
+
+
+def append_event(
+    folder: Path,
+    experiment: str,
+    trial_id: str,
+    event: str,
+    config: dict[str, Any],
+    path: str | None = None,
+    checkpoint: str | None = None,
+    error_file: str | None = None,
+) -> None:
+    """Appends one event line to the study's record (flushed, so a kill loses no earlier line).
+
+    Paths inside the study folder are recorded relative to it, so the folder can be moved.
+    """
+    if event not in STATES:
+        raise ValueError(f"event must be one of {tuple(STATES)}, but got {event!r}")
+    folder = Path(folder)
+    line = {
+        "time": time.time(), "experiment": experiment, "trial_id": trial_id, "event": event,
+        "config": config, "path": _relative(path, folder),
+        "checkpoint": _relative(checkpoint, folder), "error_file": _relative(error_file, folder),
+    }
+    with open(folder / EVENTS_FILE, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(line, default=str) + "\n")
+        handle.flush()
+
+
+def read_trials(folder: Path) -> dict[tuple[str, str], TrialRecord]:
+    """(experiment, trial id) -> the trial as its last event left it, in order of creation.
+
+    A half-written last line (a driver killed while writing it) is skipped.
+    """
+    path = Path(folder) / EVENTS_FILE
+    if not path.is_file():
+        return {}
+    trials: dict[tuple[str, str], TrialRecord] = {}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+            key = (str(event["experiment"]), str(event["trial_id"]))
+            state = STATES[event["event"]]
+        except (json.JSONDecodeError, KeyError):
+            (logger.debug if number == len(lines) else logger.warning)(
+                "skipping unreadable line %s:%d", path, number)
+            continue
+        known = trials.get(key)
+        trial_dir, checkpoint = (_absolute(event.get(k), folder) for k in ("path", "checkpoint"))
+        trials[key] = TrialRecord(
+            experiment=key[0], trial_id=key[1], state=state, event=event["event"],
+            config=event.get("config") or (known.config if known else {}),
+            path=trial_dir or (known.path if known else None),
+            checkpoint=checkpoint or (known.checkpoint if known else None),
+            error_file=_absolute(event.get("error_file"), folder),
+        )
+    return {key: record for key, record in trials.items() if record.state != "DISCARDED"}
+
+
+def _relative(path: str | None, folder: Path) -> str | None:
+    if path is None:
+        return None
+    try:
+        return str(Path(path).resolve().relative_to(folder.resolve()))
+    except ValueError:  # outside the study folder (another storage): kept as given
+        return str(path)
+
+
+def _absolute(path: str | None, folder: Path) -> str | None:
+    return None if path is None else str(Path(folder) / path)

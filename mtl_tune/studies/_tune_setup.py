@@ -1,0 +1,118 @@
+"""The Ray Tune objects a study spec becomes: the param space, the trainable with its data and
+resources, the searcher and scheduler, and the run config with the driver's callbacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from mtl_tune.platform.bundle import DataBundle
+from mtl_tune.platform.presets import resolve_config
+from mtl_tune.studies._callbacks import ConciseProgress, LeanCheckpoints, TrialEvents
+from mtl_tune.studies._optuna_mirror import OptunaMirror, spec_distributions
+from mtl_tune.studies._spec import StudySpec
+from mtl_tune.studies._storage import TUNE_DIR
+from mtl_tune.trainables import make_trainable
+
+
+def base_config(spec: StudySpec) -> Any:
+    return resolve_config(spec.trainables[0], dict(spec.fixed))
+
+
+def _seeds(spec: StudySpec) -> list[int]:
+    base = int(spec.fixed.get("seed", 0))
+    return list(range(base, base + spec.seeds))
+
+
+def param_space(
+    spec: StudySpec, stage_values: dict[str, Any] | None = None, stage_key: str | None = None
+) -> dict[str, Any]:
+    """The Tune param_space: fixed keys, the trainable, seeds and the searched keys."""
+    grid = spec.search in ("grid", "sequential")
+    space: dict[str, Any] = dict(spec.fixed)
+    space.update(stage_values or {})
+    many = len(spec.trainables) > 1
+    if grid:
+        space["trainable"] = tune.grid_search(list(spec.trainables)) if many else spec.trainables[0]
+        seeds = _seeds(spec)
+        space["seed"] = tune.grid_search(seeds) if len(seeds) > 1 else seeds[0]
+    else:
+        space["trainable"] = tune.choice(list(spec.trainables)) if many else spec.trainables[0]
+    for key, dist in spec.space.items():
+        if dist.kind == "choice":
+            values = list(dist.values)
+            if len(values) == 1:
+                space[key] = values[0]
+            else:
+                space[key] = tune.grid_search(values) if grid else tune.choice(values)
+        elif dist.kind == "loguniform":
+            space[key] = tune.loguniform(dist.low, dist.high)
+        elif dist.kind == "uniform":
+            space[key] = tune.uniform(dist.low, dist.high)
+        else:
+            space[key] = tune.randint(int(dist.low), int(dist.high) + 1)
+    if stage_key is not None:
+        stage = next(s for s in spec.stages if s.key == stage_key)
+        space[stage_key] = tune.grid_search(list(stage.values))
+    return space
+
+
+def trainable(spec: StudySpec, data: DataBundle) -> Any:
+    with_data = tune.with_parameters(make_trainable(None), data=data)
+    return tune.with_resources(with_data, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+
+
+def tune_config(spec: StudySpec) -> tune.TuneConfig:
+    epochs = base_config(spec).epochs
+    scheduler: Any = FIFOScheduler()
+    if spec.scheduler.type == "asha":
+        scheduler = ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=spec.scheduler.max_t or epochs,
+            grace_period=spec.scheduler.grace_period,
+            reduction_factor=spec.scheduler.reduction_factor,
+        )
+    search_alg = None
+    if spec.search == "optuna":
+        import optuna
+
+        # in-memory Optuna storage: Tune checkpoints it with the experiment (see _optuna_mirror);
+        # max_concurrent_trials below wraps the searcher in a ConcurrencyLimiter
+        sampler = optuna.samplers.TPESampler(seed=spec.optuna_seed)
+        search_alg = OptunaSearch(sampler=sampler)
+    return tune.TuneConfig(
+        metric=spec.metric,
+        mode=spec.mode,
+        search_alg=search_alg,
+        scheduler=scheduler,
+        num_samples=spec.num_samples,
+        max_concurrent_trials=spec.max_concurrent,
+    )
+
+
+def run_config(
+    spec: StudySpec, folder: Path, experiment: str, optuna_url: str, verbose: int
+) -> tune.RunConfig:
+    mirror = OptunaMirror(
+        optuna_url, spec.name, spec.metric, spec.mode, spec_distributions(spec), experiment
+    )
+    callbacks: list[Any] = [mirror, TrialEvents(folder, experiment), LeanCheckpoints()]
+    if verbose <= 1:
+        callbacks.append(ConciseProgress(spec.metric, spec.mode))
+    return tune.RunConfig(
+        name=experiment,
+        storage_path=str(folder / TUNE_DIR),
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        # the best checkpoint by the study's metric; Ray also keeps the latest
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=1, checkpoint_score_attribute=spec.metric, checkpoint_score_order=spec.mode
+        ),
+        callbacks=callbacks,
+        verbose=0 if verbose <= 1 else verbose,
+    )
+
+
