@@ -511,42 +511,33 @@ def test_folder_under_preferred_test_name(tmp_path: Path) -> None:
         split_path(tmp_path, "sst", "test")
 
 
-def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        # tests run as root, so a file without read permission is simulated
+        (PermissionError(13, "Permission denied"),
+         r"cannot read data file .*f\.csv: Permission denied; check the file's permissions "
+         r"\(e\.g\. `ls -l`\): the user running mtl-tune must be able to read it"),
+        # another error is named with its own reason, without a permissions hint
+        (OSError(5, "Input/output error"),
+         r"cannot read data file .*f\.csv: Input/output error; check that the file exists "
+         r"and that its disk or share can be read$"),
+    ],
+)
+def test_unreadable_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: OSError, message: str
+) -> None:
     path = _write(tmp_path / "f.csv", SST_HEADER, [["0", "a", "fine", "3"]])
     real_open = Path.open
 
     def refuse(self: Path, *args: object, **kwargs: object) -> object:
         if self == path:
-            raise PermissionError(13, "Permission denied", str(self))
+            raise error
         return real_open(self, *args, **kwargs)  # type: ignore[arg-type]
 
-    # tests run as root, so a file without read permission is simulated
     monkeypatch.setattr(Path, "open", refuse)
     # the file is named with the reason and what to check
-    with pytest.raises(
-        DataError,
-        match=r"cannot read data file .*f\.csv: Permission denied; check the file's permissions "
-        r"\(e\.g\. `ls -l`\): the user running mtl-tune must be able to read it",
-    ):
-        read_split(path, "sst", "dev")
-
-
-def test_other_read_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = _write(tmp_path / "f.csv", SST_HEADER, [["0", "a", "fine", "3"]])
-    real_open = Path.open
-
-    def fail(self: Path, *args: object, **kwargs: object) -> object:
-        if self == path:
-            raise OSError(5, "Input/output error", str(self))
-        return real_open(self, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Path, "open", fail)
-    # an error other than permissions is named with its own reason, without a permissions hint
-    with pytest.raises(
-        DataError,
-        match=r"cannot read data file .*f\.csv: Input/output error; check that the file exists "
-        r"and that its disk or share can be read$",
-    ):
+    with pytest.raises(DataError, match=message):
         read_split(path, "sst", "dev")
 
 
