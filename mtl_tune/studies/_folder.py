@@ -1,5 +1,6 @@
 """Opening a study folder for reading: its metadata, its spec text and its experiments, in run
-order (the layout is `_storage`'s); nothing is written, and neither Ray nor torch is imported.
+order (the layout is `_storage`'s). Neither Ray nor torch is imported, and nothing is written,
+except once: the trial record of a study launched before mtl-tune kept one.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from mtl_tune.exceptions import MtlTuneError
 from mtl_tune.studies._spec import MODES, SEARCHES
 from mtl_tune.studies._storage import META_FILE, OPTUNA_FILE, SPEC_FILE, TUNE_DIR
-from mtl_tune.studies._trial_log import read_trials
+from mtl_tune.studies._trial_log import read_trials, record_from_tune
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def _read_metadata(path: Path) -> dict[str, Any]:
 
 
 def open_study(folder: Path | str) -> StudyInfo:
-    """Reads a study folder's metadata and finds its experiments; nothing is written.
+    """Reads a study folder's metadata and finds its experiments.
 
     Args:
         folder: The study folder (`<storage>/<study-name>`).
@@ -108,6 +109,7 @@ def open_study(folder: Path | str) -> StudyInfo:
         notes.append(f"{META_FILE} is missing: assumed a grid study maximising overall")
     listed = meta.get("experiments")
     experiments = find_experiments(folder, listed if isinstance(listed, list) else None)
+    record_from_tune(folder, experiments)  # a study from before the record: written once
     if not experiments:
         raise MtlTuneError(
             f"{folder} holds no experiment (expected {TUNE_DIR}/<experiment>/); launch the study "

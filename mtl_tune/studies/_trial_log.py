@@ -107,6 +107,35 @@ def read_trials(folder: Path) -> dict[tuple[str, str], TrialRecord]:
     return {key: record for key, record in trials.items() if record.state != "DISCARDED"}
 
 
+# Tune's trial statuses -> the event that leaves a trial in that state
+_EVENT_OF = {"PENDING": "created", "RUNNING": "running", "PAUSED": "running",
+             "TERMINATED": "finished", "ERROR": "errored"}
+
+
+def record_from_tune(folder: Path, experiment_dirs: dict[str, Path]) -> None:
+    """Writes the record of a study launched before mtl-tune kept one, once, from Ray Tune's
+    last saved experiment state (plain JSON, read without Ray); does nothing if one exists."""
+    if (Path(folder) / EVENTS_FILE).exists():
+        return
+    for experiment, experiment_dir in experiment_dirs.items():
+        states = sorted(experiment_dir.glob("experiment_state-*.json"), key=lambda p: p.name)
+        if not states:
+            continue
+        try:
+            saved = json.loads(states[-1].read_text(encoding="utf-8"))
+            trials = [json.loads(entry[0]) for entry in saved.get("trial_data", [])]
+        except (json.JSONDecodeError, IndexError, TypeError) as err:
+            logger.warning("cannot read Ray Tune's saved state %s: %s", states[-1], err)
+            continue
+        for trial in trials:
+            path = experiment_dir / str(trial.get("relative_logdir", ""))
+            event = _EVENT_OF.get(str(trial.get("status")), "created")
+            error = path / "error.txt" if event == "errored" else None
+            append_event(folder, experiment, str(trial["trial_id"]), event,
+                         dict(trial.get("config") or {}), str(path),
+                         error_file=None if error is None else str(error))
+
+
 def _relative(path: str | None, folder: Path) -> str | None:
     if path is None:
         return None

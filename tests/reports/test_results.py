@@ -91,3 +91,16 @@ def test_study_without_results_yet(pending_study: Path) -> None:
     # the table has its rows, with no trial counted and no number
     assert table[["trials", "n"]].values.tolist() == [["2 pending", 0]]
     assert np.isnan(table["overall"].iloc[0])
+
+
+def test_a_study_without_its_own_record_gets_one_from_tune(study: Path, tmp_path: Path) -> None:
+    from tests.reports.conftest import copy_study
+
+    expected = load_results(study)
+    old = copy_study(study, tmp_path / "old")
+    (old / "trials.jsonl").unlink()  # as a study launched before mtl-tune kept its record
+    migrated = load_results(old)
+    # the record is written once from Tune's saved state, with the same trials and states
+    assert (old / "trials.jsonl").is_file()
+    columns = ["trial_id", "status", "epoch", "overall"]
+    assert migrated[columns].equals(expected[columns])
