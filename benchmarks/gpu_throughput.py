@@ -402,10 +402,12 @@ def ratio_lines(rows: list[Row]) -> list[str]:
         if compiled and eager:
             saved = 32 / eager.examples_per_s - 32 / r.examples_per_s  # seconds per batch
             extra_s = r.overhead_s - eager.overhead_s  # compiling and recording
-            even = f"{extra_s / saved:,.0f} batches" if saved > 0 else "never"
-            lines.append(f"{shape} {combine}: compiled / eager examples/s "
-                         f"{r.examples_per_s / eager.examples_per_s:.2f}; compile cost "
-                         f"{extra_s:.0f} s, break-even after {even}")
+            line = (f"{shape} {combine}: compiled / eager examples/s "
+                    f"{r.examples_per_s / eager.examples_per_s:.2f}")
+            if extra_s > 1.0:  # the configuration that compiled (later ones reuse its code)
+                even = f"{extra_s / saved:,.0f} batches" if saved > 0 else "never"
+                line += f"; compile cost {extra_s:.0f} s, break-even after {even}"
+            lines.append(line)
         summed = by_key.get((shape, "sum", compiled))
         if combine == "pcgrad" and summed:
             lines.append(f"{shape} compile={'on' if compiled else 'off'}: pcgrad / sum step time "

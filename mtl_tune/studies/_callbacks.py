@@ -24,6 +24,7 @@ class TrialEvents(tune.Callback):
     def __init__(self, folder: Path, experiment: str) -> None:
         self.folder, self.experiment = Path(folder), experiment
         self.seen: set[str] = set()
+        self.restored = False  # whether the trials Tune restored were compared with the record
 
     def _log(self, trial: Any, event: str, error_file: str | None = None) -> None:
         checkpoint = trial.checkpoint.path if trial.checkpoint is not None else None
