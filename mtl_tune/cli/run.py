@@ -56,8 +56,9 @@ def train(
     bars: dict[int, Any] = {}
 
     def step(epoch: int, done: int, total: int) -> None:
-        bar = bars.setdefault(epoch, tqdm(desc=f"epoch {epoch}/{config.epochs}", unit="step",
-                                          total=total))
+        if epoch not in bars:  # one bar per epoch (setdefault would build one per step)
+            bars[epoch] = tqdm(desc=f"epoch {epoch}/{config.epochs}", unit="step", total=total)
+        bar = bars[epoch]
         bar.update(1)
         if done == total:
             bar.close()

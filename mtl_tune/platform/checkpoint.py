@@ -66,7 +66,14 @@ def save_checkpoint(
     contents = {MODEL_FILE: save(weights)}
     if optimizer:
         buffer = io.BytesIO()
-        torch.save(trainer.optimizer.state_dict(), buffer)
+        torch.save(
+            {
+                "optimizer": trainer.optimizer.state_dict(),
+                "scheduler": trainer.scheduler.state_dict(),
+                "combination": trainer.combination.state_dict(),
+            },
+            buffer,
+        )
         contents[OPTIMIZER_FILE] = buffer.getvalue()
     backbone = trainer.config.backbone_path
     contents.update(
@@ -77,6 +84,8 @@ def save_checkpoint(
     record = {
         "epochs_done": trainer.epochs_done,
         "best_overall": trainer.best_overall,
+        "patience_reference": trainer.patience_reference,
+        "stale_epochs": trainer.stale_epochs,
         "config": trainer.config.to_dict(),
         "bert_config": asdict(trainer.model.encoder.config),
         "heads": asdict(trainer.model.heads),
@@ -163,9 +172,11 @@ def check_compatible(folder: Path, config: TrainConfig, model: MultitaskBERT) ->
     """Refuses a checkpoint made with another backbone architecture or head layout."""
     state = read_state(folder)
     ours_bert, ours_heads = asdict(model.encoder.config), asdict(model.heads)
+    # a key added after the checkpoint was written has the value it had before: the default
+    their_heads = {**asdict(HeadConfig()), **state["heads"]}
     for label, theirs, ours in (
         ("backbone", state["bert_config"], ours_bert),
-        ("head layout", state["heads"], ours_heads),
+        ("head layout", their_heads, ours_heads),
     ):
         diff = {k: (theirs.get(k), v) for k, v in ours.items() if theirs.get(k) != v}
         if diff:
@@ -210,15 +221,20 @@ def restore_trainer(trainer: Trainer, folder: Path) -> None:
     _load_into(trainer.model, _weights(folder, state), folder)
     data = _verified_bytes(folder, OPTIMIZER_FILE, state)
     try:
-        optimizer_state = torch.load(
-            io.BytesIO(data), map_location=trainer.device, weights_only=True
-        )
-        trainer.optimizer.load_state_dict(optimizer_state)
+        saved = torch.load(io.BytesIO(data), map_location=trainer.device, weights_only=True)
+        if "param_groups" in saved:  # written before the schedule was checkpointed: constant
+            saved = {"optimizer": saved}
+        trainer.optimizer.load_state_dict(saved["optimizer"])
+        if "scheduler" in saved:
+            trainer.scheduler.load_state_dict(saved["scheduler"])
+        trainer.combination.load_state_dict(saved.get("combination", {}))
     except (RuntimeError, ValueError, KeyError) as err:
         raise CheckpointError(f"{folder / OPTIMIZER_FILE} cannot be loaded into this run's "
                               f"optimizer ({err}); resume from another checkpoint") from None
     trainer.epochs_done = int(state["epochs_done"])
     trainer.best_overall = float(state["best_overall"])
+    trainer.patience_reference = float(state.get("patience_reference", trainer.best_overall))
+    trainer.stale_epochs = int(state.get("stale_epochs", 0))
 
 
 def load_model(folder: Path) -> tuple[MultitaskBERT, WordPieceTokenizer, TrainConfig]:

@@ -23,7 +23,9 @@ BUCKET = 16  # padded widths are multiples of this when compiled: 8 widths up to
 AUTO_MIN_BATCHES = 4_000
 
 
-def use_compile(setting: str, device: torch.device, planned_batches: int) -> bool:
+def use_compile(
+    setting: str, device: torch.device, planned_batches: int, hooks: bool = False
+) -> bool:
     """Whether a run compiles its encoder.
 
     Args:
@@ -31,10 +33,11 @@ def use_compile(setting: str, device: torch.device, planned_batches: int) -> boo
             training batches; never on CPU, where compiling did not pay in our benchmarks).
         device: The run's device.
         planned_batches: Training batches the whole run will take.
+        hooks: The run hooks into the encoder's modules (SMART): `auto` stays eager.
     """
     check_choice("compile", setting, COMPILE_SETTINGS)
     if setting == "auto":
-        return device.type == "cuda" and planned_batches >= AUTO_MIN_BATCHES
+        return device.type == "cuda" and planned_batches >= AUTO_MIN_BATCHES and not hooks
     return setting == "on"
 
 

@@ -16,7 +16,8 @@ DATA_ENV = "MTL_TUNE_DATA"  # the environment variable naming the data folder
 STS_HEADS = ("linear", "cosine", "cosine-relu")
 POOLINGS = ("pooler", "cls", "mean")
 PAIR_ENCODINGS = ("siamese", "cross")
-COMBINES = ("sum", "pcgrad")
+COMBINES = ("sum", "pcgrad", "uncertainty", "cagrad", "famo")
+LR_SCHEDULES = ("constant", "linear", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 COMPILE_SETTINGS = ("auto", "on", "off")
 CHECKPOINT_DTYPES = ("float32", "bfloat16")
@@ -45,10 +46,15 @@ class HeadConfig:
     pooling: str = "pooler"  # the paper used BERT's tanh pooler
     pair_encoding: str = "siamese"  # the paper encoded each sentence of a pair on its own
     sentiment_classes: int = 5
+    head_hidden: int = 0  # 0: linear sentiment/paraphrase heads; > 0: one GELU layer this wide
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"`0 <= dropout < 1` must hold, but got dropout={self.dropout!r}")
+        if self.head_hidden < 0:
+            raise ConfigError(
+                f"`head_hidden >= 0` must hold, but got head_hidden={self.head_hidden!r}"
+            )
         if self.sentiment_classes < 2:
             raise ConfigError(
                 f"sentiment_classes must be at least 2, but got {self.sentiment_classes}"
@@ -68,8 +74,21 @@ class TrainConfig:
     sts_head: str = "linear"
     pooling: str = "pooler"
     pair_encoding: str = "siamese"
+    head_hidden: int = 0  # 0 = linear sentiment and paraphrase heads; > 0 = a hidden layer
     sampling: str = "balanced"
+    sampling_temperature: float = 2.0  # sampling="temperature": task t drawn ~ n_t^(1/T)
     combine: str = "sum"
+    cagrad_c: float = 0.5  # combine="cagrad": radius of the conflict-averse ball (0 = sum)
+    famo_lr: float = 0.025  # combine="famo": learning rate of the task-weight logits
+    famo_decay: float = 0.01  # combine="famo": weight decay of the task-weight logits
+    lr_schedule: str = "constant"  # constant, linear or cosine decay to 0 after the warmup
+    warmup_ratio: float = 0.0  # share of the run's optimizer steps with a linear warmup
+    max_grad_norm: float = 0.0  # clip the global gradient norm to this; 0 = no clipping
+    patience: int = 0  # stop after this many epochs without a better dev overall; 0 = never
+    min_delta: float = 0.0  # the least gain in dev overall that counts as better
+    smart_weight: float = 0.0  # SMART smoothness term's weight; 0 = off
+    smart_eps: float = 1e-3  # SMART: radius (max-norm) of the embedding perturbation
+    smart_steps: int = 1  # SMART: ascent steps that find the perturbation
     epochs: int = 3
     batch_size: int = 32
     max_length: int = 128  # tokens per sentence (or per joint pair)
@@ -86,6 +105,7 @@ class TrainConfig:
         self.heads  # noqa: B018  (the head keys are checked where HeadConfig defines them)
         check_choice("sampling", self.sampling, SCHEMES)
         check_choice("combine", self.combine, COMBINES)
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         check_choice("device", self.device, DEVICES)
         check_choice("compile", self.compile, COMPILE_SETTINGS)
         check_choice("checkpoint_dtype", self.checkpoint_dtype, CHECKPOINT_DTYPES)
@@ -97,6 +117,17 @@ class TrainConfig:
             "eval_batch_size": ("eval_batch_size >= 1", self.eval_batch_size >= 1),
             "max_length": ("8 <= max_length <= 512", 8 <= self.max_length <= 512),
             "threads": ("threads >= 0", self.threads >= 0),
+            "sampling_temperature": ("sampling_temperature > 0", self.sampling_temperature > 0),
+            "cagrad_c": ("cagrad_c >= 0", self.cagrad_c >= 0),
+            "famo_lr": ("famo_lr > 0", self.famo_lr > 0),
+            "famo_decay": ("famo_decay >= 0", self.famo_decay >= 0),
+            "warmup_ratio": ("0 <= warmup_ratio <= 0.5", 0.0 <= self.warmup_ratio <= 0.5),
+            "max_grad_norm": ("max_grad_norm >= 0", self.max_grad_norm >= 0),
+            "patience": ("patience >= 0", self.patience >= 0),
+            "min_delta": ("min_delta >= 0", self.min_delta >= 0),
+            "smart_weight": ("smart_weight >= 0", self.smart_weight >= 0),
+            "smart_eps": ("smart_eps > 0", self.smart_eps > 0),
+            "smart_steps": ("smart_steps >= 1", self.smart_steps >= 1),
             "max_examples": (
                 "max_examples >= 2 (or None for all)",
                 self.max_examples is None or self.max_examples >= 2,
@@ -105,6 +136,12 @@ class TrainConfig:
         for key, (rule, ok) in rules.items():
             if not ok:
                 raise ConfigError(f"`{rule}` must hold, but got {key}={getattr(self, key)!r}")
+        if self.compile == "on" and self.smart_weight > 0:
+            raise ConfigError(
+                "compile='on' needs smart_weight == 0 (SMART perturbs the embeddings through a "
+                f"hook the compiler cannot trace), but got smart_weight={self.smart_weight!r}; "
+                "use compile='auto' or 'off' with SMART"
+            )
 
     @property
     def backbone_path(self) -> Path:
@@ -118,6 +155,7 @@ class TrainConfig:
             sts_head=self.sts_head,
             pooling=self.pooling,
             pair_encoding=self.pair_encoding,
+            head_hidden=self.head_hidden,
         )
 
     @classmethod

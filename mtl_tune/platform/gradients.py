@@ -1,9 +1,9 @@
-"""The shared parameters' gradients in preallocated flat buffers, combined by sum or PCGrad.
+"""The shared parameters' gradients in preallocated flat buffers, summed or combined from rows.
 
 `.grad` of every shared (encoder) parameter is a view into one flat vector, which the optimizer
 reads in place. Each task's loss is differentiated on its own (`torch.autograd.grad`) and its
 gradient added to that vector with one multi-tensor kernel (`add`), or, for PCGrad, written to
-its own row of a (T, P) matrix (`record`) that the surgery then combines into the vector. On a
+its own row of a (T, P) matrix (`record`) that PCGrad or CAGrad then combines into the vector. On a
 GPU this replaces a per-parameter accumulation kernel (hundreds per task) by a few, nothing is
 allocated per step, and nothing is read back to the host. Sparse gradients (an embedding with
 `sparse=True`) are added row by row.
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mtl_tune.platform.pcgrad import combine_rows
+from mtl_tune.platform.pcgrad import combine_rows, gram_matrix
 
 
 class SharedGradients:
@@ -87,6 +87,23 @@ class SharedGradients:
         """Sets the shared gradient to the PCGrad sum of the first `n_rows` recorded rows."""
         assert self.rows is not None, "combine_pcgrad() needs n_tasks > 1"
         combine_rows(self.rows[:n_rows], generator, out=self.flat)
+
+    def gram(self, n_rows: int) -> torch.Tensor:
+        """The (n_rows, n_rows) Gram matrix of the first `n_rows` recorded rows."""
+        assert self.rows is not None, "gram() needs n_tasks > 1"
+        return gram_matrix(self.rows[:n_rows])
+
+    def combine(self, coefficients: torch.Tensor) -> None:
+        """Sets the shared gradient to `coefficients @ rows` over the first len(coefficients)."""
+        assert self.rows is not None, "combine() needs n_tasks > 1"
+        torch.mv(self.rows[: len(coefficients)].T, coefficients, out=self.flat)
+
+    def scale(self, factor: torch.Tensor) -> None:
+        """Multiplies the shared gradient and the heads' gradients by `factor` (a scalar)."""
+        self.flat.mul_(factor)
+        grads = [p.grad for p in self.heads if p.grad is not None]
+        if grads:
+            torch._foreach_mul_(grads, factor)
 
     def _differentiate(
         self, loss: torch.Tensor, retain_graph: bool

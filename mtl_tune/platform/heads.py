@@ -1,8 +1,10 @@
 """Task heads over sentence vectors: sentiment classes, a paraphrase logit, a similarity score.
 
 Pair heads take either two sentence vectors (siamese encoding) or one joint vector (cross
-encoding). Similarity outputs live on the head's own scale, given by `similarity_target`:
-`linear` and `cosine-relu` on the 0..5 label scale, `cosine` on the cosine's (label / 5).
+encoding). The sentiment and paraphrase heads are linear, or with `hidden > 0` one hidden layer
+(Linear, GELU, dropout, Linear) of that width. Similarity outputs live on the head's own scale,
+given by `similarity_target`: `linear` and `cosine-relu` on the 0..5 label scale, `cosine` on
+the cosine's (label / 5).
 """
 
 from __future__ import annotations
@@ -14,11 +16,20 @@ from torch import nn
 from mtl_tune.platform.config import STS_HEADS, check_choice
 
 
+def classifier(d_in: int, d_out: int, hidden: int, dropout: float) -> nn.Module:
+    """A linear map `d_in -> d_out`, or with `hidden > 0` one GELU layer of that width between."""
+    if hidden == 0:
+        return nn.Linear(d_in, d_out)
+    return nn.Sequential(
+        nn.Linear(d_in, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d_out)
+    )
+
+
 class SentimentHead(nn.Module):
-    def __init__(self, hidden: int, num_classes: int, dropout: float) -> None:
+    def __init__(self, hidden: int, num_classes: int, dropout: float, head_hidden: int = 0) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(hidden, num_classes)
+        self.classifier = classifier(hidden, num_classes, head_hidden, dropout)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.dropout(u))  # (B, classes)
@@ -27,10 +38,10 @@ class SentimentHead(nn.Module):
 class ParaphraseHead(nn.Module):
     """One logit: from [u; v] (siamese) or from the joint [CLS] a [SEP] b vector (cross)."""
 
-    def __init__(self, hidden: int, dropout: float, siamese: bool) -> None:
+    def __init__(self, hidden: int, dropout: float, siamese: bool, head_hidden: int = 0) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(2 * hidden if siamese else hidden, 1)
+        self.classifier = classifier(2 * hidden if siamese else hidden, 1, head_hidden, dropout)
 
     def forward(self, u: torch.Tensor, v: torch.Tensor | None = None) -> torch.Tensor:
         x = self.dropout(u) if v is None else torch.cat([self.dropout(u), self.dropout(v)], dim=-1)

@@ -18,9 +18,11 @@ class MultitaskBERT(nn.Module):
         self.encoder = encoder
         self.heads = heads
         H, siamese = encoder.config.hidden_size, heads.pair_encoding == "siamese"
-        self.sentiment = SentimentHead(H, heads.sentiment_classes, heads.dropout)
+        self.sentiment = SentimentHead(
+            H, heads.sentiment_classes, heads.dropout, heads.head_hidden
+        )
         pair_p = heads.dropout if heads.pair_dropout else 0.0
-        self.paraphrase = ParaphraseHead(H, pair_p, siamese)
+        self.paraphrase = ParaphraseHead(H, pair_p, siamese, heads.head_hidden)
         self.similarity = SimilarityHead(heads.sts_head, H, pair_p, siamese)
 
     def embed(self, segment: Segment) -> torch.Tensor:

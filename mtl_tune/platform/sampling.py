@@ -19,6 +19,9 @@ Contextualized Sentence Embedding Generation" and Stickland & Murray (2019):
 * ``"annealed"``: ``sum(n)`` steps, each step's task drawn independently with probability
   proportional to ``n_t ** alpha``, where ``alpha = 1 - 0.8 * (e - 1) / (E - 1)`` for epoch
   ``e`` (1-based) of ``E`` epochs, and ``alpha = 1`` when ``E == 1``.
+* ``"temperature"``: ``sum(n)`` steps, each step's task drawn independently with probability
+  proportional to ``n_t ** (1 / T)`` for a temperature ``T > 0`` (jiant's and MT-DNN's
+  temperature sampling): ``T = 1`` is proportional, a large ``T`` nearly uniform.
 
 Random draws come from a :class:`numpy.random.Generator` passed in, so a seeded run is
 reproducible, and a resumed run recreates the schedule of epoch ``e`` by building the same
@@ -38,10 +41,13 @@ import numpy as np
 
 from mtl_tune.exceptions import ConfigError
 
-SCHEMES: tuple[str, ...] = ("sst-only", "round-robin", "balanced", "proportional", "annealed")
+SCHEMES: tuple[str, ...] = (
+    "sst-only", "round-robin", "balanced", "proportional", "annealed", "temperature"
+)
 """The task-sampling schemes, by their public names."""
 
 _SST = "sst"
+_DRAWN = ("proportional", "annealed", "temperature")
 _FINAL_ALPHA_DROP = 0.8
 
 
@@ -114,10 +120,19 @@ def annealing_alpha(epoch: int, epochs: int) -> float:
     return 1.0 - _FINAL_ALPHA_DROP * (e - 1) / (n - 1)
 
 
+def _check_temperature(temperature: object) -> float:
+    if not isinstance(temperature, numbers.Real) or not float(temperature) > 0:
+        raise ConfigError(f"temperature must be a number > 0, but got {temperature!r}")
+    return float(temperature)
+
+
 def _draw_probabilities(
-    scheme: str, sizes: dict[str, int], epoch: int, epochs: int
+    scheme: str, sizes: dict[str, int], epoch: int, epochs: int, temperature: float
 ) -> dict[str, float]:
-    alpha = 1.0 if scheme == "proportional" else annealing_alpha(epoch, epochs)
+    if scheme == "temperature":
+        alpha = 1.0 / temperature
+    else:
+        alpha = 1.0 if scheme == "proportional" else annealing_alpha(epoch, epochs)
     weights = {name: float(n) ** alpha for name, n in sizes.items()}
     total = sum(weights.values())
     return {name: w / total for name, w in weights.items()}
@@ -135,13 +150,18 @@ def _deterministic_schedule(scheme: str, sizes: dict[str, int]) -> list[str]:
 
 
 def task_probabilities(
-    scheme: str, sizes: Mapping[str, int], epoch: int = 1, epochs: int = 1
+    scheme: str,
+    sizes: Mapping[str, int],
+    epoch: int = 1,
+    epochs: int = 1,
+    temperature: float = 1.0,
 ) -> dict[str, float]:
     """Return the share of an epoch's steps that goes to each task.
 
-    For ``"proportional"`` and ``"annealed"`` these are the probabilities each step's task
-    is drawn with: ``n_t / sum(n)`` and ``n_t ** alpha / sum(n ** alpha)`` with
-    ``alpha = annealing_alpha(epoch, epochs)``. For the deterministic schemes there is no
+    For the drawn schemes these are the probabilities each step's task is drawn with:
+    ``n_t / sum(n)`` (``"proportional"``), ``n_t ** alpha / sum(n ** alpha)`` with
+    ``alpha = annealing_alpha(epoch, epochs)`` (``"annealed"``) or ``alpha = 1 / temperature``
+    (``"temperature"``). For the deterministic schemes there is no
     draw: the values are the exact fractions of the epoch's schedule, i.e. ``{"sst": 1.0}``
     plus 0.0 for every other task (``"sst-only"``), ``n_t / sum(n)`` (``"round-robin"``)
     and ``1 / len(sizes)`` (``"balanced"``).
@@ -151,6 +171,7 @@ def task_probabilities(
         sizes: Each task's number of batches per epoch, in task order.
         epoch: The epoch, 1-based; only ``"annealed"`` depends on it.
         epochs: The number of epochs of the run.
+        temperature: The temperature of ``"temperature"`` sampling, ``> 0``.
 
     Returns:
         A probability for every task of ``sizes``, in the order of ``sizes``; they sum to 1.
@@ -158,14 +179,14 @@ def task_probabilities(
     Raises:
         ConfigError: (a ``ValueError``) if the scheme is unknown, ``sizes`` is empty or holds
             a size that is not a positive integer, the epochs do not satisfy
-            ``1 <= epoch <= epochs``, or the scheme is ``"sst-only"`` and there is no
-            task ``"sst"``.
+            ``1 <= epoch <= epochs``, the temperature is not ``> 0``, or the scheme is
+            ``"sst-only"`` and there is no task ``"sst"``.
     """
     name = _check_scheme(scheme)
     checked = _check_sizes(sizes)
     e, n = _check_epochs(epoch, epochs)
-    if name in ("proportional", "annealed"):
-        return _draw_probabilities(name, checked, e, n)
+    if name in _DRAWN:
+        return _draw_probabilities(name, checked, e, n, _check_temperature(temperature))
     schedule = _deterministic_schedule(name, checked)
     counts = Counter(schedule)
     return {task: counts[task] / len(schedule) for task in checked}
@@ -177,6 +198,7 @@ def epoch_schedule(
     rng: np.random.Generator,
     epoch: int = 1,
     epochs: int = 1,
+    temperature: float = 1.0,
 ) -> list[str]:
     """Return the ordered task names of one epoch, one entry per training step.
 
@@ -188,6 +210,7 @@ def epoch_schedule(
             (``"sst-only"``, ``"round-robin"``, ``"balanced"``) leave it untouched.
         epoch: The epoch, 1-based; only ``"annealed"`` depends on it.
         epochs: The number of epochs of the run.
+        temperature: The temperature of ``"temperature"`` sampling, ``> 0``.
 
     Returns:
         The task of each step: ``n_sst`` entries for ``"sst-only"``, ``max(n) * len(sizes)``
@@ -196,8 +219,8 @@ def epoch_schedule(
     Raises:
         ConfigError: (a ``ValueError``) if the scheme is unknown, ``sizes`` is empty or holds
             a size that is not a positive integer, the epochs do not satisfy
-            ``1 <= epoch <= epochs``, or the scheme is ``"sst-only"`` and there is no
-            task ``"sst"``.
+            ``1 <= epoch <= epochs``, the temperature is not ``> 0``, or the scheme is
+            ``"sst-only"`` and there is no task ``"sst"``.
         TypeError: If ``rng`` is not a :class:`numpy.random.Generator`.
     """
     name = _check_scheme(scheme)
@@ -205,9 +228,9 @@ def epoch_schedule(
     e, n = _check_epochs(epoch, epochs)
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, but got {rng!r}")
-    if name not in ("proportional", "annealed"):
+    if name not in _DRAWN:
         return _deterministic_schedule(name, checked)
-    probabilities = _draw_probabilities(name, checked, e, n)
+    probabilities = _draw_probabilities(name, checked, e, n, _check_temperature(temperature))
     tasks = list(probabilities)
     p = np.array([probabilities[task] for task in tasks], dtype=np.float64)
     draws = rng.choice(len(tasks), size=sum(checked.values()), p=p / p.sum())

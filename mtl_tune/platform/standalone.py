@@ -59,11 +59,12 @@ def train_run(
     on_step: Callable[[int, int, int], None] | None = None,
     force: bool = False,
 ) -> list[dict[str, float]]:
-    """Trains `config.epochs` epochs, evaluating on dev after each.
+    """Trains `config.epochs` epochs, evaluating on dev after each; with `config.patience`,
+    stops after that many epochs in a row without a dev `overall` better by `min_delta`.
 
     Writes `out/metrics.json` (one entry per epoch), `out/last/` (the latest checkpoint, with
-    the optimizer state until the last epoch) and `out/best/` (the weights of the best dev
-    `overall`, with its per-example dev predictions).
+    the optimizer state until the last epoch, an early stop's included) and `out/best/` (the
+    weights of the best dev `overall`, with its per-example dev predictions).
 
     Args:
         on_epoch: Called with each epoch's result, after its checkpoints are written.
@@ -93,15 +94,19 @@ def train_run(
             step_hook = None if on_step is None else partial(on_step, epoch)
             result = trainer.run_epoch(epoch, on_step=step_hook)
             history.append(result.metrics)
-            _write_epoch(trainer, folder, result, previous_best, final=epoch == config.epochs)
+            final = epoch == config.epochs or trainer.should_stop
+            _write_epoch(trainer, folder, result, previous_best, final=final)
             summary = {"config": config.to_dict(), "epochs": history,
-                       "wall_seconds": time.perf_counter() - start}
+                       "wall_seconds": time.perf_counter() - start,
+                       "stopped_early": trainer.should_stop}
             write_bytes(folder / METRICS_FILE, json.dumps(summary, indent=2).encode())
             if folder == staging:
                 swap_in(staging, out)
                 folder = out
             if on_epoch is not None:
                 on_epoch(result)
+            if trainer.should_stop:
+                break
     except OSError as err:
         raise MtlTuneError(f"cannot write the run in {out}: {err}") from err
     finally:

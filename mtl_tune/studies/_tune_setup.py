@@ -15,6 +15,7 @@ from mtl_tune.platform.presets import resolve_config
 from mtl_tune.studies._callbacks import ConciseProgress, LeanCheckpoints, TrialEvents
 from mtl_tune.studies._optuna_mirror import OptunaMirror, spec_distributions
 from mtl_tune.studies._spec import StudySpec
+from mtl_tune.studies._stopper import PatienceStopper
 from mtl_tune.studies._storage import TUNE_DIR
 from mtl_tune.trainables import make_trainable
 
@@ -112,6 +113,7 @@ def run_config(
             num_to_keep=1, checkpoint_score_attribute=spec.metric, checkpoint_score_order=spec.mode
         ),
         callbacks=callbacks,
+        stop=PatienceStopper(),
         verbose=0 if verbose <= 1 else verbose,
     )
 

@@ -62,13 +62,17 @@ def run_trial(name: str | None, config: Mapping[str, Any], data: DataBundle | No
     placement["device"] = str(trainer.device)
     for epoch in range(trainer.epochs_done + 1, cfg.epochs + 1):
         result = trainer.run_epoch(epoch)
-        metrics = {**result.metrics, **placement, "best_overall": trainer.best_overall}
+        metrics = {**result.metrics, **placement, "best_overall": trainer.best_overall,
+                   "patience": float(cfg.patience), "should_stop": trainer.should_stop}
+        final = epoch == cfg.epochs or trainer.should_stop
         with tempfile.TemporaryDirectory() as tmp:
             # the last epoch's checkpoint never resumes: weights only (the driver's
             # LeanCheckpoints drops the optimizer state of the others once the trial ends)
             save_checkpoint(trainer, Path(tmp), result.metrics, result.evaluation.predictions,
-                            optimizer=epoch < cfg.epochs)
+                            optimizer=not final)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+        if trainer.should_stop:  # the study's PatienceStopper ends the trial on this report
+            return
 
 
 def make_trainable(name: str | None) -> Callable[..., None]:

@@ -283,3 +283,18 @@ def test_pair_in_one_encoder_call_equals_two_calls(tiny_bert_dir: Path, task: st
         two_calls = model.forward_task(task, separate)
     # encoding both sentences in one call gives the same outputs (padding is masked)
     torch.testing.assert_close(one_call, two_calls, rtol=1e-5, atol=1e-5)
+
+
+def test_hidden_layer_heads(tiny_bert_dir: Path) -> None:
+    model = _model(tiny_bert_dir, head_hidden=16, dropout=0.0)
+    # head_hidden adds one GELU layer of that width to the sentiment and paraphrase heads
+    sentiment = model.sentiment.classifier
+    assert isinstance(sentiment, torch.nn.Sequential)
+    assert [m.out_features for m in sentiment if isinstance(m, torch.nn.Linear)] == [16, 5]
+    assert model.paraphrase.classifier[0].in_features == 2 * HIDDEN
+    segments = _segments(tiny_bert_dir, "sst", "siamese")
+    u = model.embed(segments[0])
+    first, _, _, last = sentiment
+    assert torch.allclose(model.predict_sentiment(segments[0]), last(F.gelu(first(u))))
+    # head_hidden 0 keeps today's linear heads (and their checkpoint keys)
+    assert isinstance(_model(tiny_bert_dir).sentiment.classifier, torch.nn.Linear)

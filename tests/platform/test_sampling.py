@@ -45,8 +45,10 @@ def _four_sigma_of_mean(p: float) -> float:
 
 
 def test_schemes_are_the_public_names() -> None:
-    # SCHEMES lists exactly the five scheme names, in the documented order.
-    assert SCHEMES == ("sst-only", "round-robin", "balanced", "proportional", "annealed")
+    # SCHEMES lists exactly the six scheme names, in the documented order.
+    assert SCHEMES == (
+        "sst-only", "round-robin", "balanced", "proportional", "annealed", "temperature"
+    )
 
 
 @pytest.mark.parametrize(
@@ -132,6 +134,26 @@ def test_proportional_probabilities() -> None:
     probabilities = task_probabilities("proportional", SIZES)
     # Proportional draws task t with probability n_t / sum(n).
     assert probabilities == pytest.approx({t: n / TOTAL for t, n in SIZES.items()}, rel=1e-12)
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0, 5.0])
+def test_temperature_probabilities(temperature: float) -> None:
+    probabilities = task_probabilities("temperature", SIZES, temperature=temperature)
+    # task t is drawn with probability n_t^(1/T) / sum(n^(1/T))
+    weights = {t: n ** (1 / temperature) for t, n in SIZES.items()}
+    total = sum(weights.values())
+    assert probabilities == pytest.approx({t: w / total for t, w in weights.items()}, rel=1e-12)
+
+
+def test_temperature_spans_proportional_to_uniform() -> None:
+    # T = 1 is proportional sampling; a very large T is (nearly) uniform
+    assert task_probabilities("temperature", SIZES, temperature=1.0) == pytest.approx(
+        task_probabilities("proportional", SIZES), rel=1e-12
+    )
+    hot = task_probabilities("temperature", SIZES, temperature=1e6)
+    assert hot == pytest.approx({t: 1 / len(SIZES) for t in SIZES}, abs=1e-4)
+    schedule = epoch_schedule("temperature", SIZES, np.random.default_rng(0), temperature=3.0)
+    assert len(schedule) == TOTAL
 
 
 def test_proportional_mean_counts() -> None:
@@ -371,3 +393,11 @@ def test_errors_are_project_errors() -> None:
         task_probabilities("foo", SIZES)
     # The error is both a project error and a ValueError.
     assert isinstance(caught.value, MtlTuneError) and isinstance(caught.value, ValueError)
+
+
+@BOTH
+@pytest.mark.parametrize("temperature", [0, -1.0, float("nan"), "hot"])
+def test_bad_temperature(function: str, temperature: object) -> None:
+    message = f"temperature must be a number > 0, but got {temperature!r}"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _call(function, scheme="temperature", temperature=temperature)

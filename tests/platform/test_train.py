@@ -36,14 +36,34 @@ def test_steps_group_one_batch_per_task() -> None:
     ]
 
 
+RECIPES = {
+    "pcgrad": ("it5-pcgrad", {}),
+    "cagrad-linear-warmup-clip": (
+        "it6-balanced",
+        {"combine": "cagrad", "lr_schedule": "linear", "warmup_ratio": 0.3, "max_grad_norm": 1.0},
+    ),
+    "uncertainty-cosine": ("it6-balanced", {"combine": "uncertainty", "lr_schedule": "cosine"}),
+    "famo-temperature": (
+        "it6-balanced", {"combine": "famo", "sampling": "temperature", "famo_lr": 0.5},
+    ),
+    "smart-hidden-heads": ("it6-balanced", {"smart_weight": 1.0, "head_hidden": 8}),
+}
+
+
+@pytest.mark.parametrize("recipe", list(RECIPES))
 def test_restored_run_matches_uninterrupted(
-    tiny_bert_dir: Path, tiny_data_dir: Path, tmp_path: Path
+    tiny_bert_dir: Path, tiny_data_dir: Path, tmp_path: Path, recipe: str
 ) -> None:
-    config = _config(tiny_bert_dir, tiny_data_dir, "it5-pcgrad")
+    name, extra = RECIPES[recipe]
+    config = _config(tiny_bert_dir, tiny_data_dir, name, epochs=3, **extra)
     splits = build_bundle(config).for_config(config)
     straight = Trainer(config, splits)
     straight.run_epoch(1)
     uninterrupted = straight.run_epoch(2).metrics
+    # the schedule, the learned task weights and the combination's state are all restored
+    keys = [k for k in uninterrupted if k.startswith(("task_weight_", "lr"))]
+    if recipe != "pcgrad":
+        assert keys
 
     first = Trainer(config, splits)
     result = first.run_epoch(1)
@@ -61,6 +81,7 @@ def test_restored_run_matches_uninterrupted(
         "train_loss_sst",
         "train_loss_para",
         "train_loss_sts",
+        *keys,
     ):
         # epoch 2 after a restore equals epoch 2 of the uninterrupted run (CPU, same seed)
         assert after[key] == pytest.approx(uninterrupted[key], abs=1e-6), key
@@ -172,3 +193,97 @@ def test_bfloat16_checkpoint_halves_the_weights(
     for ours, theirs in zip(model.parameters(), trainer.model.parameters(), strict=True):
         assert ours.dtype == torch.float32
         torch.testing.assert_close(ours, theirs, rtol=2**-8, atol=1e-6)
+
+
+def test_linear_schedule_warms_up_then_decays_to_zero(
+    tiny_bert_dir: Path, tiny_data_dir: Path
+) -> None:
+    config = _config(tiny_bert_dir, tiny_data_dir, lr=1e-3, lr_schedule="linear",
+                     warmup_ratio=0.25, epochs=2)
+    trainer = Trainer(config, build_bundle(config).for_config(config))
+    # 24 rows per task, batch 8: 3 balanced steps an epoch, 6 in the run, warmup 2 (of 6)
+    assert trainer.planned_steps() == 6
+    lrs = []
+    for _ in range(6):
+        lrs.append(trainer.optimizer.param_groups[0]["lr"])
+        trainer.optimizer.step()
+        trainer.scheduler.step()
+    # warmup from lr/3 to lr, then linear decay over the 4 remaining steps (lr * 4/4 ... 1/4)
+    assert lrs == pytest.approx([1e-3 / 3, 2e-3 / 3, 1e-3, 0.75e-3, 0.5e-3, 0.25e-3])
+    assert trainer.scheduler.get_last_lr()[0] == pytest.approx(0.0)
+
+
+def test_clipping_bounds_the_step_gradient(tiny_bert_dir: Path, tiny_data_dir: Path) -> None:
+    norms = {}
+    for clip in (0.0, 0.05):
+        config = _config(tiny_bert_dir, tiny_data_dir, epochs=1, max_grad_norm=clip)
+        trainer = Trainer(config, build_bundle(config).for_config(config))
+        trainer.train_epoch(1, max_steps=1)
+        grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
+        norms[clip] = float(torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads])))
+    # without clipping the first step's gradient is far above 0.05; clipped, it is 0.05
+    assert norms[0.0] > 0.5
+    assert norms[0.05] == pytest.approx(0.05, rel=1e-4)
+
+
+def test_patience_stops_train_run_early(
+    tiny_bert_dir: Path, tiny_data_dir: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from mtl_tune.platform.standalone import train_run
+
+    # no epoch can beat the first by a whole point of `overall`: the second is stale, and with
+    # patience 1 the run ends there instead of training all 4 epochs
+    config = _config(tiny_bert_dir, tiny_data_dir, epochs=4, patience=1, min_delta=1.0)
+    history = train_run(config, tmp_path / "run")
+    assert [m["stale_epochs"] for m in history] == [0.0, 1.0]
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert summary["stopped_early"] is True and len(summary["epochs"]) == 2
+    # the stopped run's last checkpoint is final: weights only
+    assert not (tmp_path / "run" / "last" / "optimizer.pt").exists()
+
+
+def test_patience_counts_epochs_without_gain(tiny_bert_dir: Path, tiny_data_dir: Path) -> None:
+    config = _config(tiny_bert_dir, tiny_data_dir, epochs=1, patience=2, min_delta=0.01)
+    trainer = Trainer(config, build_bundle(config).for_config(config))
+    trainer.patience_reference = 0.5
+    for overall, stale, stop in ((0.505, 1, False), (0.52, 0, False), (0.52, 1, False),
+                                 (0.4, 2, True)):
+        # a gain under min_delta does not count; a gain of at least min_delta resets the count
+        trainer.evaluate = lambda split="dev", o=overall: _evaluation(o)  # type: ignore[method-assign]
+        trainer.train_epoch = lambda epoch, on_step=None: {}  # type: ignore[method-assign]
+        trainer.run_epoch(1)
+        assert (trainer.stale_epochs, trainer.should_stop) == (stale, stop), overall
+
+
+def _evaluation(overall: float):
+    from mtl_tune.platform.evaluate import Evaluation
+
+    return Evaluation({"overall": overall}, {})
+
+
+def test_checkpoint_from_before_head_hidden_still_resumes(
+    tiny_bert_dir: Path, tiny_data_dir: Path, tmp_path: Path
+) -> None:
+    import json
+
+    config = _config(tiny_bert_dir, tiny_data_dir, epochs=2)
+    splits = build_bundle(config).for_config(config)
+    trainer = Trainer(config, splits)
+    trainer.run_epoch(1)
+    save_checkpoint(trainer, tmp_path / "ckpt", {})
+    # a checkpoint written before head_hidden existed has no such key in its head layout
+    state_file = tmp_path / "ckpt" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    del state["heads"]["head_hidden"]
+    state_file.write_text(json.dumps(state))
+    resumed = Trainer(config, splits)
+    restore_trainer(resumed, tmp_path / "ckpt")
+    assert resumed.epochs_done == 1
+    # while a checkpoint of hidden-layer heads does not fit linear ones
+    state["heads"]["head_hidden"] = 64
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(CheckpointError, match=r"another head layout \(head_hidden: checkpoint 64 "
+                       r"vs config 0\)"):
+        restore_trainer(Trainer(config, splits), tmp_path / "ckpt")

@@ -307,3 +307,34 @@ def test_resume_of_a_finished_study_reruns_nothing(tpe_study: tuple[Any, StudyOu
     assert after == before
     # the Optuna mirror gained no duplicate
     assert len(optuna.load_study(study_name=spec.name, storage=url).trials) == mirrored == 4
+
+
+def test_patience_ends_trials_early_alongside_asha(
+    tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path
+) -> None:
+    top = """
+name = "patient"
+trainables = ["it6-balanced"]
+search = "grid"
+seeds = 2
+max_concurrent = 2
+"""
+    # no epoch beats the first by a whole point: with patience 1 each trial stops after epoch 2
+    fixed = tiny_fixed(tiny_bert_dir, tiny_data_dir, epochs=4, patience=1, min_delta=1.0)
+    tables = '[scheduler]\ntype = "asha"\ngrace_period = 3\nreduction_factor = 2'
+    spec, outcome = _launch(tmp_path, top, fixed, tables)
+    trials = _trials(outcome, "main")
+    assert outcome.errors == 0 and len(trials) == 2
+    assert {t.last_result["training_iteration"] for t in trials.values()} == {2}
+    assert {t.last_result["stale_epochs"] for t in trials.values()} == {1.0}
+
+
+def test_patience_stopper_rule() -> None:
+    from mtl_tune.studies._stopper import PatienceStopper
+
+    stopper = PatienceStopper()
+    # stops once the stale epochs reach the trial's patience; patience 0 never stops
+    assert stopper("t", {"patience": 2.0, "stale_epochs": 2.0})
+    assert not stopper("t", {"patience": 2.0, "stale_epochs": 1.0})
+    assert not stopper("t", {"patience": 0.0, "stale_epochs": 5.0})
+    assert not stopper.stop_all()

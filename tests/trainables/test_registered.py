@@ -74,10 +74,32 @@ def test_unknown_trainable_lists_valid_names() -> None:
             r"sts_head must be one of \('linear', 'cosine', 'cosine-relu'\), "
             r"but got 'dot'",
         ),
-        ({"sampling": "random"}, r"sampling must be one of .*'annealed'\), but got 'random'"),
+        ({"sampling": "random"}, r"sampling must be one of .*'temperature'\), but got 'random'"),
         ({"lr": -1}, r"`0 < lr < 1` must hold, but got lr=-1"),
         ({"epochs": "two"}, r"epochs must be of type int, but got 'two'"),
         ({"pair_dropout": "maybe"}, r"pair_dropout must be of type bool, but got 'maybe'"),
+        # the recipe keys, as `--set key=value` passes them
+        ({"lr_schedule": "step"}, r"lr_schedule must be one of \('constant', 'linear', "
+         r"'cosine'\), but got 'step'"),
+        ({"warmup_ratio": "0.6"}, r"`0 <= warmup_ratio <= 0.5` must hold, but got "
+         r"warmup_ratio=0.6"),
+        ({"max_grad_norm": "-1"}, r"`max_grad_norm >= 0` must hold, but got max_grad_norm=-1.0"),
+        ({"patience": "-2"}, r"`patience >= 0` must hold, but got patience=-2"),
+        ({"patience": "1.5"}, r"patience must be of type int, but got '1.5'"),
+        ({"min_delta": "-0.1"}, r"`min_delta >= 0` must hold, but got min_delta=-0.1"),
+        ({"combine": "mgda"}, r"combine must be one of \('sum', 'pcgrad', 'uncertainty', "
+         r"'cagrad', 'famo'\), but got 'mgda'"),
+        ({"cagrad_c": "-0.5"}, r"`cagrad_c >= 0` must hold, but got cagrad_c=-0.5"),
+        ({"famo_lr": "0"}, r"`famo_lr > 0` must hold, but got famo_lr=0.0"),
+        ({"famo_decay": "-1e-3"}, r"`famo_decay >= 0` must hold, but got famo_decay=-0.001"),
+        ({"sampling_temperature": "0"}, r"`sampling_temperature > 0` must hold, but got "
+         r"sampling_temperature=0.0"),
+        ({"head_hidden": "-8"}, r"`head_hidden >= 0` must hold, but got head_hidden=-8"),
+        ({"smart_weight": "-1"}, r"`smart_weight >= 0` must hold, but got smart_weight=-1.0"),
+        ({"smart_eps": "0"}, r"`smart_eps > 0` must hold, but got smart_eps=0.0"),
+        ({"smart_steps": "0"}, r"`smart_steps >= 1` must hold, but got smart_steps=0"),
+        ({"smart_weight": "1", "compile": "on"}, r"compile='on' needs smart_weight == 0 .* but "
+         r"got smart_weight=1.0; use compile='auto' or 'off' with SMART"),
     ],
 )
 def test_bad_config_rejected_before_training(values: dict, message: str) -> None:

@@ -1,0 +1,25 @@
+"""benchmarks/combination_cost.py: it runs every configuration and prints a ratio for each."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+
+
+def test_prints_a_ratio_per_configuration(tiny_bert_dir: Path, tiny_data_dir: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "combination_cost.py"), "--data-dir",
+         str(tiny_data_dir), "--backbone", str(tiny_bert_dir), "--per-task", "48",
+         "--batch-size", "8",
+         "--rounds", "1", "--threads", "1"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    ratios = dict(re.findall(r"^(\w[\w ()]*?)\s+[\d.]+ ms\s+([\d.]+)", run.stdout, re.M))
+    assert set(ratios) == {"sum", "pcgrad", "cagrad", "uncertainty", "famo", "smart (1 step)",
+                           "smart (2 steps)"}
+    assert float(ratios["sum"]) == 1.0
