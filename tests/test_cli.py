@@ -195,7 +195,7 @@ def test_predict_labeled_scores(trained: Path, tiny_data_dir: Path, tmp_path: Pa
 
 def test_trainables_list() -> None:
     result = runner.invoke(app, ["trainables", "list"])
-    # all seven iterations with their descriptions and presets
+    # all eleven iterations with their descriptions and presets
     assert result.exit_code == 0
     names = [line.split(":")[0] for line in result.output.splitlines() if line[:2] == "it"]
     assert names == list(PRESETS)

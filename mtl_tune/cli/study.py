@@ -28,7 +28,8 @@ def launch(
     spec: Annotated[
         str,
         typer.Argument(
-            help="A built-in spec (demo, paper-ablation, paper-search, search) or a TOML file."
+            help="A built-in spec (demo, paper-ablation, extended-ablation, paper-search, "
+            "search) or a TOML file."
         ),
     ],
     name: Annotated[str | None, typer.Option(help="Study name (default: the spec's).")] = None,

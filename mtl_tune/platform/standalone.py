@@ -62,9 +62,9 @@ def train_run(
     """Trains `config.epochs` epochs, evaluating on dev after each; with `config.patience`,
     stops after that many epochs in a row without a dev `overall` better by `min_delta`.
 
-    Writes `out/metrics.json` (one entry per epoch), `out/last/` (the latest checkpoint, with
-    the optimizer state until the last epoch, an early stop's included) and `out/best/` (the
-    weights of the best dev `overall`, with its per-example dev predictions).
+    Writes `out/metrics.json` (one entry per epoch), `out/last/` (the latest checkpoint; the
+    run's final one, at the last epoch or an early stop, holds weights only) and `out/best/`
+    (the weights of the best dev `overall`, with its per-example dev predictions).
 
     Args:
         on_epoch: Called with each epoch's result, after its checkpoints are written.

@@ -19,7 +19,7 @@ SEARCHES = ("optuna", "grid", "sequential")
 MODES = ("max", "min")
 SCHEDULERS = ("asha", "none")
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
-BUILTIN = ("demo", "paper-ablation", "paper-search", "search")
+BUILTIN = ("demo", "paper-ablation", "paper-search", "search", "extended-ablation")
 
 
 @dataclass(frozen=True)

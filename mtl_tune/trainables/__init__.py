@@ -14,7 +14,7 @@ GENERIC = "multitask"
 
 
 def register_all() -> None:
-    """Registers the seven iterations and `multitask` under their stable names (idempotent)."""
+    """Registers the eleven iterations and `multitask` under their stable names (idempotent)."""
     for name in PRESETS:
         tune.register_trainable(name, make_trainable(name))
     tune.register_trainable(GENERIC, make_trainable(None))

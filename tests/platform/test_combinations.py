@@ -129,3 +129,18 @@ def test_famo_state_round_trips() -> None:
 def test_unknown_combination_is_named() -> None:
     with pytest.raises(ConfigError, match=r"combine must be one of .*'famo'\), but got 'mgda'"):
         build_combination("mgda", ["sst"], CPU)
+
+
+def test_famo_decay_pulls_the_logits_back_to_equal_weights() -> None:
+    # with the same loss decrease on both tasks the gradient is 0: only the decay acts
+    famo = FAMO(["a", "b"], CPU, lr=0.05, decay=0.5)
+    with torch.no_grad():
+        famo.logits.copy_(torch.tensor([1.0, -1.0]))
+    for _ in range(100):
+        famo.begin_step(["a", "b"])
+        famo.objective("a", torch.tensor(1.0))
+        famo.objective("b", torch.tensor(2.0))
+        famo.after_step(["a", "b"], [torch.tensor(0.9), torch.tensor(1.8)])
+    weights = famo.task_weights()
+    # softmax(1, -1) starts the weights tanh(1) = 0.76 apart
+    assert abs(weights["a"] - weights["b"]) < 0.1 < math.tanh(1.0)

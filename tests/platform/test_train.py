@@ -287,3 +287,20 @@ def test_checkpoint_from_before_head_hidden_still_resumes(
     with pytest.raises(CheckpointError, match=r"another head layout \(head_hidden: checkpoint 64 "
                        r"vs config 0\)"):
         restore_trainer(Trainer(config, splits), tmp_path / "ckpt")
+
+
+def test_temperature_sampling_draws_the_configured_schedule(
+    tiny_bert_dir: Path, tiny_data_dir: Path
+) -> None:
+    import numpy as np
+
+    from mtl_tune.platform.sampling import epoch_schedule
+
+    config = _config(tiny_bert_dir, tiny_data_dir, sampling="temperature",
+                     sampling_temperature=4.0, max_examples=40)
+    trainer = Trainer(config, build_bundle(config).for_config(config))
+    # the trainer's steps are the temperature schedule of (seed, epoch), grouped into steps
+    drawn = epoch_schedule("temperature", {"sst": 5, "para": 5, "sts": 5},
+                           np.random.default_rng([0, 2, 1]), 2, 2, 4.0)
+    assert [t for step in trainer.epoch_steps(2) for t in step] == drawn
+    assert steps_of(drawn) == trainer.epoch_steps(2)

@@ -31,7 +31,8 @@ GOOD_TOP = 'name = "s"\ntrainables = ["it1-baseline"]\nsearch = "grid"'
 def test_builtin_specs_parse_and_count() -> None:
     counts = {name: trial_count(load_spec(name)) for name in BUILTIN}
     # every built-in spec validates, and its trial count is the grid / TPE budget it promises
-    assert counts == {"demo": 8, "paper-ablation": 21, "paper-search": 6, "search": 40}
+    assert counts == {"demo": 8, "paper-ablation": 21, "paper-search": 6, "search": 40,
+                      "extended-ablation": 33}
 
 
 def _tune_trials(spec: StudySpec) -> int:

@@ -25,7 +25,7 @@ def ray_local():
 
 def test_presets_are_cumulative() -> None:
     names = list(PRESETS)
-    # the seven iterations are registered under their stable names, in the paper's order
+    # the paper's seven iterations and four beyond it, under stable names, in order
     assert names == [
         "it1-baseline",
         "it2-dropout",
@@ -34,6 +34,10 @@ def test_presets_are_cumulative() -> None:
         "it5-pcgrad",
         "it6-balanced",
         "it7-cosrelu-tuned",
+        "it8-mean-pooling",
+        "it9-cross-encoder",
+        "it10-warmup-decay",
+        "it11-cagrad",
     ]
     changes = [
         {"pair_dropout": True},
@@ -42,6 +46,10 @@ def test_presets_are_cumulative() -> None:
         {"combine": "pcgrad"},
         {"sampling": "balanced"},
         {"sts_head": "cosine-relu", "lr": 1e-5, "dropout": 0.3},
+        {"pooling": "mean"},
+        {"pair_encoding": "cross"},
+        {"lr_schedule": "linear", "warmup_ratio": 0.1, "max_grad_norm": 1.0, "lr": 2e-4},
+        {"combine": "cagrad", "cagrad_c": 0.5},
     ]
     for previous, current, change in zip(names[:-1], names[1:], changes, strict=True):
         # each preset equals the previous one plus exactly its change
