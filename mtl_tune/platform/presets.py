@@ -78,7 +78,8 @@ _CHANGES: list[tuple[str, str, dict[str, Any]]] = [
     ),
     (
         "it11-cagrad",
-        "+ CAGrad, c = 0.5 (best on a 2,000-row dev screen at lr 2e-4: cagrad 0.713, famo "
+        "+ CAGrad, c = 0.5, in place of PCGrad (best on a 2,000-row dev screen at lr 2e-4: "
+        "cagrad 0.713, famo "
         "0.712, temperature sampling 0.710, it10 0.679; at lr 1e-4 uncertainty, SMART and "
         "head_hidden 256 trailed): 0.727 -> 0.729",
         {"combine": "cagrad", "cagrad_c": 0.5},
