@@ -23,6 +23,7 @@ from mtl_tune.reports._optuna import load_optuna_study, searched_params
 from mtl_tune.reports._output import FORMATS, ReportResult, check_formats, prepare_output
 from mtl_tune.reports._search import add_search_figures
 from mtl_tune.reports._selection import row_order
+from mtl_tune.reports._stats import BOOTSTRAP_FROM
 from mtl_tune.reports._study_notes import DAGGER_NOTE, error_notes, summary, unfinished_note
 from mtl_tune.reports._test_table import PREDICTIONS_DIR, evaluate_test_split
 from mtl_tune.reports._writer import ReportWriter
@@ -53,9 +54,10 @@ def _test_data_dir(
 def _dev_notes(info: StudyInfo, dev: pd.DataFrame, n_resamples: int, seed: int) -> list[str]:
     notes = [
         f"Each trial enters at its best epoch by dev {info.metric} ({info.mode}). Cells: mean ± "
-        "sample std (ddof=1) over the row's trials (seeds); the HTML page adds [95% CI], a "
-        f"percentile bootstrap of the mean over seeds ({n_resamples} resamples, seed {seed}), "
-        "and dev.csv holds every number at full precision.",
+        "sample std (ddof=1) over the row's trials (seeds); the HTML page adds [95% CI] of the "
+        f"mean over seeds: Student's t interval for rows of 2 to {BOOTSTRAP_FROM - 1} seeds, a "
+        f"BCa bootstrap from {BOOTSTRAP_FROM} seeds on ({n_resamples} resamples, seed {seed}); "
+        "dev.csv holds every number at full precision and each interval's method.",
         "Overall = (SST acc + PD acc + (STS r + 1) / 2) / 3, the course leaderboard's score; "
         "Mean (paper) = (SST acc + PD acc + STS r) / 3, the paper's \"Overall\" column.",
         f"Δ prev / Δ base: the row's mean dev {info.metric} minus the previous / first row's. "
@@ -146,7 +148,8 @@ def report_ablation(
 
     best = best_epochs(results, info.metric, info.mode)
     writer.figure("dev_scores", draw_score_bars(collect_score_bars(dev, best)),
-                  "Dev scores by iteration: mean over seeds, 95% bootstrap CI, one dot per seed")
+                  "Dev scores by iteration: mean over seeds, 95% CI (t below "
+                  f"{BOOTSTRAP_FROM} seeds, else BCa bootstrap), one dot per seed")
     writer.figure("learning_curves",
                   draw_learning_curves(collect_learning_curves(results, order), order),
                   "Dev learning curves by iteration (mean over seeds, band: ± sd)")

@@ -1,9 +1,10 @@
 """The dev table in the paper's shape: one row per model iteration, summarised over its seeds.
 
 Each trial enters with its best epoch by the study metric (dev `overall` by default); a row gives
-the mean, sample std and bootstrap CI over its trials of each metric, the change of the study
-metric's mean against the previous and the first row, and its best checkpoint (the best trial at
-its best epoch), which the test table evaluates and the paired bootstrap compares.
+the mean, sample std and 95% CI (t or BCa bootstrap, by seed count) over its trials of each
+metric, the change of the study metric's mean against the previous and the first row, and its
+best checkpoint (the best trial at its best epoch), which the test table evaluates and the
+paired bootstrap compares.
 """
 
 from __future__ import annotations
@@ -71,13 +72,14 @@ def dev_table(
         metric: The dev metric that picks each trial's best epoch and each row's best trial.
         mode: "max" or "min".
         descriptions: Trainable -> one-line description of what it changes.
-        n_resamples: Resamples of the bootstrap CI over seeds.
+        n_resamples: Resamples of the bootstrap CI over seeds (rows of 5 seeds or more).
         seed: Seed of that bootstrap.
 
     Returns:
         Columns `iteration`, `description`, `trials` (e.g. "2 done, 1 running"), `complete`
         (every trial finished), `n` (trials counted); for each metric of METRIC_KEYS its mean
-        under the metric's name and `<metric>_std`, `<metric>_ci_low`, `<metric>_ci_high`;
+        under the metric's name and `<metric>_std`, `<metric>_ci_low`, `<metric>_ci_high`,
+        `<metric>_ci_method`;
         `delta_prev` and `delta_base` (the study metric's mean minus the previous / first row's);
         `best_experiment`, `best_trial_id`, `best_epoch`, `best_value`, `best_checkpoint`.
     """
@@ -100,6 +102,7 @@ def dev_table(
             row[f"{key}_std"] = summary.std
             row[f"{key}_ci_low"] = summary.ci_low
             row[f"{key}_ci_high"] = summary.ci_high
+            row[f"{key}_ci_method"] = summary.method
         row.update(_best_checkpoint(results, mine, metric, mode))
         rows.append(row)
     table = pd.DataFrame(rows)

@@ -1,6 +1,6 @@
 """Numeric report tables -> tables of display strings, per output style (md, latex, html).
 
-Markdown and LaTeX give mean ± sample std; HTML adds the 95% bootstrap CI over seeds. Every
+Markdown and LaTeX give mean ± sample std; HTML adds the 95% CI of the mean over seeds. Every
 number is rounded to 3 decimals here and only here: the CSV files keep full precision.
 """
 

@@ -14,6 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mtl_tune.platform.metrics import METRIC_KEYS
+from mtl_tune.reports._stats import BOOTSTRAP_FROM
 from mtl_tune.studies import COUNTED
 
 TASK_LABELS = {
@@ -91,8 +92,8 @@ def draw_score_bars(data: ScoreBars) -> Figure:
         ax.set_xlabel("")
         ax.set_ylabel("dev score" if ax is axes[0] else "")
         ax.tick_params(axis="x", labelrotation=60)
-    figure.suptitle("Dev scores by iteration (bars: mean over seeds with 95% bootstrap CI; dots: "
-                    "seeds)")
+    figure.suptitle("Dev scores by iteration (bars: mean over seeds with 95% CI, t below "
+                    f"{BOOTSTRAP_FROM} seeds, else BCa bootstrap; dots: seeds)")
     return figure
 
 

@@ -1,11 +1,22 @@
-"""Summaries over seeds: mean, sample std and a seeded percentile-bootstrap CI of the mean."""
+"""Summaries over seeds: mean, sample std and a 95% interval of the mean that suits the count.
+
+With fewer than `BOOTSTRAP_FROM` seeds a bootstrap cannot make an interval (two values resample
+into little more than themselves), so the interval is Student's t (`scipy.stats.t`); from
+`BOOTSTRAP_FROM` seeds on it is a seeded BCa bootstrap (`scipy.stats.bootstrap`).
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
+
+BOOTSTRAP_FROM = 5  # seeds from which the interval is a bootstrap rather than a t-interval
+T_INTERVAL = "t"
+BCA_BOOTSTRAP = "BCa bootstrap"
 
 
 @dataclass(frozen=True)
@@ -13,8 +24,9 @@ class SeedSummary:
     n: int
     mean: float  # nan when n == 0
     std: float  # sample std (ddof=1); nan when n < 2
-    ci_low: float  # percentile bootstrap of the mean; nan when n < 2
+    ci_low: float  # the interval of the mean; nan when n < 2
     ci_high: float
+    method: str = ""  # T_INTERVAL or BCA_BOOTSTRAP; "" without an interval
 
 
 def summarize_seeds(
@@ -23,16 +35,17 @@ def summarize_seeds(
     seed: int = 0,
     level: float = 0.95,
 ) -> SeedSummary:
-    """Mean, sample std and a `level` percentile-bootstrap CI of the mean over seeds.
+    """Mean, sample std and a `level` interval of the mean over seeds.
 
     Args:
         values: One value per seed (finite).
-        n_resamples: Bootstrap resamples (drawn with replacement, vectorised).
+        n_resamples: Resamples of the bootstrap (from `BOOTSTRAP_FROM` seeds on).
         seed: Seed of the resampling, so a report is reproducible.
         level: Coverage of the interval.
 
     Returns:
-        The summary; std and interval are nan with fewer than two values.
+        The summary: a t-interval for 2 to `BOOTSTRAP_FROM - 1` seeds, a BCa bootstrap from
+        `BOOTSTRAP_FROM` on; std and interval are nan with fewer than two values.
     """
     if not 0.0 < level < 1.0:
         raise ValueError(f"`0 < level < 1` must hold, but got level={level}")
@@ -40,13 +53,21 @@ def summarize_seeds(
         raise ValueError(f"`n_resamples >= 1` must hold, but got n_resamples={n_resamples}")
     data = np.asarray(values, dtype=float)
     n = len(data)
+    nan = float("nan")
     if n == 0:
-        return SeedSummary(0, float("nan"), float("nan"), float("nan"), float("nan"))
+        return SeedSummary(0, nan, nan, nan, nan)
     mean = float(data.mean())
     if n < 2:
-        return SeedSummary(1, mean, float("nan"), float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    means = data[rng.integers(0, n, size=(n_resamples, n))].mean(axis=1)
-    tail = (1.0 - level) / 2.0 * 100.0
-    low, high = np.percentile(means, [tail, 100.0 - tail])
-    return SeedSummary(n, mean, float(data.std(ddof=1)), float(low), float(high))
+        return SeedSummary(1, mean, nan, nan, nan)
+    std = float(data.std(ddof=1))
+    if n < BOOTSTRAP_FROM:
+        half = float(stats.t.ppf(0.5 + level / 2, df=n - 1)) * std / math.sqrt(n)
+        return SeedSummary(n, mean, std, mean - half, mean + half, T_INTERVAL)
+    if std == 0.0:  # every seed alike: the bootstrap distribution is a point
+        return SeedSummary(n, mean, std, mean, mean, BCA_BOOTSTRAP)
+    result = stats.bootstrap(
+        (data,), np.mean, confidence_level=level, n_resamples=n_resamples, method="BCa",
+        rng=np.random.default_rng(seed),
+    )
+    interval = result.confidence_interval
+    return SeedSummary(n, mean, std, float(interval.low), float(interval.high), BCA_BOOTSTRAP)

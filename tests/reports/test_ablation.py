@@ -1,4 +1,5 @@
 import csv
+import math
 import statistics
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -7,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from ray.tune import ExperimentAnalysis
+from scipy import stats
 
 from mtl_tune.exceptions import MtlTuneError
 from mtl_tune.platform.checkpoint import PREDICTIONS_FILE, read_predictions
@@ -64,9 +66,11 @@ def test_dev_table_numbers_equal_trial_results(report: ReportResult, study: Path
             assert dev.loc[name, key] == pytest.approx(mean, abs=1e-12)
             # the sample standard deviation (ddof=1) over seeds
             assert dev.loc[name, f"{key}_std"] == pytest.approx(std, abs=1e-12)
-            # the bootstrap CI of the mean lies within the seeds' range and holds the mean
-            assert min(values) - 1e-12 <= dev.loc[name, f"{key}_ci_low"] <= mean + 1e-12
-            assert mean - 1e-12 <= dev.loc[name, f"{key}_ci_high"] <= max(values) + 1e-12
+            # two seeds: the CI of the mean is Student's t interval around it
+            half = stats.t.ppf(0.975, df=len(values) - 1) * std / math.sqrt(len(values))
+            assert dev.loc[name, f"{key}_ci_low"] == pytest.approx(mean - half, abs=1e-12)
+            assert dev.loc[name, f"{key}_ci_high"] == pytest.approx(mean + half, abs=1e-12)
+            assert dev.loc[name, f"{key}_ci_method"] == "t"
             line = next(li for li in markdown.splitlines() if li.startswith(f"| {name} |"))
             # the Markdown cell shows that mean ± std, rounded
             assert f"{mean:.3f} ± {std:.3f}" in line

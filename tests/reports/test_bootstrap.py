@@ -82,14 +82,37 @@ def test_significance_marks(p: float, mark: str) -> None:
     assert significance_mark(p) == mark
 
 
-def test_seed_summary_mean_std_and_interval() -> None:
+def test_seed_summary_mean_std_and_t_interval() -> None:
+    from scipy import stats
+
     values = [0.41, 0.43, 0.40, 0.47]
     summary = summarize_seeds(values, n_resamples=2000, seed=0)
     # mean and sample std (ddof=1) over seeds
     assert (summary.mean, summary.std) == pytest.approx(
         (statistics.fmean(values), statistics.stdev(values)))
-    # the percentile interval of the mean holds the mean, within the values' range
-    assert min(values) <= summary.ci_low <= summary.mean <= summary.ci_high <= max(values)
+    # under 5 seeds the interval is Student's t, scipy's own, wider than the values' range
+    expected = stats.t.interval(0.95, df=3, loc=summary.mean, scale=stats.sem(values))
+    assert (summary.method, (summary.ci_low, summary.ci_high)) == ("t", pytest.approx(expected))
+    two = summarize_seeds([0.328, 0.357])
+    # two seeds: mean +- 12.71 x std / sqrt(2), not the two values themselves
+    assert (two.ci_low, two.ci_high) == pytest.approx(
+        stats.t.interval(0.95, df=1, loc=0.3425, scale=stats.sem([0.328, 0.357])))
+    assert two.ci_low < 0.328 - 0.1 and two.ci_high > 0.357 + 0.1
     single = summarize_seeds([0.5])
     # one seed: a mean but no spread
     assert single.mean == 0.5 and np.isnan(single.std) and np.isnan(single.ci_low)
+
+
+def test_seed_summary_bootstraps_from_five_seeds() -> None:
+    from scipy import stats
+
+    values = [0.41, 0.43, 0.40, 0.47, 0.45, 0.44]
+    summary = summarize_seeds(values, n_resamples=999, seed=3)
+    # from 5 seeds on: scipy's BCa bootstrap with the same resamples and seed
+    expected = stats.bootstrap((np.asarray(values),), np.mean, n_resamples=999, method="BCa",
+                               rng=np.random.default_rng(3)).confidence_interval
+    assert summary.method == "BCa bootstrap"
+    assert (summary.ci_low, summary.ci_high) == pytest.approx((expected.low, expected.high))
+    # seeds that agree exactly give a point interval rather than scipy's degenerate warning
+    same = summarize_seeds([0.4] * 5)
+    assert (same.ci_low, same.ci_high, same.method) == (0.4, 0.4, "BCa bootstrap")
