@@ -229,8 +229,11 @@ def restore_trainer(trainer: Trainer, folder: Path) -> None:
             trainer.scheduler.load_state_dict(saved["scheduler"])
         trainer.combination.load_state_dict(saved.get("combination", {}))
     except (RuntimeError, ValueError, KeyError) as err:
-        raise CheckpointError(f"{folder / OPTIMIZER_FILE} cannot be loaded into this run's "
-                              f"optimizer ({err}); resume from another checkpoint") from None
+        raise CheckpointError(
+            f"{folder / OPTIMIZER_FILE} cannot be loaded into this run's optimizer ({err}); "
+            f"resume with the config its {STATE_FILE} records (e.g. the same `combine`), or "
+            "from another checkpoint"
+        ) from None
     trainer.epochs_done = int(state["epochs_done"])
     trainer.best_overall = float(state["best_overall"])
     trainer.patience_reference = float(state.get("patience_reference", trainer.best_overall))

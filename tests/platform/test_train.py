@@ -62,8 +62,9 @@ def test_restored_run_matches_uninterrupted(
     uninterrupted = straight.run_epoch(2).metrics
     # the schedule, the learned task weights and the combination's state are all restored
     keys = [k for k in uninterrupted if k.startswith(("task_weight_", "lr"))]
-    if recipe != "pcgrad":
-        assert keys
+    learned = {"uncertainty-cosine", "famo-temperature"}  # combinations with task weights
+    expected = {f"task_weight_{t}" for t in ("sst", "para", "sts")} if recipe in learned else set()
+    assert set(keys) == {"lr", *expected}
 
     first = Trainer(config, splits)
     result = first.run_epoch(1)
@@ -304,3 +305,19 @@ def test_temperature_sampling_draws_the_configured_schedule(
                            np.random.default_rng([0, 2, 1]), 2, 2, 4.0)
     assert [t for step in trainer.epoch_steps(2) for t in step] == drawn
     assert steps_of(drawn) == trainer.epoch_steps(2)
+
+
+def test_checkpoint_of_another_combination_is_refused(
+    tiny_bert_dir: Path, tiny_data_dir: Path, tmp_path: Path
+) -> None:
+    config = _config(tiny_bert_dir, tiny_data_dir, epochs=2)
+    splits = build_bundle(config).for_config(config)
+    trainer = Trainer(config, splits)
+    trainer.run_epoch(1)
+    save_checkpoint(trainer, tmp_path / "ckpt", {})
+    # uncertainty weighting adds a parameter group (its log-variances) that a sum run never had
+    other = Trainer(config.replace(combine="uncertainty"), splits)
+    with pytest.raises(CheckpointError, match=r"optimizer.pt cannot be loaded into this run's "
+                       r"optimizer .*; resume with the config its trainer_state.json records "
+                       r"\(e.g. the same `combine`\), or from another checkpoint"):
+        restore_trainer(other, tmp_path / "ckpt")
