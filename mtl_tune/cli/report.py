@@ -16,7 +16,9 @@ ReportOut = Annotated[
     Path | None,
     typer.Option(help="Report folder (default: a new one under the study's reports/)."),
 ]
-FormatsOption = Annotated[str, typer.Option(help="Comma-separated: md,latex,csv,html.")]
+FormatsOption = Annotated[
+    str, typer.Option("--format", "--formats", help="Comma-separated: md,latex,csv,html.")
+]
 ForceOption = Annotated[bool, typer.Option(help="Write into a non-empty --out folder.")]
 
 
@@ -38,14 +40,22 @@ def ablation(
             "(default: the study's)."
         ),
     ] = None,
-    resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 2000,
-    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples and permutations.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Bootstrap and permutation seed.")] = 0,
+    seeds_advice: Annotated[
+        bool,
+        typer.Option(help="Write no report: print the seeds each change needs (80% power) and "
+                     "the `study launch` that runs them."),
+    ] = False,
 ) -> None:
     """Dev and test tables in the paper's shape, significance, figures and an HTML page."""
     from mtl_tune.reports import report_ablation
     from mtl_tune.studies import existing_study, storage_root
 
     folder = existing_study(storage_root(storage), name)
+    if seeds_advice:
+        _print_seeds_advice(folder)
+        return
     result = report_ablation(
         folder, out, _formats(formats), force, data_dir, n_resamples=resamples, seed=seed
     )
@@ -70,9 +80,12 @@ def search(
 
 
 def _print(result: Any) -> None:
-    for label, table in result.tables.items():
-        typer.echo(f"\n{label}:")
-        typer.echo(table.to_string(index=False))
-    for note in result.notes:
-        typer.echo(f"note: {note}")
-    typer.echo(f"\nreport written to {result.folder}")
+    from mtl_tune.reports import report_text, terminal_width
+
+    typer.echo(report_text(result, terminal_width()))
+
+
+def _print_seeds_advice(folder: Path) -> None:
+    from mtl_tune.reports import advice_text, seeds_advice
+
+    typer.echo(advice_text(seeds_advice(folder)))

@@ -38,6 +38,11 @@ def launch(
     gpus_per_trial: Annotated[
         float | None, typer.Option(help="GPUs per trial (0.25 packs four trials on a GPU).")
     ] = None,
+    seeds: Annotated[
+        int | None,
+        typer.Option(help="Seeds per configuration (default: the spec's `seeds`); the first "
+                     "is the `seed` key (--set seed=K), the others follow it."),
+    ] = None,
     sets: SetOption = None,
     data_dir: DataDirOption = None,
     optuna_storage: Annotated[
@@ -53,7 +58,7 @@ def launch(
     """Launch a study: resolve the spec, read the data once, run the trials on Ray Tune."""
     from mtl_tune.studies import describe, launch_spec, launch_study, storage_root
 
-    plan = launch_spec(spec, parse_sets(sets), data_dir, name, gpus_per_trial)
+    plan = launch_spec(spec, parse_sets(sets), data_dir, name, gpus_per_trial, seeds)
     if dry_run:
         typer.echo(json.dumps(describe(plan.spec), indent=2, default=str))
         return
@@ -74,7 +79,7 @@ def _optuna_url(value: str | None) -> str | None:
 
 def _print_outcome(outcome: Any, root: Path, name: str) -> None:
     """The trial table and a summary; exit 1 if trials errored, 130 if interrupted."""
-    from mtl_tune.studies import study_status
+    from mtl_tune.studies import next_commands, resume_command, study_status
 
     typer.echo(table(study_status(root, name).to_dict("records")))
     finished = outcome.trials - outcome.errors - outcome.unfinished
@@ -85,7 +90,7 @@ def _print_outcome(outcome: Any, root: Path, name: str) -> None:
     )
     _print_disk(root, name)
     if outcome.unfinished:
-        typer.echo(f"interrupted; continue the study with:\n  {_resume_command(root, name)}",
+        typer.echo(f"interrupted; continue the study with:\n  {resume_command(root, name)}",
                    err=True)
         raise typer.Exit(130)
     if outcome.errors:
@@ -93,14 +98,9 @@ def _print_outcome(outcome: Any, root: Path, name: str) -> None:
         for path in outcome.error_files:
             typer.echo(f"  {path}", err=True)
         raise typer.Exit(1)
-
-
-def _resume_command(root: Path, name: str) -> str:
-    from mtl_tune.studies import read_meta, study_folder
-
-    address = read_meta(study_folder(root, name)).get("address", "")
-    cluster = f" --address {address}" if address and address != "local" else ""
-    return f"mtl-tune study resume {name} --storage {root}{cluster}"
+    typer.echo("next:")
+    for command in next_commands(root, name):
+        typer.echo(f"  {command}")
 
 
 def _print_disk(root: Path, name: str) -> None:
@@ -133,7 +133,13 @@ def resume(
 @app.command("status")
 def status(name: NameArgument, storage: StorageOption = None) -> None:
     """One row per trial: state, config, epochs done, best dev metrics; the best marked *."""
-    from mtl_tune.studies import INTERRUPTED, storage_root, study_driver, study_status
+    from mtl_tune.studies import (
+        INTERRUPTED,
+        resume_command,
+        storage_root,
+        study_driver,
+        study_status,
+    )
 
     root = storage_root(storage)
     trials = study_status(root, name)
@@ -143,7 +149,7 @@ def status(name: NameArgument, storage: StorageOption = None) -> None:
         typer.echo(f"running: driver {driver.describe()}")
     elif len(trials) and (trials["state"] == INTERRUPTED).any():
         typer.echo(f"no driver runs this study: it stopped before finishing; continue it with:"
-                   f"\n  {_resume_command(root, name)}")
+                   f"\n  {resume_command(root, name)}")
     _print_disk(root, name)
 
 

@@ -7,7 +7,6 @@ separate functions (`collect_*`, `draw_*`).
 """
 
 from mtl_tune.reports._ablation import report_ablation
-from mtl_tune.reports._bootstrap import PairedBootstrap, paired_bootstrap, significance_mark
 from mtl_tune.reports._dev_table import add_significance, dev_table
 from mtl_tune.reports._environment import Usage, usage
 from mtl_tune.reports._figures import (
@@ -18,6 +17,7 @@ from mtl_tune.reports._figures import (
     draw_score_bars,
 )
 from mtl_tune.reports._output import FORMATS, ReportResult
+from mtl_tune.reports._paired import PairedComparison, holm, paired_comparison, significance_mark
 from mtl_tune.reports._search import report_search, top_configurations
 from mtl_tune.reports._search_figures import (
     collect_history,
@@ -26,18 +26,22 @@ from mtl_tune.reports._search_figures import (
     draw_importances,
     draw_param_effects,
 )
+from mtl_tune.reports._seeds_advice import SeedsAdvice, advice_text, seeds_advice
 from mtl_tune.reports._selection import status_label
-from mtl_tune.reports._stats import SeedSummary, summarize_seeds
+from mtl_tune.reports._stats import SeedSummary, seeds_for_power, summarize_seeds
+from mtl_tune.reports._terminal import fit_table, report_text, terminal_width
 from mtl_tune.reports._test_table import evaluate_test_split
 
 __all__ = [
     "FORMATS",
-    "PairedBootstrap",
+    "PairedComparison",
     "ReportResult",
     "ScoreBars",
     "SeedSummary",
+    "SeedsAdvice",
     "Usage",
     "add_significance",
+    "advice_text",
     "collect_history",
     "collect_learning_curves",
     "collect_param_effects",
@@ -49,12 +53,18 @@ __all__ = [
     "draw_param_effects",
     "draw_score_bars",
     "evaluate_test_split",
-    "paired_bootstrap",
+    "fit_table",
+    "holm",
+    "paired_comparison",
     "report_ablation",
     "report_search",
+    "report_text",
+    "seeds_advice",
+    "seeds_for_power",
     "significance_mark",
     "status_label",
     "summarize_seeds",
+    "terminal_width",
     "top_configurations",
     "usage",
 ]

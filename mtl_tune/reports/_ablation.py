@@ -9,9 +9,8 @@ import pandas as pd
 
 from mtl_tune.exceptions import ConfigError, DataError
 from mtl_tune.platform.config import DATA_ENV
-from mtl_tune.reports._bootstrap import MARK_LEGEND
 from mtl_tune.reports._dev_table import add_significance, dev_table
-from mtl_tune.reports._display import dev_display, heldout_display
+from mtl_tune.reports._display import dev_display, heldout_display, published_display
 from mtl_tune.reports._environment import environment
 from mtl_tune.reports._figures import (
     collect_learning_curves,
@@ -21,9 +20,11 @@ from mtl_tune.reports._figures import (
 )
 from mtl_tune.reports._optuna import load_optuna_study, searched_params
 from mtl_tune.reports._output import FORMATS, ReportResult, check_formats, prepare_output
+from mtl_tune.reports._paired import MARK_LEGEND
+from mtl_tune.reports._published import SOURCE, published_table
 from mtl_tune.reports._search import add_search_figures
 from mtl_tune.reports._selection import row_order
-from mtl_tune.reports._stats import BOOTSTRAP_FROM
+from mtl_tune.reports._stats import ALPHA, BOOTSTRAP_FROM, POWER
 from mtl_tune.reports._study_notes import DAGGER_NOTE, error_notes, summary, unfinished_note
 from mtl_tune.reports._test_table import PREDICTIONS_DIR, evaluate_test_split
 from mtl_tune.reports._writer import ReportWriter
@@ -61,11 +62,17 @@ def _dev_notes(info: StudyInfo, dev: pd.DataFrame, n_resamples: int, seed: int) 
         "Overall = (SST acc + PD acc + (STS r + 1) / 2) / 3, the course leaderboard's score; "
         "Mean (paper) = (SST acc + PD acc + STS r) / 3, the paper's \"Overall\" column.",
         f"Δ prev / Δ base: the row's mean dev {info.metric} minus the previous / first row's. "
-        "The mark on Δ prev is a paired bootstrap over the dev examples between this row's best "
-        "checkpoint and the previous row's (the same resampled example indices for both; "
-        f"statistic: the difference in overall; {n_resamples} resamples, seed {seed}; "
-        f"two-sided p in the p column): {MARK_LEGEND}. It measures the spread over examples of "
-        "the two best checkpoints, not the spread over seeds.",
+        "The mark on Δ prev tests the row's best checkpoint against the previous row's on the "
+        "dev examples: a paired permutation test (each example's two predictions swapped at "
+        f"random; statistic: the difference in overall; {n_resamples} permutations, seed {seed}), "
+        "its p-values Holm-Bonferroni adjusted over all the table's comparisons (p (Holm); raw p "
+        f"and a paired bootstrap interval of the difference in dev.csv): {MARK_LEGEND}. It "
+        "measures the spread over examples of the two best checkpoints, not over seeds.",
+        f"Seeds {POWER:.0%}: seeds per row that a two-sample comparison of seed means needs to "
+        f"detect the row's Δ prev with {POWER:.0%} power at two-sided α = {ALPHA}: "
+        "n = 2 (z(1-α/2) + z(power))² σ² / Δ², σ the pooled seed sd of the two rows (blank "
+        "below 2 seeds each). A row needing more seeds than it has is not settled; "
+        "`mtl-tune report ablation NAME --seeds-advice` prints the launch that adds them.",
     ]
     if not dev["complete"].all():
         notes.append(DAGGER_NOTE)
@@ -121,15 +128,32 @@ def report_ablation(
     dev, significance_notes = add_significance(dev, n_resamples, seed)
     writer.table("dev", "Dev table", dev, lambda style: dev_display(dev, style),
                  _dev_notes(info, dev, n_resamples, seed) + significance_notes)
+    published = published_table(dev)
+    if published is not None:
+        writer.table(
+            "published", "Beside the paper", published,
+            lambda style: published_display(published, style),
+            [f"Published: {SOURCE}; its \"Overall\" is our Mean (paper) (Mean: the plain mean "
+             "of SST, PD and STS). Shown for comparison only: no published number enters our "
+             "statistics. Δ: Mean minus the previous row's of this table; Same sign: our Δ goes "
+             "the paper's way."],
+        )
 
     test_folder, missing = _test_data_dir(data_dir, info, dev, results)
     notes = [*info.notes, *error_notes(results)]
     if test_folder is not None:
-        test = evaluate_test_split(dev, test_folder, folder, info.metric, device=device)
+        test = evaluate_test_split(dev, test_folder, folder, info.metric, device=device,
+                                   study=info.folder)
         test_notes = [
             f"Each row: its best checkpoint by dev {info.metric} over its trials (the dev "
             f"table's best trial at its best epoch), evaluated on the test split of {test_folder}."
         ]
+        if test["cached"].any():
+            test_notes.append(
+                f"{int(test['cached'].sum())} of {len(test)} checkpoints' test scores were read "
+                "from the study's cache (cache/test-scores/, keyed by trial, epoch and the test "
+                "files' hash), not re-scored."
+            )
         if not test["labeled"].all():
             test_notes.append(
                 "Where the test files have no labels the scores are empty; each row's course "

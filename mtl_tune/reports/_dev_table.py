@@ -4,7 +4,7 @@ Each trial enters with its best epoch by the study metric (dev `overall` by defa
 the mean, sample std and 95% CI (t or BCa bootstrap, by seed count) over its trials of each
 metric, the change of the study metric's mean against the previous and the first row, and its
 best checkpoint (the best trial at its best epoch), which the test table evaluates and the
-paired bootstrap compares.
+paired permutation test compares; and how many seeds a row would need to settle its change.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from mtl_tune.platform.checkpoint import PREDICTIONS_FILE, read_predictions
 from mtl_tune.platform.metrics import METRIC_KEYS
-from mtl_tune.reports._bootstrap import paired_bootstrap
+from mtl_tune.reports._paired import holm, paired_comparison, significance_mark
 from mtl_tune.reports._selection import status_label
-from mtl_tune.reports._stats import summarize_seeds
+from mtl_tune.reports._stats import seeds_for_power, summarize_seeds
 from mtl_tune.studies import TRIAL_KEYS, best_epochs
 
 logger = logging.getLogger(__name__)
@@ -81,11 +82,12 @@ def dev_table(
         under the metric's name and `<metric>_std`, `<metric>_ci_low`, `<metric>_ci_high`,
         `<metric>_ci_method`;
         `delta_prev` and `delta_base` (the study metric's mean minus the previous / first row's);
+        `seeds_needed` (seeds per row to detect `delta_prev` at 80% power, `seeds_for_power`);
         `best_experiment`, `best_trial_id`, `best_epoch`, `best_value`, `best_checkpoint`.
     """
     best = best_epochs(results, metric, mode)
     statuses = results.drop_duplicates(TRIAL_KEYS)[["trainable", "status"]]
-    rows = []
+    rows, seed_values = [], []
     for name in order:
         mine = best[best["trainable"] == name]
         labels = statuses.loc[statuses["trainable"] == name, "status"].tolist()
@@ -103,6 +105,7 @@ def dev_table(
             row[f"{key}_ci_low"] = summary.ci_low
             row[f"{key}_ci_high"] = summary.ci_high
             row[f"{key}_ci_method"] = summary.method
+        seed_values.append(mine[metric].astype(float).to_numpy())
         row.update(_best_checkpoint(results, mine, metric, mode))
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -110,6 +113,12 @@ def dev_table(
     table.insert(table.columns.get_loc("best_experiment"), "delta_prev", values - values.shift(1))
     base = values.iloc[0] if len(values) else np.nan
     table.insert(table.columns.get_loc("best_experiment"), "delta_base", values - base)
+    deltas = table["delta_prev"].tolist()[1:]
+    needed = [np.nan] + [
+        seeds_for_power(float(delta), seed_values[i], seed_values[i + 1])
+        for i, delta in enumerate(deltas)
+    ]
+    table.insert(table.columns.get_loc("best_experiment"), "seeds_needed", needed[: len(table)])
     table["best_epoch"] = table["best_epoch"].astype("Int64")
     return table
 
@@ -117,23 +126,27 @@ def dev_table(
 def add_significance(
     table: pd.DataFrame, n_resamples: int = 2000, seed: int = 0
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Adds the paired bootstrap of each row's best checkpoint against the previous row's.
+    """Compares each row's best checkpoint with the previous row's over the dev examples.
 
     Returns:
         The table with `diff_prev` (overall difference on the dev examples), `diff_ci_low`,
-        `diff_ci_high`, `p_value` and `mark` ("*", "**" or ""), and notes on rows skipped.
+        `diff_ci_high` (paired bootstrap), `p_value` (paired permutation test), `p_holm` (Holm
+        over every comparison of the table) and `mark` ("*", "**" or "", from `p_holm`), and
+        notes on rows skipped.
     """
     columns: dict[str, list[Any]] = {
-        k: [] for k in ("diff_prev", "diff_ci_low", "diff_ci_high", "p_value", "mark")
+        k: [] for k in ("diff_prev", "diff_ci_low", "diff_ci_high", "p_value")
     }
     notes: list[str] = []
     previous, previous_checkpoint = None, None
-    for position, row in enumerate(table.itertuples(index=False)):
+    rows = list(table.itertuples(index=False))
+    for position, row in enumerate(tqdm(rows, desc="significance", unit="row", disable=None,
+                                        leave=False)):
         current = _dev_predictions(row.best_checkpoint)
         result = None
         if position > 0 and previous is not None and current is not None:
             try:
-                result = paired_bootstrap(previous, current, n_resamples, seed)
+                result = paired_comparison(previous, current, n_resamples, seed)
             except ValueError as err:
                 notes.append(f"{row.iteration}: no significance test ({err})")
         elif position > 0 and isinstance(row.best_checkpoint, str) and previous_checkpoint:
@@ -145,10 +158,11 @@ def add_significance(
         columns["diff_ci_low"].append(np.nan if result is None else result.ci_low)
         columns["diff_ci_high"].append(np.nan if result is None else result.ci_high)
         columns["p_value"].append(np.nan if result is None else result.p_value)
-        columns["mark"].append("" if result is None else result.mark)
         previous = current
         previous_checkpoint = row.best_checkpoint if isinstance(row.best_checkpoint, str) else None
-    return table.assign(**columns), notes
+    adjusted = holm(columns["p_value"])
+    marks = ["" if np.isnan(p) else significance_mark(float(p)) for p in adjusted]
+    return table.assign(**columns, p_holm=adjusted, mark=marks), notes
 
 
 def _dev_predictions(checkpoint: Any) -> Mapping[str, Any] | None:

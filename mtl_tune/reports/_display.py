@@ -25,6 +25,12 @@ METRIC_LABELS = {
 DAGGER = "†"
 
 
+def metric_columns(frame: pd.DataFrame) -> list[str]:
+    """The display columns of a metric (higher is better): "SST Dev", "Mean (paper)", ..."""
+    labels = tuple(METRIC_LABELS.values())
+    return [str(c) for c in frame.columns if str(c).startswith(labels)]
+
+
 def _check(style: str) -> None:
     if style not in STYLES:
         raise ValueError(f"style must be one of {STYLES}, but got {style!r}")
@@ -44,6 +50,12 @@ def p_text(value: Any) -> str:
     if _missing(value):
         return "–"
     return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def seeds_text(value: Any) -> str:
+    if _missing(value):
+        return "–"
+    return "∞" if math.isinf(value) else str(int(value))
 
 
 def param_text(value: Any) -> str:
@@ -93,8 +105,9 @@ def dev_display(dev: pd.DataFrame, style: str, split: str = "Dev") -> pd.DataFra
         delta = number(row.delta_prev, signed=True)
         out["Δ prev"] = f"{delta} {mark}".strip() if mark else delta
         out["Δ base"] = number(row.delta_base, signed=True)
-        if hasattr(row, "p_value"):
-            out["p (vs prev)"] = p_text(row.p_value)
+        if hasattr(row, "p_holm"):
+            out["p (Holm)"] = p_text(row.p_holm)
+        out["Seeds 80%"] = seeds_text(row.seeds_needed)
         rows.append(out)
     return _frame(rows, style)
 
@@ -113,6 +126,26 @@ def heldout_display(test: pd.DataFrame, style: str) -> pd.DataFrame:
         out["Δ base"] = number(row.delta_base, signed=True)
         out["Note"] = str(row.note)
         rows.append(out)
+    return _frame(rows, style)
+
+
+def published_display(table: pd.DataFrame, style: str) -> pd.DataFrame:
+    """Ours beside the paper's published dev scores, and whether each Δ has the paper's sign."""
+    _check(style)
+    rows = []
+    for row in table.itertuples(index=False):
+        same = "–" if _missing(row.same_sign) else ("yes" if row.same_sign else "no")
+        rows.append({
+            "Iteration": str(row.iteration),
+            "SST published": number(row.sst_acc),
+            "PD published": number(row.para_acc),
+            "STS published": number(row.sts_corr),
+            "Mean published": number(row.mean_score),
+            "Mean ours": number(row.ours_mean_score),
+            "Δ published": number(row.published_delta, signed=True),
+            "Δ ours": number(row.ours_delta, signed=True),
+            "Same sign": same,
+        })
     return _frame(rows, style)
 
 

@@ -110,17 +110,25 @@ def collect_learning_curves(results: pd.DataFrame, order: Sequence[str]) -> pd.D
     return long.dropna(subset=["value"]).reset_index(drop=True)
 
 
+DODGE = 0.05  # epochs between neighbouring iterations' points in the learning curves
+
+
 def draw_learning_curves(data: pd.DataFrame, order: Sequence[str]) -> Figure:
     """One panel per metric: the dev score by epoch, a line per iteration (band: ± sd)."""
     import seaborn as sns
 
     metrics = [TASK_LABELS[k] for k in CURVE_METRICS]
     hue_order = [name for name in order if name in set(data["iteration"])]
+    # iterations with equal scores would draw one line over another: each is shifted a little
+    # along x (dodged) and has its own marker and dash
+    shift = {name: (i - (len(hue_order) - 1) / 2) * DODGE for i, name in enumerate(hue_order)}
+    data = data.assign(x=data["epoch"] + data["iteration"].map(shift).fillna(0.0))
     figure, axes = new_figure(len(metrics))
     for ax, metric in zip(axes, metrics, strict=True):
-        sns.lineplot(data=data[data["metric"] == metric], x="epoch", y="value", hue="iteration",
-                     hue_order=hue_order, errorbar="sd", marker="o", ax=ax,
-                     legend=ax is axes[-1])
+        sns.lineplot(data=data[data["metric"] == metric], x="x", y="value", hue="iteration",
+                     hue_order=hue_order, style="iteration", style_order=hue_order,
+                     markers=True, dashes=True, errorbar="sd", ax=ax, legend=ax is axes[-1])
+        ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.set_ylabel("dev score" if ax is axes[0] else "")
         epochs = sorted(set(data["epoch"]))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import re
 
 import pandas as pd
@@ -62,11 +61,54 @@ def latex_table(frame: pd.DataFrame, caption: str, label: str, notes: list[str])
     return body
 
 
-def html_table(frame: pd.DataFrame) -> str:
-    """An HTML table of escaped text cells."""
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    rows = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
-        for row in frame.itertuples(False)
+_NUMBER = re.compile(r"^[-+<–∞]?\s?[\d.]*$|^[-+]?\d")  # "0.512 ± 0.010", "+0.043", "–", "< 0.001"
+_LEADING = re.compile(r"^[-+]?\d+(\.\d+)?")
+WRAPPING = ("Change", "Note", "Description")  # long text columns; every other cell stays on a line
+
+
+def numeric_columns(frame: pd.DataFrame) -> list[str]:
+    """The columns whose every cell is a number (or a number ± spread, or "–")."""
+    return [
+        str(c) for c in frame.columns
+        if len(frame) and all(_NUMBER.match(str(v)) for v in frame[c])
+    ]
+
+
+def _leading(value: object) -> float:
+    match = _LEADING.match(str(value))
+    return float(match.group()) if match else float("nan")
+
+
+def best_cells(frame: pd.DataFrame, columns: list[str]) -> dict[str, list[int]]:
+    """Per column, the row positions holding its highest leading number (ties: all of them)."""
+    out = {}
+    for column in columns:
+        values = [_leading(v) for v in frame[column]]
+        finite = [v for v in values if v == v]
+        if len(finite) > 1:
+            top = max(finite)
+            out[column] = [i for i, v in enumerate(values) if v == top]
+    return out
+
+
+def html_table(frame: pd.DataFrame, table_id: str = "t", best: list[str] | None = None) -> str:
+    """An HTML table through pandas' Styler: text escaped, numbers right-aligned, no cell but
+    long text wrapped, and the highest value of each `best` column in bold."""
+    numbers = numeric_columns(frame)
+    marked = best_cells(frame, [c for c in best or [] if c in numbers])
+
+    def bold(column: pd.Series) -> list[str]:
+        rows = marked.get(str(column.name), [])
+        return ["font-weight: bold" if i in rows else "" for i in range(len(column))]
+
+    styler = (
+        frame.style.hide(axis="index")
+        .set_uuid(table_id)
+        .set_table_attributes('class="data"')
+        .format(escape="html")
+        .set_properties(subset=numbers, **{"text-align": "right"})
+        .set_properties(subset=[c for c in frame.columns if c not in WRAPPING],
+                        **{"white-space": "nowrap"})
+        .apply(bold, axis=0)
     )
-    return f'<table class="data"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+    return styler.to_html()

@@ -29,6 +29,10 @@ class ReportResult:
     figures: dict[str, Path]  # name -> PNG file (an SVG file lies beside it)
     files: list[Path]  # every file written, figures and leaderboard files included
     notes: list[str] = field(default_factory=list)  # the footnotes the report carries
+    # name -> (title, display strings as in report.md), for a terminal
+    displays: dict[str, tuple[str, pd.DataFrame]] = field(default_factory=dict)
+    remarks: list[str] = field(default_factory=list)  # the notes not tied to a table
+    page: Path | None = None  # the file to open: report.html, else report.md
 
 
 def check_formats(formats: tuple[str, ...] | list[str]) -> tuple[str, ...]:

@@ -3,6 +3,9 @@
 With fewer than `BOOTSTRAP_FROM` seeds a bootstrap cannot make an interval (two values resample
 into little more than themselves), so the interval is Student's t (`scipy.stats.t`); from
 `BOOTSTRAP_FROM` seeds on it is a seeded BCa bootstrap (`scipy.stats.bootstrap`).
+
+`seeds_for_power` says how many seeds per row a two-sample comparison of seed means needs to
+detect an observed difference, so a reader knows which changes are settled.
 """
 
 from __future__ import annotations
@@ -71,3 +74,33 @@ def summarize_seeds(
     )
     interval = result.confidence_interval
     return SeedSummary(n, mean, std, float(interval.low), float(interval.high), BCA_BOOTSTRAP)
+
+
+POWER = 0.8
+ALPHA = 0.05
+
+
+def seeds_for_power(
+    delta: float,
+    first: Sequence[float] | np.ndarray,
+    second: Sequence[float] | np.ndarray,
+    alpha: float = ALPHA,
+    power: float = POWER,
+) -> float:
+    """Seeds per row to detect `delta` between two rows' seed means (two-sided, normal approx.).
+
+    n = 2 (z(1 - alpha/2) + z(power))^2 sigma^2 / delta^2, sigma the pooled sample sd of the two
+    rows' seed values, rounded up and at least 2 (the fewest seeds that estimate a spread).
+
+    Returns:
+        The count; nan when either row has fewer than 2 seeds or `delta` is nan; inf when
+        `delta` is 0 and the seeds vary.
+    """
+    a, b = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
+    if len(a) < 2 or len(b) < 2 or math.isnan(delta):
+        return float("nan")
+    pooled = ((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2)
+    if delta == 0.0:
+        return float("inf") if pooled > 0 else 2.0
+    z = stats.norm.ppf(1.0 - alpha / 2.0) + stats.norm.ppf(power)
+    return float(max(2, math.ceil(2.0 * z * z * pooled / (delta * delta))))

@@ -8,22 +8,65 @@ and where the files carry no labels the row says so and points at them.
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from mtl_tune.exceptions import MtlTuneError
 from mtl_tune.platform.metrics import METRIC_KEYS
 from mtl_tune.platform.predict import predict_data
+from mtl_tune.studies import cache_scores, read_cached_scores, score_cache_key
 
 logger = logging.getLogger(__name__)
 
 PREDICTIONS_DIR = "test-predictions"
 
 
-def _row(dev_row: Any, data_dir: Path, folder: Path, batch_size: int, device: str) -> dict:
+def _scored(
+    checkpoint: Path, data_dir: Path, out: Path, batch_size: int, device: str
+) -> dict[str, Any]:
+    """Scores a checkpoint on the test split; its course files go to `out`."""
+    result = predict_data(checkpoint, data_dir, "test", out, batch_size, device)
+    return {
+        "task_scores": result.task_scores,
+        "metrics": result.metrics,
+        "unlabeled": [t for t, p in result.predictions.items() if p.labels is None],
+        "missing": sorted(result.missing),
+        "files": [path.name for key, path in result.files.items() if key != "scores"],
+    }
+
+
+def _entry(
+    dev_row: Any, data_dir: Path, out: Path, batch_size: int, device: str,
+    study: Path | None,
+) -> tuple[dict[str, Any], bool]:
+    """The checkpoint's test scores and whether they came from the study's cache."""
+    checkpoint = Path(dev_row.best_checkpoint)
+    if study is None or pd.isna(dev_row.best_epoch):
+        return _scored(checkpoint, data_dir, out, batch_size, device), False
+    key = score_cache_key(dev_row.best_trial_id, int(dev_row.best_epoch), data_dir)
+    cached = read_cached_scores(study, key)
+    if cached is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        for name in cached.entry.get("files", []):
+            shutil.copyfile(cached.folder / name, out / name)
+        return cached.entry, True
+    entry = _scored(checkpoint, data_dir, out, batch_size, device)
+    try:
+        cache_scores(study, key, entry, [out / name for name in entry["files"]])
+    except MtlTuneError as err:  # a read-only study still gets its report
+        logger.warning("test scores not cached: %s", err)
+    return entry, False
+
+
+def _row(
+    dev_row: Any, data_dir: Path, folder: Path, batch_size: int, device: str,
+    study: Path | None,
+) -> dict[str, Any]:
     row: dict[str, Any] = {
         "iteration": dev_row.iteration,
         "trial_id": dev_row.best_trial_id,
@@ -32,6 +75,7 @@ def _row(dev_row: Any, data_dir: Path, folder: Path, batch_size: int, device: st
         "labeled": False,
         **dict.fromkeys(METRIC_KEYS, np.nan),
         "predictions": None,
+        "cached": False,
         "note": "",
     }
     if not isinstance(dev_row.best_checkpoint, str):
@@ -39,24 +83,21 @@ def _row(dev_row: Any, data_dir: Path, folder: Path, batch_size: int, device: st
         return row
     out = folder / PREDICTIONS_DIR / dev_row.iteration
     try:
-        result = predict_data(
-            Path(dev_row.best_checkpoint), data_dir, "test", out, batch_size, device
-        )
+        entry, row["cached"] = _entry(dev_row, data_dir, out, batch_size, device, study)
     except MtlTuneError as err:
         row["note"] = f"not evaluated: {err}"
         return row
     row["predictions"] = out.relative_to(folder).as_posix()
-    row.update(result.task_scores)
-    if result.metrics is not None:
-        row.update({k: result.metrics[k] for k in METRIC_KEYS})
+    row.update(entry["task_scores"])
+    if entry["metrics"] is not None:
+        row.update({k: entry["metrics"][k] for k in METRIC_KEYS})
         row["labeled"] = True
     else:
-        unlabeled = [t for t, p in result.predictions.items() if p.labels is None]
         where = row["predictions"]
-        row["note"] = f"unlabeled ({', '.join(unlabeled)}): leaderboard files in {where}/"
-    if result.missing:
+        row["note"] = f"unlabeled ({', '.join(entry['unlabeled'])}): leaderboard files in {where}/"
+    if entry["missing"]:
         row["note"] = (row["note"] + "; " if row["note"] else "") + (
-            f"no test file for {', '.join(sorted(result.missing))}"
+            f"no test file for {', '.join(entry['missing'])}"
         )
     return row
 
@@ -68,6 +109,7 @@ def evaluate_test_split(
     metric: str = "overall",
     batch_size: int = 128,
     device: str = "auto",
+    study: Path | None = None,
 ) -> pd.DataFrame:
     """Evaluates each dev row's best checkpoint on `data_dir`'s test files.
 
@@ -78,13 +120,20 @@ def evaluate_test_split(
         metric: The metric whose change against the previous / first row is given.
         batch_size: Evaluation batch size.
         device: "auto", "cpu" or "cuda".
+        study: The study folder whose score cache is read and filled (None: score afresh,
+            cache nothing).
 
     Returns:
         One row per dev row: `iteration`, `trial_id`, `epoch`, `checkpoint`, `labeled` (all three
         tasks scored), the metrics (nan where unlabeled), `delta_prev`, `delta_base`,
-        `predictions` (the leaderboard files' folder, relative to `folder`) and `note`.
+        `predictions` (the leaderboard files' folder, relative to `folder`), `cached` (read
+        from the study's cache) and `note`.
     """
-    rows = [_row(r, data_dir, folder, batch_size, device) for r in dev.itertuples(index=False)]
+    rows = [
+        _row(r, data_dir, folder, batch_size, device, study)
+        for r in tqdm(list(dev.itertuples(index=False)), desc="test split", unit="checkpoint",
+                      disable=None, leave=False)
+    ]
     table = pd.DataFrame(rows)
     values = table[metric].astype(float)
     at = table.columns.get_loc("predictions")

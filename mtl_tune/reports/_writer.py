@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mtl_tune.reports import _html
+from mtl_tune.reports._display import metric_columns
 from mtl_tune.reports._markup import html_table, latex_table, markdown_table
 from mtl_tune.reports._output import ReportResult
 
@@ -101,12 +102,17 @@ class ReportWriter:
         if "html" in self.formats:
             self._write("report.html", self._html(summary, notes, spec_text, environment))
         all_notes = [n for part in self.tables for n in part.notes] + list(notes)
+        pages = [self.folder / name for fmt, name in (("html", "report.html"), ("md", "report.md"))
+                 if fmt in self.formats]
         return ReportResult(
             folder=self.folder,
             tables={part.name: part.data for part in self.tables},
             figures={part.name: part.png for part in self.figures},
             files=list(dict.fromkeys(self.files)),
             notes=list(dict.fromkeys(all_notes)),
+            displays={part.name: (part.title, part.display("md")) for part in self.tables},
+            remarks=list(dict.fromkeys(notes)),
+            page=pages[0] if pages else None,
         )
 
     def _markdown(
@@ -145,7 +151,8 @@ class ReportWriter:
         sections = [("Study", _html.meta_table(summary))]
         for part in self.tables:
             sections.append(
-                (part.title, html_table(part.display("html")) + _html.notes_list(part.notes))
+                (part.title, html_table(display := part.display("html"), part.name,
+                                        metric_columns(display)) + _html.notes_list(part.notes))
             )
         if self.figures:
             blocks = "".join(_html.figure_block(f.png, f.caption) for f in self.figures)

@@ -12,10 +12,17 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from mtl_tune.studies._commands import next_commands, resume_command, seeds_launch_command
 from mtl_tune.studies._folder import StudyInfo, find_experiments, open_study
 from mtl_tune.studies._optuna_storage import JOURNAL_PREFIX, open_storage
 from mtl_tune.studies._plan import describe, trial_count
 from mtl_tune.studies._results import experiment_results, load_results, study_results
+from mtl_tune.studies._score_cache import (
+    CachedScores,
+    cache_scores,
+    read_cached_scores,
+    score_cache_key,
+)
 from mtl_tune.studies._selection import COUNTED, TRIAL_KEYS, best_epochs, best_row, better
 from mtl_tune.studies._spec import (
     BUILTIN,
@@ -72,6 +79,13 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "CachedScores",
+    "cache_scores",
+    "read_cached_scores",
+    "score_cache_key",
+    "next_commands",
+    "resume_command",
+    "seeds_launch_command",
     "BUILTIN",
     "COUNTED",
     "INTERRUPTED",

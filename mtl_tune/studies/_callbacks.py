@@ -6,6 +6,8 @@ The only study module besides `_launch` and `_optuna_mirror` that imports Ray.
 from __future__ import annotations
 
 import logging
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -82,13 +84,32 @@ class LeanCheckpoints(tune.Callback):
             logger.debug("%s: freed %.0f MB of optimizer state", trial.trial_id, freed / 2**20)
 
 
+def clock(seconds: float) -> str:
+    """1234.5 -> '0:20:34'."""
+    return str(timedelta(seconds=round(max(0.0, seconds))))
+
+
 class ConciseProgress(tune.Callback):
-    """Logs `trial  epoch  metric (best so far)` lines to the `mtl_tune.progress` logger."""
+    """Logs `trial  epoch  metric (best so far)` lines to the `mtl_tune.progress` logger, and at
+    each trial's end the trials done of the experiment's total, the time elapsed and an ETA."""
 
     def __init__(self, metric: str, mode: str) -> None:
         self.metric, self.mode = metric, mode
         self.best: tuple[float, str] | None = None
-        self.done = 0
+        self.total: int | None = None
+        self.started = time.monotonic()
+        self.ended_here = 0  # trials that ended under this driver (a resumed one too)
+
+    def setup(
+        self,
+        stop: Any = None,
+        num_samples: int | None = None,
+        total_num_samples: int | None = None,
+        **info: Any,
+    ) -> None:
+        self.total = total_num_samples
+        self.started = time.monotonic()
+        self.ended_here = 0
 
     def _better(self, value: float) -> bool:
         return self.best is None or better(value, self.best[0], self.mode)
@@ -116,9 +137,20 @@ class ConciseProgress(tune.Callback):
             result.get("sts_corr", float("nan")),
         )
 
+    def _progress(self, trials: list, trial: Any) -> str:
+        """'3/8 trials done, 0:04:12 elapsed, ETA 0:07:00' (the ETA from this driver's pace)."""
+        self.ended_here += 1
+        ended = {t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")}
+        done = len(ended | {trial.trial_id})
+        total = max(self.total or len(trials), done)
+        elapsed = time.monotonic() - self.started
+        left = total - done
+        eta = "done" if left == 0 else f"ETA {clock(elapsed / self.ended_here * left)}"
+        return f"{done}/{total} trials done, {clock(elapsed)} elapsed, {eta}"
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.done += 1
-        logger.info("%s finished (%d/%d trials done)", trial.trial_id, self.done, len(trials))
+        logger.info("%s finished: %s", trial.trial_id, self._progress(trials, trial))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        logger.info("%s failed: see %s", trial.trial_id, trial.local_path)
+        logger.info("%s failed (see %s): %s", trial.trial_id, trial.local_path,
+                    self._progress(trials, trial))

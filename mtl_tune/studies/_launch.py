@@ -24,7 +24,7 @@ from mtl_tune.studies._lean import drop_finished_optimizer_state
 from mtl_tune.studies._local_ray import check_resources, connect
 from mtl_tune.studies._lock import DriverLock
 from mtl_tune.studies._optuna_mirror import OptunaMirror, spec_distributions
-from mtl_tune.studies._results import experiment_results
+from mtl_tune.studies._results import experiment_results, read_result_rows
 from mtl_tune.studies._selection import best_epochs
 from mtl_tune.studies._spec import StudySpec
 from mtl_tune.studies._spec_file import parse_spec
@@ -48,6 +48,7 @@ from mtl_tune.studies._tune_setup import (
 )
 
 logger = logging.getLogger(__name__)
+NEW_OUTPUT_ENV = "RAY_AIR_NEW_OUTPUT"
 
 
 @dataclass(frozen=True)
@@ -72,11 +73,13 @@ def build_data(spec: StudySpec) -> DataBundle:
     return build_bundle(base_config(spec), tuple(sorted(encodings)))
 
 
-def _finished(results: Any) -> list[tuple[str, dict, dict]]:
+def _ended(results: Any) -> list[tuple[str, dict, list[dict]]]:
+    """(trial id, config, per-epoch results) of each trial that ended without an error."""
     out = []
     for r in results:
         if r.error is None and r.metrics:
-            out.append((r.metrics.get("trial_id", ""), r.config, r.metrics))
+            rows = read_result_rows(Path(r.path)) or [r.metrics]
+            out.append((r.metrics.get("trial_id", ""), r.config, rows))
     return out
 
 
@@ -90,7 +93,7 @@ def _sync_mirror(spec: StudySpec, folder: Path, experiment: str, results: Any) -
         spec_distributions(spec),
         experiment,
     )
-    added = mirror.add(mirror.study(), _finished(results))
+    added = mirror.add(mirror.study(), _ended(results))
     if added:
         logger.info("optuna mirror: added %d trial(s) found at the end of %s", added, experiment)
 
@@ -135,10 +138,17 @@ def _run_experiment(
         )
     tune_log = logging.getLogger("ray.tune.tune")
     tune_log.addFilter(_no_restore_hint)
+    # Tune's newer output engine prints its configuration box and a TensorBoard hint at Ray's
+    # temporary session folder whatever the verbosity: below 2 the older, silent one runs
+    quiet = verbose <= 1 and os.environ.get(NEW_OUTPUT_ENV) is None
+    if quiet:
+        os.environ[NEW_OUTPUT_ENV] = "0"
     try:
         results = tuner.fit()
     finally:
         tune_log.removeFilter(_no_restore_hint)
+        if quiet:
+            os.environ.pop(NEW_OUTPUT_ENV, None)
     _sync_mirror(spec, folder, experiment, results)
     drop_finished_optimizer_state(results)
     return results
@@ -261,6 +271,7 @@ def launch_study(
             "trainables": list(spec.trainables),
             "overrides": dict(overrides or {}),
             "resources": {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+            "seeds": spec.seeds,
             "optuna_storage": optuna_storage or default_optuna_url(folder),
             "data_dir": base_config(spec).data_dir,
             "started_at": time.time(),
@@ -285,6 +296,8 @@ def load_study_spec(folder: Path) -> StudySpec:
     raw["name"] = meta["name"]
     if "resources" in meta:  # as launched, with --gpus-per-trial applied
         raw["resources"] = meta["resources"]
+    if "seeds" in meta:  # as launched, with --seeds applied
+        raw["seeds"] = meta["seeds"]
     return parse_spec(raw, str(folder / SPEC_FILE), meta.get("overrides", {}))
 
 

@@ -56,7 +56,7 @@ def _flatten(mapping: dict[str, Any], prefix: str = "config/") -> dict[str, Any]
     return out
 
 
-def _read_rows(trial_dir: Path) -> list[dict[str, Any]]:
+def read_result_rows(trial_dir: Path) -> list[dict[str, Any]]:
     """The reported results of one trial, oldest first; [] when it has reported none."""
     path = trial_dir / RESULT_FILE
     if not path.is_file():
@@ -103,7 +103,7 @@ def _trial_rows(record: TrialRecord, resources: dict[str, float]) -> list[dict[s
         "trial_path": None if trial_dir is None else str(trial_dir),
         **_flatten(config),
     }
-    reported = _read_rows(trial_dir) if trial_dir is not None else []
+    reported = read_result_rows(trial_dir) if trial_dir is not None else []
     if not reported:
         return [{**base, "epoch": None, "trial_seconds": float("nan"), "checkpoint": None}]
     assert trial_dir is not None

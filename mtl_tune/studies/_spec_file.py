@@ -48,9 +48,10 @@ def launch_spec(
     data_dir: Path | None = None,
     name: str | None = None,
     gpus_per_trial: float | None = None,
+    seeds: int | None = None,
 ) -> LaunchSpec:
     """The spec a launch runs, its file read once: `--set` overrides, the data folder (given,
-    else the spec's, else the default one), another name, GPUs per trial."""
+    else the spec's, else the default one), another name, GPUs per trial, seeds per row."""
     path = spec_path(name_or_path)
     raw, text = _read_toml(path)
     values = dict(overrides)
@@ -63,7 +64,9 @@ def launch_spec(
         spec = spec.replace(name=name)
     if gpus_per_trial is not None:
         spec = spec.replace(resources=Resources(spec.resources.cpu, gpus_per_trial))
-        validate(spec)
+    if seeds is not None:
+        spec = spec.replace(seeds=seeds)
+    validate(spec)
     return LaunchSpec(spec, text, values)
 
 

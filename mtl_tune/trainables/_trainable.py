@@ -63,7 +63,8 @@ def run_trial(name: str | None, config: Mapping[str, Any], data: DataBundle | No
     for epoch in range(trainer.epochs_done + 1, cfg.epochs + 1):
         result = trainer.run_epoch(epoch)
         metrics = {**result.metrics, **placement, "best_overall": trainer.best_overall,
-                   "patience": float(cfg.patience), "should_stop": trainer.should_stop}
+                   "patience": float(cfg.patience), "should_stop": trainer.should_stop,
+                   "epochs_planned": cfg.epochs}
         final = epoch == cfg.epochs or trainer.should_stop
         with tempfile.TemporaryDirectory() as tmp:
             # the last epoch's checkpoint never resumes: weights only (the driver's

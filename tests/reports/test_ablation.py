@@ -1,5 +1,6 @@
 import csv
 import math
+import re
 import statistics
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -15,8 +16,15 @@ from mtl_tune.platform.checkpoint import PREDICTIONS_FILE, read_predictions
 from mtl_tune.platform.metrics import METRIC_KEYS
 from mtl_tune.platform.predict import output_name, predict_data
 from mtl_tune.platform.tasks import MAIN_TASKS, TASKS
-from mtl_tune.reports import ReportResult, report_ablation, significance_mark
-from mtl_tune.studies import human_bytes
+from mtl_tune.reports import (
+    ReportResult,
+    draw_learning_curves,
+    holm,
+    report_ablation,
+    seeds_for_power,
+    significance_mark,
+)
+from mtl_tune.studies import best_epochs, human_bytes, load_results
 
 ORDER = ["it1-baseline", "it3-cosine-sts", "it4-round-robin"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -108,12 +116,35 @@ def test_significance_compares_consecutive_best_checkpoints(report: ReportResult
     for row in dev.iloc[1:].itertuples():
         # p is a probability and the interval holds the observed difference
         assert 0 < row.p_value <= 1 and row.diff_ci_low <= row.diff_prev <= row.diff_ci_high
-        # the mark follows the p-value: * p < 0.05, ** p < 0.01
-        assert row.mark == significance_mark(row.p_value)
+        # the mark follows the Holm-adjusted p-value: * p < 0.05, ** p < 0.01
+        assert row.p_holm >= row.p_value and row.mark == significance_mark(row.p_holm)
+    # Holm over the table's two comparisons
+    np.testing.assert_allclose(dev["p_holm"], holm(dev["p_value"].tolist()))
     # the first row has nothing to be compared with
     assert np.isnan(dev["p_value"].iloc[0]) and dev["mark"].iloc[0] == ""
-    # the report says what the mark means
-    assert "* p < 0.05, ** p < 0.01" in (report.folder / "report.md").read_text()
+    markdown = (report.folder / "report.md").read_text()
+    # the report says what the mark means, and shows the adjusted p
+    assert "* p < 0.05, ** p < 0.01" in markdown and "| p (Holm) |" in markdown
+    assert "Holm-Bonferroni" in markdown and "paired permutation test" in markdown
+
+
+def test_power_column_says_how_many_seeds_settle_each_change(
+    report: ReportResult, study: Path
+) -> None:
+    dev = report.tables["dev"]
+    best = best_epochs(load_results(study), "overall", "max")
+    for position in (1, 2):
+        before, after = (best.loc[best["trainable"] == dev["iteration"].iloc[i], "overall"]
+                         for i in (position - 1, position))
+        # the two rows' seed values, pooled, in the two-sample formula
+        expected = seeds_for_power(after.mean() - before.mean(), before, after)
+        assert dev["seeds_needed"].iloc[position] == expected >= 2
+    assert np.isnan(dev["seeds_needed"].iloc[0])
+    shown = int(dev["seeds_needed"].iloc[1]) if np.isfinite(dev["seeds_needed"].iloc[1]) else "∞"
+    line = next(li for li in (report.folder / "report.md").read_text().splitlines()
+                if li.startswith(f"| {dev['iteration'].iloc[1]} |"))
+    # the Markdown row ends with the seeds it needs
+    assert line.endswith(f"| {shown} |")
 
 
 def test_test_table_equals_fresh_evaluation(
@@ -232,3 +263,71 @@ def test_missing_test_data_folder_is_refused_before_writing(study: Path, tmp_pat
         report_ablation(study, out=out, data_dir=tmp_path / "nope")
     # and nothing was written
     assert not out.exists()
+
+
+def _cell_styles(page: str, table: str) -> dict[tuple[int, int], set[str]]:
+    """(row, column) -> the CSS declarations Styler gave that cell of table `table`."""
+    out: dict[tuple[int, int], set[str]] = {}
+    for selectors, body in re.findall(r"([^{}]+)\{([^{}]*)\}", page):
+        declarations = {d.strip() for d in body.split(";") if d.strip()}
+        for row, col in re.findall(rf"#T_{table}_row(\d+)_col(\d+)", selectors):
+            out.setdefault((int(row), int(col)), set()).update(declarations)
+    return out
+
+
+def test_html_numbers_right_aligned_best_in_bold(report: ReportResult) -> None:
+    page = (report.folder / "report.html").read_text()
+    dev = report.tables["dev"]
+    header = re.search(r'<table id="T_dev".*?</thead>', page, re.S)
+    assert header is not None
+    columns = re.findall(r'class="col_heading level0 col\d+" >([^<]*)</th>', header.group())
+    styles = _cell_styles(page, "dev")
+    overall = columns.index("Overall Dev")
+    best = int(dev["overall"].to_numpy().argmax())
+    # the best mean of a metric column is bold, the others are not
+    for row in range(len(dev)):
+        assert ("font-weight: bold" in styles[(row, overall)]) == (row == best)
+    # numbers are right-aligned, and no number or name wraps
+    for name in ("SST Dev", "Overall Dev", "Δ prev", "p (Holm)"):
+        assert {"text-align: right", "white-space: nowrap"} <= styles[(0, columns.index(name))]
+    assert "white-space: nowrap" in styles[(0, columns.index("Iteration"))]
+    assert "text-align: right" not in styles.get((0, columns.index("Change")), set())
+    # the interval is in the cell, on its one line: mean ± sd [low, high]
+    cell = re.search(rf'id="T_dev_row{best}_col{overall}"[^>]*>([^<]*)<', page)
+    assert cell is not None and re.fullmatch(
+        r"\d\.\d{3} ± \d\.\d{3} \[-?\d\.\d{3}, \d\.\d{3}\]", cell.group(1))
+
+
+def test_paper_iterations_are_shown_beside_the_published_scores(report: ReportResult) -> None:
+    published = report.tables["published"]
+    # it1, it3 and it4 are paper iterations: the paper's dev numbers, as published
+    assert published["iteration"].tolist() == ORDER
+    assert published[["sst_acc", "para_acc", "sts_corr", "mean_score"]].to_numpy().tolist() == [
+        [0.391, 0.380, -0.009, 0.254], [0.525, 0.403, 0.293, 0.407],
+        [0.441, 0.783, 0.377, 0.534]]
+    assert published["published_delta"].iloc[1:].tolist() == pytest.approx([0.153, 0.127])
+    dev = report.tables["dev"].set_index("iteration")
+    # ours are our own means, and the deltas' signs are compared
+    assert published["ours_mean_score"].tolist() == dev.loc[ORDER, "mean_score"].tolist()
+    for row in published.iloc[1:].itertuples():
+        assert row.same_sign == (np.sign(row.ours_delta) == np.sign(row.published_delta))
+    # the published numbers stay out of our statistics
+    assert not np.isin([0.254, 0.407, 0.534], dev["mean_score"].to_numpy()).any()
+    markdown = (report.folder / "report.md").read_text()
+    assert "## Beside the paper" in markdown and "| Mean published |" in markdown
+
+
+def test_learning_curves_of_equal_scores_do_not_hide_each_other() -> None:
+    from mtl_tune.reports._figures import DODGE
+
+    rows = [{"iteration": name, "trial_id": f"{name}-0", "epoch": epoch, "metric": metric,
+             "value": 0.5}
+            for name in ("it1-baseline", "it3-cosine-sts") for epoch in (1, 2)
+            for metric in ("SST acc", "PD acc", "STS r", "Overall")]
+    figure = draw_learning_curves(pd.DataFrame(rows), ["it1-baseline", "it3-cosine-sts"])
+    lines = [line for line in figure.axes[0].get_lines() if len(line.get_xdata()) == 2]
+    xs = sorted(tuple(line.get_xdata()) for line in lines)
+    # the same values, drawn side by side: each iteration shifted along x, with its own marker
+    assert xs == [pytest.approx((1 - DODGE / 2, 2 - DODGE / 2)),
+                  pytest.approx((1 + DODGE / 2, 2 + DODGE / 2))]
+    assert len({line.get_marker() for line in lines}) == 2

@@ -227,3 +227,31 @@ def test_a_local_study_connects_only_to_loopback(
     assert text.count("connect(") > 20
     # ... and none of them, Ray's agents included, connected outside loopback
     assert _outside_loopback(text) == []
+
+
+def test_launch_shows_progress_of_the_total_and_the_next_commands(
+    tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path
+) -> None:
+    from mtl_tune.studies._launch import load_study_spec
+
+    path = _spec(tmp_path, tiny_bert_dir, tiny_data_dir, "seen", seeds=1)
+    root = tmp_path / "studies"
+    # --seeds overrides the spec's 1: two trials
+    run = _cli(["study", "launch", str(path), "--storage", str(root), "--seeds", "2"], ray_tmp)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    # no Ray configuration box, no TensorBoard hint at Ray's temporary session folder
+    assert "Configuration for experiment" not in run.stdout + run.stderr
+    assert "/tmp/ray/session" not in run.stdout and "╭" not in run.stdout
+    # each finished trial: done of the study's total, time elapsed, and an ETA (none at the end)
+    progress = re.findall(r"finished: (\d)/(\d) trials done, \d+:\d\d:\d\d elapsed, (ETA "
+                          r"\d+:\d\d:\d\d|done)$", run.stdout, flags=re.MULTILINE)
+    assert [(done, total) for done, total, _ in progress] == [("1", "2"), ("2", "2")]
+    assert progress[0][2].startswith("ETA") and progress[1][2] == "done"
+    # it ends with what to run next
+    folder = root / "seen"
+    assert run.stdout.rstrip().endswith(
+        f"next:\n  mtl-tune report ablation seen --storage {root}\n"
+        f"  optuna-dashboard sqlite:///{folder / 'optuna.db'}\n"
+        f"  tensorboard --logdir {folder / 'tune'}")
+    # the seed count is the study's own: a resume runs the same two seeds
+    assert read_meta(folder)["seeds"] == 2 and load_study_spec(folder).seeds == 2

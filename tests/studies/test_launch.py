@@ -9,8 +9,10 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pytest
+from optuna.trial import TrialState
 from ray.tune import ExperimentAnalysis
 from typer.testing import CliRunner
 
@@ -28,6 +30,7 @@ from mtl_tune.studies import (
     trial_count,
 )
 from mtl_tune.studies._optuna_mirror import RAY_ID_ATTR
+from mtl_tune.studies._results import read_result_rows
 from tests.studies.conftest import tiny_fixed, write_spec
 
 pytestmark = pytest.mark.usefixtures("ray_local")
@@ -159,16 +162,39 @@ def test_optuna_mirror_holds_each_finished_ray_trial(tpe_study: tuple[Any, Study
     mirrored = {t.user_attrs[RAY_ID_ATTR]: t for t in study.trials}
     # exactly one Optuna trial per finished Ray trial, keyed by the Ray trial id
     assert sorted(mirrored) == sorted(finished) and len(study.trials) == len(finished)
+    states = set()
     for trial_id, ray_trial in finished.items():
         frozen = mirrored[trial_id]
-        # each is COMPLETE
-        assert frozen.state == optuna.trial.TrialState.COMPLETE
-        # its value is the metric the Ray trial reported last
-        assert frozen.value == ray_trial.last_result[spec.metric]
+        epochs = read_result_rows(Path(ray_trial.path))
+        scores = [r[spec.metric] for r in epochs]
+        best = epochs[int(np.argmax(scores))]  # the earliest best epoch, as the reports pick
+        # stopped by ASHA before its 2 planned epochs: PRUNED; else COMPLETE
+        pruned = ray_trial.last_result["training_iteration"] < 2
+        assert frozen.state == (TrialState.PRUNED if pruned else TrialState.COMPLETE)
+        states.add(frozen.state)
+        # its value is the best epoch's metric, the one `study status` and the reports use
+        assert frozen.value == best[spec.metric]
+        assert frozen.user_attrs["best_epoch"] == best["training_iteration"]
+        # the per-task scores of that epoch are user attributes
+        for key in ("sst_acc", "para_acc", "sts_corr", "mean_score"):
+            assert frozen.user_attrs[key] == best[key], key
+        # every epoch is an intermediate value
+        assert frozen.intermediate_values == {r["training_iteration"]: r[spec.metric]
+                                              for r in epochs}
         # its params are the searched keys of the Ray trial's config
         assert frozen.params == {k: ray_trial.config[k] for k in ("lr", "sts_head")}
         # and it records the epochs the trial ran
         assert frozen.user_attrs["epochs"] == ray_trial.last_result["training_iteration"]
+        # real times: it ended when its last result came, and lasted as long as it trained
+        assert frozen.datetime_complete is not None and frozen.datetime_start is not None
+        assert frozen.datetime_complete.timestamp() == pytest.approx(
+            ray_trial.last_result["timestamp"], abs=1)
+        assert frozen.duration is not None and frozen.duration.total_seconds() == pytest.approx(
+            ray_trial.last_result["time_total_s"], abs=1) and frozen.duration.total_seconds() > 0
+    # ASHA with grace period 1 and reduction factor 2 stops some of the four after epoch 1
+    assert states == {TrialState.PRUNED, TrialState.COMPLETE}
+    # the objective has the study metric's name
+    assert study.metric_names == [spec.metric]
     # the study's direction follows the spec's mode
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
 
@@ -205,8 +231,12 @@ max_concurrent = 4
     study = optuna.load_study(study_name=spec.name, storage=open_storage(f"journal:{journal}"))
     # an Optuna journal file (--optuna-storage PATH) works as the mirror's storage too
     assert sorted(t.user_attrs[RAY_ID_ATTR] for t in study.trials) == sorted(trials)
-    # the mirror records trainable and seed, the keys this grid varies
-    assert sorted((t.params["trainable"], t.params["seed"]) for t in study.trials) == pairs
+    # the mirror records the trainable as a parameter and the seed as a user attribute
+    assert sorted((t.params["trainable"], t.user_attrs["seed"]) for t in study.trials) == pairs
+    assert all(set(t.params) == {"trainable"} for t in study.trials)
+    # so parameter importances never report the seed (noise) as a choice
+    importances = optuna.importance.get_param_importances(study)
+    assert list(importances) == ["trainable"]
 
 
 def test_sequential_search_runs_stage2_at_stage1_best_lr(

@@ -165,10 +165,11 @@ def test_resume_after_sigkill(
     by_id = {t.user_attrs[RAY_ID_ATTR]: t for t in trials}
     # the Optuna mirror holds exactly one trial per finished Ray trial, none twice
     assert sorted(by_id) == sorted(after) and len(trials) == len(after)
-    for trial_id, (_, result, _) in after.items():
-        # each is COMPLETE ...
+    for trial_id, (_, _, frame) in after.items():
+        # each ran its planned epochs: COMPLETE ...
         assert by_id[trial_id].state == optuna.trial.TrialState.COMPLETE
-        # ... with the value the Ray trial reported last
-        assert by_id[trial_id].value == result["overall"]
+        # ... with the value of its best epoch, epochs before the kill included
+        assert by_id[trial_id].value == frame["overall"].max()
+        assert sorted(by_id[trial_id].intermediate_values) == sorted(frame["training_iteration"])
     # the resumed driver shut its Ray down: no process of this test survives
     assert not wait_gone(ray_processes(ray_tmp), timeout=20)

@@ -1,3 +1,4 @@
+import math
 import statistics
 
 import numpy as np
@@ -5,7 +6,13 @@ import pytest
 
 from mtl_tune.platform.evaluate import TaskPredictions
 from mtl_tune.platform.metrics import overall
-from mtl_tune.reports import paired_bootstrap, significance_mark, summarize_seeds
+from mtl_tune.reports import (
+    holm,
+    paired_comparison,
+    seeds_for_power,
+    significance_mark,
+    summarize_seeds,
+)
 
 N = 300
 
@@ -34,7 +41,7 @@ def float64_overall(p: dict) -> float:
 
 def test_large_difference_is_highly_significant() -> None:
     weak, strong = predictions(0.3, 0.5, 3.0), predictions(0.8, 0.9, 0.3, seed=1)
-    result = paired_bootstrap(weak, strong, n_resamples=2000, seed=0)
+    result = paired_comparison(weak, strong, n_resamples=2000, seed=0)
     # a known large gain gives p < 0.01 and the '**' mark
     assert result.p_value < 0.01 and result.mark == "**"
     # the observed statistic is the difference of the two overall scores
@@ -47,14 +54,14 @@ def test_large_difference_is_highly_significant() -> None:
 
 def test_identical_predictions_get_no_mark() -> None:
     same = predictions(0.5, 0.7, 1.0)
-    result = paired_bootstrap(same, same, n_resamples=1000, seed=0)
+    result = paired_comparison(same, same, n_resamples=1000, seed=0)
     # no difference: p = 1 and no mark
     assert (result.difference, result.p_value, result.mark) == (0.0, 1.0, "")
 
 
-def test_bootstrap_is_seeded_and_paired_by_id() -> None:
+def test_comparison_is_seeded_and_paired_by_id() -> None:
     a, b = predictions(0.4, 0.6, 1.5), predictions(0.45, 0.62, 1.2, seed=2)
-    first, again = paired_bootstrap(a, b, 1000, seed=3), paired_bootstrap(a, b, 1000, seed=3)
+    first, again = paired_comparison(a, b, 1000, seed=3), paired_comparison(a, b, 1000, seed=3)
     # the same seed gives the same result
     assert first == again
     order = np.random.default_rng(0).permutation(N)
@@ -64,7 +71,7 @@ def test_bootstrap_is_seeded_and_paired_by_id() -> None:
         for t, p in b.items()
     }
     # examples are matched by id, not by position
-    assert paired_bootstrap(a, shuffled, 1000, seed=3).difference == pytest.approx(
+    assert paired_comparison(a, shuffled, 1000, seed=3).difference == pytest.approx(
         first.difference)
 
 
@@ -72,7 +79,7 @@ def test_missing_task_is_refused() -> None:
     full = predictions(0.5, 0.5, 1.0)
     # all three tasks are needed to compute overall
     with pytest.raises(ValueError, match=r"\['sts'\] are missing"):
-        paired_bootstrap(full, {k: v for k, v in full.items() if k != "sts"})
+        paired_comparison(full, {k: v for k, v in full.items() if k != "sts"})
 
 
 @pytest.mark.parametrize(("p", "mark"), [(0.001, "**"), (0.0099, "**"), (0.01, "*"),
@@ -116,3 +123,66 @@ def test_seed_summary_bootstraps_from_five_seeds() -> None:
     # seeds that agree exactly give a point interval rather than scipy's degenerate warning
     same = summarize_seeds([0.4] * 5)
     assert (same.ci_low, same.ci_high, same.method) == (0.4, 0.4, "BCa bootstrap")
+
+
+def test_permutation_p_is_the_exact_paired_test_on_a_small_case() -> None:
+    from itertools import product
+
+    labels = {"sst": np.array([0, 1, 2]), "para": np.array([1, 0]),
+              "sts": np.array([0.0, 2.0, 5.0])}
+    a = {"sst": np.array([0, 1, 0]), "para": np.array([0, 0]), "sts": np.array([1.0, 1.5, 4.0])}
+    b = {"sst": np.array([0, 2, 2]), "para": np.array([1, 0]), "sts": np.array([0.5, 3.0, 2.0])}
+
+    def side(values: dict) -> dict:
+        return {t: TaskPredictions(t, tuple(f"{t}{i}" for i in range(len(v))), v, labels[t],
+                                   None) for t, v in values.items()}
+
+    def overall_of(values: dict) -> float:
+        sst, para = ((values[t] == labels[t]).mean() for t in ("sst", "para"))
+        return overall(sst, para, float(np.corrcoef(values["sts"], labels["sts"])[0, 1]))
+
+    observed = overall_of(b) - overall_of(a)
+    # every one of the 2^8 ways to swap an example's two predictions, enumerated by hand
+    flat_a = np.concatenate([a[t] for t in ("sst", "para", "sts")])
+    flat_b = np.concatenate([b[t] for t in ("sst", "para", "sts")])
+    cuts = np.cumsum([0, 3, 2, 3])
+    null = []
+    for swap in product((False, True), repeat=8):
+        x, y = np.where(swap, flat_b, flat_a), np.where(swap, flat_a, flat_b)
+        split = {t: (x[cuts[i]:cuts[i + 1]], y[cuts[i]:cuts[i + 1]])
+                 for i, t in enumerate(("sst", "para", "sts"))}
+        null.append(overall_of({t: v[1] for t, v in split.items()})
+                    - overall_of({t: v[0] for t, v in split.items()}))
+    null_values = np.asarray(null)
+    tolerance = 1e-12
+    expected = min(1.0, 2 * min((null_values >= observed - tolerance).mean(),
+                                (null_values <= observed + tolerance).mean()))
+    result = paired_comparison(side(a), side(b), n_resamples=1000, seed=0)
+    # 256 arrangements < 1000 resamples: scipy runs the exact test, which is this enumeration
+    assert result.difference == pytest.approx(observed)
+    assert result.p_value == pytest.approx(expected)
+
+
+def test_holm_adjustment_by_hand() -> None:
+    # m = 4 sorted: 0.01 x 4 = 0.04; 0.02 x 3 = 0.06; 0.03 x 2 = 0.06 (monotone); 0.5 x 1 = 0.5
+    adjusted = holm([0.03, np.nan, 0.01, 0.5, 0.02])
+    np.testing.assert_allclose(adjusted, [0.06, np.nan, 0.04, 0.5, 0.06])
+    # capped at 1, and a lone test is unchanged
+    np.testing.assert_allclose(holm([0.6, 0.7]), [1.0, 1.0])
+    assert holm([0.2])[0] == 0.2
+
+
+def test_seeds_for_power_closed_form() -> None:
+    from scipy.stats import norm
+
+    first, second = [0.50, 0.52, 0.54], [0.55, 0.56, 0.60, 0.57]
+    pooled = (2 * np.var(first, ddof=1) + 3 * np.var(second, ddof=1)) / 5
+    delta = float(np.mean(second) - np.mean(first))
+    n = 2 * (norm.ppf(0.975) + norm.ppf(0.8)) ** 2 * pooled / delta**2
+    # the two-sample normal formula, rounded up
+    assert seeds_for_power(delta, first, second) == math.ceil(n) == 3
+    # a difference 4x smaller needs 16x the seeds
+    assert seeds_for_power(delta / 4, first, second) == math.ceil(16 * n)
+    # fewer than two seeds in a row: no answer; no difference at all: never detectable
+    assert math.isnan(seeds_for_power(delta, [0.5], second))
+    assert seeds_for_power(0.0, first, second) == math.inf

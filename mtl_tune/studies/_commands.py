@@ -1,0 +1,44 @@
+"""The `mtl-tune` (and companion tool) commands a user runs next on a study, as shell lines."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from mtl_tune.studies._storage import SPEC_FILE, TUNE_DIR, read_meta, study_folder
+
+
+def resume_command(root: Path, name: str) -> str:
+    """The command that continues an interrupted study (on its cluster, if it ran on one)."""
+    address = read_meta(study_folder(root, name)).get("address", "")
+    cluster = f" --address {shlex.quote(address)}" if address and address != "local" else ""
+    return f"mtl-tune study resume {shlex.quote(name)} --storage {shlex.quote(str(root))}{cluster}"
+
+
+def next_commands(root: Path, name: str) -> list[str]:
+    """What to run on a finished study: its report, its Optuna record, its TensorBoard."""
+    folder = study_folder(root, name)
+    lines = [f"mtl-tune report ablation {shlex.quote(name)} --storage {shlex.quote(str(root))}"]
+    url = read_meta(folder).get("optuna_storage", "")
+    if isinstance(url, str) and url.startswith("sqlite:///"):
+        lines.append(f"optuna-dashboard {shlex.quote(url)}")
+    lines.append(f"tensorboard --logdir {shlex.quote(str(folder / TUNE_DIR))}")
+    return lines
+
+
+def seeds_launch_command(folder: Path, seeds: int) -> str:
+    """Launches the study's spec again, as it was launched, with `seeds` seeds per row.
+
+    The new study (`<name>-<seeds>-seeds`, beside the old one) repeats the old seeds too, so its
+    ablation report compares every row over the same seeds.
+    """
+    meta = read_meta(folder)
+    name = str(meta.get("name", folder.name))
+    parts = ["mtl-tune", "study", "launch", str(folder / SPEC_FILE), "--name",
+             f"{name}-{seeds}-seeds", "--seeds", str(seeds), "--storage", str(folder.parent)]
+    gpu = meta.get("resources", {}).get("gpu", 0)
+    if gpu:
+        parts += ["--gpus-per-trial", f"{gpu:g}"]
+    for key, value in meta.get("overrides", {}).items():
+        parts += ["--set", f"{key}={value}"]
+    return shlex.join(parts)

@@ -1,0 +1,130 @@
+"""What `report ablation` prints, the score cache that makes a second report fast, and the
+seeds advice."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from mtl_tune.cli import app
+from mtl_tune.reports import fit_table, report_ablation, seeds_advice
+from mtl_tune.studies import score_cache_key
+
+ORDER = ["it1-baseline", "it3-cosine-sts", "it4-round-robin"]
+
+
+def _report(study: Path, out: Path, *extra: str) -> list[str]:
+    result = CliRunner().invoke(
+        app, ["report", "ablation", study.name, "--storage", str(study.parent), "--out",
+              str(out), *extra],
+    )
+    assert result.exit_code == 0, result.output
+    return result.stdout.splitlines()
+
+
+def test_report_prints_compact_tables_then_the_page(study: Path, tmp_path: Path) -> None:
+    # --format, with --formats kept as its alias
+    lines = _report(study, tmp_path / "r", "--format", "md,html")
+    # not a terminal: no line over 120 characters
+    assert max(map(len, lines)) <= 120
+    dev = lines.index("Dev table")
+    header = lines[dev + 1]
+    # the dev table's compact columns, as report.md shows them
+    for column in ("Iteration", "SST Dev", "Overall Dev", "Δ prev", "p (Holm)", "Seeds 80%"):
+        assert column in header, column
+    rows = lines[dev + 2: dev + 2 + len(ORDER)]
+    assert [row.split()[0] for row in rows] == ORDER
+    assert all("±" in row for row in rows)  # mean ± sd over the two seeds
+    assert "Test table" in lines
+    # it ends with the page to open
+    assert lines[-1] == f"report: {tmp_path / 'r' / 'report.html'}"
+    _report(study, tmp_path / "r2", "--formats", "md")
+    assert (tmp_path / "r2" / "report.md").is_file()
+    assert not (tmp_path / "r2" / "report.html").exists()
+
+
+def test_narrow_tables_drop_the_least_needed_columns_first() -> None:
+    frame = pd.DataFrame({"Iteration": ["it1-baseline", "it7-cosrelu-tuned"],
+                          "Change": ["the paper's baseline, a long description", "tuned lr"],
+                          "Overall Dev": ["0.512 ± 0.010", "0.555 ± 0.004"],
+                          "Δ base": ["–", "+0.043"], "Note": ["", "x" * 90]})
+    lines, dropped = fit_table(frame, 60)
+    assert max(map(len, lines)) <= 60
+    assert dropped == ["Change", "Note"]  # in DROP_ORDER, only as many as needed
+    lines, dropped = fit_table(frame, 20)
+    # narrower than any sensible table: cells are cut, and no line passes the width
+    assert max(map(len, lines)) <= 20 and dropped[-1] == "Δ base"
+    lines, dropped = fit_table(frame, 500)
+    # wide enough: every column, text left-aligned and numbers right-aligned
+    assert dropped == [] and lines[1].startswith("it1-baseline       the paper's")
+    assert lines[0].split("  ")[-2:] == ["Δ base", "Note"] and lines[1].rstrip().endswith("–")
+
+
+def test_second_report_reads_test_scores_from_the_study(
+    study: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mtl_tune.reports._test_table as test_table
+
+    first = report_ablation(study, out=tmp_path / "first", formats=("csv",))
+
+    def rescoring(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a checkpoint was scored again")
+
+    monkeypatch.setattr(test_table, "predict_data", rescoring)
+    second = report_ablation(study, out=tmp_path / "second", formats=("csv",))
+    # nothing re-scored: every row from the study's cache, wherever --out is
+    assert second.tables["test"]["cached"].all()
+    pd.testing.assert_frame_equal(second.tables["test"].drop(columns="cached"),
+                                  first.tables["test"].drop(columns="cached"))
+    # the leaderboard files are there too, byte for byte
+    for name in ORDER:
+        files = sorted((tmp_path / "first" / "test-predictions" / name).iterdir())
+        assert len(files) >= 3
+        for path in files:
+            copy = tmp_path / "second" / "test-predictions" / name / path.name
+            assert copy.read_bytes() == path.read_bytes()
+    assert any("read from the study's cache" in note for note in second.notes)
+
+
+def test_cache_key_follows_trial_epoch_and_test_file_bytes(
+    tiny_data_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    key = score_cache_key("abc_00001", 2, tiny_data_dir)
+    assert key == score_cache_key("abc_00001", 2, tiny_data_dir)
+    assert key != score_cache_key("abc_00001", 1, tiny_data_dir)
+    assert key != score_cache_key("abc_00002", 2, tiny_data_dir)
+    changed = Path(shutil.copytree(tiny_data_dir, tmp_path / "data"))
+    test_file = next(changed.glob("*sst*test*.csv"))
+    test_file.write_text(test_file.read_text() + "\n")
+    # other test files: scored afresh
+    assert key != score_cache_key("abc_00001", 2, changed)
+
+
+def test_seeds_advice_names_the_launch_that_settles_every_change(
+    study: Path, tmp_path: Path
+) -> None:
+    advice = seeds_advice(study)
+    dev = report_ablation(study, out=tmp_path / "r", formats=("csv",)).tables["dev"]
+    # the dev table's power column, row by row
+    np.testing.assert_array_equal(advice.rows["seeds_needed"], dev["seeds_needed"])
+    unsettled = [v for v, n in zip(dev["seeds_needed"], dev["n"], strict=True)
+                 if np.isfinite(v) and v > n]
+    if not unsettled:
+        assert advice.command is None
+        return
+    assert advice.seeds == max(unsettled)
+    words = shlex.split(advice.command or "")
+    assert words[:4] == ["mtl-tune", "study", "launch", str(study / "spec.toml")]
+    assert words[words.index("--seeds") + 1] == str(advice.seeds)
+    assert words[words.index("--storage") + 1] == str(study.parent)
+    lines = _report(study, tmp_path / "unused", "--seeds-advice")
+    # printed as a table and the command; no report is written
+    assert lines[-1].strip() == advice.command and not (tmp_path / "unused").exists()
+
