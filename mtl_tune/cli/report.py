@@ -86,6 +86,6 @@ def _print(result: Any) -> None:
 
 
 def _print_seeds_advice(folder: Path) -> None:
-    from mtl_tune.reports import advice_text, seeds_advice
+    from mtl_tune.reports import advice_text, seeds_advice, terminal_width
 
-    typer.echo(advice_text(seeds_advice(folder)))
+    typer.echo(advice_text(seeds_advice(folder), terminal_width()))

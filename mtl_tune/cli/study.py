@@ -29,7 +29,7 @@ def launch(
         str,
         typer.Argument(
             help="A built-in spec (demo, paper-ablation, extended-ablation, paper-search, "
-            "search) or a TOML file."
+            "search, search-mo) or a TOML file."
         ),
     ],
     name: Annotated[str | None, typer.Option(help="Study name (default: the spec's).")] = None,

@@ -67,8 +67,17 @@ def log_scaled(study: Any | None) -> set[str]:
     }
 
 
-def importances(study: Any | None) -> tuple[pd.DataFrame, str | None]:
-    """Optuna's fANOVA parameter importances (seeded), most important first.
+def _scalar(study: Any, metric: str) -> Any:
+    """How a trial's score is read: its value, or with several objectives the study's scalar
+    `metric` (a user attribute of each trial)."""
+    if len(study.directions) == 1:
+        return lambda trial: trial.value
+    return lambda trial: trial.user_attrs.get(metric)
+
+
+def importances(study: Any | None, metric: str = "overall") -> tuple[pd.DataFrame, str | None]:
+    """Optuna's fANOVA parameter importances (seeded), most important first; for a study of
+    several objectives, importances for the scalar `metric`.
 
     Returns:
         A frame of `param`, `importance`, and None; or an empty frame and why none were computed.
@@ -81,8 +90,10 @@ def importances(study: Any | None) -> tuple[pd.DataFrame, str | None]:
     if len(completed_trials(study)) < 2:
         return empty, "parameter importances need at least 2 completed Optuna trials"
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+    target = None if len(study.directions) == 1 else _scalar(study, metric)
     try:
-        values = optuna.importance.get_param_importances(study, evaluator=evaluator)
+        values = optuna.importance.get_param_importances(study, evaluator=evaluator,
+                                                         target=target)
     except (ValueError, RuntimeError) as err:
         return empty, f"parameter importances not computed: {err}"
     if not values:
@@ -91,12 +102,14 @@ def importances(study: Any | None) -> tuple[pd.DataFrame, str | None]:
     return frame, None
 
 
-def optuna_history(study: Any) -> pd.DataFrame:
-    """number, value, ray_trial_id of each completed Optuna trial, in the order they were told."""
+def optuna_history(study: Any, metric: str = "overall") -> pd.DataFrame:
+    """number, value, ray_trial_id of each completed Optuna trial, in the order they were told
+    (value: the scalar `metric` in a study of several objectives)."""
+    score = _scalar(study, metric)
     rows = [
-        {"number": t.number, "value": t.value, "ray_trial_id": t.user_attrs.get("ray_trial_id")}
+        {"number": t.number, "value": score(t), "ray_trial_id": t.user_attrs.get("ray_trial_id")}
         for t in completed_trials(study)
-        if t.value is not None
+        if score(t) is not None
     ]
     frame = pd.DataFrame(rows, columns=["number", "value", "ray_trial_id"])
     return frame.sort_values("number").reset_index(drop=True)

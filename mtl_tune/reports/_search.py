@@ -19,6 +19,7 @@ from mtl_tune.reports._optuna import (
     searched_params,
 )
 from mtl_tune.reports._output import FORMATS, ReportResult, check_formats, prepare_output
+from mtl_tune.reports._pareto import draw_pareto, pareto_front
 from mtl_tune.reports._search_figures import (
     collect_history,
     collect_param_effects,
@@ -67,7 +68,7 @@ def add_search_figures(
     plot = draw_param_effects(effects, info.metric, log_scaled(optuna_study))
     writer.figure("param_effects", plot,
                   f"Best dev {info.metric} of each trial against each searched parameter")
-    ranking, note = importances(optuna_study)
+    ranking, note = importances(optuna_study, info.metric)
     notes = [note] if note else []
     partial = sorted(set(params) - set(ranking["param"])) if not ranking.empty else []
     if partial:
@@ -79,7 +80,7 @@ def add_search_figures(
         writer.figure("param_importances", draw_importances(ranking),
                       "Optuna parameter importances (fANOVA, seed 0)")
     if optuna_study is not None:
-        history = collect_history(optuna_history(optuna_study)["value"], info.mode)
+        history = collect_history(optuna_history(optuna_study, info.metric)["value"], info.mode)
         source = "the value Optuna recorded for each trial, in the order it was told"
     else:
         values = best.sort_values(["experiment", "trial_id"])[info.metric]
@@ -89,6 +90,27 @@ def add_search_figures(
                   f"Optimization history: {info.metric} of each trial and the best so far "
                   f"({source})")
     return ranking, notes
+
+
+def _add_pareto(
+    writer: ReportWriter, info: StudyInfo, best: pd.DataFrame, params: list[str]
+) -> None:
+    """The non-dominated configurations of a multi-objective study, and the pairwise figure."""
+    points = pareto_front(best, info.objectives)
+    front = top_configurations(points[points["on_front"]], params, info.metric, info.mode,
+                               len(points))
+    axes = ", ".join(f"{name} ({mode})" for name, mode in info.objectives)
+    notes = [
+        f"Objectives: {axes}. Each trial is one point: its objectives at its best epoch by dev "
+        f"{info.metric} (the scalar ASHA and patience prune on), as in the Optuna record. A "
+        "configuration is on the front when no other trial is at least as good on every "
+        f"objective and better on one; {int(points['on_front'].sum())} of {len(points)} "
+        "trials are. Ranked by dev " + info.metric + ".",
+    ]
+    writer.table("pareto", "Pareto front (non-dominated configurations)", front,
+                 lambda style: top_display(front, params, style), notes)
+    writer.figure("pareto_front", draw_pareto(points, info.objectives),
+                  f"Pareto front over {axes}: every trial at its best epoch, the front in red")
 
 
 def report_search(
@@ -134,6 +156,8 @@ def report_search(
     ]
     writer.table("top", f"Top {top_k} configurations by best dev {info.metric}", top,
                  lambda style: top_display(top, params, style), top_notes)
+    if info.objectives:
+        _add_pareto(writer, info, best, params)
     ranking, optuna_notes = add_search_figures(writer, info, best, params, optuna_study)
     writer.table("importances", "Parameter importances (Optuna, fANOVA)", ranking,
                  lambda style: importance_display(ranking, style), optuna_notes)

@@ -16,6 +16,7 @@ import pandas as pd
 from mtl_tune.reports._dev_table import dev_table
 from mtl_tune.reports._display import number, seeds_text
 from mtl_tune.reports._selection import row_order
+from mtl_tune.reports._terminal import PIPE_WIDTH, fit_table
 from mtl_tune.studies import open_study, seeds_launch_command, study_results
 
 
@@ -44,7 +45,7 @@ def seeds_advice(study_folder: Path | str) -> SeedsAdvice:
     return SeedsAdvice(rows, seeds, seeds_launch_command(info.folder, seeds))
 
 
-def advice_text(advice: SeedsAdvice) -> str:
+def advice_text(advice: SeedsAdvice, width: int = PIPE_WIDTH) -> str:
     """The advice as `report ablation --seeds-advice` prints it: a table, then the launch."""
     frame = pd.DataFrame({
         "Iteration": advice.rows["iteration"],
@@ -53,7 +54,7 @@ def advice_text(advice: SeedsAdvice) -> str:
         "Seeds needed (80% power)": [seeds_text(v) for v in advice.rows["seeds_needed"]],
         "Settled": ["yes" if v else "no" for v in advice.rows["settled"]],
     })
-    lines = [frame.to_string(index=False)]
+    lines, _ = fit_table(frame, width)
     if advice.command is None:
         lines.append("Every change is settled with the seeds run (or cannot be: Δ prev = 0); "
                      "no launch needed.")

@@ -27,8 +27,10 @@ from mtl_tune.studies._selection import COUNTED, TRIAL_KEYS, best_epochs, best_r
 from mtl_tune.studies._spec import (
     BUILTIN,
     MODES,
+    OPTUNA_SEARCHES,
     SEARCHES,
     Distribution,
+    Objective,
     Resources,
     Scheduler,
     Stage,
@@ -79,6 +81,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "OPTUNA_SEARCHES",
+    "Objective",
     "CachedScores",
     "cache_scores",
     "read_cached_scores",

@@ -16,10 +16,13 @@ def resume_command(root: Path, name: str) -> str:
 
 
 def next_commands(root: Path, name: str) -> list[str]:
-    """What to run on a finished study: its report, its Optuna record, its TensorBoard."""
+    """What to run on a finished study: its report (ablation for a grid, else search), its
+    Optuna record, its TensorBoard."""
     folder = study_folder(root, name)
-    lines = [f"mtl-tune report ablation {shlex.quote(name)} --storage {shlex.quote(str(root))}"]
-    url = read_meta(folder).get("optuna_storage", "")
+    meta = read_meta(folder)
+    kind = "ablation" if meta.get("search", "grid") == "grid" else "search"
+    lines = [f"mtl-tune report {kind} {shlex.quote(name)} --storage {shlex.quote(str(root))}"]
+    url = meta.get("optuna_storage", "")
     if isinstance(url, str) and url.startswith("sqlite:///"):
         lines.append(f"optuna-dashboard {shlex.quote(url)}")
     lines.append(f"tensorboard --logdir {shlex.quote(str(folder / TUNE_DIR))}")

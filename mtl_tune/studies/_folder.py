@@ -24,7 +24,7 @@ class StudyInfo:
 
     folder: Path
     name: str
-    search: str  # grid | optuna | sequential
+    search: str  # grid | optuna | optuna-mo | sequential
     metric: str  # the dev metric that picks best epochs and checkpoints
     mode: str  # max | min
     trainables: tuple[str, ...]  # as listed in study.json (may be empty)
@@ -36,6 +36,7 @@ class StudyInfo:
     experiments: dict[str, Path]  # experiment (stage) name -> Ray Tune experiment folder
     notes: tuple[str, ...]  # what was missing and assumed
     optuna_storage: str | None = None  # the Optuna storage URL study.json names, if any
+    objectives: tuple[tuple[str, str], ...] = ()  # (metric, mode) of a multi-objective search
 
     @property
     def optuna_url(self) -> str | None:
@@ -121,6 +122,11 @@ def open_study(folder: Path | str) -> StudyInfo:
         raise MtlTuneError(f"{meta_path}: search must be one of {SEARCHES}, but got {search!r}")
     if mode not in MODES:
         raise MtlTuneError(f"{meta_path}: mode must be one of {MODES}, but got {mode!r}")
+    objectives = meta.get("objectives") or {}
+    if not isinstance(objectives, dict) or not all(m in MODES for m in objectives.values()):
+        raise MtlTuneError(
+            f"{meta_path}: objectives must map metrics to 'max' or 'min', but got {objectives!r}"
+        )
     spec_path = folder / SPEC_FILE
     wall = meta.get("wall_seconds")
     return StudyInfo(
@@ -138,4 +144,5 @@ def open_study(folder: Path | str) -> StudyInfo:
         experiments=experiments,
         notes=tuple(notes),
         optuna_storage=str(meta["optuna_storage"]) if meta.get("optuna_storage") else None,
+        objectives=tuple((str(k), str(v)) for k, v in objectives.items()),
     )

@@ -92,6 +92,7 @@ def _sync_mirror(spec: StudySpec, folder: Path, experiment: str, results: Any) -
         spec.mode,
         spec_distributions(spec),
         experiment,
+        spec.objectives,
     )
     added = mirror.add(mirror.study(), _ended(results))
     if added:
@@ -268,6 +269,7 @@ def launch_study(
             "search": spec.search,
             "metric": spec.metric,
             "mode": spec.mode,
+            "objectives": {o.name: o.mode for o in spec.objectives},
             "trainables": list(spec.trainables),
             "overrides": dict(overrides or {}),
             "resources": {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},

@@ -31,12 +31,13 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 from ray import tune
 
 from mtl_tune.studies._optuna_storage import open_storage
 from mtl_tune.studies._results import read_result_rows
-from mtl_tune.studies._spec import StudySpec
+from mtl_tune.studies._spec import Objective, StudySpec
 
 logger = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -44,6 +45,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 RAY_ID_ATTR = "ray_trial_id"
 SCORE_ATTRS = ("sst_acc", "para_acc", "sts_corr", "overall", "mean_score")  # at the best epoch
 _KEPT = {*SCORE_ATTRS, "training_iteration", "epochs_planned", "timestamp", "time_total_s"}
+
 
 def spec_distributions(spec: StudySpec) -> dict[str, BaseDistribution]:
     """Optuna distributions of every key that varies between the spec's trials by choice
@@ -76,10 +78,13 @@ class OptunaMirror(tune.Callback):
         mode: str,
         distributions: Mapping[str, BaseDistribution],
         stage: str,
+        objectives: Sequence[Objective] = (),
     ) -> None:
         self.storage_url, self.study_name = storage_url, study_name
         self.metric, self.mode, self.stage = metric, mode, stage
         self.distributions = dict(distributions)
+        # one objective: the study's metric; several: each, taken at the metric's best epoch
+        self.objectives = tuple(objectives) or (Objective(metric, mode),)
         self._seen: dict[str, list[dict[str, Any]]] = {}  # trial id -> results seen by the driver
         self._storage: optuna.storages.BaseStorage | None = None  # opened on first use
 
@@ -88,23 +93,23 @@ class OptunaMirror(tune.Callback):
         return {**self.__dict__, "_storage": None}
 
     def study(self) -> optuna.Study:
-        direction = (
-            optuna.study.StudyDirection.MAXIMIZE
-            if self.mode == "max"
-            else optuna.study.StudyDirection.MINIMIZE
-        )
+        directions = [
+            StudyDirection.MAXIMIZE if o.mode == "max" else StudyDirection.MINIMIZE
+            for o in self.objectives
+        ]
         if self._storage is None:
             self._storage = open_storage(self.storage_url)
         study = optuna.create_study(
             study_name=self.study_name,
             storage=self._storage,
-            direction=direction,
+            directions=directions,
             load_if_exists=True,
         )
-        if study.metric_names != [self.metric]:
+        names = [o.name for o in self.objectives]
+        if study.metric_names != names:
             with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                study.set_metric_names([self.metric])
+                study.set_metric_names(names)
         return study
 
     def on_trial_result(
@@ -156,8 +161,8 @@ class OptunaMirror(tune.Callback):
             number=-1,  # numbered by the storage
             trial_id=-1,
             state=TrialState.PRUNED if pruned else TrialState.COMPLETE,
-            value=float(best[self.metric]),
-            values=None,
+            value=None,
+            values=[float(best[o.name]) for o in self.objectives],
             datetime_start=datetime.fromtimestamp(start),
             datetime_complete=datetime.fromtimestamp(end),
             params=params,

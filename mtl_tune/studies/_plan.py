@@ -6,12 +6,12 @@ import math
 from dataclasses import asdict
 from typing import Any
 
-from mtl_tune.studies._spec import StudySpec
+from mtl_tune.studies._spec import OPTUNA_SEARCHES, StudySpec
 
 
 def trial_count(spec: StudySpec) -> int:
     """Trials the spec starts: grids multiply out, TPE samples `num_samples`."""
-    if spec.search == "optuna":
+    if spec.search in OPTUNA_SEARCHES:
         return spec.num_samples
     # grid and sequential: every trainable x seed x [space] choice, repeated num_samples times
     choices = math.prod(len(d.values) for d in spec.space.values() if d.kind == "choice")
@@ -39,6 +39,7 @@ def describe(spec: StudySpec) -> dict[str, Any]:
         "spec": {
             "name": spec.name, "source": spec.source, "search": spec.search,
             "metric": spec.metric, "mode": spec.mode, "trainables": list(spec.trainables),
+            "objectives": {o.name: o.mode for o in spec.objectives},
             "seeds": spec.seeds, "num_samples": spec.num_samples, "fixed": dict(spec.fixed),
             "scheduler": asdict(spec.scheduler),
         },

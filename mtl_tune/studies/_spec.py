@@ -15,11 +15,14 @@ from typing import Any
 from mtl_tune.exceptions import ConfigError, SpecError
 from mtl_tune.platform.config import TrainConfig
 
-SEARCHES = ("optuna", "grid", "sequential")
+SEARCHES = ("optuna", "optuna-mo", "grid", "sequential")
+OPTUNA_SEARCHES = ("optuna", "optuna-mo")  # Optuna suggests each trial's configuration
 MODES = ("max", "min")
 SCHEDULERS = ("asha", "none")
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
-BUILTIN = ("demo", "paper-ablation", "paper-search", "search", "extended-ablation")
+BUILTIN = (
+    "demo", "paper-ablation", "paper-search", "search", "search-mo", "extended-ablation",
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,14 @@ class Distribution:
     low: float = 0.0
     high: float = 0.0
     values: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One objective of a multi-objective search: a reported dev metric and its direction."""
+
+    name: str
+    mode: str = "max"
 
 
 @dataclass(frozen=True)
@@ -59,8 +70,11 @@ class StudySpec:
     name: str
     trainables: tuple[str, ...]
     search: str = "grid"
+    # the one scalar that picks each trial's best epoch and checkpoint and that ASHA and
+    # patience prune on (`prune_on` in a multi-objective spec)
     metric: str = "overall"
     mode: str = "max"
+    objectives: tuple[Objective, ...] = ()  # search "optuna-mo": the Pareto front's axes
     num_samples: int = 1  # optuna: trials to sample; grid: repeats of the whole grid
     seeds: int = 1  # each configuration repeated over seeds 0..seeds-1 (grid, sequential)
     max_concurrent: int = 2
@@ -143,11 +157,13 @@ def validate(spec: StudySpec) -> None:
                     f"space.{key} in {src}: a {spec.search} search takes `choice` lists only, "
                     f"but got {dist.kind}"
                 )
-    if spec.search == "optuna" and spec.seeds != 1:
+    if spec.search in OPTUNA_SEARCHES and spec.seeds != 1:
         raise SpecError(
-            f"`seeds` must be 1 for search 'optuna' in {src} (TPE samples new configurations; "
-            f"use a grid or sequential search to repeat over seeds), but got {spec.seeds}"
+            f"`seeds` must be 1 for search {spec.search!r} in {src} (TPE samples new "
+            f"configurations; use a grid or sequential search to repeat over seeds), but got "
+            f"{spec.seeds}"
         )
+    _check_objectives(spec, METRIC_KEYS)
     stage_keys = [s.key for s in spec.stages]
     for key in stage_keys:
         if stage_keys.count(key) > 1 or key in spec.space:
@@ -156,6 +172,31 @@ def validate(spec: StudySpec) -> None:
                 "a stage and [space])"
             )
     _check_training_keys(spec)
+
+
+def _check_objectives(spec: StudySpec, metrics: tuple[str, ...]) -> None:
+    src, names = spec.source, [o.name for o in spec.objectives]
+    if spec.search != "optuna-mo":
+        if names:
+            raise SpecError(
+                f"`objectives` need search = 'optuna-mo' in {src}, but search is {spec.search!r}"
+            )
+        return
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise SpecError(
+            f"`objectives` must name at least 2 different metrics for search 'optuna-mo' in "
+            f"{src}, but got {names}"
+        )
+    for objective in spec.objectives:
+        if objective.name not in metrics:
+            raise SpecError(
+                f"objective {objective.name!r} in {src} must be one of {metrics}"
+            )
+        if objective.mode not in MODES:
+            raise SpecError(
+                f"the mode of objective {objective.name!r} in {src} must be 'max' or 'min', "
+                f"but got {objective.mode!r}"
+            )
 
 
 # the data is read and tokenized once per study, so these keys cannot vary between its trials

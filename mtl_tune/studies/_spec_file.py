@@ -13,6 +13,7 @@ from mtl_tune.platform.presets import PRESETS
 from mtl_tune.studies._spec import (
     DISTRIBUTIONS,
     Distribution,
+    Objective,
     Resources,
     Scheduler,
     Stage,
@@ -71,7 +72,7 @@ def launch_spec(
 
 
 _TOP_KEYS = {f.name for f in fields(StudySpec)} - {"source", "trainables", "stages"}
-_TOP_KEYS |= {"trainable", "trainables", "sequential"}
+_TOP_KEYS |= {"trainable", "trainables", "sequential", "prune_on"}
 
 
 def parse_spec(raw: Mapping[str, Any], source: str, overrides: Mapping[str, Any]) -> StudySpec:
@@ -102,7 +103,8 @@ def parse_spec(raw: Mapping[str, Any], source: str, overrides: Mapping[str, Any]
         name=_typed(raw, "name", str, source, required=True),
         trainables=tuple(trainables),
         search=_typed(raw, "search", str, source, default="grid"),
-        metric=_typed(raw, "metric", str, source, default="overall"),
+        metric=_metric(raw, source),
+        objectives=_objectives(raw.get("objectives", []), source),
         mode=_typed(raw, "mode", str, source, default="max"),
         num_samples=_typed(raw, "num_samples", int, source, default=1),
         seeds=_typed(raw, "seeds", int, source, default=1),
@@ -119,6 +121,30 @@ def parse_spec(raw: Mapping[str, Any], source: str, overrides: Mapping[str, Any]
     )
     validate(spec)
     return spec
+
+
+def _metric(raw: Mapping[str, Any], source: str) -> str:
+    """`metric`, or its other name `prune_on` (a multi-objective spec's scalar)."""
+    metric = _typed(raw, "metric", str, source)
+    prune_on = _typed(raw, "prune_on", str, source)
+    if metric is not None and prune_on is not None and metric != prune_on:
+        raise SpecError(
+            f"`prune_on` and `metric` name the same scalar in {source}; give one, but got "
+            f"prune_on={prune_on!r} and metric={metric!r}"
+        )
+    return prune_on or metric or "overall"
+
+
+def _objectives(value: Any, source: str) -> tuple[Objective, ...]:
+    """`["sst_acc", ...]` (each maximised) or `{ sst_acc = "max", ... }`."""
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(Objective(name) for name in value)
+    if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+        return tuple(Objective(name, mode) for name, mode in value.items())
+    raise SpecError(
+        f"`objectives` must be a list of metric names or a table of metric = \"max\"|\"min\" "
+        f"in {source}, but got {value!r}"
+    )
 
 
 def _table(raw: Mapping[str, Any], key: str, source: str) -> dict[str, Any]:

@@ -8,13 +8,13 @@ from typing import Any
 
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-from ray.tune.search.optuna import OptunaSearch
 
 from mtl_tune.platform.bundle import DataBundle
 from mtl_tune.platform.presets import resolve_config
 from mtl_tune.studies._callbacks import ConciseProgress, LeanCheckpoints, TrialEvents
 from mtl_tune.studies._optuna_mirror import OptunaMirror, spec_distributions
-from mtl_tune.studies._spec import StudySpec
+from mtl_tune.studies._searcher import BestEpochSearch
+from mtl_tune.studies._spec import OPTUNA_SEARCHES, StudySpec
 from mtl_tune.studies._stopper import PatienceStopper
 from mtl_tune.studies._storage import TUNE_DIR
 from mtl_tune.trainables import make_trainable
@@ -68,7 +68,11 @@ def trainable(spec: StudySpec, data: DataBundle) -> Any:
 
 
 def tune_config(spec: StudySpec) -> tune.TuneConfig:
+    """Searcher and scheduler. One objective: Tune's metric/mode is the study's scalar. Several:
+    the searcher takes the objectives and the scheduler the scalar it prunes on, each its own."""
     epochs = base_config(spec).epochs
+    several = spec.search == "optuna-mo"
+    scalar: dict[str, Any] = {"metric": spec.metric, "mode": spec.mode}
     scheduler: Any = FIFOScheduler()
     if spec.scheduler.type == "asha":
         scheduler = ASHAScheduler(
@@ -76,18 +80,24 @@ def tune_config(spec: StudySpec) -> tune.TuneConfig:
             max_t=spec.scheduler.max_t or epochs,
             grace_period=spec.scheduler.grace_period,
             reduction_factor=spec.scheduler.reduction_factor,
+            **(scalar if several else {}),
         )
     search_alg = None
-    if spec.search == "optuna":
+    if spec.search in OPTUNA_SEARCHES:
         import optuna
 
         # in-memory Optuna storage: Tune checkpoints it with the experiment (see _optuna_mirror);
-        # max_concurrent_trials below wraps the searcher in a ConcurrencyLimiter
+        # max_concurrent_trials below wraps the searcher in a ConcurrencyLimiter. TPE handles
+        # several objectives too, and starts sampling after 10 trials rather than NSGA-II's 50.
         sampler = optuna.samplers.TPESampler(seed=spec.optuna_seed)
-        search_alg = OptunaSearch(sampler=sampler)
+        objectives = (
+            {"metric": [o.name for o in spec.objectives], "mode": [o.mode for o in spec.objectives]}
+            if several else {}
+        )
+        search_alg = BestEpochSearch(spec.metric, spec.mode, sampler=sampler, **objectives)
     return tune.TuneConfig(
-        metric=spec.metric,
-        mode=spec.mode,
+        metric=None if several else spec.metric,
+        mode=None if several else spec.mode,
         search_alg=search_alg,
         scheduler=scheduler,
         num_samples=spec.num_samples,
@@ -99,7 +109,8 @@ def run_config(
     spec: StudySpec, folder: Path, experiment: str, optuna_url: str, verbose: int
 ) -> tune.RunConfig:
     mirror = OptunaMirror(
-        optuna_url, spec.name, spec.metric, spec.mode, spec_distributions(spec), experiment
+        optuna_url, spec.name, spec.metric, spec.mode, spec_distributions(spec), experiment,
+        spec.objectives,
     )
     callbacks: list[Any] = [mirror, TrialEvents(folder, experiment), LeanCheckpoints()]
     if verbose <= 1:

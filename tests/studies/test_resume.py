@@ -17,6 +17,7 @@ from typing import Any
 import optuna
 import pandas as pd
 import psutil
+import pytest
 from ray.tune import ExperimentAnalysis
 
 from mtl_tune.studies import load_spec, open_storage, read_meta, trial_count
@@ -39,6 +40,7 @@ sts_head = { choice = ["linear", "cosine"] }
 [scheduler]
 type = "none"
 """
+OBJECTIVES = ("sst_acc", "para_acc", "sts_corr")
 KEPT = ["training_iteration", "overall", "sst_acc", "para_acc", "sts_corr", "timestamp"]
 
 
@@ -93,11 +95,17 @@ def _wait_for_finished_trial(
     raise AssertionError(f"no trial finished within {timeout} s")
 
 
+@pytest.mark.parametrize("objectives", [(), OBJECTIVES], ids=["one-objective", "three-objectives"])
 def test_resume_after_sigkill(
-    tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path
+    tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path,
+    objectives: tuple[str, ...],
 ) -> None:
     fixed = tiny_fixed(tiny_bert_dir, tiny_data_dir, epochs=2)
-    path = write_spec(tmp_path, TOP, fixed, TABLES)
+    top = TOP
+    if objectives:  # a multi-objective study: TPE over three objectives
+        top = TOP.replace('search = "optuna"', 'search = "optuna-mo"\nobjectives = '
+                          + str(list(objectives)).replace("'", '"'))
+    path = write_spec(tmp_path, top, fixed, TABLES)
     spec = load_spec(str(path))
     root = tmp_path / "studies"
     env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
@@ -168,8 +176,12 @@ def test_resume_after_sigkill(
     for trial_id, (_, _, frame) in after.items():
         # each ran its planned epochs: COMPLETE ...
         assert by_id[trial_id].state == optuna.trial.TrialState.COMPLETE
-        # ... with the value of its best epoch, epochs before the kill included
-        assert by_id[trial_id].value == frame["overall"].max()
+        # ... with the value(s) of its best epoch, epochs before the kill included
+        best = frame.loc[frame["overall"].idxmax()]
+        if objectives:  # every objective present, at that epoch
+            assert by_id[trial_id].values == [best[k] for k in objectives]
+        else:
+            assert by_id[trial_id].value == best["overall"]
         assert sorted(by_id[trial_id].intermediate_values) == sorted(frame["training_iteration"])
     # the resumed driver shut its Ray down: no process of this test survives
     assert not wait_gone(ray_processes(ray_tmp), timeout=20)

@@ -26,13 +26,14 @@ from mtl_tune.studies._storage import write_meta
 from tests.studies.conftest import write_spec
 
 GOOD_TOP = 'name = "s"\ntrainables = ["it1-baseline"]\nsearch = "grid"'
+MO_TOP = 'name = "s"\ntrainables = ["it1-baseline"]\nsearch = "optuna-mo"'
 
 
 def test_builtin_specs_parse_and_count() -> None:
     counts = {name: trial_count(load_spec(name)) for name in BUILTIN}
     # every built-in spec validates, and its trial count is the grid / TPE budget it promises
     assert counts == {"demo": 8, "paper-ablation": 21, "paper-search": 6, "search": 40,
-                      "extended-ablation": 33}
+                      "search-mo": 40, "extended-ablation": 33}
 
 
 def _tune_trials(spec: StudySpec) -> int:
@@ -41,7 +42,7 @@ def _tune_trials(spec: StudySpec) -> int:
 
     from mtl_tune.studies._launch import param_space
 
-    if spec.search == "optuna":
+    if spec.search in ("optuna", "optuna-mo"):
         return spec.num_samples
     spaces = [param_space(spec, {}, s.key) for s in spec.stages] or [param_space(spec)]
     return sum(len(list(generate_variants(space))) for space in spaces) * spec.num_samples
@@ -171,6 +172,57 @@ BAD_SPECS: dict[str, tuple[str, dict[str, Any], str, str]] = {
         "[space]\nlr = { loguniform = [1e-6, 1e-4] }",
         r"`seeds` must be 1 for search 'optuna' in {file} .*but got 3",
     ),
+    "objectives without optuna-mo": (
+        GOOD_TOP + '\nobjectives = ["sst_acc", "sts_corr"]',
+        {},
+        "",
+        r"`objectives` need search = 'optuna-mo' in {file}, but search is 'grid'",
+    ),
+    "one objective": (
+        MO_TOP + '\nobjectives = ["sst_acc"]',
+        {},
+        "",
+        r"`objectives` must name at least 2 different metrics for search 'optuna-mo' in {file}, "
+        r"but got \['sst_acc'\]",
+    ),
+    "an objective twice": (
+        MO_TOP + '\nobjectives = ["sst_acc", "sst_acc"]',
+        {},
+        "",
+        r"at least 2 different metrics .* but got \['sst_acc', 'sst_acc'\]",
+    ),
+    "unknown objective": (
+        MO_TOP + '\nobjectives = ["sst_acc", "bleu"]',
+        {},
+        "",
+        r"objective 'bleu' in {file} must be one of \('sst_acc'",
+    ),
+    "bad objective mode": (
+        MO_TOP + '\nobjectives = { sst_acc = "max", sts_corr = "up" }',
+        {},
+        "",
+        r"the mode of objective 'sts_corr' in {file} must be 'max' or 'min', but got 'up'",
+    ),
+    "objectives not a list": (
+        MO_TOP + '\nobjectives = "sst_acc"',
+        {},
+        "",
+        r"`objectives` must be a list of metric names or a table .* in {file}, but got 'sst_acc'",
+    ),
+    "prune_on and metric differ": (
+        MO_TOP + '\nobjectives = ["sst_acc", "sts_corr"]\nprune_on = "overall"\n'
+        'metric = "mean_score"',
+        {},
+        "",
+        r"`prune_on` and `metric` name the same scalar in {file}; give one, but got "
+        r"prune_on='overall' and metric='mean_score'",
+    ),
+    "optuna-mo with seeds > 1": (
+        MO_TOP + '\nobjectives = ["sst_acc", "sts_corr"]\nseeds = 2',
+        {},
+        "",
+        r"`seeds` must be 1 for search 'optuna-mo' in {file} .*but got 2",
+    ),
     "bad value for a choice": (
         GOOD_TOP,
         {},
@@ -188,7 +240,7 @@ BAD_SPECS: dict[str, tuple[str, dict[str, Any], str, str]] = {
         'name = "s"\ntrainables = ["it1-baseline"]\nsearch = "random"',
         {},
         "",
-        r"`search` must be one of \('optuna', 'grid', 'sequential'\) in {file}, "
+        r"`search` must be one of \('optuna', 'optuna-mo', 'grid', 'sequential'\) in {file}, "
         r"but got 'random'",
     ),
     "unknown metric": (
@@ -312,3 +364,25 @@ def test_dry_run_keeps_the_specs_data_dir(
     assert result.exit_code == 0, result.output
     # and the plan keeps the spec's data folder
     assert json.loads(result.stdout)["spec"]["fixed"]["data_dir"] == str(tiny_data_dir)
+
+
+def test_multi_objective_spec_and_its_plan() -> None:
+    spec = load_spec("search-mo")
+    # three objectives, each maximised, and the scalar ASHA prunes on
+    assert [(o.name, o.mode) for o in spec.objectives] == [
+        ("sst_acc", "max"), ("para_acc", "max"), ("sts_corr", "max")]
+    assert (spec.metric, spec.mode, spec.scheduler.type) == ("overall", "max", "asha")
+    plan = describe(spec)
+    # the dry run names the objectives beside the trials
+    assert plan["spec"]["objectives"] == {"sst_acc": "max", "para_acc": "max", "sts_corr": "max"}
+    assert plan["spec"]["search"] == "optuna-mo" and plan["resources"]["trials"] == 40
+
+
+def test_objectives_as_a_table_take_their_modes(tmp_path: Path) -> None:
+    path = write_spec(tmp_path, MO_TOP + '\nobjectives = { sst_acc = "max", mean_score = "min" }',
+                      {"epochs": 1}, "[space]\nlr = { loguniform = [1e-6, 1e-4] }")
+    spec = load_spec(str(path))
+    assert [(o.name, o.mode) for o in spec.objectives] == [("sst_acc", "max"),
+                                                           ("mean_score", "min")]
+    # without prune_on the scalar is the default metric
+    assert spec.metric == "overall"
