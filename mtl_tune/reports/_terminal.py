@@ -60,8 +60,9 @@ def fit_table(frame: pd.DataFrame, width: int) -> tuple[list[str], list[str]]:
         cap = max(MIN_CELL, sizes[widest] - (max(map(len, lines)) - width))
         if sizes[widest] <= MIN_CELL:
             break
-        frame = frame.rename(columns={widest: _cut(str(widest), cap)})
-        frame[_cut(str(widest), cap)] = [_cut(str(v), cap) for v in frame[_cut(str(widest), cap)]]
+        name = _cut(str(widest), cap)
+        frame = frame.rename(columns={widest: name})
+        frame[name] = [_cut(str(v), cap) for v in frame[name]]
         lines = _render(frame)
     return [line if len(line) <= width else line[: width - 1] + CUT for line in lines], dropped
 

@@ -36,7 +36,7 @@ def _scored(
         "metrics": result.metrics,
         "unlabeled": [t for t, p in result.predictions.items() if p.labels is None],
         "missing": sorted(result.missing),
-        "files": [path.name for key, path in result.files.items() if key != "scores"],
+        "files": [path.name for path in result.files.values()],  # scores.json included
     }
 
 

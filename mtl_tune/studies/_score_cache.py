@@ -20,6 +20,7 @@ from mtl_tune.platform.atomic import existing_folder, replace_folder, write_byte
 
 CACHE_DIR = Path("cache") / "test-scores"
 ENTRY_FILE = "entry.json"
+ENTRY_VERSION = 2  # what an entry holds; another version is another key (2: scores.json kept)
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,10 @@ def score_cache_key(trial_id: str, epoch: int, data_dir: Path) -> str:
             files[task] = _file_digest(split_path(data_dir, task, "test"))
         except MissingDataFile:
             files[task] = None
-    text = json.dumps({"trial": str(trial_id), "epoch": int(epoch), "files": files},
-                      sort_keys=True)
+    text = json.dumps(
+        {"entry": ENTRY_VERSION, "trial": str(trial_id), "epoch": int(epoch), "files": files},
+        sort_keys=True,
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

@@ -4,6 +4,7 @@ seeds advice."""
 from __future__ import annotations
 
 import shlex
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +71,9 @@ def test_second_report_reads_test_scores_from_the_study(
 ) -> None:
     import mtl_tune.reports._test_table as test_table
 
+    shutil.rmtree(study / "cache", ignore_errors=True)  # other tests' reports filled it
     first = report_ablation(study, out=tmp_path / "first", formats=("csv",))
+    assert not first.tables["test"]["cached"].any()
 
     def rescoring(*args: object, **kwargs: object) -> None:
         raise AssertionError("a checkpoint was scored again")
@@ -84,7 +87,9 @@ def test_second_report_reads_test_scores_from_the_study(
     # the leaderboard files are there too, byte for byte
     for name in ORDER:
         files = sorted((tmp_path / "first" / "test-predictions" / name).iterdir())
-        assert len(files) >= 3
+        # the three leaderboard files and scores.json
+        assert [f.name for f in files] == ["para-test-output.csv", "scores.json",
+                                           "sst-test-output.csv", "sts-test-output.csv"]
         for path in files:
             copy = tmp_path / "second" / "test-predictions" / name / path.name
             assert copy.read_bytes() == path.read_bytes()
@@ -94,8 +99,6 @@ def test_second_report_reads_test_scores_from_the_study(
 def test_cache_key_follows_trial_epoch_and_test_file_bytes(
     tiny_data_dir: Path, tmp_path: Path
 ) -> None:
-    import shutil
-
     key = score_cache_key("abc_00001", 2, tiny_data_dir)
     assert key == score_cache_key("abc_00001", 2, tiny_data_dir)
     assert key != score_cache_key("abc_00001", 1, tiny_data_dir)
