@@ -191,8 +191,9 @@ def test_optuna_mirror_holds_each_finished_ray_trial(tpe_study: tuple[Any, Study
             ray_trial.last_result["timestamp"], abs=1)
         assert frozen.duration is not None and frozen.duration.total_seconds() == pytest.approx(
             ray_trial.last_result["time_total_s"], abs=1) and frozen.duration.total_seconds() > 0
-    # ASHA with grace period 1 and reduction factor 2 stops some of the four after epoch 1
-    assert states == {TrialState.PRUNED, TrialState.COMPLETE}
+    # (whether ASHA stops any of the four depends on the order their results come in; the
+    # PRUNED record itself is tested on fixed results in test_optuna_record.py)
+    assert states <= {TrialState.PRUNED, TrialState.COMPLETE}
     # the objective has the study metric's name
     assert study.metric_names == [spec.metric]
     # the study's direction follows the spec's mode

@@ -1,0 +1,74 @@
+"""The Optuna record of one ended trial, from fixed per-epoch results: value at the best
+epoch, PRUNED when it stopped before its planned epochs, seed and scores as user attributes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState
+
+from mtl_tune.studies import Objective
+from mtl_tune.studies._optuna_mirror import OptunaMirror
+
+
+def _row(epoch: int, overall: float, sst: float, planned: int = 4) -> dict:
+    return {"training_iteration": epoch, "overall": overall, "sst_acc": sst, "para_acc": 0.6,
+            "sts_corr": 0.8, "mean_score": 0.5, "epochs_planned": planned,
+            "timestamp": 1_800_000_000 + 60 * epoch, "time_total_s": 60.0 * epoch}
+
+
+def _mirror(tmp_path: Path, objectives: tuple[Objective, ...] = ()) -> OptunaMirror:
+    return OptunaMirror(f"sqlite:///{tmp_path / 'optuna.db'}", "s", "overall", "max",
+                        {"lr": FloatDistribution(1e-6, 1e-3, log=True)}, "main", objectives)
+
+
+def test_a_trial_stopped_early_is_pruned_at_its_best_epoch(tmp_path: Path) -> None:
+    mirror = _mirror(tmp_path)
+    # stopped after 3 of 4 planned epochs; epochs 1 and 3 tie on overall, epoch 2 is last-best
+    rows = [_row(1, 0.62, 0.30), _row(2, 0.55, 0.40), _row(3, 0.62, 0.35)]
+    frozen = mirror.frozen_trial("t1", {"lr": 1e-4, "seed": 7, "epochs": 4}, rows)
+    assert frozen is not None
+    assert frozen.state == TrialState.PRUNED
+    # the best epoch by overall, the earliest of a tie, with that epoch's scores
+    assert frozen.values == [0.62] and frozen.user_attrs["best_epoch"] == 1
+    assert frozen.user_attrs["sst_acc"] == 0.30 and frozen.user_attrs["epochs"] == 3
+    # the seed is a user attribute, not a parameter; the searched key is
+    assert frozen.params == {"lr": 1e-4} and frozen.user_attrs["seed"] == 7
+    assert frozen.intermediate_values == {1: 0.62, 2: 0.55, 3: 0.62}
+    # its own times: ended at the last result, started time_total_s before
+    assert frozen.datetime_complete == datetime.fromtimestamp(1_800_000_180)
+    assert frozen.datetime_start == datetime.fromtimestamp(1_800_000_000)
+    study = mirror.study()
+    assert mirror.add(study, [("t1", {"lr": 1e-4, "seed": 7}, rows)]) == 1
+    # once only, by Ray trial id
+    assert mirror.add(study, [("t1", {"lr": 1e-4, "seed": 7}, rows)]) == 0
+    assert study.metric_names == ["overall"] and study.trials[0].state == TrialState.PRUNED
+
+
+def test_a_trial_that_ran_its_epochs_is_complete(tmp_path: Path) -> None:
+    rows = [_row(1, 0.5, 0.3, planned=2), _row(2, 0.6, 0.4, planned=2)]
+    frozen = _mirror(tmp_path).frozen_trial("t2", {"lr": 1e-4}, rows)
+    assert frozen is not None and frozen.state == TrialState.COMPLETE and frozen.values == [0.6]
+    # a restored trial reports its later epochs again: the last report of an epoch counts
+    again = _mirror(tmp_path).frozen_trial("t2", {"lr": 1e-4}, [*rows, _row(2, 0.7, 0.4, 2)])
+    assert again is not None and again.values == [0.7]
+    # no epoch with the metric: nothing to record
+    assert _mirror(tmp_path).frozen_trial("t3", {}, [{"training_iteration": 1}]) is None
+
+
+def test_several_objectives_are_taken_at_the_scalars_best_epoch(tmp_path: Path) -> None:
+    mirror = _mirror(tmp_path, (Objective("sst_acc"), Objective("sts_corr", "min")))
+    rows = [_row(1, 0.5, 0.45), _row(2, 0.6, 0.30)]
+    frozen = mirror.frozen_trial("t4", {"lr": 1e-4}, rows)
+    # epoch 2 is best by overall, though epoch 1 has the better SST
+    assert frozen is not None and frozen.values == [0.30, 0.8]
+    study = mirror.study()
+    assert study.directions == [optuna.study.StudyDirection.MAXIMIZE,
+                                optuna.study.StudyDirection.MINIMIZE]
+    assert study.metric_names == ["sst_acc", "sts_corr"]
+    mirror.add(study, [("t4", {"lr": 1e-4}, rows)])
+    assert study.trials[0].values == pytest.approx([0.30, 0.8])
