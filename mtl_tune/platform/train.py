@@ -8,6 +8,7 @@ from an epoch-end checkpoint continues exactly as an uninterrupted one would.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -155,13 +156,19 @@ class Trainer:
         )
         return steps_of(schedule)
 
+    @functools.cached_property
+    def _run_plan(self) -> tuple[int, int]:
+        """(optimizer steps, training batches) of the whole run, every epoch's plan drawn once."""
+        plans = [self.epoch_steps(e) for e in range(1, self.config.epochs + 1)]
+        return sum(map(len, plans)), sum(len(tasks) for steps in plans for tasks in steps)
+
     def planned_batches(self) -> int:
         """Training batches of the whole run."""
-        return sum(len(t) for e in range(1, self.config.epochs + 1) for t in self.epoch_steps(e))
+        return self._run_plan[1]
 
     def planned_steps(self) -> int:
         """Optimizer steps of the whole run (what the learning-rate schedule spans)."""
-        return sum(len(self.epoch_steps(e)) for e in range(1, self.config.epochs + 1))
+        return self._run_plan[0]
 
     @property
     def should_stop(self) -> bool:
