@@ -125,7 +125,8 @@ def open_study(folder: Path | str) -> StudyInfo:
     objectives = meta.get("objectives") or {}
     if not isinstance(objectives, dict) or not all(m in MODES for m in objectives.values()):
         raise MtlTuneError(
-            f"{meta_path}: objectives must map metrics to 'max' or 'min', but got {objectives!r}"
+            f"{meta_path}: objectives must map each metric to 'max' or 'min', as the spec's "
+            f"`objectives` table does, but got {objectives!r}; correct it in {META_FILE}"
         )
     spec_path = folder / SPEC_FILE
     wall = meta.get("wall_seconds")

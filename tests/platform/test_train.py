@@ -7,7 +7,9 @@ import torch
 from mtl_tune.exceptions import CheckpointError, TrainingError
 from mtl_tune.platform.bundle import build_bundle
 from mtl_tune.platform.checkpoint import restore_trainer, save_checkpoint
+from mtl_tune.platform.config import TrainConfig
 from mtl_tune.platform.presets import resolve_config
+from mtl_tune.platform.splits import Splits
 from mtl_tune.platform.train import Trainer, steps_of
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -147,16 +149,22 @@ def test_sst_only_trains_sst_batches_only(tiny_bert_dir: Path, tiny_data_dir: Pa
     assert "para_acc" in metrics
 
 
+def _checkpointed(config: TrainConfig, folder: Path) -> tuple[Trainer, Splits]:
+    """A trainer after one epoch, its checkpoint written to `folder`, and its data."""
+    splits = build_bundle(config).for_config(config)
+    trainer = Trainer(config, splits)
+    trainer.run_epoch(1)
+    save_checkpoint(trainer, folder, {})
+    return trainer, splits
+
+
 def test_weights_only_checkpoint_predicts_but_does_not_resume(
     tiny_bert_dir: Path, tiny_data_dir: Path, tmp_path: Path
 ) -> None:
     from mtl_tune.platform.checkpoint import drop_optimizer_state, load_model
 
     config = _config(tiny_bert_dir, tiny_data_dir, epochs=1)
-    splits = build_bundle(config).for_config(config)
-    trainer = Trainer(config, splits)
-    trainer.run_epoch(1)
-    save_checkpoint(trainer, tmp_path / "full", {})
+    trainer, splits = _checkpointed(config, tmp_path / "full")
     save_checkpoint(trainer, tmp_path / "lean", {}, optimizer=False)
     # a weights-only checkpoint has no optimizer state ...
     assert not (tmp_path / "lean" / "optimizer.pt").exists()
@@ -270,10 +278,7 @@ def test_checkpoint_from_before_head_hidden_still_resumes(
     import json
 
     config = _config(tiny_bert_dir, tiny_data_dir, epochs=2)
-    splits = build_bundle(config).for_config(config)
-    trainer = Trainer(config, splits)
-    trainer.run_epoch(1)
-    save_checkpoint(trainer, tmp_path / "ckpt", {})
+    trainer, splits = _checkpointed(config, tmp_path / "ckpt")
     # a checkpoint written before head_hidden existed has no such key in its head layout
     state_file = tmp_path / "ckpt" / "trainer_state.json"
     state = json.loads(state_file.read_text())
@@ -311,10 +316,7 @@ def test_checkpoint_of_another_combination_is_refused(
     tiny_bert_dir: Path, tiny_data_dir: Path, tmp_path: Path
 ) -> None:
     config = _config(tiny_bert_dir, tiny_data_dir, epochs=2)
-    splits = build_bundle(config).for_config(config)
-    trainer = Trainer(config, splits)
-    trainer.run_epoch(1)
-    save_checkpoint(trainer, tmp_path / "ckpt", {})
+    trainer, splits = _checkpointed(config, tmp_path / "ckpt")
     # uncertainty weighting adds a parameter group (its log-variances) that a sum run never had
     other = Trainer(config.replace(combine="uncertainty"), splits)
     with pytest.raises(CheckpointError, match=r"optimizer.pt cannot be loaded into this run's "

@@ -104,3 +104,28 @@ def test_a_study_without_its_own_record_gets_one_from_tune(study: Path, tmp_path
     assert (old / "trials.jsonl").is_file()
     columns = ["trial_id", "status", "epoch", "overall"]
     assert migrated[columns].equals(expected[columns])
+
+
+@pytest.mark.parametrize(
+    ("meta", "message"),
+    [
+        ({"search": "random"}, r"study.json: search must be one of \('optuna', 'optuna-mo', "
+         r"'grid', 'sequential'\), but got 'random'"),
+        ({"mode": "up"}, r"study.json: mode must be one of \('max', 'min'\), but got 'up'"),
+        ({"search": "optuna-mo", "objectives": {"sst_acc": "up"}},
+         r"study.json: objectives must map each metric to 'max' or 'min', as the spec's "
+         r"`objectives` table does, but got \{'sst_acc': 'up'\}; correct it in study.json"),
+        ({"search": "optuna-mo", "objectives": ["sst_acc"]},
+         r"objectives must map each metric .* but got \['sst_acc'\]"),
+    ],
+)
+def test_bad_study_json_values_are_refused(
+    study: Path, tmp_path: Path, meta: dict, message: str
+) -> None:
+    import json
+
+    (tmp_path / "tune").symlink_to(study / "tune")
+    (tmp_path / "study.json").write_text(json.dumps({"name": "x", **meta}))
+    # each value names the file, the rule and what it got
+    with pytest.raises(MtlTuneError, match=message):
+        open_study(tmp_path)

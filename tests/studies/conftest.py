@@ -24,6 +24,21 @@ CLI = [sys.executable, "-c", "from mtl_tune.cli import main; main()"]
 TINY_RESOURCES = "[resources]\ncpu = 0.5"
 
 
+# the searched keys of the tiny Optuna studies, and the two schedulers they run under
+TPE_SPACE = """
+[space]
+lr = { loguniform = [1e-5, 1e-3] }
+sts_head = { choice = ["linear", "cosine"] }
+"""
+ASHA = """
+[scheduler]
+type = "asha"
+grace_period = 1
+reduction_factor = 2
+"""
+NO_SCHEDULER = '[scheduler]\ntype = "none"\n'
+
+
 def tiny_fixed(tiny_bert_dir: Path, tiny_data_dir: Path, **extra: Any) -> dict[str, Any]:
     """[fixed] keys of a tiny trial: the random 2-layer BERT, 48 rows per file, short batches."""
     return tiny_trial(tiny_bert_dir, tiny_data_dir, threads=1, **extra)

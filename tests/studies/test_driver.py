@@ -19,7 +19,14 @@ import pytest
 
 from mtl_tune.studies import read_meta
 from mtl_tune.studies._lock import LOCK_FILE
-from tests.studies.conftest import CLI, ray_processes, tiny_fixed, wait_gone, write_spec
+from tests.studies.conftest import (
+    CLI,
+    NO_SCHEDULER,
+    ray_processes,
+    tiny_fixed,
+    wait_gone,
+    write_spec,
+)
 
 TOP = """
 name = "{name}"
@@ -28,7 +35,6 @@ search = "grid"
 seeds = {seeds}
 max_concurrent = 1
 """
-NO_ASHA = '[scheduler]\ntype = "none"\n'
 
 
 def _env(ray_tmp: Path) -> dict[str, str]:
@@ -40,7 +46,7 @@ def _env(ray_tmp: Path) -> dict[str, str]:
 def _spec(tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, name: str, seeds: int,
           **fixed: object) -> Path:
     values = tiny_fixed(tiny_bert_dir, tiny_data_dir, **fixed)
-    return write_spec(tmp_path, TOP.format(name=name, seeds=seeds), values, NO_ASHA)
+    return write_spec(tmp_path, TOP.format(name=name, seeds=seeds), values, NO_SCHEDULER)
 
 
 def _cli(args: list[str], ray_tmp: Path, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -31,7 +31,7 @@ from mtl_tune.studies import (
 )
 from mtl_tune.studies._optuna_mirror import RAY_ID_ATTR
 from mtl_tune.studies._results import read_result_rows
-from tests.studies.conftest import tiny_fixed, write_spec
+from tests.studies.conftest import ASHA, TPE_SPACE, tiny_fixed, write_spec
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -43,16 +43,7 @@ num_samples = 4
 max_concurrent = 4
 optuna_seed = 3
 """
-OPTUNA_TABLES = """
-[space]
-lr = { loguniform = [1e-5, 1e-3] }
-sts_head = { choice = ["linear", "cosine"] }
-
-[scheduler]
-type = "asha"
-grace_period = 1
-reduction_factor = 2
-"""
+OPTUNA_TABLES = TPE_SPACE + ASHA
 
 
 def _launch(folder: Path, top: str, fixed: dict[str, Any], tables: str = "", **kw: Any) -> Any:
@@ -162,7 +153,6 @@ def test_optuna_mirror_holds_each_finished_ray_trial(tpe_study: tuple[Any, Study
     mirrored = {t.user_attrs[RAY_ID_ATTR]: t for t in study.trials}
     # exactly one Optuna trial per finished Ray trial, keyed by the Ray trial id
     assert sorted(mirrored) == sorted(finished) and len(study.trials) == len(finished)
-    states = set()
     for trial_id, ray_trial in finished.items():
         frozen = mirrored[trial_id]
         epochs = read_result_rows(Path(ray_trial.path))
@@ -171,7 +161,6 @@ def test_optuna_mirror_holds_each_finished_ray_trial(tpe_study: tuple[Any, Study
         # stopped by ASHA before its 2 planned epochs: PRUNED; else COMPLETE
         pruned = ray_trial.last_result["training_iteration"] < 2
         assert frozen.state == (TrialState.PRUNED if pruned else TrialState.COMPLETE)
-        states.add(frozen.state)
         # its value is the best epoch's metric, the one `study status` and the reports use
         assert frozen.value == best[spec.metric]
         assert frozen.user_attrs["best_epoch"] == best["training_iteration"]
@@ -191,9 +180,6 @@ def test_optuna_mirror_holds_each_finished_ray_trial(tpe_study: tuple[Any, Study
             ray_trial.last_result["timestamp"], abs=1)
         assert frozen.duration is not None and frozen.duration.total_seconds() == pytest.approx(
             ray_trial.last_result["time_total_s"], abs=1) and frozen.duration.total_seconds() > 0
-    # (whether ASHA stops any of the four depends on the order their results come in; the
-    # PRUNED record itself is tested on fixed results in test_optuna_record.py)
-    assert states <= {TrialState.PRUNED, TrialState.COMPLETE}
     # the objective has the study metric's name
     assert study.metric_names == [spec.metric]
     # the study's direction follows the spec's mode

@@ -22,7 +22,15 @@ from ray.tune import ExperimentAnalysis
 
 from mtl_tune.studies import load_spec, open_storage, read_meta, trial_count
 from mtl_tune.studies._optuna_mirror import RAY_ID_ATTR
-from tests.studies.conftest import CLI, ray_processes, tiny_fixed, wait_gone, write_spec
+from tests.studies.conftest import (
+    CLI,
+    NO_SCHEDULER,
+    TPE_SPACE,
+    ray_processes,
+    tiny_fixed,
+    wait_gone,
+    write_spec,
+)
 
 TOP = """
 name = "crash"
@@ -32,14 +40,7 @@ num_samples = 6
 max_concurrent = 2
 optuna_seed = 1
 """
-TABLES = """
-[space]
-lr = { loguniform = [1e-5, 1e-3] }
-sts_head = { choice = ["linear", "cosine"] }
-
-[scheduler]
-type = "none"
-"""
+TABLES = TPE_SPACE + NO_SCHEDULER
 OBJECTIVES = ("sst_acc", "para_acc", "sts_corr")
 KEPT = ["training_iteration", "overall", "sst_acc", "para_acc", "sts_corr", "timestamp"]
 

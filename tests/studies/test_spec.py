@@ -386,3 +386,31 @@ def test_objectives_as_a_table_take_their_modes(tmp_path: Path) -> None:
                                                            ("mean_score", "min")]
     # without prune_on the scalar is the default metric
     assert spec.metric == "overall"
+
+
+@pytest.mark.parametrize(
+    ("spec", "seeds", "message"),
+    [
+        ("demo", "0", r"`seeds` must be >= 1 in .*demo.toml, but got 0"),
+        ("search", "3", r"`seeds` must be 1 for search 'optuna' in .*search.toml .*but got 3"),
+    ],
+)
+def test_bad_seeds_option_is_refused(
+    spec: str, seeds: str, message: str, tiny_data_dir: Path
+) -> None:
+    args = ["study", "launch", spec, "--seeds", seeds, "--dry-run", "--data-dir",
+            str(tiny_data_dir)]
+    result = CliRunner().invoke(app, args)
+    # --seeds is checked like the spec's own key: exit 1, the rule and the value, no traceback
+    assert result.exit_code == 1 and re.search(message, result.stderr), result.output
+    assert "Traceback" not in result.output
+
+
+def test_seeds_option_sets_the_seeds_of_the_plan(tiny_data_dir: Path) -> None:
+    args = ["study", "launch", "demo", "--seeds", "3", "--dry-run", "--data-dir",
+            str(tiny_data_dir)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    # 4 trainables x 3 seeds, the seeds 0, 1, 2
+    assert plan["search_space"]["seed"] == [0, 1, 2] and plan["resources"]["trials"] == 12
