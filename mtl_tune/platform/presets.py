@@ -18,7 +18,8 @@ from mtl_tune.exceptions import ConfigError
 from mtl_tune.platform.config import TrainConfig
 
 # config keys a study adds for itself; they are not training settings
-STUDY_KEYS = ("trainable", "repeat")
+SEED_GROUP_KEY = "seed_group"  # a seed group's id: the trials of one configuration over seeds
+STUDY_KEYS = ("trainable", "repeat", SEED_GROUP_KEY)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from mtl_tune.platform.evaluate import Evaluation, evaluate
 from mtl_tune.platform.gradients import SharedGradients
 from mtl_tune.platform.loss_log import LossLog
 from mtl_tune.platform.model import MultitaskBERT
+from mtl_tune.platform.patience import patience_ran_out, patience_step
 from mtl_tune.platform.sampling import epoch_schedule
 from mtl_tune.platform.schedule import build_scheduler
 from mtl_tune.platform.smart import smoothness
@@ -173,7 +174,7 @@ class Trainer:
     @property
     def should_stop(self) -> bool:
         """Whether `patience` epochs in a row brought no better dev overall."""
-        return 0 < self.config.patience <= self.stale_epochs
+        return patience_ran_out(self.stale_epochs, self.config.patience)
 
     def train_epoch(
         self,
@@ -312,9 +313,8 @@ class Trainer:
         metrics["epoch"] = float(epoch)
         overall = evaluation.metrics["overall"]
         self.best_overall = max(self.best_overall, overall)
-        if overall >= self.patience_reference + self.config.min_delta:
-            self.patience_reference, self.stale_epochs = overall, 0
-        else:
-            self.stale_epochs += 1
+        self.patience_reference, self.stale_epochs = patience_step(
+            self.patience_reference, self.stale_epochs, overall, self.config.min_delta
+        )
         metrics["stale_epochs"] = float(self.stale_epochs)
         return EpochResult(epoch, metrics, evaluation)

@@ -31,7 +31,7 @@ def metric_columns(frame: pd.DataFrame) -> list[str]:
     return [str(c) for c in frame.columns if str(c).startswith(labels)]
 
 
-def _check(style: str) -> None:
+def check_style(style: str) -> None:
     if style not in STYLES:
         raise ValueError(f"style must be one of {STYLES}, but got {style!r}")
 
@@ -66,7 +66,7 @@ def param_text(value: Any) -> str:
     return str(value)
 
 
-def _frame(rows: list[dict[str, str]], style: str) -> pd.DataFrame:
+def display_frame(rows: list[dict[str, str]], style: str) -> pd.DataFrame:
     """Display rows as a frame; for LaTeX every header and cell escaped."""
     frame = pd.DataFrame(rows)
     if style == "latex":
@@ -91,7 +91,7 @@ def _spread(row: Any, key: str, style: str) -> str:
 
 def dev_display(dev: pd.DataFrame, style: str, split: str = "Dev") -> pd.DataFrame:
     """The dev table's display strings (mean ± std; HTML adds [95% CI])."""
-    _check(style)
+    check_style(style)
     rows = []
     for row in dev.itertuples(index=False):
         out = {"Iteration": str(row.iteration)}
@@ -109,12 +109,12 @@ def dev_display(dev: pd.DataFrame, style: str, split: str = "Dev") -> pd.DataFra
             out["p (Holm)"] = p_text(row.p_holm)
         out["Seeds 80%"] = seeds_text(row.seeds_needed)
         rows.append(out)
-    return _frame(rows, style)
+    return display_frame(rows, style)
 
 
 def heldout_display(test: pd.DataFrame, style: str) -> pd.DataFrame:
     """The test table's display strings."""
-    _check(style)
+    check_style(style)
     rows = []
     for row in test.itertuples(index=False):
         checkpoint = "–" if _missing(row.trial_id) else f"{row.trial_id} @ epoch {row.epoch}"
@@ -126,12 +126,12 @@ def heldout_display(test: pd.DataFrame, style: str) -> pd.DataFrame:
         out["Δ base"] = number(row.delta_base, signed=True)
         out["Note"] = str(row.note)
         rows.append(out)
-    return _frame(rows, style)
+    return display_frame(rows, style)
 
 
 def published_display(table: pd.DataFrame, style: str) -> pd.DataFrame:
     """Ours beside the paper's published dev scores, and whether each Δ has the paper's sign."""
-    _check(style)
+    check_style(style)
     rows = []
     for row in table.itertuples(index=False):
         same = "–" if _missing(row.same_sign) else ("yes" if row.same_sign else "no")
@@ -146,12 +146,12 @@ def published_display(table: pd.DataFrame, style: str) -> pd.DataFrame:
             "Δ ours": number(row.ours_delta, signed=True),
             "Same sign": same,
         })
-    return _frame(rows, style)
+    return display_frame(rows, style)
 
 
 def top_display(top: pd.DataFrame, params: Sequence[str], style: str) -> pd.DataFrame:
     """The search report's top-k table: rank, trial, searched values, best-epoch metrics."""
-    _check(style)
+    check_style(style)
     rows = []
     for row in top.to_dict("records"):
         out = {
@@ -166,13 +166,13 @@ def top_display(top: pd.DataFrame, params: Sequence[str], style: str) -> pd.Data
             out[label if key == "mean_score" else f"{label} Dev"] = number(row[key])
         out["Status"] = str(row["status"]).lower()
         rows.append(out)
-    return _frame(rows, style)
+    return display_frame(rows, style)
 
 
 def importance_display(importances: pd.DataFrame, style: str) -> pd.DataFrame:
-    _check(style)
+    check_style(style)
     rows = [
         {"Parameter": str(param), "Importance": number(value)}
         for param, value in zip(importances["param"], importances["importance"], strict=True)
     ]
-    return _frame(rows, style) if rows else pd.DataFrame(columns=["Parameter", "Importance"])
+    return display_frame(rows, style) if rows else pd.DataFrame(columns=["Parameter", "Importance"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,22 @@ from mtl_tune.reports._search_figures import (
     draw_importances,
     draw_param_effects,
 )
+from mtl_tune.reports._seed_groups import (
+    decision_display,
+    decision_table,
+    group_display,
+    group_table,
+    has_seed_groups,
+)
 from mtl_tune.reports._study_notes import error_notes, summary, unfinished_note
 from mtl_tune.reports._writer import ReportWriter
-from mtl_tune.studies import StudyInfo, best_epochs, open_study, study_results
+from mtl_tune.studies import (
+    StudyInfo,
+    best_epochs,
+    group_decisions,
+    open_study,
+    study_results,
+)
 
 
 def top_configurations(
@@ -92,25 +106,60 @@ def add_search_figures(
     return ranking, notes
 
 
+def _add_seed_groups(
+    writer: ReportWriter, info: StudyInfo, results: pd.DataFrame, params: list[str]
+) -> pd.DataFrame:
+    """Each configuration on the mean of its seeds, and the scheduler's decisions; returns the
+    configurations (`group_table`)."""
+    decisions = group_decisions(info.folder)
+    groups = group_table(results, decisions, params, info.metric, info.mode)
+    writer.table(
+        "seed_groups", "Configurations on the mean of their seeds", groups,
+        lambda style: group_display(groups, params, info.metric, style),
+        [f"Each configuration ran once per seed (a seed group); it is ranked and was judged on "
+         f"the mean dev {info.metric} of its seeds (± the sample sd over seeds at that epoch), at "
+         "the epoch whose mean is best, among the epochs every seed reached; this is the value "
+         "Optuna was told. The top table above lists single seeds."],
+    )
+    table = decision_table(decisions)
+    writer.table(
+        "rung_decisions", "Seed-group decisions, in the order the scheduler made them", table,
+        lambda style: decision_display(table, style),
+        ["At each rung (ASHA's, applied to groups) and, with patience, each epoch, a group "
+         "waited until each running seed reached it (the first ones paused), then was judged "
+         "once on its seeds' mean: stopped below the cutoff (the 1 - 1/reduction_factor "
+         "quantile of the means recorded there before it) or when patience ran out. From the "
+         "study's seed-groups.jsonl."],
+    )
+    return groups
+
+
 def _add_pareto(
-    writer: ReportWriter, info: StudyInfo, best: pd.DataFrame, params: list[str]
+    writer: ReportWriter, info: StudyInfo, best: pd.DataFrame, params: list[str], groups: bool
 ) -> None:
-    """The non-dominated configurations of a multi-objective study, and the pairwise figure."""
+    """The non-dominated configurations of a multi-objective study, and the pairwise figure:
+    a point per trial at its best epoch, or per seed group at the best epoch of its means."""
     points = pareto_front(best, info.objectives)
-    front = top_configurations(points[points["on_front"]], params, info.metric, info.mode,
-                               len(points))
+    on_front = points[points["on_front"]]
+    unit = "seed group (its seeds' means)" if groups else "trial"
+    if groups:
+        front = on_front.sort_values(info.metric, ascending=info.mode == "min", kind="stable")
+        front = front.assign(rank=range(1, len(front) + 1)).reset_index(drop=True)
+        display = partial(group_display, front, params, info.metric)
+    else:
+        front = top_configurations(on_front, params, info.metric, info.mode, len(points))
+        display = partial(top_display, front, params)
     axes = ", ".join(f"{name} ({mode})" for name, mode in info.objectives)
     notes = [
-        f"Objectives: {axes}. Each trial is one point: its objectives at its best epoch by dev "
+        f"Objectives: {axes}. Each {unit} is one point: its objectives at its best epoch by dev "
         f"{info.metric} (the scalar ASHA and patience prune on), as in the Optuna record. A "
-        "configuration is on the front when no other trial is at least as good on every "
+        "configuration is on the front when no other point is at least as good on every "
         f"objective and better on one; {int(points['on_front'].sum())} of {len(points)} "
-        "trials are. Ranked by dev " + info.metric + ".",
+        "are. Ranked by dev " + info.metric + ".",
     ]
-    writer.table("pareto", "Pareto front (non-dominated configurations)", front,
-                 lambda style: top_display(front, params, style), notes)
+    writer.table("pareto", "Pareto front (non-dominated configurations)", front, display, notes)
     writer.figure("pareto_front", draw_pareto(points, info.objectives),
-                  f"Pareto front over {axes}: every trial at its best epoch, the front in red")
+                  f"Pareto front over {axes}: every {unit} at its best epoch, the front in red")
 
 
 def report_search(
@@ -156,8 +205,9 @@ def report_search(
     ]
     writer.table("top", f"Top {top_k} configurations by best dev {info.metric}", top,
                  lambda style: top_display(top, params, style), top_notes)
+    groups = _add_seed_groups(writer, info, results, params) if has_seed_groups(results) else None
     if info.objectives:
-        _add_pareto(writer, info, best, params)
+        _add_pareto(writer, info, best if groups is None else groups, params, groups is not None)
     ranking, optuna_notes = add_search_figures(writer, info, best, params, optuna_study)
     writer.table("importances", "Parameter importances (Optuna, fANOVA)", ranking,
                  lambda style: importance_display(ranking, style), optuna_notes)

@@ -19,11 +19,11 @@ from ray import tune
 
 from mtl_tune.exceptions import SpecError
 from mtl_tune.platform.bundle import DataBundle, build_bundle
-from mtl_tune.platform.presets import resolve_config
+from mtl_tune.platform.presets import SEED_GROUP_KEY, resolve_config
 from mtl_tune.studies._lean import drop_finished_optimizer_state
 from mtl_tune.studies._local_ray import check_resources, connect
 from mtl_tune.studies._lock import DriverLock
-from mtl_tune.studies._optuna_mirror import OptunaMirror, spec_distributions
+from mtl_tune.studies._optuna_mirror import OptunaMirror
 from mtl_tune.studies._results import experiment_results, read_result_rows
 from mtl_tune.studies._selection import best_epochs
 from mtl_tune.studies._spec import StudySpec
@@ -73,28 +73,29 @@ def build_data(spec: StudySpec) -> DataBundle:
     return build_bundle(base_config(spec), tuple(sorted(encodings)))
 
 
-def _ended(results: Any) -> list[tuple[str, dict, list[dict]]]:
-    """(trial id, config, per-epoch results) of each trial that ended without an error."""
-    out = []
+def _ended(results: Any) -> list[tuple[str, dict, list[dict] | None]]:
+    """(trial id, config, per-epoch results; None for an error) of each trial that ended."""
+    out: list[tuple[str, dict, list[dict] | None]] = []
     for r in results:
-        if r.error is None and r.metrics:
-            rows = read_result_rows(Path(r.path)) or [r.metrics]
-            out.append((r.metrics.get("trial_id", ""), r.config, rows))
+        trial_id = (r.metrics or {}).get("trial_id", "")  # "": errored before reporting
+        if r.error is not None:
+            out.append((trial_id, r.config, None))
+        elif r.metrics:
+            out.append((trial_id, r.config, read_result_rows(Path(r.path)) or [r.metrics]))
     return out
 
 
 def _sync_mirror(spec: StudySpec, folder: Path, experiment: str, results: Any) -> None:
-    meta = read_meta(folder)
-    mirror = OptunaMirror(
-        meta["optuna_storage"],
-        spec.name,
-        spec.metric,
-        spec.mode,
-        spec_distributions(spec),
-        experiment,
-        spec.objectives,
-    )
-    added = mirror.add(mirror.study(), _ended(results))
+    mirror = OptunaMirror.for_spec(spec, read_meta(folder)["optuna_storage"], experiment)
+    ended = _ended(results)
+    study = mirror.study()
+    if spec.seed_groups:
+        groups: dict[str, list[Any]] = {}
+        for trial_id, config, rows in ended:
+            groups.setdefault(str(config.get(SEED_GROUP_KEY)), []).append((trial_id, config, rows))
+        added = mirror.add_groups(study, groups)
+    else:
+        added = mirror.add(study, [(t, c, r) for t, c, r in ended if r is not None])
     if added:
         logger.info("optuna mirror: added %d trial(s) found at the end of %s", added, experiment)
 
@@ -134,7 +135,7 @@ def _run_experiment(
         tuner = tune.Tuner(
             with_data,
             param_space=space,
-            tune_config=tune_config(spec),
+            tune_config=tune_config(spec, folder),
             run_config=run_config(spec, folder, experiment, optuna_url, verbose),
         )
     tune_log = logging.getLogger("ray.tune.tune")

@@ -10,13 +10,14 @@ ones already written, so the two can never disagree about a trial.
 Each trial is written as the reports see it: its value is its best epoch's metric (the reports'
 rule, `best_epochs`), with the per-task scores and that epoch as user attributes; the seed is a
 user attribute, never a parameter (it is noise, not a choice); start and end are the trial's
-own times; a trial that ended before its planned epochs (ASHA, patience) is PRUNED.
+own times; a trial that ended before its planned epochs (ASHA, patience) is PRUNED. A seed
+group (one configuration over several seeds, `seeds` > 1) is one record, added once all its
+seeds ended: the seeds' mean per epoch, as the searcher was told, with each seed's scores.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,6 +36,8 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 from ray import tune
 
+from mtl_tune.platform.presets import SEED_GROUP_KEY
+from mtl_tune.studies._group_scores import best_epoch, by_epoch, epoch_means
 from mtl_tune.studies._optuna_storage import open_storage
 from mtl_tune.studies._results import read_result_rows
 from mtl_tune.studies._spec import Objective, StudySpec
@@ -44,6 +47,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 RAY_ID_ATTR = "ray_trial_id"
 SCORE_ATTRS = ("sst_acc", "para_acc", "sts_corr", "overall", "mean_score")  # at the best epoch
+# an ended trial: (Ray trial id, config, per-epoch results; None when it errored)
+Ended = tuple[str, Mapping[str, Any], Sequence[Mapping[str, Any]] | None]
 _KEPT = {*SCORE_ATTRS, "training_iteration", "epochs_planned", "timestamp", "time_total_s"}
 
 
@@ -79,14 +84,24 @@ class OptunaMirror(tune.Callback):
         distributions: Mapping[str, BaseDistribution],
         stage: str,
         objectives: Sequence[Objective] = (),
+        seeds: int = 1,
     ) -> None:
         self.storage_url, self.study_name = storage_url, study_name
         self.metric, self.mode, self.stage = metric, mode, stage
         self.distributions = dict(distributions)
         # one objective: the study's metric; several: each, taken at the metric's best epoch
         self.objectives = tuple(objectives) or (Objective(metric, mode),)
+        self.seeds = seeds  # > 1: trials come in seed groups, recorded once per group
         self._seen: dict[str, list[dict[str, Any]]] = {}  # trial id -> results seen by the driver
+        self._groups: dict[str, dict[str, tuple[Mapping[str, Any], Any]]] = {}  # ended seeds
         self._storage: optuna.storages.BaseStorage | None = None  # opened on first use
+
+    @classmethod
+    def for_spec(cls, spec: StudySpec, storage_url: str, stage: str) -> OptunaMirror:
+        return cls(
+            storage_url, spec.name, spec.metric, spec.mode, spec_distributions(spec), stage,
+            spec.objectives, spec.seeds if spec.seed_groups else 1,
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks with the experiment; a storage holds a connection
@@ -123,40 +138,83 @@ class OptunaMirror(tune.Callback):
         # result.json may not hold the newest lines yet (Tune's logger buffers), and the results
         # seen here miss the epochs from before a resume: both, the ones seen here last
         rows = [*read_result_rows(Path(trial.path)), *self._seen.pop(trial.trial_id, [])]
-        self.add(self.study(), [(trial.trial_id, trial.config, rows or [trial.last_result])])
+        self._ended(trial, rows or [trial.last_result])
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._seen.pop(trial.trial_id, None)
+        if SEED_GROUP_KEY in trial.config:  # its group is recorded without it
+            self._ended(trial, None)
+
+    def _ended(self, trial: Any, rows: list[dict[str, Any]] | None) -> None:
+        group = trial.config.get(SEED_GROUP_KEY)
+        if group is None:
+            if rows is not None:
+                self.add(self.study(), [(trial.trial_id, trial.config, rows)])
+            return
+        members = self._groups.setdefault(str(group), {})
+        members[trial.trial_id] = (trial.config, rows)
+        if len(members) >= self.seeds:  # every seed ended: one record for the group
+            ended = [(t, c, r) for t, (c, r) in members.items()]
+            self.add_groups(self.study(), {str(group): ended})
+            del self._groups[str(group)]
 
     def frozen_trial(
         self, trial_id: str, config: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
     ) -> optuna.trial.FrozenTrial | None:
         """The Optuna record of one ended Ray trial from its per-epoch results; None when no
         epoch reported the metric."""
-        by_epoch = {
-            int(r["training_iteration"]): r
-            for r in rows
-            if self.metric in r and "training_iteration" in r and math.isfinite(r[self.metric])
-        }  # a restored trial reports its later epochs again: the last report counts
-        if not by_epoch:
+        epochs = by_epoch(rows, self.metric)
+        if not epochs:
             return None
-        epochs = sorted(by_epoch)
-        # the earliest epoch wins a tie, as in `best_epochs`
-        best_epoch = (max if self.mode == "max" else min)(
-            epochs, key=lambda e: (by_epoch[e][self.metric], -e if self.mode == "max" else e)
-        )
-        best, last = by_epoch[best_epoch], by_epoch[epochs[-1]]
-        planned = last.get("epochs_planned")
-        pruned = isinstance(planned, int | float) and epochs[-1] < planned
+        last = epochs[max(epochs)]
         end = float(last.get("timestamp", time.time()))
-        start = end - float(last.get("time_total_s", 0.0))
-        params = {k: config[k] for k in self.distributions if k in config}
-        attrs: dict[str, Any] = {
-            RAY_ID_ATTR: trial_id,
-            "stage": self.stage,
-            "epochs": epochs[-1],
-            "best_epoch": best_epoch,
-            **{k: float(best[k]) for k in SCORE_ATTRS if k in best},
-        }
+        attrs: dict[str, Any] = {RAY_ID_ATTR: trial_id}
         if "seed" in config:
             attrs["seed"] = config["seed"]
+        return self._frozen(config, epochs, attrs, end - float(last.get("time_total_s", 0.0)), end)
+
+    def frozen_group(
+        self, group: str, members: Sequence[Ended]
+    ) -> optuna.trial.FrozenTrial | None:
+        """The Optuna record of a seed group: per epoch, the mean of the seeds that did not
+        error; the values at the epoch whose mean is best; each seed's scores at that epoch
+        (`seed_scores`) and its Ray trial id as user attributes. None when no seed reported."""
+        ok = [(t, c, r) for t, c, r in members if r is not None]
+        means = epoch_means([r for _, _, r in ok], self.metric)
+        if not means:
+            return None
+        best = best_epoch(means, self.metric, self.mode)
+        seed_scores, starts, ends = {}, [], []
+        for _, config, rows in ok:
+            epochs = by_epoch(rows, self.metric)
+            seed_scores[str(config.get("seed"))] = {
+                k: float(epochs[best][k]) for k in SCORE_ATTRS if k in epochs[best]
+            }
+            last = epochs[max(epochs)]
+            ends.append(float(last.get("timestamp", time.time())))
+            starts.append(ends[-1] - float(last.get("time_total_s", 0.0)))
+        attrs: dict[str, Any] = {
+            RAY_ID_ATTR: group,
+            "ray_trial_ids": sorted(t for t, _, _ in members),
+            "seeds": sorted(c.get("seed") for _, c, _ in members),
+            "seed_scores": seed_scores,
+            "errored_seeds": len(members) - len(ok),
+        }
+        return self._frozen(ok[0][1], means, attrs, min(starts), max(ends))
+
+    def _frozen(
+        self, config: Mapping[str, Any], epochs: Mapping[int, Mapping[str, Any]],
+        attrs: dict[str, Any], start: float, end: float,
+    ) -> optuna.trial.FrozenTrial:
+        best_at = best_epoch(epochs, self.metric, self.mode)
+        best, last_epoch = epochs[best_at], max(epochs)
+        planned = epochs[last_epoch].get("epochs_planned")
+        pruned = isinstance(planned, int | float) and last_epoch < planned
+        params = {k: config[k] for k in self.distributions if k in config}
+        attrs = {
+            **attrs, "stage": self.stage, "epochs": last_epoch, "best_epoch": best_at,
+            **{k: float(best[k]) for k in SCORE_ATTRS if k in best},
+        }
         return optuna.trial.FrozenTrial(
             number=-1,  # numbered by the storage
             trial_id=-1,
@@ -169,7 +227,7 @@ class OptunaMirror(tune.Callback):
             distributions={k: self.distributions[k] for k in params},
             user_attrs=attrs,
             system_attrs={},
-            intermediate_values={e: float(by_epoch[e][self.metric]) for e in epochs},
+            intermediate_values={e: float(epochs[e][self.metric]) for e in sorted(epochs)},
         )
 
     def add(
@@ -189,4 +247,16 @@ class OptunaMirror(tune.Callback):
             study.add_trial(frozen)
             present.add(trial_id)
             added += 1
+        return added
+
+    def add_groups(self, study: optuna.Study, groups: Mapping[str, Sequence[Ended]]) -> int:
+        """Adds the seed groups (group id -> its ended seeds, rows None for one that errored)
+        the study lacks, once each; returns how many."""
+        present = {t.user_attrs.get(RAY_ID_ATTR) for t in study.get_trials(deepcopy=False)}
+        added = 0
+        for group, members in groups.items():
+            frozen = None if group in present else self.frozen_group(group, members)
+            if frozen is not None:
+                study.add_trial(frozen)
+                added += 1
         return added

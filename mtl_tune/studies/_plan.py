@@ -6,19 +6,31 @@ import math
 from dataclasses import asdict
 from typing import Any
 
+from mtl_tune.platform.presets import resolve_config
+from mtl_tune.studies._group_ledger import asha_rungs
 from mtl_tune.studies._spec import OPTUNA_SEARCHES, StudySpec
 
 
 def trial_count(spec: StudySpec) -> int:
-    """Trials the spec starts: grids multiply out, TPE samples `num_samples`."""
+    """Trials the spec starts: grids multiply out, TPE samples `num_samples` configurations,
+    each run once per seed."""
     if spec.search in OPTUNA_SEARCHES:
-        return spec.num_samples
+        return spec.num_samples * spec.seeds
     # grid and sequential: every trainable x seed x [space] choice, repeated num_samples times
     choices = math.prod(len(d.values) for d in spec.space.values() if d.kind == "choice")
     per_grid = len(spec.trainables) * spec.seeds * choices * spec.num_samples
     if spec.search == "sequential":  # one grid per stage value
         return per_grid * sum(len(s.values) for s in spec.stages)
     return per_grid
+
+
+def _rungs(spec: StudySpec) -> tuple[int, ...]:
+    """The epochs at which ASHA judges trials (seed groups: their means); none without ASHA."""
+    if spec.scheduler.type != "asha":
+        return ()
+    epochs = resolve_config(spec.trainables[0], dict(spec.fixed)).epochs
+    max_t = spec.scheduler.max_t or epochs
+    return asha_rungs(spec.scheduler.grace_period, spec.scheduler.reduction_factor, max_t)
 
 
 def describe(spec: StudySpec) -> dict[str, Any]:
@@ -35,19 +47,22 @@ def describe(spec: StudySpec) -> dict[str, Any]:
         base = int(spec.fixed.get("seed", 0))
         space["seed"] = list(range(base, base + spec.seeds))
     concurrent = min(spec.max_concurrent, trial_count(spec))
+    # seed groups: each sampled configuration runs over every seed and is judged on their mean
+    groups = {"groups": spec.num_samples, "seeds_per_group": spec.seeds} if spec.seed_groups else {}
     return {
         "spec": {
             "name": spec.name, "source": spec.source, "search": spec.search,
             "metric": spec.metric, "mode": spec.mode, "trainables": list(spec.trainables),
             "objectives": {o.name: o.mode for o in spec.objectives},
             "seeds": spec.seeds, "num_samples": spec.num_samples, "fixed": dict(spec.fixed),
-            "scheduler": asdict(spec.scheduler),
+            "scheduler": {**asdict(spec.scheduler), "rungs": list(_rungs(spec))},
         },
         "search_space": space,
         "resources": {
             "per_trial": asdict(spec.resources),
             "max_concurrent_trials": concurrent,
             "trials": trial_count(spec),
+            **groups,
             "peak_cpus": spec.resources.cpu * concurrent,
             "peak_gpus": spec.resources.gpu * concurrent,
         },

@@ -10,7 +10,6 @@ first epoch) still gets one row, with empty metrics, so that every trial is visi
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,9 @@ import pandas as pd
 from mtl_tune.exceptions import MtlTuneError
 from mtl_tune.platform.metrics import METRIC_KEYS
 from mtl_tune.studies._folder import StudyInfo, open_study
+from mtl_tune.studies._json_lines import read_json_lines
 from mtl_tune.studies._storage import META_FILE, read_meta
 from mtl_tune.studies._trial_log import TrialRecord, read_trials
-
-logger = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"  # Ray Tune's per-trial outputs
 PARAMS_FILE = "params.json"
@@ -58,21 +56,7 @@ def _flatten(mapping: dict[str, Any], prefix: str = "config/") -> dict[str, Any]
 
 def read_result_rows(trial_dir: Path) -> list[dict[str, Any]]:
     """The reported results of one trial, oldest first; [] when it has reported none."""
-    path = trial_dir / RESULT_FILE
-    if not path.is_file():
-        return []
-    rows = []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            # a running trial may be halfway through writing its newest line
-            log = logger.debug if number == len(lines) else logger.warning
-            log("skipping unreadable line %s:%d", path, number)
-    return rows
+    return [row for row in read_json_lines(trial_dir / RESULT_FILE) if isinstance(row, dict)]
 
 
 def _error_message(record: TrialRecord) -> str | None:

@@ -75,8 +75,10 @@ class StudySpec:
     metric: str = "overall"
     mode: str = "max"
     objectives: tuple[Objective, ...] = ()  # search "optuna-mo": the Pareto front's axes
-    num_samples: int = 1  # optuna: trials to sample; grid: repeats of the whole grid
-    seeds: int = 1  # each configuration repeated over seeds 0..seeds-1 (grid, sequential)
+    num_samples: int = 1  # optuna: configurations to sample; grid: repeats of the whole grid
+    # each configuration repeated over seeds 0..seeds-1; Optuna searches judge a configuration
+    # (prune it, tell the sampler) on the mean of its seeds: a seed group
+    seeds: int = 1
     max_concurrent: int = 2
     max_failures: int = 1  # retries of a crashed trial, from its last checkpoint
     optuna_seed: int = 0
@@ -90,6 +92,11 @@ class StudySpec:
 
     def replace(self, **changes: Any) -> StudySpec:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def seed_groups(self) -> bool:
+        """Whether each sampled configuration runs as a group of seeds judged together."""
+        return self.search in OPTUNA_SEARCHES and self.seeds > 1
 
     @property
     def searched_keys(self) -> tuple[str, ...]:
@@ -157,11 +164,11 @@ def validate(spec: StudySpec) -> None:
                     f"space.{key} in {src}: a {spec.search} search takes `choice` lists only, "
                     f"but got {dist.kind}"
                 )
-    if spec.search in OPTUNA_SEARCHES and spec.seeds != 1:
+    if spec.seed_groups and spec.max_concurrent < spec.seeds:
         raise SpecError(
-            f"`seeds` must be 1 for search {spec.search!r} in {src} (TPE samples new "
-            f"configurations; use a grid or sequential search to repeat over seeds), but got "
-            f"{spec.seeds}"
+            f"`max_concurrent` must be at least `seeds` ({spec.seeds}) for search "
+            f"{spec.search!r} in {src}: a configuration's seeds wait for each other at each "
+            f"rung, so they must all be live at once; but got {spec.max_concurrent}"
         )
     _check_objectives(spec, METRIC_KEYS)
     stage_keys = [s.key for s in spec.stages]

@@ -2,7 +2,8 @@
 
 The trainer counts the epochs in a row without a dev `overall` better by `min_delta` (a count
 that is checkpointed, so it survives a resume) and reports it as `stale_epochs`, with the trial's
-`patience`; the stopper ends a trial once the count reaches it.
+`patience`; the stopper ends a trial once the count reaches it. A seed of a seed group reports
+a patience of 0: its group's scheduler decides on the seeds' mean (`_group_ledger`).
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ here and nowhere else.
                      spec.toml      the spec as launched
                      trials.jsonl   the driver's record of trial events (`_trial_log`)
                      driver.json    the lock of the driver running the study (`_lock`)
+                     seed-groups.jsonl  seed groups' results and decisions (`_group_log`)
                      optuna.db      the Optuna mirror (unless another storage was given)
                      tune/<exp>/    one Ray Tune experiment per stage (main, stage1, ...)
                      reports/       reports written by `mtl-tune report ...`
@@ -29,6 +30,7 @@ SPEC_FILE = "spec.toml"
 OPTUNA_FILE = "optuna.db"
 EVENTS_FILE = "trials.jsonl"
 LOCK_FILE = "driver.json"
+GROUPS_FILE = "seed-groups.jsonl"
 TUNE_DIR = "tune"
 REPORTS_DIR = "reports"
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mtl_tune.studies._json_lines import read_json_lines
 from mtl_tune.studies._storage import EVENTS_FILE
 
 logger = logging.getLogger(__name__)
@@ -80,20 +81,13 @@ def read_trials(folder: Path) -> dict[tuple[str, str], TrialRecord]:
     A half-written last line (a driver killed while writing it) is skipped.
     """
     path = Path(folder) / EVENTS_FILE
-    if not path.is_file():
-        return {}
     trials: dict[tuple[str, str], TrialRecord] = {}
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    for event in read_json_lines(path):
         try:
-            event = json.loads(line)
             key = (str(event["experiment"]), str(event["trial_id"]))
             state = STATES[event["event"]]
-        except (json.JSONDecodeError, KeyError):
-            (logger.debug if number == len(lines) else logger.warning)(
-                "skipping unreadable line %s:%d", path, number)
+        except (KeyError, TypeError):
+            logger.warning("skipping a line of %s that is not a trial event: %.200s", path, event)
             continue
         known = trials.get(key)
         trial_dir, checkpoint = (_absolute(event.get(k), folder) for k in ("path", "checkpoint"))

@@ -12,8 +12,12 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from mtl_tune.platform.bundle import DataBundle
 from mtl_tune.platform.presets import resolve_config
 from mtl_tune.studies._callbacks import ConciseProgress, LeanCheckpoints, TrialEvents
-from mtl_tune.studies._optuna_mirror import OptunaMirror, spec_distributions
+from mtl_tune.studies._group_ledger import asha_rungs
+from mtl_tune.studies._group_log import group_log_path
+from mtl_tune.studies._group_scheduler import SeedGroupScheduler
+from mtl_tune.studies._optuna_mirror import OptunaMirror
 from mtl_tune.studies._searcher import BestEpochSearch
+from mtl_tune.studies._seed_group_search import SeedGroupSearch
 from mtl_tune.studies._spec import OPTUNA_SEARCHES, StudySpec
 from mtl_tune.studies._stopper import PatienceStopper
 from mtl_tune.studies._storage import TUNE_DIR
@@ -67,22 +71,32 @@ def trainable(spec: StudySpec, data: DataBundle) -> Any:
     return tune.with_resources(with_data, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
 
 
-def tune_config(spec: StudySpec) -> tune.TuneConfig:
+def tune_config(spec: StudySpec, folder: Path) -> tune.TuneConfig:
     """Searcher and scheduler. One objective: Tune's metric/mode is the study's scalar. Several:
-    the searcher takes the objectives and the scheduler the scalar it prunes on, each its own."""
+    the searcher takes the objectives and the scheduler the scalar it prunes on, each its own.
+    Seed groups: the searcher hands out each configuration once per seed and the scheduler
+    stops groups, never single seeds (`SeedGroupSearch`, `SeedGroupScheduler`)."""
     epochs = base_config(spec).epochs
     several = spec.search == "optuna-mo"
     scalar: dict[str, Any] = {"metric": spec.metric, "mode": spec.mode}
+    max_t = spec.scheduler.max_t or epochs
+    asha = spec.scheduler.type == "asha"
     scheduler: Any = FIFOScheduler()
-    if spec.scheduler.type == "asha":
+    if spec.seed_groups:
+        rungs = asha_rungs(spec.scheduler.grace_period, spec.scheduler.reduction_factor, max_t)
+        scheduler = SeedGroupScheduler(
+            group_log_path(folder), spec.metric, spec.mode, spec.seeds, rungs if asha else (),
+            spec.scheduler.reduction_factor, max_t if asha else epochs,
+        )
+    elif asha:
         scheduler = ASHAScheduler(
             time_attr="training_iteration",
-            max_t=spec.scheduler.max_t or epochs,
+            max_t=max_t,
             grace_period=spec.scheduler.grace_period,
             reduction_factor=spec.scheduler.reduction_factor,
             **(scalar if several else {}),
         )
-    search_alg = None
+    search_alg: Any = None
     if spec.search in OPTUNA_SEARCHES:
         import optuna
 
@@ -95,12 +109,14 @@ def tune_config(spec: StudySpec) -> tune.TuneConfig:
             if several else {}
         )
         search_alg = BestEpochSearch(spec.metric, spec.mode, sampler=sampler, **objectives)
+        if spec.seed_groups:
+            search_alg = SeedGroupSearch(search_alg, _seeds(spec), spec.metric, spec.mode)
     return tune.TuneConfig(
         metric=None if several else spec.metric,
         mode=None if several else spec.mode,
         search_alg=search_alg,
         scheduler=scheduler,
-        num_samples=spec.num_samples,
+        num_samples=spec.num_samples * (spec.seeds if spec.seed_groups else 1),
         max_concurrent_trials=spec.max_concurrent,
     )
 
@@ -108,10 +124,7 @@ def tune_config(spec: StudySpec) -> tune.TuneConfig:
 def run_config(
     spec: StudySpec, folder: Path, experiment: str, optuna_url: str, verbose: int
 ) -> tune.RunConfig:
-    mirror = OptunaMirror(
-        optuna_url, spec.name, spec.metric, spec.mode, spec_distributions(spec), experiment,
-        spec.objectives,
-    )
+    mirror = OptunaMirror.for_spec(spec, optuna_url, experiment)
     callbacks: list[Any] = [mirror, TrialEvents(folder, experiment), LeanCheckpoints()]
     if verbose <= 1:
         callbacks.append(ConciseProgress(spec.metric, spec.mode))

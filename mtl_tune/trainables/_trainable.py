@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import tempfile
@@ -15,7 +16,7 @@ from ray import tune
 from mtl_tune.platform.bundle import DataBundle, cached_bundle
 from mtl_tune.platform.checkpoint import has_optimizer_state, restore_trainer, save_checkpoint
 from mtl_tune.platform.config import TrainConfig
-from mtl_tune.platform.presets import resolve_config
+from mtl_tune.platform.presets import SEED_GROUP_KEY, resolve_config
 from mtl_tune.platform.train import Trainer
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,11 @@ def _set_threads(config: TrainConfig, assigned_cpus: float) -> None:
 
 def run_trial(name: str | None, config: Mapping[str, Any], data: DataBundle | None) -> None:
     cfg = resolve_config(name, config)
+    # a seed of a seed group never stops on its own patience: the study's scheduler stops the
+    # whole group on the mean of its seeds (it reads `group_patience`)
+    grouped = SEED_GROUP_KEY in config
+    group_patience = cfg.patience if grouped else 0
+    cfg = dataclasses.replace(cfg, patience=0) if grouped else cfg
     placement = _placement()
     _set_threads(cfg, placement.get("cpus", 0.0))
     splits = (data or cached_bundle(cfg)).for_config(cfg)
@@ -64,7 +70,8 @@ def run_trial(name: str | None, config: Mapping[str, Any], data: DataBundle | No
         result = trainer.run_epoch(epoch)
         metrics = {**result.metrics, **placement, "best_overall": trainer.best_overall,
                    "patience": float(cfg.patience), "should_stop": trainer.should_stop,
-                   "epochs_planned": cfg.epochs}
+                   "epochs_planned": cfg.epochs, "group_patience": group_patience,
+                   "min_delta": cfg.min_delta}
         final = epoch == cfg.epochs or trainer.should_stop
         with tempfile.TemporaryDirectory() as tmp:
             # the last epoch's checkpoint never resumes: weights only (the driver's

@@ -72,3 +72,33 @@ def test_several_objectives_are_taken_at_the_scalars_best_epoch(tmp_path: Path) 
     assert study.metric_names == ["sst_acc", "sts_corr"]
     mirror.add(study, [("t4", {"lr": 1e-4}, rows)])
     assert study.trials[0].values == pytest.approx([0.30, 0.8])
+
+
+def test_a_seed_group_is_one_trial_of_its_seeds_means(tmp_path: Path) -> None:
+    objectives = (Objective("sst_acc"), Objective("overall"))
+    mirror = OptunaMirror(f"sqlite:///{tmp_path / 'optuna.db'}", "s", "overall", "max",
+                          {"lr": FloatDistribution(1e-6, 1e-3, log=True)}, "main", objectives,
+                          seeds=3)
+    config = {"lr": 1e-4, "seed_group": "g1"}
+    seed0 = [_row(1, 0.60, 0.30, planned=2), _row(2, 0.50, 0.50, planned=2)]
+    seed1 = [_row(1, 0.50, 0.40, planned=2), _row(2, 0.64, 0.20, planned=2)]
+    members = [("a", {**config, "seed": 0}, seed0), ("b", {**config, "seed": 1}, seed1),
+               ("c", {**config, "seed": 2}, None)]  # seed 2 errored: left out of the means
+    frozen = mirror.frozen_group("g1", members)
+    assert frozen is not None and frozen.state == TrialState.COMPLETE
+    # means per epoch: overall 0.55 then 0.57, so epoch 2; every objective is a mean there
+    assert frozen.user_attrs["best_epoch"] == 2
+    assert frozen.values == pytest.approx([0.35, 0.57])
+    assert frozen.intermediate_values == pytest.approx({1: 0.55, 2: 0.57})
+    assert frozen.params == {"lr": 1e-4}
+    assert frozen.user_attrs["seed_scores"] == {"0": pytest.approx(_scores(seed0[1])),
+                                                "1": pytest.approx(_scores(seed1[1]))}
+    assert frozen.user_attrs["seeds"] == [0, 1, 2] and frozen.user_attrs["errored_seeds"] == 1
+    study = mirror.study()
+    assert mirror.add_groups(study, {"g1": members}) == 1
+    assert mirror.add_groups(study, {"g1": members}) == 0  # once, by group id
+    assert study.trials[0].user_attrs["ray_trial_ids"] == ["a", "b", "c"]
+
+
+def _scores(row: dict) -> dict:
+    return {k: row[k] for k in ("sst_acc", "para_acc", "sts_corr", "overall", "mean_score")}

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,11 @@ import psutil
 import pytest
 from ray.tune import ExperimentAnalysis
 
-from mtl_tune.studies import load_spec, open_storage, read_meta, trial_count
+from mtl_tune.studies import load_results, load_spec, open_storage, read_meta, trial_count
+from mtl_tune.studies._group_log import group_log_path, read_group_events
 from mtl_tune.studies._optuna_mirror import RAY_ID_ATTR
 from tests.studies.conftest import (
+    ASHA,
     CLI,
     NO_SCHEDULER,
     TPE_SPACE,
@@ -73,27 +76,73 @@ def _mirrored(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
         return []
 
 
-def _wait_for_finished_trial(
-    driver: subprocess.Popen, folder: Path, timeout: float
-) -> dict[str, Any]:
-    """Polls the saved state until a trial is TERMINATED; then, for up to 15 s more, tries to
-    land in the pitfall window (a trial already in the Optuna mirror while Tune's saved state
-    still has it running). Returns the saved state to compare with after the resume."""
-    deadline = time.monotonic() + timeout
-    first_done: float | None = None
-    while time.monotonic() < deadline:
-        # the driver is still running (it did not fail before the kill)
-        assert driver.poll() is None, "the driver ended before a trial finished"
-        state = _saved_state(folder / "tune" / "main")
-        done = {k for k, (status, _, _) in state.items() if status == "TERMINATED"}
-        if done:
-            first_done = first_done or time.monotonic()
-            url = read_meta(folder)["optuna_storage"]
-            mirrored = {t.user_attrs.get(RAY_ID_ATTR) for t in _mirrored(url, "crash")}
-            if mirrored - done or time.monotonic() - first_done > 15 or len(done) >= 5:
-                return state
-        time.sleep(0.2)
-    raise AssertionError(f"no trial finished within {timeout} s")
+def _finished_state(folder: Path, polls: dict[str, float]) -> dict[str, Any] | None:
+    """Tune's saved state once a trial is TERMINATED and, for up to 15 s more, once the kill
+    would land in the pitfall window (a trial already in the Optuna mirror while Tune's saved
+    state still has it running); None until then."""
+    state = _saved_state(folder / "tune" / "main")
+    done = {k for k, (status, _, _) in state.items() if status == "TERMINATED"}
+    if not done:
+        return None
+    polls.setdefault("first_done", time.monotonic())
+    url = read_meta(folder)["optuna_storage"]
+    mirrored = {t.user_attrs.get(RAY_ID_ATTR) for t in _mirrored(url, "crash")}
+    late = time.monotonic() - polls["first_done"] > 15
+    return state if mirrored - done or late or len(done) >= 5 else None
+
+
+def _launch_and_kill(
+    path: Path, data_dir: Path, root: Path, ray_tmp: Path, until: Callable[[], Any],
+    timeout: float = 300,
+) -> Any:
+    """Launches the study in a driver subprocess, polls `until()` until it returns something,
+    kills the driver's process group with SIGKILL and checks that no process of it is left;
+    returns what `until()` returned."""
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
+    env.pop("RAY_ADDRESS", None)
+    args = ["study", "launch", str(path), "--data-dir", str(data_dir), "--storage", str(root),
+            "--address", "local"]
+    with open(path.parent / "launch.log", "wb") as log:
+        driver = subprocess.Popen(
+            CLI + args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline, seen = time.monotonic() + timeout, None
+        while seen is None:
+            assert time.monotonic() < deadline, f"nothing to kill at within {timeout} s"
+            # the driver is still running (it did not fail before the kill)
+            assert driver.poll() is None, "the driver ended before the kill"
+            seen = until()
+            time.sleep(0.2)
+        # every process below the driver: its Ray (whose agents outlive the driver's process
+        # group, by Ray's design) and the reaper that stops them when the driver dies
+        started = psutil.Process(driver.pid).children(recursive=True) + ray_processes(ray_tmp)
+        assert any("Agent" in p.name() for p in started)
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(30)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait(30)
+    # the killed driver's reaper stopped its Ray, then itself: no process of it is left
+    assert not wait_gone(started, timeout=20), [p.name() for p in started if p.is_running()]
+    assert not wait_gone(ray_processes(ray_tmp), timeout=20)
+    return seen
+
+
+def _resume(name: str, root: Path, ray_tmp: Path, log: Path) -> str:
+    """Runs `study resume` to the end; returns its output (also written to `log`)."""
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
+    env.pop("RAY_ADDRESS", None)
+    resume = subprocess.run(
+        [*CLI, "study", "resume", name, "--storage", str(root), "--address", "local"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=480,
+    )
+    output = resume.stdout.decode(errors="replace")
+    log.write_text(output)
+    # the resumed study runs to the end
+    assert resume.returncode == 0, output[-4000:]
+    return output
 
 
 @pytest.mark.parametrize("objectives", [(), OBJECTIVES], ids=["one-objective", "three-objectives"])
@@ -109,44 +158,14 @@ def test_resume_after_sigkill(
     path = write_spec(tmp_path, top, fixed, TABLES)
     spec = load_spec(str(path))
     root = tmp_path / "studies"
-    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
-    env.pop("RAY_ADDRESS", None)
-    common = ["--storage", str(root), "--address", "local"]
-    launch_args = ["study", "launch", str(path), "--data-dir", str(tiny_data_dir), *common]
-    with open(tmp_path / "launch.log", "wb") as log:
-        driver = subprocess.Popen(
-            CLI + launch_args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        before = _wait_for_finished_trial(driver, root / "crash", timeout=300)
-        # every process below the driver: its Ray (whose agents outlive the driver's process
-        # group, by Ray's design) and the reaper that stops them when the driver dies
-        started = psutil.Process(driver.pid).children(recursive=True) + ray_processes(ray_tmp)
-        assert any("Agent" in p.name() for p in started)
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait(30)
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
-            driver.wait(30)
-    # the killed driver's reaper stopped its Ray, then itself: no process of it is left
-    assert not wait_gone(started, timeout=20), [p.name() for p in started if p.is_running()]
-    assert not wait_gone(ray_processes(ray_tmp), timeout=20)
+    polls: dict[str, float] = {}
+    before = _launch_and_kill(path, tiny_data_dir, root, ray_tmp,
+                              lambda: _finished_state(root / "crash", polls))
     finished = {k: v for k, v in before.items() if v[0] == "TERMINATED"}
     # the kill landed mid-study: some trials finished, not all
     assert finished and len(finished) < trial_count(spec), (len(finished), before.keys())
 
-    resume = subprocess.run(
-        [*CLI, "study", "resume", "crash", *common],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        timeout=480,
-    )
-    output = resume.stdout.decode(errors="replace")
-    (tmp_path / "resume.log").write_text(output)
-    # the resumed study runs to the end
-    assert resume.returncode == 0, output[-4000:]
+    output = _resume("crash", root, ray_tmp, tmp_path / "resume.log")
     # the pitfall of a persistent OptunaSearch storage does not happen: the restored searcher never
     # reports a trial its storage already holds as finished (Ray 2.60 only logs that, as Optuna's
     # "Cannot tell a COMPLETE trial" or UpdateFinishedTrialError "... has already finished")
@@ -186,3 +205,46 @@ def test_resume_after_sigkill(
         assert sorted(by_id[trial_id].intermediate_values) == sorted(frame["training_iteration"])
     # the resumed driver shut its Ray down: no process of this test survives
     assert not wait_gone(ray_processes(ray_tmp), timeout=20)
+
+
+def _decided(folder: Path) -> list[dict[str, Any]] | None:
+    """The seed-group decisions logged so far, once there is one and the study is unfinished."""
+    events = read_group_events(group_log_path(folder))
+    decisions = [e for e in events if e["event"] == "decision"]
+    ended = {e["trial"] for e in events if e["event"] == "ended"}
+    return decisions if decisions and len(ended) < 6 else None
+
+
+def test_seed_groups_resume_after_sigkill_from_their_logged_decisions(
+    tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path,
+) -> None:
+    """3 configurations x 2 seeds under ASHA, killed after the first rung decision: the resumed
+    driver replays the log (Tune does not restore schedulers), so no rung is judged twice, the
+    seeds of a group still stop together, and the record holds one trial per group."""
+    top = TOP.replace("num_samples = 6", "num_samples = 3\nseeds = 2")
+    fixed = tiny_fixed(tiny_bert_dir, tiny_data_dir, epochs=3)
+    path = write_spec(tmp_path, top, fixed, TPE_SPACE + ASHA)
+    root = tmp_path / "studies"
+    before = _launch_and_kill(path, tiny_data_dir, root, ray_tmp,
+                              lambda: _decided(root / "crash"))
+    _resume("crash", root, ray_tmp, tmp_path / "resume.log")
+
+    events = read_group_events(group_log_path(root / "crash"))
+    decisions = [e for e in events if e["event"] == "decision"]
+    # the decisions made before the kill stand, first in the log, and none was made again
+    assert decisions[: len(before)] == before
+    points = [(e["group"], e["epoch"]) for e in decisions]
+    assert len(points) == len(set(points))
+    results = load_results(root / "crash")
+    assert results["trial_id"].nunique() == 6
+    for group, rows in results.groupby("config/seed_group"):
+        last = rows.groupby("trial_id")["training_iteration"].max()
+        # both seeds ran to the same epoch: the one their group's decisions allow
+        assert len(last) == 2 and last.nunique() == 1, (group, last)
+        stops = [e["epoch"] for e in decisions if e["group"] == group and e["decision"] == "stop"]
+        assert last.iloc[0] == (stops[0] if stops else 3)
+    trials = _mirrored(read_meta(root / "crash")["optuna_storage"], "crash")
+    # one Optuna trial per group, none twice, each with both seeds' scores
+    assert sorted(t.user_attrs[RAY_ID_ATTR] for t in trials) == sorted(
+        results["config/seed_group"].unique())
+    assert all(sorted(t.user_attrs["seed_scores"]) == ["0", "1"] for t in trials)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,10 @@ def _tune_trials(spec: StudySpec) -> int:
 
     from mtl_tune.studies._launch import param_space
 
-    if spec.search in ("optuna", "optuna-mo"):
-        return spec.num_samples
+    if spec.search in ("optuna", "optuna-mo"):  # Tune runs the searcher's num_samples trials
+        from mtl_tune.studies._tune_setup import tune_config
+
+        return tune_config(spec, Path(tempfile.mkdtemp())).num_samples
     spaces = [param_space(spec, {}, s.key) for s in spec.stages] or [param_space(spec)]
     return sum(len(list(generate_variants(space))) for space in spaces) * spec.num_samples
 
@@ -166,11 +169,12 @@ BAD_SPECS: dict[str, tuple[str, dict[str, Any], str, str]] = {
         "[space]\nlr = { loguniform = [1e-6, 1e-4] }",
         r"space\.lr in {file}: a grid search takes `choice` lists only, but got loguniform",
     ),
-    "optuna with seeds > 1": (
+    "optuna seeds beyond max_concurrent": (
         'name = "s"\ntrainables = ["it1-baseline"]\nsearch = "optuna"\nseeds = 3',
         {},
         "[space]\nlr = { loguniform = [1e-6, 1e-4] }",
-        r"`seeds` must be 1 for search 'optuna' in {file} .*but got 3",
+        r"`max_concurrent` must be at least `seeds` \(3\) for search 'optuna' in {file}: .* "
+        r"but got 2",
     ),
     "objectives without optuna-mo": (
         GOOD_TOP + '\nobjectives = ["sst_acc", "sts_corr"]',
@@ -217,11 +221,11 @@ BAD_SPECS: dict[str, tuple[str, dict[str, Any], str, str]] = {
         r"`prune_on` and `metric` name the same scalar in {file}; give one, but got "
         r"prune_on='overall' and metric='mean_score'",
     ),
-    "optuna-mo with seeds > 1": (
-        MO_TOP + '\nobjectives = ["sst_acc", "sts_corr"]\nseeds = 2',
+    "optuna-mo seeds beyond max_concurrent": (
+        MO_TOP + '\nobjectives = ["sst_acc", "sts_corr"]\nseeds = 3\nmax_concurrent = 1',
         {},
         "",
-        r"`seeds` must be 1 for search 'optuna-mo' in {file} .*but got 2",
+        r"`max_concurrent` must be at least `seeds` \(3\) for search 'optuna-mo' .*but got 1",
     ),
     "bad value for a choice": (
         GOOD_TOP,
@@ -392,7 +396,8 @@ def test_objectives_as_a_table_take_their_modes(tmp_path: Path) -> None:
     ("spec", "seeds", "message"),
     [
         ("demo", "0", r"`seeds` must be >= 1 in .*demo.toml, but got 0"),
-        ("search", "3", r"`seeds` must be 1 for search 'optuna' in .*search.toml .*but got 3"),
+        ("search", "5", r"`max_concurrent` must be at least `seeds` \(5\) for search 'optuna' "
+                        r"in .*search.toml: .*but got 4"),
     ],
 )
 def test_bad_seeds_option_is_refused(

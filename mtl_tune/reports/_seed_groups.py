@@ -1,0 +1,115 @@
+"""The seed groups of a search: each configuration ranked on the mean of its seeds, and the
+decisions the seed-aware scheduler made (from the study's log), for `report search`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from mtl_tune.platform.metrics import METRIC_KEYS
+from mtl_tune.platform.presets import SEED_GROUP_KEY
+from mtl_tune.reports._display import (
+    METRIC_LABELS,
+    check_style,
+    display_frame,
+    number,
+    param_text,
+)
+from mtl_tune.studies import COUNTED
+
+GROUP_COLUMN = f"config/{SEED_GROUP_KEY}"
+EPOCH = "training_iteration"
+
+
+def has_seed_groups(results: pd.DataFrame) -> bool:
+    return GROUP_COLUMN in results and bool(results[GROUP_COLUMN].notna().any())
+
+
+def group_table(
+    results: pd.DataFrame, decisions: Sequence[dict[str, Any]], params: Sequence[str],
+    metric: str, mode: str,
+) -> pd.DataFrame:
+    """One row per seed group, best first: its searched values, its seeds, the epoch whose mean
+    `metric` over the seeds is best (the earliest on a tie; epochs every seed reached), the means
+    and the spread of `metric` there, and how the scheduler ended it."""
+    counted = results[results["status"].isin(COUNTED)]
+    rows = []
+    for group, frame in counted.groupby(GROUP_COLUMN, sort=False):
+        seeds = frame["trial_id"].nunique()
+        per_epoch = frame.groupby(EPOCH)
+        means = per_epoch[list(METRIC_KEYS)].mean()[per_epoch["trial_id"].nunique() == seeds]
+        if means.empty:
+            continue
+        ranked = means[metric] if mode == "max" else -means[metric]
+        best = int(ranked[ranked == ranked.max()].index.min())
+        at_best = frame[frame[EPOCH] == best][metric].astype(float)
+        first = frame.iloc[0]
+        row: dict[str, Any] = {"group": group, "seeds": seeds, "epoch": best,
+                               "epochs_run": int(frame[EPOCH].max()),
+                               f"{metric}_sd": float(at_best.std(ddof=1)) if seeds > 1 else None}
+        row.update({f"config/{p}": first.get(f"config/{p}") for p in params})
+        row.update({k: float(means.loc[best, k]) for k in METRIC_KEYS})
+        row["outcome"] = _outcome(group, decisions, row["epochs_run"])
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table = table.sort_values(metric, ascending=mode == "min", kind="stable")
+    table.insert(0, "rank", range(1, len(table) + 1))
+    return table.reset_index(drop=True)
+
+
+def _outcome(group: Any, decisions: Sequence[dict[str, Any]], epochs_run: int) -> str:
+    stops = [d for d in decisions if d["group"] == group and d["decision"] == "stop"]
+    if not stops:
+        return f"ran {epochs_run} epochs"
+    stop = stops[0]
+    if stop["why"] == "patience":
+        return f"stopped at epoch {stop['epoch']} (patience: {stop['stale']} epochs no better)"
+    return (f"stopped at rung {stop['epoch']} (mean {stop['mean']:.3f} < cutoff "
+            f"{stop['cutoff']:.3f})")
+
+
+def group_display(table: pd.DataFrame, params: Sequence[str], metric: str,
+                  style: str) -> pd.DataFrame:
+    check_style(style)
+    rows = []
+    for row in table.to_dict("records"):
+        out = {"Rank": str(row["rank"]), "Group": str(row["group"])}
+        out.update({p: param_text(row.get(f"config/{p}")) for p in params})
+        out["Seeds"], out["Epoch"] = str(row["seeds"]), str(row["epoch"])
+        for key, label in METRIC_LABELS.items():
+            text = number(row[key])
+            if key == metric and row.get(f"{metric}_sd") is not None:
+                text += f" ± {number(row[f'{metric}_sd'])}"
+            out[label if key == "mean_score" else f"{label} Dev"] = text
+        out["Outcome"] = str(row["outcome"])
+        rows.append(out)
+    return display_frame(rows, style)
+
+
+def decision_table(decisions: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """The scheduler's decisions in the order it made them."""
+    rows = [{
+        "group": d["group"], "epoch": d["epoch"], "rung": bool(d["rung"]),
+        "seed_values": [d["seeds"][t] for t in sorted(d["seeds"])], "mean": d["mean"],
+        "cutoff": d["cutoff"], "stale": d.get("stale"), "decision": d["decision"],
+        "why": d["why"],
+    } for d in decisions]
+    return pd.DataFrame(rows)
+
+
+def decision_display(table: pd.DataFrame, style: str) -> pd.DataFrame:
+    check_style(style)
+    rows = []
+    for row in table.to_dict("records"):
+        kind = "rung" if row["rung"] else "patience"
+        rows.append({
+            "Group": str(row["group"]), "Epoch": f"{row['epoch']} ({kind})",
+            "Seeds": ", ".join(number(v) for v in row["seed_values"]),
+            "Mean": number(row["mean"]), "Cutoff": number(row["cutoff"]),
+            "Decision": row["decision"] + (f" ({row['why']})" if row["why"] else ""),
+        })
+    return display_frame(rows, style)
