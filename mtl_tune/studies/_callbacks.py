@@ -26,6 +26,7 @@ class TrialEvents(tune.Callback):
     def __init__(self, folder: Path, experiment: str) -> None:
         self.folder, self.experiment = Path(folder), experiment
         self.seen: set[str] = set()
+        self.paused: set[str] = set()  # trials last recorded as paused
         self.restored = False  # whether the trials Tune restored were compared with the record
 
     def _log(self, trial: Any, event: str, error_file: str | None = None) -> None:
@@ -42,6 +43,7 @@ class TrialEvents(tune.Callback):
     ) -> None:
         # a resumed experiment: its trials are in the record already
         self.seen = {tid for exp, tid in read_trials(self.folder) if exp == self.experiment}
+        self.paused = set()
         self.restored = False
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
@@ -52,18 +54,24 @@ class TrialEvents(tune.Callback):
             if trial.trial_id not in self.seen:
                 self.seen.add(trial.trial_id)
                 self._log(trial, "created")
+            # Tune has no pause hook: a paused trial is seen here (it starts again through
+            # on_trial_start)
+            if trial.status == "PAUSED" and trial.trial_id not in self.paused:
+                self.paused.add(trial.trial_id)
+                self._log(trial, "paused")
 
     def _discard_forgotten(self, known: set[str]) -> None:
         """Trials created after Tune last saved its state are gone from a resumed experiment
         (its searcher suggests them anew): the record says so, so that none stays unfinished."""
         for (experiment, trial_id), record in read_trials(self.folder).items():
             if experiment == self.experiment and trial_id not in known and record.state in (
-                "PENDING", "RUNNING"
+                "PENDING", "RUNNING", "PAUSED"
             ):
                 append_event(self.folder, experiment, trial_id, "discarded", record.config)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.seen.add(trial.trial_id)
+        self.paused.discard(trial.trial_id)
         self._log(trial, "running")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -1,12 +1,12 @@
 """The study's own record of its trials: one JSON line per trial event, written by the driver.
 
 `trials.jsonl` in the study folder gets a line when a trial is created, starts (or restarts
-after a resume), finishes, is stopped early by the scheduler, or errors, with the trial's
-experiment, id, config, folder, checkpoint and error file. A trial's state is its last event,
-so the study, not Ray Tune's internal experiment state, says which trials are done. A trial
-created after Tune's last saved state, before a driver died, is discarded on resume (Tune's
-searcher suggests its configuration anew) and no longer listed. Only the
-driver appends (`TrialEvents`, a Tune callback); readers import neither Ray nor torch.
+after a resume or a pause), is paused, finishes, is stopped early by the scheduler, or errors,
+with the trial's experiment, id, config, folder, checkpoint and error file. A trial's state is
+its last event, so the study, not Ray Tune's internal experiment state, says which trials are
+done. A trial created after Tune's last saved state, before a driver died, is discarded on
+resume (Tune's searcher suggests its configuration anew) and no longer listed. Only the driver
+appends (`TrialEvents`, a Tune callback); readers import neither Ray nor torch.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 STATES = {
     "created": "PENDING",
     "running": "RUNNING",
+    "paused": "PAUSED",  # waiting, its checkpoint kept (a seed for the others of its group)
     "finished": "TERMINATED",
     "stopped": "TERMINATED",  # stopped early by the scheduler (ASHA): done, as far as it goes
     "errored": "ERROR",
@@ -102,7 +103,7 @@ def read_trials(folder: Path) -> dict[tuple[str, str], TrialRecord]:
 
 
 # Tune's trial statuses -> the event that leaves a trial in that state
-_EVENT_OF = {"PENDING": "created", "RUNNING": "running", "PAUSED": "running",
+_EVENT_OF = {"PENDING": "created", "RUNNING": "running", "PAUSED": "paused",
              "TERMINATED": "finished", "ERROR": "errored"}
 
 

@@ -51,8 +51,8 @@ def test_discarded_trials_are_not_listed(tmp_path: Path) -> None:
 
 def test_unknown_event_is_refused(tmp_path: Path) -> None:
     # the record only holds the events it knows how to read back
-    with pytest.raises(ValueError, match=r"event must be one of .*'errored'.*but got 'paused'"):
-        append_event(tmp_path, "main", "t1", "paused", {})
+    with pytest.raises(ValueError, match=r"event must be one of .*'errored'.*but got 'suspended'"):
+        append_event(tmp_path, "main", "t1", "suspended", {})
 
 
 def _trial(trial_id: str, tmp_path: Path, done: bool = True, status: str = "RUNNING"):
@@ -71,6 +71,15 @@ def test_callback_records_each_trial_event(tmp_path: Path) -> None:
     events.on_step_begin(0, [a, b, c])
     for trial in (a, b, c):
         events.on_trial_start(1, [a, b, c], trial)
+    # a scheduler pauses b (a seed waiting for its group), then it runs again
+    b.status = "PAUSED"
+    events.on_step_begin(1, [a, b, c])
+    events.on_step_begin(2, [a, b, c])  # recorded once
+    assert read_trials(tmp_path)[("main", "b")].state == "PAUSED"
+    assert sum('"paused"' in line for line in (tmp_path / "trials.jsonl").open()) == 1
+    b.status = "RUNNING"
+    events.on_trial_start(3, [a, b, c], b)
+    assert read_trials(tmp_path)[("main", "b")].state == "RUNNING"
     events.on_trial_complete(2, [a, b, c], a)
     events.on_trial_complete(2, [a, b, c], b)  # stopped early by the scheduler
     events.on_trial_error(2, [a, b, c], c)
