@@ -17,7 +17,7 @@ from mtl_tune.reports._display import (
     number,
     param_text,
 )
-from mtl_tune.studies import COUNTED
+from mtl_tune.studies import COUNTED, best_epoch, epoch_means
 
 GROUP_COLUMN = f"config/{SEED_GROUP_KEY}"
 EPOCH = "training_iteration"
@@ -38,19 +38,18 @@ def group_table(
     rows = []
     for group, frame in counted.groupby(GROUP_COLUMN, sort=False):
         seeds = frame["trial_id"].nunique()
-        per_epoch = frame.groupby(EPOCH)
-        means = per_epoch[list(METRIC_KEYS)].mean()[per_epoch["trial_id"].nunique() == seeds]
-        if means.empty:
+        per_seed = [t.to_dict("records") for _, t in frame.groupby("trial_id")]
+        means = epoch_means(per_seed, metric)  # the searcher's and the Optuna record's rule
+        if not means:
             continue
-        ranked = means[metric] if mode == "max" else -means[metric]
-        best = int(ranked[ranked == ranked.max()].index.min())
+        best = best_epoch(means, metric, mode)
         at_best = frame[frame[EPOCH] == best][metric].astype(float)
         first = frame.iloc[0]
         row: dict[str, Any] = {"group": group, "seeds": seeds, "epoch": best,
                                "epochs_run": int(frame[EPOCH].max()),
                                f"{metric}_sd": float(at_best.std(ddof=1)) if seeds > 1 else None}
         row.update({f"config/{p}": first.get(f"config/{p}") for p in params})
-        row.update({k: float(means.loc[best, k]) for k in METRIC_KEYS})
+        row.update({k: means[best].get(k) for k in METRIC_KEYS})
         row["outcome"] = _outcome(group, decisions, row["epochs_run"])
         rows.append(row)
     table = pd.DataFrame(rows)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from mtl_tune.studies._commands import next_commands, resume_command, seeds_launch_command
 from mtl_tune.studies._folder import StudyInfo, find_experiments, open_study
 from mtl_tune.studies._group_log import group_decisions
+from mtl_tune.studies._group_scores import best_epoch, epoch_means
 from mtl_tune.studies._optuna_storage import JOURNAL_PREFIX, open_storage
 from mtl_tune.studies._plan import describe, trial_count
 from mtl_tune.studies._results import experiment_results, load_results, study_results
@@ -111,6 +112,8 @@ __all__ = [
     "StudySpec",
     "best_epochs",
     "group_decisions",
+    "best_epoch",
+    "epoch_means",
     "best_row",
     "better",
     "connect",

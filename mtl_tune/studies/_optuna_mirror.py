@@ -195,7 +195,7 @@ class OptunaMirror(tune.Callback):
             starts.append(ends[-1] - float(last.get("time_total_s", 0.0)))
         attrs: dict[str, Any] = {
             RAY_ID_ATTR: group,
-            "ray_trial_ids": sorted(t for t, _, _ in members),
+            "ray_trial_ids": sorted(t for t, _, _ in members if t),  # "": errored unreported
             "seeds": sorted(c.get("seed") for _, c, _ in members),
             "seed_scores": seed_scores,
             "errored_seeds": len(members) - len(ok),
