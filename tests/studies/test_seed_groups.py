@@ -145,3 +145,35 @@ def test_report_search_ranks_groups_on_their_mean_and_lists_the_decisions(
             assert row["outcome"] == "ran 3 epochs"
     text = (tmp_path / "report" / "report.md").read_text()
     assert "Configurations on the mean of their seeds" in text and "Seed-group decisions" in text
+
+
+def test_paused_seeds_free_their_gpu_for_the_others(
+    tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path
+) -> None:
+    """One logical GPU, half a GPU per trial, two groups of two seeds live at once: only two
+    trials fit. A seed that waits at a rung must give its half back, or its sibling (and the
+    other group's) could never start and the study would hang."""
+    import ray
+
+    top = TOP.replace("num_samples = 3", "num_samples = 2")
+    tables = TPE_SPACE + ASHA + "\n[resources]\ncpu = 0.5\ngpu = 0.5\n"
+    path = write_spec(tmp_path, top, tiny_fixed(tiny_bert_dir, tiny_data_dir, epochs=3), tables)
+    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False,
+             log_to_driver=False)
+    try:
+        outcome = launch_study(load_spec(str(path)), tmp_path / "studies", path.read_text(),
+                               verbose=0)
+    finally:
+        ray.shutdown()
+    assert outcome.trials == 4 and outcome.errors == 0 and outcome.unfinished == 0
+    events = read_group_events(group_log_path(outcome.folder))
+    waited = {e["trial"] for e in events if e["event"] == "wait"}
+    results = load_results(outcome.folder)
+    # seeds did wait, and each of them ran again afterwards, on the one GPU
+    assert waited and set(results["gpu_ids"]) == {"0"}
+    for trial in waited:
+        epochs = results[results["trial_id"] == trial]["training_iteration"]
+        waits = [e["epoch"] for e in events if e["event"] == "wait" and e["trial"] == trial]
+        stopped = any(e["decision"] == "stop" and trial in e["seeds"] and e["epoch"] == waits[-1]
+                      for e in events if e["event"] == "decision")
+        assert stopped or epochs.max() > waits[-1], (trial, waits, list(epochs))
