@@ -33,7 +33,7 @@ def group_table(
 ) -> pd.DataFrame:
     """One row per seed group, best first: its searched values, its seeds, the epoch whose mean
     `metric` over the seeds is best (the earliest on a tie; epochs every seed reached), the means
-    and the spread of `metric` there, and how the scheduler ended it."""
+    and the spread of `metric` there, and where the scheduler stopped it."""
     counted = results[results["status"].isin(COUNTED)]
     rows = []
     for group, frame in counted.groupby(GROUP_COLUMN, sort=False):
@@ -50,7 +50,7 @@ def group_table(
                                f"{metric}_sd": float(at_best.std(ddof=1)) if seeds > 1 else None}
         row.update({f"config/{p}": first.get(f"config/{p}") for p in params})
         row.update({k: means[best].get(k) for k in METRIC_KEYS})
-        row["outcome"] = _outcome(group, decisions, row["epochs_run"])
+        row["stopped"] = _stopped(group, decisions)
         rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:
@@ -60,15 +60,13 @@ def group_table(
     return table.reset_index(drop=True)
 
 
-def _outcome(group: Any, decisions: Sequence[dict[str, Any]], epochs_run: int) -> str:
+def _stopped(group: Any, decisions: Sequence[dict[str, Any]]) -> str:
+    """Where the scheduler stopped the group: "rung 1", "patience at 5", or "no"."""
     stops = [d for d in decisions if d["group"] == group and d["decision"] == "stop"]
     if not stops:
-        return f"ran {epochs_run} epochs"
-    stop = stops[0]
-    if stop["why"] == "patience":
-        return f"stopped at epoch {stop['epoch']} (patience: {stop['stale']} epochs no better)"
-    return (f"stopped at rung {stop['epoch']} (mean {stop['mean']:.3f} < cutoff "
-            f"{stop['cutoff']:.3f})")
+        return "no"
+    stop = stops[0]  # the numbers are in the decisions table
+    return f"patience at {stop['epoch']}" if stop["why"] == "patience" else f"rung {stop['epoch']}"
 
 
 def group_display(table: pd.DataFrame, params: Sequence[str], metric: str,
@@ -84,7 +82,7 @@ def group_display(table: pd.DataFrame, params: Sequence[str], metric: str,
             if key == metric and row.get(f"{metric}_sd") is not None:
                 text += f" ± {number(row[f'{metric}_sd'])}"
             out[label if key == "mean_score" else f"{label} Dev"] = text
-        out["Outcome"] = str(row["outcome"])
+        out["Stopped"] = str(row["stopped"])
         rows.append(out)
     return display_frame(rows, style)
 

@@ -138,11 +138,11 @@ def test_report_search_ranks_groups_on_their_mean_and_lists_the_decisions(
                     strict=True)) == [(e["group"], e["epoch"], e["decision"]) for e in logged]
     stopped = {e["group"]: e for e in logged if e["decision"] == "stop"}
     for row in groups.to_dict("records"):
-        if row["group"] in stopped:
-            assert row["outcome"].startswith(f"stopped at rung {stopped[row['group']]['epoch']}") \
-                or row["outcome"].startswith(f"stopped at epoch {stopped[row['group']]['epoch']}")
-        else:
-            assert row["outcome"] == "ran 3 epochs"
+        stop = stopped.get(row["group"])
+        where = "no" if stop is None else f"rung {stop['epoch']}"
+        if stop is not None and stop["why"] == "patience":
+            where = f"patience at {stop['epoch']}"
+        assert row["stopped"] == where
     text = (tmp_path / "report" / "report.md").read_text()
     assert "Configurations on the mean of their seeds" in text and "Seed-group decisions" in text
 
