@@ -177,3 +177,34 @@ def test_paused_seeds_free_their_gpu_for_the_others(
         stopped = any(e["decision"] == "stop" and trial in e["seeds"] and e["epoch"] == waits[-1]
                       for e in events if e["event"] == "decision")
         assert stopped or epochs.max() > waits[-1], (trial, waits, list(epochs))
+
+
+def test_a_multi_objective_search_in_seed_groups_has_a_front_of_groups(
+    tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path
+) -> None:
+    import ray
+
+    top = TOP.replace('search = "optuna"', 'search = "optuna-mo"\nobjectives = ["sst_acc", '
+                      '"sts_corr"]').replace("num_samples = 3", "num_samples = 2")
+    path = write_spec(tmp_path, top, tiny_fixed(tiny_bert_dir, tiny_data_dir, epochs=2),
+                      TPE_SPACE + ASHA)
+    spec = load_spec(str(path))
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        outcome = launch_study(spec, tmp_path / "studies", path.read_text(), verbose=0)
+    finally:
+        ray.shutdown()
+    assert outcome.trials == 4 and outcome.errors == 0
+    study = optuna.load_study(study_name=spec.name,
+                              storage=read_meta(outcome.folder)["optuna_storage"])
+    results = load_results(outcome.folder)
+    assert len(study.trials) == 2 and study.metric_names == ["sst_acc", "sts_corr"]
+    for trial in study.trials:
+        rows = results[results["config/seed_group"] == trial.user_attrs[RAY_ID_ATTR]]
+        at = rows[rows["training_iteration"] == trial.user_attrs["best_epoch"]]
+        # each objective is the seeds' mean at the epoch whose mean overall is best
+        assert trial.values == pytest.approx([at["sst_acc"].mean(), at["sts_corr"].mean()])
+    report = report_search(outcome.folder, out=tmp_path / "report", formats=("md",))
+    # the front's points are groups, not single seeds
+    assert set(report.tables["pareto"]["group"]) <= set(results["config/seed_group"])
+    assert len(report.tables["pareto"]) >= 1
