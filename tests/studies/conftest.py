@@ -72,6 +72,19 @@ def write_spec(folder: Path, top: str, fixed: dict[str, Any], tables: str = "") 
     return path
 
 
+def launch_on_own_ray(path: Path, root: Path, gpus: int = 0) -> Any:
+    """Launches the spec at `path` into `root` on a Ray of its own (2 CPUs, `gpus` logical
+    GPUs), shut down afterwards; returns the StudyOutcome."""
+    from mtl_tune.studies import launch_study, load_spec
+
+    ray.init(address="local", num_cpus=2, num_gpus=gpus, include_dashboard=False,
+             log_to_driver=False)
+    try:
+        return launch_study(load_spec(str(path)), root, path.read_text(), verbose=0)
+    finally:
+        ray.shutdown()
+
+
 def _ray_like(proc: psutil.Process) -> bool:
     try:
         if proc.status() == psutil.STATUS_ZOMBIE:

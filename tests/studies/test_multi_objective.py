@@ -15,11 +15,11 @@ from ray import tune
 from mtl_tune.reports import report_search
 from mtl_tune.reports._pareto import non_dominated
 from mtl_tune.studies import best_epochs, load_results, load_spec, read_meta
-from mtl_tune.studies._launch import StudyOutcome, launch_study
+from mtl_tune.studies._launch import StudyOutcome
 from mtl_tune.studies._optuna_mirror import RAY_ID_ATTR
 from mtl_tune.studies._results import read_result_rows
 from mtl_tune.studies._searcher import BestEpochSearch
-from tests.studies.conftest import ASHA, TPE_SPACE, tiny_fixed, write_spec
+from tests.studies.conftest import ASHA, TPE_SPACE, launch_on_own_ray, tiny_fixed, write_spec
 
 MO_TOP = """
 name = "mo"
@@ -54,18 +54,11 @@ def test_searcher_is_told_the_best_epoch_not_the_last() -> None:
 def mo_study(
     tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path, tiny_data_dir: Path
 ) -> tuple[Any, StudyOutcome]:
-    import ray
 
     folder = tmp_path_factory.mktemp("mo")
     path = write_spec(folder, MO_TOP, tiny_fixed(tiny_bert_dir, tiny_data_dir, epochs=2),
                       MO_TABLES)
-    spec = load_spec(str(path))
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        outcome = launch_study(spec, folder / "studies", path.read_text(), verbose=0)
-    finally:
-        ray.shutdown()
-    return spec, outcome
+    return load_spec(str(path)), launch_on_own_ray(path, folder / "studies")
 
 
 def test_multi_objective_record_holds_every_objective_at_the_best_epoch(

@@ -13,9 +13,9 @@ import pytest
 from mtl_tune.reports import report_search
 from mtl_tune.studies import load_results, load_spec, read_meta
 from mtl_tune.studies._group_log import group_log_path, read_group_events
-from mtl_tune.studies._launch import StudyOutcome, launch_study
+from mtl_tune.studies._launch import StudyOutcome
 from mtl_tune.studies._optuna_mirror import RAY_ID_ATTR
-from tests.studies.conftest import ASHA, TPE_SPACE, tiny_fixed, write_spec
+from tests.studies.conftest import ASHA, TPE_SPACE, launch_on_own_ray, tiny_fixed, write_spec
 
 TOP = """
 name = "groups"
@@ -32,20 +32,13 @@ optuna_seed = 3
 def group_study(
     tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path, tiny_data_dir: Path
 ) -> tuple[Any, StudyOutcome]:
-    import ray
 
     folder = tmp_path_factory.mktemp("groups")
     # patience 1: each seed alone would stop after its first epoch that is no better; the
     # group's mean decides instead, at every epoch
     fixed = tiny_fixed(tiny_bert_dir, tiny_data_dir, epochs=3, patience=1)
     path = write_spec(folder, TOP, fixed, TPE_SPACE + ASHA)
-    spec = load_spec(str(path))
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        outcome = launch_study(spec, folder / "studies", path.read_text(), verbose=0)
-    finally:
-        ray.shutdown()
-    return spec, outcome
+    return load_spec(str(path)), launch_on_own_ray(path, folder / "studies")
 
 
 def _epochs_by_trial(outcome: StudyOutcome) -> dict[str, list[int]]:
@@ -153,18 +146,11 @@ def test_paused_seeds_free_their_gpu_for_the_others(
     """One logical GPU, half a GPU per trial, two groups of two seeds live at once: only two
     trials fit. A seed that waits at a rung must give its half back, or its sibling (and the
     other group's) could never start and the study would hang."""
-    import ray
 
     top = TOP.replace("num_samples = 3", "num_samples = 2")
     tables = TPE_SPACE + ASHA + "\n[resources]\ncpu = 0.5\ngpu = 0.5\n"
     path = write_spec(tmp_path, top, tiny_fixed(tiny_bert_dir, tiny_data_dir, epochs=3), tables)
-    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False,
-             log_to_driver=False)
-    try:
-        outcome = launch_study(load_spec(str(path)), tmp_path / "studies", path.read_text(),
-                               verbose=0)
-    finally:
-        ray.shutdown()
+    outcome = launch_on_own_ray(path, tmp_path / "studies", gpus=1)
     assert outcome.trials == 4 and outcome.errors == 0 and outcome.unfinished == 0
     events = read_group_events(group_log_path(outcome.folder))
     waited = {e["trial"] for e in events if e["event"] == "wait"}
@@ -182,18 +168,12 @@ def test_paused_seeds_free_their_gpu_for_the_others(
 def test_a_multi_objective_search_in_seed_groups_has_a_front_of_groups(
     tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path
 ) -> None:
-    import ray
 
     top = TOP.replace('search = "optuna"', 'search = "optuna-mo"\nobjectives = ["sst_acc", '
                       '"sts_corr"]').replace("num_samples = 3", "num_samples = 2")
     path = write_spec(tmp_path, top, tiny_fixed(tiny_bert_dir, tiny_data_dir, epochs=2),
                       TPE_SPACE + ASHA)
-    spec = load_spec(str(path))
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        outcome = launch_study(spec, tmp_path / "studies", path.read_text(), verbose=0)
-    finally:
-        ray.shutdown()
+    spec, outcome = load_spec(str(path)), launch_on_own_ray(path, tmp_path / "studies")
     assert outcome.trials == 4 and outcome.errors == 0
     study = optuna.load_study(study_name=spec.name,
                               storage=read_meta(outcome.folder)["optuna_storage"])
