@@ -106,6 +106,12 @@ def test_finished_trials_keep_weights_only(tpe_study: tuple[Any, StudyOutcome]) 
     assert len(trials) == 4 and all((c / "model.safetensors").is_file() for c in checkpoints)
     # ... and none keeps optimizer state: finished trials are never resumed
     assert [c for c in checkpoints if (c / "optimizer.pt").exists()] == []
+    # each keeps its best epoch's checkpoint and its last one, no other
+    for trial in trials:
+        rows = read_result_rows(trial)
+        best = max(rows, key=lambda r: (r["overall"], -r["training_iteration"]))
+        kept = {c.name for c in checkpoints if c.parent == trial}
+        assert kept == {best["checkpoint_dir_name"], rows[-1]["checkpoint_dir_name"]}
 
 
 def test_status_shows_the_disk_a_study_uses(tpe_study: tuple[Any, StudyOutcome]) -> None:

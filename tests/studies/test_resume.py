@@ -208,11 +208,17 @@ def test_resume_after_sigkill(
 
 
 def _decided(folder: Path) -> list[dict[str, Any]] | None:
-    """The seed-group decisions logged so far, once there is one and the study is unfinished."""
+    """The seed-group decisions logged so far, once there is one, the study is unfinished and
+    Tune saved its state after the last logged event. Tune deletes a trial's older checkpoint
+    when it registers a new one and saves the state that names the new one a moment later: a
+    kill in between leaves a state naming a deleted checkpoint (Tune's own window, not the
+    scheduler's), which a kill right at a logged result would hit."""
     events = read_group_events(group_log_path(folder))
     decisions = [e for e in events if e["event"] == "decision"]
     ended = {e["trial"] for e in events if e["event"] == "ended"}
-    return decisions if decisions and len(ended) < 6 else None
+    states = sorted((folder / "tune" / "main").glob("experiment_state-*.json"))
+    saved = bool(states) and states[-1].stat().st_mtime > events[-1]["time"] if events else False
+    return decisions if decisions and len(ended) < 6 and saved else None
 
 
 def test_seed_groups_resume_after_sigkill_from_their_logged_decisions(
