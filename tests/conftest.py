@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,3 +55,49 @@ def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.helpers import write_subset
 
     return write_subset(LABELED, tmp_path_factory.mktemp("tiny-data"), rows=48)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 API on loopback: moto's server on a free port, for the whole session.
+
+    The dummy credentials and the endpoint go into the environment, where pyarrow (ours and Ray
+    Tune's) reads them, before any Ray that needs them starts: Ray's processes inherit them.
+    """
+    server_module = pytest.importorskip("moto.server", reason="moto[server] is not installed")
+    try:
+        server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+    except Exception as err:  # noqa: BLE001 - whatever stops moto, the tests cannot run
+        pytest.skip(f"moto's S3 server cannot start on 127.0.0.1: {err}")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    saved = {k: os.environ.get(k) for k in S3_ENV}
+    os.environ.update({**S3_ENV, "AWS_ENDPOINT_URL": endpoint})
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+S3_ENV = {"AWS_ENDPOINT_URL": "", "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+          "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """`s3://<new bucket>/studies`, with the object store cache in the test's own folder."""
+    import uuid
+
+    import boto3
+
+    bucket = f"mtl-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=bucket)
+    monkeypatch.setenv("MTL_TUNE_CACHE", str(tmp_path / "cache"))
+    return f"s3://{bucket}/studies"

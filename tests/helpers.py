@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -42,8 +43,9 @@ def tiny_trial(bert: Path, data: Path, **extra: object) -> dict:
 
 def write_subset(source: Path, dest: Path, rows: int) -> Path:
     """Copies the header and first `rows` rows of each CSV file in `source` into `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
     for path in sorted(source.glob("*.csv")):
         with path.open(encoding="utf-8") as handle:
-            lines = [next(handle) for _ in range(rows + 1)]
+            lines = list(itertools.islice(handle, rows + 1))  # all of a shorter file
         (dest / path.name).write_text("".join(lines), encoding="utf-8")
     return dest

@@ -34,8 +34,9 @@ DataDirOption = Annotated[
     typer.Option(help="Data folder (default: $MTL_TUNE_DATA, else the `data fetch` folder)."),
 ]
 StorageOption = Annotated[
-    Path | None,
-    typer.Option(help="Study storage root (default: $MTL_TUNE_STORAGE, else ~/.mtl-tune/studies)."),
+    str | None,
+    typer.Option(help="Study storage root: a folder every node sees, or an object store URI "
+                 "(s3://bucket/prefix) (default: $MTL_TUNE_STORAGE, else ~/.mtl-tune/studies)."),
 ]
 AddressOption = Annotated[
     str | None,

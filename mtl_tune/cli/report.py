@@ -14,7 +14,8 @@ app = make_app("Turn finished studies into ablation and search reports.")
 
 ReportOut = Annotated[
     Path | None,
-    typer.Option(help="Report folder (default: a new one under the study's reports/)."),
+    typer.Option(help="Report folder (default: a new one under the study's reports/; for a "
+                 "study on an object store, in the current folder)."),
 ]
 FormatsOption = Annotated[
     str, typer.Option("--format", "--formats", help="Comma-separated: md,latex,csv,html.")
@@ -59,7 +60,7 @@ def ablation(
     result = report_ablation(
         folder, out, _formats(formats), force, data_dir, n_resamples=resamples, seed=seed
     )
-    _print(result)
+    _print(result, folder)
 
 
 @app.command("search")
@@ -76,13 +77,17 @@ def search(
     from mtl_tune.studies import existing_study, storage_root
 
     folder = existing_study(storage_root(storage), name)
-    _print(report_search(folder, out, top_k, _formats(formats), force))
+    _print(report_search(folder, out, top_k, _formats(formats), force), folder)
 
 
-def _print(result: Any) -> None:
+def _print(result: Any, study: Path) -> None:
     from mtl_tune.reports import report_text, terminal_width
+    from mtl_tune.studies import is_staged, uri_of
 
     typer.echo(report_text(result, terminal_width()))
+    if is_staged(study):
+        typer.echo(f"the study is on an object store ({uri_of(study)}): the report was written "
+                   f"on this machine, in {result.folder}")
 
 
 def _print_seeds_advice(folder: Path) -> None:

@@ -74,19 +74,33 @@ def train(
 
 
 def predict(
-    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint folder (e.g. runs/X/best).")],
+    checkpoint: Annotated[
+        str,
+        typer.Argument(help="A checkpoint folder (e.g. runs/X/best), or its URI on an object "
+                       "store (s3://bucket/.../checkpoint_000002: downloaded once to the cache)."),
+    ],
     split: Annotated[str, typer.Option(help="dev or test.")] = "test",
     data_dir: DataDirOption = None,
-    out: Annotated[Path | None, typer.Option(help="Folder for the prediction files.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the prediction files (default: predictions-SPLIT in the "
+                     "checkpoint folder; for a URI, in the current folder)."),
+    ] = None,
 ) -> None:
     """Score a labeled split, or write the course's leaderboard files for an unlabeled one."""
     from mtl_tune.datasets import data_folder
     from mtl_tune.platform.predict import predict_data
+    from mtl_tune.studies import fetch_uri, is_store_uri
 
     if split not in ("dev", "test", "train"):
         raise ConfigError(f"--split must be one of ('dev', 'test', 'train'), but got {split!r}")
-    folder = out or checkpoint / f"predictions-{split}"
-    result = predict_data(checkpoint, data_folder(data_dir), split, folder)
+    if is_store_uri(checkpoint):  # predictions go to this machine, not into the store
+        local = fetch_uri(checkpoint)
+        folder = out or Path.cwd() / f"predictions-{split}"
+    else:
+        local = Path(checkpoint)
+        folder = out or local / f"predictions-{split}"
+    result = predict_data(local, data_folder(data_dir), split, folder)
     for task, why in result.missing.items():
         typer.echo(f"notice: {task} skipped: {why}", err=True)
     for task, predictions in result.predictions.items():

@@ -49,7 +49,7 @@ def launch(
         str | None,
         typer.Option(
             help="Optuna storage URL (sqlite:///, postgresql://) or journal file path "
-            "(default: optuna.db in the study folder)."
+            "(default: optuna.db in the study folder; required with an object store)."
         ),
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the plan and start nothing.")] = False,
@@ -74,19 +74,20 @@ def _optuna_url(value: str | None) -> str | None:
 
     if value is None or "://" in value:
         return value
-    return f"{JOURNAL_PREFIX}{value}"
+    # absolute: `resume` and `report` find it from any folder
+    return f"{JOURNAL_PREFIX}{Path(value).expanduser().resolve()}"
 
 
 def _print_outcome(outcome: Any, root: Path, name: str) -> None:
     """The trial table and a summary; exit 1 if trials errored, 130 if interrupted."""
-    from mtl_tune.studies import next_commands, resume_command, study_status
+    from mtl_tune.studies import next_commands, resume_command, study_status, uri_of
 
     typer.echo(table(study_status(root, name).to_dict("records")))
     finished = outcome.trials - outcome.errors - outcome.unfinished
     typer.echo(
         f"study {name}: {outcome.trials} trials, {finished} finished, {outcome.errors} "
         f"errored, {outcome.unfinished} unfinished, in {outcome.wall_seconds:.0f} s; "
-        f"folder {outcome.folder}"
+        f"folder {uri_of(outcome.folder)}"
     )
     _print_disk(root, name)
     if outcome.unfinished:
@@ -104,10 +105,10 @@ def _print_outcome(outcome: Any, root: Path, name: str) -> None:
 
 
 def _print_disk(root: Path, name: str) -> None:
-    from mtl_tune.studies import disk_usage, human_bytes, study_folder
+    from mtl_tune.studies import disk_usage, human_bytes, study_folder, uri_of
 
     folder = study_folder(root, name)
-    typer.echo(f"disk: {human_bytes(disk_usage(folder))} in {folder}")
+    typer.echo(f"disk: {human_bytes(disk_usage(folder))} in {uri_of(folder)}")
 
 
 @app.command("resume")
@@ -156,8 +157,8 @@ def status(name: NameArgument, storage: StorageOption = None) -> None:
 @app.command("list")
 def list_(storage: StorageOption = None) -> None:
     """The studies in the storage folder, with trial counts and best metric."""
-    from mtl_tune.studies import list_studies, storage_root
+    from mtl_tune.studies import list_studies, storage_root, uri_of
 
     root = storage_root(storage)
-    typer.echo(f"studies in {root}")
+    typer.echo(f"studies in {uri_of(root)}")
     typer.echo(table(list_studies(root).to_dict("records")))

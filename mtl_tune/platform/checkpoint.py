@@ -26,18 +26,19 @@ from safetensors.torch import load, save
 from mtl_tune.exceptions import CheckpointError
 from mtl_tune.platform.atomic import existing_folder, replace_folder, write_bytes
 from mtl_tune.platform.bert import BertConfig, BertModel
+from mtl_tune.platform.checkpoint_files import (
+    MODEL_FILE,
+    OPTIMIZER_FILE,
+    PREDICTIONS_FILE,
+    STATE_FILE,
+    TOKENIZER_FILES,
+)
 from mtl_tune.platform.config import HeadConfig, TrainConfig
 from mtl_tune.platform.evaluate import TaskPredictions
 from mtl_tune.platform.model import MultitaskBERT
 from mtl_tune.platform.tasks import TASKS
 from mtl_tune.platform.tokenizer import WordPieceTokenizer
 from mtl_tune.platform.train import Trainer
-
-MODEL_FILE = "model.safetensors"
-OPTIMIZER_FILE = "optimizer.pt"
-STATE_FILE = "trainer_state.json"
-PREDICTIONS_FILE = "dev_predictions.json"
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json")
 
 
 def save_checkpoint(

@@ -1,9 +1,10 @@
 """Where a report goes, and what a report call returns.
 
 A report never silently replaces an earlier one: by default each run gets a new folder
-`<study>/reports/<kind>-YYYYmmdd-HHMMSS[-N]`; an explicit folder that exists and is not empty is
-refused unless `force=True`, which writes into it (files of the same name are replaced, others
-are left alone).
+`<study>/reports/<kind>-YYYYmmdd-HHMMSS[-N]` (for a study on an object store, reports are for
+this machine: `<study>-<kind>-YYYYmmdd-HHMMSS[-N]` in the current folder); an explicit folder
+that exists and is not empty is refused unless `force=True`, which writes into it (files of the
+same name are replaced, others are left alone).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from mtl_tune.exceptions import ConfigError, MtlTuneError
-from mtl_tune.studies import REPORTS_DIR
+from mtl_tune.studies import REPORTS_DIR, is_staged
 
 FORMATS = ("md", "latex", "csv", "html")
 
@@ -60,10 +61,13 @@ def prepare_output(study_folder: Path, kind: str, out: Path | str | None, force:
         folder.mkdir(parents=True, exist_ok=True)
         return folder
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    parent = study_folder / REPORTS_DIR
+    if is_staged(study_folder):
+        parent, stem = Path.cwd(), f"{study_folder.name}-{kind}-{stamp}"
+    else:
+        parent, stem = study_folder / REPORTS_DIR, f"{kind}-{stamp}"
     parent.mkdir(parents=True, exist_ok=True)
     for number in range(1, 1000):
-        folder = parent / (f"{kind}-{stamp}" if number == 1 else f"{kind}-{stamp}-{number}")
+        folder = parent / (stem if number == 1 else f"{stem}-{number}")
         try:
             folder.mkdir()
         except FileExistsError:

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from mtl_tune.exceptions import MtlTuneError
 from mtl_tune.platform.metrics import METRIC_KEYS
 from mtl_tune.platform.predict import predict_data
-from mtl_tune.studies import cache_scores, read_cached_scores, score_cache_key
+from mtl_tune.studies import cache_scores, fetch_checkpoint, read_cached_scores, score_cache_key
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +29,9 @@ PREDICTIONS_DIR = "test-predictions"
 def _scored(
     checkpoint: Path, data_dir: Path, out: Path, batch_size: int, device: str
 ) -> dict[str, Any]:
-    """Scores a checkpoint on the test split; its course files go to `out`."""
-    result = predict_data(checkpoint, data_dir, "test", out, batch_size, device)
+    """Scores a checkpoint on the test split (on a store: its weights downloaded once); its
+    course files go to `out`."""
+    result = predict_data(fetch_checkpoint(checkpoint), data_dir, "test", out, batch_size, device)
     return {
         "task_scores": result.task_scores,
         "metrics": result.metrics,

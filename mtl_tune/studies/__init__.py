@@ -16,6 +16,13 @@ from mtl_tune.studies._commands import next_commands, resume_command, seeds_laun
 from mtl_tune.studies._folder import StudyInfo, find_experiments, open_study
 from mtl_tune.studies._group_log import group_decisions
 from mtl_tune.studies._group_scores import best_epoch, epoch_means
+from mtl_tune.studies._object_store import (
+    fetch_checkpoint,
+    fetch_uri,
+    is_staged,
+    is_store_uri,
+    uri_of,
+)
 from mtl_tune.studies._optuna_storage import JOURNAL_PREFIX, open_storage
 from mtl_tune.studies._plan import describe, trial_count
 from mtl_tune.studies._results import experiment_results, load_results, study_results
@@ -120,6 +127,10 @@ __all__ = [
     "describe",
     "disk_usage",
     "existing_study",
+    "fetch_checkpoint",
+    "fetch_uri",
+    "is_staged",
+    "is_store_uri",
     "experiment_results",
     "find_experiments",
     "human_bytes",
@@ -138,6 +149,7 @@ __all__ = [
     "storage_root",
     "study_driver",
     "study_folder",
+    "uri_of",
     "study_results",
     "study_status",
     "trial_count",

@@ -14,6 +14,7 @@ from typing import Any
 from ray import tune
 
 from mtl_tune.studies._lean import drop_trial_optimizer_state
+from mtl_tune.studies._object_store import local_path, uri_of
 from mtl_tune.studies._selection import better
 from mtl_tune.studies._trial_log import append_event, read_trials
 
@@ -24,10 +25,19 @@ class TrialEvents(tune.Callback):
     """Appends each trial event of one experiment to the study's record (`_trial_log`)."""
 
     def __init__(self, folder: Path, experiment: str) -> None:
-        self.folder, self.experiment = Path(folder), experiment
+        self.study, self.experiment = uri_of(Path(folder)), experiment  # see `local_path`
         self.seen: set[str] = set()
         self.paused: set[str] = set()  # trials last recorded as paused
         self.restored = False  # whether the trials Tune restored were compared with the record
+
+    @property
+    def folder(self) -> Path:
+        return local_path(self.study)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "folder" in state:  # pickled by a version that kept the folder itself
+            state["study"] = str(state.pop("folder"))
+        self.__dict__.update(state)
 
     def _log(self, trial: Any, event: str, error_file: str | None = None) -> None:
         checkpoint = trial.checkpoint.path if trial.checkpoint is not None else None
@@ -87,7 +97,7 @@ class LeanCheckpoints(tune.Callback):
     """Drops a trial's optimizer state when it completes or a scheduler stops it (`_lean`)."""
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        freed = drop_trial_optimizer_state(trial.path)
+        freed = drop_trial_optimizer_state(trial.path, trial.storage.storage_filesystem)
         if freed:
             logger.debug("%s: freed %.0f MB of optimizer state", trial.trial_id, freed / 2**20)
 

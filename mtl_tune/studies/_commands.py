@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from mtl_tune.studies._object_store import uri_of
 from mtl_tune.studies._storage import SPEC_FILE, TUNE_DIR, read_meta, study_folder
 
 
@@ -12,7 +13,8 @@ def resume_command(root: Path, name: str) -> str:
     """The command that continues an interrupted study (on its cluster, if it ran on one)."""
     address = read_meta(study_folder(root, name)).get("address", "")
     cluster = f" --address {shlex.quote(address)}" if address and address != "local" else ""
-    return f"mtl-tune study resume {shlex.quote(name)} --storage {shlex.quote(str(root))}{cluster}"
+    storage = shlex.quote(uri_of(root))
+    return f"mtl-tune study resume {shlex.quote(name)} --storage {storage}{cluster}"
 
 
 def next_commands(root: Path, name: str) -> list[str]:
@@ -21,11 +23,11 @@ def next_commands(root: Path, name: str) -> list[str]:
     folder = study_folder(root, name)
     meta = read_meta(folder)
     kind = "ablation" if meta.get("search", "grid") == "grid" else "search"
-    lines = [f"mtl-tune report {kind} {shlex.quote(name)} --storage {shlex.quote(str(root))}"]
+    lines = [f"mtl-tune report {kind} {shlex.quote(name)} --storage {shlex.quote(uri_of(root))}"]
     url = meta.get("optuna_storage", "")
     if isinstance(url, str) and url.startswith("sqlite:///"):
         lines.append(f"optuna-dashboard {shlex.quote(url)}")
-    lines.append(f"tensorboard --logdir {shlex.quote(str(folder / TUNE_DIR))}")
+    lines.append(f"tensorboard --logdir {shlex.quote(uri_of(folder / TUNE_DIR))}")
     return lines
 
 
@@ -38,7 +40,7 @@ def seeds_launch_command(folder: Path, seeds: int) -> str:
     meta = read_meta(folder)
     name = str(meta.get("name", folder.name))
     parts = ["mtl-tune", "study", "launch", str(folder / SPEC_FILE), "--name",
-             f"{name}-{seeds}-seeds", "--seeds", str(seeds), "--storage", str(folder.parent)]
+             f"{name}-{seeds}-seeds", "--seeds", str(seeds), "--storage", uri_of(folder.parent)]
     gpu = meta.get("resources", {}).get("gpu", 0)
     if gpu:
         parts += ["--gpus-per-trial", f"{gpu:g}"]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mtl_tune.studies._json_lines import read_json_lines
+from mtl_tune.studies._object_store import publish
 from mtl_tune.studies._storage import GROUPS_FILE
 
 
@@ -28,6 +29,7 @@ def append_group_events(path: Path, events: Iterable[dict[str, Any]]) -> None:
         handle.write(lines)
         handle.flush()
         os.fsync(handle.fileno())
+    publish(path)  # on a store: uploaded before Tune acts on the decision
 
 
 def read_group_events(path: Path) -> list[dict[str, Any]]:

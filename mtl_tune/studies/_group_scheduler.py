@@ -26,6 +26,7 @@ from mtl_tune.platform.presets import SEED_GROUP_KEY
 from mtl_tune.studies._group_ledger import GroupLedger
 from mtl_tune.studies._group_log import append_group_events, read_group_events
 from mtl_tune.studies._group_scores import EPOCH
+from mtl_tune.studies._object_store import local_path, uri_of
 
 progress = logging.getLogger("mtl_tune.progress")  # the launch's concise progress lines
 
@@ -40,10 +41,15 @@ class SeedGroupScheduler(TrialScheduler):
     ) -> None:
         super().__init__()
         self._metric, self._mode = metric, mode
-        self.log_path = Path(log_path)
+        self.log = uri_of(Path(log_path))  # a URI on a store: see `local_path`
         self.seeds, self.rungs, self.reduction_factor = seeds, rungs, reduction_factor
         self.max_t = max_t
         self._ledger: GroupLedger | None = None  # replayed from the log on first use
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "log_path" in state:  # pickled by a version that kept the path itself
+            state["log"] = str(state.pop("log_path"))
+        self.__dict__.update(state)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_ledger": None}  # the log, not the pickle, holds the state
@@ -52,7 +58,7 @@ class SeedGroupScheduler(TrialScheduler):
     def ledger(self) -> GroupLedger:
         if self._ledger is None:
             self._ledger = GroupLedger.replayed(
-                read_group_events(self.log_path), self.seeds, self._mode, self.rungs,
+                read_group_events(local_path(self.log)), self.seeds, self._mode, self.rungs,
                 self.reduction_factor,
             )
         return self._ledger
@@ -61,7 +67,7 @@ class SeedGroupScheduler(TrialScheduler):
         return metric in (None, self._metric) and mode in (None, self._mode)
 
     def _log(self, events: list[dict[str, Any]]) -> None:
-        append_group_events(self.log_path, events)
+        append_group_events(local_path(self.log), events)
         for event in events:
             if event["event"] == "wait":
                 progress.info("%s paused at epoch %d: waits for the other seeds of group %s",

@@ -3,14 +3,20 @@
 The data is read and tokenized once per driver and handed to every trial through Ray's object
 store (`tune.with_parameters`). A sequential search runs one Tune experiment per stage, each
 stage fixing the best value of the ones before it.
+
+A study on an object store runs from a private staging copy (`_object_store.driver_root`):
+Tune writes its experiments to the store, the driver uploads each study file it writes, and the
+copy is removed when the driver ends.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +29,16 @@ from mtl_tune.platform.presets import SEED_GROUP_KEY, resolve_config
 from mtl_tune.studies._lean import drop_finished_optimizer_state
 from mtl_tune.studies._local_ray import check_resources, connect
 from mtl_tune.studies._lock import DriverLock
+from mtl_tune.studies._object_store import (
+    delete_remote,
+    driver_root,
+    has_files,
+    is_staged,
+    publish,
+    pull,
+    release_driver_root,
+    uri_of,
+)
 from mtl_tune.studies._optuna_mirror import OptunaMirror
 from mtl_tune.studies._results import experiment_results, read_result_rows
 from mtl_tune.studies._selection import best_epochs
@@ -38,7 +54,7 @@ from mtl_tune.studies._storage import (
     study_folder,
     write_meta,
 )
-from mtl_tune.studies._trial_log import read_trials
+from mtl_tune.studies._trial_log import read_trials, staged_path
 from mtl_tune.studies._tune_setup import (
     base_config,
     param_space,
@@ -73,7 +89,7 @@ def build_data(spec: StudySpec) -> DataBundle:
     return build_bundle(base_config(spec), tuple(sorted(encodings)))
 
 
-def _ended(results: Any) -> list[tuple[str, dict, list[dict] | None]]:
+def _ended(results: Any, folder: Path) -> list[tuple[str, dict, list[dict] | None]]:
     """(trial id, config, per-epoch results; None for an error) of each trial that ended."""
     out: list[tuple[str, dict, list[dict] | None]] = []
     for r in results:
@@ -81,13 +97,14 @@ def _ended(results: Any) -> list[tuple[str, dict, list[dict] | None]]:
         if r.error is not None:
             out.append((trial_id, r.config, None))
         elif r.metrics:
-            out.append((trial_id, r.config, read_result_rows(Path(r.path)) or [r.metrics]))
+            rows = read_result_rows(staged_path(folder, r.path))
+            out.append((trial_id, r.config, rows or [r.metrics]))
     return out
 
 
 def _sync_mirror(spec: StudySpec, folder: Path, experiment: str, results: Any) -> None:
     mirror = OptunaMirror.for_spec(spec, read_meta(folder)["optuna_storage"], experiment)
-    ended = _ended(results)
+    ended = _ended(results, folder)
     study = mirror.study()
     if spec.seed_groups:
         groups: dict[str, list[Any]] = {}
@@ -126,10 +143,10 @@ def _run_experiment(
     restore: bool,
 ) -> Any:
     with_data = trainable(spec, data)
-    path = folder / TUNE_DIR / experiment
-    if restore and tune.Tuner.can_restore(str(path)):
+    path = uri_of(folder / TUNE_DIR / experiment)  # on a store, Tune reads and writes it there
+    if restore and tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(
-            str(path), trainable=with_data, resume_unfinished=True, resume_errored=True
+            path, trainable=with_data, resume_unfinished=True, resume_errored=True
         )
     else:
         tuner = tune.Tuner(
@@ -151,6 +168,7 @@ def _run_experiment(
         tune_log.removeFilter(_no_restore_hint)
         if quiet:
             os.environ.pop(NEW_OUTPUT_ENV, None)
+    pull(folder)  # a store: the trials' results as Tune left them there
     _sync_mirror(spec, folder, experiment, results)
     drop_finished_optimizer_state(results)
     return results
@@ -218,8 +236,9 @@ class _Tally:
         for result in results:
             if result.error is not None:
                 self.errors += 1
-                error_file = Path(result.path) / "error.txt"
-                self.error_files.append(str(error_file if error_file.is_file() else result.path))
+                trial_dir = staged_path(folder, result.path)
+                error_file = trial_dir / "error.txt"
+                self.error_files.append(uri_of(error_file if error_file.is_file() else trial_dir))
         self.unfinished += sum(s not in ("TERMINATED", "ERROR") for s in states)
 
 
@@ -240,29 +259,74 @@ def launch_study(
 
     Args:
         spec: A validated spec (name, search, resources, ...).
-        root: The storage root; the study gets the folder `root/spec.name`.
+        root: The storage root; the study gets the folder `root/spec.name`. A staging root of
+            an object store (`storage_root("s3://...")`): the study goes to the store.
         spec_text: The spec file's TOML text, kept in the study folder for `resume`.
         overrides: The `--set` overrides applied to the spec's fixed keys (kept for `resume`).
         address: A Ray cluster address; None starts Ray in this process.
         optuna_storage: An Optuna storage URL (SQLAlchemy URL or journal file); default a SQLite
-            file in the study folder.
+            file in the study folder. Required for a study on an object store (SQLite needs a
+            file system), where it must be reachable from wherever `resume` and `report` run.
         verbose: 0 silent, 1 a concise line per trial event, 2-3 Ray's own tables.
 
+    Returns:
+        The outcome; for a study on a store, its `folder` is the study's local staging copy.
+
     Raises:
-        SpecError: The study folder already exists, or resources no node can offer.
+        SpecError: The study already exists, resources no node can offer, or a study on a
+            store without `optuna_storage`.
         DataError: The data cannot be read. Whenever the launch fails before Tune has started,
             the study folder is removed again.
     """
     folder = study_folder(root, spec.name)
-    if folder.exists() and any(folder.iterdir()):
+    staged = is_staged(root)
+    if staged and optuna_storage is None:
         raise SpecError(
-            f"study {spec.name!r} already exists in {root}: resume it with "
+            f"a study on an object store ({uri_of(root)}) needs --optuna-storage: the Optuna "
+            "record cannot live in the store; give a database URL reachable from wherever "
+            "launch, resume and report run (postgresql://user:password@host/db), or a journal "
+            "file path (or sqlite:///path) when all three run on this machine"
+        )
+    exists = has_files(folder) if staged else folder.exists() and any(folder.iterdir())
+    if exists:
+        raise SpecError(
+            f"study {spec.name!r} already exists in {uri_of(root)}: resume it with "
             f"`mtl-tune study resume {spec.name}` or launch with another --name"
         )
     connect(address)
     check_resources(spec)
+    if not staged:
+        return _launch_in(folder, spec, spec_text, overrides, address, optuna_storage, verbose)
+    return _on_driver_copy(root, spec.name, lambda driver: _launch_in(
+        study_folder(driver, spec.name), spec, spec_text, overrides, address, optuna_storage,
+        verbose))
+
+
+def _on_driver_copy(
+    root: Path, name: str, run: Callable[[Path], StudyOutcome]
+) -> StudyOutcome:
+    """Runs a driver of a study on a store from a private staging copy (`run` gets its root),
+    removes the copy after, and returns the outcome with the reader's copy, pulled, as folder."""
+    driver = driver_root(root)
+    try:
+        outcome = run(driver)
+    finally:
+        release_driver_root(driver)
+    return dataclasses.replace(outcome, folder=existing_study(root, name))
+
+
+def _launch_in(
+    folder: Path,
+    spec: StudySpec,
+    spec_text: str,
+    overrides: dict[str, str] | None,
+    address: str | None,
+    optuna_storage: str | None,
+    verbose: int,
+) -> StudyOutcome:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / SPEC_FILE).write_text(spec_text)
+    publish(folder / SPEC_FILE)
     write_meta(
         folder,
         {
@@ -285,7 +349,8 @@ def launch_study(
         return _run(spec, folder, verbose, restore=False)
     except Exception:
         # e.g. unreadable data: nothing ran, so leave no half-made study to block a new launch
-        if not (folder / TUNE_DIR).exists():
+        if not (folder / TUNE_DIR).exists() and not has_files(folder / TUNE_DIR):
+            delete_remote(folder)
             shutil.rmtree(folder)
         raise
 
@@ -315,11 +380,18 @@ def resume_study(
 
     Raises:
         SpecError: No such study, another live driver runs it, or its folder is writable by
-            every user and `trust` is False.
+            every user and `trust` is False (a study on an object store: not checked).
     """
+    if is_staged(root):  # no folder permissions to check: the store's access policy applies
+        return _on_driver_copy(root, name, lambda driver: _resume_in(
+            existing_study(driver, name), address, verbose))
     folder = existing_study(root, name)
     if not trust:
         check_private(folder)
+    return _resume_in(folder, address, verbose)
+
+
+def _resume_in(folder: Path, address: str | None, verbose: int) -> StudyOutcome:
     spec = load_study_spec(folder)
     connect(address)
     return _run(spec, folder, verbose, restore=True)

@@ -5,7 +5,7 @@ reporting do not. A finished or early-stopped trial is never resumed, so the dri
 optimizer state of its kept checkpoints as soon as it ends (`_callbacks.LeanCheckpoints`),
 and once more for every finished trial at the end of an experiment
 (`drop_finished_optimizer_state`), which also covers trials that ended while an earlier driver
-was killed.
+was killed. On an object store the optimizer state's objects are deleted.
 """
 
 from __future__ import annotations
@@ -14,11 +14,20 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from mtl_tune.platform.checkpoint_files import OPTIMIZER_FILE
+
 logger = logging.getLogger(__name__)
 
 
-def drop_trial_optimizer_state(trial_dir: str | Path | None) -> int:
-    """Drops the optimizer state of every checkpoint of one trial; returns the bytes freed."""
+def drop_trial_optimizer_state(trial_dir: str | Path | None, filesystem: Any = None) -> int:
+    """Drops the optimizer state of every checkpoint of one trial; returns the bytes freed.
+
+    Args:
+        trial_dir: The trial's folder, as Tune names it (on an object store: its path there).
+        filesystem: The pyarrow file system of `trial_dir`; None or a local one: this machine.
+    """
+    if filesystem is not None and filesystem.type_name != "local":
+        return _drop_in_store(str(trial_dir), filesystem) if trial_dir else 0
     from mtl_tune.platform.checkpoint import drop_optimizer_state  # torch: only where it runs
 
     if not trial_dir or not Path(trial_dir).is_dir():
@@ -26,9 +35,25 @@ def drop_trial_optimizer_state(trial_dir: str | Path | None) -> int:
     return sum(drop_optimizer_state(c) for c in Path(trial_dir).glob("checkpoint_*"))
 
 
+def _drop_in_store(trial_dir: str, filesystem: Any) -> int:
+    """Deletes the `checkpoint_*/optimizer.pt` objects of a trial on an object store."""
+    import pyarrow.fs
+
+    selector = pyarrow.fs.FileSelector(trial_dir, recursive=True, allow_not_found=True)
+    doomed = [
+        info for info in filesystem.get_file_info(selector)
+        if info.type == pyarrow.fs.FileType.File and info.base_name == OPTIMIZER_FILE
+        and info.path.split("/")[-2].startswith("checkpoint_")
+    ]
+    for info in doomed:
+        filesystem.delete_file(info.path)
+    return sum(info.size or 0 for info in doomed)
+
+
 def drop_finished_optimizer_state(results: Any) -> int:
     """The same for every trial of a Tune ResultGrid (or list of Results) that ended well."""
-    freed = sum(drop_trial_optimizer_state(r.path) for r in results if r.error is None)
+    freed = sum(drop_trial_optimizer_state(r.path, r.filesystem) for r in results
+                if r.error is None)
     if freed:
         logger.info("freed %.0f MB of optimizer state of finished trials", freed / 2**20)
     return freed

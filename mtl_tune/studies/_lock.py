@@ -6,6 +6,11 @@ A driver holds `driver.json` while it runs the study and refreshes its heartbeat
 cannot both get it. A lock is stale when its process is gone (same host) or its heartbeat is
 older than `STALE_SECONDS` (another host, whose processes this one cannot see): a stale lock
 means the last driver died without finishing, and a new driver may take over.
+
+On an object store the lock is an object of the same content. A store offers no exclusive
+create here (pyarrow writes objects unconditionally), so a driver writes its lock, waits
+`SETTLE_SECONDS` and reads it back: of two drivers starting within that time, the one whose
+write the store kept runs, the other stops.
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ from types import TracebackType
 import psutil
 
 from mtl_tune.exceptions import SpecError
+from mtl_tune.studies._object_store import remote
 from mtl_tune.studies._storage import LOCK_FILE
 
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 30.0
 STALE_SECONDS = 120.0
+SETTLE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -53,10 +60,44 @@ class Holder:
         return f"pid {self.pid} on {self.host}, started {since}"
 
 
-def read_holder(folder: Path) -> Holder | None:
-    """The driver recorded in the study's lock file, or None when there is none."""
+def _read_text(path: Path) -> str:
+    where = remote(path)
+    if where is None:
+        return path.read_text()
+    fs, name = where
+    with fs.open_input_stream(name) as stream:
+        return bytes(stream.read()).decode()
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Replaces the lock whole: a temporary sibling renamed, or one object written."""
+    where = remote(path)
+    if where is None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        return
+    fs, name = where
+    with fs.open_output_stream(name) as stream:
+        stream.write(text.encode())
+
+
+def _delete(path: Path) -> None:
+    where = remote(path)
+    if where is None:
+        path.unlink(missing_ok=True)
+        return
+    fs, name = where
     try:
-        return Holder(**json.loads((Path(folder) / LOCK_FILE).read_text()))
+        fs.delete_file(name)
+    except FileNotFoundError:
+        pass
+
+
+def read_holder(folder: Path) -> Holder | None:
+    """The driver recorded in the study's lock (file or store object), or None when none is."""
+    try:
+        return Holder(**json.loads(_read_text(Path(folder) / LOCK_FILE)))
     except (FileNotFoundError, json.JSONDecodeError, TypeError):
         return None
 
@@ -82,20 +123,40 @@ class DriverLock:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def _refuse_live(self) -> None:
+        other = read_holder(self.path.parent)
+        if other is not None and other.alive():
+            raise SpecError(
+                f"study {self.name!r} is being run by another driver ({other.describe()}); "
+                "wait for it to finish or stop it, then resume"
+            )
+        if other is not None:
+            logger.info("taking over study %s from a driver that died (%s)",
+                        self.name, other.describe())
+
+    def _take_in_store(self) -> None:
+        self._refuse_live()
+        _write_text(self.path, json.dumps(asdict(self.holder)))
+        time.sleep(SETTLE_SECONDS)
+        kept = read_holder(self.path.parent)
+        if kept is None or (kept.pid, kept.host, kept.started) != (
+            self.holder.pid, self.holder.host, self.holder.started
+        ):
+            raise SpecError(
+                f"study {self.name!r} was taken by another driver starting at the same time "
+                f"({kept.describe() if kept else 'unknown'}); wait for it to finish, then resume"
+            )
+
     def __enter__(self) -> DriverLock:
+        if remote(self.path) is not None:
+            self._take_in_store()
+            self._start_heartbeat()
+            return self
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                other = read_holder(self.path.parent)
-                if other is not None and other.alive():
-                    raise SpecError(
-                        f"study {self.name!r} is being run by another driver ({other.describe()}); "
-                        "wait for it to finish or stop it, then resume"
-                    ) from None
-                if other is not None:
-                    logger.info("taking over study %s from a driver that died (%s)",
-                                self.name, other.describe())
+                self._refuse_live()
                 self.path.unlink(missing_ok=True)  # stale: its driver died without finishing
                 continue
             with os.fdopen(fd, "w") as handle:
@@ -103,18 +164,19 @@ class DriverLock:
             break
         else:
             raise SpecError(f"could not take the lock {self.path}; another driver took it first")
+        self._start_heartbeat()
+        return self
+
+    def _start_heartbeat(self) -> None:
         self._thread = threading.Thread(target=self._beat, name="study-heartbeat", daemon=True)
         self._thread.start()
-        return self
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):
             beat = Holder(**{**asdict(self.holder), "heartbeat": time.time()})
-            tmp = self.path.with_name(self.path.name + ".tmp")
             try:
-                tmp.write_text(json.dumps(asdict(beat)))
-                os.replace(tmp, self.path)
-            except OSError as err:  # a full disk must not kill the study; say so
+                _write_text(self.path, json.dumps(asdict(beat)))
+            except OSError as err:  # a full disk or a store outage must not kill the study
                 logger.warning("cannot refresh the study lock %s: %s", self.path, err)
 
     def __exit__(
@@ -129,4 +191,4 @@ class DriverLock:
         current = read_holder(self.path.parent)
         if current is not None and (current.pid, current.host) == (self.holder.pid,
                                                                    self.holder.host):
-            self.path.unlink(missing_ok=True)
+            _delete(self.path)

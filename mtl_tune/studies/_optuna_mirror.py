@@ -136,8 +136,10 @@ class OptunaMirror(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         # result.json may not hold the newest lines yet (Tune's logger buffers), and the results
-        # seen here miss the epochs from before a resume: both, the ones seen here last
-        rows = [*read_result_rows(Path(trial.path)), *self._seen.pop(trial.trial_id, [])]
+        # seen here miss the epochs from before a resume: both, the ones seen here last. On an
+        # object store, the driver's own copy of the trial folder is the one to read
+        trial_dir = Path(trial.path) if Path(trial.path).is_dir() else Path(trial.local_path)
+        rows = [*read_result_rows(trial_dir), *self._seen.pop(trial.trial_id, [])]
         self._ended(trial, rows or [trial.last_result])
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -3,7 +3,8 @@
 One entry per (trial, epoch, test files): `<study>/cache/test-scores/<key>/` holds `entry.json`
 (the scores and what was missing) and the course-format prediction files. The key hashes the
 trial id, the epoch and the bytes of each test file found, so new test files (or another data
-folder) are scored afresh. Entries are written whole or not at all (`replace_folder`).
+folder) are scored afresh. Entries are written whole or not at all (`replace_folder`); a study
+on a store gets each entry uploaded.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mtl_tune.platform.atomic import existing_folder, replace_folder, write_bytes
+from mtl_tune.studies._object_store import publish
 
 CACHE_DIR = Path("cache") / "test-scores"
 ENTRY_FILE = "entry.json"
@@ -85,3 +87,4 @@ def cache_scores(
     target = study_folder / CACHE_DIR / key
     target.parent.mkdir(parents=True, exist_ok=True)
     replace_folder(target, write, "cached test scores")
+    publish(target)

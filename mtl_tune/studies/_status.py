@@ -12,11 +12,11 @@ from mtl_tune.studies._lock import Holder, live_holder
 from mtl_tune.studies._results import study_results
 from mtl_tune.studies._selection import TRIAL_KEYS, best_epochs
 from mtl_tune.studies._storage import (
-    META_FILE,
     disk_usage,
     existing_study,
     human_bytes,
     read_meta,
+    study_names,
 )
 
 SHOWN_METRICS = ("overall", "mean_score", "sst_acc", "para_acc", "sts_corr")
@@ -68,8 +68,8 @@ def study_driver(root: Path, name: str) -> Holder | None:
 def list_studies(root: Path) -> pd.DataFrame:
     """Every study under `root`: search, trials, finished trials, best metric value, disk used."""
     rows = []
-    for meta_file in sorted(root.glob(f"*/{META_FILE}")) if root.is_dir() else []:
-        folder = meta_file.parent
+    for name in study_names(root):
+        folder = existing_study(root, name)
         meta = read_meta(folder)
         table = trial_table(folder)
         metric = meta["metric"]

@@ -9,6 +9,11 @@ here and nowhere else.
                      optuna.db      the Optuna mirror (unless another storage was given)
                      tune/<exp>/    one Ray Tune experiment per stage (main, stage1, ...)
                      reports/       reports written by `mtl-tune report ...`
+                     cache/         test-split scores of reports (`_score_cache`)
+
+The root is a local folder (shared by every node of a cluster), or an object store URI
+(`s3://bucket/prefix`): then the functions here work on a local staging copy of the store
+(`_object_store`), and `storage_root` returns its folder.
 """
 
 from __future__ import annotations
@@ -21,6 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from mtl_tune.exceptions import SpecError
+from mtl_tune.studies._object_store import (
+    is_staged,
+    is_store_uri,
+    publish,
+    pull,
+    reader_root,
+    stored_bytes,
+    stored_folders,
+    uri_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +51,11 @@ REPORTS_DIR = "reports"
 
 
 def storage_root(storage: str | Path | None) -> Path:
-    """`--storage`, else `$MTL_TUNE_STORAGE`, else `~/.mtl-tune/studies`."""
+    """`--storage`, else `$MTL_TUNE_STORAGE`, else `~/.mtl-tune/studies`; for an object store
+    URI, the folder of its local staging copy (`_object_store.reader_root`)."""
     chosen = storage or os.environ.get(STORAGE_ENV) or Path.home() / ".mtl-tune" / "studies"
+    if is_store_uri(chosen):
+        return reader_root(str(chosen))
     return Path(chosen).expanduser().resolve()
 
 
@@ -48,11 +66,21 @@ def study_folder(root: Path, name: str) -> Path:
 
 
 def existing_study(root: Path, name: str) -> Path:
+    """The study's folder (on a store: its staging copy, brought up to date)."""
     folder = study_folder(root, name)
+    pull(folder)
     if not (folder / META_FILE).is_file():
-        known = sorted(p.parent.name for p in root.glob(f"*/{META_FILE}")) if root.is_dir() else []
-        raise SpecError(f"no study {name!r} in {root}; studies there: {known or 'none'}")
+        raise SpecError(
+            f"no study {name!r} in {uri_of(root)}; studies there: {study_names(root) or 'none'}"
+        )
     return folder
+
+
+def study_names(root: Path) -> list[str]:
+    """The studies of a storage root (on a store: those it holds, none of them pulled)."""
+    if is_staged(root):
+        return stored_folders(root, META_FILE)
+    return sorted(p.parent.name for p in root.glob(f"*/{META_FILE}")) if root.is_dir() else []
 
 
 def read_meta(folder: Path) -> dict[str, Any]:
@@ -63,6 +91,7 @@ def write_meta(folder: Path, meta: dict[str, Any]) -> None:
     tmp = folder / (META_FILE + ".tmp")
     tmp.write_text(json.dumps(meta, indent=2, default=str))
     os.replace(tmp, folder / META_FILE)
+    publish(folder / META_FILE)
 
 
 def default_optuna_url(folder: Path) -> str:
@@ -70,7 +99,10 @@ def default_optuna_url(folder: Path) -> str:
 
 
 def disk_usage(folder: Path) -> int:
-    """Bytes of every file under `folder` (a study folder: checkpoints, Tune's files, Optuna)."""
+    """Bytes of every file under `folder` (a study folder: checkpoints, Tune's files, Optuna);
+    on a store, of every object under the study."""
+    if is_staged(folder):
+        return stored_bytes(folder)
     total = 0
     for root, _, files in os.walk(folder):
         for name in files:

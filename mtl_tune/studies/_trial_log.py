@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mtl_tune.studies._json_lines import read_json_lines
+from mtl_tune.studies._object_store import publish, remote
 from mtl_tune.studies._storage import EVENTS_FILE
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,8 @@ def append_event(
 ) -> None:
     """Appends one event line to the study's record (flushed, so a kill loses no earlier line).
 
-    Paths inside the study folder are recorded relative to it, so the folder can be moved.
+    Paths inside the study folder (or its store) are recorded relative to it, so the folder
+    can be moved; on a store the record is uploaded at once.
     """
     if event not in STATES:
         raise ValueError(f"event must be one of {tuple(STATES)}, but got {event!r}")
@@ -74,6 +76,7 @@ def append_event(
     with open(folder / EVENTS_FILE, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(line, default=str) + "\n")
         handle.flush()
+    publish(folder / EVENTS_FILE)
 
 
 def read_trials(folder: Path) -> dict[tuple[str, str], TrialRecord]:
@@ -134,10 +137,20 @@ def record_from_tune(folder: Path, experiment_dirs: dict[str, Path]) -> None:
 def _relative(path: str | None, folder: Path) -> str | None:
     if path is None:
         return None
+    where = remote(folder)  # a study on a store: Tune names its files by their store paths
+    if where is not None and path.startswith(where[1] + "/"):
+        return path[len(where[1]) + 1:]
     try:
         return str(Path(path).resolve().relative_to(folder.resolve()))
     except ValueError:  # outside the study folder (another storage): kept as given
         return str(path)
+
+
+def staged_path(folder: Path, path: str) -> Path:
+    """The local path of a file Tune names by `path`: itself, or on a store its staged copy."""
+    relative = _relative(path, folder)
+    assert relative is not None
+    return Path(folder) / relative
 
 
 def _absolute(path: str | None, folder: Path) -> str | None:

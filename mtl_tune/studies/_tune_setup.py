@@ -15,6 +15,7 @@ from mtl_tune.studies._callbacks import ConciseProgress, LeanCheckpoints, TrialE
 from mtl_tune.studies._group_ledger import asha_rungs
 from mtl_tune.studies._group_log import group_log_path
 from mtl_tune.studies._group_scheduler import SeedGroupScheduler
+from mtl_tune.studies._object_store import uri_of
 from mtl_tune.studies._optuna_mirror import OptunaMirror
 from mtl_tune.studies._searcher import BestEpochSearch
 from mtl_tune.studies._seed_group_search import SeedGroupSearch
@@ -130,7 +131,7 @@ def run_config(
         callbacks.append(ConciseProgress(spec.metric, spec.mode))
     return tune.RunConfig(
         name=experiment,
-        storage_path=str(folder / TUNE_DIR),
+        storage_path=uri_of(folder / TUNE_DIR),  # on an object store: Tune writes there
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         # the best checkpoint by the study's metric; Ray also keeps the latest
         checkpoint_config=tune.CheckpointConfig(

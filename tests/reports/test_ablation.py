@@ -268,7 +268,9 @@ def test_missing_test_data_folder_is_refused_before_writing(study: Path, tmp_pat
 def _cell_styles(page: str, table: str) -> dict[tuple[int, int], set[str]]:
     """(row, column) -> the CSS declarations Styler gave that cell of table `table`."""
     out: dict[tuple[int, int], set[str]] = {}
-    for selectors, body in re.findall(r"([^{}]+)\{([^{}]*)\}", page):
+    # the style sheets only: over the whole page (figures inlined) the rule pattern is quadratic
+    sheets = "".join(re.findall(r"<style[^>]*>(.*?)</style>", page, re.S))
+    for selectors, body in re.findall(r"([^{}]+)\{([^{}]*)\}", sheets):
         declarations = {d.strip() for d in body.split(";") if d.strip()}
         for row, col in re.findall(rf"#T_{table}_row(\d+)_col(\d+)", selectors):
             out.setdefault((int(row), int(col)), set()).update(declarations)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -175,3 +177,66 @@ def ray_tmp() -> Iterator[Path]:
 @pytest.fixture
 def fixed(tiny_bert_dir: Path, tiny_data_dir: Path) -> dict[str, Any]:
     return tiny_fixed(tiny_bert_dir, tiny_data_dir)
+
+
+def launch_and_kill(
+    path: Path, data_dir: Path, root: Path | str, ray_tmp: Path, until: Callable[[], Any],
+    timeout: float = 300, extra: tuple[str, ...] = (),
+) -> Any:
+    """Launches the study in a driver subprocess, polls `until()` until it returns something,
+    kills the driver's process group with SIGKILL and checks that no process of it is left;
+    returns what `until()` returned."""
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
+    env.pop("RAY_ADDRESS", None)
+    args = ["study", "launch", str(path), "--data-dir", str(data_dir), "--storage", str(root),
+            "--address", "local", *extra]
+    with open(path.parent / "launch.log", "wb") as log:
+        driver = subprocess.Popen(
+            CLI + args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline, seen = time.monotonic() + timeout, None
+        while seen is None:
+            assert time.monotonic() < deadline, f"nothing to kill at within {timeout} s"
+            # the driver is still running (it did not fail before the kill)
+            assert driver.poll() is None, "the driver ended before the kill"
+            seen = until()
+            time.sleep(0.2)
+        # every process below the driver: its Ray (whose agents outlive the driver's process
+        # group, by Ray's design) and the reaper that stops them when the driver dies
+        started = psutil.Process(driver.pid).children(recursive=True) + ray_processes(ray_tmp)
+        assert any("Agent" in p.name() for p in started)
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(30)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait(30)
+    # the killed driver's reaper stopped its Ray, then itself: no process of it is left
+    assert not wait_gone(started, timeout=20), [p.name() for p in started if p.is_running()]
+    assert not wait_gone(ray_processes(ray_tmp), timeout=20)
+    return seen
+
+
+def resume_cli(name: str, root: Path | str, ray_tmp: Path, log: Path) -> str:
+    """Runs `study resume` to the end; returns its output (also written to `log`)."""
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
+    env.pop("RAY_ADDRESS", None)
+    resume = subprocess.run(
+        [*CLI, "study", "resume", name, "--storage", str(root), "--address", "local"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=480,
+    )
+    output = resume.stdout.decode(errors="replace")
+    log.write_text(output)
+    # the resumed study runs to the end
+    assert resume.returncode == 0, output[-4000:]
+    return output
+
+
+def stored_objects(uri: str) -> dict[str, Any]:
+    """Relative path -> pyarrow FileInfo of every object under `uri` (an object store folder)."""
+    import pyarrow.fs
+
+    fs, base = pyarrow.fs.FileSystem.from_uri(uri)
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(base, recursive=True, allow_not_found=True))
+    return {i.path[len(base) + 1:]: i for i in infos if i.type == pyarrow.fs.FileType.File}

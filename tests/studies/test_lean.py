@@ -25,7 +25,8 @@ def _optimizer_files(folder: Path) -> list[Path]:
 
 def test_callback_drops_the_optimizer_state_of_a_completed_trial(tmp_path: Path) -> None:
     done, running = _trial_dir(tmp_path, "done"), _trial_dir(tmp_path, "running")
-    trial = SimpleNamespace(trial_id="t1", path=str(done))
+    trial = SimpleNamespace(trial_id="t1", path=str(done),
+                            storage=SimpleNamespace(storage_filesystem=None))
     LeanCheckpoints().on_trial_complete(iteration=3, trials=[trial], trial=trial)
     # every checkpoint of the completed trial keeps its weights and loses the optimizer state
     assert _optimizer_files(done) == [] and len(list(done.rglob("model.safetensors"))) == 2
@@ -36,9 +37,9 @@ def test_callback_drops_the_optimizer_state_of_a_completed_trial(tmp_path: Path)
 def test_sweep_skips_errored_trials_and_counts_bytes(tmp_path: Path) -> None:
     ok, failed = _trial_dir(tmp_path, "ok", 3), _trial_dir(tmp_path, "failed")
     results = [
-        SimpleNamespace(path=str(ok), error=None),
-        SimpleNamespace(path=str(failed), error=RuntimeError("boom")),
-        SimpleNamespace(path=str(tmp_path / "never-started"), error=None),
+        SimpleNamespace(path=str(ok), error=None, filesystem=None),
+        SimpleNamespace(path=str(failed), error=RuntimeError("boom"), filesystem=None),
+        SimpleNamespace(path=str(tmp_path / "never-started"), error=None, filesystem=None),
     ]
     # three optimizer files of 100 bytes are freed; a missing trial folder is no error
     assert drop_finished_optimizer_state(results) == 300

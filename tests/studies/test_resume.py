@@ -7,17 +7,12 @@ found (by that variable) and killed by process id, and none survives the test.
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pandas as pd
-import psutil
 import pytest
 from ray.tune import ExperimentAnalysis
 
@@ -26,10 +21,11 @@ from mtl_tune.studies._group_log import group_log_path, read_group_events
 from mtl_tune.studies._optuna_mirror import RAY_ID_ATTR
 from tests.studies.conftest import (
     ASHA,
-    CLI,
     NO_SCHEDULER,
     TPE_SPACE,
+    launch_and_kill,
     ray_processes,
+    resume_cli,
     tiny_fixed,
     wait_gone,
     write_spec,
@@ -91,60 +87,6 @@ def _finished_state(folder: Path, polls: dict[str, float]) -> dict[str, Any] | N
     return state if mirrored - done or late or len(done) >= 5 else None
 
 
-def _launch_and_kill(
-    path: Path, data_dir: Path, root: Path, ray_tmp: Path, until: Callable[[], Any],
-    timeout: float = 300,
-) -> Any:
-    """Launches the study in a driver subprocess, polls `until()` until it returns something,
-    kills the driver's process group with SIGKILL and checks that no process of it is left;
-    returns what `until()` returned."""
-    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
-    env.pop("RAY_ADDRESS", None)
-    args = ["study", "launch", str(path), "--data-dir", str(data_dir), "--storage", str(root),
-            "--address", "local"]
-    with open(path.parent / "launch.log", "wb") as log:
-        driver = subprocess.Popen(
-            CLI + args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        deadline, seen = time.monotonic() + timeout, None
-        while seen is None:
-            assert time.monotonic() < deadline, f"nothing to kill at within {timeout} s"
-            # the driver is still running (it did not fail before the kill)
-            assert driver.poll() is None, "the driver ended before the kill"
-            seen = until()
-            time.sleep(0.2)
-        # every process below the driver: its Ray (whose agents outlive the driver's process
-        # group, by Ray's design) and the reaper that stops them when the driver dies
-        started = psutil.Process(driver.pid).children(recursive=True) + ray_processes(ray_tmp)
-        assert any("Agent" in p.name() for p in started)
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait(30)
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
-            driver.wait(30)
-    # the killed driver's reaper stopped its Ray, then itself: no process of it is left
-    assert not wait_gone(started, timeout=20), [p.name() for p in started if p.is_running()]
-    assert not wait_gone(ray_processes(ray_tmp), timeout=20)
-    return seen
-
-
-def _resume(name: str, root: Path, ray_tmp: Path, log: Path) -> str:
-    """Runs `study resume` to the end; returns its output (also written to `log`)."""
-    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
-    env.pop("RAY_ADDRESS", None)
-    resume = subprocess.run(
-        [*CLI, "study", "resume", name, "--storage", str(root), "--address", "local"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=480,
-    )
-    output = resume.stdout.decode(errors="replace")
-    log.write_text(output)
-    # the resumed study runs to the end
-    assert resume.returncode == 0, output[-4000:]
-    return output
-
-
 @pytest.mark.parametrize("objectives", [(), OBJECTIVES], ids=["one-objective", "three-objectives"])
 def test_resume_after_sigkill(
     tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path,
@@ -159,13 +101,13 @@ def test_resume_after_sigkill(
     spec = load_spec(str(path))
     root = tmp_path / "studies"
     polls: dict[str, float] = {}
-    before = _launch_and_kill(path, tiny_data_dir, root, ray_tmp,
+    before = launch_and_kill(path, tiny_data_dir, root, ray_tmp,
                               lambda: _finished_state(root / "crash", polls))
     finished = {k: v for k, v in before.items() if v[0] == "TERMINATED"}
     # the kill landed mid-study: some trials finished, not all
     assert finished and len(finished) < trial_count(spec), (len(finished), before.keys())
 
-    output = _resume("crash", root, ray_tmp, tmp_path / "resume.log")
+    output = resume_cli("crash", root, ray_tmp, tmp_path / "resume.log")
     # the pitfall of a persistent OptunaSearch storage does not happen: the restored searcher never
     # reports a trial its storage already holds as finished (Ray 2.60 only logs that, as Optuna's
     # "Cannot tell a COMPLETE trial" or UpdateFinishedTrialError "... has already finished")
@@ -231,9 +173,9 @@ def test_seed_groups_resume_after_sigkill_from_their_logged_decisions(
     fixed = tiny_fixed(tiny_bert_dir, tiny_data_dir, epochs=3)
     path = write_spec(tmp_path, top, fixed, TPE_SPACE + ASHA)
     root = tmp_path / "studies"
-    before = _launch_and_kill(path, tiny_data_dir, root, ray_tmp,
+    before = launch_and_kill(path, tiny_data_dir, root, ray_tmp,
                               lambda: _decided(root / "crash"))
-    _resume("crash", root, ray_tmp, tmp_path / "resume.log")
+    resume_cli("crash", root, ray_tmp, tmp_path / "resume.log")
 
     events = read_group_events(group_log_path(root / "crash"))
     decisions = [e for e in events if e["event"] == "decision"]

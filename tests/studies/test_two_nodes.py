@@ -1,4 +1,5 @@
-"""A study on a two-node Ray cluster (`ray.cluster_utils.Cluster`): trials run on both nodes."""
+"""A study on a two-node Ray cluster (`ray.cluster_utils.Cluster`): trials run on both nodes,
+with the study in a shared folder or on an object store (S3 on loopback) as its only storage."""
 
 from __future__ import annotations
 
@@ -12,14 +13,25 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 from ray.tune import ExperimentAnalysis
+from typer.testing import CliRunner
 
-from mtl_tune.studies import launch_study, load_spec
-from tests.studies.conftest import shutdown_and_check, tiny_fixed, write_spec
+from mtl_tune.cli import app
+from mtl_tune.reports import report_ablation
+from mtl_tune.studies import (
+    JOURNAL_PREFIX,
+    launch_study,
+    load_results,
+    load_spec,
+    storage_root,
+    uri_of,
+)
+from tests.studies.conftest import shutdown_and_check, stored_objects, tiny_fixed, write_spec
 
 
 @pytest.fixture(scope="module")
-def two_nodes() -> Iterator[Cluster]:
-    """Head + one worker node of 2 CPUs each.
+def two_nodes(s3_endpoint: str) -> Iterator[Cluster]:
+    """Head + one worker node of 2 CPUs each, started after the S3 server (whose endpoint and
+    credentials their processes inherit).
 
     A Cluster writes its address where a plain `ray.init()` on this machine would join it; a
     private RAY_TMPDIR keeps other people's Ray jobs on the same machine out of it.
@@ -61,3 +73,70 @@ def test_trials_run_on_both_nodes(
     nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
     # the trials ran on the two distinct nodes of the cluster
     assert {r["node_id"] for r in results} == nodes
+
+
+def test_a_study_whose_only_storage_is_an_object_store(
+    two_nodes: Cluster, s3_bucket: str, tmp_path: Path, tiny_bert_dir: Path,
+    tiny_data_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    here = tmp_path / "here"  # the current folder: where reports of a store study go
+    here.mkdir()
+    monkeypatch.chdir(here)
+    local_storage = tmp_path / "local-storage"
+    monkeypatch.setenv("MTL_TUNE_STORAGE", str(local_storage))
+    top = 'name = "cloud"\ntrainables = ["it3-cosine-sts"]\nsearch = "grid"\nseeds = 2\n'
+    top += "max_concurrent = 2"
+    tables = '[scheduler]\ntype = "none"\n\n[resources]\ncpu = 2'
+    (tmp_path / "spec").mkdir()
+    path = write_spec(tmp_path / "spec", top, tiny_fixed(tiny_bert_dir, tiny_data_dir), tables)
+    journal = tmp_path / "optuna" / "cloud.journal"  # the Optuna record: the user's choice
+    journal.parent.mkdir()
+    root = storage_root(s3_bucket)
+    outcome = launch_study(load_spec(str(path)), root, path.read_text(),
+                           optuna_storage=f"{JOURNAL_PREFIX}{journal}", verbose=0)
+    assert outcome.trials == 2 and outcome.errors == 0
+    results = load_results(outcome.folder)
+    nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    # the trials ran on the two nodes, each writing its checkpoints to the store
+    assert set(results["node_id"]) == nodes
+    stored = stored_objects(f"{s3_bucket}/cloud")
+    assert {"study.json", "spec.toml", "trials.jsonl"} <= set(stored)
+    trial_dirs = {p.split("/")[2] for p in stored if p.endswith("/model.safetensors")}
+    assert len(trial_dirs) == 2
+
+    first = report_ablation(outcome.folder, formats=("csv",), data_dir=tiny_data_dir,
+                            n_resamples=200)
+    (test_row,) = first.tables["test"].to_dict("records")
+    # the best checkpoint was scored on the test split, its weights downloaded once to the cache
+    assert test_row["labeled"] and not test_row["cached"] and test_row["overall"] > 0
+    fetched = list((tmp_path / "cache").rglob("model.safetensors"))
+    assert [p.parent.name for p in fetched] == [Path(test_row["checkpoint"]).name]
+    # the scores went to the store's cache of the study; a second report reads them from it
+    assert any(p.startswith("cache/test-scores/") for p in stored_objects(f"{s3_bucket}/cloud"))
+    second = report_ablation(outcome.folder, formats=("csv",), data_dir=tiny_data_dir,
+                             n_resamples=200)
+    assert second.tables["test"]["cached"].tolist() == [True]
+    # both reports went to the current folder
+    assert sorted(p.parent for p in (first.folder, second.folder)) == [here, here]
+
+    # `predict` takes the checkpoint's URI, and writes its files to the current folder
+    checkpoint = uri_of(Path(test_row["checkpoint"]))
+    assert checkpoint.startswith(f"{s3_bucket}/cloud/tune/main/")
+    predicted = CliRunner().invoke(
+        app, ["predict", checkpoint, "--split", "dev", "--data-dir", str(tiny_data_dir)]
+    )
+    assert predicted.exit_code == 0, predicted.output
+    assert (here / "predictions-dev" / "scores.json").is_file()
+
+    # no study file was written outside the store and the Ray nodes' temporary folders: here
+    # only the copies in the cache, the user's spec, Optuna journal, reports and predictions
+    assert not local_storage.exists()
+    assert list((tmp_path / "cache" / "drivers").iterdir()) == []
+    elsewhere = [
+        p for p in tmp_path.rglob("*") if p.is_file()
+        and not p.is_relative_to(tmp_path / "cache" / "stores")
+        and not p.is_relative_to(tmp_path / "cache" / "checkpoints")  # predict's download
+        and p.parent not in (path.parent, journal.parent)
+        and not p.is_relative_to(here)
+    ]
+    assert elsewhere == []

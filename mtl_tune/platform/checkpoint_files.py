@@ -1,0 +1,8 @@
+"""The file names of a checkpoint folder, for code that moves checkpoints without loading them
+(no torch here): `checkpoint` writes and reads them, the object store copies them."""
+
+MODEL_FILE = "model.safetensors"
+OPTIMIZER_FILE = "optimizer.pt"
+STATE_FILE = "trainer_state.json"
+PREDICTIONS_FILE = "dev_predictions.json"
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json")

@@ -1,0 +1,216 @@
+"""Study storage on an object store (S3 on loopback, moto's server): the staging copy, the lock
+as an object, lean checkpoints by deleting objects, and the refusals. The Ray runs are in
+`test_store_study.py` and `test_two_nodes.py`."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pyarrow.fs
+import pytest
+
+from mtl_tune.exceptions import MtlTuneError, SpecError
+from mtl_tune.studies import _lock as lock_module
+from mtl_tune.studies import _object_store as object_store
+from mtl_tune.studies import existing_study, is_store_uri, storage_root, uri_of
+from mtl_tune.studies._lean import drop_finished_optimizer_state
+from mtl_tune.studies._lock import DriverLock, Holder, read_holder
+from mtl_tune.studies._object_store import (
+    driver_root,
+    fetch_checkpoint,
+    fetch_uri,
+    is_staged,
+    pull,
+    stored_bytes,
+)
+from mtl_tune.studies._storage import disk_usage, study_names, write_meta
+from mtl_tune.studies._trial_log import append_event, read_trials
+from tests.studies.conftest import stored_objects
+
+
+def _store(uri: str) -> tuple[Any, str]:
+    return pyarrow.fs.FileSystem.from_uri(uri)
+
+
+def _put(uri: str, relative: str, data: bytes) -> None:
+    fs, base = _store(uri)
+    with fs.open_output_stream(f"{base}/{relative}") as stream:
+        stream.write(data)
+
+
+def _get(uri: str, relative: str) -> bytes:
+    fs, base = _store(uri)
+    with fs.open_input_stream(f"{base}/{relative}") as stream:
+        return bytes(stream.read())
+
+
+CHECKPOINT = "s1/tune/main/trial_a/checkpoint_000001"
+
+
+def test_a_uri_names_a_store_and_a_path_does_not() -> None:
+    # what --storage takes as an object store
+    assert is_store_uri("s3://bucket/prefix") and is_store_uri("gs://b/p")
+    # local folders, a file URI and a Windows-like drive are folders
+    assert not any(is_store_uri(t) for t in ("/tmp/studies", "studies", "file:///tmp/x", "C:/x"))
+
+
+def test_an_unknown_scheme_is_refused_with_the_uri(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setenv("MTL_TUNE_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(SpecError, match=r"cannot open the object store nosuch://bucket/x: .*"
+                       r"credentials and endpoint in the environment"):
+        storage_root("nosuch://bucket/x")
+    # nothing was made for it
+    assert not (tmp_path / "cache").exists()
+
+
+def test_files_published_by_a_driver_are_pulled_by_a_reader(
+    s3_bucket: str, monkeypatch: Any
+) -> None:
+    driver = driver_root(storage_root(s3_bucket))
+    folder = driver / "s1"
+    folder.mkdir()
+    write_meta(folder, {"name": "s1", "search": "grid", "metric": "overall", "mode": "max"})
+    append_event(folder, "main", "t1", "created", {"lr": 0.1})
+    # Ray Tune writes trials to the store itself, naming them by their store paths
+    trial = f"{s3_bucket.removeprefix('s3://')}/s1/tune/main/trial_a"
+    append_event(folder, "main", "t1", "finished", {"lr": 0.1}, trial, f"{trial}/checkpoint_000001")
+    for name, data in (("trainer_state.json", b"{}"), ("model.safetensors", b"w" * 1000),
+                       ("optimizer.pt", b"o" * 2000)):
+        _put(s3_bucket, f"{CHECKPOINT}/{name}", data)
+    _put(s3_bucket, "s1/tune/main/trial_a/result.json", b'{"epoch": 1}\n')
+    # each write went to the store as it was made
+    assert {"s1/study.json", "s1/trials.jsonl"} <= set(stored_objects(s3_bucket))
+    assert json.loads(_get(s3_bucket, "s1/study.json"))["name"] == "s1"
+
+    reader = storage_root(s3_bucket)
+    assert reader != driver and is_staged(reader) and uri_of(reader) == s3_bucket
+    assert study_names(reader) == ["s1"]
+    local = existing_study(reader, "s1")
+    # the reader's copy holds the record, with the trial at its place in the copy
+    (record,) = read_trials(local).values()
+    assert record.state == "TERMINATED" and record.path == str(local / "tune/main/trial_a")
+    assert record.checkpoint == str(local / CHECKPOINT.removeprefix("s1/"))
+    assert (local / "tune/main/trial_a/result.json").read_text() == '{"epoch": 1}\n'
+    # the checkpoint's small files are here, its weights and optimizer state are not (yet)
+    checkpoint = Path(record.checkpoint)
+    assert sorted(p.name for p in checkpoint.iterdir()) == ["trainer_state.json"]
+    # disk usage counts what the store holds
+    assert disk_usage(local) == stored_bytes(local) == len(_get(s3_bucket, "s1/study.json")) + len(
+        _get(s3_bucket, "s1/trials.jsonl")) + 2 + 1000 + 2000 + 13
+
+    # loading a model fetches the weights, once (copies made right after the object's time are
+    # checked again: made as if long after it here)
+    monkeypatch.setattr(object_store, "SAME_SECOND_NS", 0)
+    assert fetch_checkpoint(checkpoint) == checkpoint
+    weights = checkpoint / "model.safetensors"
+    assert weights.read_bytes() == b"w" * 1000 and not (checkpoint / "optimizer.pt").exists()
+    inode = weights.stat().st_ino
+    fetch_checkpoint(checkpoint)
+    # the second load finds them: the file was not downloaded (replaced) again
+    assert weights.stat().st_ino == inode
+
+    # a file changed in the store is downloaded again; one deleted there is deleted here
+    _put(s3_bucket, "s1/tune/main/trial_a/result.json", b'{"epoch": 1}\n{"epoch": 2}\n')
+    fs, base = _store(s3_bucket)
+    fs.delete_dir(f"{base}/{CHECKPOINT}")
+    pull(local)
+    assert (local / "tune/main/trial_a/result.json").read_text().count("epoch") == 2
+    assert not checkpoint.exists()
+
+
+def test_a_checkpoint_uri_is_downloaded_once_without_its_optimizer_state(s3_bucket: str) -> None:
+    for name, data in (("trainer_state.json", b"{}"), ("model.safetensors", b"w" * 10),
+                       ("optimizer.pt", b"o" * 20)):
+        _put(s3_bucket, f"{CHECKPOINT}/{name}", data)
+    folder = fetch_uri(f"{s3_bucket}/{CHECKPOINT}/")
+    assert sorted(p.name for p in folder.iterdir()) == ["model.safetensors", "trainer_state.json"]
+    # the same URI is the same cache folder
+    assert fetch_uri(f"{s3_bucket}/{CHECKPOINT}") == folder
+    with pytest.raises(MtlTuneError, match=r"no checkpoint at s3://.*/nothing: the store holds"):
+        fetch_uri(f"{s3_bucket}/nothing")
+
+
+def test_the_lock_is_an_object_with_a_heartbeat(s3_bucket: str, monkeypatch: Any) -> None:
+    monkeypatch.setattr(lock_module, "SETTLE_SECONDS", 0.0)
+    folder = driver_root(storage_root(s3_bucket)) / "s1"
+    folder.mkdir()
+    with DriverLock(folder, "s1") as held:
+        # the lock lives in the store, not in the staging folder
+        assert "s1/driver.json" in stored_objects(s3_bucket)
+        assert not (folder / "driver.json").exists()
+        holder = read_holder(folder)
+        assert holder == held.holder and holder is not None and holder.pid == os.getpid()
+        # a second driver is refused while the first lives, with who holds it
+        with pytest.raises(SpecError, match=rf"being run by another driver \(pid {os.getpid()} on"):
+            DriverLock(folder, "s1").__enter__()
+    # released at the end
+    assert "s1/driver.json" not in stored_objects(s3_bucket)
+
+    # a driver on another host whose heartbeat stopped over two minutes ago is taken over
+    stale = Holder(pid=1, host="elsewhere", started=0.0, heartbeat=time.time() - 121)
+    _put(s3_bucket, "s1/driver.json", json.dumps(stale.__dict__).encode())
+    with DriverLock(folder, "s1"):
+        now = read_holder(folder)
+        assert now is not None and now.host == socket.gethostname()
+    # one whose heartbeat is recent is not
+    fresh = Holder(pid=1, host="elsewhere", started=0.0, heartbeat=time.time() - 60)
+    _put(s3_bucket, "s1/driver.json", json.dumps(fresh.__dict__).encode())
+    with pytest.raises(SpecError, match=r"pid 1 on elsewhere"):
+        DriverLock(folder, "s1").__enter__()
+
+
+def test_finished_trials_lose_their_optimizer_objects(s3_bucket: str) -> None:
+    for trial in ("done", "failed"):
+        for step in (0, 1):
+            _put(s3_bucket, f"t/{trial}/checkpoint_00000{step}/model.safetensors", b"w" * 10)
+            _put(s3_bucket, f"t/{trial}/checkpoint_00000{step}/optimizer.pt", b"o" * 100)
+    fs, base = _store(s3_bucket)
+    results = [SimpleNamespace(path=f"{base}/t/done", error=None, filesystem=fs),
+               SimpleNamespace(path=f"{base}/t/failed", error=RuntimeError(), filesystem=fs)]
+    # the finished trial's two optimizer objects are deleted, 200 bytes
+    assert drop_finished_optimizer_state(results) == 200
+    left = set(stored_objects(s3_bucket))
+    assert not any(p.startswith("t/done/") and p.endswith("optimizer.pt") for p in left)
+    # its weights stay; the errored trial (which may resume) keeps everything
+    assert sum(p.startswith("t/done/") for p in left) == 2
+    assert sum(p.startswith("t/failed/") for p in left) == 4
+
+
+def test_a_store_study_needs_an_optuna_storage(s3_bucket: str, tmp_path: Path) -> None:
+    from mtl_tune.studies import launch_study, load_spec
+
+    spec_file = tmp_path / "s.toml"
+    spec_file.write_text('name = "s1"\ntrainables = ["it1-baseline"]\n')
+    spec = load_spec(str(spec_file))
+    with pytest.raises(SpecError, match=r"a study on an object store \(s3://.*/studies\) needs "
+                       r"--optuna-storage: .*postgresql://.*or a journal file path"):
+        launch_study(spec, storage_root(s3_bucket), spec_file.read_text())
+    # nothing was written to the store
+    assert set(stored_objects(s3_bucket)) == set()
+    # a study of that name in the store is not launched over
+    _put(s3_bucket, "s1/study.json", b"{}")
+    with pytest.raises(SpecError, match=r"study 's1' already exists in s3://.*/studies: resume"):
+        launch_study(spec, storage_root(s3_bucket), "", optuna_storage="sqlite:///x.db")
+
+
+def test_a_missing_study_names_the_stored_ones(s3_bucket: str) -> None:
+    _put(s3_bucket, "a/study.json", b"{}")
+    _put(s3_bucket, "not-a-study/file.txt", b"x")
+    with pytest.raises(SpecError, match=r"no study 'b' in s3://.*/studies; studies there: \['a'\]"):
+        existing_study(storage_root(s3_bucket), "b")
+
+
+def test_a_rewrite_in_the_same_second_of_the_same_size_is_pulled(s3_bucket: str) -> None:
+    folder = storage_root(s3_bucket) / "s1"
+    _put(s3_bucket, "s1/study.json", b'{"wall": 1}')
+    pull(folder)
+    # rewritten at once, same size: the store's time (to the second) may not tell them apart
+    _put(s3_bucket, "s1/study.json", b'{"wall": 2}')
+    pull(folder)
+    assert (folder / "study.json").read_bytes() == b'{"wall": 2}'
