@@ -26,12 +26,13 @@ from mtl_tune.studies import (
     open_storage,
     read_meta,
     resume_study,
+    storage_root,
     study_status,
     trial_count,
 )
 from mtl_tune.studies._optuna_mirror import RAY_ID_ATTR
 from mtl_tune.studies._results import read_result_rows
-from tests.studies.conftest import ASHA, TPE_SPACE, tiny_fixed, write_spec
+from tests.studies.conftest import ASHA, TPE_SPACE, stored_objects, tiny_fixed, write_spec
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -314,6 +315,20 @@ def test_unreadable_data_leaves_no_study_folder(tmp_path: Path, tiny_bert_dir: P
         launch_study(load_spec(str(path)), tmp_path / "studies", path.read_text(), verbose=0)
     # nothing ran, so no half-made study folder blocks the next launch
     assert not (tmp_path / "studies" / "nodata").exists()
+
+
+def test_unreadable_data_leaves_nothing_in_the_store(
+    s3_bucket: str, tmp_path: Path, tiny_bert_dir: Path
+) -> None:
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    top = 'name = "nodata"\ntrainables = ["it1-baseline"]'
+    path = write_spec(tmp_path, top, tiny_fixed(tiny_bert_dir, empty))
+    with pytest.raises(MtlTuneError, match=r"missing data file .*ids-sst-train\.csv"):
+        launch_study(load_spec(str(path)), storage_root(s3_bucket), path.read_text(),
+                     optuna_storage=f"sqlite:///{tmp_path / 'optuna.db'}", verbose=0)
+    # the spec and study.json the launch had uploaded are deleted again; no lock is left
+    assert stored_objects(s3_bucket) == {}
 
 
 def test_resume_of_a_finished_study_reruns_nothing(tpe_study: tuple[Any, StudyOutcome]) -> None:

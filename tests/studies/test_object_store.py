@@ -60,6 +60,13 @@ def test_a_uri_names_a_store_and_a_path_does_not() -> None:
     assert not any(is_store_uri(t) for t in ("/tmp/studies", "studies", "file:///tmp/x", "C:/x"))
 
 
+def test_the_storage_variable_takes_a_uri_too(s3_bucket: str, monkeypatch: Any) -> None:
+    monkeypatch.setenv("MTL_TUNE_STORAGE", s3_bucket + "/")
+    root = storage_root(None)
+    # $MTL_TUNE_STORAGE names the store as --storage would (a trailing slash is no other store)
+    assert is_staged(root) and uri_of(root) == s3_bucket and root == storage_root(s3_bucket)
+
+
 def test_an_unknown_scheme_is_refused_with_the_uri(tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.setenv("MTL_TUNE_CACHE", str(tmp_path / "cache"))
     with pytest.raises(SpecError, match=r"cannot open the object store nosuch://bucket/x: .*"
