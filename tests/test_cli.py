@@ -241,3 +241,14 @@ def test_predict_refuses_a_folder_where_a_test_file_belongs(
     # a file that exists but is unusable is an error, not a task quietly skipped as missing
     assert result.exit_code == 1
     assert "sts-test.csv is a folder, not a data file (task 'sts', split 'test')" in result.stderr
+
+
+def test_a_journal_path_is_kept_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mtl_tune.cli.study import _optuna_url
+    from mtl_tune.studies import JOURNAL_PREFIX
+
+    monkeypatch.chdir(tmp_path)
+    # a relative --optuna-storage journal is the one in the launching folder, wherever
+    # `resume` and `report` run later; URLs are kept as given
+    assert _optuna_url("o.journal") == f"{JOURNAL_PREFIX}{tmp_path / 'o.journal'}"
+    assert _optuna_url("sqlite:///x.db") == "sqlite:///x.db" and _optuna_url(None) is None

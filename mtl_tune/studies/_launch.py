@@ -23,7 +23,7 @@ from typing import Any
 
 from ray import tune
 
-from mtl_tune.exceptions import SpecError
+from mtl_tune.exceptions import MtlTuneError, SpecError
 from mtl_tune.platform.bundle import DataBundle, build_bundle
 from mtl_tune.platform.presets import SEED_GROUP_KEY, resolve_config
 from mtl_tune.studies._lean import drop_finished_optimizer_state
@@ -45,6 +45,7 @@ from mtl_tune.studies._selection import best_epochs
 from mtl_tune.studies._spec import StudySpec
 from mtl_tune.studies._spec_file import parse_spec
 from mtl_tune.studies._storage import (
+    EVENTS_FILE,
     SPEC_FILE,
     TUNE_DIR,
     check_private,
@@ -311,6 +312,12 @@ def _on_driver_copy(
     try:
         outcome = run(driver)
     finally:
+        events = study_folder(driver, name) / EVENTS_FILE
+        if events.is_file():  # an upload that failed during the run: one more try
+            try:
+                publish(events)
+            except MtlTuneError as err:
+                logger.error("the trial record of %s could not be uploaded: %s", name, err)
         release_driver_root(driver)
     return dataclasses.replace(outcome, folder=existing_study(root, name))
 
@@ -325,34 +332,35 @@ def _launch_in(
     verbose: int,
 ) -> StudyOutcome:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / SPEC_FILE).write_text(spec_text)
-    publish(folder / SPEC_FILE)
-    write_meta(
-        folder,
-        {
-            "name": spec.name,
-            "search": spec.search,
-            "metric": spec.metric,
-            "mode": spec.mode,
-            "objectives": {o.name: o.mode for o in spec.objectives},
-            "trainables": list(spec.trainables),
-            "overrides": dict(overrides or {}),
-            "resources": {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
-            "seeds": spec.seeds,
-            "optuna_storage": optuna_storage or default_optuna_url(folder),
-            "data_dir": base_config(spec).data_dir,
-            "started_at": time.time(),
-            "address": address or os.environ.get("RAY_ADDRESS", ""),
-        },
-    )
-    try:
-        return _run(spec, folder, verbose, restore=False)
-    except Exception:
-        # e.g. unreadable data: nothing ran, so leave no half-made study to block a new launch
-        if not (folder / TUNE_DIR).exists() and not has_files(folder / TUNE_DIR):
-            delete_remote(folder)
-            shutil.rmtree(folder)
-        raise
+    # the lock before any file: a launch that loses the race to another launch of the same
+    # name stops here, and leaves that one's files alone
+    with DriverLock(folder, spec.name):
+        try:
+            (folder / SPEC_FILE).write_text(spec_text)
+            publish(folder / SPEC_FILE)
+            write_meta(folder, {
+                "name": spec.name,
+                "search": spec.search,
+                "metric": spec.metric,
+                "mode": spec.mode,
+                "objectives": {o.name: o.mode for o in spec.objectives},
+                "trainables": list(spec.trainables),
+                "overrides": dict(overrides or {}),
+                "resources": {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+                "seeds": spec.seeds,
+                "optuna_storage": optuna_storage or default_optuna_url(folder),
+                "data_dir": base_config(spec).data_dir,
+                "started_at": time.time(),
+                "address": address or os.environ.get("RAY_ADDRESS", ""),
+            })
+            return _run_locked(spec, folder, verbose, restore=False)
+        except Exception:
+            # e.g. unreadable data: nothing ran, so leave no half-made study (its lock
+            # included) to block a new launch
+            if not (folder / TUNE_DIR).exists() and not has_files(folder / TUNE_DIR):
+                delete_remote(folder)
+                shutil.rmtree(folder)
+            raise
 
 
 def load_study_spec(folder: Path) -> StudySpec:

@@ -40,14 +40,16 @@ def _drop_in_store(trial_dir: str, filesystem: Any) -> int:
     import pyarrow.fs
 
     selector = pyarrow.fs.FileSelector(trial_dir, recursive=True, allow_not_found=True)
-    doomed = [
-        info for info in filesystem.get_file_info(selector)
-        if info.type == pyarrow.fs.FileType.File and info.base_name == OPTIMIZER_FILE
-        and info.path.split("/")[-2].startswith("checkpoint_")
-    ]
-    for info in doomed:
-        filesystem.delete_file(info.path)
-    return sum(info.size or 0 for info in doomed)
+    freed = 0
+    try:
+        for info in filesystem.get_file_info(selector):
+            if (info.type == pyarrow.fs.FileType.File and info.base_name == OPTIMIZER_FILE
+                    and info.path.split("/")[-2].startswith("checkpoint_")):
+                filesystem.delete_file(info.path)
+                freed += info.size or 0
+    except OSError as err:  # a store outage costs space, never the study; the end sweeps again
+        logger.warning("optimizer state of %s not dropped: %s", trial_dir, err)
+    return freed
 
 
 def drop_finished_optimizer_state(results: Any) -> int:

@@ -27,8 +27,8 @@ from types import TracebackType
 
 import psutil
 
-from mtl_tune.exceptions import SpecError
-from mtl_tune.studies._object_store import remote
+from mtl_tune.exceptions import MtlTuneError, SpecError
+from mtl_tune.studies._object_store import delete_remote, is_staged, read_object, write_object
 from mtl_tune.studies._storage import LOCK_FILE
 
 logger = logging.getLogger(__name__)
@@ -61,37 +61,24 @@ class Holder:
 
 
 def _read_text(path: Path) -> str:
-    where = remote(path)
-    if where is None:
-        return path.read_text()
-    fs, name = where
-    with fs.open_input_stream(name) as stream:
-        return bytes(stream.read()).decode()
+    return read_object(path).decode() if is_staged(path) else path.read_text()
 
 
 def _write_text(path: Path, text: str) -> None:
     """Replaces the lock whole: a temporary sibling renamed, or one object written."""
-    where = remote(path)
-    if where is None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+    if is_staged(path):
+        write_object(path, text.encode())
         return
-    fs, name = where
-    with fs.open_output_stream(name) as stream:
-        stream.write(text.encode())
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _delete(path: Path) -> None:
-    where = remote(path)
-    if where is None:
+    if is_staged(path):
+        delete_remote(path)
+    else:
         path.unlink(missing_ok=True)
-        return
-    fs, name = where
-    try:
-        fs.delete_file(name)
-    except FileNotFoundError:
-        pass
 
 
 def read_holder(folder: Path) -> Holder | None:
@@ -148,7 +135,7 @@ class DriverLock:
             )
 
     def __enter__(self) -> DriverLock:
-        if remote(self.path) is not None:
+        if is_staged(self.path):
             self._take_in_store()
             self._start_heartbeat()
             return self
@@ -176,7 +163,8 @@ class DriverLock:
             beat = Holder(**{**asdict(self.holder), "heartbeat": time.time()})
             try:
                 _write_text(self.path, json.dumps(asdict(beat)))
-            except OSError as err:  # a full disk or a store outage must not kill the study
+            except (OSError, MtlTuneError) as err:  # a full disk or a store outage must not
+                # kill the study
                 logger.warning("cannot refresh the study lock %s: %s", self.path, err)
 
     def __exit__(

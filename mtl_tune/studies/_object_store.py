@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -101,8 +102,19 @@ def _mark(root: Path, uri: str) -> Path:
 
 
 def reader_root(uri: str) -> Path:
-    """The cache's staging root of the store `uri` (shared by the readers of this machine)."""
+    """The cache's staging root of the store `uri` (shared by the readers of this machine).
+
+    Raises:
+        SpecError: The URI has a query (study paths are built by appending to it), or pyarrow
+            cannot open it.
+    """
     uri = uri.rstrip("/")
+    if "?" in uri:
+        raise SpecError(
+            f"--storage must be a store URI without a query, but got {uri!r}: give the "
+            "endpoint, region and credentials in the environment instead (for S3: "
+            "AWS_ENDPOINT_URL, AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
+        )
     _open(uri)  # a bad URI fails here, before anything is made
     return _mark(cache_root() / "stores" / _digest(uri), uri)
 
@@ -185,13 +197,15 @@ def uri_of(path: Path) -> str:
     return located[0] if relative == "." else f"{located[0]}/{relative}"
 
 
-def publish(path: Path) -> None:
-    """Uploads a staged file (or every file of a staged folder) to the store; else nothing."""
+def publish(path: Path, last: str | None = None) -> None:
+    """Uploads a staged file (or every file of a staged folder, the one named `last` after
+    the others: a marker that says the folder is whole) to the store; else nothing."""
     where = remote(path)
     if where is None:
         return
     fs, target = where
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    files = [path] if path.is_file() else sorted(
+        (p for p in path.rglob("*") if p.is_file()), key=lambda p: (p.name == last, str(p)))
     try:
         for file in files:
             name = target if file == path else f"{target}/{file.relative_to(path).as_posix()}"
@@ -199,6 +213,37 @@ def publish(path: Path) -> None:
                 stream.write(file.read_bytes())
     except OSError as err:
         raise _store_error(err, "uploading", uri_of(path)) from None
+
+
+def read_object(path: Path) -> bytes:
+    """The bytes of a staged file as the store holds them now.
+
+    Raises:
+        FileNotFoundError: The store holds no such object.
+        MtlTuneError: The store cannot be read (credentials, endpoint, permissions).
+    """
+    where = remote(path)
+    assert where is not None, f"{path} is not staged"
+    fs, name = where
+    try:
+        with fs.open_input_stream(name) as stream:
+            return bytes(stream.read())
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        raise _store_error(err, "reading", uri_of(path)) from None
+
+
+def write_object(path: Path, data: bytes) -> None:
+    """Writes a staged file's object whole (the store replaces an object in one piece)."""
+    where = remote(path)
+    assert where is not None, f"{path} is not staged"
+    fs, name = where
+    try:
+        with fs.open_output_stream(name) as stream:
+            stream.write(data)
+    except OSError as err:
+        raise _store_error(err, "writing", uri_of(path)) from None
 
 
 def delete_remote(path: Path) -> None:
@@ -271,9 +316,16 @@ def _stamp(info: Any) -> int:
 
 
 def _download(fs: Any, source: str, info: Any, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(f"{target.name}{_PART}{os.getpid()}")
-    with fs.open_input_stream(source) as stream, open(part, "wb") as handle:
+    part = target.with_name(f"{target.name}{_PART}{os.getpid()}-{threading.get_ident()}")
+    for attempt in range(3):  # another reader's pull may remove a folder it found empty
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            handle = open(part, "wb")
+            break
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
+    with fs.open_input_stream(source) as stream, handle:
         shutil.copyfileobj(stream, handle, 1 << 20)
     os.utime(part, ns=(_stamp(info), _stamp(info)))  # what `pull` compares with the store
     os.replace(part, target)
@@ -291,10 +343,11 @@ def _current(target: Path, info: Any) -> bool:
             and local.st_ctime_ns - _stamp(info) >= SAME_SECOND_NS)
 
 
-def pull(folder: Path) -> None:
+def pull(folder: Path, keep: tuple[str, ...] = ()) -> None:
     """Brings a staged study folder up to date with the store: new and changed files are
     downloaded (not the checkpoints' weights and optimizer state), files the store no longer
-    holds are deleted. A plain local folder is left alone."""
+    holds are deleted, except under the subfolders `keep` (which other processes may be
+    writing into before they upload). A plain local folder is left alone."""
     where = remote(folder)
     if where is None:
         return
@@ -312,10 +365,15 @@ def pull(folder: Path) -> None:
         return
     for path in sorted(folder.rglob("*"), reverse=True):  # files before their folders
         relative = path.relative_to(folder).as_posix()
-        if path.is_file() and relative not in stored and _PART not in path.name:
-            path.unlink(missing_ok=True)
-        elif path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
+        if any(relative == k or relative.startswith(k + "/") for k in keep):
+            continue
+        try:
+            if path.is_file() and relative not in stored and _PART not in path.name:
+                path.unlink(missing_ok=True)
+            elif path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+        except OSError:  # another reader of this cache changed it meanwhile
+            continue
     logger.debug("pulled %s: %d of %d files downloaded", uri_of(folder), len(stale), len(wanted))
 
 

@@ -19,8 +19,9 @@ from typing import Any
 
 from mtl_tune.platform.atomic import existing_folder, replace_folder, write_bytes
 from mtl_tune.studies._object_store import publish
+from mtl_tune.studies._storage import CACHE_DIR as STUDY_CACHE_DIR
 
-CACHE_DIR = Path("cache") / "test-scores"
+CACHE_DIR = Path(STUDY_CACHE_DIR) / "test-scores"
 ENTRY_FILE = "entry.json"
 ENTRY_VERSION = 2  # what an entry holds; another version is another key (2: scores.json kept)
 
@@ -87,4 +88,4 @@ def cache_scores(
     target = study_folder / CACHE_DIR / key
     target.parent.mkdir(parents=True, exist_ok=True)
     replace_folder(target, write, "cached test scores")
-    publish(target)
+    publish(target, last=ENTRY_FILE)  # the entry file says the entry is whole: it goes last

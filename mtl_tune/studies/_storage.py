@@ -48,6 +48,7 @@ LOCK_FILE = "driver.json"
 GROUPS_FILE = "seed-groups.jsonl"
 TUNE_DIR = "tune"
 REPORTS_DIR = "reports"
+CACHE_DIR = "cache"
 
 
 def storage_root(storage: str | Path | None) -> Path:
@@ -68,7 +69,7 @@ def study_folder(root: Path, name: str) -> Path:
 def existing_study(root: Path, name: str) -> Path:
     """The study's folder (on a store: its staging copy, brought up to date)."""
     folder = study_folder(root, name)
-    pull(folder)
+    pull(folder, keep=(CACHE_DIR,))  # entries other reports of this machine are writing
     if not (folder / META_FILE).is_file():
         raise SpecError(
             f"no study {name!r} in {uri_of(root)}; studies there: {study_names(root) or 'none'}"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mtl_tune.exceptions import MtlTuneError
 from mtl_tune.studies._json_lines import read_json_lines
 from mtl_tune.studies._object_store import publish, remote
 from mtl_tune.studies._storage import EVENTS_FILE
@@ -76,7 +77,10 @@ def append_event(
     with open(folder / EVENTS_FILE, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(line, default=str) + "\n")
         handle.flush()
-    publish(folder / EVENTS_FILE)
+    try:
+        publish(folder / EVENTS_FILE)
+    except MtlTuneError as err:  # the whole record goes up again with the next event
+        logger.warning("trial record not uploaded (again with the next event): %s", err)
 
 
 def read_trials(folder: Path) -> dict[tuple[str, str], TrialRecord]:

@@ -4,6 +4,7 @@ as an object, lean checkpoints by deleting objects, and the refusals. The Ray ru
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -65,6 +66,14 @@ def test_the_storage_variable_takes_a_uri_too(s3_bucket: str, monkeypatch: Any) 
     root = storage_root(None)
     # $MTL_TUNE_STORAGE names the store as --storage would (a trailing slash is no other store)
     assert is_staged(root) and uri_of(root) == s3_bucket and root == storage_root(s3_bucket)
+
+
+def test_a_uri_with_a_query_is_refused(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setenv("MTL_TUNE_CACHE", str(tmp_path / "cache"))
+    # study paths are built by appending to the URI: a query would end up inside them
+    with pytest.raises(SpecError, match=r"without a query, but got 's3://b/p\?region=x': give "
+                       r"the endpoint, region and credentials in the environment"):
+        storage_root("s3://b/p?region=x")
 
 
 def test_an_unknown_scheme_is_refused_with_the_uri(tmp_path: Path, monkeypatch: Any) -> None:
@@ -221,3 +230,65 @@ def test_a_rewrite_in_the_same_second_of_the_same_size_is_pulled(s3_bucket: str)
     _put(s3_bucket, "s1/study.json", b'{"wall": 2}')
     pull(folder)
     assert (folder / "study.json").read_bytes() == b'{"wall": 2}'
+
+
+def test_a_folder_is_published_with_its_marker_last(tmp_path: Path, monkeypatch: Any) -> None:
+    written: list[str] = []
+
+    class Recorder:  # a store that records the order of its writes
+        def open_output_stream(self, name: str) -> Any:
+            written.append(name)
+            return io.BytesIO()
+
+    monkeypatch.setattr(object_store, "_open", lambda uri: (Recorder(), "bucket/studies"))
+    root = tmp_path / "stage"
+    root.mkdir()
+    (root / object_store.MARKER).write_text(json.dumps({"uri": "s3://bucket/studies"}))
+    entry = root / "s1" / "cache" / "k"
+    entry.mkdir(parents=True)
+    for name in ("a.csv", "entry.json", "z.csv"):
+        (entry / name).write_text(name)
+    object_store.publish(entry, last="entry.json")
+    # a reader that finds the marker finds the files it names: the marker goes up last
+    assert written == [f"bucket/studies/s1/cache/k/{n}" for n in ("a.csv", "z.csv", "entry.json")]
+
+
+def test_two_drivers_starting_together_one_stops(s3_bucket: str, monkeypatch: Any) -> None:
+    folder = driver_root(storage_root(s3_bucket)) / "s1"
+    folder.mkdir()
+    other = Holder(pid=1, host="elsewhere", started=0.0, heartbeat=time.time())
+
+    def the_other_writes_meanwhile(seconds: float) -> None:
+        _put(s3_bucket, "s1/driver.json", json.dumps(other.__dict__).encode())
+
+    monkeypatch.setattr(lock_module.time, "sleep", the_other_writes_meanwhile)
+    # the store kept the other driver's lock: this one stops, naming it
+    with pytest.raises(SpecError, match=r"taken by another driver starting at the same time "
+                       r"\(pid 1 on elsewhere"):
+        DriverLock(folder, "s1").__enter__()
+    assert read_holder(folder) == other
+
+
+def test_a_driver_refreshes_its_heartbeat_in_the_store(s3_bucket: str, monkeypatch: Any) -> None:
+    monkeypatch.setattr(lock_module, "SETTLE_SECONDS", 0.0)
+    monkeypatch.setattr(lock_module, "HEARTBEAT_SECONDS", 0.05)
+    folder = driver_root(storage_root(s3_bucket)) / "s1"
+    folder.mkdir()
+    with DriverLock(folder, "s1") as held:
+        deadline = time.monotonic() + 10
+        while (now := read_holder(folder)) is None or now.heartbeat == held.holder.heartbeat:
+            assert time.monotonic() < deadline, "no heartbeat reached the store"
+            time.sleep(0.05)
+    # the lock object's heartbeat moved on, the rest stayed the driver's
+    assert now.heartbeat > held.holder.heartbeat and now.pid == held.holder.pid
+
+
+def test_a_pull_keeps_cache_entries_being_written_here(s3_bucket: str) -> None:
+    _put(s3_bucket, "s1/study.json", b"{}")
+    root = storage_root(s3_bucket)
+    writing = root / "s1" / "cache" / "test-scores" / ".k.partial-1" / "entry.json"
+    writing.parent.mkdir(parents=True)
+    writing.write_text("{}")
+    existing_study(root, "s1")
+    # another report of this machine writes that entry, to upload it when whole: kept
+    assert writing.is_file()
