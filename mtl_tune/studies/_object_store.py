@@ -30,6 +30,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -105,8 +106,8 @@ def reader_root(uri: str) -> Path:
     """The cache's staging root of the store `uri` (shared by the readers of this machine).
 
     Raises:
-        SpecError: The URI has a query (study paths are built by appending to it), or pyarrow
-            cannot open it.
+        SpecError: The URI has a query (study paths are built by appending to it), pyarrow
+            cannot open it, or its bucket does not exist.
     """
     uri = uri.rstrip("/")
     if "?" in uri:
@@ -115,8 +116,26 @@ def reader_root(uri: str) -> Path:
             "endpoint, region and credentials in the environment instead (for S3: "
             "AWS_ENDPOINT_URL, AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
         )
-    _open(uri)  # a bad URI fails here, before anything is made
+    _check_bucket(uri)  # a bad URI fails here, before anything is made
     return _mark(cache_root() / "stores" / _digest(uri), uri)
+
+
+def _check_bucket(uri: str) -> None:
+    """A missing bucket would look like an empty store until the first write: refused now."""
+    import pyarrow.fs
+
+    fs, base = _open(uri)
+    bucket = base.split("/", 1)[0]
+    try:
+        missing = fs.get_file_info(bucket).type == pyarrow.fs.FileType.NotFound
+    except OSError as err:
+        raise _store_error(err, "opening", uri) from None
+    if missing:
+        raise SpecError(
+            f"the bucket {bucket!r} of --storage {uri} does not exist (or these credentials "
+            f"cannot see it); create it first (for S3: `aws s3 mb s3://{bucket}`) or correct "
+            "the URI"
+        )
 
 
 def driver_root(reader: Path) -> Path:
@@ -126,7 +145,9 @@ def driver_root(reader: Path) -> Path:
 
     uri = root_uri(reader)
     assert uri is not None, f"{reader} stages no store"
-    parent = cache_root() / "drivers"
+    # per host: a cache on a disk that several machines share holds other hosts' drivers, whose
+    # process ids mean nothing here
+    parent = cache_root() / "drivers" / socket.gethostname()
     parent.mkdir(parents=True, exist_ok=True)
     for old in parent.glob("driver-*-*"):
         pid = old.name.split("-")[1]

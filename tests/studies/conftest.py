@@ -179,6 +179,13 @@ def fixed(tiny_bert_dir: Path, tiny_data_dir: Path) -> dict[str, Any]:
     return tiny_fixed(tiny_bert_dir, tiny_data_dir)
 
 
+def kill_driver(driver: subprocess.Popen) -> None:
+    """SIGKILLs a CLI driver's process group, unless it has ended, and reaps it."""
+    if driver.poll() is None:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(30)
+
+
 def launch_and_kill(
     path: Path, data_dir: Path, root: Path | str, ray_tmp: Path, until: Callable[[], Any],
     timeout: float = 300, extra: tuple[str, ...] = (),
@@ -206,12 +213,9 @@ def launch_and_kill(
         # group, by Ray's design) and the reaper that stops them when the driver dies
         started = psutil.Process(driver.pid).children(recursive=True) + ray_processes(ray_tmp)
         assert any("Agent" in p.name() for p in started)
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait(30)
+        kill_driver(driver)
     finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
-            driver.wait(30)
+        kill_driver(driver)
     # the killed driver's reaper stopped its Ray, then itself: no process of it is left
     assert not wait_gone(started, timeout=20), [p.name() for p in started if p.is_running()]
     assert not wait_gone(ray_processes(ray_tmp), timeout=20)

@@ -22,6 +22,7 @@ from mtl_tune.studies._lock import LOCK_FILE
 from tests.studies.conftest import (
     CLI,
     NO_SCHEDULER,
+    kill_driver,
     ray_processes,
     tiny_fixed,
     wait_gone,
@@ -105,8 +106,7 @@ def test_ctrl_c_exits_130_with_the_command_that_continues(
         os.kill(driver.pid, signal.SIGINT)  # Ctrl-C
         driver.wait(120)
     finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
+        kill_driver(driver)
     log = (tmp_path / "launch.log").read_text()
     # an interrupted study exits 130, the shell's code for Ctrl-C ...
     assert driver.returncode == 130, log[-3000:]
@@ -143,12 +143,9 @@ def test_one_driver_per_study_and_a_killed_driver_is_reported(
         status = _cli(["study", "status", "held", "--storage", str(root)], ray_tmp)
         # `study status` names the live driver
         assert f"running: driver pid {driver.pid} on" in status.stdout
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait(30)
+        kill_driver(driver)
     finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
-            driver.wait(30)
+        kill_driver(driver)
     status = _cli(["study", "status", "held", "--storage", str(root)], ray_tmp)
     # after kill -9, no trial shows as running: they are INTERRUPTED, and the fix is printed
     assert "RUNNING" not in status.stdout and "INTERRUPTED" in status.stdout

@@ -224,12 +224,27 @@ def test_a_missing_study_names_the_stored_ones(s3_bucket: str) -> None:
 
 def test_a_rewrite_in_the_same_second_of_the_same_size_is_pulled(s3_bucket: str) -> None:
     folder = storage_root(s3_bucket) / "s1"
-    _put(s3_bucket, "s1/study.json", b'{"wall": 1}')
-    pull(folder)
-    # rewritten at once, same size: the store's time (to the second) may not tell them apart
-    _put(s3_bucket, "s1/study.json", b'{"wall": 2}')
+    for _ in range(5):  # until both writes land in one second of the store's clock
+        _put(s3_bucket, "s1/study.json", b'{"wall": 1}')
+        first = stored_objects(s3_bucket)["s1/study.json"].mtime
+        pull(folder)
+        _put(s3_bucket, "s1/study.json", b'{"wall": 2}')
+        if stored_objects(s3_bucket)["s1/study.json"].mtime == first:
+            break
+    # same size, same time to the second: only the age of the copy tells them apart
+    assert stored_objects(s3_bucket)["s1/study.json"].mtime == first
     pull(folder)
     assert (folder / "study.json").read_bytes() == b'{"wall": 2}'
+
+
+def test_a_missing_bucket_is_refused_before_anything_is_made(
+    s3_endpoint: str, tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("MTL_TUNE_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(SpecError, match=r"the bucket 'no-such-bucket' of --storage "
+                       r"s3://no-such-bucket/x does not exist .*`aws s3 mb s3://no-such-bucket`"):
+        storage_root("s3://no-such-bucket/x")
+    assert not (tmp_path / "cache").exists()
 
 
 def test_a_folder_is_published_with_its_marker_last(tmp_path: Path, monkeypatch: Any) -> None:
