@@ -1,13 +1,19 @@
-"""Test helpers: build tiny checkpoints and data folders."""
+"""Test helpers: tiny checkpoints and data folders; a recorder of the host's waits on a GPU."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import shutil
+import traceback
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
+import torch.utils._pytree as pytree
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from tests.conftest import TINY_BERT, minilm_path
 
@@ -49,3 +55,134 @@ def write_subset(source: Path, dest: Path, rows: int) -> Path:
             lines = list(itertools.islice(handle, rows + 1))  # all of a shorter file
         (dest / path.name).write_text("".join(lines), encoding="utf-8")
     return dest
+
+
+
+def _caller() -> str:
+    """`file:line` of the innermost mtl_tune frame of the current stack."""
+    frame = next(
+        (f for f in reversed(traceback.extract_stack()) if "/mtl_tune/" in f.filename), None
+    )
+    return f"{Path(frame.filename).name}:{frame.lineno}" if frame else "?"
+
+
+class HostTraffic:
+    """Records the GPU-waiting traffic of code run on the CPU: host reads of model values and
+    blocking uploads of host data.
+
+    On a GPU, reading a value computed on the card (`.item()`, `float(t)`, `if t:`, `.tolist()`,
+    `.cpu()`, `.numpy()`, or an op whose output size depends on the values, like `nonzero`)
+    makes the host wait for the card, and so does `torch.tensor(data, device=...)`: its copy is
+    not asynchronous. On a CPU nothing waits, so a CPU test sees them here instead.
+
+    A model value is one computed from `sources` (e.g. the parameters): every op with such an
+    input makes its outputs model values (views and in-place results included, so a buffer
+    written from a gradient is one too), followed by storage. Host-made tensors (batches, an
+    optimizer's step counters) are not. Followed tensors are kept alive while recording, so a
+    freed storage's address is never mistaken for another's.
+
+    Attributes:
+        reads: One `op at file:line` (the innermost mtl_tune frame) per read of a model value.
+        uploads: One `op at file:line` per tensor built from host data with a device.
+    """
+
+    READ_METHODS = {
+        torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.numpy, torch.Tensor.cpu,
+        torch.Tensor.__bool__, torch.Tensor.__float__, torch.Tensor.__int__,
+        torch.Tensor.__index__, torch.Tensor.__array__,
+    }
+    DATA_DEPENDENT = {  # ops whose result (or its size) the host must learn
+        torch.ops.aten._local_scalar_dense.default,
+        torch.ops.aten.is_nonzero.default,
+        torch.ops.aten.equal.default,
+        torch.ops.aten.nonzero.default,
+        torch.ops.aten.masked_select.default,
+    }
+    UPLOADS = {torch.tensor, torch.as_tensor}
+
+    def __init__(self, sources: Iterable[torch.Tensor]) -> None:
+        self.reads: list[str] = []
+        self.uploads: list[str] = []
+        self._followed: set[int] = set()
+        self._kept: list[torch.Tensor] = []
+        self._reading = False  # a read seen by its method: its aten op is the same read
+        for t in sources:
+            self._follow(t)
+        self._modes = (_Following(self), _Calls(self))
+
+    def __enter__(self) -> HostTraffic:
+        for mode in self._modes:
+            mode.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for mode in reversed(self._modes):
+            mode.__exit__(*exc)
+
+    def _follow(self, t: torch.Tensor) -> None:
+        if t.layout == torch.strided and t.untyped_storage().data_ptr():
+            self._followed.add(t.untyped_storage().data_ptr())
+            self._kept.append(t)
+
+    def _is_followed(self, t: torch.Tensor) -> bool:
+        return t.layout == torch.strided and t.untyped_storage().data_ptr() in self._followed
+
+
+class _Following(TorchDispatchMode):
+    """Marks the outputs of ops on model values; records data-dependent ops on them."""
+
+    def __init__(self, traffic: HostTraffic) -> None:
+        super().__init__()
+        self.traffic = traffic
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        traffic = self.traffic
+        leaves = pytree.tree_leaves((args, kwargs))
+        followed = any(isinstance(x, torch.Tensor) and traffic._is_followed(x) for x in leaves)
+        if followed and func in HostTraffic.DATA_DEPENDENT and not traffic._reading:
+            traffic.reads.append(f"{func} at {_caller()}")
+        out = func(*args, **kwargs)
+        if followed:
+            for x in pytree.tree_leaves(out):
+                if isinstance(x, torch.Tensor):
+                    traffic._follow(x)
+        return out
+
+
+def _uploads(func: Any, args: tuple, kwargs: dict, traffic: HostTraffic) -> bool:
+    """Whether the call copies host data to a device and waits: `torch.tensor(data,
+    device=...)`, or `host_tensor.to(device)` without `non_blocking=True`."""
+    if func in HostTraffic.UPLOADS:
+        return kwargs.get("device") is not None
+    if func is not torch.Tensor.to or traffic._is_followed(args[0]):
+        return False
+    to_device = any(isinstance(a, torch.device | str) for a in (*args[1:], kwargs.get("device")))
+    return to_device and not kwargs.get("non_blocking", False)
+
+
+class _Calls(TorchFunctionMode):
+    """Records reads of model values by tensor methods, and uploads of host data."""
+
+    def __init__(self, traffic: HostTraffic) -> None:
+        super().__init__()
+        self.traffic = traffic
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        traffic = self.traffic
+        if _uploads(func, args, kwargs, traffic):
+            traffic.uploads.append(f"{func.__name__} at {_caller()}")
+        read = (
+            func in HostTraffic.READ_METHODS
+            and isinstance(args[0], torch.Tensor)
+            and traffic._is_followed(args[0])
+        )
+        if not read:
+            return func(*args, **kwargs)
+        traffic.reads.append(f"Tensor.{func.__name__} at {_caller()}")
+        traffic._reading = True
+        try:
+            return func(*args, **kwargs)
+        finally:
+            traffic._reading = False

@@ -62,4 +62,5 @@ def cagrad_coefficients(gram: torch.Tensor, c: float) -> torch.Tensor:
     g0_norm = np.sqrt(max(mean @ g @ mean, 0.0) + _EPS)
     gw_norm = np.sqrt(max(w @ g @ w, 0.0) + _EPS)
     coef = (mean + c * g0_norm / gw_norm * w) / (1.0 + c**2) * n_tasks
-    return torch.as_tensor(coef, dtype=gram.dtype, device=gram.device)
+    # non_blocking: the host has just waited for the Gram matrix; it need not wait again
+    return torch.from_numpy(coef).to(gram.device, gram.dtype, non_blocking=True)

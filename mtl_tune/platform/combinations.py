@@ -143,7 +143,9 @@ class FAMO(Combination):
         self._losses: list[torch.Tensor] = []
 
     def begin_step(self, tasks: Sequence[str]) -> None:
-        self._index = torch.tensor([self.tasks.index(t) for t in tasks], device=self.device)
+        # non_blocking: `torch.tensor(rows, device=cuda)` would wait for the card every step
+        rows = torch.tensor([self.tasks.index(t) for t in tasks])
+        self._index = rows.to(self.device, non_blocking=True)
         self._weights = F.softmax(self.logits.detach()[self._index], dim=0)
         self._losses = []
 

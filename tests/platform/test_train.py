@@ -7,10 +7,12 @@ import torch
 from mtl_tune.exceptions import CheckpointError, TrainingError
 from mtl_tune.platform.bundle import build_bundle
 from mtl_tune.platform.checkpoint import restore_trainer, save_checkpoint
+from mtl_tune.platform.combinations import FAMO
 from mtl_tune.platform.config import TrainConfig
 from mtl_tune.platform.presets import resolve_config
 from mtl_tune.platform.splits import Splits
 from mtl_tune.platform.train import Trainer, steps_of
+from tests.helpers import HostTraffic
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -135,6 +137,42 @@ def test_non_finite_loss_names_task_epoch_step(tiny_bert_dir: Path, tiny_data_di
     # a NaN/inf loss stops training with the task, epoch and step
     with pytest.raises(TrainingError, match=r"non-finite loss .* on task 'sst' at epoch 1, step 1"):
         trainer.run_epoch(1)
+
+
+STEP_RECIPES = {"sum": ("it6-balanced", {"combine": "sum"}), **RECIPES}
+
+
+@pytest.mark.parametrize("recipe", list(STEP_RECIPES))
+def test_steps_do_not_wait_for_the_device(
+    tiny_bert_dir: Path, tiny_data_dir: Path, recipe: str
+) -> None:
+    # on a GPU a host read of a model value, or a tensor built from host data on the device,
+    # makes the host wait for the card; a step must do neither until the loss log is read
+    # (every CHECK_EVERY steps, and at the epoch's end). The GPU benchmark counts syncs on a
+    # card; this is its CPU twin, for every combination.
+    name, extra = STEP_RECIPES[recipe]
+    config = _config(tiny_bert_dir, tiny_data_dir, name, **extra)
+    trainer = Trainer(config, build_bundle(config, splits=("train",)).for_config(config))
+    trainer.model.encoder.embeddings.word_embeddings.sparse = False  # as on a GPU
+    trainer.train_epoch(1, max_steps=1)  # the optimizers' state exists, as in any later step
+    # every trained weight (the model's, uncertainty's log-variances) and FAMO's task logits
+    sources = [p for group in trainer.optimizer.param_groups for p in group["params"]]
+    if isinstance(trainer.combination, FAMO):
+        sources.append(trainer.combination.logits)
+    seen: list[tuple[int, int]] = []
+    with HostTraffic(sources) as traffic:
+        trainer.train_epoch(
+            2, on_step=lambda step, total: seen.append((len(traffic.reads), len(traffic.uploads)))
+        )
+    steps = len(seen)
+    assert steps > 1 and seen[-1][1] == 0, traffic.uploads
+    in_steps, at_end = traffic.reads[: seen[-1][0]], traffic.reads[seen[-1][0] :]
+    if config.combine == "cagrad":  # SLSQP on the host: one read of the Gram matrix per step
+        assert len(in_steps) >= steps and all("cagrad.py" in r for r in in_steps), in_steps
+    else:
+        assert in_steps == []
+    # the epoch's end reads the loss log, a model value: the recorder does see such reads
+    assert any("loss_log.py" in r for r in at_end), at_end
 
 
 def test_sst_only_trains_sst_batches_only(tiny_bert_dir: Path, tiny_data_dir: Path) -> None:
