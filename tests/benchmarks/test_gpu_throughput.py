@@ -70,3 +70,26 @@ def test_training_flops_of_bert_base(bench: ModuleType) -> None:
     assert bench.matmul_weights(config) == 84_934_656
     # 1,000 tokens of width 32: 6 N per token plus 12 L H T for attention
     assert bench.train_flops(1000, config, 32.0) == 1000 * (6 * 84_934_656 + 12 * 12 * 768 * 32)
+
+
+def _row(bench: ModuleType, combine: str, compiled: bool, examples_per_s: float,
+         overhead_s: float) -> object:
+    return bench.Row(shape="bert-base", combine=combine, compiled=compiled, steps=100,
+                     examples_per_s=examples_per_s, tokens_per_s=0.0, tflops=0.0,
+                     peak_share=None, peak_mem_gib=0.0, compile_s=None, overhead_s=overhead_s)
+
+
+def test_side_by_side_ratios(bench: ModuleType) -> None:
+    # the lines a GPU run is judged by, from rows of one run (as measured on the H200 once)
+    rows = [_row(bench, "sum", False, 1171.0, 0.5), _row(bench, "pcgrad", False, 1160.0, 0.5),
+            _row(bench, "sum", True, 4850.0, 52.1), _row(bench, "pcgrad", True, 3704.0, 0.6)]
+    lines = bench.ratio_lines(rows)
+    # a pcgrad step takes sum's examples/s over pcgrad's: 4850 / 3704 = 1.31 compiled
+    assert "bert-base compile=off: pcgrad / sum step time 1.01" in lines
+    assert "bert-base compile=on: pcgrad / sum step time 1.31" in lines
+    # the configuration that compiled: 51.6 s more than eager's first pass, 32 examples a batch
+    # saved 32/1171 - 32/4850 = 20.7 ms each, so compiling pays after 2,489 batches
+    assert ("bert-base sum: compiled / eager examples/s 4.14; compile cost 52 s, "
+            "break-even after 2,489 batches") in lines
+    # a configuration that reused the compiled code gets the ratio alone
+    assert "bert-base pcgrad: compiled / eager examples/s 3.19" in lines

@@ -10,7 +10,7 @@ import torch
 from mtl_tune.exceptions import ConfigError
 from mtl_tune.platform.batches import make_batch
 from mtl_tune.platform.bundle import build_bundle
-from mtl_tune.platform.compiling import AUTO_MIN_BATCHES, BUCKET, use_compile
+from mtl_tune.platform.compiling import AUTO_MIN_BATCHES, BUCKET, compile_encoder, use_compile
 from mtl_tune.platform.config import TrainConfig
 from mtl_tune.platform.model import MultitaskBERT
 from mtl_tune.platform.splits import TaskSplit
@@ -99,3 +99,16 @@ def test_compiled_training_equals_eager(no_dropout_bert: Path, tiny_data_dir: Pa
     # every weight ends up the same (float32 kernels of other shapes round differently)
     for a, b in zip(eager.model.parameters(), compiled.model.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize(("device", "mode"), [(CUDA, "reduce-overhead"), (CPU, "default")])
+def test_compile_mode_by_device(
+    monkeypatch: pytest.MonkeyPatch, device: torch.device, mode: str
+) -> None:
+    # on CUDA the compiled encoder replays CUDA graphs; shapes are dynamic on both (one compile
+    # for every bucketed width), checked without a card by catching the call
+    encoder = torch.nn.Linear(2, 2)
+    calls: list[dict] = []
+    monkeypatch.setattr(encoder, "compile", lambda **kwargs: calls.append(kwargs))
+    compile_encoder(encoder, device)
+    assert calls == [{"mode": mode, "dynamic": True}]
