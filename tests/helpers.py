@@ -57,7 +57,6 @@ def write_subset(source: Path, dest: Path, rows: int) -> Path:
     return dest
 
 
-
 def _caller() -> str:
     """`file:line` of the innermost mtl_tune frame of the current stack."""
     frame = next(
@@ -72,8 +71,9 @@ class HostTraffic:
 
     On a GPU, reading a value computed on the card (`.item()`, `float(t)`, `if t:`, `.tolist()`,
     `.cpu()`, `.numpy()`, or an op whose output size depends on the values, like `nonzero`)
-    makes the host wait for the card, and so does `torch.tensor(data, device=...)`: its copy is
-    not asynchronous. On a CPU nothing waits, so a CPU test sees them here instead.
+    makes the host wait for the card, and so does a copy of host data to the card without
+    `non_blocking=True` (`torch.tensor(data, device=...)`, `t.to(device)`). On a CPU nothing
+    waits, so a CPU test sees them here instead.
 
     A model value is one computed from `sources` (e.g. the parameters): every op with such an
     input makes its outputs model values (views and in-place results included, so a buffer
@@ -83,7 +83,7 @@ class HostTraffic:
 
     Attributes:
         reads: One `op at file:line` (the innermost mtl_tune frame) per read of a model value.
-        uploads: One `op at file:line` per tensor built from host data with a device.
+        uploads: One `op at file:line` per blocking copy of host data to a device.
     """
 
     READ_METHODS = {
