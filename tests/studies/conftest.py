@@ -190,9 +190,9 @@ def launch_and_kill(
     path: Path, data_dir: Path, root: Path | str, ray_tmp: Path, until: Callable[[], Any],
     timeout: float = 300, extra: tuple[str, ...] = (),
 ) -> Any:
-    """Launches the study in a driver subprocess, polls `until()` until it returns something,
-    kills the driver's process group with SIGKILL and checks that no process of it is left;
-    returns what `until()` returned."""
+    """Launches the study in a driver subprocess, polls `until()` (with the driver stopped) until
+    it returns something, kills the driver's process group with SIGKILL and checks that no
+    process of it is left; returns what `until()` returned."""
     env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
     env.pop("RAY_ADDRESS", None)
     args = ["study", "launch", str(path), "--data-dir", str(data_dir), "--storage", str(root),
@@ -207,8 +207,12 @@ def launch_and_kill(
             assert time.monotonic() < deadline, f"nothing to kill at within {timeout} s"
             # the driver is still running (it did not fail before the kill)
             assert driver.poll() is None, "the driver ended before the kill"
+            # judged on a stopped driver, so that the moment judged is the moment killed
+            os.kill(driver.pid, signal.SIGSTOP)
             seen = until()
-            time.sleep(0.2)
+            if seen is None:
+                os.kill(driver.pid, signal.SIGCONT)
+                time.sleep(0.2)
         # every process below the driver: its Ray (whose agents outlive the driver's process
         # group, by Ray's design) and the reaper that stops them when the driver dies
         started = psutil.Process(driver.pid).children(recursive=True) + ray_processes(ray_tmp)

@@ -6,6 +6,7 @@ found (by that variable) and killed by process id, and none survives the test.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -149,18 +150,39 @@ def test_resume_after_sigkill(
     assert not wait_gone(ray_processes(ray_tmp), timeout=20)
 
 
+def _named_checkpoints_exist(experiment: Path) -> bool:
+    """Whether every checkpoint that Tune's saved state names is on disk. Tune deletes a trial's
+    older checkpoint when it registers a new one and saves the state that names the new one a
+    moment later: a kill in between leaves the trial unable to resume (Tune's own window, which
+    the README states, not the scheduler's)."""
+    states = sorted(experiment.glob("experiment_state-*.json"))
+    try:
+        trials = json.loads(states[-1].read_text())["trial_data"] if states else None
+    except (OSError, ValueError):  # being written
+        return False
+    if trials is None:
+        return False
+    for _, metadata in trials:
+        last = json.loads(metadata).get("last_result") or {}
+        name = last.get("checkpoint_dir_name")
+        trial_dirs = experiment.glob(f"*_{last.get('trial_id')}_*")
+        if name and not any((d / name).is_dir() for d in trial_dirs):
+            return False
+    return True
+
+
 def _decided(folder: Path) -> list[dict[str, Any]] | None:
-    """The seed-group decisions logged so far, once there is one, the study is unfinished and
-    Tune saved its state after the last logged event. Tune deletes a trial's older checkpoint
-    when it registers a new one and saves the state that names the new one a moment later: a
-    kill in between leaves a state naming a deleted checkpoint (Tune's own window, not the
-    scheduler's), which a kill right at a logged result would hit."""
+    """The seed-group decisions logged so far, once there is one, the study is unfinished, Tune
+    saved its state after the last logged event and every checkpoint that state names exists
+    (a kill right at a logged result would otherwise hit Tune's checkpoint-deletion window)."""
     events = read_group_events(group_log_path(folder))
     decisions = [e for e in events if e["event"] == "decision"]
     ended = {e["trial"] for e in events if e["event"] == "ended"}
-    states = sorted((folder / "tune" / "main").glob("experiment_state-*.json"))
+    experiment = folder / "tune" / "main"
+    states = sorted(experiment.glob("experiment_state-*.json"))
     saved = bool(states) and states[-1].stat().st_mtime > events[-1]["time"] if events else False
-    return decisions if decisions and len(ended) < 6 and saved else None
+    ready = decisions and len(ended) < 6 and saved and _named_checkpoints_exist(experiment)
+    return decisions if ready else None
 
 
 def test_seed_groups_resume_after_sigkill_from_their_logged_decisions(
