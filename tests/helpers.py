@@ -128,12 +128,16 @@ class HostTraffic:
         return t.layout == torch.strided and t.untyped_storage().data_ptr() in self._followed
 
 
-class _Following(TorchDispatchMode):
-    """Marks the outputs of ops on model values; records data-dependent ops on them."""
+class _Mode:
+    """A mode that hands what it sees to its `HostTraffic`."""
 
     def __init__(self, traffic: HostTraffic) -> None:
         super().__init__()
         self.traffic = traffic
+
+
+class _Following(_Mode, TorchDispatchMode):
+    """Marks the outputs of ops on model values; records data-dependent ops on them."""
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         kwargs = kwargs or {}
@@ -150,23 +154,8 @@ class _Following(TorchDispatchMode):
         return out
 
 
-def _uploads(func: Any, args: tuple, kwargs: dict, traffic: HostTraffic) -> bool:
-    """Whether the call copies host data to a device and waits: `torch.tensor(data,
-    device=...)`, or `host_tensor.to(device)` without `non_blocking=True`."""
-    if func in HostTraffic.UPLOADS:
-        return kwargs.get("device") is not None
-    if func is not torch.Tensor.to or traffic._is_followed(args[0]):
-        return False
-    to_device = any(isinstance(a, torch.device | str) for a in (*args[1:], kwargs.get("device")))
-    return to_device and not kwargs.get("non_blocking", False)
-
-
-class _Calls(TorchFunctionMode):
+class _Calls(_Mode, TorchFunctionMode):
     """Records reads of model values by tensor methods, and uploads of host data."""
-
-    def __init__(self, traffic: HostTraffic) -> None:
-        super().__init__()
-        self.traffic = traffic
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         kwargs = kwargs or {}
@@ -186,3 +175,14 @@ class _Calls(TorchFunctionMode):
             return func(*args, **kwargs)
         finally:
             traffic._reading = False
+
+
+def _uploads(func: Any, args: tuple, kwargs: dict, traffic: HostTraffic) -> bool:
+    """Whether the call copies host data to a device and waits: `torch.tensor(data,
+    device=...)`, or `host_tensor.to(device)` without `non_blocking=True`."""
+    if func in HostTraffic.UPLOADS:
+        return kwargs.get("device") is not None
+    if func is not torch.Tensor.to or traffic._is_followed(args[0]):
+        return False
+    to_device = any(isinstance(a, torch.device | str) for a in (*args[1:], kwargs.get("device")))
+    return to_device and not kwargs.get("non_blocking", False)
