@@ -30,6 +30,30 @@ def write_bytes(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
+def replace_file(path: Path, data: bytes) -> None:
+    """Writes `data` to a temporary sibling, fsyncs it and renames it onto `path`: the file is
+    whole, old or new, whatever the moment of a crash; a failed write (a full disk) leaves the
+    old file as it was and no sibling behind.
+
+    Raises:
+        OSError: The write failed (`storage_error` makes the project's error of it).
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write_bytes(tmp, data)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_folder(path.parent)
+
+
+def replace_text(path: Path, text: str) -> None:
+    """`replace_file` for UTF-8 text."""
+    replace_file(path, text.encode("utf-8"))
+
+
 def fsync_folder(folder: Path) -> None:
     """Makes the folder's entries (created or renamed files) durable."""
     fd = os.open(folder, os.O_RDONLY)

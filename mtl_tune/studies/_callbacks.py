@@ -59,7 +59,7 @@ class TrialEvents(tune.Callback):
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
         if not self.restored:
             self.restored = True
-            self._discard_forgotten({trial.trial_id for trial in trials})
+            self._reconcile(trials)
         for trial in trials:
             if trial.trial_id not in self.seen:
                 self.seen.add(trial.trial_id)
@@ -70,14 +70,23 @@ class TrialEvents(tune.Callback):
                 self.paused.add(trial.trial_id)
                 self._log(trial, "paused")
 
-    def _discard_forgotten(self, known: set[str]) -> None:
-        """Trials created after Tune last saved its state are gone from a resumed experiment
-        (its searcher suggests them anew): the record says so, so that none stays unfinished."""
+    def _reconcile(self, trials: list) -> None:
+        """Brings the record in line with the trials Tune restored. Trials created after Tune
+        last saved its state are gone from a resumed experiment (its searcher suggests them
+        anew): the record says so, so that none stays unfinished. A trial Tune restored as ended
+        that the record has as unfinished (its last event lost with a cut record) is recorded
+        as Tune has it, so that resuming never waits for it again."""
+        known = {trial.trial_id: trial for trial in trials}
+        ended = {"TERMINATED": "finished", "ERROR": "errored"}
         for (experiment, trial_id), record in read_trials(self.folder).items():
-            if experiment == self.experiment and trial_id not in known and record.state in (
-                "PENDING", "RUNNING", "PAUSED"
-            ):
+            if experiment != self.experiment or record.state not in ("PENDING", "RUNNING",
+                                                                    "PAUSED"):
+                continue
+            trial = known.get(trial_id)
+            if trial is None:
                 append_event(self.folder, experiment, trial_id, "discarded", record.config)
+            elif trial.status in ended:
+                self._log(trial, ended[trial.status])
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.seen.add(trial.trial_id)

@@ -6,12 +6,11 @@ reports read the decisions from it. Only the driver writes; readers import neith
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from mtl_tune.studies._json_lines import read_json_lines
+from mtl_tune.studies._json_lines import append_json_lines, read_json_lines
 from mtl_tune.studies._object_store import publish
 from mtl_tune.studies._storage import GROUPS_FILE
 
@@ -22,13 +21,10 @@ def group_log_path(folder: Path) -> Path:
 
 def append_group_events(path: Path, events: Iterable[dict[str, Any]]) -> None:
     """Appends events, one JSON line each, synced to disk: a decision is never made twice."""
-    lines = "".join(json.dumps(e, default=float) + "\n" for e in events)
+    lines = [json.dumps(e, default=float) for e in events]
     if not lines:
         return
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(lines)
-        handle.flush()
-        os.fsync(handle.fileno())
+    append_json_lines(path, lines, sync=True)
     publish(path)  # on a store: uploaded before Tune acts on the decision
 
 

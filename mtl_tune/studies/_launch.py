@@ -55,7 +55,7 @@ from mtl_tune.studies._storage import (
     study_folder,
     write_meta,
 )
-from mtl_tune.studies._trial_log import read_trials, staged_path
+from mtl_tune.studies._trial_log import read_trials, repair_record, staged_path
 from mtl_tune.studies._tune_setup import (
     base_config,
     param_space,
@@ -171,13 +171,10 @@ def _run_experiment(
             os.environ.pop(NEW_OUTPUT_ENV, None)
     pull(folder)  # a store: the trials' results as Tune left them there
     _sync_mirror(spec, folder, experiment, results)
-    drop_finished_optimizer_state(results)
+    ended = {r.trial_id for r in read_trials(folder).values()
+             if r.experiment == experiment and r.state == "TERMINATED"}
+    drop_finished_optimizer_state(results, ended)
     return results
-
-
-def _run(spec: StudySpec, folder: Path, verbose: int, restore: bool) -> StudyOutcome:
-    with DriverLock(folder, spec.name):
-        return _run_locked(spec, folder, verbose, restore)
 
 
 def _run_locked(spec: StudySpec, folder: Path, verbose: int, restore: bool) -> StudyOutcome:
@@ -402,5 +399,7 @@ def resume_study(
 def _resume_in(folder: Path, address: str | None, verbose: int) -> StudyOutcome:
     spec = load_study_spec(folder)
     connect(address)
-    return _run(spec, folder, verbose, restore=True)
+    with DriverLock(folder, spec.name):
+        repair_record(folder)  # a torn record: rewritten whole before Tune adds to it
+        return _run_locked(spec, folder, verbose, restore=True)
 

@@ -3,9 +3,10 @@
 Resuming needs the optimizer state (for MiniLM twice the size of the weights); predicting and
 reporting do not. A finished or early-stopped trial is never resumed, so the driver drops the
 optimizer state of its kept checkpoints as soon as it ends (`_callbacks.LeanCheckpoints`),
-and once more for every finished trial at the end of an experiment
+and once more at the end of an experiment for every trial the study's record says ended
 (`drop_finished_optimizer_state`), which also covers trials that ended while an earlier driver
-was killed. On an object store the optimizer state's objects are deleted.
+was killed. An interrupted trial (Ctrl-C, a failed `fit`) keeps its optimizer state. On an
+object store the optimizer state's objects are deleted.
 """
 
 from __future__ import annotations
@@ -52,10 +53,17 @@ def _drop_in_store(trial_dir: str, filesystem: Any) -> int:
     return freed
 
 
-def drop_finished_optimizer_state(results: Any) -> int:
-    """The same for every trial of a Tune ResultGrid (or list of Results) that ended well."""
+def drop_finished_optimizer_state(results: Any, ended: set[str]) -> int:
+    """The same for each trial of a Tune ResultGrid (or list of Results) whose id is in `ended`.
+
+    Args:
+        results: What `Tuner.fit()` returned.
+        ended: The ids of the trials the study's record says finished or were stopped by the
+            scheduler. `fit()` also returns after a Ctrl-C with the interrupted trials looking
+            well (no error): those keep their optimizer state, to resume from.
+    """
     freed = sum(drop_trial_optimizer_state(r.path, r.filesystem) for r in results
-                if r.error is None)
+                if r.error is None and (r.metrics or {}).get("trial_id") in ended)
     if freed:
         logger.info("freed %.0f MB of optimizer state of finished trials", freed / 2**20)
     return freed

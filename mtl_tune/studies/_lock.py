@@ -28,6 +28,7 @@ from types import TracebackType
 import psutil
 
 from mtl_tune.exceptions import MtlTuneError, SpecError
+from mtl_tune.platform.atomic import replace_text
 from mtl_tune.studies._object_store import delete_remote, is_staged, read_object, write_object
 from mtl_tune.studies._storage import LOCK_FILE
 
@@ -69,9 +70,7 @@ def _write_text(path: Path, text: str) -> None:
     if is_staged(path):
         write_object(path, text.encode())
         return
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    replace_text(path, text)
 
 
 def _delete(path: Path) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mtl_tune.exceptions import SpecError
+from mtl_tune.platform.atomic import replace_text, storage_error
 from mtl_tune.studies._object_store import (
     is_staged,
     is_store_uri,
@@ -89,9 +90,10 @@ def read_meta(folder: Path) -> dict[str, Any]:
 
 
 def write_meta(folder: Path, meta: dict[str, Any]) -> None:
-    tmp = folder / (META_FILE + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, default=str))
-    os.replace(tmp, folder / META_FILE)
+    try:
+        replace_text(folder / META_FILE, json.dumps(meta, indent=2, default=str))
+    except OSError as err:
+        raise storage_error(err, META_FILE, folder) from None
     publish(folder / META_FILE)
 
 

@@ -11,6 +11,7 @@ appends (`TrialEvents`, a Tune callback); readers import neither Ray nor torch.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -19,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from mtl_tune.exceptions import MtlTuneError
-from mtl_tune.studies._json_lines import read_json_lines
+from mtl_tune.platform.atomic import replace_text
+from mtl_tune.studies._json_lines import append_json_lines, parse_json_lines
 from mtl_tune.studies._object_store import publish, remote
-from mtl_tune.studies._storage import EVENTS_FILE
+from mtl_tune.studies._storage import EVENTS_FILE, TUNE_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -74,9 +76,7 @@ def append_event(
         "config": config, "path": _relative(path, folder),
         "checkpoint": _relative(checkpoint, folder), "error_file": _relative(error_file, folder),
     }
-    with open(folder / EVENTS_FILE, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(line, default=str) + "\n")
-        handle.flush()
+    append_json_lines(folder / EVENTS_FILE, [json.dumps(line, default=str)])
     try:
         publish(folder / EVENTS_FILE)
     except MtlTuneError as err:  # the whole record goes up again with the next event
@@ -86,11 +86,14 @@ def append_event(
 def read_trials(folder: Path) -> dict[tuple[str, str], TrialRecord]:
     """(experiment, trial id) -> the trial as its last event left it, in order of creation.
 
-    A half-written last line (a driver killed while writing it) is skipped.
+    A torn line (a driver killed while writing it, a record cut or overwritten) is skipped and
+    reported with file:line, and the record is then reconciled with Ray Tune's last saved state of each experiment: a trial missing from it, or
+    left behind at an earlier state, is listed as Tune saved it, so that no trial is hidden.
     """
     path = Path(folder) / EVENTS_FILE
+    events, torn = parse_json_lines(path)
     trials: dict[tuple[str, str], TrialRecord] = {}
-    for event in read_json_lines(path):
+    for event in events:
         try:
             key = (str(event["experiment"]), str(event["trial_id"]))
             state = STATES[event["event"]]
@@ -106,7 +109,81 @@ def read_trials(folder: Path) -> dict[tuple[str, str], TrialRecord]:
             checkpoint=checkpoint or (known.checkpoint if known else None),
             error_file=_absolute(event.get("error_file"), folder),
         )
+    if torn:
+        for number in torn:
+            logger.warning("%s:%d: a torn line (not JSON) skipped; the trials are reconciled with "
+                           "Ray Tune's saved state", path, number)
+        _reconcile(trials, Path(folder))
     return {key: record for key, record in trials.items() if record.state != "DISCARDED"}
+
+
+# how far along a state is: the record keeps the later of its own and Tune's saved one
+_PROGRESS = {"PENDING": 0, "RUNNING": 1, "PAUSED": 1, "TERMINATED": 2, "ERROR": 2}
+
+
+def _reconcile(trials: dict[tuple[str, str], TrialRecord], folder: Path) -> None:
+    for experiment_dir in sorted((folder / TUNE_DIR).glob("*/")):
+        for saved in tune_saved_trials(experiment_dir):
+            key = (experiment_dir.name, saved.trial_id)
+            known = trials.get(key)
+            if known is None or _PROGRESS.get(known.state, 0) < _PROGRESS[saved.state]:
+                trials[key] = dataclasses.replace(
+                    saved, experiment=experiment_dir.name,
+                    config=saved.config or (known.config if known else {}),
+                    checkpoint=known.checkpoint if known else None)
+
+
+def tune_saved_trials(experiment_dir: Path) -> list[TrialRecord]:
+    """The trials of Ray Tune's newest readable saved state of one experiment (plain JSON, read
+    without Ray), as records; [] when there is none."""
+    states = sorted(experiment_dir.glob("experiment_state-*.json"), key=lambda p: p.name)
+    for state in reversed(states):  # a newest one cut by a full disk: the one before it
+        try:
+            saved = json.loads(state.read_text(encoding="utf-8"))
+            trials = [json.loads(entry[0]) for entry in saved.get("trial_data", [])]
+        except (json.JSONDecodeError, IndexError, TypeError, AttributeError, OSError) as err:
+            logger.warning("cannot read Ray Tune's saved state %s: %s", state, err)
+            continue
+        out = []
+        for trial in trials:
+            path = experiment_dir / str(trial.get("relative_logdir", ""))
+            event = _EVENT_OF.get(str(trial.get("status")), "created")
+            error = path / "error.txt" if event == "errored" else None
+            out.append(TrialRecord(
+                experiment=experiment_dir.name, trial_id=str(trial["trial_id"]),
+                state=STATES[event], event=event, config=dict(trial.get("config") or {}),
+                path=str(path), checkpoint=None,
+                error_file=None if error is None else str(error)))
+        return out
+    return []
+
+
+def repair_record(folder: Path) -> bool:
+    """Rewrites a torn record whole: its readable events, then one event per trial whose state
+    `read_trials` took from Tune's saved state. The torn file is kept beside it
+    (`trials.jsonl.torn`). Returns whether it was torn. Only a driver calls this."""
+    path = Path(folder) / EVENTS_FILE
+    events, torn = parse_json_lines(path)
+    if not torn:
+        return False
+    trials = read_trials(folder)
+    kept = [e for e in events if isinstance(e, dict)]
+    last = {(str(e.get("experiment")), str(e.get("trial_id"))): e.get("event") for e in kept}
+    lines = [json.dumps(e, default=str) for e in kept]
+    for key, record in trials.items():
+        if last.get(key) not in (record.event, "stopped" if record.event == "finished" else None):
+            lines.append(json.dumps({
+                "time": time.time(), "experiment": key[0], "trial_id": key[1],
+                "event": record.event, "config": record.config,
+                "path": _relative(record.path, folder), "checkpoint": None,
+                "error_file": _relative(record.error_file, folder)}, default=str))
+    backup = path.with_name(EVENTS_FILE + ".torn")
+    replace_text(backup, path.read_text(encoding="utf-8", errors="replace"))
+    replace_text(path, "".join(line + "\n" for line in lines))
+    logger.warning("%s was torn: rewritten from its readable lines and Ray Tune's saved state "
+                   "(the torn file is kept as %s)", path, backup.name)
+    publish(path)
+    return True
 
 
 # Tune's trial statuses -> the event that leaves a trial in that state
@@ -116,26 +193,13 @@ _EVENT_OF = {"PENDING": "created", "RUNNING": "running", "PAUSED": "paused",
 
 def record_from_tune(folder: Path, experiment_dirs: dict[str, Path]) -> None:
     """Writes the record of a study launched before mtl-tune kept one, once, from Ray Tune's
-    last saved experiment state (plain JSON, read without Ray); does nothing if one exists."""
+    last saved experiment state; does nothing if one exists."""
     if (Path(folder) / EVENTS_FILE).exists():
         return
     for experiment, experiment_dir in experiment_dirs.items():
-        states = sorted(experiment_dir.glob("experiment_state-*.json"), key=lambda p: p.name)
-        if not states:
-            continue
-        try:
-            saved = json.loads(states[-1].read_text(encoding="utf-8"))
-            trials = [json.loads(entry[0]) for entry in saved.get("trial_data", [])]
-        except (json.JSONDecodeError, IndexError, TypeError) as err:
-            logger.warning("cannot read Ray Tune's saved state %s: %s", states[-1], err)
-            continue
-        for trial in trials:
-            path = experiment_dir / str(trial.get("relative_logdir", ""))
-            event = _EVENT_OF.get(str(trial.get("status")), "created")
-            error = path / "error.txt" if event == "errored" else None
-            append_event(folder, experiment, str(trial["trial_id"]), event,
-                         dict(trial.get("config") or {}), str(path),
-                         error_file=None if error is None else str(error))
+        for trial in tune_saved_trials(experiment_dir):
+            append_event(folder, experiment, trial.trial_id, trial.event, trial.config,
+                         trial.path, error_file=trial.error_file)
 
 
 def _relative(path: str | None, folder: Path) -> str | None:

@@ -188,11 +188,12 @@ def kill_driver(driver: subprocess.Popen) -> None:
 
 def launch_and_kill(
     path: Path, data_dir: Path, root: Path | str, ray_tmp: Path, until: Callable[[], Any],
-    timeout: float = 300, extra: tuple[str, ...] = (),
+    timeout: float = 300, extra: tuple[str, ...] = (), interrupt: bool = False,
 ) -> Any:
     """Launches the study in a driver subprocess, polls `until()` (with the driver stopped) until
-    it returns something, kills the driver's process group with SIGKILL and checks that no
-    process of it is left; returns what `until()` returned."""
+    it returns something, kills the driver's process group with SIGKILL (`interrupt`: sends the
+    driver a SIGINT, a Ctrl-C, and waits for it to exit 130) and checks that no process of it is
+    left; returns what `until()` returned."""
     env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
     env.pop("RAY_ADDRESS", None)
     args = ["study", "launch", str(path), "--data-dir", str(data_dir), "--storage", str(root),
@@ -217,6 +218,11 @@ def launch_and_kill(
         # group, by Ray's design) and the reaper that stops them when the driver dies
         started = psutil.Process(driver.pid).children(recursive=True) + ray_processes(ray_tmp)
         assert any("Agent" in p.name() for p in started)
+        if interrupt:
+            os.kill(driver.pid, signal.SIGINT)
+            os.kill(driver.pid, signal.SIGCONT)
+            # Ctrl-C: the driver stops its trials, says how to resume and exits 130
+            assert driver.wait(120) == 130, (path.parent / "launch.log").read_text()[-3000:]
         kill_driver(driver)
     finally:
         kill_driver(driver)

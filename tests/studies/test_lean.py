@@ -34,16 +34,26 @@ def test_callback_drops_the_optimizer_state_of_a_completed_trial(tmp_path: Path)
     assert len(_optimizer_files(running)) == 2
 
 
-def test_sweep_skips_errored_trials_and_counts_bytes(tmp_path: Path) -> None:
+def _result(path: Path, trial_id: str, error: Exception | None = None) -> SimpleNamespace:
+    return SimpleNamespace(path=str(path), error=error, filesystem=None,
+                           metrics={"trial_id": trial_id})
+
+
+def test_sweep_skips_errored_and_interrupted_trials_and_counts_bytes(tmp_path: Path) -> None:
     ok, failed = _trial_dir(tmp_path, "ok", 3), _trial_dir(tmp_path, "failed")
+    interrupted = _trial_dir(tmp_path, "interrupted")
     results = [
-        SimpleNamespace(path=str(ok), error=None, filesystem=None),
-        SimpleNamespace(path=str(failed), error=RuntimeError("boom"), filesystem=None),
-        SimpleNamespace(path=str(tmp_path / "never-started"), error=None, filesystem=None),
+        _result(ok, "ok"),
+        _result(failed, "failed", RuntimeError("boom")),
+        _result(interrupted, "interrupted"),  # Ctrl-C: no error, but not ended either
+        _result(tmp_path / "never-started", "never"),
     ]
+    ended = {"ok", "failed", "never"}
     # three optimizer files of 100 bytes are freed; a missing trial folder is no error
-    assert drop_finished_optimizer_state(results) == 300
+    assert drop_finished_optimizer_state(results, ended) == 300
     # an errored trial may be resumed (resume_errored), so it keeps its optimizer state
     assert _optimizer_files(ok) == [] and len(_optimizer_files(failed)) == 2
+    # an interrupted trial, which the record does not say ended, keeps it to resume from
+    assert len(_optimizer_files(interrupted)) == 2
     # a second sweep finds nothing left to free
-    assert drop_finished_optimizer_state(results) == 0
+    assert drop_finished_optimizer_state(results, ended) == 0

@@ -187,10 +187,12 @@ def test_finished_trials_lose_their_optimizer_objects(s3_bucket: str) -> None:
             _put(s3_bucket, f"t/{trial}/checkpoint_00000{step}/model.safetensors", b"w" * 10)
             _put(s3_bucket, f"t/{trial}/checkpoint_00000{step}/optimizer.pt", b"o" * 100)
     fs, base = _store(s3_bucket)
-    results = [SimpleNamespace(path=f"{base}/t/done", error=None, filesystem=fs),
-               SimpleNamespace(path=f"{base}/t/failed", error=RuntimeError(), filesystem=fs)]
+    results = [SimpleNamespace(path=f"{base}/t/done", error=None, filesystem=fs,
+                               metrics={"trial_id": "done"}),
+               SimpleNamespace(path=f"{base}/t/failed", error=RuntimeError(), filesystem=fs,
+                               metrics={"trial_id": "failed"})]
     # the finished trial's two optimizer objects are deleted, 200 bytes
-    assert drop_finished_optimizer_state(results) == 200
+    assert drop_finished_optimizer_state(results, {"done", "failed"}) == 200
     left = set(stored_objects(s3_bucket))
     assert not any(p.startswith("t/done/") and p.endswith("optimizer.pt") for p in left)
     # its weights stay; the errored trial (which may resume) keeps everything

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from mtl_tune.studies._trial_log import append_event, read_trials
+from mtl_tune.studies._trial_log import append_event, read_trials, repair_record
 
 
 def test_a_trial_is_in_the_state_of_its_last_event(tmp_path: Path) -> None:
@@ -98,3 +99,99 @@ def test_callback_records_each_trial_event(tmp_path: Path) -> None:
     trials = read_trials(tmp_path)
     assert [t.trial_id for t in trials.values()] == ["a", "b", "c", "d"]
     assert trials[("main", "a")].state == "TERMINATED" and trials[("main", "d")].state == "PENDING"
+
+
+def _tune_state(folder: Path, trials: dict[str, str]) -> None:
+    """Ray Tune's saved state of experiment `main`: trial id -> status (its JSON layout)."""
+    experiment = folder / "tune" / "main"
+    experiment.mkdir(parents=True, exist_ok=True)
+    data = [[json.dumps({"trial_id": t, "status": s, "config": {"seed": i},
+                         "relative_logdir": f"trial_{t}"}), "{}"]
+            for i, (t, s) in enumerate(trials.items())]
+    (experiment / "experiment_state-2026-01-01_00-00-00.json").write_text(
+        json.dumps({"trial_data": data}))
+
+
+def test_an_append_after_a_half_written_line_starts_a_new_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    append_event(tmp_path, "main", "t1", "created", {"seed": 0})
+    with open(tmp_path / "trials.jsonl", "a") as handle:
+        handle.write('{"time": 1, "experiment": "main", "trial_id": "t1", "ev')
+    append_event(tmp_path, "main", "t2", "finished", {"seed": 1})
+    trials = read_trials(tmp_path)
+    # the event appended after the torn line is kept, not glued onto it and lost
+    assert trials[("main", "t2")].state == "TERMINATED"
+    # the torn line is reported by file and line
+    assert f"{tmp_path / 'trials.jsonl'}:2: a torn line" in caplog.text
+
+
+def test_a_cut_record_is_reconciled_with_tunes_saved_state(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    for trial_id in ("a", "b", "c", "d"):
+        append_event(tmp_path, "main", trial_id, "created", {"seed": 0})
+        append_event(tmp_path, "main", trial_id, "running", {"seed": 0})
+    append_event(tmp_path, "main", "a", "finished", {"seed": 0})
+    append_event(tmp_path, "main", "b", "finished", {"seed": 0})
+    record = tmp_path / "trials.jsonl"
+    text = record.read_text()
+    cut = text.index('"trial_id": "c"')  # cut in the middle of c's first line
+    record.write_text(text[:cut])
+    _tune_state(tmp_path, {"a": "TERMINATED", "b": "TERMINATED", "c": "TERMINATED",
+                           "d": "RUNNING"})
+    trials = read_trials(tmp_path)
+    # no trial is hidden: the two the cut record lost come from Tune's saved state
+    assert {k[1]: t.state for k, t in trials.items()} == {
+        "a": "TERMINATED", "b": "TERMINATED", "c": "TERMINATED", "d": "RUNNING"}
+    # their folders are the ones Tune named
+    assert trials[("main", "c")].path == str(tmp_path / "tune" / "main" / "trial_c")
+    # the torn line is reported with file:line
+    assert f"{record}:5: a torn line" in caplog.text
+
+
+def test_a_torn_record_is_repaired_whole_and_the_torn_file_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    append_event(tmp_path, "main", "a", "running", {"seed": 0})
+    record = tmp_path / "trials.jsonl"
+    torn = record.read_text() + '{"time": 2, "experim\n'
+    record.write_text(torn)
+    append_event(tmp_path, "main", "b", "created", {"seed": 1})
+    _tune_state(tmp_path, {"a": "TERMINATED", "b": "PENDING"})
+    before = read_trials(tmp_path)
+    # a driver repairs a torn record before adding to it ...
+    assert repair_record(tmp_path)
+    # ... keeping the torn file as it was ...
+    assert (tmp_path / "trials.jsonl.torn").read_text().startswith(torn)
+    caplog.clear()
+    after = read_trials(tmp_path)
+    # ... into a record that reads whole, with the same trials and states
+    assert "torn" not in caplog.text
+    assert {k: t.state for k, t in after.items()} == {k: t.state for k, t in before.items()} == {
+        ("main", "a"): "TERMINATED", ("main", "b"): "PENDING"}
+    # a whole record needs no repair
+    assert not repair_record(tmp_path)
+
+
+def test_group_log_appends_after_a_torn_line(tmp_path: Path) -> None:
+    from mtl_tune.studies._group_log import append_group_events, read_group_events
+
+    path = tmp_path / "seed-groups.jsonl"
+    append_group_events(path, [{"event": "result", "n": 1}])
+    with open(path, "a") as handle:
+        handle.write('{"event": "deci')
+    append_group_events(path, [{"event": "decision", "n": 2}])
+    # the decision logged after a torn line is read back
+    assert [e["n"] for e in read_group_events(path)] == [1, 2]
+
+
+def test_a_resumed_driver_records_trials_tune_restored_as_ended(tmp_path: Path) -> None:
+    from mtl_tune.studies import TrialEvents
+
+    append_event(tmp_path, "main", "a", "running", {"seed": 1})  # its end lost with a cut
+    events = TrialEvents(tmp_path, "main")
+    events.setup()
+    events.on_step_begin(0, [_trial("a", tmp_path, status="TERMINATED")])
+    # the record follows Tune: the trial is finished, so resuming never waits for it again
+    assert read_trials(tmp_path)[("main", "a")].state == "TERMINATED"

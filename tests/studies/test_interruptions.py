@@ -1,0 +1,63 @@
+"""Interruptions a user meets: Ctrl-C then `study resume` trains every trial to its planned end.
+
+The driver runs in a subprocess with its own RAY_TMPDIR (see `launch_and_kill`), so that every
+Ray process it starts is found and stopped by the test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mtl_tune.studies import load_results
+from mtl_tune.studies._results import read_result_rows
+from tests.studies.conftest import NO_SCHEDULER, launch_and_kill, resume_cli, tiny_fixed, write_spec
+
+GRID_TOP = """
+name = "ctrlc"
+trainables = ["it1-baseline", "it7-cosrelu-tuned"]
+search = "grid"
+max_concurrent = 2
+"""
+
+
+def epochs_reported(experiment: Path) -> dict[str, list[dict[str, Any]]]:
+    """Trial folder name -> its reported rows (`result.json`), for each trial of an experiment."""
+    if not experiment.is_dir():
+        return {}
+    return {d.name: read_result_rows(d) for d in experiment.iterdir() if d.is_dir()}
+
+
+def _mid_run(experiment: Path, epochs: int) -> dict[str, list[dict[str, Any]]] | None:
+    """The reported rows once a trial has reported an epoch and none has reported its last."""
+    rows = epochs_reported(experiment)
+    started = any(r for r in rows.values())
+    return rows if started and all(len(r) < epochs for r in rows.values()) else None
+
+
+def test_ctrl_c_then_resume_trains_every_remaining_epoch(
+    tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path
+) -> None:
+    fixed = tiny_fixed(tiny_bert_dir, tiny_data_dir, epochs=3)
+    path = write_spec(tmp_path, GRID_TOP, fixed, NO_SCHEDULER)
+    root = tmp_path / "studies"
+    experiment = root / "ctrlc" / "tune" / "main"
+    before = launch_and_kill(path, tiny_data_dir, root, ray_tmp,
+                             lambda: _mid_run(experiment, 3), interrupt=True)
+    interrupted = [name for name, rows in before.items() if rows]
+    # the Ctrl-C landed while a trial was part-way: it had reported 1 or 2 of its 3 epochs
+    assert interrupted
+
+    resume_cli("ctrlc", root, ray_tmp, tmp_path / "resume.log")
+    after = epochs_reported(experiment)
+    for name, rows in after.items():
+        # every trial trained its 3 planned epochs, once each ...
+        assert [r["training_iteration"] for r in rows] == [1, 2, 3], name
+    for name in interrupted:
+        # ... and an interrupted one continued: the epochs it had reported are kept as they were
+        assert after[name][: len(before[name])] == before[name]
+    results = load_results(root / "ctrlc")
+    # the study's record agrees: two trials, both finished
+    assert sorted(results.groupby("trial_id")["status"].last()) == ["TERMINATED"] * 2
+    # a finished study keeps no optimizer state
+    assert not list(experiment.glob("*/checkpoint_*/optimizer.pt"))
