@@ -1,4 +1,5 @@
-"""The driver's Tune callbacks: the study's trial record, lean checkpoints, a concise live view.
+"""The driver's Tune callbacks: the study's trial record, lean checkpoints, checkpoint retention,
+a concise live view.
 
 The only study module besides `_launch` and `_optuna_mirror` that imports Ray.
 """
@@ -15,6 +16,7 @@ from ray import tune
 
 from mtl_tune.studies._lean import drop_trial_optimizer_state
 from mtl_tune.studies._object_store import local_path, uri_of
+from mtl_tune.studies._retention import prune_trial, read_saved, state_stamp
 from mtl_tune.studies._selection import better
 from mtl_tune.studies._trial_log import append_event, read_trials
 
@@ -111,6 +113,97 @@ class LeanCheckpoints(tune.Callback):
             logger.debug("%s: freed %.0f MB of optimizer state", trial.trial_id, freed / 2**20)
 
 
+class CheckpointRetention(tune.Callback):
+    """Deletes a trial's superseded checkpoints once Tune's saved state on the storage no longer
+    needs them, and an ended trial's down to what `keep` says (`_retention`). Tune itself keeps
+    every checkpoint (`num_to_keep=None`), so no kill instant loses a resume point."""
+
+    def __init__(self, metric: str, mode: str, keep: str, every: float = 1.0) -> None:
+        self.metric, self.mode, self.keep, self.every = metric, mode, keep, every
+        self._fresh_start()
+
+    def setup(
+        self,
+        stop: Any = None,
+        num_samples: int | None = None,
+        total_num_samples: int | None = None,
+        **info: Any,
+    ) -> None:
+        self._fresh_start()
+
+    def _fresh_start(self) -> None:
+        self.watched: dict[str, Any] = {}  # trials that may have checkpoints to delete
+        self.stamp: str | None = None  # the saved state last pruned against
+        self.fresh = True  # an event since the last pass
+        self.checked = float("-inf")
+        self.started = False
+
+    def __getstate__(self) -> dict[str, Any]:  # pickled with the experiment: settings only
+        return {k: self.__dict__[k] for k in ("metric", "mode", "keep", "every")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._fresh_start()
+
+    def _watch(self, trial: Any) -> None:
+        self.watched[trial.trial_id] = trial
+        self.fresh = True
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        if not self.started:  # a resumed experiment: what a killed driver left
+            self.started = True
+            for trial in trials:
+                self._watch(trial)
+
+    def on_checkpoint(
+        self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
+    ) -> None:
+        self._watch(trial)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._watch(trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._watch(trial)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if self.watched and time.monotonic() - self.checked >= self.every:
+            self.prune()
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        for trial in trials:  # Tune saved its state (and waited for it) just before
+            self._watch(trial)
+        self.prune()
+
+    def prune(self) -> None:
+        """One pass over the watched trials against Tune's newest saved state."""
+        self.checked = time.monotonic()
+        if not self.watched:
+            return
+        storage = next(iter(self.watched.values())).storage
+        fs = storage.storage_filesystem
+        try:
+            stamp = state_stamp(fs, storage.experiment_fs_path)
+            if stamp is None or (stamp == self.stamp and not self.fresh):
+                return
+            saved = read_saved(fs, stamp)
+        except OSError as err:  # a store outage costs space, never the study
+            logger.warning("checkpoint retention skipped a pass: %s", err)
+            return
+        if saved is None:
+            return
+        self.stamp, self.fresh = stamp, False
+        for trial_id, trial in list(self.watched.items()):
+            try:
+                settled = prune_trial(fs, trial.storage.trial_fs_path, saved.get(trial_id),
+                                      self.metric, self.mode, self.keep)
+            except OSError as err:
+                logger.warning("%s: superseded checkpoints not deleted: %s", trial_id, err)
+                continue
+            if settled:
+                del self.watched[trial_id]
+
+
 def clock(seconds: float) -> str:
     """1234.5 -> '0:20:34'."""
     return str(timedelta(seconds=round(max(0.0, seconds))))
@@ -179,5 +272,5 @@ class ConciseProgress(tune.Callback):
         logger.info("%s finished: %s", trial.trial_id, self._progress(trials, trial))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        logger.info("%s failed (see %s): %s", trial.trial_id, trial.local_path,
+        logger.info("%s failed (see %s): %s", trial.trial_id, trial.path,
                     self._progress(trials, trial))

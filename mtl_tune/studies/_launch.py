@@ -40,6 +40,7 @@ from mtl_tune.studies._object_store import (
     uri_of,
 )
 from mtl_tune.studies._optuna_mirror import OptunaMirror
+from mtl_tune.studies._retention import repair_saved_state
 from mtl_tune.studies._results import experiment_results, read_result_rows
 from mtl_tune.studies._selection import best_epochs
 from mtl_tune.studies._spec import StudySpec
@@ -146,6 +147,7 @@ def _run_experiment(
     with_data = trainable(spec, data)
     path = uri_of(folder / TUNE_DIR / experiment)  # on a store, Tune reads and writes it there
     if restore and tune.Tuner.can_restore(path):
+        repair_saved_state(path)  # a state file cut by a full disk: its last whole copy
         tuner = tune.Tuner.restore(
             path, trainable=with_data, resume_unfinished=True, resume_errored=True
         )

@@ -18,6 +18,7 @@ from mtl_tune.platform.config import TrainConfig
 SEARCHES = ("optuna", "optuna-mo", "grid", "sequential")
 OPTUNA_SEARCHES = ("optuna", "optuna-mo")  # Optuna suggests each trial's configuration
 MODES = ("max", "min")
+KEEP_CHOICES = ("best", "best+last", "all")  # `keep_checkpoints`
 SCHEDULERS = ("asha", "none")
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
 BUILTIN = (
@@ -81,6 +82,8 @@ class StudySpec:
     seeds: int = 1
     max_concurrent: int = 2
     max_failures: int = 1  # retries of a crashed trial, from its last checkpoint
+    # checkpoints an ended trial keeps: its best (weights only), best and last, or all
+    keep_checkpoints: str = "best"
     optuna_seed: int = 0
     storage: str = ""  # study storage root; "" = --storage / $MTL_TUNE_STORAGE / ~/.mtl-tune
     fixed: Mapping[str, Any] = field(default_factory=dict)  # TrainConfig keys for every trial
@@ -131,6 +134,7 @@ def validate(spec: StudySpec) -> None:
         ("seeds", spec.seeds >= 1, ">= 1"),
         ("max_concurrent", spec.max_concurrent >= 1, ">= 1"),
         ("max_failures", spec.max_failures >= 0, ">= 0"),
+        ("keep_checkpoints", spec.keep_checkpoints in KEEP_CHOICES, f"one of {KEEP_CHOICES}"),
         ("scheduler.grace_period", spec.scheduler.grace_period >= 1, ">= 1"),
         ("scheduler.reduction_factor", spec.scheduler.reduction_factor >= 2, ">= 2"),
         ("scheduler.max_t", spec.scheduler.max_t >= 0, ">= 0 (0: the trials' epochs)"),

@@ -110,6 +110,7 @@ def parse_spec(raw: Mapping[str, Any], source: str, overrides: Mapping[str, Any]
         seeds=_typed(raw, "seeds", int, source, default=1),
         max_concurrent=_typed(raw, "max_concurrent", int, source, default=2),
         max_failures=_typed(raw, "max_failures", int, source, default=1),
+        keep_checkpoints=_typed(raw, "keep_checkpoints", str, source, default="best"),
         optuna_seed=_typed(raw, "optuna_seed", int, source, default=0),
         storage=_typed(raw, "storage", str, source, default=""),
         fixed=fixed,

@@ -87,8 +87,9 @@ def read_trials(folder: Path) -> dict[tuple[str, str], TrialRecord]:
     """(experiment, trial id) -> the trial as its last event left it, in order of creation.
 
     A torn line (a driver killed while writing it, a record cut or overwritten) is skipped and
-    reported with file:line, and the record is then reconciled with Ray Tune's last saved state of each experiment: a trial missing from it, or
-    left behind at an earlier state, is listed as Tune saved it, so that no trial is hidden.
+    reported with file:line, and the record is then reconciled with Ray Tune's last saved state
+    of each experiment: a trial missing from it, or left behind at an earlier state, is listed
+    as Tune saved it, so that no trial is hidden.
     """
     path = Path(folder) / EVENTS_FILE
     events, torn = parse_json_lines(path)

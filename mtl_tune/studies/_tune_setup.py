@@ -11,7 +11,12 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from mtl_tune.platform.bundle import DataBundle
 from mtl_tune.platform.presets import resolve_config
-from mtl_tune.studies._callbacks import ConciseProgress, LeanCheckpoints, TrialEvents
+from mtl_tune.studies._callbacks import (
+    CheckpointRetention,
+    ConciseProgress,
+    LeanCheckpoints,
+    TrialEvents,
+)
 from mtl_tune.studies._group_ledger import asha_rungs
 from mtl_tune.studies._group_log import group_log_path
 from mtl_tune.studies._group_scheduler import SeedGroupScheduler
@@ -126,16 +131,19 @@ def run_config(
     spec: StudySpec, folder: Path, experiment: str, optuna_url: str, verbose: int
 ) -> tune.RunConfig:
     mirror = OptunaMirror.for_spec(spec, optuna_url, experiment)
-    callbacks: list[Any] = [mirror, TrialEvents(folder, experiment), LeanCheckpoints()]
+    callbacks: list[Any] = [mirror, TrialEvents(folder, experiment), LeanCheckpoints(),
+                            CheckpointRetention(spec.metric, spec.mode, spec.keep_checkpoints)]
     if verbose <= 1:
         callbacks.append(ConciseProgress(spec.metric, spec.mode))
     return tune.RunConfig(
         name=experiment,
         storage_path=uri_of(folder / TUNE_DIR),  # on an object store: Tune writes there
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-        # the best checkpoint by the study's metric; Ray also keeps the latest
+        # Tune keeps every checkpoint: CheckpointRetention deletes the superseded ones once
+        # Tune's saved state no longer names them (Tune's own deletion comes before that save)
         checkpoint_config=tune.CheckpointConfig(
-            num_to_keep=1, checkpoint_score_attribute=spec.metric, checkpoint_score_order=spec.mode
+            num_to_keep=None, checkpoint_score_attribute=spec.metric,
+            checkpoint_score_order=spec.mode,
         ),
         callbacks=callbacks,
         stop=PatienceStopper(),

@@ -186,6 +186,60 @@ def kill_driver(driver: subprocess.Popen) -> None:
         driver.wait(30)
 
 
+def _start_driver(
+    path: Path, data_dir: Path, root: Path | str, ray_tmp: Path, extra: tuple[str, ...],
+    env_extra: dict[str, str] | None = None,
+) -> subprocess.Popen:
+    """`study launch` of the spec at `path` in a subprocess of its own session and RAY_TMPDIR,
+    its output in launch.log beside the spec."""
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), **(env_extra or {})}
+    env.pop("RAY_ADDRESS", None)
+    args = ["study", "launch", str(path), "--data-dir", str(data_dir), "--storage", str(root),
+            "--address", "local", *extra]
+    with open(path.parent / "launch.log", "wb") as log:
+        return subprocess.Popen(
+            CLI + args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def _check_all_gone(started: list[psutil.Process], ray_tmp: Path) -> None:
+    # the killed driver's reaper stopped its Ray, then itself: no process of it is left
+    assert not wait_gone(started, timeout=20), [p.name() for p in started if p.is_running()]
+    assert not wait_gone(ray_processes(ray_tmp), timeout=20)
+
+
+def launch_and_kill_at_deletion(
+    path: Path, data_dir: Path, root: Path | str, ray_tmp: Path,
+    listing: Callable[[], set[str]], timeout: float = 300, extra: tuple[str, ...] = (),
+) -> str:
+    """Launches the study in a driver subprocess that saves Tune's state every 0.5 s, polls
+    `listing()` (the checkpoint folders on the storage) as fast as it returns, and SIGKILLs the
+    driver's process group the instant a folder it listed before is gone; returns that folder."""
+    driver = _start_driver(path, data_dir, root, ray_tmp, extra,
+                           {"TUNE_GLOBAL_CHECKPOINT_S": "0.5"})
+    seen: set[str] = set()
+    started: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            current = listing()
+            gone = seen - current
+            if gone:
+                os.killpg(driver.pid, signal.SIGKILL)
+                break
+            seen |= current
+            if not started and seen:
+                started = psutil.Process(driver.pid).children(recursive=True)
+            # the driver is still running (the study did not end before a deletion)
+            assert driver.poll() is None, "the driver ended before any checkpoint was deleted"
+            assert time.monotonic() < deadline, f"no checkpoint deleted within {timeout} s"
+        started += ray_processes(ray_tmp)
+    finally:
+        kill_driver(driver)
+    _check_all_gone(started, ray_tmp)
+    return sorted(gone)[0]
+
+
 def launch_and_kill(
     path: Path, data_dir: Path, root: Path | str, ray_tmp: Path, until: Callable[[], Any],
     timeout: float = 300, extra: tuple[str, ...] = (), interrupt: bool = False,
@@ -194,14 +248,7 @@ def launch_and_kill(
     it returns something, kills the driver's process group with SIGKILL (`interrupt`: sends the
     driver a SIGINT, a Ctrl-C, and waits for it to exit 130) and checks that no process of it is
     left; returns what `until()` returned."""
-    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
-    env.pop("RAY_ADDRESS", None)
-    args = ["study", "launch", str(path), "--data-dir", str(data_dir), "--storage", str(root),
-            "--address", "local", *extra]
-    with open(path.parent / "launch.log", "wb") as log:
-        driver = subprocess.Popen(
-            CLI + args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    driver = _start_driver(path, data_dir, root, ray_tmp, extra)
     try:
         deadline, seen = time.monotonic() + timeout, None
         while seen is None:
@@ -226,9 +273,7 @@ def launch_and_kill(
         kill_driver(driver)
     finally:
         kill_driver(driver)
-    # the killed driver's reaper stopped its Ray, then itself: no process of it is left
-    assert not wait_gone(started, timeout=20), [p.name() for p in started if p.is_running()]
-    assert not wait_gone(ray_processes(ray_tmp), timeout=20)
+    _check_all_gone(started, ray_tmp)
     return seen
 
 

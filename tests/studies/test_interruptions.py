@@ -7,12 +7,26 @@ Ray process it starts is found and stopped by the test.
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mtl_tune.studies import load_results
+import pytest
+
+from mtl_tune.studies import existing_study, load_results, storage_root
 from mtl_tune.studies._results import read_result_rows
-from tests.studies.conftest import NO_SCHEDULER, launch_and_kill, resume_cli, tiny_fixed, write_spec
+from tests.conftest import LABELED
+from tests.helpers import write_subset
+from tests.studies.conftest import (
+    NO_SCHEDULER,
+    launch_and_kill,
+    launch_and_kill_at_deletion,
+    resume_cli,
+    stored_objects,
+    tiny_fixed,
+    write_spec,
+)
 
 GRID_TOP = """
 name = "ctrlc"
@@ -85,3 +99,60 @@ def test_ctrl_c_then_resume_trains_every_remaining_epoch(
     assert sorted(results.groupby("trial_id")["epoch"].apply(list)) == [[1, 2, 3]] * 2
     # a finished study keeps no optimizer state
     assert not list(experiment.glob("*/checkpoint_*/optimizer.pt"))
+
+
+WINDOW_TOP = GRID_TOP.replace('name = "ctrlc"', 'name = "window"')
+
+
+def _local_checkpoints(experiment: Path) -> Callable[[], set[str]]:
+    def listing() -> set[str]:
+        try:
+            return {f"{trial.name}/{c.name}" for trial in os.scandir(experiment) if trial.is_dir()
+                    for c in os.scandir(trial.path) if c.name.startswith("checkpoint_")}
+        except FileNotFoundError:  # not made yet, or a folder deleted while listed
+            return set()
+    return listing
+
+
+def _stored_checkpoints(study: str) -> Callable[[], set[str]]:
+    def listing() -> set[str]:
+        return {p.rsplit("/", 1)[0] for p in stored_objects(study) if "/checkpoint_" in p}
+    return listing
+
+
+@pytest.mark.parametrize("storage", ["local", "s3"])
+def test_a_kill_the_instant_a_checkpoint_is_deleted_loses_no_trial(
+    storage: str, request: pytest.FixtureRequest, tmp_path: Path, tiny_bert_dir: Path,
+    ray_tmp: Path,
+) -> None:
+    """Ray Tune deleted a superseded checkpoint before saving the state that names its
+    successor: a kill in between left a trial that cannot resume. Now the driver deletes only
+    what Tune's saved state on the storage no longer needs, so no kill instant loses one."""
+    data = write_subset(LABELED, tmp_path / "data", rows=160)
+    fixed = tiny_fixed(tiny_bert_dir, data, epochs=4)
+    path = write_spec(tmp_path, WINDOW_TOP, fixed, NO_SCHEDULER)
+    extra: tuple[str, ...] = ()
+    if storage == "s3":
+        root: str | Path = request.getfixturevalue("s3_bucket")
+        listing = _stored_checkpoints(f"{root}/window")
+        extra = ("--optuna-storage", str(tmp_path / "optuna.journal"))
+    else:
+        root = tmp_path / "studies"
+        listing = _local_checkpoints(root / "window" / "tune" / "main")
+    gone = launch_and_kill_at_deletion(path, data, root, ray_tmp, listing, extra=extra)
+    folder = existing_study(storage_root(str(root)), "window")
+    killed = load_results(folder)
+    # the kill came mid-study: a trial had not trained its 4 epochs
+    assert killed.groupby("trial_id")["epoch"].max().min() < 4, (gone, killed)
+
+    resume_cli("window", root, ray_tmp, tmp_path / "resume.log")
+    folder = existing_study(storage_root(str(root)), "window")
+    results = load_results(folder)
+    # every trial resumed and trained its 4 epochs
+    assert sorted(results.groupby("trial_id")["status"].last()) == ["TERMINATED"] * 2
+    assert sorted(results.groupby("trial_id")["epoch"].apply(list)) == [[1, 2, 3, 4]] * 2
+    kept = sorted(listing())
+    best = results.loc[results.groupby("trial_id")["overall"].idxmax()]
+    # each finished trial keeps exactly its best epoch's checkpoint
+    assert len(kept) == 2 and {Path(c).name for c in best["checkpoint"]} == {
+        k.rsplit("/", 1)[1] for k in kept}

@@ -109,6 +109,13 @@ def test_builtin_paper_search_stages() -> None:
 
 # (top-level keys, [fixed] additions, other tables, message regex with {file} for the path)
 BAD_SPECS: dict[str, tuple[str, dict[str, Any], str, str]] = {
+    "unknown keep_checkpoints": (
+        GOOD_TOP + '\nkeep_checkpoints = "some"',
+        {},
+        "",
+        r"`keep_checkpoints` must be one of \('best', 'best\+last', 'all'\) in {file}, but got "
+        r"'some'",
+    ),
     "unknown top-level key": (
         GOOD_TOP + '\nnme = "x"',
         {},

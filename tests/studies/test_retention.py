@@ -1,0 +1,126 @@
+"""Checkpoint retention owned by the driver: what may be deleted against Tune's saved state, and
+the last whole saved state put back when the newest was cut."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pyarrow.fs
+import pytest
+
+from mtl_tune.studies._retention import (
+    GOOD_STATE,
+    SavedTrial,
+    parse_state,
+    prune_trial,
+    read_saved,
+    repair_saved_state,
+    state_stamp,
+    to_delete,
+)
+
+NAMES = [f"checkpoint_{i:06d}" for i in range(5)]
+SCORES = dict(zip(NAMES, [0.3, 0.5, 0.4, 0.5, 0.2], strict=True))  # best: 000001 (the earliest)
+
+
+@pytest.mark.parametrize(
+    ("saved", "keep", "gone"),
+    [
+        # not in Tune's saved state yet: nothing goes
+        (None, "best", []),
+        # running, saved at 000003: the best and everything from the resume point on stay
+        (SavedTrial("RUNNING", NAMES[3]), "best", [NAMES[0], NAMES[2]]),
+        # paused or errored trials may resume too
+        (SavedTrial("PAUSED", NAMES[2]), "best", [NAMES[0]]),
+        (SavedTrial("ERROR", NAMES[4]), "best", [NAMES[0], NAMES[2], NAMES[3]]),
+        # saved before its first checkpoint was registered: all stay
+        (SavedTrial("RUNNING", None), "best", []),
+        # ended: its best only, its best and its last, or every one
+        (SavedTrial("TERMINATED", NAMES[4]), "best", [NAMES[0], NAMES[2], NAMES[3], NAMES[4]]),
+        (SavedTrial("TERMINATED", NAMES[4]), "best+last", [NAMES[0], NAMES[2], NAMES[3]]),
+        (SavedTrial("TERMINATED", NAMES[4]), "all", []),
+    ],
+)
+def test_what_may_go(saved: SavedTrial | None, keep: str, gone: list[str]) -> None:
+    # the checkpoints deleted are exactly those no restore and no report can need
+    assert to_delete(NAMES, SCORES, "max", saved, keep)[0] == gone
+
+
+def test_an_ended_trial_is_settled_only_once_its_results_are_in() -> None:
+    ended = SavedTrial("TERMINATED", NAMES[4])
+    # its last results not read yet (an object store's result.json lags): the unscored ones
+    # stay, any of them may be best, and the trial is not settled
+    gone, settled = to_delete(NAMES, {k: SCORES[k] for k in NAMES[:3]}, "max", ended, "best")
+    assert gone == [NAMES[0], NAMES[2]] and not settled
+    # with every result in, it is settled
+    assert to_delete(NAMES, SCORES, "max", ended, "best")[1]
+    # a live trial is never settled: a newer saved state lets more go
+    assert not to_delete(NAMES, SCORES, "max", SavedTrial("RUNNING", NAMES[4]), "best")[1]
+
+
+def test_min_mode_and_orphans() -> None:
+    scores = {NAMES[0]: 0.3, NAMES[2]: 0.1, NAMES[3]: 0.4}  # 000001: no result (an orphan)
+    gone, _ = to_delete(NAMES[:4], scores, "min", SavedTrial("TERMINATED", NAMES[3]), "best")
+    # under "min" the lowest score is best; an orphan older than a scored one goes
+    assert gone == [NAMES[0], NAMES[1], NAMES[3]]
+
+
+def test_bad_keep_is_refused() -> None:
+    # the rule and the value
+    with pytest.raises(ValueError, match=r"one of \('best', 'best\+last', 'all'\), but got 'some'"):
+        to_delete(NAMES, SCORES, "max", None, "some")
+
+
+def _state(trials: dict[str, tuple[str, str | None]]) -> str:
+    data = [[json.dumps({"trial_id": t, "status": s}),
+             json.dumps({"last_result": {"checkpoint_dir_name": c} if c else {}})]
+            for t, (s, c) in trials.items()]
+    return json.dumps({"trial_data": data})
+
+
+def _trial(folder: Path, scores: dict[str, float]) -> Path:
+    for name in scores:
+        (folder / name).mkdir(parents=True)
+        (folder / name / "model.safetensors").write_bytes(b"w" * 10)
+    rows = [json.dumps({"checkpoint_dir_name": n, "overall": v}) for n, v in scores.items()]
+    (folder / "result.json").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_prune_against_the_saved_state_on_disk(tmp_path: Path) -> None:
+    fs = pyarrow.fs.LocalFileSystem()
+    experiment = tmp_path / "main"
+    trial = _trial(experiment / "t1", dict(list(SCORES.items())[:4]))
+    (experiment / "experiment_state-2026-01-01_00-00-00.json").write_text(
+        _state({"t1": ("RUNNING", NAMES[3])}))
+    stamp = state_stamp(fs, str(experiment))
+    assert stamp is not None
+    saved = read_saved(fs, stamp)
+    assert saved == {"t1": SavedTrial("RUNNING", NAMES[3])}
+    # the state read whole is copied beside it
+    assert (experiment / GOOD_STATE).read_text() == _state({"t1": ("RUNNING", NAMES[3])})
+    settled = prune_trial(fs, str(trial), saved["t1"], "overall", "max", "best")
+    # the superseded checkpoints are gone; the best and the resume point stay
+    assert sorted(p.name for p in trial.glob("checkpoint_*")) == [NAMES[1], NAMES[3]]
+    assert not settled
+
+
+def test_a_cut_saved_state_is_replaced_by_its_last_whole_copy(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    experiment = tmp_path / "main"
+    experiment.mkdir()
+    whole = _state({"t1": ("RUNNING", NAMES[1])})
+    (experiment / GOOD_STATE).write_text(whole)
+    newest = experiment / "experiment_state-2026-01-02_00-00-00.json"
+    newest.write_text(whole[: len(whole) // 2])  # a full disk cut it
+    with caplog.at_level(logging.WARNING):
+        # before a restore, the cut file is put aside and the last whole copy takes its place
+        assert repair_saved_state(str(experiment)) == newest.name
+    assert parse_state(newest.read_text()) == {"t1": SavedTrial("RUNNING", NAMES[1])}
+    assert (experiment / (newest.name + ".torn")).read_text() == whole[: len(whole) // 2]
+    assert "was not readable" in caplog.text
+    # a whole state needs nothing
+    assert repair_saved_state(str(experiment)) is None
