@@ -40,8 +40,8 @@ from mtl_tune.studies._object_store import (
     uri_of,
 )
 from mtl_tune.studies._optuna_mirror import OptunaMirror
-from mtl_tune.studies._retention import repair_saved_state
 from mtl_tune.studies._results import experiment_results, read_result_rows
+from mtl_tune.studies._retention import repair_saved_state
 from mtl_tune.studies._selection import best_epochs
 from mtl_tune.studies._spec import StudySpec
 from mtl_tune.studies._spec_file import parse_spec
