@@ -93,6 +93,13 @@ class SeedGroupScheduler(TrialScheduler):
         self.ledger.add_member(trial.trial_id, str(group))
         if trial.status in (Trial.TERMINATED, Trial.ERROR):  # restored, already ended
             self.ledger.ended.add(trial.trial_id)
+        elif trial.status == Trial.PENDING and (
+            self.ledger.waits(trial.trial_id) or self.ledger.stopped(str(group))
+        ):
+            # Tune restores a paused seed as PENDING and starts every pending trial, so it
+            # would train past its rung: it is added as PAUSED again, and waits (or is stopped
+            # by `choose_trial_to_run` when its group's logged decision says so)
+            trial.set_status(Trial.PAUSED)
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
         group = trial.config.get(SEED_GROUP_KEY)

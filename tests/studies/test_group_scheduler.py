@@ -29,6 +29,9 @@ class FakeTrial:
     config: dict[str, Any]
     status: str = Trial.RUNNING
 
+    def set_status(self, status: str) -> None:
+        self.status = status
+
 
 @dataclass
 class FakeRunner:
@@ -74,6 +77,14 @@ class FakeRunner:
             return None
         trial.status = Trial.RUNNING
         return trial.trial_id
+
+    def start_pending(self) -> list[str]:
+        """Starts every PENDING trial, as Tune's controller does after the scheduler's choice
+        (resources permitting); returns their ids."""
+        started = [t for t in self.trials if t.status == Trial.PENDING]
+        for trial in started:
+            trial.status = Trial.RUNNING
+        return [t.trial_id for t in started]
 
     def trial(self, trial_id: str) -> FakeTrial:
         return next(t for t in self.trials if t.trial_id == trial_id)
@@ -200,6 +211,9 @@ def test_a_resumed_driver_keeps_the_waiting_seed_and_the_rung_record(tmp_path: P
     restored = FakeRunner(_scheduler(log))
     for name in ("a0", "a1", "b0", "b1", "c0", "c1"):
         restored.add(name, name[0], status=Trial.PENDING)
+    # b0, which waited at its rung, is re-added as paused: Tune, which starts every pending
+    # trial after the scheduler's choice, passes it by (it trained on past its rung before)
+    assert restored.trial("b0").status == Trial.PAUSED
     # b0 still waits at its rung: the first trial to run is its sibling, which completes it
     assert restored.run_next() == "b1"
     # B is judged against A's mean recorded by the first driver: 0.45 < 0.55, stopped
@@ -207,6 +221,25 @@ def test_a_resumed_driver_keeps_the_waiting_seed_and_the_rung_record(tmp_path: P
     assert restored.run_next() == "a0"  # b0 is stopped on the way, never run
     assert restored.trial("b0").status == Trial.TERMINATED
     assert _decisions(log)[-1] == ("b", 1, "stop", 0.45)
+
+
+def test_a_seed_of_a_group_stopped_before_the_kill_never_trains_again(tmp_path: Path) -> None:
+    log = tmp_path / "groups.jsonl"
+    runner = FakeRunner(_scheduler(log))
+    _three_groups(runner)
+    runner.report("a0", 1, 0.6), runner.report("a1", 1, 0.5)
+    runner.report("b0", 1, 0.4)  # waits ...
+    runner.report("b1", 1, 0.5)  # ... and its group is stopped; the driver dies before Tune
+    # stops b0
+    restored = FakeRunner(_scheduler(log))
+    for name in ("a0", "a1", "b0", "c0", "c1"):
+        restored.add(name, name[0], status=Trial.PENDING)
+    restored.add("b1", "b", status=Trial.TERMINATED)
+    # Tune starts every pending trial: not b0, whose group's logged decision stopped it
+    assert "b0" not in restored.start_pending()
+    restored.run_next()
+    # the scheduler stops it without running it
+    assert restored.trial("b0").status == Trial.TERMINATED
 
 
 class _ListSearcher(Searcher):
