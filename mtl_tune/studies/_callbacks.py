@@ -16,6 +16,7 @@ from ray import tune
 
 from mtl_tune.studies._lean import drop_trial_optimizer_state
 from mtl_tune.studies._object_store import local_path, uri_of
+from mtl_tune.studies._relocation import here
 from mtl_tune.studies._retention import prune_trial, read_saved, state_stamp
 from mtl_tune.studies._selection import better
 from mtl_tune.studies._trial_log import append_event, read_trials
@@ -34,7 +35,7 @@ class TrialEvents(tune.Callback):
 
     @property
     def folder(self) -> Path:
-        return local_path(self.study)
+        return here(local_path(self.study))
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         if "folder" in state:  # pickled by a version that kept the folder itself

@@ -27,6 +27,7 @@ from mtl_tune.studies._group_ledger import GroupLedger
 from mtl_tune.studies._group_log import append_group_events, read_group_events
 from mtl_tune.studies._group_scores import EPOCH
 from mtl_tune.studies._object_store import local_path, uri_of
+from mtl_tune.studies._relocation import here
 
 progress = logging.getLogger("mtl_tune.progress")  # the launch's concise progress lines
 
@@ -58,7 +59,7 @@ class SeedGroupScheduler(TrialScheduler):
     def ledger(self) -> GroupLedger:
         if self._ledger is None:
             self._ledger = GroupLedger.replayed(
-                read_group_events(local_path(self.log)), self.seeds, self._mode, self.rungs,
+                read_group_events(here(local_path(self.log))), self.seeds, self._mode, self.rungs,
                 self.reduction_factor,
             )
         return self._ledger
@@ -67,7 +68,7 @@ class SeedGroupScheduler(TrialScheduler):
         return metric in (None, self._metric) and mode in (None, self._mode)
 
     def _log(self, events: list[dict[str, Any]]) -> None:
-        append_group_events(local_path(self.log), events)
+        append_group_events(here(local_path(self.log)), events)
         for event in events:
             if event["event"] == "wait":
                 progress.info("%s paused at epoch %d: waits for the other seeds of group %s",

@@ -49,6 +49,7 @@ from mtl_tune.studies._storage import (
     EVENTS_FILE,
     SPEC_FILE,
     TUNE_DIR,
+    adopt_folder,
     check_private,
     default_optuna_url,
     existing_study,
@@ -348,6 +349,7 @@ def _launch_in(
                 "resources": {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
                 "seeds": spec.seeds,
                 "optuna_storage": optuna_storage or default_optuna_url(folder),
+                **({} if is_staged(folder) else {"folder": str(folder.resolve())}),
                 "data_dir": base_config(spec).data_dir,
                 "started_at": time.time(),
                 "address": address or os.environ.get("RAY_ADDRESS", ""),
@@ -402,6 +404,7 @@ def _resume_in(folder: Path, address: str | None, verbose: int) -> StudyOutcome:
     spec = load_study_spec(folder)
     connect(address)
     with DriverLock(folder, spec.name):
+        adopt_folder(folder)  # a copied or moved study writes here, never to its original
         repair_record(folder)  # a torn record: rewritten whole before Tune adds to it
         return _run_locked(spec, folder, verbose, restore=True)
 

@@ -39,6 +39,7 @@ from ray import tune
 from mtl_tune.platform.presets import SEED_GROUP_KEY
 from mtl_tune.studies._group_scores import best_epoch, by_epoch, epoch_means
 from mtl_tune.studies._optuna_storage import open_storage
+from mtl_tune.studies._relocation import here_url
 from mtl_tune.studies._results import read_result_rows
 from mtl_tune.studies._spec import Objective, StudySpec
 
@@ -113,7 +114,7 @@ class OptunaMirror(tune.Callback):
             for o in self.objectives
         ]
         if self._storage is None:
-            self._storage = open_storage(self.storage_url)
+            self._storage = open_storage(here_url(self.storage_url))
         study = optuna.create_study(
             study_name=self.study_name,
             storage=self._storage,

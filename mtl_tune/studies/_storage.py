@@ -37,6 +37,7 @@ from mtl_tune.studies._object_store import (
     stored_folders,
     uri_of,
 )
+from mtl_tune.studies._relocation import moved_url, recorded_folder, register_move
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,30 @@ def study_names(root: Path) -> list[str]:
 
 
 def read_meta(folder: Path) -> dict[str, Any]:
-    return json.loads((folder / META_FILE).read_text())
+    """The study's metadata; for a study copied or moved here, its Optuna URL is the copy's."""
+    meta: dict[str, Any] = json.loads((folder / META_FILE).read_text())
+    old = recorded_folder(meta, OPTUNA_FILE)
+    here = Path(folder).resolve()
+    if old is not None and old != here and not is_staged(folder):
+        meta["optuna_storage"] = moved_url(str(meta.get("optuna_storage", "")), old, here)
+        meta["folder"] = str(here)
+    return meta
+
+
+def adopt_folder(folder: Path) -> Path | None:
+    """For a driver resuming a study copied or moved to `folder` (under its lock): records the
+    study's new place in its metadata and has the paths Ray Tune pickled with the experiment
+    mapped here (`_relocation`). Returns the folder it came from, or None if it did not move."""
+    if is_staged(folder):
+        return None
+    raw = json.loads((folder / META_FILE).read_text())
+    old, here = recorded_folder(raw, OPTUNA_FILE), Path(folder).resolve()
+    if old is None or old == here:
+        return None
+    register_move(old, here)
+    write_meta(folder, read_meta(folder))
+    logger.info("study %s was moved or copied from %s: resumed in place", folder.name, old)
+    return old
 
 
 def write_meta(folder: Path, meta: dict[str, Any]) -> None:

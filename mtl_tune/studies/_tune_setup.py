@@ -8,6 +8,7 @@ from typing import Any
 
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import ConcurrencyLimiter
 
 from mtl_tune.platform.bundle import DataBundle
 from mtl_tune.platform.presets import resolve_config
@@ -22,6 +23,7 @@ from mtl_tune.studies._group_log import group_log_path
 from mtl_tune.studies._group_scheduler import SeedGroupScheduler
 from mtl_tune.studies._object_store import uri_of
 from mtl_tune.studies._optuna_mirror import OptunaMirror
+from mtl_tune.studies._relocated_search import RelocatedGrid, RelocatedSearch
 from mtl_tune.studies._searcher import BestEpochSearch
 from mtl_tune.studies._seed_group_search import SeedGroupSearch
 from mtl_tune.studies._spec import OPTUNA_SEARCHES, StudySpec
@@ -107,7 +109,8 @@ def tune_config(spec: StudySpec, folder: Path) -> tune.TuneConfig:
         import optuna
 
         # in-memory Optuna storage: Tune checkpoints it with the experiment (see _optuna_mirror);
-        # max_concurrent_trials below wraps the searcher in a ConcurrencyLimiter. TPE handles
+        # a ConcurrencyLimiter caps the trials live at once (as max_concurrent_trials would:
+        # Tune ignores that for a search algorithm given whole, as ours are). TPE handles
         # several objectives too, and starts sampling after 10 trials rather than NSGA-II's 50.
         sampler = optuna.samplers.TPESampler(seed=spec.optuna_seed)
         objectives = (
@@ -117,13 +120,15 @@ def tune_config(spec: StudySpec, folder: Path) -> tune.TuneConfig:
         search_alg = BestEpochSearch(spec.metric, spec.mode, sampler=sampler, **objectives)
         if spec.seed_groups:
             search_alg = SeedGroupSearch(search_alg, _seeds(spec), spec.metric, spec.mode)
+        search_alg = RelocatedSearch(ConcurrencyLimiter(search_alg, spec.max_concurrent))
+    else:
+        search_alg = RelocatedGrid(max_concurrent=spec.max_concurrent)
     return tune.TuneConfig(
         metric=None if several else spec.metric,
         mode=None if several else spec.mode,
         search_alg=search_alg,
         scheduler=scheduler,
         num_samples=spec.num_samples * (spec.seeds if spec.seed_groups else 1),
-        max_concurrent_trials=spec.max_concurrent,
     )
 
 

@@ -156,3 +156,64 @@ def test_a_kill_the_instant_a_checkpoint_is_deleted_loses_no_trial(
     # each finished trial keeps exactly its best epoch's checkpoint
     assert len(kept) == 2 and {Path(c).name for c in best["checkpoint"]} == {
         k.rsplit("/", 1)[1] for k in kept}
+
+
+COPY_TOP = """
+name = "copied"
+trainables = ["it7-cosrelu-tuned"]
+search = "optuna"
+num_samples = 2
+seeds = 2
+max_concurrent = 2
+optuna_seed = 1
+"""
+
+
+def _fingerprint(folder: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file under `folder`."""
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _some_finished(folder: Path) -> dict[str, str] | None:
+    """The record's last event by trial once a trial finished and another has not."""
+    record = folder / "trials.jsonl"
+    if not record.is_file():
+        return None
+    events = [json.loads(line) for line in record.read_text().splitlines() if line.strip()]
+    last = {e["trial_id"]: e["event"] for e in events}
+    ended = [t for t, e in last.items() if e in ("finished", "stopped")]
+    return last if ended and len(ended) < len(last) else None
+
+
+def test_a_copied_study_resumes_in_place_and_leaves_its_original_untouched(
+    tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path
+) -> None:
+    import shutil
+
+    from tests.studies.conftest import ASHA, TPE_SPACE
+
+    fixed = tiny_fixed(tiny_bert_dir, tiny_data_dir, epochs=2)
+    path = write_spec(tmp_path, COPY_TOP, fixed, TPE_SPACE + ASHA)
+    root, elsewhere = tmp_path / "studies", tmp_path / "elsewhere"
+    launch_and_kill(path, tiny_data_dir, root, ray_tmp, lambda: _some_finished(root / "copied"))
+    shutil.copytree(root / "copied", elsewhere / "copied", symlinks=True)  # cp -a
+    original = _fingerprint(root / "copied")
+
+    resume_cli("copied", elsewhere, ray_tmp, tmp_path / "resume.log")
+    # the original was not written to: the same files, byte for byte
+    assert _fingerprint(root / "copied") == original
+    results = load_results(elsewhere / "copied")
+    # the copy finished every trial: 2 configurations x 2 seeds
+    assert sorted(results.groupby("trial_id")["status"].last()) == ["TERMINATED"] * 4
+    meta = json.loads((elsewhere / "copied" / "study.json").read_text())
+    # its metadata names its own folder and its own Optuna file
+    assert meta["folder"] == str((elsewhere / "copied").resolve())
+    assert meta["optuna_storage"] == f"sqlite:///{(elsewhere / 'copied').resolve()}/optuna.db"
+    import optuna
+
+    study = optuna.load_study(study_name="copied", storage=meta["optuna_storage"])
+    # the copy's Optuna record holds one trial per seed group, both groups
+    assert len(study.trials) == 2
