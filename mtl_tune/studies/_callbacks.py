@@ -1,4 +1,4 @@
-"""The driver's Tune callbacks: the study's trial record, lean checkpoints, checkpoint retention,
+"""The driver's Tune callbacks: the study's trial record, checkpoint retention, fresh trial logs,
 a concise live view.
 
 The only study module besides `_launch` and `_optuna_mirror` that imports Ray.
@@ -17,7 +17,8 @@ from ray import tune
 from mtl_tune.studies._lean import drop_trial_optimizer_state
 from mtl_tune.studies._object_store import local_path, uri_of
 from mtl_tune.studies._relocation import here
-from mtl_tune.studies._retention import prune_trial, read_saved, state_stamp
+from mtl_tune.studies._retention import prune_trial
+from mtl_tune.studies._saved_state import snapshot, state_stamp
 from mtl_tune.studies._selection import better
 from mtl_tune.studies._trial_log import append_event, read_trials
 
@@ -82,13 +83,12 @@ class TrialEvents(tune.Callback):
         known = {trial.trial_id: trial for trial in trials}
         ended = {"TERMINATED": "finished", "ERROR": "errored"}
         for (experiment, trial_id), record in read_trials(self.folder).items():
-            if experiment != self.experiment or record.state not in ("PENDING", "RUNNING",
-                                                                    "PAUSED"):
+            if experiment != self.experiment or record.state == "TERMINATED":
                 continue
             trial = known.get(trial_id)
-            if trial is None:
+            if trial is None:  # an errored one too: Tune resumed from a state before it
                 append_event(self.folder, experiment, trial_id, "discarded", record.config)
-            elif trial.status in ended:
+            elif record.state != "ERROR" and trial.status in ended:
                 self._log(trial, ended[trial.status])
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -105,19 +105,12 @@ class TrialEvents(tune.Callback):
         self._log(trial, "errored", str(Path(trial.path) / name) if name else None)
 
 
-class LeanCheckpoints(tune.Callback):
-    """Drops a trial's optimizer state when it completes or a scheduler stops it (`_lean`)."""
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        freed = drop_trial_optimizer_state(trial.path, trial.storage.storage_filesystem)
-        if freed:
-            logger.debug("%s: freed %.0f MB of optimizer state", trial.trial_id, freed / 2**20)
-
-
 class CheckpointRetention(tune.Callback):
     """Deletes a trial's superseded checkpoints once Tune's saved state on the storage no longer
-    needs them, and an ended trial's down to what `keep` says (`_retention`). Tune itself keeps
-    every checkpoint (`num_to_keep=None`), so no kill instant loses a resume point."""
+    needs them, and an ended trial's down to what `keep` says, weights only (`_retention`,
+    `_lean`). Tune itself keeps every checkpoint (`num_to_keep=None`), so no kill instant loses
+    a resume point: a trial that ended but that the saved state still has running resumes from
+    a checkpoint with its optimizer state."""
 
     def __init__(self, metric: str, mode: str, keep: str, every: float = 1.0) -> None:
         self.metric, self.mode, self.keep, self.every = metric, mode, keep, every
@@ -187,7 +180,7 @@ class CheckpointRetention(tune.Callback):
             stamp = state_stamp(fs, storage.experiment_fs_path)
             if stamp is None or (stamp == self.stamp and not self.fresh):
                 return
-            saved = read_saved(fs, stamp)
+            saved = snapshot(fs, storage.experiment_fs_path)
         except OSError as err:  # a store outage costs space, never the study
             logger.warning("checkpoint retention skipped a pass: %s", err)
             return
@@ -201,8 +194,42 @@ class CheckpointRetention(tune.Callback):
             except OSError as err:
                 logger.warning("%s: superseded checkpoints not deleted: %s", trial_id, err)
                 continue
-            if settled:
+            if settled:  # ended in the saved state: never resumed, so weights are enough
+                drop_trial_optimizer_state(trial.storage.trial_fs_path, fs)
                 del self.watched[trial_id]
+
+
+class FreshTrialLogs(tune.Callback):
+    """Uploads a restarting trial's logs before Tune's loggers download them.
+
+    When a trial starts again from its checkpoint (a paused seed resumed, a retried failure),
+    Tune's loggers copy its `result.json` and `progress.csv` from the storage over the driver's
+    own copies, and the storage holds them as of Tune's last state save (every 10 s or more):
+    epochs reported since then would be lost. Tune calls the study's callbacks before its
+    loggers, so this one first uploads the driver's copies where they are the longer ones."""
+
+    FILES = ("result.json", "progress.csv")
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if trial.checkpoint is None:  # a first start: the loggers restore nothing
+            return
+        import pyarrow.fs
+
+        storage = trial.storage
+        for name in self.FILES:
+            local = Path(trial.local_path) / name
+            remote = f"{storage.trial_fs_path}/{name}"
+            if not local.is_file():
+                continue
+            try:
+                (info_,) = storage.storage_filesystem.get_file_info([remote])
+                if info_.type == pyarrow.fs.FileType.File and info_.size >= local.stat().st_size:
+                    continue
+                pyarrow.fs.copy_files(str(local), remote,
+                                      destination_filesystem=storage.storage_filesystem)
+            except OSError as err:
+                logger.warning("%s: %s not uploaded before its restart: %s", trial.trial_id,
+                               name, err)
 
 
 def clock(seconds: float) -> str:

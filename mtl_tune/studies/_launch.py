@@ -26,6 +26,8 @@ from ray import tune
 from mtl_tune.exceptions import MtlTuneError, SpecError
 from mtl_tune.platform.bundle import DataBundle, build_bundle
 from mtl_tune.platform.presets import SEED_GROUP_KEY, resolve_config
+from mtl_tune.studies._commands import resume_command
+from mtl_tune.studies._disk import no_space_error
 from mtl_tune.studies._lean import drop_finished_optimizer_state
 from mtl_tune.studies._local_ray import check_resources, connect
 from mtl_tune.studies._lock import DriverLock
@@ -41,7 +43,7 @@ from mtl_tune.studies._object_store import (
 )
 from mtl_tune.studies._optuna_mirror import OptunaMirror
 from mtl_tune.studies._results import experiment_results, read_result_rows
-from mtl_tune.studies._retention import repair_saved_state
+from mtl_tune.studies._saved_state import repair_saved_state
 from mtl_tune.studies._selection import best_epochs
 from mtl_tune.studies._spec import StudySpec
 from mtl_tune.studies._spec_file import parse_spec
@@ -166,13 +168,22 @@ def _run_experiment(
     quiet = verbose <= 1 and os.environ.get(NEW_OUTPUT_ENV) is None
     if quiet:
         os.environ[NEW_OUTPUT_ENV] = "0"
+    since = time.time()
     try:
         results = tuner.fit()
+    except (OSError, EOFError) as err:  # EOFError: a pickled error cut by a full disk
+        full = no_space_error(folder, since, resume_command(folder.parent, folder.name), err)
+        if full is not None:
+            raise full from None
+        raise
     finally:
         tune_log.removeFilter(_no_restore_hint)
         if quiet:
             os.environ.pop(NEW_OUTPUT_ENV, None)
     pull(folder)  # a store: the trials' results as Tune left them there
+    full = no_space_error(folder, since, resume_command(folder.parent, folder.name))
+    if full is not None:
+        raise full
     _sync_mirror(spec, folder, experiment, results)
     ended = {r.trial_id for r in read_trials(folder).values()
              if r.experiment == experiment and r.state == "TERMINATED"}

@@ -10,6 +10,7 @@ first epoch) still gets one row, with empty metrics, so that every trial is visi
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from mtl_tune.studies._folder import StudyInfo, open_study
 from mtl_tune.studies._json_lines import read_json_lines
 from mtl_tune.studies._storage import META_FILE, read_meta
 from mtl_tune.studies._trial_log import TrialRecord, read_trials
+
+logger = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"  # Ray Tune's per-trial outputs
 PARAMS_FILE = "params.json"
@@ -74,7 +77,11 @@ def _trial_rows(record: TrialRecord, resources: dict[str, float]) -> list[dict[s
     trial_dir = Path(record.path) if record.path else None
     config = dict(record.config)
     if not config and trial_dir is not None and (trial_dir / PARAMS_FILE).is_file():
-        config = json.loads((trial_dir / PARAMS_FILE).read_text(encoding="utf-8"))
+        try:
+            config = json.loads((trial_dir / PARAMS_FILE).read_text(encoding="utf-8"))
+        except (ValueError, OSError) as err:  # e.g. zero bytes, left by a full disk
+            logger.warning("%s: unreadable (%s); the trial's config is unknown",
+                           trial_dir / PARAMS_FILE, err)
     base = {
         "experiment": record.experiment,
         "trial_id": record.trial_id,

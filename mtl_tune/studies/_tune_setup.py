@@ -15,7 +15,7 @@ from mtl_tune.platform.presets import resolve_config
 from mtl_tune.studies._callbacks import (
     CheckpointRetention,
     ConciseProgress,
-    LeanCheckpoints,
+    FreshTrialLogs,
     TrialEvents,
 )
 from mtl_tune.studies._group_ledger import asha_rungs
@@ -136,8 +136,9 @@ def run_config(
     spec: StudySpec, folder: Path, experiment: str, optuna_url: str, verbose: int
 ) -> tune.RunConfig:
     mirror = OptunaMirror.for_spec(spec, optuna_url, experiment)
-    callbacks: list[Any] = [mirror, TrialEvents(folder, experiment), LeanCheckpoints(),
-                            CheckpointRetention(spec.metric, spec.mode, spec.keep_checkpoints)]
+    callbacks: list[Any] = [mirror, TrialEvents(folder, experiment),
+                            CheckpointRetention(spec.metric, spec.mode, spec.keep_checkpoints),
+                            FreshTrialLogs()]
     if verbose <= 1:
         callbacks.append(ConciseProgress(spec.metric, spec.mode))
     return tune.RunConfig(

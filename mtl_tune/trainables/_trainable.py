@@ -75,7 +75,7 @@ def run_trial(name: str | None, config: Mapping[str, Any], data: DataBundle | No
         final = epoch == cfg.epochs or trainer.should_stop
         with tempfile.TemporaryDirectory() as tmp:
             # the last epoch's checkpoint never resumes: weights only (the driver's
-            # LeanCheckpoints drops the optimizer state of the others once the trial ends)
+            # CheckpointRetention drops the optimizer state of the others once the trial ends)
             save_checkpoint(trainer, Path(tmp), result.metrics, result.evaluation.predictions,
                             optimizer=not final)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))

@@ -191,8 +191,10 @@ def _start_driver(
     env_extra: dict[str, str] | None = None,
 ) -> subprocess.Popen:
     """`study launch` of the spec at `path` in a subprocess of its own session and RAY_TMPDIR,
-    its output in launch.log beside the spec."""
-    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), **(env_extra or {})}
+    its output in launch.log beside the spec. Tune saves its state every 0.5 s (its default,
+    10 s or more, is longer than these tiny studies), so that a kill finds recent resume points."""
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "TUNE_GLOBAL_CHECKPOINT_S": "0.5",
+           **(env_extra or {})}
     env.pop("RAY_ADDRESS", None)
     args = ["study", "launch", str(path), "--data-dir", str(data_dir), "--storage", str(root),
             "--address", "local", *extra]
@@ -212,11 +214,10 @@ def launch_and_kill_at_deletion(
     path: Path, data_dir: Path, root: Path | str, ray_tmp: Path,
     listing: Callable[[], set[str]], timeout: float = 300, extra: tuple[str, ...] = (),
 ) -> str:
-    """Launches the study in a driver subprocess that saves Tune's state every 0.5 s, polls
+    """Launches the study in a driver subprocess (see `_start_driver`), polls
     `listing()` (the checkpoint folders on the storage) as fast as it returns, and SIGKILLs the
     driver's process group the instant a folder it listed before is gone; returns that folder."""
-    driver = _start_driver(path, data_dir, root, ray_tmp, extra,
-                           {"TUNE_GLOBAL_CHECKPOINT_S": "0.5"})
+    driver = _start_driver(path, data_dir, root, ray_tmp, extra)
     seen: set[str] = set()
     started: list[psutil.Process] = []
     try:

@@ -40,7 +40,8 @@ def epochs_reported(experiment: Path) -> dict[str, list[dict[str, Any]]]:
     """Trial folder name -> its reported rows (`result.json`), for each trial of an experiment."""
     if not experiment.is_dir():
         return {}
-    return {d.name: read_result_rows(d) for d in experiment.iterdir() if d.is_dir()}
+    return {d.name: read_result_rows(d) for d in experiment.iterdir()
+            if d.is_dir() and not d.name.startswith(".")}
 
 
 def saved_checkpoints(experiment: Path) -> dict[str, str]:
@@ -67,13 +68,14 @@ def _mid_run(experiment: Path, epochs: int) -> dict[str, list[dict[str, Any]]] |
 
 
 def test_ctrl_c_then_resume_trains_every_remaining_epoch(
-    tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path
+    tmp_path: Path, tiny_bert_dir: Path, ray_tmp: Path
 ) -> None:
-    fixed = tiny_fixed(tiny_bert_dir, tiny_data_dir, epochs=3)
+    data = write_subset(LABELED, tmp_path / "data", rows=160)  # epochs of about a second
+    fixed = tiny_fixed(tiny_bert_dir, data, epochs=3)
     path = write_spec(tmp_path, GRID_TOP, fixed, NO_SCHEDULER)
     root = tmp_path / "studies"
     experiment = root / "ctrlc" / "tune" / "main"
-    before = launch_and_kill(path, tiny_data_dir, root, ray_tmp,
+    before = launch_and_kill(path, data, root, ray_tmp,
                              lambda: _mid_run(experiment, 3), interrupt=True)
     interrupted = [name for name, rows in before.items() if rows]
     # the Ctrl-C landed while a trial was part-way: it had reported 1 or 2 of its 3 epochs
@@ -107,7 +109,8 @@ WINDOW_TOP = GRID_TOP.replace('name = "ctrlc"', 'name = "window"')
 def _local_checkpoints(experiment: Path) -> Callable[[], set[str]]:
     def listing() -> set[str]:
         try:
-            return {f"{trial.name}/{c.name}" for trial in os.scandir(experiment) if trial.is_dir()
+            return {f"{trial.name}/{c.name}" for trial in os.scandir(experiment)
+                    if trial.is_dir() and not trial.name.startswith(".")
                     for c in os.scandir(trial.path) if c.name.startswith("checkpoint_")}
         except FileNotFoundError:  # not made yet, or a folder deleted while listed
             return set()

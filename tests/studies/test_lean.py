@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-from mtl_tune.studies._callbacks import LeanCheckpoints
 from mtl_tune.studies._lean import drop_finished_optimizer_state
 
 
@@ -21,17 +20,6 @@ def _trial_dir(root: Path, name: str, checkpoints: int = 2) -> Path:
 
 def _optimizer_files(folder: Path) -> list[Path]:
     return sorted(folder.rglob("optimizer.pt"))
-
-
-def test_callback_drops_the_optimizer_state_of_a_completed_trial(tmp_path: Path) -> None:
-    done, running = _trial_dir(tmp_path, "done"), _trial_dir(tmp_path, "running")
-    trial = SimpleNamespace(trial_id="t1", path=str(done),
-                            storage=SimpleNamespace(storage_filesystem=None))
-    LeanCheckpoints().on_trial_complete(iteration=3, trials=[trial], trial=trial)
-    # every checkpoint of the completed trial keeps its weights and loses the optimizer state
-    assert _optimizer_files(done) == [] and len(list(done.rglob("model.safetensors"))) == 2
-    # another trial is untouched
-    assert len(_optimizer_files(running)) == 2
 
 
 def _result(path: Path, trial_id: str, error: Exception | None = None) -> SimpleNamespace:

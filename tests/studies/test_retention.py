@@ -10,15 +10,14 @@ from pathlib import Path
 import pyarrow.fs
 import pytest
 
-from mtl_tune.studies._retention import (
-    GOOD_STATE,
+from mtl_tune.studies._retention import prune_trial, to_delete
+from mtl_tune.studies._saved_state import (
+    SNAPSHOT_DIR,
     SavedTrial,
     parse_state,
-    prune_trial,
-    read_saved,
     repair_saved_state,
+    snapshot,
     state_stamp,
-    to_delete,
 )
 
 NAMES = [f"checkpoint_{i:06d}" for i in range(5)]
@@ -30,11 +29,12 @@ SCORES = dict(zip(NAMES, [0.3, 0.5, 0.4, 0.5, 0.2], strict=True))  # best: 00000
     [
         # not in Tune's saved state yet: nothing goes
         (None, "best", []),
-        # running, saved at 000003: the best and everything from the resume point on stay
-        (SavedTrial("RUNNING", NAMES[3]), "best", [NAMES[0], NAMES[2]]),
+        # running, its last result at 000004: the best and everything from the one before it
+        # on stay (Tune may not have registered 000004 when it saved)
+        (SavedTrial("RUNNING", NAMES[4]), "best", [NAMES[0], NAMES[2]]),
         # paused or errored trials may resume too
-        (SavedTrial("PAUSED", NAMES[2]), "best", [NAMES[0]]),
-        (SavedTrial("ERROR", NAMES[4]), "best", [NAMES[0], NAMES[2], NAMES[3]]),
+        (SavedTrial("PAUSED", NAMES[3]), "best", [NAMES[0]]),
+        (SavedTrial("ERROR", NAMES[1]), "best", []),
         # saved before its first checkpoint was registered: all stay
         (SavedTrial("RUNNING", None), "best", []),
         # ended: its best only, its best and its last, or every one
@@ -95,32 +95,57 @@ def test_prune_against_the_saved_state_on_disk(tmp_path: Path) -> None:
     trial = _trial(experiment / "t1", dict(list(SCORES.items())[:4]))
     (experiment / "experiment_state-2026-01-01_00-00-00.json").write_text(
         _state({"t1": ("RUNNING", NAMES[3])}))
-    stamp = state_stamp(fs, str(experiment))
-    assert stamp is not None
-    saved = read_saved(fs, stamp)
+    (experiment / "search_gen_state-2026-01-01_00-00-00.json").write_text("searcher")
+    assert state_stamp(fs, str(experiment)) is not None
+    saved = snapshot(fs, str(experiment))
     assert saved == {"t1": SavedTrial("RUNNING", NAMES[3])}
-    # the state read whole is copied beside it
-    assert (experiment / GOOD_STATE).read_text() == _state({"t1": ("RUNNING", NAMES[3])})
+    # Tune's driver files are copied whole, as one set, before anything is deleted
+    copied = experiment / SNAPSHOT_DIR
+    assert (copied / "experiment_state-2026-01-01_00-00-00.json").read_text() == _state(
+        {"t1": ("RUNNING", NAMES[3])})
+    assert (copied / "search_gen_state-2026-01-01_00-00-00.json").read_text() == "searcher"
     settled = prune_trial(fs, str(trial), saved["t1"], "overall", "max", "best")
-    # the superseded checkpoints are gone; the best and the resume point stay
-    assert sorted(p.name for p in trial.glob("checkpoint_*")) == [NAMES[1], NAMES[3]]
+    # the superseded checkpoint is gone; the best, the last result's checkpoint and the one
+    # before it stay
+    assert sorted(p.name for p in trial.glob("checkpoint_*")) == NAMES[1:4]
     assert not settled
 
 
-def test_a_cut_saved_state_is_replaced_by_its_last_whole_copy(
+def test_a_cut_saved_state_is_replaced_by_its_last_whole_set(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    fs = pyarrow.fs.LocalFileSystem()
     experiment = tmp_path / "main"
     experiment.mkdir()
     whole = _state({"t1": ("RUNNING", NAMES[1])})
-    (experiment / GOOD_STATE).write_text(whole)
-    newest = experiment / "experiment_state-2026-01-02_00-00-00.json"
-    newest.write_text(whole[: len(whole) // 2])  # a full disk cut it
+    state = experiment / "experiment_state-2026-01-02_00-00-00.json"
+    searcher = experiment / "basic-variant-state-2026-01-02_00-00-00.json"
+    state.write_text(whole)
+    searcher.write_text("generated 2")
+    assert snapshot(fs, str(experiment)) is not None
+    # later: the searcher moved on, and a full disk cut the experiment state; a newer run's
+    # state file exists too, cut
+    searcher.write_text("generated 4")
+    state.write_text(whole[: len(whole) // 2])
+    newer = experiment / "experiment_state-2026-01-03_00-00-00.json"
+    newer.write_text("{")
     with caplog.at_level(logging.WARNING):
-        # before a restore, the cut file is put aside and the last whole copy takes its place
-        assert repair_saved_state(str(experiment)) == newest.name
-    assert parse_state(newest.read_text()) == {"t1": SavedTrial("RUNNING", NAMES[1])}
-    assert (experiment / (newest.name + ".torn")).read_text() == whole[: len(whole) // 2]
+        # before a restore, the last whole set is put back, searcher state included
+        assert repair_saved_state(str(experiment)) == state.name
+    assert parse_state(state.read_text()) == {"t1": SavedTrial("RUNNING", NAMES[1])}
+    assert searcher.read_text() == "generated 2" and not newer.exists()
+    # the files it replaced are kept beside
+    assert (experiment / (state.name + ".torn")).read_text() == whole[: len(whole) // 2]
+    assert (experiment / (newer.name + ".torn")).read_text() == "{"
     assert "was not readable" in caplog.text
     # a whole state needs nothing
     assert repair_saved_state(str(experiment)) is None
+
+
+def test_a_cut_state_without_a_whole_copy_is_left_as_it_is(tmp_path: Path) -> None:
+    experiment = tmp_path / "main"
+    experiment.mkdir()
+    (experiment / "experiment_state-2026-01-02_00-00-00.json").write_text("{")
+    # nothing to put back: nothing is moved
+    assert repair_saved_state(str(experiment)) is None
+    assert [p.name for p in experiment.iterdir()] == ["experiment_state-2026-01-02_00-00-00.json"]

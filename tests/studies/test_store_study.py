@@ -23,6 +23,7 @@ from mtl_tune.studies import (
 )
 from mtl_tune.studies._optuna_mirror import RAY_ID_ATTR
 from mtl_tune.studies._results import read_result_rows
+from mtl_tune.studies._saved_state import parse_state
 from tests.conftest import LABELED
 from tests.helpers import write_subset
 from tests.studies.conftest import (
@@ -44,7 +45,7 @@ num_samples = 2
 max_concurrent = 1
 optuna_seed = 1
 """
-ROWS = 700  # rows per file: an epoch of the tiny model takes over 2 s, see `_Between`
+ROWS = 700  # rows per file: an epoch of the tiny model takes over 2 s
 
 
 def _read(uri: str) -> str:
@@ -54,25 +55,16 @@ def _read(uri: str) -> str:
 
 
 class _Between:
-    """The moment to kill the driver: a trial finished, and the running one has a checkpoint
-    in the store that appeared 0.5 to 1 s ago. Ray Tune deletes a trial's previous checkpoint
-    when it registers a new one, and its saved state names the new one only once that state's
-    upload is done (Tune logs 0.19 to 0.31 s on loopback): a kill in between leaves the trial
-    unable to resume (README). With one trial at a time and epochs of over 2 s, this moment
-    (and the kill that follows it within a few tenths of a second) lies after that upload and
-    before the next checkpoint. Returns the record's last event by trial.
-    """
+    """The moment to kill the driver: a trial finished, and Tune's saved state in the store
+    has named a checkpoint of the running one for over a second (its epochs take over 2 s).
+    Returns the record's last event by trial."""
 
     def __init__(self, study: str) -> None:
         self.study = study
-        self.first_seen: dict[str, float] = {}  # checkpoint object -> when first listed
+        self.since: float | None = None  # when the saved state first named the checkpoint
 
     def __call__(self) -> dict[str, str] | None:
         objects = stored_objects(self.study)
-        now = time.monotonic()
-        checkpoints = {p.rsplit("/", 1)[0] for p in objects if "/checkpoint_" in p}
-        for checkpoint in checkpoints:
-            self.first_seen.setdefault(checkpoint, now)
         if "trials.jsonl" not in objects:
             return None
         events = [json.loads(line) for line in _read(f"{self.study}/trials.jsonl").splitlines()
@@ -81,8 +73,18 @@ class _Between:
         running = [t for t, event in last.items() if event == "running"]
         if "finished" not in last.values() or len(running) != 1:
             return None
-        ages = [now - seen for c, seen in self.first_seen.items() if running[0] in c]
-        return last if ages and 0.5 <= min(ages) <= 1.0 else None
+        states = sorted(p for p in objects if p.startswith("tune/main/experiment_state-"))
+        try:
+            saved = parse_state(_read(f"{self.study}/{states[-1]}")) if states else {}
+        except (OSError, ValueError):  # being uploaded
+            return None
+        resume = saved.get(running[0])
+        if resume is None or resume.checkpoint is None:
+            return None
+        # Tune registers a checkpoint a moment after the result that names it: a state saved
+        # over a second later (saves come every 0.5 s) holds it too
+        self.since = self.since or time.monotonic()
+        return last if time.monotonic() - self.since > 1.2 else None
 
 
 def test_a_study_on_a_store_is_killed_resumed_and_reported(

@@ -1,0 +1,166 @@
+"""Ray Tune's saved experiment state, read without Ray, and a whole copy of it to restore from.
+
+Tune's driver writes its state as files at the top of the experiment folder: the experiment
+state (`experiment_state-<run>.json`, the trials), the searcher's state, the callbacks' and
+`tuner.pkl`. They are rewritten in place (and uploaded, on an object store), so a full disk or a
+kill mid-write can leave them cut, and Tune then starts the experiment afresh over the study.
+
+`snapshot` copies them, as one set, into `SNAPSHOT_DIR` whenever their experiment state reads
+whole and none of them changed during the copy; checkpoint retention deletes only against such
+a copy. `restore_snapshot`, before `Tuner.restore`, puts the set back when the newest state does
+not read whole (the cut files are kept beside, as `NAME.torn`). Works on any pyarrow file system.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+STATE_PATTERN = "experiment_state-*.json"  # Tune's saved experiment state, one per driver run
+SNAPSHOT_DIR = ".mtl-tune-saved-state"  # the last whole set of Tune's driver files
+MANIFEST = "manifest.json"  # written last: the set's file names and its experiment state
+TORN = ".torn"
+
+
+@dataclass(frozen=True)
+class SavedTrial:
+    """A trial as Tune's saved state has it: its status and the checkpoint it resumes from."""
+
+    status: str
+    checkpoint: str | None
+
+
+def parse_state(text: bytes | str) -> dict[str, SavedTrial]:
+    """Trial id -> SavedTrial of a saved experiment state.
+
+    Raises:
+        ValueError: The text is not a whole saved state (e.g. cut by a full disk).
+    """
+    try:
+        data = json.loads(text)
+        trials = {}
+        for trial_json, metadata_json in data["trial_data"]:
+            trial, metadata = json.loads(trial_json), json.loads(metadata_json)
+            name = (metadata.get("last_result") or {}).get("checkpoint_dir_name")
+            trials[str(trial["trial_id"])] = SavedTrial(str(trial.get("status")),
+                                                        str(name) if name else None)
+    except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as err:
+        raise ValueError(f"not a whole saved experiment state ({err})") from None
+    return trials
+
+
+def list_files(fs: Any, folder: str) -> list[Any]:
+    import pyarrow.fs
+
+    selector = pyarrow.fs.FileSelector(folder, allow_not_found=True)
+    return list(fs.get_file_info(selector))
+
+
+def read_file(fs: Any, path: str) -> bytes:
+    with fs.open_input_stream(path) as stream:
+        return bytes(stream.read())
+
+
+def _write(fs: Any, path: str, data: bytes) -> None:
+    """Writes whole or not at all: a sibling moved into place (a rename on a disk)."""
+    tmp = path + ".tmp"
+    with fs.open_output_stream(tmp) as stream:
+        stream.write(data)
+    fs.move(tmp, path)
+
+
+def _driver_files(fs: Any, experiment: str) -> dict[str, str]:
+    """Name -> 'size|mtime' of Tune's driver files (the experiment folder's top-level files)."""
+    import pyarrow.fs
+
+    return {i.base_name: f"{i.size}|{i.mtime_ns}" for i in list_files(fs, experiment)
+            if i.type == pyarrow.fs.FileType.File and not i.base_name.startswith(".")
+            and not i.base_name.endswith(TORN)}
+
+
+def _newest_state(names: Any) -> str | None:
+    states = sorted(n for n in names if fnmatch.fnmatch(n, STATE_PATTERN))
+    return states[-1] if states else None
+
+
+def state_stamp(fs: Any, experiment: str) -> str | None:
+    """A stamp of Tune's driver files (None: no experiment state yet); it changes whenever
+    Tune writes them."""
+    files = _driver_files(fs, experiment)
+    if _newest_state(files) is None:
+        return None
+    return json.dumps(sorted(files.items()))
+
+
+def snapshot(fs: Any, experiment: str) -> dict[str, SavedTrial] | None:
+    """Copies Tune's driver files into `SNAPSHOT_DIR` as one set and returns the trials of its
+    experiment state; None (and no copy) when that state does not read whole or a file changed
+    during the copy (Tune was writing: the next pass copies it)."""
+    before = _driver_files(fs, experiment)
+    newest = _newest_state(before)
+    if newest is None:
+        return None
+    try:
+        contents = {name: read_file(fs, f"{experiment}/{name}") for name in before}
+        trials = parse_state(contents[newest])
+    except (OSError, ValueError) as err:
+        logger.debug("saved state of %s not readable now: %s", experiment, err)
+        return None
+    if _driver_files(fs, experiment) != before:
+        return None
+    folder = f"{experiment}/{SNAPSHOT_DIR}"
+    try:
+        fs.create_dir(folder)
+        for name, data in contents.items():
+            _write(fs, f"{folder}/{name}", data)
+        _write(fs, f"{folder}/{MANIFEST}",
+               json.dumps({"files": sorted(contents), "state": newest}).encode())
+    except OSError as err:  # a full disk: nothing is deleted against a state without its copy
+        logger.warning("cannot copy Tune's saved state of %s: %s", experiment, err)
+        return None
+    return trials
+
+
+def repair_saved_state(experiment_uri: str) -> str | None:
+    """`restore_snapshot` for an experiment's folder or store URI."""
+    import pyarrow.fs
+
+    fs, path = pyarrow.fs.FileSystem.from_uri(experiment_uri)
+    return restore_snapshot(fs, path)
+
+
+def restore_snapshot(fs: Any, experiment: str) -> str | None:
+    """Before `Tuner.restore`: if Tune's newest experiment state does not read whole, moves
+    Tune's driver files aside (`NAME.torn`) and puts the last whole set back. Returns the name
+    of the state file restored, or None when nothing needed repair (or no whole set exists)."""
+    current = _driver_files(fs, experiment)
+    newest = _newest_state(current)
+    if newest is None:
+        return None
+    try:
+        parse_state(read_file(fs, f"{experiment}/{newest}"))
+        return None
+    except (OSError, ValueError) as err:
+        problem = str(err)
+    folder = f"{experiment}/{SNAPSHOT_DIR}"
+    try:
+        manifest = json.loads(read_file(fs, f"{folder}/{MANIFEST}"))
+        kept = {name: read_file(fs, f"{folder}/{name}") for name in manifest["files"]}
+        parse_state(kept[manifest["state"]])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        logger.warning("Tune's saved state %s/%s is not readable (%s) and no whole copy of an "
+                       "earlier one exists (%s)", experiment, newest, problem, err)
+        return None
+    for name in current:
+        fs.move(f"{experiment}/{name}", f"{experiment}/{name}{TORN}")
+    for name, data in kept.items():
+        _write(fs, f"{experiment}/{name}", data)
+    logger.warning("Tune's saved state %s/%s was not readable (%s): restored the last whole "
+                   "copy, %s (the files it replaces are kept as NAME%s)", experiment, newest,
+                   problem, manifest["state"], TORN)
+    return str(manifest["state"])
