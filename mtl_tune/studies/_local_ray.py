@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -56,10 +57,34 @@ def connect(address: str | None) -> None:
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")
         if address and address != "local":
+            check_reachable(address)
             ray.init(address=address, log_to_driver=False)
         else:
             start_local_ray()
     register_all()  # registrations live in the cluster: a new ray.init() starts without them
+
+
+def check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Refuses a `host:port` cluster address that does not answer a TCP connect within
+    `timeout` (Ray itself retries for minutes); `auto` and `ray://` addresses are Ray's to try.
+
+    Raises:
+        SpecError: Nothing listens there, or the address is not `host:port`.
+    """
+    if address == "auto" or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise SpecError(f"--address must be host:port (the head node's GCS port, e.g. "
+                        f"10.0.0.1:6379), 'auto' or 'local', but got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise SpecError(
+            f"cannot reach a Ray cluster at {address} ({err.strerror or err}); start one with "
+            f"`ray start --head --port {port}` there, check the address and the firewall, or "
+            "leave out --address to run on this machine"
+        ) from None
 
 
 def check_resources(spec: StudySpec) -> None:

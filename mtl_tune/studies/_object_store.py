@@ -63,6 +63,8 @@ def is_store_uri(text: str | os.PathLike[str]) -> bool:
 def _open(uri: str) -> tuple[Any, str]:
     import pyarrow.fs
 
+    # without credentials or a region the AWS SDK asks the EC2 metadata service (169.254...)
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")  # unless the user wants that
     try:
         return pyarrow.fs.FileSystem.from_uri(uri)
     except (OSError, ValueError, pyarrow.ArrowException) as err:

@@ -153,17 +153,34 @@ def check_private(folder: Path) -> None:
     """Refuses a study folder that other users can write to.
 
     Resuming unpickles Ray's `tuner.pkl` and `params.pkl` from the folder (Ray's design), which
-    runs whatever code their writer put there: the folder must be trusted like code.
+    runs whatever code their writer put there: the folder must be trusted like code. A symbolic
+    link is followed: one that leads out of the study folder, or to a file or folder every user
+    may write, is refused too.
 
     Raises:
-        SpecError: The folder, or a folder or file in it, is writable by every user.
+        SpecError: The folder, or a folder, file or link target in it, is writable by every
+            user, or a link in it leads out of it.
     """
+    folder = Path(folder)
+    inside = folder.resolve()
     for root, dirs, files in os.walk(folder):
         for path in [Path(root), *(Path(root) / d for d in dirs), *(Path(root) / f for f in files)]:
-            mode = path.lstat().st_mode
-            if mode & stat.S_IWOTH and not stat.S_ISLNK(mode):
+            target = path
+            if path.is_symlink():
+                target = path.resolve()
+                if target != inside and inside not in target.parents:
+                    raise SpecError(
+                        f"{path} is a link to {target}, outside the study folder: resuming "
+                        "would load what it points to; replace the link with the file itself, "
+                        "or pass --trust if that place is as trusted as the study"
+                    )
+            try:
+                mode = target.stat().st_mode
+            except OSError:  # a broken link: nothing to load
+                continue
+            if mode & stat.S_IWOTH:
                 raise SpecError(
-                    f"{path} is writable by every user (mode {stat.filemode(mode)}): resuming "
+                    f"{target} is writable by every user (mode {stat.filemode(mode)}): resuming "
                     "unpickles Ray's tuner.pkl and params.pkl from the study folder, which runs "
                     "code whoever wrote them; make it private (`chmod -R o-w "
                     f"{folder}`) or pass --trust if every user of this machine is trusted"
