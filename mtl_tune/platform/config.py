@@ -195,11 +195,11 @@ def _convert(key: str, value: Any, annotation: Any) -> Any:
                 return value.lower() in ("true", "1", "yes")
             return bool(value)
         if kind == "int":
-            return int(value) if not isinstance(value, bool) else _fail()
+            return _whole(value)
         if kind == "int | None":
             if value is None or (isinstance(value, str) and value.lower() in ("none", "all", "")):
                 return None
-            return int(value)
+            return _whole(value)
         if kind == "float":
             return float(value)
         return str(value)
@@ -207,5 +207,10 @@ def _convert(key: str, value: Any, annotation: Any) -> Any:
         raise ConfigError(f"{key} must be of type {kind}, but got {value!r}") from None
 
 
-def _fail() -> Any:
-    raise ValueError("bool given for int")
+def _whole(value: Any) -> int:
+    """An integer as given (5, "5", 5.0); never a bool, and never 1.5 silently made 1."""
+    if isinstance(value, bool):
+        raise ValueError("bool given for int")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("a fraction given for int")
+    return int(value)

@@ -5,7 +5,6 @@ except once: the trial record of a study launched before mtl-tune kept one.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +13,7 @@ from typing import Any
 
 from mtl_tune.exceptions import MtlTuneError
 from mtl_tune.studies._spec import MODES, SEARCHES
-from mtl_tune.studies._storage import META_FILE, OPTUNA_FILE, SPEC_FILE, TUNE_DIR
+from mtl_tune.studies._storage import META_FILE, OPTUNA_FILE, SPEC_FILE, TUNE_DIR, read_meta
 from mtl_tune.studies._trial_log import read_trials, record_from_tune
 
 
@@ -74,15 +73,7 @@ def _time_text(value: Any) -> str | None:
 
 
 def _read_metadata(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise MtlTuneError(
-            f"{path}:{err.lineno}: not valid JSON ({err.msg}); fix or delete the file"
-        ) from None
-    if not isinstance(data, dict):
-        raise MtlTuneError(f"{path}: must hold a JSON object, but holds {type(data).__name__}")
-    return data
+    return read_meta(path.parent)
 
 
 def open_study(folder: Path | str) -> StudyInfo:

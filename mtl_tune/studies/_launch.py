@@ -46,7 +46,7 @@ from mtl_tune.studies._results import experiment_results, read_result_rows
 from mtl_tune.studies._saved_state import repair_saved_state
 from mtl_tune.studies._selection import best_epochs
 from mtl_tune.studies._spec import StudySpec
-from mtl_tune.studies._spec_file import parse_spec
+from mtl_tune.studies._spec_file import parse_spec, read_toml
 from mtl_tune.studies._storage import (
     EVENTS_FILE,
     SPEC_FILE,
@@ -377,10 +377,8 @@ def _launch_in(
 
 def load_study_spec(folder: Path) -> StudySpec:
     """The spec a study was launched with (its TOML plus the recorded overrides and name)."""
-    import tomllib
-
     meta = read_meta(folder)
-    raw = tomllib.loads((folder / SPEC_FILE).read_text())
+    raw = read_toml(folder / SPEC_FILE)[0]
     raw["name"] = meta["name"]
     if "resources" in meta:  # as launched, with --gpus-per-trial applied
         raw["resources"] = meta["resources"]

@@ -19,6 +19,7 @@ SEARCHES = ("optuna", "optuna-mo", "grid", "sequential")
 OPTUNA_SEARCHES = ("optuna", "optuna-mo")  # Optuna suggests each trial's configuration
 MODES = ("max", "min")
 KEEP_CHOICES = ("best", "best+last", "all")  # `keep_checkpoints`
+MAX_SAMPLES = 100_000  # far past any study a Ray cluster runs; 1e9 only exhausts the driver
 SCHEDULERS = ("asha", "none")
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
 BUILTIN = (
@@ -123,14 +124,34 @@ def spec_path(name_or_path: str) -> Path:
     return path
 
 
+MAX_NAME = 100  # characters of a study name (a folder name; the file system allows 255 bytes)
+
+
+def check_study_name(name: str, where: str = "") -> None:
+    """Refuses a name that cannot be a study's folder, with the rule and the name.
+
+    Raises:
+        SpecError: Empty, `.`/`..`, a `/`, a control character (NUL ...) or over `MAX_NAME`.
+    """
+    bad = (not name or name in (".", "..") or "/" in name or len(name) > MAX_NAME
+           or any(ord(c) < 32 or ord(c) == 127 for c in name))
+    if bad:
+        shown = name if len(name) <= 40 else f"{name[:40]}... ({len(name)} characters)"
+        raise SpecError(
+            f"a study name must be a plain folder name of 1 to {MAX_NAME} characters, without "
+            f"'/' or control characters{where}, but got {shown!r}"
+        )
+
+
 def validate(spec: StudySpec) -> None:
     """Cross-field checks; each configuration the spec can produce must be a valid TrainConfig."""
     src = spec.source
+    check_study_name(spec.name, f" (in {src}, or --name)")
     checks = [
         ("search", spec.search in SEARCHES, f"one of {SEARCHES}"),
         ("mode", spec.mode in MODES, "'max' or 'min'"),
         ("scheduler.type", spec.scheduler.type in SCHEDULERS, f"one of {SCHEDULERS}"),
-        ("num_samples", spec.num_samples >= 1, ">= 1"),
+        ("num_samples", 1 <= spec.num_samples <= MAX_SAMPLES, f"1 to {MAX_SAMPLES}"),
         ("seeds", spec.seeds >= 1, ">= 1"),
         ("max_concurrent", spec.max_concurrent >= 1, ">= 1"),
         ("max_failures", spec.max_failures >= 0, ">= 0"),
@@ -183,6 +204,9 @@ def validate(spec: StudySpec) -> None:
                 "a stage and [space])"
             )
     _check_training_keys(spec)
+    if spec.search in OPTUNA_SEARCHES and not spec.searched_keys:
+        raise SpecError(f"`search` {spec.search!r} needs a [space] table of the keys to search "
+                        f"in {src}; for a fixed comparison use search = \"grid\"")
 
 
 def _check_objectives(spec: StudySpec, metrics: tuple[str, ...]) -> None:

@@ -23,8 +23,20 @@ from mtl_tune.studies._spec import (
 )
 
 
-def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
-    text = path.read_text()
+def read_toml(path: Path) -> tuple[dict[str, Any], str]:
+    """A TOML file's table and text; SpecError with file (and line) when it cannot be read."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:  # a folder, a link loop, no permission
+        raise SpecError(f"cannot read the spec {path}: {err.strerror or err}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise SpecError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset "
+            f"{err.start}); save the spec as UTF-8"
+        ) from None
     try:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as err:
@@ -34,7 +46,7 @@ def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
 def load_spec(name_or_path: str, overrides: Mapping[str, str] | None = None) -> StudySpec:
     """Reads and validates a spec; `overrides` (from --set) replace fixed training keys."""
     path = spec_path(name_or_path)
-    return parse_spec(_read_toml(path)[0], str(path), overrides or {})
+    return parse_spec(read_toml(path)[0], str(path), overrides or {})
 
 
 class LaunchSpec(NamedTuple):
@@ -54,7 +66,7 @@ def launch_spec(
     """The spec a launch runs, its file read once: `--set` overrides, the data folder (given,
     else the spec's, else the default one), another name, GPUs per trial, seeds per row."""
     path = spec_path(name_or_path)
-    raw, text = _read_toml(path)
+    raw, text = read_toml(path)
     values = dict(overrides)
     if data_dir is not None or "data_dir" not in _table(raw, "fixed", str(path)):
         from mtl_tune.datasets import data_folder
@@ -98,7 +110,11 @@ def parse_spec(raw: Mapping[str, Any], source: str, overrides: Mapping[str, Any]
             )
     fixed = {**_table(raw, "fixed", source), **overrides}
     space = {k: _distribution(k, v, source) for k, v in _table(raw, "space", source).items()}
-    stages = tuple(_stage(i, s, source) for i, s in enumerate(raw.get("sequential", []), 1))
+    sequential = raw.get("sequential", [])
+    if not isinstance(sequential, list):
+        raise SpecError(f"`sequential` must be a list of [[sequential]] tables in {source}, "
+                        f"but got {sequential!r}")
+    stages = tuple(_stage(i, s, source) for i, s in enumerate(sequential, 1))
     spec = StudySpec(
         name=_typed(raw, "name", str, source, required=True),
         trainables=tuple(trainables),
@@ -206,6 +222,9 @@ def _distribution(key: str, value: Any, source: str) -> Distribution:
     if not isinstance(args, list) or not args:
         raise SpecError(f"{where}: {kind} takes a list, but got {args!r}")
     if kind == "choice":
+        if not all(isinstance(a, str | int | float | bool) for a in args):
+            raise SpecError(f"{where}: choice values must be strings, numbers or booleans, "
+                            f"but got {args!r}")
         return Distribution("choice", values=tuple(args))
     if len(args) != 2 or not all(isinstance(a, int | float) for a in args):
         raise SpecError(f"{where}: {kind} takes [low, high], but got {args!r}")
@@ -223,4 +242,9 @@ def _stage(index: int, value: Any, source: str) -> Stage:
             f"[[sequential]] stage {index} in {source} must have exactly `key` and a non-empty "
             f"`values` list, but got {value!r}"
         )
-    return Stage(str(value["key"]), tuple(value["values"]))
+    values = value["values"]
+    if not isinstance(values, list) or not all(isinstance(v, str | int | float | bool)
+                                               for v in values):
+        raise SpecError(f"[[sequential]] stage {index} in {source}: `values` must be a list of "
+                        f"strings, numbers or booleans, but got {values!r}")
+    return Stage(str(value["key"]), tuple(values))

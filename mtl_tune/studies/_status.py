@@ -31,6 +31,7 @@ def trial_table(folder: Path) -> pd.DataFrame:
     is marked in the `best` column. Unfinished trials of a study that no driver runs (killed,
     interrupted) are INTERRUPTED.
     """
+    read_meta(folder)  # a damaged study.json is an error, not an empty study
     try:
         info = open_study(folder)
     except MtlTuneError:  # launched, but no trial created yet

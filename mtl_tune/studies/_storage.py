@@ -25,7 +25,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from mtl_tune.exceptions import SpecError
+from mtl_tune.exceptions import MtlTuneError, SpecError
 from mtl_tune.platform.atomic import replace_text, storage_error
 from mtl_tune.studies._object_store import (
     is_staged,
@@ -38,6 +38,7 @@ from mtl_tune.studies._object_store import (
     uri_of,
 )
 from mtl_tune.studies._relocation import moved_url, recorded_folder, register_move
+from mtl_tune.studies._spec import check_study_name
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +60,15 @@ def storage_root(storage: str | Path | None) -> Path:
     chosen = storage or os.environ.get(STORAGE_ENV) or Path.home() / ".mtl-tune" / "studies"
     if is_store_uri(chosen):
         return reader_root(str(chosen))
-    return Path(chosen).expanduser().resolve()
+    root = Path(chosen).expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        raise SpecError(f"the study storage {root} is a file, not a folder; give --storage a "
+                        f"folder (made if missing) or an object store URI (s3://bucket/prefix)")
+    return root
 
 
 def study_folder(root: Path, name: str) -> Path:
-    if not name or "/" in name or name in (".", ".."):
-        raise SpecError(f"a study name must be a plain folder name, but got {name!r}")
+    check_study_name(name)
     return root / name
 
 
@@ -86,9 +90,44 @@ def study_names(root: Path) -> list[str]:
     return sorted(p.parent.name for p in root.glob(f"*/{META_FILE}")) if root.is_dir() else []
 
 
+# the keys of study.json that commands read, and the JSON types each may hold
+_META_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,), "search": (str,), "metric": (str,), "mode": (str,),
+    "optuna_storage": (str,), "folder": (str,), "address": (str,), "data_dir": (str, type(None)),
+    "trainables": (list,), "experiments": (list,), "overrides": (dict,), "resources": (dict,),
+    "objectives": (dict,), "stage_best": (dict,), "seeds": (int,),
+    "wall_seconds": (int, float), "started_at": (int, float), "finished_at": (int, float),
+}
+
+
+def read_meta_file(path: Path) -> dict[str, Any]:
+    """study.json as written, checked: a JSON object whose known keys have their types.
+
+    Raises:
+        MtlTuneError: It is not JSON (file:line), not an object, or a key has another type.
+    """
+    fix = ("it is rewritten whole by every command, so it was damaged or edited: restore it "
+           "from a backup or correct it by hand")
+    try:
+        meta = json.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise MtlTuneError(f"{path}: not UTF-8 text ({err.reason}); {fix}") from None
+    except json.JSONDecodeError as err:
+        raise MtlTuneError(f"{path}:{err.lineno}: not valid JSON ({err.msg}); {fix}") from None
+    if not isinstance(meta, dict):
+        raise MtlTuneError(f"{path}: must hold a JSON object, but holds "
+                           f"{type(meta).__name__}; {fix}")
+    for key, kinds in _META_TYPES.items():
+        value = meta.get(key)
+        if key in meta and (not isinstance(value, kinds) or isinstance(value, bool)):
+            names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+            raise MtlTuneError(f"{path}: `{key}` must be {names}, but got {value!r}; {fix}")
+    return meta
+
+
 def read_meta(folder: Path) -> dict[str, Any]:
     """The study's metadata; for a study copied or moved here, its Optuna URL is the copy's."""
-    meta: dict[str, Any] = json.loads((folder / META_FILE).read_text())
+    meta = read_meta_file(folder / META_FILE)
     old = recorded_folder(meta, OPTUNA_FILE)
     here = Path(folder).resolve()
     if old is not None and old != here and not is_staged(folder):
@@ -103,7 +142,7 @@ def adopt_folder(folder: Path) -> Path | None:
     mapped here (`_relocation`). Returns the folder it came from, or None if it did not move."""
     if is_staged(folder):
         return None
-    raw = json.loads((folder / META_FILE).read_text())
+    raw = read_meta_file(folder / META_FILE)
     old, here = recorded_folder(raw, OPTUNA_FILE), Path(folder).resolve()
     if old is None or old == here:
         return None

@@ -1,0 +1,121 @@
+"""Bad inputs a user gives: each gets one `Error:` line (what, where, how to fix) and exit 1,
+and leaves nothing half-made behind."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mtl_tune.cli import app
+from tests.studies.conftest import write_spec
+
+TOP = 'name = "s"\ntrainables = ["it1-baseline"]\nsearch = "grid"'
+
+
+def _error(args: list[str]) -> str:
+    result = CliRunner().invoke(app, args)
+    # a user's mistake: exit 1, one Error line on stderr, no traceback
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("Error: ") and "Traceback" not in result.output
+    return result.stderr
+
+
+def _dry_run(path: Path, *extra: str) -> str:
+    return _error(["study", "launch", str(path), "--dry-run", "--data-dir", str(path.parent),
+                   *extra])
+
+
+@pytest.mark.parametrize(
+    ("top", "tables", "fixed", "message"),
+    [
+        (TOP + "\nsequential = 5", "", {}, r"`sequential` must be a list of \[\[sequential\]\] "
+         r"tables in .*spec\.toml, but got 5"),
+        (TOP.replace('"grid"', '"optuna"'), "", {},
+         r"`search` 'optuna' needs a \[space\] table of the keys to search in .*spec\.toml"),
+        (TOP.replace('"grid"', '"optuna"'), "[space]\nbatch_size = { choice = [[32], [32]] }",
+         {}, r"space\.batch_size in .*: choice values must be strings, numbers or booleans, "
+         r"but got \[\[32\], \[32\]\]"),
+        (TOP, "", {"epochs": 1.5}, r"epochs must be of type int, but got 1\.5"),
+        (TOP + "\nnum_samples = 1000000000", "", {},
+         r"`num_samples` must be 1 to 100000 in .*, but got 1000000000"),
+        ('name = "' + "n" * 300 + '"\ntrainables = ["it1-baseline"]', "", {},
+         r"a study name must be a plain folder name of 1 to 100 characters.* \(300 characters\)"),
+    ],
+    ids=["sequential-not-a-list", "optuna-without-space", "unhashable-choice", "epochs-fraction",
+         "num-samples-huge", "name-too-long"],
+)
+def test_a_bad_spec_is_refused_with_rule_and_value(
+    tmp_path: Path, top: str, tables: str, fixed: dict, message: str
+) -> None:
+    path = write_spec(tmp_path, top, {"epochs": 1, **fixed}, tables)
+    # the dry run refuses what a launch refuses, with the rule and the value
+    stderr = _dry_run(path)
+    assert re.search(message, stderr), stderr
+
+
+def test_a_spec_that_is_not_utf8_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "spec.toml"
+    path.write_bytes(b'name = "s"\ntrainables = ["it1-baseline"]\n# caf\xe9\n')
+    stderr = _dry_run(path)
+    # the file, the line and the byte, and how to fix it
+    assert f"{path}:3: not UTF-8 text (byte 0xe9 at offset" in stderr
+    assert "save the spec as UTF-8" in stderr
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "a/b", ".."])
+def test_a_name_that_cannot_be_a_folder_is_refused_by_the_dry_run_too(
+    tmp_path: Path, name: str
+) -> None:
+    path = write_spec(tmp_path, TOP, {"epochs": 1})
+    # --dry-run and launch apply the same rule to --name
+    assert "a study name must be a plain folder name" in _dry_run(path, "--name", name)
+
+
+def test_a_storage_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    storage = tmp_path / "not-a-folder"
+    storage.write_text("x")
+    # the rule, the path and what to give instead
+    assert f"the study storage {storage} is a file, not a folder" in _error(
+        ["study", "list", "--storage", str(storage)])
+
+
+def _study(root: Path, meta: str | None = None, spec: str | None = None) -> Path:
+    folder = root / "s"
+    (folder / "tune" / "main").mkdir(parents=True)
+    (folder / "study.json").write_text(meta if meta is not None else json.dumps(
+        {"name": "s", "search": "grid", "metric": "overall", "mode": "max",
+         "optuna_storage": f"sqlite:///{folder}/optuna.db", "folder": str(folder)}))
+    (folder / "spec.toml").write_text(spec if spec is not None else TOP + "\n")
+    return folder
+
+
+@pytest.mark.parametrize("command", ["list", "status", "resume"])
+def test_a_damaged_study_json_is_an_error_with_file_and_line(
+    tmp_path: Path, command: str
+) -> None:
+    root = tmp_path / "studies"
+    folder = _study(root, '{"name": "s",\n  "search": ')
+    args = ["study", command, *([] if command == "list" else ["s"]), "--storage", str(root)]
+    # every command that reads it says which file and line, and how to fix it
+    assert f"{folder / 'study.json'}:2: not valid JSON" in _error(args)
+
+
+@pytest.mark.parametrize("command", [["study", "status", "s"], ["report", "search", "s"]])
+def test_a_study_json_key_of_the_wrong_type_is_named(tmp_path: Path, command: list[str]) -> None:
+    root = tmp_path / "studies"
+    folder = _study(root, json.dumps({"name": "s", "search": "grid", "experiments": "main"}))
+    # the key, the type it must have, and the value found
+    assert (f"{folder / 'study.json'}: `experiments` must be list, but got 'main'"
+            in _error([*command, "--storage", str(root)]))
+
+
+def test_a_damaged_spec_toml_is_an_error_on_resume(tmp_path: Path) -> None:
+    root = tmp_path / "studies"
+    folder = _study(root, spec='name = "s"\ntrainables = [\n')
+    # the study's own spec, by file and line
+    assert f"{folder / 'spec.toml'}: not valid TOML" in _error(
+        ["study", "resume", "s", "--storage", str(root)])
