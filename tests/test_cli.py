@@ -252,3 +252,39 @@ def test_a_journal_path_is_kept_absolute(tmp_path: Path, monkeypatch: pytest.Mon
     # `resume` and `report` run later; URLs are kept as given
     assert _optuna_url("o.journal") == f"{JOURNAL_PREFIX}{tmp_path / 'o.journal'}"
     assert _optuna_url("sqlite:///x.db") == "sqlite:///x.db" and _optuna_url(None) is None
+
+
+def test_predict_out_on_an_existing_file_is_one_error_line(trained: Path, tiny_data_dir: Path,
+                                                           tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("mine")
+    result = runner.invoke(app, ["predict", str(trained / "best"), "--split", "dev",
+                                 "--data-dir", str(tiny_data_dir), "--out", str(blocker)])
+    # exit 1, what and where, and how to fix it; no traceback
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.startswith(f"Error: cannot use {blocker} (File exists, at ")
+    assert "give a folder that does not exist yet" in result.stderr
+    # the user's file is untouched
+    assert blocker.read_text() == "mine"
+
+
+def test_train_out_on_a_read_only_disk_is_one_error_line(tiny_data_dir: Path,
+                                                          tmp_path: Path) -> None:
+    import subprocess
+
+    disk = tmp_path / "ro"
+    disk.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(disk)],
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {made.stderr.strip()}")
+    try:
+        result = runner.invoke(app, ["train", "it1-baseline", "--epochs", "1", "--max-examples",
+                                     "16", "--data-dir", str(tiny_data_dir),
+                                     "--out", str(disk / "run")])
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+    # exit 1 with the path, the cause and the way out (as root, only a read-only disk refuses)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "Error: cannot use" in result.stderr and "Read-only file system" in result.stderr
+    assert "choose another place (e.g. with --out)" in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,10 +11,27 @@ from typer.core import TyperGroup
 
 from mtl_tune.exceptions import ConfigError, MtlTuneError
 
+# what a user's paths and disks cause, each with how to fix it; other OSErrors are bugs
+_PATH_FIXES = {
+    errno.ENOSPC: "no space left on the device: free some space and run again",
+    errno.EDQUOT: "disk quota exceeded: free some space and run again",
+    errno.EACCES: "permission denied: choose a place you may write (e.g. with --out) or change "
+                  "its permissions",
+    errno.EPERM: "not permitted: choose a place you may write (e.g. with --out)",
+    errno.EROFS: "the file system is read-only: choose another place (e.g. with --out)",
+    errno.EEXIST: "a file is in the way: give a folder that does not exist yet, or move it",
+    errno.ENOTDIR: "a file is where a folder must be: give a folder, or move the file",
+    errno.EISDIR: "a folder is where a file must be: give a file, or move the folder",
+    errno.ELOOP: "a symbolic link loop: fix or remove the link",
+    errno.ENAMETOOLONG: "the name is too long for the file system: choose a shorter one",
+}
+
 
 class ErrorBoundary(TyperGroup):
-    """The CLI's one error boundary: a library error (`MtlTuneError`) is printed to stderr as
-    `Error: ...` and exits 1, without a traceback; anything else keeps its traceback."""
+    """The CLI's one error boundary: a library error (`MtlTuneError`), or a file system error a
+    user's paths or disk caused (permissions, a full disk, a file in a folder's place), is
+    printed to stderr as `Error: ...` and exits 1, without a traceback; anything else keeps its
+    traceback."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -21,6 +39,22 @@ class ErrorBoundary(TyperGroup):
         except MtlTuneError as err:
             typer.echo(f"Error: {err}", err=True)
             raise typer.Exit(1) from None
+        except OSError as err:
+            if err.errno not in _PATH_FIXES or not err.filename:
+                raise
+            where = _innermost_frame(err)
+            typer.echo(f"Error: cannot use {err.filename} ({err.strerror}, at {where}): "
+                       f"{_PATH_FIXES[err.errno]}", err=True)
+            raise typer.Exit(1) from None
+
+
+def _innermost_frame(err: BaseException) -> str:
+    """`file:line` of the innermost mtl_tune frame that raised `err`."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if "mtl_tune" in f.filename]
+    frame = frames[-1] if frames else traceback.extract_tb(err.__traceback__)[-1]
+    return f"{Path(frame.filename).name}:{frame.lineno}"
 
 
 def make_app(help_text: str) -> typer.Typer:
