@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mtl_tune.exceptions import ConfigError, DataError
+from mtl_tune.exceptions import ConfigError, DataError, MtlTuneError
 from mtl_tune.platform.config import DATA_ENV
 from mtl_tune.reports._dev_table import add_significance, dev_table
 from mtl_tune.reports._display import dev_display, heldout_display, published_display
@@ -28,7 +28,7 @@ from mtl_tune.reports._stats import ALPHA, BOOTSTRAP_FROM, POWER
 from mtl_tune.reports._study_notes import DAGGER_NOTE, error_notes, summary, unfinished_note
 from mtl_tune.reports._test_table import PREDICTIONS_DIR, evaluate_test_split
 from mtl_tune.reports._writer import ReportWriter
-from mtl_tune.studies import StudyInfo, best_epochs, open_study, study_results
+from mtl_tune.studies import TRIAL_KEYS, StudyInfo, best_epochs, open_study, study_results
 
 LEADERBOARD_FILES = "sst-test-output.csv, para-test-output.csv, sts-test-output.csv"
 
@@ -120,6 +120,14 @@ def report_ablation(
         raise DataError(f"test data folder {data_dir} does not exist; check --data-dir")
     info = open_study(study_folder)
     results = study_results(info)
+    if best_epochs(results, info.metric, info.mode).empty:
+        trials = results.drop_duplicates(TRIAL_KEYS)
+        errored = int((trials["status"] == "ERROR").sum())
+        raise MtlTuneError(
+            f"no trial of study {info.name!r} ({info.folder}) has reported a dev score yet "
+            f"({errored} of {len(trials)} errored: `mtl-tune study status {info.name}` lists "
+            "them and their error files); nothing to report until one has"
+        )
     folder = prepare_output(info.folder, "ablation", out, force)
     writer = ReportWriter(folder, f"Ablation report: {info.name}", formats)
     order = row_order([*info.trainables, *results["trainable"]], list(PRESETS))

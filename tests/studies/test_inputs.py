@@ -119,3 +119,24 @@ def test_a_damaged_spec_toml_is_an_error_on_resume(tmp_path: Path) -> None:
     # the study's own spec, by file and line
     assert f"{folder / 'spec.toml'}: not valid TOML" in _error(
         ["study", "resume", "s", "--storage", str(root)])
+
+
+def test_an_ablation_report_of_a_study_whose_trials_all_errored_says_so(tmp_path: Path) -> None:
+    from mtl_tune.studies._trial_log import append_event
+
+    root = tmp_path / "studies"
+    folder = _study(root)
+    for trial_id in ("t1", "t2"):
+        trial = folder / "tune" / "main" / f"trial_{trial_id}"
+        trial.mkdir()
+        (trial / "error.txt").write_text("ValueError: boom\n")
+        append_event(folder, "main", trial_id, "created", {"trainable": "it1-baseline"},
+                     str(trial))
+        append_event(folder, "main", trial_id, "errored", {"trainable": "it1-baseline"},
+                     str(trial), error_file=str(trial / "error.txt"))
+    stderr = _error(["report", "ablation", "s", "--storage", str(root)])
+    # what is wrong and where to look, instead of a TypeError from the figures
+    assert "no trial of study 's'" in stderr and "(2 of 2 errored: `mtl-tune study status s`" in (
+        stderr)
+    # and no empty report folder is left behind
+    assert not (folder / "reports").exists()
