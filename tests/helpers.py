@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import shutil
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +187,22 @@ def _uploads(func: Any, args: tuple, kwargs: dict, traffic: HostTraffic) -> bool
         return False
     to_device = any(isinstance(a, torch.device | str) for a in (*args[1:], kwargs.get("device")))
     return to_device and not kwargs.get("non_blocking", False)
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, options: str) -> Iterator[Path]:
+    """A tmpfs mounted at `folder` (made) with mount `options` ("size=13m", "ro,size=1m"), for
+    full or read-only disks; skips the test where this machine cannot mount one."""
+    import subprocess
+
+    import pytest
+
+    folder.mkdir(parents=True, exist_ok=True)
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

@@ -270,20 +270,12 @@ def test_predict_out_on_an_existing_file_is_one_error_line(trained: Path, tiny_d
 
 def test_train_out_on_a_read_only_disk_is_one_error_line(tiny_data_dir: Path,
                                                           tmp_path: Path) -> None:
-    import subprocess
+    from tests.helpers import tmpfs
 
-    disk = tmp_path / "ro"
-    disk.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(disk)],
-                          capture_output=True, text=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here: {made.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "ro", "ro,size=1m") as disk:
         result = runner.invoke(app, ["train", "it1-baseline", "--epochs", "1", "--max-examples",
                                      "16", "--data-dir", str(tiny_data_dir),
                                      "--out", str(disk / "run")])
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
     # exit 1 with the path, the cause and the way out (as root, only a read-only disk refuses)
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert "Error: cannot use" in result.stderr and "Read-only file system" in result.stderr

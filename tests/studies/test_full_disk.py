@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mtl_tune.studies import load_results
+from tests.helpers import tmpfs
 from tests.studies.conftest import CLI, NO_SCHEDULER, resume_cli, tiny_fixed, write_spec
 
 TOP = """
@@ -24,16 +25,8 @@ max_concurrent = 2
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 13 MB tmpfs: room for two of the tiny model's trials and their checkpoints, not four."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=13m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    with tmpfs(tmp_path / "disk", "size=13m") as disk:
+        yield disk
 
 
 def test_a_full_disk_stops_with_one_error_and_resume_finishes_after(
