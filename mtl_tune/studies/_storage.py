@@ -96,7 +96,8 @@ _META_TYPES: dict[str, tuple[type, ...]] = {
     "optuna_storage": (str,), "folder": (str,), "address": (str,), "data_dir": (str, type(None)),
     "trainables": (list,), "experiments": (list,), "overrides": (dict,), "resources": (dict,),
     "objectives": (dict,), "stage_best": (dict,), "seeds": (int,),
-    "wall_seconds": (int, float), "started_at": (int, float), "finished_at": (int, float),
+    "wall_seconds": (int, float), "started_at": (int, float, str),
+    "finished_at": (int, float, str),
 }
 
 

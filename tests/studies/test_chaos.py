@@ -1,6 +1,6 @@
 """A chaos test: a small seed-group study under ASHA, SIGKILLed at 5 random instants and once
 interrupted with SIGINT, resumed after each, ends as its uninterrupted twin: the same trials,
-epochs, decisions and scores."""
+epochs, decisions and scores. About 3 minutes, so not in the default run: `pytest -m chaos`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 
 from mtl_tune.studies import load_results
 from mtl_tune.studies._group_log import group_log_path, read_group_events
@@ -66,6 +67,7 @@ def _outcome(folder: Path) -> tuple[pd.DataFrame, list[tuple[Any, ...]]]:
     return rows, decisions
 
 
+@pytest.mark.chaos
 def test_a_study_killed_again_and_again_ends_as_its_uninterrupted_twin(
     tmp_path: Path, tiny_bert_dir: Path, ray_tmp: Path
 ) -> None:
