@@ -127,7 +127,8 @@ class CheckpointRetention(tune.Callback):
 
     def _fresh_start(self) -> None:
         self.watched: dict[str, Any] = {}  # trials that may have checkpoints to delete
-        self.stamp: str | None = None  # the saved state last pruned against
+        self.stamp: str | None = None  # the saved state last pruned against ...
+        self.saved: dict[str, Any] | None = None  # ... and its trials
         self.fresh = True  # an event since the last pass
         self.checked = float("-inf")
         self.started = False
@@ -180,13 +181,14 @@ class CheckpointRetention(tune.Callback):
             stamp = state_stamp(fs, storage.experiment_fs_path)
             if stamp is None or (stamp == self.stamp and not self.fresh):
                 return
-            saved = snapshot(fs, storage.experiment_fs_path)
+            # new events but the same saved state: its copy is made already
+            saved = self.saved if stamp == self.stamp else snapshot(fs, storage.experiment_fs_path)
         except OSError as err:  # a store outage costs space, never the study
             logger.warning("checkpoint retention skipped a pass: %s", err)
             return
         if saved is None:
             return
-        self.stamp, self.fresh = stamp, False
+        self.stamp, self.saved, self.fresh = stamp, saved, False
         for trial_id, trial in list(self.watched.items()):
             try:
                 settled = prune_trial(fs, trial.storage.trial_fs_path, saved.get(trial_id),
