@@ -95,7 +95,7 @@ _META_TYPES: dict[str, tuple[type, ...]] = {
     "name": (str,), "search": (str,), "metric": (str,), "mode": (str,),
     "optuna_storage": (str,), "folder": (str,), "address": (str,), "data_dir": (str, type(None)),
     "trainables": (list,), "experiments": (list,), "overrides": (dict,), "resources": (dict,),
-    "objectives": (dict,), "stage_best": (dict,), "seeds": (int,),
+    "stage_best": (dict,), "seeds": (int,),
     "wall_seconds": (int, float), "started_at": (int, float, str),
     "finished_at": (int, float, str),
 }

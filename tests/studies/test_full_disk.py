@@ -29,6 +29,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield disk
 
 
+@pytest.mark.chaos
 def test_a_full_disk_stops_with_one_error_and_resume_finishes_after(
     small_disk: Path, tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path
 ) -> None:

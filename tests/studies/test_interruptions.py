@@ -123,7 +123,7 @@ def _stored_checkpoints(study: str) -> Callable[[], set[str]]:
     return listing
 
 
-@pytest.mark.parametrize("storage", ["local", "s3"])
+@pytest.mark.parametrize("storage", ["local", pytest.param("s3", marks=pytest.mark.chaos)])
 def test_a_kill_the_instant_a_checkpoint_is_deleted_loses_no_trial(
     storage: str, request: pytest.FixtureRequest, tmp_path: Path, tiny_bert_dir: Path,
     ray_tmp: Path,
@@ -191,6 +191,7 @@ def _some_finished(folder: Path) -> dict[str, str] | None:
     return last if ended and len(ended) < len(last) else None
 
 
+@pytest.mark.chaos
 def test_a_copied_study_resumes_in_place_and_leaves_its_original_untouched(
     tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path
 ) -> None:
