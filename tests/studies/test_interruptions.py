@@ -132,7 +132,9 @@ def test_a_kill_the_instant_a_checkpoint_is_deleted_loses_no_trial(
     successor: a kill in between left a trial that cannot resume. Now the driver deletes only
     what Tune's saved state on the storage no longer needs, so no kill instant loses one."""
     data = write_subset(LABELED, tmp_path / "data", rows=160)
-    fixed = tiny_fixed(tiny_bert_dir, data, epochs=4)
+    # 6 epochs: a running trial keeps its best checkpoint and the two newest, so deletions
+    # come mid-study only from its fourth epoch on
+    fixed = tiny_fixed(tiny_bert_dir, data, epochs=6)
     path = write_spec(tmp_path, WINDOW_TOP, fixed, NO_SCHEDULER)
     extra: tuple[str, ...] = ()
     if storage == "s3":
@@ -145,15 +147,15 @@ def test_a_kill_the_instant_a_checkpoint_is_deleted_loses_no_trial(
     gone = launch_and_kill_at_deletion(path, data, root, ray_tmp, listing, extra=extra)
     folder = existing_study(storage_root(str(root)), "window")
     killed = load_results(folder)
-    # the kill came mid-study: a trial had not trained its 4 epochs
-    assert killed.groupby("trial_id")["epoch"].max().min() < 4, (gone, killed)
+    # the kill came mid-study: a trial had not trained its 6 epochs
+    assert killed.groupby("trial_id")["epoch"].max().min() < 6, (gone, killed)
 
     resume_cli("window", root, ray_tmp, tmp_path / "resume.log")
     folder = existing_study(storage_root(str(root)), "window")
     results = load_results(folder)
-    # every trial resumed and trained its 4 epochs
+    # every trial resumed and trained its 6 epochs
     assert sorted(results.groupby("trial_id")["status"].last()) == ["TERMINATED"] * 2
-    assert sorted(results.groupby("trial_id")["epoch"].apply(list)) == [[1, 2, 3, 4]] * 2
+    assert sorted(results.groupby("trial_id")["epoch"].apply(list)) == [[1, 2, 3, 4, 5, 6]] * 2
     kept = sorted(listing())
     best = results.loc[results.groupby("trial_id")["overall"].idxmax()]
     # each finished trial keeps exactly its best epoch's checkpoint
