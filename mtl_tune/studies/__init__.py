@@ -16,13 +16,7 @@ from mtl_tune.studies._commands import next_commands, resume_command, seeds_laun
 from mtl_tune.studies._folder import StudyInfo, find_experiments, open_study
 from mtl_tune.studies._group_log import group_decisions
 from mtl_tune.studies._group_scores import best_epoch, epoch_means
-from mtl_tune.studies._object_store import (
-    fetch_checkpoint,
-    fetch_uri,
-    is_staged,
-    is_store_uri,
-    uri_of,
-)
+from mtl_tune.studies._object_store import is_staged, is_store_uri, uri_of
 from mtl_tune.studies._optuna_storage import JOURNAL_PREFIX, open_storage
 from mtl_tune.studies._plan import describe, trial_count
 from mtl_tune.studies._results import experiment_results, load_results, study_results
@@ -64,6 +58,7 @@ from mtl_tune.studies._storage import (
     storage_root,
     study_folder,
 )
+from mtl_tune.studies._store_pull import fetch_checkpoint, fetch_uri
 
 if TYPE_CHECKING:
     from mtl_tune.studies._callbacks import TrialEvents

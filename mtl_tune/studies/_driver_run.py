@@ -26,13 +26,14 @@ from mtl_tune.studies._commands import resume_command
 from mtl_tune.studies._disk import no_space_error
 from mtl_tune.studies._lean import drop_finished_optimizer_state
 from mtl_tune.studies._local_ray import check_resources
-from mtl_tune.studies._object_store import pull, uri_of
+from mtl_tune.studies._object_store import uri_of
 from mtl_tune.studies._optuna_mirror import OptunaMirror
 from mtl_tune.studies._results import experiment_results, read_result_rows
 from mtl_tune.studies._saved_state import repair_saved_state
 from mtl_tune.studies._selection import best_epochs
 from mtl_tune.studies._spec import StudySpec
 from mtl_tune.studies._storage import TUNE_DIR, read_meta, write_meta
+from mtl_tune.studies._store_pull import pull
 from mtl_tune.studies._trial_log import read_trials, staged_path
 from mtl_tune.studies._tune_setup import (
     base_config,

@@ -31,7 +31,6 @@ from mtl_tune.studies._object_store import (
     is_staged,
     is_store_uri,
     publish,
-    pull,
     reader_root,
     stored_bytes,
     stored_folders,
@@ -39,6 +38,7 @@ from mtl_tune.studies._object_store import (
 )
 from mtl_tune.studies._relocation import moved_url, recorded_folder, register_move
 from mtl_tune.studies._spec import check_study_name
+from mtl_tune.studies._store_pull import pull
 
 logger = logging.getLogger(__name__)
 

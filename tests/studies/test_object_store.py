@@ -19,18 +19,13 @@ import pytest
 from mtl_tune.exceptions import MtlTuneError, SpecError
 from mtl_tune.studies import _lock as lock_module
 from mtl_tune.studies import _object_store as object_store
+from mtl_tune.studies import _store_pull as store_pull
 from mtl_tune.studies import existing_study, is_store_uri, storage_root, uri_of
 from mtl_tune.studies._lean import drop_finished_optimizer_state
 from mtl_tune.studies._lock import DriverLock, Holder, read_holder
-from mtl_tune.studies._object_store import (
-    driver_root,
-    fetch_checkpoint,
-    fetch_uri,
-    is_staged,
-    pull,
-    stored_bytes,
-)
+from mtl_tune.studies._object_store import driver_root, is_staged, stored_bytes
 from mtl_tune.studies._storage import disk_usage, study_names, write_meta
+from mtl_tune.studies._store_pull import fetch_checkpoint, fetch_uri, pull
 from mtl_tune.studies._trial_log import append_event, read_trials
 from tests.studies.conftest import stored_objects
 
@@ -122,7 +117,7 @@ def test_files_published_by_a_driver_are_pulled_by_a_reader(
 
     # loading a model fetches the weights, once (copies made right after the object's time are
     # checked again: made as if long after it here)
-    monkeypatch.setattr(object_store, "SAME_SECOND_NS", 0)
+    monkeypatch.setattr(store_pull, "SAME_SECOND_NS", 0)
     assert fetch_checkpoint(checkpoint) == checkpoint
     weights = checkpoint / "model.safetensors"
     assert weights.read_bytes() == b"w" * 1000 and not (checkpoint / "optimizer.pt").exists()
