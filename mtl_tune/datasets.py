@@ -65,7 +65,7 @@ def data_folder(data_dir: Path | None) -> Path:
     Raises:
         DataError: The folder given or configured does not exist, or none is (what to do).
     """
-    from mtl_tune.platform.data import resolve_data_dir
+    from mtl_tune.platform.data_files import resolve_data_dir
 
     if data_dir is None and not os.environ.get(DATA_ENV) and default_data_dir().is_dir():
         return default_data_dir()

@@ -243,6 +243,37 @@ def test_predict_refuses_a_folder_where_a_test_file_belongs(
     assert "sts-test.csv is a folder, not a data file (task 'sts', split 'test')" in result.stderr
 
 
+def test_predict_refuses_duplicate_ids_in_an_unlabeled_split(trained: Path,
+                                                              tmp_path: Path) -> None:
+    data = tmp_path / "original"
+    data.mkdir()
+    write_subset(ORIGINAL, data, rows=8)
+    sst = data / "ids-sst-test-student.csv"
+    lines = sst.read_text().splitlines()
+    lines.append(lines[1])  # the first data row again, line 10
+    sst.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "pred"
+    result = runner.invoke(app, ["predict", str(trained / "best"), "--split", "test",
+                                 "--data-dir", str(data), "--out", str(out)])
+    # one error line with file:line of both rows, and no leaderboard file written
+    row_id = _ids(sst)[0]
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.startswith(f"Error: {sst}:10: id {row_id!r} is also the id of line 2; ")
+    assert not out.exists()
+
+
+def test_data_check_reports_a_symlink_loop(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    write_subset(ORIGINAL, data, rows=8)
+    (data / "sts-dev.csv").unlink()
+    (data / "sts-dev.csv").symlink_to("sts-dev.csv")
+    result = runner.invoke(app, ["data", "check", "--data-dir", str(data)])
+    # the loop is named as a loop, not listed as a missing file
+    assert "symbolic link loop" in result.output, result.output
+    assert "sts-dev.csv -> sts-dev.csv" in result.output
+
+
 def test_a_journal_path_is_kept_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mtl_tune.cli.study import _optuna_url
     from mtl_tune.studies import JOURNAL_PREFIX

@@ -1,4 +1,4 @@
-"""CS224N data files: locate them, read them by column name, skip and count dirty rows.
+"""CS224N data files: read them by column name, skip and count dirty rows.
 
 The files are tab-separated with a header; columns are read by NAME because the course's
 test-student files carry an extra leading column that shifts everything right.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +17,10 @@ import numpy as np
 
 from mtl_tune.exceptions import ConfigError, DataError, MissingDataFile
 from mtl_tune.platform.config import DATA_ENV
+from mtl_tune.platform.data_files import refuse_unusable, resolve_data_dir, split_path
 from mtl_tune.platform.tasks import MAIN_TASKS, TaskSpec, task_spec
 
 logger = logging.getLogger(__name__)
-
-SPLITS = ("train", "dev", "test")
-
 
 @dataclass(frozen=True)
 class Examples:
@@ -39,60 +36,6 @@ class Examples:
 
     def __len__(self) -> int:
         return len(self.ids)
-
-
-def resolve_data_dir(data_dir: str | Path | None) -> Path:
-    """`data_dir` if given, else `$MTL_TUNE_DATA`; raises DataError when neither names a folder."""
-    chosen = data_dir if data_dir is not None else os.environ.get(DATA_ENV)
-    if not chosen:
-        raise DataError(
-            f"no data folder given: pass --data-dir DIR or set {DATA_ENV} "
-            "(or run `mtl-tune data fetch` to download the course's public files)"
-        )
-    folder = Path(chosen).expanduser()
-    if not folder.is_dir():
-        raise DataError(
-            f"data folder {folder} does not exist (from "
-            f"{'--data-dir' if data_dir is not None else DATA_ENV}); "
-            "point --data-dir or MTL_TUNE_DATA at a folder with the CS224N files"
-        )
-    return folder
-
-
-def _refuse_folder(path: Path, task: str, split: str) -> None:
-    """Raises DataError when `path` is a folder: it exists, so "missing" would mislead."""
-    if path.is_dir():
-        raise DataError(
-            f"{path} is a folder, not a data file (task {task!r}, split {split!r}); "
-            f"put the tab-separated file {path.name} there instead of the folder, "
-            "or give the path of the file itself",
-            path,
-        )
-
-
-def split_path(data_dir: Path, task: str, split: str) -> Path:
-    """The file of a task's split: `<prefix>-<split>.csv`; for test also `-test-student.csv`.
-
-    Raises:
-        DataError: No such file, or a folder under the file's name (checked in the order the
-            names are preferred); the message names the file, task, split and data setting.
-    """
-    spec = task_spec(task)
-    if split not in SPLITS:
-        raise DataError(f"split must be one of {SPLITS}, but got {split!r}")
-    candidates = [data_dir / f"{spec.prefix}-{split}.csv"]
-    if split == "test":
-        candidates.append(data_dir / f"{spec.prefix}-test-student.csv")
-    for path in candidates:
-        _refuse_folder(path, task, split)
-        if path.is_file():
-            return path
-    names = " or ".join(p.name for p in candidates)
-    raise MissingDataFile(
-        f"missing data file {candidates[0]} (task {task!r}, split {split!r}): expected {names} "
-        f"in {data_dir}; set --data-dir or {DATA_ENV} to the folder that holds it, "
-        "or give the file explicitly"
-    )
 
 
 def _normalise(text: str, pair: bool) -> str:
@@ -201,6 +144,21 @@ def _parse_row(
     return row_id, row_texts, label
 
 
+def _duplicate(path: Path, line: int, row_id: str, first: int, labeled: bool) -> None:
+    """A row whose id an earlier row has: skipped (ValueError) if labeled, else DataError.
+
+    An unlabeled split feeds the leaderboard files, which need one prediction per id: which
+    of two rows the grader means cannot be guessed, so the file is refused.
+    """
+    if not labeled:
+        raise DataError(
+            f"{path}:{line}: id {row_id!r} is also the id of line {first}; the leaderboard "
+            "files need one prediction per id: give one of the rows another id or remove it",
+            path,
+        )
+    raise ValueError(f"duplicate id {row_id!r} (first on line {first})")
+
+
 def read_split(
     path: str | Path,
     task: str,
@@ -210,8 +168,9 @@ def read_split(
 ) -> Examples:
     """Reads one CS224N split file by column name.
 
-    Rows with an empty or unparseable label, an empty sentence, an empty id or another number
-    of fields than the header are skipped and counted, with one warning per file listing
+    Rows with an empty or unparseable label, an empty sentence, an empty id, an id an earlier
+    row has (ids compare case-insensitively) or another number of fields than the header are
+    skipped and counted, with one warning per file listing
     file:line of each; `strict=True` raises instead. Blank lines are ignored. The file must be
     UTF-8; a byte order mark before the header is allowed.
 
@@ -229,14 +188,15 @@ def read_split(
     Raises:
         DataError: The file is missing, a folder, unreadable, not UTF-8 or not splittable into
             cells; its header lacks a needed column; it holds no usable row; or, with `strict`,
-            a row is dirty. The message names the file (with :line where one is known).
+            a row is dirty; an unlabeled split repeats an id. The message names the file (with
+            :line where one is known).
         ConfigError: `max_examples` is negative.
     """
     spec = task_spec(task)
     if max_examples is not None and max_examples < 0:
         raise ConfigError(f"max_examples must be >= 0 or None, but got {max_examples}")
     path = Path(path)
-    _refuse_folder(path, task, split)
+    refuse_unusable(path, task, split)
     if not path.is_file():
         raise MissingDataFile(
             f"missing data file {path} (task {task!r}, split {split!r}); "
@@ -247,6 +207,7 @@ def read_split(
     texts: list[tuple[str, ...]] = []
     labels: list[float] = []
     skipped: list[tuple[int, str]] = []
+    first_line: dict[str, int] = {}  # id -> the line it was first read on
     no_rows = f"{path} holds no usable rows (task {task!r}, split {split!r})"
     rows = _data_rows(path)
     first = next(rows, None)
@@ -274,12 +235,16 @@ def read_split(
             continue
         try:
             row_id, row_texts, label = _parse_row(header, fields, spec, pair, labeled)
+            row_id = row_id.lower()
+            if row_id in first_line:
+                _duplicate(path, line, row_id, first_line[row_id], labeled)
         except ValueError as err:
             if strict:
                 raise DataError(f"{path}:{line}: {err} (task {task!r}, strict mode)") from None
             skipped.append((line, str(err)))
             continue
-        ids.append(row_id.lower())
+        first_line[row_id] = line
+        ids.append(row_id)
         texts.append(row_texts)
         labels.append(label)
     if skipped:

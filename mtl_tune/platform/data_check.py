@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from mtl_tune.exceptions import DataError, MissingDataFile
-from mtl_tune.platform.data import SPLITS, Examples, read_split, split_path
+from mtl_tune.platform.data import Examples, read_split
+from mtl_tune.platform.data_files import SPLITS, split_path
 from mtl_tune.platform.tasks import TASKS
 
 

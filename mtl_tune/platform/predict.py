@@ -16,7 +16,8 @@ import torch
 from mtl_tune.exceptions import DataError, MissingDataFile
 from mtl_tune.platform.atomic import write_bytes
 from mtl_tune.platform.checkpoint import load_model
-from mtl_tune.platform.data import read_split, split_path
+from mtl_tune.platform.data import read_split
+from mtl_tune.platform.data_files import split_path
 from mtl_tune.platform.evaluate import TaskPredictions, predict_split, score, task_scores
 from mtl_tune.platform.splits import tokenize_split
 from mtl_tune.platform.tasks import MAIN_TASKS, TASKS

@@ -43,7 +43,7 @@ def _file_digest(path: Path) -> str:
 def score_cache_key(trial_id: str, epoch: int, data_dir: Path) -> str:
     """The entry's name: a hash of the trial, the epoch and each task's test file bytes."""
     from mtl_tune.exceptions import MissingDataFile
-    from mtl_tune.platform.data import split_path  # torch: only when a report scores
+    from mtl_tune.platform.data_files import split_path  # torch: only when a report scores
     from mtl_tune.platform.tasks import MAIN_TASKS
 
     files: dict[str, str | None] = {}

@@ -22,9 +22,8 @@ from mtl_tune.platform.data import (
     Examples,
     read_split,
     read_splits,
-    resolve_data_dir,
-    split_path,
 )
+from mtl_tune.platform.data_files import resolve_data_dir, split_path
 from mtl_tune.platform.splits import tokenize_split
 from mtl_tune.platform.tasks import TASKS, task_spec
 from mtl_tune.platform.tokenizer import WordPieceTokenizer
@@ -314,7 +313,7 @@ def test_dirty_row_skipped_or_strict(
 ) -> None:
     width = len(header)
     good = ["0", "a", *(["good words"] * (width - 3)), "1"]
-    path = _write(tmp_path / "f.csv", header, [good, bad_row, good])
+    path = _write(tmp_path / "f.csv", header, [good, bad_row, ["2", "c", *good[2:]]])
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         ex = read_split(path, task, "dev")
     # the bad row is skipped and the two good rows kept
@@ -509,6 +508,57 @@ def test_folder_under_preferred_test_name(tmp_path: Path) -> None:
     # a folder under the preferred labeled name is reported, not passed over for the unlabeled file
     with pytest.raises(DataError, match=r"ids-sst-test\.csv is a folder, not a data file"):
         split_path(tmp_path, "sst", "test")
+
+
+def test_symlink_loop_is_reported_as_a_loop(tmp_path: Path) -> None:
+    (tmp_path / "ids-sst-train.csv").symlink_to("ids-sst-train.csv")
+    # the name exists (as a link that leads back to itself): a loop, not a missing file
+    loop = (rf"data file {tmp_path}/ids-sst-train\.csv \(task 'sst', split 'train'\) is a "
+            rf"symbolic link loop \({tmp_path}/ids-sst-train\.csv -> ids-sst-train\.csv\); "
+            "point the link at the tab-separated file")
+    with pytest.raises(DataError, match=loop):
+        split_path(tmp_path, "sst", "train")
+    with pytest.raises(DataError, match=loop):
+        read_split(tmp_path / "ids-sst-train.csv", "sst", "train")
+
+
+def test_dangling_symlink_names_its_target(tmp_path: Path) -> None:
+    (tmp_path / "ids-sst-dev.csv").symlink_to(tmp_path / "gone.csv")
+    with pytest.raises(DataError, match=rf"is a symbolic link to {tmp_path}/gone\.csv, which "
+                                        "does not exist; point the link at"):
+        split_path(tmp_path, "sst", "dev")
+
+
+def test_data_folder_symlink_loop(tmp_path: Path) -> None:
+    (tmp_path / "data").symlink_to(tmp_path / "data")
+    with pytest.raises(DataError, match=r"data folder .*data \(from --data-dir\) is a symbolic "
+                                        r"link loop \(.*data -> .*data\); point the link"):
+        resolve_data_dir(tmp_path / "data")
+
+
+def test_duplicate_id_in_a_labeled_split_is_skipped_and_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = [["0", "a", "fine", "3"], ["1", "b", "good", "4"], ["2", "A", "bad", "0"]]
+    path = _write(tmp_path / "f.csv", SST_HEADER, rows)
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        examples = read_split(path, "sst", "dev")
+    # ids compare case-insensitively (they are read lower-cased); the first row with the id stays
+    assert examples.ids == ("a", "b")
+    assert examples.skipped == ((4, "duplicate id 'a' (first on line 2)"),)
+    assert "f.csv:4 (duplicate id 'a' (first on line 2))" in caplog.text
+    with pytest.raises(DataError, match=r"f\.csv:4: duplicate id 'a' \(first on line 2\) "
+                                        r"\(task 'sst', strict mode\)"):
+        read_split(path, "sst", "dev", strict=True)
+
+
+def test_duplicate_id_in_an_unlabeled_split_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path / "f.csv", ["", "id", "sentence"],
+                  [["0", "a", "fine"], ["1", "b", "good"], ["2", "a", "bad"]])
+    # the leaderboard files need one prediction per id: the file is refused, not cut
+    with pytest.raises(DataError, match=r"f\.csv:4: id 'a' is also the id of line 2; the "
+                                        "leaderboard files need one prediction per id"):
+        read_split(path, "sst", "test")
 
 
 @pytest.mark.parametrize(

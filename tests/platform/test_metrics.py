@@ -15,7 +15,8 @@ from mtl_tune.platform import metrics
 from mtl_tune.platform.batches import make_batch
 from mtl_tune.platform.bert import BertModel
 from mtl_tune.platform.config import HeadConfig
-from mtl_tune.platform.data import read_split, split_path
+from mtl_tune.platform.data import read_split
+from mtl_tune.platform.data_files import split_path
 from mtl_tune.platform.evaluate import TaskPredictions, evaluate, predict_split, score
 from mtl_tune.platform.model import MultitaskBERT
 from mtl_tune.platform.splits import TaskSplit, tokenize_split
