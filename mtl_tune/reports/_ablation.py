@@ -19,7 +19,7 @@ from mtl_tune.reports._figures import (
     draw_score_bars,
 )
 from mtl_tune.reports._optuna import load_optuna_study, searched_params
-from mtl_tune.reports._output import FORMATS, ReportResult, check_formats, prepare_output
+from mtl_tune.reports._output import FORMATS, ReportResult, check_formats, report_folder
 from mtl_tune.reports._paired import MARK_LEGEND
 from mtl_tune.reports._published import SOURCE, published_table
 from mtl_tune.reports._search import add_search_figures
@@ -111,8 +111,6 @@ def report_ablation(
             `data_dir` does not exist.
         ConfigError: An unknown format, or `n_resamples < 1`.
     """
-    from mtl_tune.platform.presets import PRESETS
-
     formats = check_formats(formats)
     if n_resamples < 1:
         raise ConfigError(f"`n_resamples >= 1` must hold, but got n_resamples={n_resamples}")
@@ -128,7 +126,20 @@ def report_ablation(
             f"({errored} of {len(trials)} errored: `mtl-tune study status {info.name}` lists "
             "them and their error files); nothing to report until one has"
         )
-    folder = prepare_output(info.folder, "ablation", out, force)
+    with report_folder(info.folder, "ablation", out, force) as staged:
+        return staged.publish(
+            _write_ablation(staged.folder, info, results, formats, data_dir, n_resamples, seed,
+                            device)
+        )
+
+
+def _write_ablation(
+    folder: Path, info: StudyInfo, results: pd.DataFrame, formats: tuple[str, ...],
+    data_dir: Path | str | None, n_resamples: int, seed: int, device: str,
+) -> ReportResult:
+    """Writes the ablation report's files in `folder` (see `report_ablation`)."""
+    from mtl_tune.platform.presets import PRESETS
+
     writer = ReportWriter(folder, f"Ablation report: {info.name}", formats)
     order = row_order([*info.trainables, *results["trainable"]], list(PRESETS))
     descriptions = {name: preset.description for name, preset in PRESETS.items()}

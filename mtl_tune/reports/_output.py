@@ -5,10 +5,20 @@ A report never silently replaces an earlier one: by default each run gets a new 
 this machine: `<study>-<kind>-YYYYmmdd-HHMMSS[-N]` in the current folder); an explicit folder
 that exists and is not empty is refused unless `force=True`, which writes into it (files of the
 same name are replaced, others are left alone).
+
+A report is written whole or not at all: into a staging sibling (`.NAME.partial-PID`), then
+moved into place. A report that fails (a full disk, an error, Ctrl-C) leaves no half report and
+the folder it would have replaced files in untouched.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import errno
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from mtl_tune.exceptions import ConfigError, MtlTuneError
+from mtl_tune.platform.atomic import fsync_folder, staging_of
 from mtl_tune.studies import REPORTS_DIR, is_staged
 
 FORMATS = ("md", "latex", "csv", "html")
@@ -43,8 +54,10 @@ def check_formats(formats: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(formats))
 
 
-def prepare_output(study_folder: Path, kind: str, out: Path | str | None, force: bool) -> Path:
-    """Creates and returns the report folder (see the module docstring for the rules).
+def _choose_folder(study_folder: Path, kind: str, out: Path | str | None,
+                  force: bool) -> tuple[Path, bool]:
+    """The report folder (see the module docstring for the rules) and whether this call made it
+    (a new dated folder is made empty at once, so that two reports never pick the same name).
 
     Raises:
         MtlTuneError: `out` is a file, or a non-empty folder and `force` is False.
@@ -58,8 +71,7 @@ def prepare_output(study_folder: Path, kind: str, out: Path | str | None, force:
                 f"report folder {folder} is not empty and would be overwritten; pass another "
                 "--out, leave --out out for a new dated folder, or pass --force"
             )
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
+        return folder, False
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     if is_staged(study_folder):
         parent, stem = Path.cwd(), f"{study_folder.name}-{kind}-{stamp}"
@@ -72,5 +84,87 @@ def prepare_output(study_folder: Path, kind: str, out: Path | str | None, force:
             folder.mkdir()
         except FileExistsError:
             continue
-        return folder
+        return folder, True
     raise MtlTuneError(f"cannot find a free report folder name under {parent}")
+
+
+class StagedReport:
+    """A report being written in `folder` (a staging sibling) before it goes to `final`."""
+
+    def __init__(self, final: Path, made: bool):
+        self.final, self.made = final, made
+        self.folder = staging_of(final)
+        shutil.rmtree(self.folder, ignore_errors=True)  # left by a killed report of this pid
+        self.folder.mkdir(parents=True)
+
+    def publish(self, result: ReportResult) -> ReportResult:
+        """Moves every staged file into `final` (each rename whole) and returns `result` with
+        its paths in `final`."""
+        for path in sorted(p for p in self.folder.rglob("*") if not p.is_dir()):
+            target = self.final / path.relative_to(self.folder)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+        shutil.rmtree(self.folder)
+        fsync_folder(self.final)
+        return dataclasses.replace(
+            result,
+            folder=self.final,
+            figures={name: self._moved(p) for name, p in result.figures.items()},
+            files=[self._moved(p) for p in result.files],
+            page=None if result.page is None else self._moved(result.page),
+        )
+
+    def discard(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+        if self.made:
+            shutil.rmtree(self.final, ignore_errors=True)
+
+    def _moved(self, path: Path) -> Path:
+        try:
+            return self.final / path.relative_to(self.folder)
+        except ValueError:
+            return path
+
+    def _staged_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file())
+
+    def no_space(self) -> MtlTuneError:
+        written = self._staged_bytes()
+        free = shutil.disk_usage(self.folder).free
+        kept = "" if self.made else f"; {self.final} is as it was"
+        return MtlTuneError(
+            f"no space left on the device holding {self.final.parent} while writing the report "
+            f"{self.final} ({free / 2**20:.1f} MiB free; it had written {written / 2**20:.1f} "
+            f"MiB): free some space and run the report again; nothing of it was kept{kept}"
+        )
+
+
+@contextmanager
+def report_folder(study_folder: Path, kind: str, out: Path | str | None,
+                  force: bool) -> Iterator[StagedReport]:
+    """A staging folder to write a report in; `publish` it at the end. On any error the staging
+    folder goes (and the dated folder this call made); a full disk becomes one MtlTuneError.
+
+    Raises:
+        MtlTuneError: `out` is a file, or a non-empty folder and `force` is False; the disk
+            filled up.
+    """
+    final, made = _choose_folder(study_folder, kind, out, force)
+    try:
+        staged = StagedReport(final, made)
+    except BaseException:
+        if made:
+            shutil.rmtree(final, ignore_errors=True)
+        raise
+    try:
+        yield staged
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            error = staged.no_space()
+            staged.discard()
+            raise error from err
+        staged.discard()
+        raise
+    except BaseException:
+        staged.discard()
+        raise

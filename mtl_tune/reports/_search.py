@@ -19,7 +19,7 @@ from mtl_tune.reports._optuna import (
     optuna_history,
     searched_params,
 )
-from mtl_tune.reports._output import FORMATS, ReportResult, check_formats, prepare_output
+from mtl_tune.reports._output import FORMATS, ReportResult, check_formats, report_folder
 from mtl_tune.reports._pareto import draw_pareto, pareto_front
 from mtl_tune.reports._search_figures import (
     collect_history,
@@ -190,7 +190,13 @@ def report_search(
     formats = check_formats(formats)
     info = open_study(study_folder)
     results = study_results(info)
-    folder = prepare_output(info.folder, "search", out, force)
+    with report_folder(info.folder, "search", out, force) as staged:
+        return staged.publish(_write_search(staged.folder, info, results, formats, top_k))
+
+
+def _write_search(folder: Path, info: StudyInfo, results: pd.DataFrame,
+                  formats: tuple[str, ...], top_k: int) -> ReportResult:
+    """Writes the search report's files in `folder` (see `report_search`)."""
     writer = ReportWriter(folder, f"Search report: {info.name}", formats)
     optuna_study = load_optuna_study(info)
     params = searched_params(optuna_study, results)

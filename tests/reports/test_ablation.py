@@ -333,3 +333,24 @@ def test_learning_curves_of_equal_scores_do_not_hide_each_other() -> None:
     assert xs == [pytest.approx((1 - DODGE / 2, 2 - DODGE / 2)),
                   pytest.approx((1 + DODGE / 2, 2 + DODGE / 2))]
     assert len({line.get_marker() for line in lines}) == 2
+
+
+def test_a_full_disk_during_the_report_is_one_error_line(study: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mtl_tune.cli import app
+    from tests.helpers import tmpfs
+
+    # the figures alone need more than 256 KiB
+    with tmpfs(tmp_path / "disk", "size=256k") as disk:
+        out = disk / "report"
+        result = CliRunner().invoke(app, ["report", "ablation", study.name, "--storage",
+                                          str(study.parent), "--out", str(out),
+                                          "--resamples", "50"])
+        # exit 1, one line naming the device's folder and the fix, no traceback
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert result.stderr.startswith(
+            f"Error: no space left on the device holding {disk} while writing the report {out} (")
+        assert "free some space and run the report again; nothing of it was kept" in result.stderr
+        # no half report is left behind
+        assert list(disk.iterdir()) == []

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from mtl_tune.exceptions import ConfigError, MtlTuneError
-from mtl_tune.reports import _output
+from mtl_tune.reports import ReportResult, _output
 from mtl_tune.reports._html import defang, page
 
 
@@ -14,27 +14,99 @@ class FrozenClock:
         return datetime(2026, 1, 2, 3, 4, 5)
 
 
+def _result(folder: Path) -> ReportResult:
+    page = folder / "report.md"
+    return ReportResult(folder=folder, tables={}, figures={"f": folder / "figures" / "f.png"},
+                        files=[page, folder / "figures" / "f.png"], page=page)
+
+
+def _write_parts(folder: Path, text: str) -> ReportResult:
+    (folder / "figures").mkdir()
+    (folder / "figures" / "f.png").write_bytes(b"png")
+    (folder / "report.md").write_text(text)
+    return _result(folder)
+
+
 def test_each_report_gets_a_new_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_output, "datetime", FrozenClock)
-    first = _output.prepare_output(tmp_path, "ablation", None, force=False)
-    second = _output.prepare_output(tmp_path, "ablation", None, force=False)
+    with _output.report_folder(tmp_path, "ablation", None, force=False) as staged:
+        first = staged.publish(_write_parts(staged.folder, "one"))
+    with _output.report_folder(tmp_path, "ablation", None, force=False) as staged:
+        second = staged.publish(_write_parts(staged.folder, "two"))
     # a dated folder under <study>/reports, and a numbered one when that name is taken
-    assert first == tmp_path / "reports" / "ablation-20260102-030405"
-    assert second == tmp_path / "reports" / "ablation-20260102-030405-2"
+    assert first.folder == tmp_path / "reports" / "ablation-20260102-030405"
+    assert second.folder == tmp_path / "reports" / "ablation-20260102-030405-2"
+    # the result's paths are those of the published folder, and nothing is left staged
+    assert first.page == first.folder / "report.md" and first.page.read_text() == "one"
+    assert first.figures["f"] == first.folder / "figures" / "f.png" and first.figures["f"].exists()
+    assert all(p.parent in (first.folder, first.folder / "figures") for p in first.files)
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == [
+        "ablation-20260102-030405", "ablation-20260102-030405-2"]
 
 
 def test_explicit_out_is_never_silently_overwritten(tmp_path: Path) -> None:
     out = tmp_path / "mine"
     out.mkdir()
     (out / "report.md").write_text("earlier")
+    (out / "notes.txt").write_text("my own notes")
     # a non-empty folder is refused without force
     with pytest.raises(MtlTuneError, match="is not empty"):
-        _output.prepare_output(tmp_path, "ablation", out, force=False)
-    # with force the folder is written into, and nothing else in it is removed
-    assert _output.prepare_output(tmp_path, "ablation", out, force=True) == out
+        with _output.report_folder(tmp_path, "ablation", out, force=False):
+            pass
     assert (out / "report.md").read_text() == "earlier"
+    # with force the report's files replace theirs, and nothing else in it is removed
+    with _output.report_folder(tmp_path, "ablation", out, force=True) as staged:
+        # until it is published, the report is written beside the folder, not in it
+        assert staged.folder.parent == tmp_path and staged.folder.name.startswith(".mine.")
+        _write_parts(staged.folder, "new")
+        assert (out / "report.md").read_text() == "earlier"
+        staged.publish(_result(staged.folder))
+    assert (out / "report.md").read_text() == "new"
+    assert (out / "notes.txt").read_text() == "my own notes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
     # an empty or new folder needs no force
-    assert _output.prepare_output(tmp_path, "ablation", tmp_path / "new", force=False).is_dir()
+    with _output.report_folder(tmp_path, "ablation", tmp_path / "new", force=False) as staged:
+        assert staged.publish(_write_parts(staged.folder, "x")).folder.is_dir()
+
+
+def test_a_failed_report_leaves_nothing_and_changes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "report.md").write_text("earlier")
+    with pytest.raises(KeyError):
+        with _output.report_folder(tmp_path, "ablation", out, force=True) as staged:
+            _write_parts(staged.folder, "half")
+            raise KeyError("a failure half-way")
+    # the earlier report is as it was and no staged half is left
+    assert (out / "report.md").read_text() == "earlier" and sorted(out.iterdir()) == [
+        out / "report.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+    # a dated folder made for the failed report goes too
+    with pytest.raises(KeyboardInterrupt):
+        with _output.report_folder(tmp_path, "ablation", None, force=False) as staged:
+            raise KeyboardInterrupt
+    assert list((tmp_path / "reports").iterdir()) == []
+
+
+def test_a_full_disk_is_one_error_and_keeps_the_earlier_report(tmp_path: Path) -> None:
+    from tests.helpers import tmpfs
+
+    with tmpfs(tmp_path / "disk", "size=1m") as disk:
+        out = disk / "mine"
+        out.mkdir()
+        (out / "report.md").write_text("earlier")
+        with pytest.raises(MtlTuneError) as caught:
+            with _output.report_folder(tmp_path, "ablation", out, force=True) as staged:
+                _write_parts(staged.folder, "new")
+                (staged.folder / "figures" / "big.png").write_bytes(b"x" * 2**21)
+        # one message: the device's folder, what it was writing, the space, and what to do
+        message = str(caught.value)
+        assert message == (
+            f"no space left on the device holding {disk} while writing the report {out} "
+            "(0.0 MiB free; it had written 1.0 MiB): free some space and run the report again; "
+            f"nothing of it was kept; {out} is as it was")
+        assert (out / "report.md").read_text() == "earlier"
+        assert sorted(p.name for p in disk.iterdir()) == ["mine"]
 
 
 def test_unknown_format_is_refused() -> None:
