@@ -8,10 +8,20 @@ import sys
 import time
 
 import psutil
+import pytest
 
 from mtl_tune._reaper import OWNER_ENV
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
+# What Ray's agents do when they set their process title (`ray::DashboardAgent`): the title
+# grows over the start of the environment block, which now begins with NUL bytes; the mark
+# further on is still there. env_start is field 50 of /proc/self/stat.
+RETITLED = [sys.executable, "-c",
+            "import ctypes, time\n"
+            "start = int(open('/proc/self/stat').read().rsplit(')', 1)[1].split()[47])\n"
+            "ctypes.memset(start, 0, 64)\n"
+            "print('retitled', flush=True)\n"
+            "time.sleep(120)"]
 
 
 def test_reaper_stops_the_marked_processes_when_the_driver_dies() -> None:
@@ -36,3 +46,58 @@ def test_reaper_stops_the_marked_processes_when_the_driver_dies() -> None:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")
+def test_reaper_finds_the_mark_behind_a_process_title() -> None:
+    # the mark last, behind more than the 64 bytes the title overwrites
+    env = {**{k: v for k, v in os.environ.items() if k != OWNER_ENV}, OWNER_ENV: "mark-3"}
+    driver = subprocess.Popen(SLEEPER)
+    retitled = subprocess.Popen(RETITLED, env=env, stdout=subprocess.PIPE)
+    reaper = None
+    try:
+        assert retitled.stdout is not None and retitled.stdout.readline() == b"retitled\n"
+        # psutil stops reading the environment at the first empty entry: it sees none
+        assert psutil.Process(retitled.pid).environ() == {}
+        reaper = subprocess.Popen([sys.executable, "-m", "mtl_tune._reaper", str(driver.pid),
+                                   "mark-3"], start_new_session=True)
+        driver.kill()
+        driver.wait()
+        # the reaper still finds the mark and stops the process
+        assert retitled.wait(20) is not None and reaper.wait(20) == 0
+    finally:
+        for proc in (driver, retitled, reaper):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_reaper_stops_a_descendant_whose_mark_cannot_be_read() -> None:
+    # a driver with a child that carries no mark that can be read (Ray's agents, whose title
+    # overwrote all of it): the reaper noted it as a descendant while the driver lived
+    driver = subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess, sys, time\n"
+         f"child = subprocess.Popen({SLEEPER!r})\n"
+         "print(child.pid, flush=True)\n"
+         "time.sleep(120)"],
+        stdout=subprocess.PIPE)
+    assert driver.stdout is not None
+    child = psutil.Process(int(driver.stdout.readline()))
+    reaper = subprocess.Popen([sys.executable, "-m", "mtl_tune._reaper", str(driver.pid),
+                               "mark-4"], start_new_session=True)
+    try:
+        time.sleep(2.5)  # the reaper's first looks at the driver's descendants
+        assert child.is_running()
+        driver.kill()
+        driver.wait()
+        # orphaned, it is still stopped, then the reaper exits
+        assert reaper.wait(20) == 0
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+    finally:
+        for proc in (driver, reaper):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if child.is_running():
+            child.kill()

@@ -17,6 +17,7 @@ import psutil
 import pytest
 import ray
 
+from mtl_tune._reaper import environ_has
 from tests.helpers import tiny_trial
 
 CLI = [sys.executable, "-c", "from mtl_tune.cli import main; main()"]
@@ -149,9 +150,9 @@ def ray_processes(ray_tmp: Path) -> list[psutil.Process]:
         try:
             if proc.status() == psutil.STATUS_ZOMBIE:
                 continue
-            if proc.environ().get("RAY_TMPDIR") == str(ray_tmp):
+            if environ_has(proc, f"RAY_TMPDIR={ray_tmp}"):  # Ray's agents included
                 found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
+        except (psutil.NoSuchProcess, psutil.AccessDenied, OSError):
             continue
     return found
 
@@ -246,7 +247,7 @@ def launch_and_kill(
     timeout: float = 300, extra: tuple[str, ...] = (), interrupt: bool = False,
 ) -> Any:
     """Launches the study in a driver subprocess, polls `until()` (with the driver stopped) until
-    it returns something, kills the driver's process group with SIGKILL (`interrupt`: sends the
+    it returns something, kills the driver (its process alone) with SIGKILL (`interrupt`: sends the
     driver a SIGINT, a Ctrl-C, and waits for it to exit 130) and checks that no process of it is
     left; returns what `until()` returned."""
     driver = _start_driver(path, data_dir, root, ray_tmp, extra)
@@ -271,7 +272,10 @@ def launch_and_kill(
             os.kill(driver.pid, signal.SIGCONT)
             # Ctrl-C: the driver stops its trials, says how to resume and exits 130
             assert driver.wait(120) == 130, (path.parent / "launch.log").read_text()[-3000:]
-        kill_driver(driver)
+        else:
+            # the driver alone, as `kill -9 PID` does: its Ray is left to the reaper
+            os.kill(driver.pid, signal.SIGKILL)
+            driver.wait(30)
     finally:
         kill_driver(driver)
     _check_all_gone(started, ray_tmp)
