@@ -10,6 +10,15 @@ from scipy import stats
 logger = logging.getLogger(__name__)
 
 METRIC_KEYS = ("sst_acc", "para_acc", "sts_corr", "overall", "mean_score")
+# the values each metric can take: accuracies and the leaderboard's overall in [0, 1], Pearson
+# r in [-1, 1], the paper's mean of the three in [-1/3, 1]
+METRIC_RANGES = {
+    "sst_acc": (0.0, 1.0),
+    "para_acc": (0.0, 1.0),
+    "sts_corr": (-1.0, 1.0),
+    "overall": (0.0, 1.0),
+    "mean_score": (-1.0 / 3.0, 1.0),
+}
 
 
 def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:

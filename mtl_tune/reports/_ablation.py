@@ -10,7 +10,7 @@ import pandas as pd
 from mtl_tune.exceptions import ConfigError, DataError, MtlTuneError
 from mtl_tune.platform.config import DATA_ENV
 from mtl_tune.reports._dev_table import add_significance, dev_table
-from mtl_tune.reports._display import dev_display, heldout_display, published_display
+from mtl_tune.reports._display import WIDE, dev_display, heldout_display, published_display
 from mtl_tune.reports._environment import environment
 from mtl_tune.reports._figures import (
     collect_learning_curves,
@@ -24,7 +24,7 @@ from mtl_tune.reports._paired import MARK_LEGEND
 from mtl_tune.reports._published import SOURCE, published_table
 from mtl_tune.reports._search import add_search_figures
 from mtl_tune.reports._selection import row_order
-from mtl_tune.reports._stats import ALPHA, BOOTSTRAP_FROM, POWER
+from mtl_tune.reports._stats import ALPHA, BOOTSTRAP_FROM, FEW_SEEDS, POWER, SD_BOUND_LEVEL
 from mtl_tune.reports._study_notes import DAGGER_NOTE, error_notes, summary, unfinished_note
 from mtl_tune.reports._test_table import PREDICTIONS_DIR, evaluate_test_split
 from mtl_tune.reports._writer import ReportWriter
@@ -57,8 +57,10 @@ def _dev_notes(info: StudyInfo, dev: pd.DataFrame, n_resamples: int, seed: int) 
         f"Each trial enters at its best epoch by dev {info.metric} ({info.mode}). Cells: mean ± "
         "sample std (ddof=1) over the row's trials (seeds); the HTML page adds [95% CI] of the "
         f"mean over seeds: Student's t interval for rows of 2 to {BOOTSTRAP_FROM - 1} seeds, a "
-        f"BCa bootstrap from {BOOTSTRAP_FROM} seeds on ({n_resamples} resamples, seed {seed}); "
-        "dev.csv holds every number at full precision and each interval's method.",
+        f"BCa bootstrap from {BOOTSTRAP_FROM} seeds on ({n_resamples} resamples, seed {seed}), "
+        "cut to the values the metric can take (accuracies and Overall in [0, 1], STS Pearson "
+        "r in [-1, 1], Mean (paper) in [-1/3, 1]); dev.csv holds every number at full "
+        "precision and each interval's method.",
         "Overall = (SST acc + PD acc + (STS r + 1) / 2) / 3, the course leaderboard's score; "
         "Mean (paper) = (SST acc + PD acc + STS r) / 3, the paper's \"Overall\" column.",
         f"Δ prev / Δ base: the row's mean dev {info.metric} minus the previous / first row's. "
@@ -70,10 +72,17 @@ def _dev_notes(info: StudyInfo, dev: pd.DataFrame, n_resamples: int, seed: int) 
         "measures the spread over examples of the two best checkpoints, not over seeds.",
         f"Seeds {POWER:.0%}: seeds per row that a two-sample comparison of seed means needs to "
         f"detect the row's Δ prev with {POWER:.0%} power at two-sided α = {ALPHA}: "
-        "n = 2 (z(1-α/2) + z(power))² σ² / Δ², σ the pooled seed sd of the two rows (blank "
-        "below 2 seeds each). A row needing more seeds than it has is not settled; "
+        "n = 2 (z(1-α/2) + z(power))² σ² / Δ², at least "
+        f"{FEW_SEEDS}; σ the pooled seed sd of the two rows, or, below {BOOTSTRAP_FROM} seeds "
+        f"a row, its one-sided {SD_BOUND_LEVEL:.0%} upper confidence bound (chi-square), since "
+        "an sd seen on few seeds is often far too small (blank below 2 seeds each). A row "
+        f"needing more seeds than it has, or with fewer than {FEW_SEEDS}, is not settled; "
         "`mtl-tune report ablation NAME --seeds-advice` prints the launch that adds them.",
     ]
+    if (dev["n"] == 2).any():
+        notes.append(f"{WIDE}: a row of 2 seeds; its sd and interval rest on two values "
+                     "(Student's t with 1 degree of freedom: 12.7 sd/√2 each side) and are "
+                     "wide; read them as rough.")
     if not dev["complete"].all():
         notes.append(DAGGER_NOTE)
     return notes

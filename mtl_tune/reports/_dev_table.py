@@ -1,10 +1,11 @@
 """The dev table in the paper's shape: one row per model iteration, summarised over its seeds.
 
 Each trial enters with its best epoch by the study metric (dev `overall` by default); a row gives
-the mean, sample std and 95% CI (t or BCa bootstrap, by seed count) over its trials of each
-metric, the change of the study metric's mean against the previous and the first row, and its
-best checkpoint (the best trial at its best epoch), which the test table evaluates and the
-paired permutation test compares; and how many seeds a row would need to settle its change.
+the mean, sample std and 95% CI (t or BCa bootstrap, by seed count, cut to the metric's range)
+over its trials of each metric, the change of the study metric's mean against the previous and
+the first row, and its best checkpoint (the best trial at its best epoch), which the test table
+evaluates and the paired permutation test compares; and how many seeds a row would need to
+settle its change.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mtl_tune.platform.checkpoint import PREDICTIONS_FILE, read_predictions
-from mtl_tune.platform.metrics import METRIC_KEYS
+from mtl_tune.platform.metrics import METRIC_KEYS, METRIC_RANGES
 from mtl_tune.reports._paired import holm, paired_comparison, significance_mark
 from mtl_tune.reports._selection import status_label
 from mtl_tune.reports._stats import seeds_for_power, summarize_seeds
@@ -99,7 +100,8 @@ def dev_table(
             "n": len(mine),
         }
         for key in METRIC_KEYS:
-            summary = summarize_seeds(mine[key].astype(float).to_numpy(), n_resamples, seed)
+            summary = summarize_seeds(mine[key].astype(float).to_numpy(), n_resamples, seed,
+                                      bounds=METRIC_RANGES[key])
             row[key] = summary.mean
             row[f"{key}_std"] = summary.std
             row[f"{key}_ci_low"] = summary.ci_low

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from mtl_tune.reports._markup import escape_latex
+from mtl_tune.reports._stats import FEW_SEEDS
 
 STYLES = ("md", "latex", "html")
 METRIC_LABELS = {
@@ -23,6 +24,7 @@ METRIC_LABELS = {
     "mean_score": "Mean (paper)",
 }
 DAGGER = "†"
+WIDE = "‡"  # a spread over fewer than FEW_SEEDS seeds
 
 
 def metric_columns(frame: pd.DataFrame) -> list[str]:
@@ -86,7 +88,7 @@ def _spread(row: Any, key: str, style: str) -> str:
     if style == "html":
         low, high = getattr(row, f"{key}_ci_low"), getattr(row, f"{key}_ci_high")
         text += f" [{number(low)}, {number(high)}]"
-    return text
+    return f"{text} {WIDE}" if n < FEW_SEEDS else text
 
 
 def dev_display(dev: pd.DataFrame, style: str, split: str = "Dev") -> pd.DataFrame:

@@ -1,8 +1,9 @@
 """How many seeds each change of an ablation needs, and the launch that runs them.
 
 From the dev table's power column: a row whose change against the previous row needs more
-seeds (at 80% power) than it ran is not settled; the advice is one launch of the study's spec
-with the most seeds any finite row needs, so every row is compared over the same seeds.
+seeds (at 80% power) than it ran, or that ran fewer than 3 seeds, is not settled; the advice is
+one launch of the study's spec with the most seeds any finite row needs (3 at least), so every
+row is compared over the same seeds.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pandas as pd
 from mtl_tune.reports._dev_table import dev_table
 from mtl_tune.reports._display import number, seeds_text
 from mtl_tune.reports._selection import row_order
+from mtl_tune.reports._stats import FEW_SEEDS
 from mtl_tune.reports._terminal import PIPE_WIDTH, fit_table
 from mtl_tune.studies import open_study, seeds_launch_command, study_results
 
@@ -37,11 +39,13 @@ def seeds_advice(study_folder: Path | str) -> SeedsAdvice:
     dev = dev_table(results, order, info.metric, info.mode)
     rows = dev[["iteration", "delta_prev", "n", "seeds_needed"]].rename(columns={"n": "seeds"})
     needed = rows["seeds_needed"].astype(float)
-    rows = rows.assign(settled=(needed <= rows["seeds"]) | needed.isna())
+    # a spread seen on fewer than FEW_SEEDS seeds settles nothing, whatever it suggests
+    enough = rows["seeds"] >= FEW_SEEDS
+    rows = rows.assign(settled=enough & ((needed <= rows["seeds"]) | needed.isna()))
     open_rows = needed[~rows["settled"] & needed.map(math.isfinite)]
-    if open_rows.empty:
+    if open_rows.empty and enough.all():
         return SeedsAdvice(rows, None, None)
-    seeds = int(open_rows.max())
+    seeds = int(max(FEW_SEEDS, open_rows.max() if not open_rows.empty else FEW_SEEDS))
     return SeedsAdvice(rows, seeds, seeds_launch_command(info.folder, seeds))
 
 

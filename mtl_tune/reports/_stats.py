@@ -2,10 +2,15 @@
 
 With fewer than `BOOTSTRAP_FROM` seeds a bootstrap cannot make an interval (two values resample
 into little more than themselves), so the interval is Student's t (`scipy.stats.t`); from
-`BOOTSTRAP_FROM` seeds on it is a seeded BCa bootstrap (`scipy.stats.bootstrap`).
+`BOOTSTRAP_FROM` seeds on it is a seeded BCa bootstrap (`scipy.stats.bootstrap`). An interval
+is cut to the values its metric can take (an accuracy to [0, 1], Pearson r to [-1, 1]): the
+true mean lies in that range, so the cut interval covers it at least as often, and its method
+says so where the cut bound. Below `FEW_SEEDS` seeds the spread rests on too few values to
+trust and the interval is marked as wide.
 
 `seeds_for_power` says how many seeds per row a two-sample comparison of seed means needs to
-detect an observed difference, so a reader knows which changes are settled.
+detect an observed difference, so a reader knows which changes are settled. With few seeds it
+plans with an upper confidence bound on the seed sd, not the sd seen.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import numpy as np
 from scipy import stats
 
 BOOTSTRAP_FROM = 5  # seeds from which the interval is a bootstrap rather than a t-interval
+FEW_SEEDS = 3  # below this many seeds an interval is marked as wide and no change is settled
+SD_BOUND_LEVEL = 0.9  # one-sided level of the seed sd's upper bound that plans few seeds
 T_INTERVAL = "t"
 BCA_BOOTSTRAP = "BCa bootstrap"
 
@@ -29,7 +36,12 @@ class SeedSummary:
     std: float  # sample std (ddof=1); nan when n < 2
     ci_low: float  # the interval of the mean; nan when n < 2
     ci_high: float
-    method: str = ""  # T_INTERVAL or BCA_BOOTSTRAP; "" without an interval
+    method: str = ""  # T_INTERVAL or BCA_BOOTSTRAP (", cut to [a, b]"); "" without an interval
+
+    @property
+    def wide(self) -> bool:
+        """The interval rests on fewer than FEW_SEEDS values: read it as rough."""
+        return 2 <= self.n < FEW_SEEDS
 
 
 def summarize_seeds(
@@ -37,6 +49,7 @@ def summarize_seeds(
     n_resamples: int = 2000,
     seed: int = 0,
     level: float = 0.95,
+    bounds: tuple[float, float] | None = None,
 ) -> SeedSummary:
     """Mean, sample std and a `level` interval of the mean over seeds.
 
@@ -45,11 +58,24 @@ def summarize_seeds(
         n_resamples: Resamples of the bootstrap (from `BOOTSTRAP_FROM` seeds on).
         seed: Seed of the resampling, so a report is reproducible.
         level: Coverage of the interval.
+        bounds: The values the metric can take (`METRIC_RANGES`); the interval is cut to them.
 
     Returns:
         The summary: a t-interval for 2 to `BOOTSTRAP_FROM - 1` seeds, a BCa bootstrap from
         `BOOTSTRAP_FROM` on; std and interval are nan with fewer than two values.
     """
+    summary = _summary(values, n_resamples, seed, level)
+    if bounds is None or not summary.method:
+        return summary
+    low, high = max(summary.ci_low, bounds[0]), min(summary.ci_high, bounds[1])
+    if (low, high) == (summary.ci_low, summary.ci_high):
+        return summary
+    method = f"{summary.method}, cut to [{bounds[0]:.4g}, {bounds[1]:.4g}]"
+    return SeedSummary(summary.n, summary.mean, summary.std, low, high, method)
+
+
+def _summary(values: Sequence[float] | np.ndarray, n_resamples: int, seed: int,
+             level: float) -> SeedSummary:
     if not 0.0 < level < 1.0:
         raise ValueError(f"`0 < level < 1` must hold, but got level={level}")
     if n_resamples < 1:
@@ -89,8 +115,11 @@ def seeds_for_power(
 ) -> float:
     """Seeds per row to detect `delta` between two rows' seed means (two-sided, normal approx.).
 
-    n = 2 (z(1 - alpha/2) + z(power))^2 sigma^2 / delta^2, sigma the pooled sample sd of the two
-    rows' seed values, rounded up and at least 2 (the fewest seeds that estimate a spread).
+    n = 2 (z(1 - alpha/2) + z(power))^2 sigma^2 / delta^2, rounded up and at least `FEW_SEEDS`.
+    sigma is the pooled sample sd s of the two rows' seed values, or, when either row has fewer
+    than `BOOTSTRAP_FROM` seeds, its one-sided `SD_BOUND_LEVEL` upper confidence bound
+    s sqrt(df / chi2(1 - SD_BOUND_LEVEL, df)), df = n1 + n2 - 2: an sd seen on 2 or 3 values
+    is as likely to be far too small as about right, and planning with it settles too early.
 
     Returns:
         The count; nan when either row has fewer than 2 seeds or `delta` is nan; inf when
@@ -99,8 +128,11 @@ def seeds_for_power(
     a, b = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
     if len(a) < 2 or len(b) < 2 or math.isnan(delta):
         return float("nan")
-    pooled = ((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2)
+    df = len(a) + len(b) - 2
+    pooled = ((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / df
     if delta == 0.0:
-        return float("inf") if pooled > 0 else 2.0
+        return float("inf") if pooled > 0 else float(FEW_SEEDS)
+    if min(len(a), len(b)) < BOOTSTRAP_FROM:
+        pooled *= df / float(stats.chi2.ppf(1.0 - SD_BOUND_LEVEL, df))
     z = stats.norm.ppf(1.0 - alpha / 2.0) + stats.norm.ppf(power)
-    return float(max(2, math.ceil(2.0 * z * z * pooled / (delta * delta))))
+    return float(max(FEW_SEEDS, math.ceil(2.0 * z * z * pooled / (delta * delta))))

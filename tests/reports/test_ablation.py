@@ -13,7 +13,7 @@ from scipy import stats
 
 from mtl_tune.exceptions import MtlTuneError
 from mtl_tune.platform.checkpoint import PREDICTIONS_FILE, read_predictions
-from mtl_tune.platform.metrics import METRIC_KEYS
+from mtl_tune.platform.metrics import METRIC_KEYS, METRIC_RANGES
 from mtl_tune.platform.predict import output_name, predict_data
 from mtl_tune.platform.tasks import MAIN_TASKS, TASKS
 from mtl_tune.reports import (
@@ -74,11 +74,17 @@ def test_dev_table_numbers_equal_trial_results(report: ReportResult, study: Path
             assert dev.loc[name, key] == pytest.approx(mean, abs=1e-12)
             # the sample standard deviation (ddof=1) over seeds
             assert dev.loc[name, f"{key}_std"] == pytest.approx(std, abs=1e-12)
-            # two seeds: the CI of the mean is Student's t interval around it
+            # two seeds: the CI of the mean is Student's t interval around it, cut to the
+            # metric's range where it leaves it
             half = stats.t.ppf(0.975, df=len(values) - 1) * std / math.sqrt(len(values))
-            assert dev.loc[name, f"{key}_ci_low"] == pytest.approx(mean - half, abs=1e-12)
-            assert dev.loc[name, f"{key}_ci_high"] == pytest.approx(mean + half, abs=1e-12)
-            assert dev.loc[name, f"{key}_ci_method"] == "t"
+            low, high = METRIC_RANGES[key]
+            assert dev.loc[name, f"{key}_ci_low"] == pytest.approx(max(low, mean - half),
+                                                                    abs=1e-12)
+            assert dev.loc[name, f"{key}_ci_high"] == pytest.approx(min(high, mean + half),
+                                                                     abs=1e-12)
+            cut = mean - half < low or mean + half > high
+            assert dev.loc[name, f"{key}_ci_method"] == (
+                f"t, cut to [{low:.4g}, {high:.4g}]" if cut else "t")
             line = next(li for li in markdown.splitlines() if li.startswith(f"| {name} |"))
             # the Markdown cell shows that mean ± std, rounded
             assert f"{mean:.3f} ± {std:.3f}" in line
@@ -294,10 +300,10 @@ def test_html_numbers_right_aligned_best_in_bold(report: ReportResult) -> None:
         assert {"text-align: right", "white-space: nowrap"} <= styles[(0, columns.index(name))]
     assert "white-space: nowrap" in styles[(0, columns.index("Iteration"))]
     assert "text-align: right" not in styles.get((0, columns.index("Change")), set())
-    # the interval is in the cell, on its one line: mean ± sd [low, high]
+    # the interval is in the cell, on its one line: mean ± sd [low, high], marked wide (2 seeds)
     cell = re.search(rf'id="T_dev_row{best}_col{overall}"[^>]*>([^<]*)<', page)
     assert cell is not None and re.fullmatch(
-        r"\d\.\d{3} ± \d\.\d{3} \[-?\d\.\d{3}, \d\.\d{3}\]", cell.group(1))
+        r"\d\.\d{3} ± \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] ‡", cell.group(1))
 
 
 def test_paper_iterations_are_shown_beside_the_published_scores(report: ReportResult) -> None:
@@ -354,3 +360,27 @@ def test_a_full_disk_during_the_report_is_one_error_line(study: Path, tmp_path: 
         assert "free some space and run the report again; nothing of it was kept" in result.stderr
         # no half report is left behind
         assert list(disk.iterdir()) == []
+
+
+def test_no_interval_leaves_its_metrics_range_and_two_seeds_are_marked_wide(
+    report: ReportResult, study: Path
+) -> None:
+    from mtl_tune.reports import collect_score_bars
+    from mtl_tune.reports._figures import TASK_LABELS
+
+    dev = report.tables["dev"]
+    for key, (low, high) in METRIC_RANGES.items():
+        # every interval of the table within the values its metric can take
+        assert ((dev[f"{key}_ci_low"] >= low) & (dev[f"{key}_ci_high"] <= high)).all(), key
+    # and so every whisker of the figure
+    bars = collect_score_bars(dev, best_epochs(load_results(study), "overall", "max")).summary
+    for key, (low, high) in METRIC_RANGES.items():
+        mine = bars[bars["metric"] == TASK_LABELS[key]]
+        assert len(mine) == 3 and (mine["ci_low"] >= low).all() and (mine["ci_high"] <= high).all()
+    # two seeds of a random model: some t interval (df = 1) was cut, and says so
+    methods = {m for key in METRIC_RANGES for m in dev[f"{key}_ci_method"]}
+    assert any(", cut to [" in m for m in methods), methods
+    # each 2-seed cell carries the wide mark, explained in a note
+    cells = report.displays["dev"][1]
+    assert cells["Overall Dev"].str.endswith(" ‡").all()
+    assert any(n.startswith("‡: a row of 2 seeds") for n in report.notes)

@@ -101,13 +101,42 @@ def test_seed_summary_mean_std_and_t_interval() -> None:
     expected = stats.t.interval(0.95, df=3, loc=summary.mean, scale=stats.sem(values))
     assert (summary.method, (summary.ci_low, summary.ci_high)) == ("t", pytest.approx(expected))
     two = summarize_seeds([0.328, 0.357])
-    # two seeds: mean +- 12.71 x std / sqrt(2), not the two values themselves
+    # two seeds: mean +- 12.71 x std / sqrt(2), not the two values themselves; marked as wide
     assert (two.ci_low, two.ci_high) == pytest.approx(
         stats.t.interval(0.95, df=1, loc=0.3425, scale=stats.sem([0.328, 0.357])))
     assert two.ci_low < 0.328 - 0.1 and two.ci_high > 0.357 + 0.1
+    assert two.wide and not summary.wide
     single = summarize_seeds([0.5])
     # one seed: a mean but no spread
     assert single.mean == 0.5 and np.isnan(single.std) and np.isnan(single.ci_low)
+
+
+@pytest.mark.parametrize(
+    ("values", "bounds", "cut"),
+    [
+        # it7's SST accuracy over 2 seeds: the t interval [-0.349, 0.794] leaves [0, 1]
+        ([0.177, 0.268], (0.0, 1.0), (0.0, None)),
+        # it1's STS Pearson over 2 seeds: [-1.307, 1.262] leaves [-1, 1] at both ends
+        ([-0.124, 0.079], (-1.0, 1.0), (-1.0, 1.0)),
+    ],
+)
+def test_an_interval_stays_in_its_metrics_range(
+    values: list[float], bounds: tuple[float, float], cut: tuple[float | None, float | None]
+) -> None:
+    from scipy import stats
+
+    free = stats.t.interval(0.95, df=1, loc=np.mean(values), scale=stats.sem(values))
+    summary = summarize_seeds(values, bounds=bounds)
+    # cut to the range where it leaves it, scipy's interval where it does not
+    expected = (cut[0] if cut[0] is not None else free[0],
+                cut[1] if cut[1] is not None else free[1])
+    assert (summary.ci_low, summary.ci_high) == pytest.approx(expected)
+    assert bounds[0] <= summary.ci_low <= summary.mean <= summary.ci_high <= bounds[1]
+    # the method says it was cut, and to what
+    assert summary.method == f"t, cut to [{bounds[0]:.4g}, {bounds[1]:.4g}]"
+    # an interval inside the range is left alone
+    inside = summarize_seeds([0.41, 0.43, 0.40, 0.47], bounds=(0.0, 1.0))
+    assert inside.method == "t" and inside == summarize_seeds([0.41, 0.43, 0.40, 0.47])
 
 
 def test_seed_summary_bootstraps_from_five_seeds() -> None:
@@ -175,14 +204,29 @@ def test_holm_adjustment_by_hand() -> None:
 def test_seeds_for_power_closed_form() -> None:
     from scipy.stats import norm
 
-    first, second = [0.50, 0.52, 0.54], [0.55, 0.56, 0.60, 0.57]
-    pooled = (2 * np.var(first, ddof=1) + 3 * np.var(second, ddof=1)) / 5
+    first, second = [0.50, 0.52, 0.54, 0.53, 0.51], [0.55, 0.56, 0.60, 0.57, 0.58]
+    pooled = (4 * np.var(first, ddof=1) + 4 * np.var(second, ddof=1)) / 8
     delta = float(np.mean(second) - np.mean(first))
     n = 2 * (norm.ppf(0.975) + norm.ppf(0.8)) ** 2 * pooled / delta**2
-    # the two-sample normal formula, rounded up
-    assert seeds_for_power(delta, first, second) == math.ceil(n) == 3
-    # a difference 4x smaller needs 16x the seeds
-    assert seeds_for_power(delta / 4, first, second) == math.ceil(16 * n)
+    # from 5 seeds a row: the two-sample normal formula with the pooled sd, rounded up, >= 3
+    assert seeds_for_power(delta, first, second) == max(3, math.ceil(n)) == 3
+    # a difference 8x smaller needs 64x the seeds
+    assert seeds_for_power(delta / 8, first, second) == math.ceil(64 * n) > 3
     # fewer than two seeds in a row: no answer; no difference at all: never detectable
     assert math.isnan(seeds_for_power(delta, [0.5], second))
     assert seeds_for_power(0.0, first, second) == math.inf
+
+
+def test_few_seeds_plan_with_an_upper_bound_on_the_sd() -> None:
+    from scipy.stats import chi2, norm
+
+    first, second = [0.50, 0.52], [0.55, 0.56]
+    pooled = (np.var(first, ddof=1) + np.var(second, ddof=1)) / 2
+    delta = float(np.mean(second) - np.mean(first)) / 4
+    z2 = (norm.ppf(0.975) + norm.ppf(0.8)) ** 2
+    # 2 seeds a row, df = 2: sigma^2 is its 90% upper bound, s^2 df / chi2(0.1, df), 9.5x s^2
+    bound = pooled * 2 / chi2.ppf(0.1, 2)
+    assert bound == pytest.approx(9.49 * pooled, rel=1e-2)
+    assert seeds_for_power(delta, first, second) == math.ceil(2 * z2 * bound / delta**2)
+    # which is far more than the sd seen on 2 values asks for
+    assert seeds_for_power(delta, first, second) > 9 * math.ceil(2 * z2 * pooled / delta**2)

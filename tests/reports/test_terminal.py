@@ -127,6 +127,8 @@ def test_seeds_advice_names_the_launch_that_settles_every_change(
                  if np.isfinite(v) and v > n]
     # two seeds of a random tiny model leave these changes unsettled
     assert unsettled and advice.seeds == max(unsettled)
+    # and a row of 2 seeds is never settled, whatever its own spread suggests
+    assert (dev["n"] == 2).all() and not advice.rows["settled"].any()
     words = shlex.split(advice.command or "")
     assert words[:4] == ["mtl-tune", "study", "launch", str(study / "spec.toml")]
     assert words[words.index("--seeds") + 1] == str(advice.seeds)
