@@ -21,6 +21,7 @@ app.add_typer(study.app, name="study")
 app.add_typer(report.app, name="report")
 app.command("train")(run.train)
 app.command("predict")(run.predict)
+app.command("export")(run.export)
 
 __all__ = ["app", "main", "parse_sets"]
 

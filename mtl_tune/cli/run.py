@@ -1,4 +1,4 @@
-"""`mtl-tune train`, `mtl-tune predict` and `mtl-tune trainables list`: single runs, no Ray."""
+"""`mtl-tune train`, `predict`, `export` and `trainables list`: single runs and models, no Ray."""
 
 from __future__ import annotations
 
@@ -110,3 +110,24 @@ def predict(
     if result.task_scores:
         scores = result.metrics or result.task_scores
         typer.echo(table([{k: round(v, 4) for k, v in scores.items()}]))
+
+
+def export(
+    checkpoint: Annotated[str, typer.Argument(
+        help="A checkpoint folder or store URI (e.g. runs/it7/best, s3://b/p/.../checkpoint_2).")],
+    out: Annotated[Path, typer.Option(help="The folder to write (must not exist yet).")],
+    force: Annotated[bool, typer.Option(help="Replace an existing --out folder.")] = False,
+) -> None:
+    """Write a checkpoint as a Hugging Face BERT + sentence-transformers folder, heads beside.
+
+    Example: mtl-tune export runs/it7/best --out it7-model
+    """
+    from mtl_tune.platform.export import export_checkpoint
+    from mtl_tune.studies import fetch_uri, is_store_uri
+
+    local = fetch_uri(checkpoint) if is_store_uri(checkpoint) else Path(checkpoint)
+    folder = export_checkpoint(local, out, force)
+    typer.echo(f"exported {checkpoint} -> {folder}")
+    typer.echo(f"  transformers:          AutoModel.from_pretrained({str(folder)!r})")
+    typer.echo(f"  sentence-transformers: SentenceTransformer({str(folder)!r})")
+    typer.echo(f"  mtl-tune:              mtl-tune predict {folder} --split dev")

@@ -35,6 +35,7 @@ from mtl_tune.platform.checkpoint_files import (
 )
 from mtl_tune.platform.config import HeadConfig, TrainConfig
 from mtl_tune.platform.evaluate import TaskPredictions
+from mtl_tune.platform.export_files import EXPORT_FORMAT, HEADS_CONFIG, HEADS_FILE, is_exported
 from mtl_tune.platform.model import MultitaskBERT
 from mtl_tune.platform.tasks import TASKS
 from mtl_tune.platform.tokenizer import WordPieceTokenizer
@@ -137,25 +138,43 @@ def read_state(folder: Path) -> dict[str, Any]:
     return state
 
 
-def _verified_bytes(folder: Path, name: str, state: dict[str, Any]) -> bytes:
-    """A checkpoint file's bytes, checked against the sha256 its trainer_state.json records."""
+def _verified_bytes(folder: Path, name: str, state: dict[str, Any],
+                    record: str = STATE_FILE) -> bytes:
+    """A checkpoint file's bytes, checked against the sha256 its `record` file holds."""
     path = folder / name
     data = path.read_bytes()
     recorded = state.get("sha256", {}).get(name)
     if recorded is not None and hashlib.sha256(data).hexdigest() != recorded:
         raise CheckpointError(
-            f"{path} does not match the sha256 recorded in {STATE_FILE}: the file was changed "
+            f"{path} does not match the sha256 recorded in {record}: the file was changed "
             "or damaged after it was written; use another checkpoint or train again"
         )
     return data
 
 
-def _weights(folder: Path, state: dict[str, Any]) -> dict[str, torch.Tensor]:
+def _weights(folder: Path, state: dict[str, Any], name: str = MODEL_FILE,
+             record: str = STATE_FILE) -> dict[str, torch.Tensor]:
     try:
-        return load(_verified_bytes(folder, MODEL_FILE, state))
+        return load(_verified_bytes(folder, name, state, record))
     except SafetensorError as err:
-        raise CheckpointError(f"{folder / MODEL_FILE} is not a readable safetensors file "
+        raise CheckpointError(f"{folder / name} is not a readable safetensors file "
                               f"({err}); use another checkpoint or train again") from None
+
+
+def _exported(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """An exported folder's record (heads.json) and its weights under the model's names."""
+    path = folder / HEADS_CONFIG
+    try:
+        state = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path} is not valid JSON ({err}); export the checkpoint "
+                              "again") from None
+    if state.get("format") != EXPORT_FORMAT:
+        raise CheckpointError(f"{path} has format {state.get('format')!r}, not "
+                              f"{EXPORT_FORMAT!r}; export the checkpoint again with this version")
+    encoder = _weights(folder, state, MODEL_FILE, HEADS_CONFIG)
+    weights = {f"encoder.{k}": v for k, v in encoder.items()}
+    return state, {**weights, **_weights(folder, state, HEADS_FILE, HEADS_CONFIG)}
 
 
 def _load_into(model: MultitaskBERT, weights: dict[str, torch.Tensor], folder: Path) -> None:
@@ -242,15 +261,22 @@ def restore_trainer(trainer: Trainer, folder: Path) -> None:
 
 
 def load_model(folder: Path) -> tuple[MultitaskBERT, WordPieceTokenizer, TrainConfig]:
-    """Rebuilds a trained model, its tokenizer and its config from a checkpoint folder alone.
+    """Rebuilds a trained model, its tokenizer and its config from a checkpoint folder alone, or
+    from a folder `mtl-tune export` wrote.
 
     Raises:
         CheckpointError: The folder is not a checkpoint, a file is damaged (sha256 or format),
             or its weights and its trainer_state.json do not fit each other.
     """
-    folder = checkpoint_folder(folder)
-    state = read_state(folder)
-    source = str(folder / STATE_FILE)
+    if is_exported(folder):  # `mtl-tune export`'s folder: Hugging Face names, heads beside
+        folder = Path(folder)
+        state, weights = _exported(folder)
+        source = str(folder / HEADS_CONFIG)
+    else:
+        folder = checkpoint_folder(folder)
+        state = read_state(folder)
+        weights = _weights(folder, state)
+        source = str(folder / STATE_FILE)
     config = TrainConfig.from_mapping(state["config"], source=source)
     try:
         model = MultitaskBERT(
@@ -259,7 +285,7 @@ def load_model(folder: Path) -> tuple[MultitaskBERT, WordPieceTokenizer, TrainCo
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{source} describes no model this version can build ({err}); "
                               "it was written by another version or edited") from None
-    _load_into(model, _weights(folder, state), folder)
+    _load_into(model, weights, folder)
     tokenizer = WordPieceTokenizer.from_pretrained(folder, max_length=config.max_length)
     return model.eval(), tokenizer, config
 
