@@ -22,6 +22,7 @@ def test_help_lists_the_nouns() -> None:
         assert noun in result.output
 
 
+@pytest.mark.usefixtures("labeled_data")
 def test_data_check_labeled_counts() -> None:
     result = runner.invoke(app, ["data", "check", "--data-dir", str(LABELED)])
     # every file of the labeled set is found
@@ -31,6 +32,7 @@ def test_data_check_labeled_counts() -> None:
     assert line.split()[2:7] == ["ok", "quora-train.csv", "14214", "2", "14212"]
 
 
+@pytest.mark.usefixtures("original_data")
 def test_data_check_original_reports_missing_and_skipped() -> None:
     result = runner.invoke(app, ["data", "check", "--data-dir", str(ORIGINAL)])
     # a missing file makes the check fail
@@ -61,6 +63,7 @@ def test_parse_sets() -> None:
         parse_sets(["lr"])
 
 
+@pytest.mark.usefixtures("labeled_data")
 def test_train_rejects_unknown_key_before_training(tmp_path: Path) -> None:
     result = runner.invoke(
         app,
@@ -135,6 +138,7 @@ def _ids(path: Path, id_column: str = "id") -> list[str]:
         return [row[id_column].strip().lower() for row in csv.DictReader(handle, delimiter="\t")]
 
 
+@pytest.mark.usefixtures("original_data")
 def test_predict_unlabeled_writes_leaderboard_files(trained: Path, tmp_path: Path) -> None:
     data = tmp_path / "original"
     data.mkdir()
@@ -243,6 +247,7 @@ def test_predict_refuses_a_folder_where_a_test_file_belongs(
     assert "sts-test.csv is a folder, not a data file (task 'sts', split 'test')" in result.stderr
 
 
+@pytest.mark.usefixtures("original_data")
 def test_predict_refuses_duplicate_ids_in_an_unlabeled_split(trained: Path,
                                                               tmp_path: Path) -> None:
     data = tmp_path / "original"
@@ -262,6 +267,7 @@ def test_predict_refuses_duplicate_ids_in_an_unlabeled_split(trained: Path,
     assert not out.exists()
 
 
+@pytest.mark.usefixtures("original_data")
 def test_data_check_reports_a_symlink_loop(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()

@@ -18,7 +18,7 @@ from mtl_tune.exceptions import FetchError
 from tests.conftest import ORIGINAL
 
 THREE = ("ids-sst-dev.csv", "sts-dev.csv", "quora-dev.csv")
-pytestmark = pytest.mark.skipif(not ORIGINAL.is_dir(), reason=f"{ORIGINAL} is not available")
+pytestmark = pytest.mark.usefixtures("original_data")  # skipped, or failed in CI, without them
 
 
 class Served:

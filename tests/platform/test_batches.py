@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -17,7 +19,7 @@ from mtl_tune.platform.batches import (
 from mtl_tune.platform.data import Examples, read_split
 from mtl_tune.platform.splits import TaskSplit, tokenize_split
 from mtl_tune.platform.tokenizer import WordPieceTokenizer
-from tests.conftest import LABELED, minilm_path
+from tests.conftest import minilm_path
 
 SENTENCES = [f"{' '.join(['word'] * n)} ." for n in (3, 9, 1, 14, 6, 2, 11, 5, 7, 4)]
 
@@ -47,8 +49,8 @@ def small_split(tokenizer: WordPieceTokenizer) -> TaskSplit:
 
 
 @pytest.fixture(scope="module")
-def sst_lengths(tokenizer: WordPieceTokenizer) -> torch.Tensor:
-    examples = read_split(LABELED / "ids-sst-train.csv", "sst", "train")
+def sst_lengths(tokenizer: WordPieceTokenizer, labeled_data: Path) -> torch.Tensor:
+    examples = read_split(labeled_data / "ids-sst-train.csv", "sst", "train")
     return tokenize_split(examples, tokenizer).lengths
 
 

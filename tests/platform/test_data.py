@@ -83,6 +83,7 @@ def test_missing_file_from_read_splits(tmp_path: Path) -> None:
         read_splits(config)
 
 
+@pytest.mark.usefixtures("original_data")
 def test_split_path_falls_back_to_test_student(tmp_path: Path) -> None:
     shutil.copy(ORIGINAL / "ids-sst-test-student.csv", tmp_path)
     # without -test.csv, the course's -test-student.csv is used
@@ -92,6 +93,7 @@ def test_split_path_falls_back_to_test_student(tmp_path: Path) -> None:
     assert split_path(tmp_path, "sst", "test") == tmp_path / "ids-sst-test.csv"
 
 
+@pytest.mark.usefixtures("labeled_data")
 @pytest.mark.parametrize(
     ("task", "split", "name"),
     [("sst", "train", "ids-sst-train.csv"), ("para", "dev", "quora-dev.csv"),
@@ -102,6 +104,7 @@ def test_split_path_names(task: str, split: str, name: str) -> None:
     assert split_path(LABELED, task, split) == LABELED / name
 
 
+@pytest.mark.usefixtures("labeled_data")
 def test_split_path_bad_split() -> None:
     # only train, dev and test are splits
     with pytest.raises(DataError, match=r"split must be one of \('train', 'dev', 'test'\).*'val'"):
@@ -117,6 +120,7 @@ def test_resolve_data_dir_neither(monkeypatch: pytest.MonkeyPatch) -> None:
         resolve_data_dir(None)
 
 
+@pytest.mark.usefixtures("labeled_data")
 def test_resolve_data_dir_sources(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv(DATA_ENV, str(tmp_path))
     # the environment variable is used when no argument is given
@@ -131,6 +135,7 @@ def test_resolve_data_dir_sources(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
         resolve_data_dir(None)
 
 
+@pytest.mark.usefixtures("labeled_data")
 @pytest.mark.parametrize("call", ["task_spec", "split_path", "read_split"])
 def test_unknown_task_lists_valid_tasks(call: str) -> None:
     # an unknown task name is refused with the list of valid ones
@@ -152,6 +157,7 @@ def test_errors_are_mtl_tune_errors() -> None:
 # ---------------------------------------------------------------------------- real files
 
 
+@pytest.mark.usefixtures("labeled_data")
 @pytest.mark.parametrize(
     ("task", "split", "rows", "usable"),
     [
@@ -181,12 +187,14 @@ def test_labeled_counts(task: str, split: str, rows: int, usable: int) -> None:
     assert len(ex.ids) == len(ex.texts) == usable
 
 
+@pytest.mark.usefixtures("labeled_data")
 def test_labeled_quora_train_skips_its_two_dirty_rows() -> None:
     ex = read_split(LABELED / "quora-train.csv", "para", "train")
     # the dirty rows are reported at their file lines with every problem of the row
     assert ex.skipped == ((9624, "empty label"), (13428, "empty sentence2; empty label"))
 
 
+@pytest.mark.usefixtures("labeled_data")
 def test_labeled_label_values() -> None:
     sst = read_split(LABELED / "ids-sst-dev.csv", "sst", "dev")
     sts = read_split(LABELED / "sts-dev.csv", "sts", "dev")
@@ -202,6 +210,7 @@ def test_labeled_label_values() -> None:
     assert (sts.labels != np.round(sts.labels)).any()
 
 
+@pytest.mark.usefixtures("original_data")
 def test_shifted_header_read_by_name() -> None:
     path = ORIGINAL / "ids-sst-test-student.csv"
     # the file really has the extra leading column (header `0 <tab> <tab> id <tab> sentence`)
@@ -218,6 +227,7 @@ def test_shifted_header_read_by_name() -> None:
     assert ex.labels is None
 
 
+@pytest.mark.usefixtures("original_data")
 @pytest.mark.parametrize(
     ("name", "task", "rows"),
     [("sts-test-student.csv", "sts", 1725), ("ids-cfimdb-test-student.csv", "cfimdb", 488)],
@@ -241,6 +251,7 @@ def _empty_label_lines(path: Path) -> tuple[int, list[int]]:
     return rows, empty
 
 
+@pytest.mark.usefixtures("original_data")
 def test_quora_dev_empty_labels_skipped_and_counted(caplog: pytest.LogCaptureFixture) -> None:
     path = ORIGINAL / "quora-dev.csv"
     rows, empty = _empty_label_lines(path)
@@ -263,6 +274,7 @@ def test_quora_dev_empty_labels_skipped_and_counted(caplog: pytest.LogCaptureFix
     assert "quora-dev.csv:14222 (empty sentence2; empty label)" in warnings[0].getMessage()
 
 
+@pytest.mark.usefixtures("original_data")
 def test_quora_dev_strict_raises_at_first_dirty_line() -> None:
     # strict mode stops at the first dirty row, naming file:line and the reason
     with pytest.raises(
@@ -271,6 +283,7 @@ def test_quora_dev_strict_raises_at_first_dirty_line() -> None:
         read_split(ORIGINAL / "quora-dev.csv", "para", "dev", strict=True)
 
 
+@pytest.mark.usefixtures("labeled_data")
 def test_clean_file_gives_no_warning(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         read_split(LABELED / "sts-dev.csv", "sts", "dev")
@@ -502,6 +515,7 @@ def test_folder_instead_of_file(tmp_path: Path) -> None:
         read_split(tmp_path / "ids-sst-train.csv", "sst", "train")
 
 
+@pytest.mark.usefixtures("original_data")
 def test_folder_under_preferred_test_name(tmp_path: Path) -> None:
     shutil.copy(ORIGINAL / "ids-sst-test-student.csv", tmp_path)
     (tmp_path / "ids-sst-test.csv").mkdir()
@@ -591,6 +605,7 @@ def test_unreadable_file(
         read_split(path, "sst", "dev")
 
 
+@pytest.mark.usefixtures("labeled_data")
 def test_data_check_reports_broken_files(tmp_path: Path) -> None:
     write_subset(LABELED, tmp_path, rows=4)
     _write(tmp_path / "ids-sst-train.csv", SST_HEADER, [])
@@ -632,6 +647,7 @@ def test_pair_normalisation(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- subsets
 
 
+@pytest.mark.usefixtures("labeled_data")
 def test_max_examples_subset() -> None:
     path = LABELED / "ids-sst-train.csv"
     full = read_split(path, "sst", "train")
@@ -653,12 +669,14 @@ def test_max_examples_subset() -> None:
     assert positions != list(range(100))
 
 
+@pytest.mark.usefixtures("labeled_data")
 def test_max_examples_larger_than_file_keeps_all() -> None:
     ex = read_split(LABELED / "sts-dev.csv", "sts", "dev", max_examples=10_000)
     # asking for more rows than there are keeps every row
     assert len(ex) == 863
 
 
+@pytest.mark.usefixtures("labeled_data")
 def test_max_examples_negative() -> None:
     # a negative subset size is refused
     with pytest.raises(ConfigError, match="max_examples must be >= 0 or None, but got -1"):
@@ -676,6 +694,7 @@ def test_read_splits_max_examples_spares_test(tiny_data_dir: Path) -> None:
     assert len(out["sst"]["test"]) == 48 and len(out["sts"]["test"]) == 48
 
 
+@pytest.mark.usefixtures("labeled_data")
 def test_read_splits_explicit_files_without_data_dir(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(DATA_ENV, raising=False)
     config = DataConfig(
@@ -685,6 +704,7 @@ def test_read_splits_explicit_files_without_data_dir(monkeypatch: pytest.MonkeyP
     assert len(read_splits(config)["sts"]["dev"]) == 863
 
 
+@pytest.mark.usefixtures("labeled_data")
 def test_read_splits_partial_explicit_files_need_data_dir(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(DATA_ENV, raising=False)
     config = DataConfig(
@@ -766,6 +786,7 @@ def test_label_dtypes(
     assert split.labels.tolist() == [1]
 
 
+@pytest.mark.usefixtures("original_data")
 def test_tokenize_unlabeled_and_empty(tokenizer: WordPieceTokenizer) -> None:
     ex = read_split(ORIGINAL / "sts-test-student.csv", "sts", "test", max_examples=5)
     split = tokenize_split(ex, tokenizer)

@@ -201,6 +201,7 @@ def test_predictions_are_in_row_order(
     assert result.predictions["sts"].ids == dev_splits["sts"].ids
 
 
+@pytest.mark.usefixtures("original_data")
 def test_predict_unlabeled_split(tiny_bert_dir: Path) -> None:
     tokenizer = WordPieceTokenizer.from_pretrained(tiny_bert_dir)
     examples = read_split(ORIGINAL / "ids-sst-test-student.csv", "sst", "test", max_examples=20)

@@ -67,6 +67,7 @@ def _outcome(folder: Path) -> tuple[pd.DataFrame, list[tuple[Any, ...]]]:
     return rows, decisions
 
 
+@pytest.mark.usefixtures("labeled_data")
 @pytest.mark.chaos
 def test_a_study_killed_again_and_again_ends_as_its_uninterrupted_twin(
     tmp_path: Path, tiny_bert_dir: Path, ray_tmp: Path

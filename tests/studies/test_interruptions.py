@@ -67,6 +67,7 @@ def _mid_run(experiment: Path, epochs: int) -> dict[str, list[dict[str, Any]]] |
     return rows if started and all(len(r) < epochs for r in rows.values()) else None
 
 
+@pytest.mark.usefixtures("labeled_data")
 def test_ctrl_c_then_resume_trains_every_remaining_epoch(
     tmp_path: Path, tiny_bert_dir: Path, ray_tmp: Path
 ) -> None:
@@ -123,6 +124,7 @@ def _stored_checkpoints(study: str) -> Callable[[], set[str]]:
     return listing
 
 
+@pytest.mark.usefixtures("labeled_data")
 @pytest.mark.parametrize("storage", ["local", pytest.param("s3", marks=pytest.mark.chaos)])
 def test_a_kill_the_instant_a_checkpoint_is_deleted_loses_no_trial(
     storage: str, request: pytest.FixtureRequest, tmp_path: Path, tiny_bert_dir: Path,

@@ -12,6 +12,7 @@ from typing import Any
 
 import optuna
 import pyarrow.fs
+import pytest
 
 from mtl_tune.studies import (
     JOURNAL_PREFIX,
@@ -87,6 +88,7 @@ class _Between:
         return last if time.monotonic() - self.since > 1.2 else None
 
 
+@pytest.mark.usefixtures("labeled_data")
 def test_a_study_on_a_store_is_killed_resumed_and_reported(
     s3_bucket: str, tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path,
     monkeypatch: Any,
