@@ -317,3 +317,17 @@ def test_train_out_on_a_read_only_disk_is_one_error_line(tiny_data_dir: Path,
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert "Error: cannot use" in result.stderr and "Read-only file system" in result.stderr
     assert "choose another place (e.g. with --out)" in result.stderr
+
+
+def test_version_and_python_dash_m() -> None:
+    import subprocess
+    import sys
+
+    from mtl_tune import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output == f"mtl-tune {__version__}\n"
+    # `python -m mtl_tune` is the same command line
+    module = subprocess.run([sys.executable, "-m", "mtl_tune", "--version"], capture_output=True,
+                            text=True, timeout=60)
+    assert (module.returncode, module.stdout) == (0, f"mtl-tune {__version__}\n")

@@ -10,11 +10,31 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Annotated
 
+import typer
+
+from mtl_tune import __version__
 from mtl_tune.cli import data, report, run, study
 from mtl_tune.cli._common import make_app, parse_sets
 
 app = make_app("Tune and ablate multi-task minBERT (SST-5, Quora, STS) on Ray Tune with Optuna.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mtl-tune {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Tune and ablate multi-task minBERT (SST-5, Quora, STS) on Ray Tune with Optuna."""
+
+
 app.add_typer(data.app, name="data")
 app.add_typer(run.trainables_app, name="trainables")
 app.add_typer(study.app, name="study")
