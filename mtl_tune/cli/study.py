@@ -132,19 +132,33 @@ def resume(
 
 
 @app.command("status")
-def status(name: NameArgument, storage: StorageOption = None) -> None:
+def status(
+    name: NameArgument,
+    storage: StorageOption = None,
+    best: Annotated[bool, typer.Option(
+        "--best", help="Also print the best trial's checkpoint and the `mtl-tune train` "
+        "command that trains it again.")] = False,
+) -> None:
     """One row per trial: state, config, epochs done, best dev metrics; the best marked *."""
     from mtl_tune.studies import (
         INTERRUPTED,
+        best_rerun,
+        existing_study,
+        open_study,
         resume_command,
         storage_root,
         study_driver,
+        study_results,
         study_status,
     )
 
     root = storage_root(storage)
     trials = study_status(root, name)
     typer.echo(table(trials.to_dict("records")))
+    if best and len(trials):
+        info = open_study(existing_study(root, name))
+        line = best_rerun(study_results(info), info.metric, info.mode)
+        typer.echo(line or f"no trial has reported dev {info.metric} yet")
     driver = study_driver(root, name)
     if driver is not None:
         typer.echo(f"running: driver {driver.describe()}")

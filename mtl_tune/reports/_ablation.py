@@ -28,7 +28,14 @@ from mtl_tune.reports._stats import ALPHA, BOOTSTRAP_FROM, FEW_SEEDS, POWER, SD_
 from mtl_tune.reports._study_notes import DAGGER_NOTE, error_notes, summary, unfinished_note
 from mtl_tune.reports._test_table import PREDICTIONS_DIR, evaluate_test_split
 from mtl_tune.reports._writer import ReportWriter
-from mtl_tune.studies import TRIAL_KEYS, StudyInfo, best_epochs, open_study, study_results
+from mtl_tune.studies import (
+    TRIAL_KEYS,
+    StudyInfo,
+    best_epochs,
+    best_rerun,
+    open_study,
+    study_results,
+)
 
 LEADERBOARD_FILES = "sst-test-output.csv, para-test-output.csv, sts-test-output.csv"
 
@@ -214,6 +221,9 @@ def _write_ablation(
         path = folder / "results.csv"
         results.to_csv(path, index=False)
         writer.add_file(path)
+    rerun = best_rerun(results, info.metric, info.mode)
+    if rerun is not None:
+        notes.append(rerun)
     pending = unfinished_note(results)
     if pending:
         notes.append(pending)

@@ -40,6 +40,7 @@ from mtl_tune.reports._writer import ReportWriter
 from mtl_tune.studies import (
     StudyInfo,
     best_epochs,
+    best_rerun,
     group_decisions,
     open_study,
     study_results,
@@ -222,6 +223,9 @@ def _write_search(folder: Path, info: StudyInfo, results: pd.DataFrame,
         results.to_csv(path, index=False)
         writer.add_file(path)
     notes = [*info.notes, *error_notes(results)]
+    rerun = best_rerun(results, info.metric, info.mode)
+    if rerun is not None:
+        notes.append(rerun)
     pending = unfinished_note(results)
     if pending:
         notes.append(pending)

@@ -26,7 +26,15 @@ from mtl_tune.studies._score_cache import (
     read_cached_scores,
     score_cache_key,
 )
-from mtl_tune.studies._selection import COUNTED, TRIAL_KEYS, best_epochs, best_row, better
+from mtl_tune.studies._selection import (
+    COUNTED,
+    TRIAL_KEYS,
+    best_epochs,
+    best_rerun,
+    best_row,
+    better,
+    trial_config,
+)
 from mtl_tune.studies._spec import (
     BUILTIN,
     MODES,
@@ -116,7 +124,9 @@ __all__ = [
     "group_decisions",
     "best_epoch",
     "epoch_means",
+    "best_rerun",
     "best_row",
+    "trial_config",
     "better",
     "connect",
     "describe",

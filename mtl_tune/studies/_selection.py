@@ -6,6 +6,8 @@ best epoch so far; pending and errored trials are left out. On a tie the earlies
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -60,3 +62,28 @@ def best_row(results: pd.DataFrame, metric: str = "overall", mode: str = "max") 
         raise ValueError(f"no finished or running trial has reported {metric!r} yet")
     values = best[metric].astype(float)
     return best.loc[values.idxmax() if mode == "max" else values.idxmin()]
+
+
+def trial_config(row: pd.Series) -> dict[str, Any]:
+    """The config a trial ran with, from its row's `config/<key>` columns (a key another
+    trial of the study set but this one did not is empty, and left out)."""
+    def empty(value: Any) -> bool:
+        return value is None or (isinstance(value, float) and np.isnan(value))
+
+    return {str(k).removeprefix("config/"): v for k, v in row.items()
+            if str(k).startswith("config/") and not empty(v)}
+
+
+def best_rerun(results: pd.DataFrame, metric: str = "overall", mode: str = "max") -> str | None:
+    """One line on the study's best trial: its epoch and score, its checkpoint, and the
+    `mtl-tune train` command that trains it again; None before any trial reported `metric`."""
+    from mtl_tune.platform.rerun import train_command
+
+    if best_epochs(results, metric, mode).empty:
+        return None
+    row = best_row(results, metric, mode)
+    command = train_command(str(row["trainable"]), trial_config(row))
+    checkpoint = row["checkpoint"] if isinstance(row["checkpoint"], str) else "not kept"
+    return (f"Best trial {row['trial_id']} ({row['trainable']}) at epoch {int(row['epoch'])}: "
+            f"dev {metric} {float(row[metric]):.4f}; its checkpoint: {checkpoint}; train it "
+            f"again with: {command}")

@@ -167,3 +167,39 @@ def test_settled_changes_need_no_launch() -> None:
                                 "(80%", "power)", "Settled"]
     assert lines[2].split() == ["it3-cosine-sts", "+0.050", "3", "2", "yes"]
     assert lines[-1].startswith("Every change is settled") and "mtl-tune" not in text
+
+
+def test_the_best_trials_train_command_trains_it_again(study: Path, tmp_path: Path) -> None:
+    import json
+
+    from mtl_tune.studies import best_rerun, best_row, load_results, trial_config
+
+    results = load_results(study)
+    row = best_row(results)
+    line = best_rerun(results)
+    assert line is not None
+    # the trial, its epoch and score, its checkpoint and the command
+    assert line.startswith(f"Best trial {row['trial_id']} ({row['trainable']}) at epoch "
+                           f"{int(row['epoch'])}: dev overall {row['overall']:.4f}; its "
+                           f"checkpoint: {row['checkpoint']}; train it again with: mtl-tune "
+                           f"train {row['trainable']} ")
+    command = shlex.split(line.split("train it again with: ", 1)[1])
+    # every key that differs from the preset is set, the study's own keys are not
+    sets = dict(command[i + 1].split("=", 1) for i, w in enumerate(command) if w == "--set")
+    config = trial_config(row)
+    assert {"backbone", "batch_size", "max_length", "epochs", "eval_batch_size"} <= set(sets)
+    assert sets["backbone"] == config["backbone"] and "trainable" not in sets
+    # run as printed, it gives the trial's dev scores at the same epoch
+    out = tmp_path / "rerun"
+    result = CliRunner().invoke(app, [*command[1:], "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    epochs = json.loads((out / "metrics.json").read_text())["epochs"]
+    again = next(e for e in epochs if int(e["epoch"]) == int(row["epoch"]))
+    for key in ("sst_acc", "para_acc", "sts_corr", "overall"):
+        assert abs(again[key] - float(row[key])) < 1e-3, key
+    # `study status --best` prints the same line; so do the reports' notes
+    status = CliRunner().invoke(app, ["study", "status", study.name, "--storage",
+                                      str(study.parent), "--best"])
+    assert status.exit_code == 0 and line in status.output, status.output
+    report = report_ablation(study, out=tmp_path / "r", formats=("md",))
+    assert line in report.notes
