@@ -12,7 +12,6 @@ from typing import Any
 
 import pandas as pd
 
-from mtl_tune.reports._markup import escape_latex
 from mtl_tune.reports._stats import FEW_SEEDS
 
 STYLES = ("md", "latex", "html")
@@ -69,12 +68,8 @@ def param_text(value: Any) -> str:
 
 
 def display_frame(rows: list[dict[str, str]], style: str) -> pd.DataFrame:
-    """Display rows as a frame; for LaTeX every header and cell escaped."""
-    frame = pd.DataFrame(rows)
-    if style == "latex":
-        frame = frame.map(lambda v: escape_latex(str(v)))
-        frame.columns = [escape_latex(str(c)) for c in frame.columns]
-    return frame
+    """Display rows as a frame of plain strings (each format escapes its own)."""
+    return pd.DataFrame(rows)
 
 
 def _spread(row: Any, key: str, style: str) -> str:

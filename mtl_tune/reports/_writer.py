@@ -16,7 +16,8 @@ from matplotlib.figure import Figure
 
 from mtl_tune.reports import _html
 from mtl_tune.reports._display import metric_columns
-from mtl_tune.reports._markup import html_table, latex_table, markdown_table
+from mtl_tune.reports._latex import latex_table
+from mtl_tune.reports._markup import html_table, markdown_table
 from mtl_tune.reports._output import ReportResult
 
 FIGURES_DIR = "figures"
@@ -94,8 +95,9 @@ class ReportWriter:
                 self.files.append(path)
         if "latex" in self.formats:
             for part in self.tables:
-                tex = latex_table(part.display("latex"), part.title, f"tab:{part.name}",
-                                  list(part.notes))
+                display = part.display("latex")
+                tex = latex_table(display, part.title, f"tab:{part.name}", list(part.notes),
+                                  metric_columns(display))
                 self._write(f"{part.name}.tex", tex)
         if "md" in self.formats:
             self._write("report.md", self._markdown(summary, notes, spec_text, environment))
