@@ -34,7 +34,9 @@ def test_data_check_labeled_counts() -> None:
 
 @pytest.mark.usefixtures("original_data")
 def test_data_check_original_reports_missing_and_skipped() -> None:
-    result = runner.invoke(app, ["data", "check", "--data-dir", str(ORIGINAL)])
+    # wide enough for every column (the 80-column case is in tests/reports/test_terminal.py)
+    result = runner.invoke(app, ["data", "check", "--data-dir", str(ORIGINAL)],
+                           env={"COLUMNS": "250"})
     # a missing file makes the check fail
     assert result.exit_code == 1
     dev = next(x for x in result.output.splitlines() if " quora-dev.csv" in x)

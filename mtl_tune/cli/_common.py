@@ -96,9 +96,38 @@ def parse_sets(pairs: list[str] | None) -> dict[str, str]:
     return out
 
 
-def table(rows: list[dict[str, Any]]) -> str:
+def table(rows: list[dict[str, Any]], first: tuple[str, ...] = ()) -> str:
+    """Rows as a table fitted to the terminal (`first`: the columns it drops first), one
+    format per number column: scores to 4 decimals, whole numbers whole, others 4 digits."""
     import pandas as pd
+
+    from mtl_tune.terminal import fitted
 
     if not rows:
         return "(none)"
-    return pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    frame = pd.DataFrame(rows)
+    return fitted(pd.DataFrame({c: _column_text(str(c), frame[c]) for c in frame.columns}),
+                  first=first)
+
+
+SCORE_COLUMNS = ("sst_acc", "para_acc", "sts_corr", "overall", "mean_score")
+
+
+def _column_text(name: str, values: Any) -> list[str]:
+    import math
+    from numbers import Real
+
+    def missing(v: Any) -> bool:
+        return v is None or (isinstance(v, float) and math.isnan(v))
+
+    present = [v for v in values if not missing(v)]
+    numbers = [v for v in present if isinstance(v, Real) and not isinstance(v, bool)]
+    if not numbers or len(numbers) < len(present):
+        return ["–" if missing(v) else str(v) for v in values]
+    if name in SCORE_COLUMNS:
+        form = "{:.4f}"
+    elif all(float(v).is_integer() for v in numbers):
+        form = "{:.0f}"
+    else:
+        form = "{:.4g}"
+    return ["–" if missing(v) else form.format(v) for v in values]

@@ -24,7 +24,7 @@ def check(data_dir: DataDirOption = None) -> None:
     typer.echo(f"data folder: {folder}")
     typer.echo(table([{"task": c.task, "split": c.split, "status": c.status, "file": c.file,
                        "rows read": c.read, "skipped": c.skipped, "used": c.read - c.skipped,
-                       "labels": c.labels} for c in checks]))
+                       "labels": c.labels} for c in checks], first=("labels", "file")))
     problems = [c.problem for c in checks if c.problem]
     for problem in problems:
         typer.echo(f"Error: {problem}", err=True)

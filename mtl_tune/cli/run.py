@@ -19,11 +19,17 @@ EPOCH_COLUMNS = ("epoch", "sst_acc", "para_acc", "sts_corr", "overall", "mean_sc
 @trainables_app.command("list")
 def trainables_list() -> None:
     """Name, description and preset of every registered trainable."""
-    from mtl_tune.platform.presets import PRESETS
+    import textwrap
 
+    from mtl_tune.platform.presets import PRESETS
+    from mtl_tune.terminal import terminal_width
+
+    width = terminal_width()
     for preset in PRESETS.values():
-        typer.echo(f"{preset.name}: {preset.description}")
-        typer.echo("    " + ", ".join(f"{k}={v}" for k, v in preset.overrides.items()))
+        typer.echo(textwrap.fill(f"{preset.name}: {preset.description}", width,
+                                 subsequent_indent="    "))
+        typer.echo(textwrap.fill(", ".join(f"{k}={v}" for k, v in preset.overrides.items()),
+                                 width, initial_indent="    ", subsequent_indent="    "))
 
 
 def train(

@@ -154,7 +154,8 @@ def status(
 
     root = storage_root(storage)
     trials = study_status(root, name)
-    typer.echo(table(trials.to_dict("records")))
+    typer.echo(table(trials.to_dict("records"),
+                     first=("mean_score", "sts_corr", "para_acc", "sst_acc", "experiment")))
     if best and len(trials):
         info = open_study(existing_study(root, name))
         line = best_rerun(study_results(info), info.metric, info.mode)

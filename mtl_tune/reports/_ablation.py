@@ -18,6 +18,7 @@ from mtl_tune.reports._figures import (
     draw_learning_curves,
     draw_score_bars,
 )
+from mtl_tune.reports._headline import headline
 from mtl_tune.reports._optuna import load_optuna_study, searched_params
 from mtl_tune.reports._output import FORMATS, ReportResult, check_formats, report_folder
 from mtl_tune.reports._paired import MARK_LEGEND
@@ -68,7 +69,9 @@ def _dev_notes(info: StudyInfo, dev: pd.DataFrame, n_resamples: int, seed: int) 
         "cut to the values the metric can take (accuracies and Overall in [0, 1], STS Pearson "
         "r in [-1, 1], Mean (paper) in [-1/3, 1]); dev.csv holds every number at full "
         "precision and each interval's method.",
-        "Overall = (SST acc + PD acc + (STS r + 1) / 2) / 3, the course leaderboard's score; "
+        "Scores: SST = SST-5 sentiment accuracy, PD = Quora paraphrase accuracy, STS = STS "
+        "Pearson r. Overall = (SST acc + PD acc + (STS r + 1) / 2) / 3, the course leaderboard's "
+        "score; "
         "Mean (paper) = (SST acc + PD acc + STS r) / 3, the paper's \"Overall\" column.",
         f"Δ prev / Δ base: the row's mean dev {info.metric} minus the previous / first row's. "
         "The mark on Δ prev tests the row's best checkpoint against the previous row's on the "
@@ -161,6 +164,7 @@ def _write_ablation(
     descriptions = {name: preset.description for name, preset in PRESETS.items()}
     dev = dev_table(results, order, info.metric, info.mode, descriptions, n_resamples, seed)
     dev, significance_notes = add_significance(dev, n_resamples, seed)
+    writer.headline(headline(dev, info.metric, info.mode))
     writer.table("dev", "Dev table", dev, lambda style: dev_display(dev, style),
                  _dev_notes(info, dev, n_resamples, seed) + significance_notes)
     published = published_table(dev)

@@ -80,19 +80,24 @@ def _spread(row: Any, key: str, style: str) -> str:
     if n == 1:
         return number(mean)
     text = f"{number(mean)} ± {number(getattr(row, f'{key}_std'))}"
-    if style == "html":
+    if n < FEW_SEEDS:
+        text += f" {WIDE}"
+    if style == "html":  # the interval on a line of its own, under mean ± sd
         low, high = getattr(row, f"{key}_ci_low"), getattr(row, f"{key}_ci_high")
-        text += f" [{number(low)}, {number(high)}]"
-    return f"{text} {WIDE}" if n < FEW_SEEDS else text
+        text += f"\n[{number(low)}, {number(high)}]"
+    return text
 
 
 def dev_display(dev: pd.DataFrame, style: str, split: str = "Dev") -> pd.DataFrame:
-    """The dev table's display strings (mean ± std; HTML adds [95% CI])."""
+    """The dev table's display strings (mean ± std; HTML adds [95% CI] on a second line and
+    puts each row's change under its name)."""
     check_style(style)
     rows = []
     for row in dev.itertuples(index=False):
         out = {"Iteration": str(row.iteration)}
-        if style != "latex":
+        if style == "html":  # what the row changes, under its name: no column to squeeze
+            out["Iteration"] += f"\n{row.description}" if row.description else ""
+        elif style == "md":
             out["Change"] = str(row.description)
         out["Trials"] = row.trials + ("" if row.complete else f" {DAGGER}")
         for key, label in METRIC_LABELS.items():

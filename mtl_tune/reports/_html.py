@@ -15,18 +15,23 @@ from pathlib import Path
 _URL = re.compile(r"\b(https?)://", re.IGNORECASE)
 
 CSS = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222;
+body { font-family: system-ui, sans-serif; margin: 1.5rem auto; max-width: 1360px; color: #222;
        padding: 0 1rem; line-height: 1.4; }
 h1 { font-size: 1.6rem; } h2 { font-size: 1.25rem; margin-top: 2rem;
      border-bottom: 1px solid #ddd; }
+p.headline { font-size: 1.1rem; margin: 0.3rem 0; }
+div.scroll { overflow-x: auto; max-width: 100%; }
 table.data, table.meta { border-collapse: collapse; margin: 0.5rem 0; font-size: 0.9rem; }
 table.data th, table.data td, table.meta th, table.meta td { border: 1px solid #ccc;
      padding: 0.25rem 0.5rem; text-align: left; vertical-align: top; }
 table.data th { background: #f2f2f2; }
+table.data td.col0 { max-width: 18rem; }
+table.data td.col0::first-line { font-weight: 600; }
+table.meta td { overflow-wrap: anywhere; }
 table.meta th { background: #fafafa; font-weight: normal; color: #555; }
-figure { margin: 1rem 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figure { margin: 1rem 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: 0.85rem; color: #555; }
-ul.notes { font-size: 0.85rem; color: #444; }
+ul.notes { font-size: 0.85rem; color: #444; overflow-wrap: anywhere; }
 pre { background: #f7f7f7; padding: 0.75rem; overflow-x: auto; font-size: 0.85rem; }
 """
 
@@ -47,7 +52,7 @@ def meta_table(rows: Mapping[str, str]) -> str:
     body = "".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows.items()
     )
-    return f'<table class="meta">{body}</table>'
+    return f'<div class="scroll"><table class="meta">{body}</table></div>'
 
 
 def figure_block(png: Path, caption: str) -> str:
@@ -63,12 +68,20 @@ def pre_block(text: str) -> str:
     return f"<pre>{html.escape(text)}</pre>"
 
 
-def page(title: str, sections: Sequence[tuple[str, str]]) -> str:
-    """A whole HTML document: a title, then (heading, body HTML) sections; URLs defanged."""
+def headline_block(lines: Sequence[str]) -> str:
+    return "".join(f'<p class="headline">{html.escape(line)}</p>' for line in lines)
+
+
+def page(title: str, sections: Sequence[tuple[str, str]], lead: str = "") -> str:
+    """A whole HTML document: a title, `lead` (HTML) under it, then (heading, body HTML)
+    sections; URLs defanged. It reads on a phone: a viewport meta, and tables that scroll
+    inside their own container."""
     body = "".join(f"<h2>{html.escape(h)}</h2>\n{content}\n" for h, content in sections)
     document = (
         "<!DOCTYPE html>\n"
-        f'<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{CSS}</style></head>\n<body><h1>{html.escape(title)}</h1>\n{body}</body></html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head>\n"
+        f"<body><h1>{html.escape(title)}</h1>\n{lead}\n{body}</body></html>\n"
     )
     return defang(document)

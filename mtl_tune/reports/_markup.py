@@ -7,6 +7,8 @@ import re
 
 import pandas as pd
 
+from mtl_tune.terminal import numeric_columns
+
 
 def markdown_table(frame: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table (pipes in cells escaped)."""
@@ -20,17 +22,8 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body]) + "\n"
 
 
-_NUMBER = re.compile(r"^[-+<–∞]?\s?[\d.]*$|^[-+]?\d")  # "0.512 ± 0.010", "+0.043", "–", "< 0.001"
 _LEADING = re.compile(r"^[-+]?\d+(\.\d+)?")
 WRAPPING = ("Change", "Note", "Description")  # long text columns; every other cell stays on a line
-
-
-def numeric_columns(frame: pd.DataFrame) -> list[str]:
-    """The columns whose every cell is a number (or a number ± spread, or "–")."""
-    return [
-        str(c) for c in frame.columns
-        if len(frame) and all(_NUMBER.match(str(v)) for v in frame[c])
-    ]
 
 
 def _leading(value: object) -> float:
@@ -51,23 +44,32 @@ def best_cells(frame: pd.DataFrame, columns: list[str]) -> dict[str, list[int]]:
 
 
 def html_table(frame: pd.DataFrame, table_id: str = "t", best: list[str] | None = None) -> str:
-    """An HTML table through pandas' Styler: text escaped, numbers right-aligned, no cell but
-    long text wrapped, and the highest value of each `best` column in bold."""
+    """An HTML table through pandas' Styler, in a container that scrolls sideways when the
+    table is wider than the page: text escaped, numbers and their headers right-aligned, a
+    cell's line breaks kept (a row's change under its name, an interval under its mean), no
+    other cell but long text wrapped, and the highest value of each `best` column in bold."""
     numbers = numeric_columns(frame)
     marked = best_cells(frame, [c for c in best or [] if c in numbers])
+    broken = [str(c) for c in frame.columns if frame[c].astype(str).str.contains("\n").any()]
 
     def bold(column: pd.Series) -> list[str]:
         rows = marked.get(str(column.name), [])
         return ["font-weight: bold" if i in rows else "" for i in range(len(column))]
 
+    headers = [{"selector": f"th.col{i}", "props": "text-align: right"}
+               for i, c in enumerate(frame.columns) if str(c) in numbers]
     styler = (
         frame.style.hide(axis="index")
         .set_uuid(table_id)
         .set_table_attributes('class="data"')
+        .set_table_styles(headers)
         .format(escape="html")
         .set_properties(subset=numbers, **{"text-align": "right"})
-        .set_properties(subset=[c for c in frame.columns if c not in WRAPPING],
+        .set_properties(subset=[c for c in frame.columns if c not in WRAPPING and c not in broken],
                         **{"white-space": "nowrap"})
+        .set_properties(subset=[c for c in broken if c in numbers], **{"white-space": "pre"})
+        .set_properties(subset=[c for c in broken if c not in numbers],
+                        **{"white-space": "pre-line"})
         .apply(bold, axis=0)
     )
-    return styler.to_html()
+    return f'<div class="scroll">{styler.to_html()}</div>'

@@ -44,6 +44,7 @@ class ReportResult:
     # name -> (title, display strings as in report.md), for a terminal
     displays: dict[str, tuple[str, pd.DataFrame]] = field(default_factory=dict)
     remarks: list[str] = field(default_factory=list)  # the notes not tied to a table
+    headline: list[str] = field(default_factory=list)  # what the report says first
     page: Path | None = None  # the file to open: report.html, else report.md
 
 

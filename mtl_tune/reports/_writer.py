@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from mtl_tune.reports import _html
 from mtl_tune.reports._display import metric_columns
 from mtl_tune.reports._latex import latex_table
-from mtl_tune.reports._markup import html_table, markdown_table
+from mtl_tune.reports._markup import best_cells, html_table, markdown_table, numeric_columns
 from mtl_tune.reports._output import ReportResult
 
 FIGURES_DIR = "figures"
@@ -50,6 +50,7 @@ class ReportWriter:
         self.tables: list[TablePart] = []
         self.figures: list[FigurePart] = []
         self.files: list[Path] = []
+        self.lead: list[str] = []  # the first lines: which row won, and by how much
 
     def table(
         self,
@@ -71,6 +72,10 @@ class ReportWriter:
         figure.savefig(svg, metadata={"Creator": None})
         self.figures.append(FigurePart(name, caption, png, svg))
         self.files += [png, svg]
+
+    def headline(self, lines: Sequence[str]) -> None:
+        """The lines every format shows first, above the figures and tables."""
+        self.lead = list(lines)
 
     def add_file(self, path: Path) -> None:
         self.files.append(path)
@@ -115,6 +120,7 @@ class ReportWriter:
             displays={part.name: (part.title, part.display("md")) for part in self.tables},
             remarks=list(dict.fromkeys(notes)),
             page=pages[0] if pages else None,
+            headline=list(self.lead),
         )
 
     def _markdown(
@@ -125,6 +131,7 @@ class ReportWriter:
         environment: Mapping[str, str],
     ) -> str:
         lines = [f"# {self.title}", ""]
+        lines += [f"**{line}**" for line in self.lead] + ([""] if self.lead else [])
         lines += [f"- **{k}**: {v}" for k, v in summary.items()] + [""]
         for part in self.tables:
             lines += [f"## {part.title}", "", markdown_table(part.display("md"))]
@@ -150,18 +157,23 @@ class ReportWriter:
         spec_text: str | None,
         environment: Mapping[str, str],
     ) -> str:
-        sections = [("Study", _html.meta_table(summary))]
-        for part in self.tables:
-            sections.append(
-                (part.title, html_table(display := part.display("html"), part.name,
-                                        metric_columns(display)) + _html.notes_list(part.notes))
-            )
+        # what a reader needs first: the verdict, the figures, then the tables
+        sections = []
         if self.figures:
             blocks = "".join(_html.figure_block(f.png, f.caption) for f in self.figures)
             sections.append(("Figures", blocks))
+        for part in self.tables:
+            display = part.display("html")
+            best = metric_columns(display)
+            bold = ["Bold: the best value of each score column."] if any(
+                best_cells(display, [c for c in best if c in numeric_columns(display)]).values()
+            ) else []
+            sections.append((part.title, html_table(display, part.name, best)
+                             + _html.notes_list([*bold, *part.notes])))
         if notes:
             sections.append(("Notes", _html.notes_list(notes)))
+        sections.append(("Study", _html.meta_table(summary)))
         sections.append(("Environment", _html.meta_table(environment)))
         if spec_text is not None:
             sections.append(("Spec (spec.toml)", _html.pre_block(spec_text)))
-        return _html.page(self.title, sections)
+        return _html.page(self.title, sections, _html.headline_block(self.lead))

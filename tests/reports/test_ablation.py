@@ -295,15 +295,17 @@ def test_html_numbers_right_aligned_best_in_bold(report: ReportResult) -> None:
     # the best mean of a metric column is bold, the others are not
     for row in range(len(dev)):
         assert ("font-weight: bold" in styles[(row, overall)]) == (row == best)
-    # numbers are right-aligned, and no number or name wraps
-    for name in ("SST Dev", "Overall Dev", "Δ prev", "p (Holm)"):
-        assert {"text-align: right", "white-space: nowrap"} <= styles[(0, columns.index(name))]
-    assert "white-space: nowrap" in styles[(0, columns.index("Iteration"))]
-    assert "text-align: right" not in styles.get((0, columns.index("Change")), set())
-    # the interval is in the cell, on its one line: mean ± sd [low, high], marked wide (2 seeds)
+    # numbers are right-aligned, and no number wraps: a score keeps its two lines whole
+    for name, lines in (("SST Dev", "pre"), ("Overall Dev", "pre"), ("Δ prev", "nowrap"),
+                        ("p (Holm)", "nowrap")):
+        assert {"text-align: right", f"white-space: {lines}"} <= styles[(0, columns.index(name))]
+    # the row's change is under its name (a line of its own), not a column
+    assert "white-space: pre-line" in styles[(0, columns.index("Iteration"))]
+    assert "Change" not in columns
+    # the interval is in the cell, under mean ± sd (marked wide: 2 seeds)
     cell = re.search(rf'id="T_dev_row{best}_col{overall}"[^>]*>([^<]*)<', page)
     assert cell is not None and re.fullmatch(
-        r"\d\.\d{3} ± \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] ‡", cell.group(1))
+        r"\d\.\d{3} ± \d\.\d{3} ‡\n\[\d\.\d{3}, \d\.\d{3}\]", cell.group(1))
 
 
 def test_paper_iterations_are_shown_beside_the_published_scores(report: ReportResult) -> None:

@@ -3,6 +3,8 @@ seeds advice."""
 
 from __future__ import annotations
 
+import os
+import re
 import shlex
 import shutil
 from pathlib import Path
@@ -63,9 +65,15 @@ def test_narrow_tables_drop_the_least_needed_columns_first() -> None:
     lines, dropped = fit_table(frame, 60)
     assert max(map(len, lines)) <= 60
     assert dropped == ["Change", "Note"]  # in DROP_ORDER, only as many as needed
-    lines, dropped = fit_table(frame, 20)
-    # narrower than any sensible table: cells are cut, and no line passes the width
-    assert max(map(len, lines)) <= 20 and dropped[-1] == "Δ base"
+    lines, dropped = fit_table(frame, 30)
+    # narrower still: the spreads go (means stay), then other cells are cut; no line passes
+    # the width and no row name is cut
+    assert max(map(len, lines)) <= 30 and dropped == ["Change", "Note", "Δ base", "± sd"]
+    assert [line.split()[0] for line in lines[1:]] == ["it1-baseline", "it7-cosrelu-tuned"]
+    assert lines[2].endswith("0.555")
+    lines, dropped = fit_table(frame, 10)
+    # narrower than a row name: the name stays whole all the same
+    assert lines[2].startswith("it7-cosrelu-tuned")
     lines, dropped = fit_table(frame, 500)
     # wide enough: every column, text left-aligned and numbers right-aligned
     assert dropped == [] and lines[1].startswith("it1-baseline       the paper's")
@@ -203,3 +211,69 @@ def test_the_best_trials_train_command_trains_it_again(study: Path, tmp_path: Pa
     assert status.exit_code == 0 and line in status.output, status.output
     report = report_ablation(study, out=tmp_path / "r", formats=("md",))
     assert line in report.notes
+
+
+def _in_a_tty(args: list[str], columns: int) -> list[str]:
+    """The lines a command prints in a real terminal `columns` wide (a pseudo-terminal)."""
+    import fcntl
+    import pty
+    import struct
+    import sys
+    import termios
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the terminal's size first, then the command
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+        env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+        os.execve(sys.executable, [sys.executable, "-c", "from mtl_tune.cli import main; main()",
+                                   *args], env)
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, b"".join(chunks).decode()[-3000:]
+    text = b"".join(chunks).decode()
+    return [part for line in text.split("\r\n") for part in line.split("\r")]
+
+
+def test_an_80_column_terminal_cuts_no_iteration_name(study: Path, tmp_path: Path) -> None:
+    lines = _in_a_tty(["report", "ablation", study.name, "--storage", str(study.parent),
+                       "--out", str(tmp_path / "r"), "--resamples", "50"], 80)
+    # no line passes the terminal's width (but the page's path, which is not cut)
+    long = [line for line in lines if len(line) > 80 and not line.startswith("report: /")]
+    assert not long, long
+    for title in ("Dev table", "Test table", "Beside the paper"):
+        start = lines.index(title)
+        rows = [line.split()[0] for line in lines[start + 2: start + 2 + len(ORDER)]]
+        # every iteration's name whole, in every table
+        assert rows == ORDER, (title, lines[start: start + 6])
+    # what was left out to fit is named under the table
+    assert any(line.startswith("(left out to fit 80 columns: ") for line in lines)
+
+
+def test_the_commands_tables_fit_80_columns_with_one_format_per_number_column(
+    study: Path, labeled_data: Path
+) -> None:
+    runner = CliRunner()
+    env = {"COLUMNS": "80"}
+    for args in (["study", "status", study.name, "--storage", str(study.parent)],
+                 ["study", "list", "--storage", str(study.parent)],
+                 ["data", "check", "--data-dir", str(labeled_data)],
+                 ["trainables", "list"]):
+        result = runner.invoke(app, args, env=env)
+        assert result.exit_code == 0, (args, result.output)
+        lines = result.stdout.splitlines()
+        assert max(map(len, lines)) <= 80, (args, [line for line in lines if len(line) > 80])
+    status = runner.invoke(app, ["study", "status", study.name, "--storage", str(study.parent)],
+                           env=env).stdout.splitlines()
+    header = status[0].split()
+    overall = header.index("overall")
+    values = [line.split()[overall] for line in status[1:7]]  # its six trials
+    # every score in the column to 4 decimals, none in another format
+    assert values and all(re.fullmatch(r"\d\.\d{4}", v) for v in values), values

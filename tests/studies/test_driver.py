@@ -94,6 +94,7 @@ def test_errored_trials_exit_1_and_name_their_error_files(
     assert not wait_gone(ray_processes(ray_tmp), timeout=20)
 
 
+@pytest.mark.chaos  # its hint and exit code are also checked by test_interruptions' Ctrl-C
 def test_ctrl_c_exits_130_with_the_command_that_continues(
     tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path
 ) -> None:

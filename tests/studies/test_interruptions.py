@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from mtl_tune.studies import existing_study, load_results, storage_root
+from mtl_tune.studies import existing_study, load_results, read_meta, storage_root
 from mtl_tune.studies._results import read_result_rows
 from tests.conftest import LABELED
 from tests.helpers import write_subset
@@ -81,6 +81,12 @@ def test_ctrl_c_then_resume_trains_every_remaining_epoch(
     interrupted = [name for name, rows in before.items() if rows]
     # the Ctrl-C landed while a trial was part-way: it had reported 1 or 2 of its 3 epochs
     assert interrupted
+    log = (path.parent / "launch.log").read_text()
+    # the driver printed the exact command that continues, instead of Tune's Python hint
+    hint = "interrupted; continue the study with:\n  mtl-tune study resume ctrlc --storage "
+    assert hint + str(root) in log and "Tuner.restore(" not in log, log[-3000:]
+    # the study is not marked finished
+    assert "finished_at" not in read_meta(root / "ctrlc")
 
     resume_cli("ctrlc", root, ray_tmp, tmp_path / "resume.log")
     after = epochs_reported(experiment)

@@ -88,6 +88,7 @@ class _Between:
         return last if time.monotonic() - self.since > 1.2 else None
 
 
+@pytest.mark.chaos  # a minute and a half; test_two_nodes runs a study on a store by default
 @pytest.mark.usefixtures("labeled_data")
 def test_a_study_on_a_store_is_killed_resumed_and_reported(
     s3_bucket: str, tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path,
