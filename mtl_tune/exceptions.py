@@ -1,4 +1,10 @@
-"""The project's errors: one base class the CLI catches at its boundary, a few subclasses."""
+"""The project's errors: one base class the CLI catches at its boundary, a few subclasses, and
+the "did you mean" every refusal of a name adds."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
 
 
 class MtlTuneError(Exception):
@@ -35,3 +41,9 @@ class SpecError(MtlTuneError, ValueError):
 
 class FetchError(MtlTuneError):
     """Downloading the public data files failed."""
+
+
+def did_you_mean(value: str, choices: Iterable[str]) -> str:
+    """" (did you mean 'x'?)" for the closest of `choices` to a mistyped `value`, else ""."""
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

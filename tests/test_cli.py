@@ -333,3 +333,29 @@ def test_version_and_python_dash_m() -> None:
     module = subprocess.run([sys.executable, "-m", "mtl_tune", "--version"], capture_output=True,
                             text=True, timeout=60)
     assert (module.returncode, module.stdout) == (0, f"mtl-tune {__version__}\n")
+
+
+def test_a_mistyped_name_gets_a_did_you_mean(tmp_path: Path) -> None:
+    from mtl_tune.reports._output import check_formats
+
+    def error(args: list[str]) -> str:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        return result.stderr
+
+    # a trainable and a config key, refused before any data is read
+    assert "but got 'it7-cosrelu' (did you mean 'it7-cosrelu-tuned'?)" in error(
+        ["train", "it7-cosrelu", "--data-dir", str(tmp_path / "none")])
+    assert "unknown config key(s) ['learning_rate'] (did you mean 'lr'?)" in error(
+        ["train", "it7-cosrelu-tuned", "--set", "learning_rate=1e-5"])
+    assert "['pooling_mod'] (did you mean 'pooling'?)" in error(
+        ["train", "it7-cosrelu-tuned", "--set", "pooling_mod=mean"])
+    # a study name
+    (tmp_path / "studies" / "demo").mkdir(parents=True)
+    (tmp_path / "studies" / "demo" / "study.json").write_text("{}")
+    assert "no study 'dmeo' in " in (text := error(
+        ["study", "status", "dmeo", "--storage", str(tmp_path / "studies")]))
+    assert "(did you mean 'demo'?); studies there: ['demo']" in text
+    # a report format
+    with pytest.raises(ConfigError, match=r"but got \['htm'\] \(did you mean 'html'\?\)"):
+        check_formats(["md", "htm"])

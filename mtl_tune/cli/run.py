@@ -55,8 +55,8 @@ def train(
         overrides["epochs"] = epochs
     if max_examples is not None:
         overrides["max_examples"] = max_examples
-    overrides["data_dir"] = str(data_folder(data_dir))
-    config = resolve_config(name, overrides)
+    config = resolve_config(name, overrides)  # a mistyped name or key first, then the data
+    config = config.replace(data_dir=str(data_folder(data_dir)))
     folder = out or Path("runs") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
     rows: list[dict[str, Any]] = []
     bars: dict[int, Any] = {}

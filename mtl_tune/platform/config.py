@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from mtl_tune.exceptions import ConfigError
+from mtl_tune.exceptions import ConfigError, did_you_mean
 from mtl_tune.platform.sampling import SCHEMES
 
 DATA_ENV = "MTL_TUNE_DATA"  # the environment variable naming the data folder
@@ -62,6 +62,12 @@ class HeadConfig:
         check_choice("sts_head", self.sts_head, STS_HEADS)
         check_choice("pooling", self.pooling, POOLINGS)
         check_choice("pair_encoding", self.pair_encoding, PAIR_ENCODINGS)
+
+
+# Hugging Face Trainer names users type for ours
+ALIASES = {"learning_rate": "lr", "num_train_epochs": "epochs", "num_epochs": "epochs",
+           "per_device_train_batch_size": "batch_size", "train_batch_size": "batch_size",
+           "max_seq_length": "max_length", "warmup": "warmup_ratio", "hidden_dropout": "dropout"}
 
 
 @dataclass(frozen=True)
@@ -169,8 +175,10 @@ class TrainConfig:
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
+            hint = (f" (did you mean {ALIASES[unknown[0]]!r}?)" if unknown[0] in ALIASES
+                    else did_you_mean(unknown[0], known))
             raise ConfigError(
-                f"unknown config key(s) {unknown} in {source}; valid keys: {sorted(known)}"
+                f"unknown config key(s) {unknown}{hint} in {source}; valid keys: {sorted(known)}"
             )
         converted = {key: _convert(key, value, known[key].type) for key, value in values.items()}
         try:

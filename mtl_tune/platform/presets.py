@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from mtl_tune.exceptions import ConfigError
+from mtl_tune.exceptions import ConfigError, did_you_mean
 from mtl_tune.platform.config import TrainConfig
 
 # config keys a study adds for itself; they are not training settings
@@ -103,7 +103,8 @@ PRESETS: dict[str, Preset] = _build()
 def get_preset(name: str) -> Preset:
     """The preset registered as `name`; an unknown name lists the valid ones."""
     if name not in PRESETS:
-        raise ConfigError(f"trainable must be one of {list(PRESETS)}, but got {name!r}")
+        raise ConfigError(f"trainable must be one of {list(PRESETS)}, but got {name!r}"
+                          f"{did_you_mean(name, PRESETS)}")
     return PRESETS[name]
 
 

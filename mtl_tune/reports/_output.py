@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mtl_tune.exceptions import ConfigError, MtlTuneError
+from mtl_tune.exceptions import ConfigError, MtlTuneError, did_you_mean
 from mtl_tune.platform.atomic import fsync_folder, staging_of
 from mtl_tune.studies import REPORTS_DIR, is_staged
 
@@ -51,7 +51,8 @@ class ReportResult:
 def check_formats(formats: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
-        raise ConfigError(f"report formats must be among {FORMATS}, but got {unknown}")
+        raise ConfigError(f"report formats must be among {FORMATS}, but got {unknown}"
+                          f"{did_you_mean(unknown[0], FORMATS)}")
     return tuple(dict.fromkeys(formats))
 
 

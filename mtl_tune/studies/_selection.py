@@ -84,6 +84,7 @@ def best_rerun(results: pd.DataFrame, metric: str = "overall", mode: str = "max"
     row = best_row(results, metric, mode)
     command = train_command(str(row["trainable"]), trial_config(row))
     checkpoint = row["checkpoint"] if isinstance(row["checkpoint"], str) else "not kept"
-    return (f"Best trial {row['trial_id']} ({row['trainable']}) at epoch {int(row['epoch'])}: "
+    return (f"Best single trial {row['trial_id']} ({row['trainable']}) at epoch "
+            f"{int(row['epoch'])}: "
             f"dev {metric} {float(row[metric]):.4f}; its checkpoint: {checkpoint}; train it "
             f"again with: {command}")

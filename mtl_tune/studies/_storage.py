@@ -25,7 +25,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from mtl_tune.exceptions import MtlTuneError, SpecError
+from mtl_tune.exceptions import MtlTuneError, SpecError, did_you_mean
 from mtl_tune.platform.atomic import replace_text, storage_error
 from mtl_tune.studies._object_store import (
     is_staged,
@@ -77,9 +77,9 @@ def existing_study(root: Path, name: str) -> Path:
     folder = study_folder(root, name)
     pull(folder, keep=(CACHE_DIR,))  # entries other reports of this machine are writing
     if not (folder / META_FILE).is_file():
-        raise SpecError(
-            f"no study {name!r} in {uri_of(root)}; studies there: {study_names(root) or 'none'}"
-        )
+        names = study_names(root)
+        raise SpecError(f"no study {name!r} in {uri_of(root)}{did_you_mean(name, names)}; "
+                        f"studies there: {names or 'none'}")
     return folder
 
 

@@ -187,7 +187,7 @@ def test_the_best_trials_train_command_trains_it_again(study: Path, tmp_path: Pa
     line = best_rerun(results)
     assert line is not None
     # the trial, its epoch and score, its checkpoint and the command
-    assert line.startswith(f"Best trial {row['trial_id']} ({row['trainable']}) at epoch "
+    assert line.startswith(f"Best single trial {row['trial_id']} ({row['trainable']}) at epoch "
                            f"{int(row['epoch'])}: dev overall {row['overall']:.4f}; its "
                            f"checkpoint: {row['checkpoint']}; train it again with: mtl-tune "
                            f"train {row['trainable']} ")
