@@ -138,8 +138,13 @@ def status(
     best: Annotated[bool, typer.Option(
         "--best", help="Also print the best trial's checkpoint and the `mtl-tune train` "
         "command that trains it again.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON object instead (schema in the README).")] = False,
 ) -> None:
-    """One row per trial: state, config, epochs done, best dev metrics; the best marked *."""
+    """One row per trial: state, config, epochs done, best dev metrics; the best marked *.
+
+    Example: mtl-tune study status demo --best
+    """
     from mtl_tune.studies import (
         INTERRUPTED,
         best_rerun,
@@ -150,10 +155,17 @@ def status(
         study_driver,
         study_results,
         study_status,
+        uri_of,
     )
 
     root = storage_root(storage)
     trials = study_status(root, name)
+    if as_json:
+        driver = study_driver(root, name)
+        typer.echo(json.dumps({"study": name, "storage": uri_of(root),
+                               "driver": None if driver is None else driver.describe(),
+                               "trials": _records(trials)}, indent=2))
+        return
     typer.echo(table(trials.to_dict("records"),
                      first=("mean_score", "sts_corr", "para_acc", "sst_acc", "experiment")))
     if best and len(trials):
@@ -170,10 +182,24 @@ def status(
 
 
 @app.command("list")
-def list_(storage: StorageOption = None) -> None:
+def list_(
+    storage: StorageOption = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON object instead (schema in the README).")] = False,
+) -> None:
     """The studies in the storage folder, with trial counts and best metric."""
     from mtl_tune.studies import list_studies, storage_root, uri_of
 
     root = storage_root(storage)
+    studies = list_studies(root)
+    if as_json:
+        typer.echo(json.dumps({"storage": uri_of(root), "studies": _records(studies)},
+                              indent=2))
+        return
     typer.echo(f"studies in {uri_of(root)}")
-    typer.echo(table(list_studies(root).to_dict("records")))
+    typer.echo(table(studies.to_dict("records")))
+
+
+def _records(frame: Any) -> list[dict[str, Any]]:
+    """A frame's rows as JSON values: missing values null, numbers as numbers."""
+    return json.loads(frame.to_json(orient="records")) if len(frame) else []

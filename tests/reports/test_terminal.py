@@ -277,3 +277,28 @@ def test_the_commands_tables_fit_80_columns_with_one_format_per_number_column(
     values = [line.split()[overall] for line in status[1:7]]  # its six trials
     # every score in the column to 4 decimals, none in another format
     assert values and all(re.fullmatch(r"\d\.\d{4}", v) for v in values), values
+
+
+def test_status_and_list_as_json(study: Path) -> None:
+    import json
+
+    from mtl_tune.studies import load_results
+
+    runner = CliRunner()
+    status = runner.invoke(app, ["study", "status", study.name, "--storage", str(study.parent),
+                                 "--json"])
+    assert status.exit_code == 0, status.output
+    payload = json.loads(status.stdout)
+    # the documented schema: study, storage, driver, one object per trial
+    assert set(payload) == {"study", "storage", "driver", "trials"}
+    assert payload["study"] == study.name and payload["driver"] is None
+    trials = payload["trials"]
+    results = load_results(study)
+    assert sorted(t["trial_id"] for t in trials) == sorted(results["trial_id"].unique())
+    assert {"state", "trainable", "seed", "epochs", "overall", "best"} <= set(trials[0])
+    assert all(isinstance(t["overall"], float) and t["state"] == "TERMINATED" for t in trials)
+    listed = runner.invoke(app, ["study", "list", "--storage", str(study.parent), "--json"])
+    assert listed.exit_code == 0, listed.output
+    studies = json.loads(listed.stdout)
+    assert studies["storage"] == str(study.parent)
+    assert study.name in [s["study"] for s in studies["studies"]]
