@@ -1,5 +1,6 @@
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -359,3 +360,12 @@ def test_a_mistyped_name_gets_a_did_you_mean(tmp_path: Path) -> None:
     # a report format
     with pytest.raises(ConfigError, match=r"but got \['htm'\] \(did you mean 'html'\?\)"):
         check_formats(["md", "htm"])
+
+
+@pytest.mark.parametrize("command", [["study", "launch"], ["study", "resume"], ["train"],
+                                     ["predict"], ["export"], ["report", "ablation"]])
+def test_help_shows_placeholders_and_an_example(command: list[str]) -> None:
+    text = runner.invoke(app, [*command, "--help"]).output
+    # placeholders that say what to type, never a Python type
+    assert not re.search(r"<(bool|list\[str\]|str \| None)>", text), text
+    assert "Example: mtl-tune " + " ".join(command) in " ".join(text.split())

@@ -59,29 +59,35 @@ def _innermost_frame(err: BaseException) -> str:
 
 def make_app(help_text: str) -> typer.Typer:
     return typer.Typer(
-        cls=ErrorBoundary, help=help_text, no_args_is_help=True, pretty_exceptions_enable=False
+        cls=ErrorBoundary, help=help_text, no_args_is_help=True, pretty_exceptions_enable=False,
+        rich_markup_mode=None,
     )
 
 
 DataDirOption = Annotated[
     Path | None,
-    typer.Option(help="Data folder (default: $MTL_TUNE_DATA, else the `data fetch` folder)."),
+    typer.Option(metavar="DIR",
+                 help="Data folder (default: $MTL_TUNE_DATA, else the `data fetch` folder)."),
 ]
 StorageOption = Annotated[
     str | None,
-    typer.Option(help="Study storage root: a folder every node sees, or an object store URI "
+    typer.Option(metavar="DIR|URI",
+                 help="Study storage root: a folder every node sees, or an object store URI "
                  "(s3://bucket/prefix) (default: $MTL_TUNE_STORAGE, else ~/.mtl-tune/studies)."),
 ]
 AddressOption = Annotated[
     str | None,
-    typer.Option(help="Ray cluster address (default: $RAY_ADDRESS, else Ray in this process)."),
+    typer.Option(metavar="HOST:PORT",
+                 help="Ray cluster address (default: $RAY_ADDRESS, else Ray in this process)."),
 ]
 VerboseOption = Annotated[
-    int, typer.Option(help="0 quiet, 1 a concise line per trial event, 2-3 Ray's own tables.")
+    int, typer.Option(metavar="0-3",
+                      help="0 quiet, 1 a concise line per trial event, 2-3 Ray's own tables.")
 ]
 SetOption = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override a config key: --set lr=1e-5 (repeatable)."),
+    typer.Option("--set", metavar="KEY=VALUE",
+                 help="Override a config key: --set lr=1e-5 (repeatable)."),
 ]
 
 

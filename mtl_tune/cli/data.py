@@ -36,11 +36,14 @@ def check(data_dir: DataDirOption = None) -> None:
 def fetch(
     dest: Annotated[
         Path | None,
-        typer.Option(help="Target folder (default: ~/.mtl-tune/data, or $MTL_TUNE_HOME/data)."),
+        typer.Option(metavar="DIR",
+                     help="Target folder (default: ~/.mtl-tune/data, or $MTL_TUNE_HOME/data)."),
     ] = None,
-    url: Annotated[str | None, typer.Option(help="Base URL of the course's data/ folder.")] = None,
+    url: Annotated[str | None, typer.Option(
+        metavar="URL", help="Base URL of the course's data/ folder.")] = None,
     if_missing: Annotated[
-        bool, typer.Option(help="Do nothing when $MTL_TUNE_DATA already names a data folder.")
+        bool, typer.Option(
+            "--if-missing", help="Do nothing when $MTL_TUNE_DATA already names a data folder.")
     ] = False,
 ) -> None:
     """Download the course's public data files (retried, checked against pinned sha256s)."""

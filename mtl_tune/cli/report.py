@@ -14,13 +14,16 @@ app = make_app("Turn finished studies into ablation and search reports.")
 
 ReportOut = Annotated[
     Path | None,
-    typer.Option(help="Report folder (default: a new one under the study's reports/; for a "
+    typer.Option(
+        metavar="DIR", help="Report folder (default: a new one under the study's reports/; for a "
                  "study on an object store, in the current folder)."),
 ]
 FormatsOption = Annotated[
-    str, typer.Option("--format", "--formats", help="Comma-separated: md,latex,csv,html.")
+    str, typer.Option(
+        "--format", "--formats", metavar="FORMATS", help="Comma-separated: md,latex,csv,html.")
 ]
-ForceOption = Annotated[bool, typer.Option(help="Write into a non-empty --out folder.")]
+ForceOption = Annotated[bool, typer.Option("--force",
+                                           help="Write into a non-empty --out folder.")]
 
 
 def _formats(value: str) -> tuple[str, ...]:
@@ -29,7 +32,7 @@ def _formats(value: str) -> tuple[str, ...]:
 
 @app.command("ablation")
 def ablation(
-    name: Annotated[str, typer.Argument(help="The study's name.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The study's name.")],
     storage: StorageOption = None,
     out: ReportOut = None,
     formats: FormatsOption = "md,latex,csv,html",
@@ -41,15 +44,20 @@ def ablation(
             "(default: the study's)."
         ),
     ] = None,
-    resamples: Annotated[int, typer.Option(help="Bootstrap resamples and permutations.")] = 2000,
-    seed: Annotated[int, typer.Option(help="Bootstrap and permutation seed.")] = 0,
+    resamples: Annotated[int, typer.Option(
+        metavar="N", help="Bootstrap resamples and permutations.")] = 2000,
+    seed: Annotated[int, typer.Option(metavar="N", help="Bootstrap and permutation seed.")] = 0,
     seeds_advice: Annotated[
         bool,
-        typer.Option(help="Write no report: print the seeds each change needs (80% power) and "
+        typer.Option("--seeds-advice",
+                     help="Write no report: print the seeds each change needs (80% power) and "
                      "the `study launch` that runs them."),
     ] = False,
 ) -> None:
-    """Dev and test tables in the paper's shape, significance, figures and an HTML page."""
+    """Dev and test tables in the paper's shape, significance, figures and an HTML page.
+
+    Example: mtl-tune report ablation demo --format md,html
+    """
     from mtl_tune.reports import report_ablation
     from mtl_tune.studies import existing_study, storage_root
 
@@ -68,11 +76,14 @@ def search(
     name: Annotated[str, typer.Argument(help="The study's name.")],
     storage: StorageOption = None,
     out: ReportOut = None,
-    top_k: Annotated[int, typer.Option(help="Configurations to list.")] = 10,
+    top_k: Annotated[int, typer.Option(metavar="K", help="Configurations to list.")] = 10,
     formats: FormatsOption = "md,latex,csv,html",
     force: ForceOption = False,
 ) -> None:
-    """The top-k configurations, parameter importances and the search figures."""
+    """The top-k configurations, parameter importances and the search figures.
+
+    Example: mtl-tune report search paper-search --top-k 5
+    """
     from mtl_tune.reports import report_search
     from mtl_tune.studies import existing_study, storage_root
 

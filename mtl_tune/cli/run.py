@@ -33,17 +33,24 @@ def trainables_list() -> None:
 
 
 def train(
-    name: Annotated[str, typer.Argument(help="A registered trainable, e.g. it7-cosrelu-tuned.")],
+    name: Annotated[str, typer.Argument(metavar="TRAINABLE",
+                                        help="A registered trainable, e.g. it7-cosrelu-tuned.")],
     sets: SetOption = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs (overrides the preset).")] = None,
-    max_examples: Annotated[int | None, typer.Option(help="Rows per task and split.")] = None,
+    epochs: Annotated[int | None, typer.Option(
+        metavar="N", help="Epochs (overrides the preset).")] = None,
+    max_examples: Annotated[int | None, typer.Option(
+        metavar="N", help="Rows per task and split.")] = None,
     data_dir: DataDirOption = None,
     out: Annotated[
-        Path | None, typer.Option(help="Output folder (default runs/NAME-TIME).")
+        Path | None, typer.Option(metavar="DIR", help="Output folder (default runs/NAME-TIME).")
     ] = None,
-    force: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace a non-empty --out folder.")] = False,
 ) -> None:
-    """Train one trial without Ray Tune; write metrics.json and best/last checkpoints."""
+    """Train one trial without Ray Tune; write metrics.json and best/last checkpoints.
+
+    Example: mtl-tune train it7-cosrelu-tuned --set lr=3e-5 --epochs 1 --out runs/it7
+    """
     from tqdm.auto import tqdm
 
     from mtl_tune.datasets import data_folder
@@ -82,18 +89,23 @@ def train(
 def predict(
     checkpoint: Annotated[
         str,
-        typer.Argument(help="A checkpoint folder (e.g. runs/X/best), or its URI on an object "
+        typer.Argument(metavar="CHECKPOINT",
+                       help="A checkpoint folder (e.g. runs/X/best), or its URI on an object "
                        "store (s3://bucket/.../checkpoint_000002: downloaded once to the cache)."),
     ],
-    split: Annotated[str, typer.Option(help="dev or test.")] = "test",
+    split: Annotated[str, typer.Option(metavar="dev|test", help="dev or test.")] = "test",
     data_dir: DataDirOption = None,
     out: Annotated[
         Path | None,
-        typer.Option(help="Folder for the prediction files (default: predictions-SPLIT in the "
+        typer.Option(metavar="DIR",
+                     help="Folder for the prediction files (default: predictions-SPLIT in the "
                      "checkpoint folder; for a URI, in the current folder)."),
     ] = None,
 ) -> None:
-    """Score a labeled split, or write the course's leaderboard files for an unlabeled one."""
+    """Score a labeled split, or write the course's leaderboard files for an unlabeled one.
+
+    Example: mtl-tune predict runs/it7/best --split dev
+    """
     from mtl_tune.datasets import data_folder
     from mtl_tune.platform.predict import predict_data
     from mtl_tune.studies import fetch_uri, is_store_uri
@@ -120,9 +132,12 @@ def predict(
 
 def export(
     checkpoint: Annotated[str, typer.Argument(
+        metavar="CHECKPOINT",
         help="A checkpoint folder or store URI (e.g. runs/it7/best, s3://b/p/.../checkpoint_2).")],
-    out: Annotated[Path, typer.Option(help="The folder to write (must not exist yet).")],
-    force: Annotated[bool, typer.Option(help="Replace an existing --out folder.")] = False,
+    out: Annotated[Path, typer.Option(
+        metavar="DIR", help="The folder to write (must not exist yet).")],
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace an existing --out folder.")] = False,
 ) -> None:
     """Write a checkpoint as a Hugging Face BERT + sentence-transformers folder, heads beside.
 

@@ -20,7 +20,7 @@ from mtl_tune.cli._common import (
 )
 
 app = make_app("Launch, resume and inspect Optuna-driven studies on Ray Tune.")
-NameArgument = Annotated[str, typer.Argument(help="The study's name.")]
+NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="The study's name.")]
 
 
 @app.command("launch")
@@ -28,19 +28,23 @@ def launch(
     spec: Annotated[
         str,
         typer.Argument(
+            metavar="SPEC",
             help="A built-in spec (demo, paper-ablation, extended-ablation, paper-search, "
             "search, search-mo) or a TOML file."
         ),
     ],
-    name: Annotated[str | None, typer.Option(help="Study name (default: the spec's).")] = None,
+    name: Annotated[str | None, typer.Option(
+        metavar="NAME", help="Study name (default: the spec's).")] = None,
     storage: StorageOption = None,
     address: AddressOption = None,
     gpus_per_trial: Annotated[
-        float | None, typer.Option(help="GPUs per trial (0.25 packs four trials on a GPU).")
+        float | None, typer.Option(
+            metavar="X", help="GPUs per trial (0.25 packs four trials on a GPU).")
     ] = None,
     seeds: Annotated[
         int | None,
-        typer.Option(help="Seeds per configuration (default: the spec's `seeds`); the first "
+        typer.Option(
+            metavar="N", help="Seeds per configuration (default: the spec's `seeds`); the first "
                      "is the `seed` key (--set seed=K), the others follow it."),
     ] = None,
     sets: SetOption = None,
@@ -48,14 +52,20 @@ def launch(
     optuna_storage: Annotated[
         str | None,
         typer.Option(
+            metavar="URL|FILE",
             help="Optuna storage URL (sqlite:///, postgresql://) or journal file path "
             "(default: optuna.db in the study folder; required with an object store)."
         ),
     ] = None,
-    dry_run: Annotated[bool, typer.Option(help="Print the plan and start nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan and start nothing.")
+    ] = False,
     verbose: VerboseOption = 1,
 ) -> None:
-    """Launch a study: resolve the spec, read the data once, run the trials on Ray Tune."""
+    """Launch a study: resolve the spec, read the data once, run the trials on Ray Tune.
+
+    Example: mtl-tune study launch demo --set lr=3e-5 --seeds 3
+    """
     from mtl_tune.studies import describe, launch_spec, launch_study, storage_root
 
     plan = launch_spec(spec, parse_sets(sets), data_dir, name, gpus_per_trial, seeds)
@@ -119,11 +129,15 @@ def resume(
     verbose: VerboseOption = 1,
     trust: Annotated[
         bool,
-        typer.Option(help="Resume even if other users can write to the study folder (it holds "
+        typer.Option(
+            "--trust", help="Resume even if other users can write to the study folder (it holds "
                      "pickles that resuming loads: trust it like code)."),
     ] = False,
 ) -> None:
-    """Resume a study: finished trials kept, unfinished ones continue from their checkpoints."""
+    """Resume a study: finished trials kept, unfinished ones continue from their checkpoints.
+
+    Example: mtl-tune study resume demo
+    """
     from mtl_tune.studies import resume_study, storage_root
 
     root = storage_root(storage)
@@ -187,7 +201,10 @@ def list_(
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print one JSON object instead (schema in the README).")] = False,
 ) -> None:
-    """The studies in the storage folder, with trial counts and best metric."""
+    """The studies in the storage folder, with trial counts and best metric.
+
+    Example: mtl-tune study list --storage s3://bucket/studies
+    """
     from mtl_tune.studies import list_studies, storage_root, uri_of
 
     root = storage_root(storage)
