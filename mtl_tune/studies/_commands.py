@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import shutil
 from pathlib import Path
 
 from mtl_tune.studies._object_store import uri_of
@@ -25,9 +26,15 @@ def next_commands(root: Path, name: str) -> list[str]:
     kind = "ablation" if meta.get("search", "grid") == "grid" else "search"
     lines = [f"mtl-tune report {kind} {shlex.quote(name)} --storage {shlex.quote(uri_of(root))}"]
     url = meta.get("optuna_storage", "")
+    viewers = []
     if isinstance(url, str) and url.startswith("sqlite:///"):
-        lines.append(f"optuna-dashboard {shlex.quote(url)}")
-    lines.append(f"tensorboard --logdir {shlex.quote(uri_of(folder / TUNE_DIR))}")
+        viewers.append(("optuna-dashboard", f"optuna-dashboard {shlex.quote(url)}"))
+    logdir = shlex.quote(uri_of(folder / TUNE_DIR))
+    viewers.append(("tensorboard", f"tensorboard --logdir {logdir}"))
+    for tool, command in viewers:
+        # a tool the install lacks: say which extra brings it
+        missing = "" if shutil.which(tool) else "  # pip install 'mtl-tune[dashboard]'"
+        lines.append(command + missing)
     return lines
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shlex
 import shutil
 import time
 from collections.abc import Callable
@@ -99,7 +100,8 @@ def launch_study(
     if exists:
         raise SpecError(
             f"study {spec.name!r} already exists in {uri_of(root)}: resume it with "
-            f"`mtl-tune study resume {spec.name}` or launch with another --name"
+            f"`mtl-tune study resume {shlex.quote(spec.name)} --storage "
+            f"{shlex.quote(uri_of(root))}` or launch with another --name"
         )
     connect(address)
     check_resources(spec)

@@ -233,6 +233,11 @@ def test_a_local_study_connects_only_to_loopback(
     assert _outside_loopback(text) == []
 
 
+def _extra(tool: str) -> str:
+    """The hint a missing viewer gets: the extra that brings it."""
+    return "" if shutil.which(tool) else "  # pip install 'mtl-tune[dashboard]'"
+
+
 def test_launch_shows_progress_of_the_total_and_the_next_commands(
     tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path
 ) -> None:
@@ -255,7 +260,7 @@ def test_launch_shows_progress_of_the_total_and_the_next_commands(
     folder = root / "seen"
     assert run.stdout.rstrip().endswith(
         f"next:\n  mtl-tune report ablation seen --storage {root}\n"
-        f"  optuna-dashboard sqlite:///{folder / 'optuna.db'}\n"
-        f"  tensorboard --logdir {folder / 'tune'}")
+        f"  optuna-dashboard sqlite:///{folder / 'optuna.db'}{_extra('optuna-dashboard')}\n"
+        f"  tensorboard --logdir {folder / 'tune'}{_extra('tensorboard')}")
     # the seed count is the study's own: a resume runs the same two seeds
     assert read_meta(folder)["seeds"] == 2 and load_study_spec(folder).seeds == 2

@@ -305,9 +305,12 @@ def test_resources_no_node_offers_fail_before_any_trial(
 
 def test_launch_refuses_an_existing_study(tpe_study: tuple[Any, StudyOutcome]) -> None:
     spec, outcome = tpe_study
-    # launching a study whose folder exists is refused with the way to resume it
-    with pytest.raises(SpecError, match=r"study 'tpe' already exists .*study resume tpe"):
-        launch_study(spec, outcome.folder.parent, "", verbose=0)
+    # launching a study whose folder exists is refused with the way to resume it, --storage
+    # included
+    root = outcome.folder.parent
+    with pytest.raises(SpecError, match=rf"study 'tpe' already exists .*`mtl-tune study resume "
+                                        rf"tpe --storage {root}` or launch with another --name"):
+        launch_study(spec, root, "", verbose=0)
 
 
 def test_unreadable_data_leaves_no_study_folder(tmp_path: Path, tiny_bert_dir: Path) -> None:
