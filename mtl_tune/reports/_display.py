@@ -162,7 +162,8 @@ def top_display(top: pd.DataFrame, params: Sequence[str], style: str) -> pd.Data
             "Trainable": str(row["trainable"]),
         }
         for param in params:
-            out[param] = param_text(row.get(f"config/{param}"))
+            if param != "trainable":  # a searched trainable is the Trainable column
+                out[param] = param_text(row.get(f"config/{param}"))
         out["Epoch"] = str(row["epoch"])
         for key, label in METRIC_LABELS.items():
             out[label if key == "mean_score" else f"{label} Dev"] = number(row[key])

@@ -3,6 +3,7 @@ parameter importances and the optimization history."""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Collection, Sequence
 
 import numpy as np
@@ -67,7 +68,9 @@ def draw_param_effects(
             ax.tick_params(axis="x", labelrotation=45)
         ax.set_xlabel(param)
         ax.set_ylabel(f"best dev {metric}" if ax is axes[0] else "")
-    figure.suptitle(f"Best dev {metric} of each trial against each searched parameter")
+    # wrapped to the figure's width: one panel is narrower than the title
+    title = f"Best dev {metric} of each trial against each searched parameter"
+    figure.suptitle(textwrap.fill(title, max(24, int(figure.get_figwidth() * 10))))
     return figure
 
 

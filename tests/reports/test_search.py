@@ -66,3 +66,33 @@ def test_top_k_must_be_positive(search_study: Path) -> None:
     # top_k below 1 is refused with the rule and the value
     with pytest.raises(ConfigError, match=r"`top_k >= 1` must hold, but got top_k=0"):
         report_search(search_study, top_k=0)
+
+
+def test_a_one_panel_figure_keeps_its_whole_title() -> None:
+    import pandas as pd
+
+    from mtl_tune.reports import draw_param_effects
+
+    data = pd.DataFrame({"param": ["lr"] * 3, "value": [1e-5, 3e-5, 1e-4],
+                         "score": [0.4, 0.5, 0.45]})
+    figure = draw_param_effects(data, "overall", log_params={"lr"})
+    figure.canvas.draw()
+    title = figure._suptitle
+    assert title is not None
+    box, frame = title.get_window_extent(), figure.bbox
+    # the title is wrapped onto lines that fit the one panel's figure, both ends inside it
+    assert "\n" in title.get_text() and frame.x0 <= box.x0 and box.x1 <= frame.x1
+
+
+def test_a_searched_trainable_is_one_column_of_the_top_table() -> None:
+    import pandas as pd
+
+    from mtl_tune.reports._display import top_display
+
+    top = pd.DataFrame([{"rank": 1, "experiment": "main", "trial_id": "t1",
+                         "trainable": "it1-baseline", "config/trainable": "it1-baseline",
+                         "config/lr": 1e-5, "epoch": 2, "sst_acc": 0.5, "para_acc": 0.6,
+                         "sts_corr": 0.2, "overall": 0.5, "mean_score": 0.43,
+                         "status": "TERMINATED"}])
+    columns = list(top_display(top, ["trainable", "lr"], "md").columns)
+    assert columns[:4] == ["Rank", "Trial", "Trainable", "lr"] and "trainable" not in columns
