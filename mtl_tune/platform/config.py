@@ -180,8 +180,8 @@ class TrainConfig:
             raise ConfigError(
                 f"unknown config key(s) {unknown}{hint} in {source}; valid keys: {sorted(known)}"
             )
-        converted = {key: _convert(key, value, known[key].type) for key, value in values.items()}
         try:
+            converted = {k: _convert(k, v, known[k].type) for k, v in values.items()}
             return cls(**converted)
         except ConfigError as err:
             raise ConfigError(f"{err} (in {source})") from None

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from mtl_tune.exceptions import SpecError
+from mtl_tune.platform.config import TrainConfig
 from mtl_tune.platform.presets import PRESETS
 from mtl_tune.studies._spec import (
     DISTRIBUTIONS,
@@ -108,6 +109,8 @@ def parse_spec(raw: Mapping[str, Any], source: str, overrides: Mapping[str, Any]
             raise SpecError(
                 f"unknown trainable {name!r} in {source} (key `trainables`); valid: {list(PRESETS)}"
             )
+    for key, value in overrides.items():  # blamed on the command line, not on the spec
+        TrainConfig.from_mapping({key: value}, source=f"--set {key}={value} on the command line")
     fixed = {**_table(raw, "fixed", source), **overrides}
     space = {k: _distribution(k, v, source) for k, v in _table(raw, "space", source).items()}
     sequential = raw.get("sequential", [])

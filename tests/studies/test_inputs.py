@@ -140,3 +140,15 @@ def test_an_ablation_report_of_a_study_whose_trials_all_errored_says_so(tmp_path
         stderr)
     # and no empty report folder is left behind
     assert not (folder / "reports").exists()
+
+
+def test_a_bad_set_is_blamed_on_the_command_line_not_the_spec() -> None:
+    from mtl_tune.exceptions import ConfigError
+    from mtl_tune.studies import load_spec
+
+    with pytest.raises(ConfigError, match=r"^lr must be of type float, but got 'abc' \(in --set "
+                                          r"lr=abc on the command line\)$"):
+        load_spec("demo", {"lr": "abc"})
+    with pytest.raises(ConfigError, match=r"\['learning_rate'\] \(did you mean 'lr'\?\) in --set "
+                                          r"learning_rate=1e-5 on the command line"):
+        load_spec("demo", {"learning_rate": "1e-5"})
