@@ -35,12 +35,11 @@ ORIGINAL = _original_folder()
 def _real_data(folder: Path, what: str, how: str) -> Path:
     """`folder` if it holds data; else the test is skipped with the reason, or, in CI
     (`CI=true`, which `.ci/run` sets), fails: CI must run every real-file test."""
+    from tests.helpers import unavailable
+
     if folder.is_dir() and any(folder.glob("*.csv")):
         return folder
-    reason = f"{what} not found at {folder}: {how}"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{reason} (CI runs every real-file test)", pytrace=False)
-    pytest.skip(reason)
+    unavailable(f"{what} not found at {folder}: {how}")
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mtl_tune.reports import ReportResult, report_ablation
+from tests.helpers import unavailable
 
 MEASURE = """<script>
 window.addEventListener("load", () => {
@@ -31,13 +31,8 @@ window.addEventListener("load", () => {
 
 
 def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    reason = "headless Chromium is not installed (Debian: chromium)"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{reason}; .ci/run installs it", pytrace=False)
-    pytest.skip(reason)
+    return (shutil.which("chromium") or shutil.which("chromium-browser")
+            or unavailable("headless Chromium is not installed (Debian: chromium)"))
 
 
 def _run(chromium: str, width: int, height: int, profile: Path, *args: str) -> str:
