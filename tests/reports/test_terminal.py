@@ -30,7 +30,7 @@ ORDER = ["it1-baseline", "it3-cosine-sts", "it4-round-robin"]
 def _report(study: Path, out: Path, *extra: str) -> list[str]:
     result = CliRunner().invoke(
         app, ["report", "ablation", study.name, "--storage", str(study.parent), "--out",
-              str(out), *extra],
+              str(out), "--resamples", "50", *extra],
     )
     assert result.exit_code == 0, result.output
     return result.stdout.splitlines()
@@ -86,14 +86,14 @@ def test_second_report_reads_test_scores_from_the_study(
     import mtl_tune.reports._test_table as test_table
 
     shutil.rmtree(study / "cache", ignore_errors=True)  # other tests' reports filled it
-    first = report_ablation(study, out=tmp_path / "first", formats=("csv",))
+    first = report_ablation(study, out=tmp_path / "first", formats=("csv",), n_resamples=50)
     assert not first.tables["test"]["cached"].any()
 
     def rescoring(*args: object, **kwargs: object) -> None:
         raise AssertionError("a checkpoint was scored again")
 
     monkeypatch.setattr(test_table, "predict_data", rescoring)
-    second = report_ablation(study, out=tmp_path / "second", formats=("csv",))
+    second = report_ablation(study, out=tmp_path / "second", formats=("csv",), n_resamples=50)
     # nothing re-scored: every row from the study's cache, wherever --out is
     assert second.tables["test"]["cached"].all()
     pd.testing.assert_frame_equal(second.tables["test"].drop(columns="cached"),
@@ -128,7 +128,7 @@ def test_seeds_advice_names_the_launch_that_settles_every_change(
     study: Path, tmp_path: Path
 ) -> None:
     advice = seeds_advice(study)
-    dev = report_ablation(study, out=tmp_path / "r", formats=("csv",)).tables["dev"]
+    dev = report_ablation(study, out=tmp_path / "r", formats=("csv",), n_resamples=50).tables["dev"]
     # the dev table's power column, row by row
     np.testing.assert_array_equal(advice.rows["seeds_needed"], dev["seeds_needed"])
     unsettled = [v for v, n in zip(dev["seeds_needed"], dev["n"], strict=True)
@@ -152,12 +152,12 @@ def test_unreadable_cache_entry_is_scored_again_and_rewritten(
 ) -> None:
     from mtl_tune.studies._score_cache import CACHE_DIR, ENTRY_FILE
 
-    report_ablation(study, out=tmp_path / "fill", formats=("csv",))
+    report_ablation(study, out=tmp_path / "fill", formats=("csv",), n_resamples=50)
     entries = sorted((study / CACHE_DIR).iterdir())
     assert len(entries) == len(ORDER)
     broken = entries[0] / ENTRY_FILE
     broken.write_text("{half written")
-    again = report_ablation(study, out=tmp_path / "again", formats=("csv",))
+    again = report_ablation(study, out=tmp_path / "again", formats=("csv",), n_resamples=50)
     # the broken entry's checkpoint is scored afresh, the others come from the cache
     assert again.tables["test"]["cached"].sum() == len(ORDER) - 1
     # and its entry is whole again
@@ -209,7 +209,7 @@ def test_the_best_trials_train_command_trains_it_again(study: Path, tmp_path: Pa
     status = CliRunner().invoke(app, ["study", "status", study.name, "--storage",
                                       str(study.parent), "--best"])
     assert status.exit_code == 0 and line in status.output, status.output
-    report = report_ablation(study, out=tmp_path / "r", formats=("md",))
+    report = report_ablation(study, out=tmp_path / "r", formats=("md",), n_resamples=50)
     assert line in report.notes
 
 

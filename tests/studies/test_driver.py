@@ -209,6 +209,7 @@ def test_outside_loopback_parser() -> None:
     assert [line[0] for line in _outside_loopback("\n".join(lines))] == ["1", "3"]
 
 
+@pytest.mark.chaos  # a minute under strace; the loopback settings it proves are unit-tested
 def test_a_local_study_connects_only_to_loopback(
     tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path
 ) -> None:
