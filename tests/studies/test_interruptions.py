@@ -139,7 +139,9 @@ def test_a_kill_the_instant_a_checkpoint_is_deleted_loses_no_trial(
     """Ray Tune deleted a superseded checkpoint before saving the state that names its
     successor: a kill in between left a trial that cannot resume. Now the driver deletes only
     what Tune's saved state on the storage no longer needs, so no kill instant loses one."""
-    data = write_subset(LABELED, tmp_path / "data", rows=160)
+    # epochs of about two seconds, several of Tune's state saves (every 0.5 s) each, so that
+    # the retention that follows those saves deletes while the trials still run
+    data = write_subset(LABELED, tmp_path / "data", rows=320)
     # 6 epochs: a running trial keeps its best checkpoint and the two newest, so deletions
     # come mid-study only from its fourth epoch on
     fixed = tiny_fixed(tiny_bert_dir, data, epochs=6)
