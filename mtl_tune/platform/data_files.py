@@ -7,6 +7,7 @@ file that is there.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -21,14 +22,15 @@ def _broken_link(path: Path) -> str | None:
     """What is wrong with `path` when it is a symbolic link that leads to no file, else None."""
     if not path.is_symlink() or path.exists():
         return None
+    target = os.readlink(path)
     try:
         path.resolve(strict=True)
     except RuntimeError:  # Python 3.11 reports a loop this way
-        return f"a symbolic link loop ({path} -> {os.readlink(path)})"
+        return f"a symbolic link loop ({path} -> {target})"
     except OSError as err:
-        if err.errno == 40:  # ELOOP
-            return f"a symbolic link loop ({path} -> {os.readlink(path)})"
-    return f"a symbolic link to {os.readlink(path)}, which does not exist"
+        if err.errno == errno.ELOOP:
+            return f"a symbolic link loop ({path} -> {target})"
+    return f"a symbolic link to {target}, which does not exist"
 
 
 def resolve_data_dir(data_dir: str | Path | None) -> Path:

@@ -15,7 +15,8 @@ import unicodedata
 
 import pandas as pd
 
-from mtl_tune.reports._markup import best_cells, numeric_columns
+from mtl_tune.reports._markup import best_cells
+from mtl_tune.terminal import numeric_columns
 
 PREAMBLE = r"\usepackage{booktabs} \usepackage{graphicx}"
 _ASCII = {

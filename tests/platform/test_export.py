@@ -106,6 +106,12 @@ def test_an_existing_folder_is_refused_without_force(checkpoint: Path, tmp_path:
     # with force the folder is replaced whole
     export_checkpoint(checkpoint, out, force=True)
     assert not (out / "mine.txt").exists() and (out / "config.json").is_file()
+    # but never the checkpoint itself
+    before = sorted(p.name for p in checkpoint.iterdir())
+    with pytest.raises(MtlTuneError, match=rf"export folder {checkpoint} is the checkpoint "
+                                           "itself; pass another --out"):
+        export_checkpoint(checkpoint, checkpoint, force=True)
+    assert sorted(p.name for p in checkpoint.iterdir()) == before
 
 
 def test_a_damaged_export_is_refused_by_name(checkpoint: Path, tmp_path: Path) -> None:
