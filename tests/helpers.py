@@ -218,3 +218,20 @@ def unavailable(reason: str) -> NoReturn:
         pytest.fail(f"{reason} (CI runs every test: .ci/run installs or points at it)",
                     pytrace=False)
     pytest.skip(reason)
+
+
+def tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """Tag -> (step, value) of every scalar in the TensorBoard event files under `folder`,
+    read record by record (length, its crc, the Event, its crc) as TensorBoard reads them."""
+    from tensorboardX.proto import event_pb2
+
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(folder.rglob("events.out.tfevents.*")):
+        data, at = path.read_bytes(), 0
+        while at + 12 <= len(data):
+            length = int.from_bytes(data[at : at + 8], "little")
+            event = event_pb2.Event.FromString(data[at + 12 : at + 12 + length])
+            at += 12 + length + 4
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars

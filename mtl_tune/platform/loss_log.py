@@ -3,7 +3,9 @@
 Reading a GPU value (`loss.item()`, `if not torch.isfinite(loss)`) makes the host wait for the
 GPU at every step. The log adds each loss to a device tensor and remembers the first non-finite
 one on the device; `check` (every few dozen steps) and `means` (at the end of an epoch) are the
-only reads, and `check` still names the task, epoch and step of the first bad value.
+only reads, and `check` still names the task, epoch and step of the first bad value. `mark`
+keeps a point of the loss curve (each task's mean loss since the previous mark) as a copy of
+the sums on the device; `curve` reads all of an epoch's points at once, at its end.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from collections.abc import Sequence
 import torch
 
 from mtl_tune.exceptions import TrainingError
+
+# the key of an epoch's loss curve in a trial's report: [{"step": 50, "sst": 1.6, ...}, ...]
+CURVE_KEY = "train_loss_curve"
 
 
 class LossLog:
@@ -26,6 +31,7 @@ class LossLog:
         # code of the first non-finite loss: step * n_tasks + task index; -1 while none
         self._first_bad = torch.full((), -1, dtype=torch.long, device=device)
         self._first_value = torch.zeros((), dtype=torch.float32, device=device)
+        self._marks: list[tuple[int, torch.Tensor, list[int]]] = []
 
     def add(self, task: str, loss: torch.Tensor, step: int) -> None:
         """Adds one batch's loss of `task` at optimizer step `step` (1-based)."""
@@ -52,3 +58,27 @@ class LossLog:
         """Mean loss of each task that had a batch (after `check`)."""
         sums = self._sums.tolist()
         return {t: sums[i] / self._counts[i] for t, i in self._index.items() if self._counts[i]}
+
+    def mark(self, step: int) -> None:
+        """Ends a window of the loss curve at step `step` (a device copy; nothing is read)."""
+        if self._marks and self._marks[-1][0] == step:
+            return
+        self._marks.append((step, self._sums.clone(), list(self._counts)))
+
+    def curve(self) -> list[tuple[int, dict[str, float]]]:
+        """(step, mean loss of each task that had a batch in the window) of each mark, in one
+        read of the device."""
+        if not self._marks:
+            return []
+        sums = torch.stack([m[1] for m in self._marks]).tolist()
+        points = []
+        previous_sums, previous_counts = [0.0] * len(self.tasks), [0] * len(self.tasks)
+        for (step, _, counts), row in zip(self._marks, sums, strict=True):
+            losses = {
+                t: (row[i] - previous_sums[i]) / (counts[i] - previous_counts[i])
+                for t, i in self._index.items()
+                if counts[i] > previous_counts[i]
+            }
+            points.append((step, losses))
+            previous_sums, previous_counts = row, counts
+        return points

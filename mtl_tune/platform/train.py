@@ -38,6 +38,7 @@ from mtl_tune.platform.tasks import MAIN_TASKS, TASKS
 logger = logging.getLogger(__name__)
 
 CHECK_EVERY = 50  # steps between reads of the device-side loss log (a non-finite loss stops us)
+# and between the points of the training-loss curve (each epoch's last step is one too)
 
 
 
@@ -46,6 +47,8 @@ class EpochResult:
     epoch: int
     metrics: dict[str, float]  # dev metrics, train losses, timings
     evaluation: Evaluation
+    # (optimizer step counted from the run's start, each task's mean loss since the last point)
+    loss_curve: list[tuple[int, dict[str, float]]]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -133,6 +136,7 @@ class Trainer:
             self.device.type == "cpu" and not self.compiled
         )
         self.compile_seconds: float | None = None  # the first compiled step, once per trainer
+        self.loss_curve: list[tuple[int, dict[str, float]]] = []  # of the last epoch trained
         self.epochs_done = 0
         self.best_overall = -math.inf
         # early stopping: the dev overall to beat by min_delta, and the epochs that did not
@@ -251,12 +255,17 @@ class Trainer:
                 logger.info("compiled the encoder in %.1f s (first step)", compile_seconds)
             if step % CHECK_EVERY == 0:
                 log.check()
+                log.mark(step)
             if on_step is not None:
                 on_step(step, len(steps))
         log.check()
+        if steps:
+            log.mark(len(steps))
         self._synchronize()
         seconds = time.perf_counter() - start
         self.epochs_done = epoch
+        before = sum(len(self.epoch_steps(e)) for e in range(1, epoch))
+        self.loss_curve = [(before + step, losses) for step, losses in log.curve()]
         out: dict[str, float] = {f"train_loss_{t}": v for t, v in log.means().items()}
         out.update({f"task_weight_{t}": w for t, w in combination.task_weights().items()})
         out.update(
@@ -317,4 +326,4 @@ class Trainer:
             self.patience_reference, self.stale_epochs, overall, self.config.min_delta
         )
         metrics["stale_epochs"] = float(self.stale_epochs)
-        return EpochResult(epoch, metrics, evaluation)
+        return EpochResult(epoch, metrics, evaluation, self.loss_curve)

@@ -27,7 +27,7 @@ from mtl_tune.studies._disk import no_space_error
 from mtl_tune.studies._lean import drop_finished_optimizer_state
 from mtl_tune.studies._local_ray import check_resources
 from mtl_tune.studies._object_store import uri_of
-from mtl_tune.studies._optuna_mirror import OptunaMirror
+from mtl_tune.studies._optuna_mirror import OptunaMirror, with_checkpoints
 from mtl_tune.studies._results import experiment_results, read_result_rows
 from mtl_tune.studies._saved_state import repair_saved_state
 from mtl_tune.studies._selection import best_epochs
@@ -77,13 +77,14 @@ def _ended(results: Any, folder: Path) -> list[tuple[str, dict, list[dict] | Non
         if r.error is not None:
             out.append((trial_id, r.config, None))
         elif r.metrics:
-            rows = read_result_rows(staged_path(folder, r.path))
-            out.append((trial_id, r.config, rows or [r.metrics]))
+            trial_dir = staged_path(folder, r.path)
+            rows = read_result_rows(trial_dir) or [r.metrics]
+            out.append((trial_id, r.config, with_checkpoints(rows, trial_dir)))
     return out
 
 
 def _sync_mirror(spec: StudySpec, folder: Path, experiment: str, results: Any) -> None:
-    mirror = OptunaMirror.for_spec(spec, read_meta(folder)["optuna_storage"], experiment)
+    mirror = OptunaMirror.for_spec(spec, read_meta(folder)["optuna_storage"], experiment, folder)
     ended = _ended(results, folder)
     study = mirror.study()
     if spec.seed_groups:

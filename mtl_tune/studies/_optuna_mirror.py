@@ -38,10 +38,12 @@ from ray import tune
 
 from mtl_tune.platform.presets import SEED_GROUP_KEY
 from mtl_tune.studies._group_scores import best_epoch, by_epoch, epoch_means
+from mtl_tune.studies._object_store import local_path, uri_of
 from mtl_tune.studies._optuna_storage import open_storage
-from mtl_tune.studies._relocation import here_url
+from mtl_tune.studies._relocation import here, here_url
 from mtl_tune.studies._results import read_result_rows
 from mtl_tune.studies._spec import Objective, StudySpec
+from mtl_tune.studies._trial_log import staged_path
 
 logger = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -50,7 +52,18 @@ RAY_ID_ATTR = "ray_trial_id"
 SCORE_ATTRS = ("sst_acc", "para_acc", "sts_corr", "overall", "mean_score")  # at the best epoch
 # an ended trial: (Ray trial id, config, per-epoch results; None when it errored)
 Ended = tuple[str, Mapping[str, Any], Sequence[Mapping[str, Any]] | None]
-_KEPT = {*SCORE_ATTRS, "training_iteration", "epochs_planned", "timestamp", "time_total_s"}
+_KEPT = {*SCORE_ATTRS, "training_iteration", "epochs_planned", "timestamp", "time_total_s",
+         "checkpoint_dir_name"}
+
+
+def with_checkpoints(rows: Iterable[Mapping[str, Any]], trial_dir: Path) -> list[dict[str, Any]]:
+    """The rows, each that names its epoch's checkpoint with that checkpoint's location under
+    "checkpoint" (on an object store, its URI)."""
+    out = []
+    for row in rows:
+        name = row.get("checkpoint_dir_name")
+        out.append({**row, "checkpoint": uri_of(trial_dir / name)} if name else dict(row))
+    return out
 
 
 def spec_distributions(spec: StudySpec) -> dict[str, BaseDistribution]:
@@ -86,8 +99,11 @@ class OptunaMirror(tune.Callback):
         stage: str,
         objectives: Sequence[Objective] = (),
         seeds: int = 1,
+        folder: Path | None = None,
     ) -> None:
         self.storage_url, self.study_name = storage_url, study_name
+        # the study folder (its URI, as TrialEvents keeps it): where the trials' checkpoints are
+        self.study_uri = None if folder is None else uri_of(Path(folder))
         self.metric, self.mode, self.stage = metric, mode, stage
         self.distributions = dict(distributions)
         # one objective: the study's metric; several: each, taken at the metric's best epoch
@@ -98,10 +114,12 @@ class OptunaMirror(tune.Callback):
         self._storage: optuna.storages.BaseStorage | None = None  # opened on first use
 
     @classmethod
-    def for_spec(cls, spec: StudySpec, storage_url: str, stage: str) -> OptunaMirror:
+    def for_spec(
+        cls, spec: StudySpec, storage_url: str, stage: str, folder: Path | None = None
+    ) -> OptunaMirror:
         return cls(
             storage_url, spec.name, spec.metric, spec.mode, spec_distributions(spec), stage,
-            spec.objectives, spec.seeds if spec.seed_groups else 1,
+            spec.objectives, spec.seeds if spec.seed_groups else 1, folder,
         )
 
     def __getstate__(self) -> dict[str, Any]:
@@ -141,7 +159,11 @@ class OptunaMirror(tune.Callback):
         # object store, the driver's own copy of the trial folder is the one to read
         trial_dir = Path(trial.path) if Path(trial.path).is_dir() else Path(trial.local_path)
         rows = [*read_result_rows(trial_dir), *self._seen.pop(trial.trial_id, [])]
-        self._ended(trial, rows or [trial.last_result])
+        rows = rows or [trial.last_result]
+        study_uri = getattr(self, "study_uri", None)  # None: pickled by an older version
+        if study_uri is not None:
+            rows = with_checkpoints(rows, staged_path(here(local_path(study_uri)), trial.path))
+        self._ended(trial, rows)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._seen.pop(trial.trial_id, None)
@@ -187,12 +209,14 @@ class OptunaMirror(tune.Callback):
         if not means:
             return None
         best = best_epoch(means, self.metric, self.mode)
-        seed_scores, starts, ends = {}, [], []
+        seed_scores, checkpoints, starts, ends = {}, {}, [], []
         for _, config, rows in ok:
             epochs = by_epoch(rows, self.metric)
             seed_scores[str(config.get("seed"))] = {
                 k: float(epochs[best][k]) for k in SCORE_ATTRS if k in epochs[best]
             }
+            if epochs[best].get("checkpoint"):
+                checkpoints[str(config.get("seed"))] = str(epochs[best]["checkpoint"])
             last = epochs[max(epochs)]
             ends.append(float(last.get("timestamp", time.time())))
             starts.append(ends[-1] - float(last.get("time_total_s", 0.0)))
@@ -203,6 +227,8 @@ class OptunaMirror(tune.Callback):
             "seed_scores": seed_scores,
             "errored_seeds": len(members) - len(ok),
         }
+        if checkpoints:  # each seed's checkpoint at the group's best epoch
+            attrs["seed_checkpoints"] = checkpoints
         return self._frozen(ok[0][1], means, attrs, min(starts), max(ends))
 
     def _frozen(
@@ -218,6 +244,8 @@ class OptunaMirror(tune.Callback):
             **attrs, "stage": self.stage, "epochs": last_epoch, "best_epoch": best_at,
             **{k: float(best[k]) for k in SCORE_ATTRS if k in best},
         }
+        if best.get("checkpoint") and "seed_checkpoints" not in attrs:
+            attrs["checkpoint"] = str(best["checkpoint"])  # of the best epoch
         return optuna.trial.FrozenTrial(
             number=-1,  # numbered by the storage
             trial_id=-1,

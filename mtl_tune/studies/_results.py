@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from mtl_tune.exceptions import MtlTuneError
+from mtl_tune.platform.loss_log import CURVE_KEY
 from mtl_tune.platform.metrics import METRIC_KEYS
 from mtl_tune.studies._folder import StudyInfo, open_study
 from mtl_tune.studies._json_lines import read_json_lines
@@ -41,8 +42,8 @@ ID_COLUMNS = (
     "trial_path",
     "checkpoint",
 )
-# Ray bookkeeping that says nothing about the trial
-_DROPPED = ("config", "should_checkpoint", "experiment_tag")
+# Ray bookkeeping that says nothing about the trial, and the steps' loss curve (TensorBoard's)
+_DROPPED = ("config", "should_checkpoint", "experiment_tag", CURVE_KEY)
 
 
 def _flatten(mapping: dict[str, Any], prefix: str = "config/") -> dict[str, Any]:

@@ -27,6 +27,7 @@ from mtl_tune.studies._relocated_search import RelocatedGrid, RelocatedSearch
 from mtl_tune.studies._searcher import BestEpochSearch
 from mtl_tune.studies._seed_group_search import SeedGroupSearch
 from mtl_tune.studies._spec import OPTUNA_SEARCHES, StudySpec
+from mtl_tune.studies._step_losses import StepLossLogger
 from mtl_tune.studies._stopper import PatienceStopper
 from mtl_tune.studies._storage import TUNE_DIR
 from mtl_tune.trainables import make_trainable
@@ -135,10 +136,10 @@ def tune_config(spec: StudySpec, folder: Path) -> tune.TuneConfig:
 def run_config(
     spec: StudySpec, folder: Path, experiment: str, optuna_url: str, verbose: int
 ) -> tune.RunConfig:
-    mirror = OptunaMirror.for_spec(spec, optuna_url, experiment)
+    mirror = OptunaMirror.for_spec(spec, optuna_url, experiment, folder)
     callbacks: list[Any] = [mirror, TrialEvents(folder, experiment),
                             CheckpointRetention(spec.metric, spec.mode, spec.keep_checkpoints),
-                            FreshTrialLogs()]
+                            FreshTrialLogs(), StepLossLogger()]
     if verbose <= 1:
         callbacks.append(ConciseProgress(spec.metric, spec.mode))
     return tune.RunConfig(

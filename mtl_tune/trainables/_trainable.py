@@ -16,6 +16,7 @@ from ray import tune
 from mtl_tune.platform.bundle import DataBundle, cached_bundle
 from mtl_tune.platform.checkpoint import has_optimizer_state, restore_trainer, save_checkpoint
 from mtl_tune.platform.config import TrainConfig
+from mtl_tune.platform.loss_log import CURVE_KEY
 from mtl_tune.platform.presets import SEED_GROUP_KEY, resolve_config
 from mtl_tune.platform.train import Trainer
 
@@ -71,7 +72,8 @@ def run_trial(name: str | None, config: Mapping[str, Any], data: DataBundle | No
         metrics = {**result.metrics, **placement, "best_overall": trainer.best_overall,
                    "patience": float(cfg.patience), "should_stop": trainer.should_stop,
                    "epochs_planned": cfg.epochs, "group_patience": group_patience,
-                   "min_delta": cfg.min_delta}
+                   "min_delta": cfg.min_delta,
+                   CURVE_KEY: [{"step": step, **losses} for step, losses in result.loss_curve]}
         final = epoch == cfg.epochs or trainer.should_stop
         with tempfile.TemporaryDirectory() as tmp:
             # the last epoch's checkpoint never resumes: weights only (the driver's

@@ -44,3 +44,22 @@ def test_finite_losses_pass_the_check() -> None:
     # large but finite values are not an error
     log.check()
     assert log.means() == {"sts": pytest.approx(1e30)}
+
+
+def test_curve_points_are_each_windows_task_means_read_at_once() -> None:
+    log = _log()
+    losses = [("sst", 1.0), ("para", 4.0), ("sst", 3.0), ("sts", 0.5), ("sst", 5.0)]
+    for step, (task, value) in enumerate(losses, start=1):
+        log.add(task, torch.tensor(value), step)
+        if step in (3, 5):
+            log.mark(step)
+    log.mark(5)  # a second mark at the same step adds no empty window
+    # steps 1-3: sst (1+3)/2 and para 4; steps 4-5: sts 0.5 and sst 5; a task absent from a
+    # window has no value there
+    assert log.curve() == [(3, {"sst": 2.0, "para": 4.0}), (5, {"sst": 5.0, "sts": 0.5})]
+
+
+def test_no_marks_no_curve() -> None:
+    log = _log()
+    log.add("sst", torch.tensor(1.0), 1)
+    assert log.curve() == []

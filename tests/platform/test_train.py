@@ -12,7 +12,7 @@ from mtl_tune.platform.config import TrainConfig
 from mtl_tune.platform.presets import resolve_config
 from mtl_tune.platform.splits import Splits
 from mtl_tune.platform.train import Trainer, steps_of
-from tests.helpers import HostTraffic
+from tests.helpers import HostTraffic, write_subset
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -361,3 +361,26 @@ def test_checkpoint_of_another_combination_is_refused(
                        r"optimizer .*; resume with the config its trainer_state.json records "
                        r"\(e.g. the same `combine`\), or from another checkpoint"):
         restore_trainer(other, tmp_path / "ckpt")
+
+
+def test_loss_curve_has_a_point_every_50_steps_and_at_each_epochs_end(
+    tiny_bert_dir: Path, labeled_data: Path, tmp_path: Path
+) -> None:
+    # round-robin steps of batch 1 on 110 rows a task: 110 steps an epoch, counted from the
+    # run's start
+    data = write_subset(labeled_data, tmp_path, rows=110)
+    config = _config(tiny_bert_dir, data, "it4-round-robin", batch_size=1, max_examples=110,
+                     max_length=16)
+    trainer = Trainer(config, build_bundle(config).for_config(config))
+    first, second = (len(trainer.epoch_steps(e)) for e in (1, 2))
+    assert (first, second) == (110, 110)
+    ends = [trainer.run_epoch(e).loss_curve for e in (1, 2)]
+    expected = [*range(50, first, 50), first]
+    assert [step for step, _ in ends[0]] == expected
+    assert [step for step, _ in ends[1]] == [first + s for s in range(50, second, 50)] + [
+        first + second
+    ]
+    # round-robin: every task has batches in every 50-step window, each loss a finite mean
+    for _, losses in ends[0] + ends[1]:
+        assert sorted(losses) == ["para", "sst", "sts"]
+        assert all(math.isfinite(v) and v > 0 for v in losses.values())

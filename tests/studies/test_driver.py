@@ -7,6 +7,7 @@ found and none survives the test.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -17,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from mtl_tune.platform.loss_log import CURVE_KEY
 from mtl_tune.studies import read_meta
 from mtl_tune.studies._lock import LOCK_FILE
+from tests.helpers import tensorboard_scalars
 from tests.studies.conftest import (
     CLI,
     NO_SCHEDULER,
@@ -265,3 +268,18 @@ def test_launch_shows_progress_of_the_total_and_the_next_commands(
         f"  tensorboard --logdir {folder / 'tune'}{_extra('tensorboard')}")
     # the seed count is the study's own: a resume runs the same two seeds
     assert read_meta(folder)["seeds"] == 2 and load_study_spec(folder).seeds == 2
+    # TensorBoard: Tune's scalar per epoch, and each task's training loss at the loss curve's
+    # points (steps of the run: here fewer than 50 an epoch, so each epoch's last step)
+    trial_dirs = [p.parent for p in folder.glob("tune/main/*/result.json")]
+    assert len(trial_dirs) == 2
+    for trial_dir in trial_dirs:
+        scalars = tensorboard_scalars(trial_dir)
+        epochs = [step for step, _ in scalars["ray/tune/overall"]]
+        rows = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
+        ends = [int(point["step"]) for row in rows for point in row[CURVE_KEY]]
+        assert len(epochs) == len(rows) == len(ends) > 0 and ends == sorted(ends)
+        assert [step for step, _ in scalars["train_loss/sst"]] == ends
+        # one window an epoch: its mean is the epoch's mean train loss
+        assert [v for _, v in scalars["train_loss/sst"]] == pytest.approx(
+            [row["train_loss_sst"] for row in rows], rel=1e-6)
+        assert "ray/tune/train_loss_curve" not in " ".join(scalars)

@@ -184,8 +184,10 @@ def test_optuna_mirror_holds_each_finished_ray_trial(tpe_study: tuple[Any, Study
                                               for r in epochs}
         # its params are the searched keys of the Ray trial's config
         assert frozen.params == {k: ray_trial.config[k] for k in ("lr", "sts_head")}
-        # and it records the epochs the trial ran
+        # and it records the epochs the trial ran, and the best epoch's checkpoint, kept
         assert frozen.user_attrs["epochs"] == ray_trial.last_result["training_iteration"]
+        checkpoint = Path(ray_trial.path) / best["checkpoint_dir_name"]
+        assert frozen.user_attrs["checkpoint"] == str(checkpoint) and checkpoint.is_dir()
         # real times: it ended when its last result came, and lasted as long as it trained
         assert frozen.datetime_complete is not None and frozen.datetime_start is not None
         assert frozen.datetime_complete.timestamp() == pytest.approx(

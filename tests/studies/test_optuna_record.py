@@ -102,3 +102,18 @@ def test_a_seed_group_is_one_trial_of_its_seeds_means(tmp_path: Path) -> None:
 
 def _scores(row: dict) -> dict:
     return {k: row[k] for k in ("sst_acc", "para_acc", "sts_corr", "overall", "mean_score")}
+
+
+def test_the_record_names_the_best_epochs_checkpoint(tmp_path: Path) -> None:
+    from mtl_tune.studies._optuna_mirror import with_checkpoints
+
+    trial_dir = tmp_path / "trial"
+    rows = [{**_row(1, 0.5, 0.3), "checkpoint_dir_name": "checkpoint_000000"},
+            {**_row(2, 0.7, 0.4), "checkpoint_dir_name": "checkpoint_000001"},
+            _row(3, 0.6, 0.4)]  # an epoch that saved no checkpoint
+    located = with_checkpoints(rows, trial_dir)
+    assert [r.get("checkpoint") for r in located] == [
+        str(trial_dir / "checkpoint_000000"), str(trial_dir / "checkpoint_000001"), None]
+    frozen = _mirror(tmp_path).frozen_trial("t1", {"lr": 1e-4}, located)
+    assert frozen is not None
+    assert frozen.user_attrs["checkpoint"] == str(trial_dir / "checkpoint_000001")

@@ -112,6 +112,8 @@ def test_the_optuna_record_holds_one_trial_per_group(
         for seed, scores in seeds.items():
             own = rows[(rows["config/seed"] == int(seed)) & (rows["training_iteration"] == best)]
             assert scores["sts_corr"] == pytest.approx(float(own["sts_corr"].iloc[0]))
+            # and its checkpoint at that epoch: the one the results name
+            assert trial.user_attrs["seed_checkpoints"][seed] == own["checkpoint"].iloc[0]
         assert "seed" not in trial.params and set(trial.params) == {"lr", "sts_head"}
         stopped_early = means.index.max() < 3
         expected = optuna.trial.TrialState.PRUNED if stopped_early else \

@@ -134,6 +134,8 @@ def test_a_study_on_a_store_is_killed_resumed_and_reported(
     # the Optuna record (the local journal) holds each Ray trial once, complete
     assert sorted(t.user_attrs[RAY_ID_ATTR] for t in trials) == sorted(table["trial_id"])
     assert {t.state for t in trials} == {optuna.trial.TrialState.COMPLETE}
+    # each with its best epoch's checkpoint as a URI of the store
+    assert all(t.user_attrs["checkpoint"].startswith(f"{study}/tune/") for t in trials)
 
     objects = stored_objects(study)
     # the store holds the study: its files, the experiment, each trial's best and last
