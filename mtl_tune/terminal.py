@@ -20,7 +20,7 @@ PIPE_WIDTH = 120  # the width when stdout is not a terminal (a file, a pipe, CI)
 # the columns a narrow terminal drops first, in order; report.md keeps them all
 DROP_ORDER = ("Change", "Checkpoint", "Note", "Mean (paper)", "Δ base", "Trials", "Status")
 # then, once spreads are gone, these before any other (the study metric and Δ prev stay)
-LATE_DROP = ("Seeds 80%", "SST Dev", "PD Dev", "STS Dev", "SST Test", "PD Test", "STS Test")
+LATE_DROP = ("Seeds 80%", "SST acc", "PD acc", "STS r")
 SPREADS = "± sd"  # how the spreads' removal is named
 CUT = "…"
 MIN_CELL = 6  # a column is never cut narrower than this

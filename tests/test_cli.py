@@ -47,7 +47,7 @@ def test_data_check_original_reports_missing_and_skipped() -> None:
     assert "ids-sst-test-student.csv" in result.output and "unlabeled" in result.output
     # the missing quora-train.csv is named, and its row says "missing"
     assert "quora-train.csv" in result.output
-    train = next(x for x in result.output.splitlines() if x.split()[:2] == ["para", "train"])
+    train = next(x for x in result.output.splitlines() if x.split()[:2] == ["PD", "train"])
     assert train.split()[2:4] == ["missing", "-"]
 
 
@@ -367,5 +367,17 @@ def test_a_mistyped_name_gets_a_did_you_mean(tmp_path: Path) -> None:
 def test_help_shows_placeholders_and_an_example(command: list[str]) -> None:
     text = runner.invoke(app, [*command, "--help"]).output
     # placeholders that say what to type, never a Python type
-    assert not re.search(r"<(bool|list\[str\]|str \| None)>", text), text
+    assert not re.search(r"<(bool|str|int|path|list\[str\]|str \| None)>", text), text
+    # an argument is its metavar alone, in the usage line and in the help
+    usage = text.splitlines()[0]
+    assert "{" not in usage and re.search(r"\[OPTIONS\] [A-Z_]+", usage), usage
     assert "Example: mtl-tune " + " ".join(command) in " ".join(text.split())
+
+
+@pytest.mark.parametrize("command", [
+    ["study", "launch"], ["study", "resume"], ["study", "status"], ["study", "list"],
+    ["report", "ablation"], ["report", "search"], ["data", "check"], ["data", "fetch"],
+    ["trainables", "list"], ["train"], ["predict"], ["export"]])
+def test_no_help_shows_a_python_type(command: list[str]) -> None:
+    text = runner.invoke(app, [*command, "--help"]).output
+    assert not re.search(r"<[a-z][a-z_\[\]| ]*>", text) and "{" not in text.splitlines()[0], text

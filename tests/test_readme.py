@@ -21,3 +21,16 @@ def test_ci_runs_the_readme_test_command() -> None:
     ci_lines = (REPO / ".ci" / "run").read_text().strip().splitlines()
     # .ci/run's last line is exactly the README's test command
     assert ci_lines[-1] == _bash_blocks()[1]
+
+
+def test_the_glossary_is_the_one_the_outputs_use() -> None:
+    from mtl_tune.names import SCORES, STATES, TASKS
+
+    text = (REPO / "README.md").read_text()
+    glossary = text[text.index("### Glossary"):]
+    glossary = glossary[: glossary.index("\n### ", 1)]
+    rows = [line for line in glossary.splitlines() if line.startswith("| ") and "`" in line]
+    expected = [f"| {kind} | {name} | `{key}` | {what} |"
+                for kind, table in (("score", SCORES), ("task", TASKS), ("state", STATES))
+                for key, (name, what) in table.items()]
+    assert rows == expected

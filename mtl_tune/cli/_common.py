@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup
 
 from mtl_tune.exceptions import ConfigError, MtlTuneError
 
@@ -27,11 +27,30 @@ _PATH_FIXES = {
 }
 
 
+class PlainArgument(TyperArgument):
+    """An argument shown as Click shows it: `NAME` in the usage line and the help, without
+    Typer's Python type (`NAME <str>`) or its braces (`{NAME}`); its metavar says what it is."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+
 class ErrorBoundary(TyperGroup):
     """The CLI's one error boundary: a library error (`MtlTuneError`), or a file system error a
     user's paths or disk caused (permissions, a full disk, a file in a folder's place), is
     printed to stderr as `Error: ...` and exits 1, without a traceback; anything else keeps its
     traceback."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for command in self.commands.values():
+            for param in command.params:
+                if type(param) is TyperArgument:  # Typer builds them; no hook to pick the class
+                    param.__class__ = PlainArgument
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -104,19 +123,24 @@ def parse_sets(pairs: list[str] | None) -> dict[str, str]:
 
 def table(rows: list[dict[str, Any]], first: tuple[str, ...] = ()) -> str:
     """Rows as a table fitted to the terminal (`first`: the columns it drops first), one
-    format per number column: scores to 4 decimals, whole numbers whole, others 4 digits."""
+    format per number column: scores to 4 decimals, whole numbers whole, others 4 digits.
+    Scores, tasks and trial states carry their names (`mtl_tune.names`), not their keys."""
     import pandas as pd
 
+    from mtl_tune.names import named, score_name
     from mtl_tune.terminal import fitted
 
     if not rows:
         return "(none)"
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame([named(row) for row in rows])
     return fitted(pd.DataFrame({c: _column_text(str(c), frame[c]) for c in frame.columns}),
-                  first=first)
+                  first=tuple(score_name(c) for c in first))
 
 
-SCORE_COLUMNS = ("sst_acc", "para_acc", "sts_corr", "overall", "mean_score")
+def _is_score(column: str) -> bool:
+    from mtl_tune.names import SCORE_NAMES
+
+    return column in SCORE_NAMES.values() or column.removeprefix("best ") in SCORE_NAMES.values()
 
 
 def _column_text(name: str, values: Any) -> list[str]:
@@ -130,7 +154,7 @@ def _column_text(name: str, values: Any) -> list[str]:
     numbers = [v for v in present if isinstance(v, Real) and not isinstance(v, bool)]
     if not numbers or len(numbers) < len(present):
         return ["–" if missing(v) else str(v) for v in values]
-    if name in SCORE_COLUMNS:
+    if _is_score(name):
         form = "{:.4f}"
     elif all(float(v).is_integer() for v in numbers):
         form = "{:.0f}"

@@ -40,6 +40,7 @@ def ablation(
     data_dir: Annotated[
         Path | None,
         typer.Option(
+            metavar="DIR",
             help="Data folder whose test split the best checkpoints are scored on "
             "(default: the study's)."
         ),

@@ -16,9 +16,6 @@ import torch
 
 from mtl_tune.exceptions import TrainingError
 
-# the key of an epoch's loss curve in a trial's report: [{"step": 50, "sst": 1.6, ...}, ...]
-CURVE_KEY = "train_loss_curve"
-
 
 class LossLog:
     """Sums of one epoch's task losses and the first non-finite one, on `device`."""

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from mtl_tune.exceptions import ConfigError, DataError, MtlTuneError
+from mtl_tune.names import SCORES, score_name
 from mtl_tune.platform.config import DATA_ENV
 from mtl_tune.reports._dev_table import add_significance, dev_table
 from mtl_tune.reports._display import WIDE, dev_display, heldout_display, published_display
@@ -62,21 +63,20 @@ def _test_data_dir(
 
 def _dev_notes(info: StudyInfo, dev: pd.DataFrame, n_resamples: int, seed: int) -> list[str]:
     notes = [
-        f"Each trial enters at its best epoch by dev {info.metric} ({info.mode}). Cells: mean ± "
+        f"Each trial enters at its best epoch by dev {score_name(info.metric)} ({info.mode}). "
+        "Cells: mean ± "
         "sample std (ddof=1) over the row's trials (seeds); the HTML page adds [95% CI] of the "
         f"mean over seeds: Student's t interval for rows of 2 to {BOOTSTRAP_FROM - 1} seeds, a "
         f"BCa bootstrap from {BOOTSTRAP_FROM} seeds on ({n_resamples} resamples, seed {seed}), "
         "cut to the values the metric can take (accuracies and Overall in [0, 1], STS Pearson "
         "r in [-1, 1], Mean (paper) in [-1/3, 1]); dev.csv holds every number at full "
         "precision and each interval's method.",
-        "Scores: SST = SST-5 sentiment accuracy, PD = Quora paraphrase accuracy, STS = STS "
-        "Pearson r. Overall = (SST acc + PD acc + (STS r + 1) / 2) / 3, the course leaderboard's "
-        "score; "
-        "Mean (paper) = (SST acc + PD acc + STS r) / 3, the paper's \"Overall\" column.",
-        f"Δ prev / Δ base: the row's mean dev {info.metric} minus the previous / first row's. "
+        "Scores: " + "; ".join(f"{name} = {what}" for name, what in SCORES.values()) + ".",
+        f"Δ prev / Δ base: the row's mean dev {score_name(info.metric)} minus the previous / "
+        "first row's. "
         "The mark on Δ prev tests the row's best checkpoint against the previous row's on the "
         "dev examples: a paired permutation test (each example's two predictions swapped at "
-        f"random; statistic: the difference in overall; {n_resamples} permutations, seed {seed}), "
+        f"random; statistic: the difference in Overall; {n_resamples} permutations, seed {seed}), "
         "its p-values Holm-Bonferroni adjusted over all the table's comparisons (p (Holm); raw p "
         f"and a paired bootstrap interval of the difference in dev.csv): {MARK_LEGEND}. It "
         "measures the spread over examples of the two best checkpoints, not over seeds.",
@@ -172,10 +172,10 @@ def _write_ablation(
         writer.table(
             "published", "Beside the paper", published,
             lambda style: published_display(published, style),
-            [f"Published: {SOURCE}; its \"Overall\" is our Mean (paper) (Mean: the plain mean "
-             "of SST, PD and STS). Shown for comparison only: no published number enters our "
-             "statistics. Δ: Mean minus the previous row's of this table; Same sign: our Δ goes "
-             "the paper's way."],
+            [f"Published: {SOURCE}; its \"Overall\" is our Mean (paper), the plain mean of SST "
+             "acc, PD acc and STS r. Shown for comparison only: no published number enters our "
+             "statistics. Δ: Mean (paper) minus the previous row's of this table; Same sign: our "
+             "Δ goes the paper's way."],
         )
 
     test_folder, missing = _test_data_dir(data_dir, info, dev, results)
@@ -184,7 +184,8 @@ def _write_ablation(
         test = evaluate_test_split(dev, test_folder, folder, info.metric, device=device,
                                    study=info.folder)
         test_notes = [
-            f"Each row: its best checkpoint by dev {info.metric} over its trials (the dev "
+            f"Each row: its best checkpoint by dev {score_name(info.metric)} over its trials "
+            "(the dev "
             f"table's best trial at its best epoch), evaluated on the test split of {test_folder}."
         ]
         if test["cached"].any():

@@ -12,22 +12,17 @@ from typing import Any
 
 import pandas as pd
 
+from mtl_tune.names import SCORE_NAMES, state_name
 from mtl_tune.reports._stats import FEW_SEEDS
 
 STYLES = ("md", "latex", "html")
-METRIC_LABELS = {
-    "sst_acc": "SST",
-    "para_acc": "PD",
-    "sts_corr": "STS",
-    "overall": "Overall",
-    "mean_score": "Mean (paper)",
-}
+METRIC_LABELS = SCORE_NAMES  # one name per score in every table (mtl_tune.names)
 DAGGER = "†"
 WIDE = "‡"  # a spread over fewer than FEW_SEEDS seeds
 
 
 def metric_columns(frame: pd.DataFrame) -> list[str]:
-    """The display columns of a metric (higher is better): "SST Dev", "Mean (paper)", ..."""
+    """The display columns of a metric (higher is better): "SST acc", "Mean (paper)", ..."""
     labels = tuple(METRIC_LABELS.values())
     return [str(c) for c in frame.columns if str(c).startswith(labels)]
 
@@ -88,7 +83,7 @@ def _spread(row: Any, key: str, style: str) -> str:
     return text
 
 
-def dev_display(dev: pd.DataFrame, style: str, split: str = "Dev") -> pd.DataFrame:
+def dev_display(dev: pd.DataFrame, style: str) -> pd.DataFrame:
     """The dev table's display strings (mean ± std; HTML adds [95% CI] on a second line and
     puts each row's change under its name)."""
     check_style(style)
@@ -101,8 +96,7 @@ def dev_display(dev: pd.DataFrame, style: str, split: str = "Dev") -> pd.DataFra
             out["Change"] = str(row.description)
         out["Trials"] = row.trials + ("" if row.complete else f" {DAGGER}")
         for key, label in METRIC_LABELS.items():
-            name = label if key == "mean_score" else f"{label} {split}"
-            out[name] = _spread(row, key, style)
+            out[label] = _spread(row, key, style)
         mark = row.mark if hasattr(row, "mark") else ""
         delta = number(row.delta_prev, signed=True)
         out["Δ prev"] = f"{delta} {mark}".strip() if mark else delta
@@ -122,8 +116,7 @@ def heldout_display(test: pd.DataFrame, style: str) -> pd.DataFrame:
         checkpoint = "–" if _missing(row.trial_id) else f"{row.trial_id} @ epoch {row.epoch}"
         out = {"Iteration": str(row.iteration), "Checkpoint": checkpoint}
         for key, label in METRIC_LABELS.items():
-            name = label if key == "mean_score" else f"{label} Test"
-            out[name] = number(getattr(row, key))
+            out[label] = number(getattr(row, key))
         out["Δ prev"] = number(row.delta_prev, signed=True)
         out["Δ base"] = number(row.delta_base, signed=True)
         out["Note"] = str(row.note)
@@ -139,11 +132,11 @@ def published_display(table: pd.DataFrame, style: str) -> pd.DataFrame:
         same = "–" if _missing(row.same_sign) else ("yes" if row.same_sign else "no")
         rows.append({
             "Iteration": str(row.iteration),
-            "SST published": number(row.sst_acc),
-            "PD published": number(row.para_acc),
-            "STS published": number(row.sts_corr),
-            "Mean published": number(row.mean_score),
-            "Mean ours": number(row.ours_mean_score),
+            f"{SCORE_NAMES['sst_acc']} published": number(row.sst_acc),
+            f"{SCORE_NAMES['para_acc']} published": number(row.para_acc),
+            f"{SCORE_NAMES['sts_corr']} published": number(row.sts_corr),
+            f"{SCORE_NAMES['mean_score']} published": number(row.mean_score),
+            f"{SCORE_NAMES['mean_score']} ours": number(row.ours_mean_score),
             "Δ published": number(row.published_delta, signed=True),
             "Δ ours": number(row.ours_delta, signed=True),
             "Same sign": same,
@@ -166,8 +159,8 @@ def top_display(top: pd.DataFrame, params: Sequence[str], style: str) -> pd.Data
                 out[param] = param_text(row.get(f"config/{param}"))
         out["Epoch"] = str(row["epoch"])
         for key, label in METRIC_LABELS.items():
-            out[label if key == "mean_score" else f"{label} Dev"] = number(row[key])
-        out["Status"] = str(row["status"]).lower()
+            out[label] = number(row[key])
+        out["Status"] = state_name(str(row["status"]))
         rows.append(out)
     return display_frame(rows, style)
 

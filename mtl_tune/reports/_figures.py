@@ -13,17 +13,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from mtl_tune.names import SCORE_NAMES
 from mtl_tune.platform.metrics import METRIC_KEYS
 from mtl_tune.reports._stats import BOOTSTRAP_FROM
 from mtl_tune.studies import COUNTED
 
-TASK_LABELS = {
-    "sst_acc": "SST acc",
-    "para_acc": "PD acc",
-    "sts_corr": "STS r",
-    "overall": "Overall",
-    "mean_score": "Mean (paper)",
-}
+TASK_LABELS = SCORE_NAMES
 CURVE_METRICS = ("sst_acc", "para_acc", "sts_corr", "overall")
 
 

@@ -7,7 +7,10 @@ import math
 
 import pandas as pd
 
+from mtl_tune.names import score_name
+from mtl_tune.reports._display import WIDE
 from mtl_tune.reports._paired import MARKS
+from mtl_tune.reports._stats import FEW_SEEDS
 
 LEVEL = MARKS[-1][0]  # 0.05: a step is significant below it
 
@@ -16,8 +19,12 @@ def _interval(row: pd.Series, metric: str) -> str:
     low, high = row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
     if not (math.isfinite(low) and math.isfinite(high)):
         return ""
-    wide = " (2 seeds: wide)" if int(row["n"]) == 2 else ""
-    return f" [{low:.3f}, {high:.3f}]{wide}"
+    return f" [{low:.3f}, {high:.3f}]"
+
+
+def _seeds(n: int) -> str:
+    few = f" ({WIDE} fewer than {FEW_SEEDS}: a wide interval)" if 1 < n < FEW_SEEDS else ""
+    return f"over {n} seed{'' if n == 1 else 's'}{few}"
 
 
 def headline(dev: pd.DataFrame, metric: str, mode: str) -> list[str]:
@@ -28,8 +35,8 @@ def headline(dev: pd.DataFrame, metric: str, mode: str) -> list[str]:
         return []
     scores = rows[metric].astype(float)
     best = rows.loc[scores.idxmax() if mode == "max" else scores.idxmin()]
-    lines = [f"{best['iteration']} is best: dev {metric} {best[metric]:.3f}"
-             f"{_interval(best, metric)} over {int(best['n'])} seed(s)."]
+    lines = [f"{best['iteration']} is best: dev {score_name(metric)} {best[metric]:.3f}"
+             f"{_interval(best, metric)} {_seeds(int(best['n']))}."]
     if "p_holm" not in dev or len(dev) < 2:
         return lines
     steps = dev.assign(previous=dev["iteration"].shift(1)).iloc[1:]

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from mtl_tune.exceptions import ConfigError
+from mtl_tune.names import score_name
 from mtl_tune.platform.metrics import METRIC_KEYS
 from mtl_tune.reports._display import importance_display, top_display
 from mtl_tune.reports._environment import environment
@@ -82,7 +83,8 @@ def add_search_figures(
     effects = collect_param_effects(best, params, info.metric)
     plot = draw_param_effects(effects, info.metric, log_scaled(optuna_study))
     writer.figure("param_effects", plot,
-                  f"Best dev {info.metric} of each trial against each searched parameter")
+                  f"Best dev {score_name(info.metric)} of each trial against each searched "
+                  "parameter")
     ranking, note = importances(optuna_study, info.metric)
     notes = [note] if note else []
     partial = sorted(set(params) - set(ranking["param"])) if not ranking.empty else []
@@ -102,7 +104,8 @@ def add_search_figures(
         history = collect_history(values, info.mode)
         source = "Ray trials in trial-id order (no optuna.db)"
     writer.figure("optimization_history", draw_history(history, info.metric),
-                  f"Optimization history: {info.metric} of each trial and the best so far "
+                  f"Optimization history: {score_name(info.metric)} of each trial and the best "
+                  "so far "
                   f"({source})")
     return ranking, notes
 
@@ -118,7 +121,8 @@ def _add_seed_groups(
         "seed_groups", "Configurations on the mean of their seeds", groups,
         lambda style: group_display(groups, params, info.metric, style),
         [f"Each configuration ran once per seed (a seed group); it is ranked and was judged on "
-         f"the mean dev {info.metric} of its seeds (± the sample sd over seeds at that epoch), at "
+         f"the mean dev {score_name(info.metric)} of its seeds (± the sample sd over seeds at "
+         "that epoch), at "
          "the epoch whose mean is best, among the epochs every seed reached; this is the value "
          "Optuna was told. The top table above lists single seeds."],
     )

@@ -11,6 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from mtl_tune.names import score_name
 from mtl_tune.reports._figures import new_figure
 
 
@@ -67,9 +68,9 @@ def draw_param_effects(
                           ax=ax, size=6, jitter=0.1)
             ax.tick_params(axis="x", labelrotation=45)
         ax.set_xlabel(param)
-        ax.set_ylabel(f"best dev {metric}" if ax is axes[0] else "")
+        ax.set_ylabel(f"best dev {score_name(metric)}" if ax is axes[0] else "")
     # wrapped to the figure's width: one panel is narrower than the title
-    title = f"Best dev {metric} of each trial against each searched parameter"
+    title = f"Best dev {score_name(metric)} of each trial against each searched parameter"
     figure.suptitle(textwrap.fill(title, max(24, int(figure.get_figwidth() * 10))))
     return figure
 
@@ -106,7 +107,7 @@ def draw_history(data: pd.DataFrame, metric: str) -> Figure:
     sns.scatterplot(data=data, x="number", y="value", ax=ax, label="trial", s=36)
     ax.step(data["number"], data["best"], where="post", color="tab:red", label="best so far")
     ax.set_xlabel("trial number")
-    ax.set_ylabel(metric)
+    ax.set_ylabel(score_name(metric))
     ax.legend(loc="best")
     figure.suptitle("Optimization history")
     return figure

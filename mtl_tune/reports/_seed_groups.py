@@ -81,7 +81,7 @@ def group_display(table: pd.DataFrame, params: Sequence[str], metric: str,
             text = number(row[key])
             if key == metric and row.get(f"{metric}_sd") is not None:
                 text += f" ± {number(row[f'{metric}_sd'])}"
-            out[label if key == "mean_score" else f"{label} Dev"] = text
+            out[label] = text
         out["Stopped"] = str(row["stopped"])
         rows.append(out)
     return display_frame(rows, style)

@@ -8,13 +8,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-STATUS_WORDS = {
-    "TERMINATED": "done",
-    "RUNNING": "running",
-    "PAUSED": "paused",
-    "PENDING": "pending",
-    "ERROR": "error",
-}
+from mtl_tune.names import STATE_NAMES, state_name
+
+STATUS_WORDS = {s: STATE_NAMES[s] for s in ("TERMINATED", "RUNNING", "PAUSED", "PENDING",
+                                               "ERROR")}  # in this order
 
 
 def status_label(statuses: Iterable[str]) -> str:
@@ -23,7 +20,7 @@ def status_label(statuses: Iterable[str]) -> str:
     words = [
         f"{counts[status]} {word}" for status, word in STATUS_WORDS.items() if counts[status]
     ]
-    words += [f"{n} {s.lower()}" for s, n in counts.items() if s not in STATUS_WORDS]
+    words += [f"{n} {state_name(s)}" for s, n in counts.items() if s not in STATUS_WORDS]
     return ", ".join(words) if words else "0 trials"
 
 

@@ -6,6 +6,7 @@ from datetime import datetime
 
 import pandas as pd
 
+from mtl_tune.names import state_name
 from mtl_tune.reports._selection import status_label
 from mtl_tune.studies import TRIAL_KEYS, StudyInfo, disk_usage, human_bytes
 
@@ -56,7 +57,7 @@ def unfinished_note(results: pd.DataFrame) -> str | None:
     pending = trials[trials["status"].isin(UNFINISHED)]
     if pending.empty:
         return None
-    names = [f"{r.experiment}/{r.trial_id} ({r.status.lower()})"
+    names = [f"{r.experiment}/{r.trial_id} ({state_name(r.status)})"
              for r in pending.head(LISTED).itertuples(index=False)]
     more = f" and {len(pending) - LISTED} more" if len(pending) > LISTED else ""
     return f"Trials not finished yet: {', '.join(names)}{more}."

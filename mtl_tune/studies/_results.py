@@ -17,8 +17,8 @@ from typing import Any
 import pandas as pd
 
 from mtl_tune.exceptions import MtlTuneError
-from mtl_tune.platform.loss_log import CURVE_KEY
 from mtl_tune.platform.metrics import METRIC_KEYS
+from mtl_tune.platform.report_keys import CURVE_KEY
 from mtl_tune.studies._folder import StudyInfo, open_study
 from mtl_tune.studies._json_lines import read_json_lines
 from mtl_tune.studies._storage import META_FILE, read_meta

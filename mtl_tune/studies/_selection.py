@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mtl_tune.names import score_name
 from mtl_tune.studies._spec import MODES
 
 TRIAL_KEYS = ["experiment", "trial_id"]
@@ -86,5 +87,6 @@ def best_rerun(results: pd.DataFrame, metric: str = "overall", mode: str = "max"
     checkpoint = row["checkpoint"] if isinstance(row["checkpoint"], str) else "not kept"
     return (f"Best single trial {row['trial_id']} ({row['trainable']}) at epoch "
             f"{int(row['epoch'])}: "
-            f"dev {metric} {float(row[metric]):.4f}; its checkpoint: {checkpoint}; train it "
+            f"dev {score_name(metric)} {float(row[metric]):.4f}; its checkpoint: {checkpoint}; "
+            "train it "
             f"again with: {command}")

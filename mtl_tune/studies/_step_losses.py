@@ -12,7 +12,7 @@ from typing import Any
 
 from ray.tune.logger import TBXLoggerCallback
 
-from mtl_tune.platform.loss_log import CURVE_KEY
+from mtl_tune.platform.report_keys import CURVE_KEY
 
 
 class StepLossLogger(TBXLoggerCallback):

@@ -16,8 +16,8 @@ from ray import tune
 from mtl_tune.platform.bundle import DataBundle, cached_bundle
 from mtl_tune.platform.checkpoint import has_optimizer_state, restore_trainer, save_checkpoint
 from mtl_tune.platform.config import TrainConfig
-from mtl_tune.platform.loss_log import CURVE_KEY
 from mtl_tune.platform.presets import SEED_GROUP_KEY, resolve_config
+from mtl_tune.platform.report_keys import CURVE_KEY
 from mtl_tune.platform.train import Trainer
 
 logger = logging.getLogger(__name__)

@@ -290,13 +290,13 @@ def test_html_numbers_right_aligned_best_in_bold(report: ReportResult) -> None:
     assert header is not None
     columns = re.findall(r'class="col_heading level0 col\d+" >([^<]*)</th>', header.group())
     styles = _cell_styles(page, "dev")
-    overall = columns.index("Overall Dev")
+    overall = columns.index("Overall")
     best = int(dev["overall"].to_numpy().argmax())
     # the best mean of a metric column is bold, the others are not
     for row in range(len(dev)):
         assert ("font-weight: bold" in styles[(row, overall)]) == (row == best)
     # numbers are right-aligned, and no number wraps: a score keeps its two lines whole
-    for name, lines in (("SST Dev", "pre"), ("Overall Dev", "pre"), ("Δ prev", "nowrap"),
+    for name, lines in (("SST acc", "pre"), ("Overall", "pre"), ("Δ prev", "nowrap"),
                         ("p (Holm)", "nowrap")):
         assert {"text-align: right", f"white-space: {lines}"} <= styles[(0, columns.index(name))]
     # the row's change is under its name (a line of its own), not a column
@@ -324,7 +324,7 @@ def test_paper_iterations_are_shown_beside_the_published_scores(report: ReportRe
     # the published numbers stay out of our statistics
     assert not np.isin([0.254, 0.407, 0.534], dev["mean_score"].to_numpy()).any()
     markdown = (report.folder / "report.md").read_text()
-    assert "## Beside the paper" in markdown and "| Mean published |" in markdown
+    assert "## Beside the paper" in markdown and "| Mean (paper) published |" in markdown
 
 
 def test_learning_curves_of_equal_scores_do_not_hide_each_other() -> None:
@@ -384,5 +384,5 @@ def test_no_interval_leaves_its_metrics_range_and_two_seeds_are_marked_wide(
     assert any(", cut to [" in m for m in methods), methods
     # each 2-seed cell carries the wide mark, explained in a note
     cells = report.displays["dev"][1]
-    assert cells["Overall Dev"].str.endswith(" ‡").all()
+    assert cells["Overall"].str.endswith(" ‡").all()
     assert any(n.startswith("‡: a row of 2 seeds") for n in report.notes)

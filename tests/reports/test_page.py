@@ -96,8 +96,8 @@ def test_the_page_starts_with_the_verdict_then_figures_then_tables(page: ReportR
     text = page.page.read_text()
     # one summary line per comparison that matters, before anything else
     first = page.headline[0]
-    assert re.fullmatch(r"it\S+ is best: dev overall \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] "
-                        r"\(2 seeds: wide\) over 2 seed\(s\)\.", first), first
+    assert re.fullmatch(r"it\S+ is best: dev Overall \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] "
+                        r"over 2 seeds \(‡ fewer than 3: a wide interval\)\.", first), first
     assert page.headline[1].startswith(("Largest significant step: ", "No step between"))
     order = [text.index(s) for s in (html.escape(first), "<h2>Figures</h2>",
                                      "<h2>Dev table</h2>", "<h2>Study</h2>")]

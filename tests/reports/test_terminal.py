@@ -44,7 +44,7 @@ def test_report_prints_compact_tables_then_the_page(study: Path, tmp_path: Path)
     dev = lines.index("Dev table")
     header = lines[dev + 1]
     # the dev table's compact columns, as report.md shows them
-    for column in ("Iteration", "SST Dev", "Overall Dev", "Δ prev", "p (Holm)", "Seeds 80%"):
+    for column in ("Iteration", "SST acc", "Overall", "Δ prev", "p (Holm)", "Seeds 80%"):
         assert column in header, column
     rows = lines[dev + 2: dev + 2 + len(ORDER)]
     assert [row.split()[0] for row in rows] == ORDER
@@ -60,7 +60,7 @@ def test_report_prints_compact_tables_then_the_page(study: Path, tmp_path: Path)
 def test_narrow_tables_drop_the_least_needed_columns_first() -> None:
     frame = pd.DataFrame({"Iteration": ["it1-baseline", "it7-cosrelu-tuned"],
                           "Change": ["the paper's baseline, a long description", "tuned lr"],
-                          "Overall Dev": ["0.512 ± 0.010", "0.555 ± 0.004"],
+                          "Overall": ["0.512 ± 0.010", "0.555 ± 0.004"],
                           "Δ base": ["–", "+0.043"], "Note": ["", "x" * 90]})
     lines, dropped = fit_table(frame, 60)
     assert max(map(len, lines)) <= 60
@@ -188,7 +188,7 @@ def test_the_best_trials_train_command_trains_it_again(study: Path, tmp_path: Pa
     assert line is not None
     # the trial, its epoch and score, its checkpoint and the command
     assert line.startswith(f"Best single trial {row['trial_id']} ({row['trainable']}) at epoch "
-                           f"{int(row['epoch'])}: dev overall {row['overall']:.4f}; its "
+                           f"{int(row['epoch'])}: dev Overall {row['overall']:.4f}; its "
                            f"checkpoint: {row['checkpoint']}; train it again with: mtl-tune "
                            f"train {row['trainable']} ")
     command = shlex.split(line.split("train it again with: ", 1)[1])
@@ -273,10 +273,18 @@ def test_the_commands_tables_fit_80_columns_with_one_format_per_number_column(
     status = runner.invoke(app, ["study", "status", study.name, "--storage", str(study.parent)],
                            env=env).stdout.splitlines()
     header = status[0].split()
-    overall = header.index("overall")
+    overall = header.index("Overall")
     values = [line.split()[overall] for line in status[1:7]]  # its six trials
     # every score in the column to 4 decimals, none in another format
     assert values and all(re.fullmatch(r"\d\.\d{4}", v) for v in values), values
+    # scores and states by the names the reports use, never by their keys
+    assert [line.split()[header.index("state")] for line in status[1:7]] == ["done"] * 6
+    assert "overall" not in header and "TERMINATED" not in "\n".join(status)
+    listing = runner.invoke(app, ["study", "list", "--storage", str(study.parent)], env=env)
+    assert "best Overall" in listing.stdout.splitlines()[1]
+    check = runner.invoke(app, ["data", "check", "--data-dir", str(labeled_data)], env=env)
+    tasks = {line.split()[0] for line in check.stdout.splitlines()[2:] if "ok" in line.split()}
+    assert {"SST", "PD", "STS"} <= tasks and "para" not in tasks
 
 
 def test_status_and_list_as_json(study: Path) -> None:

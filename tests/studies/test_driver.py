@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from mtl_tune.platform.loss_log import CURVE_KEY
+from mtl_tune.platform.report_keys import CURVE_KEY
 from mtl_tune.studies import read_meta
 from mtl_tune.studies._lock import LOCK_FILE
 from tests.helpers import tensorboard_scalars
@@ -121,7 +121,7 @@ def test_ctrl_c_exits_130_with_the_command_that_continues(
     # the study is not marked finished, and `study status` says how to go on
     assert "finished_at" not in read_meta(root / "stopped")
     status = _cli(["study", "status", "stopped", "--storage", str(root)], ray_tmp)
-    assert "no driver runs this study" in status.stdout and "INTERRUPTED" in status.stdout
+    assert "no driver runs this study" in status.stdout and " interrupted " in status.stdout
     resumed = _cli(["study", "resume", "stopped", "--storage", str(root)], ray_tmp)
     # resuming finishes it: exit 0, every trial finished
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
@@ -151,8 +151,8 @@ def test_one_driver_per_study_and_a_killed_driver_is_reported(
     finally:
         kill_driver(driver)
     status = _cli(["study", "status", "held", "--storage", str(root)], ray_tmp)
-    # after kill -9, no trial shows as running: they are INTERRUPTED, and the fix is printed
-    assert "RUNNING" not in status.stdout and "INTERRUPTED" in status.stdout
+    # after kill -9, no trial shows as running: they are interrupted, and the fix is printed
+    assert " running " not in status.stdout and " interrupted " in status.stdout
     assert (f"no driver runs this study: it stopped before finishing; continue it with:\n"
             f"  mtl-tune study resume held --storage {root}") in status.stdout
     # the dead driver's lock is stale: a new driver takes the study over and finishes it

@@ -94,7 +94,7 @@ def test_status_cli_lists_every_trial(tpe_study: tuple[Any, StudyOutcome]) -> No
     # the searched keys are columns, and exactly one row is marked best
     header = result.stdout.splitlines()[0].split()
     # the searched keys, the epochs and the metric are columns
-    assert {"trial_id", "state", "lr", "sts_head", "epochs", "overall", "best"} <= set(header)
+    assert {"trial_id", "state", "lr", "sts_head", "epochs", "Overall", "best"} <= set(header)
     # exactly one row is marked best
     assert sum(line.rstrip().endswith("*") for line in result.stdout.splitlines()) == 1
 
@@ -152,7 +152,7 @@ def test_list_cli_shows_trials_and_best(tpe_study: tuple[Any, StudyOutcome]) -> 
     assert row.split()[:4] == ["tpe", "optuna", "4", "4"]
     # the best column is named after the study's metric, and a last column the disk used
     header = result.stdout.splitlines()[1].split()
-    assert header[-3:] == ["best", "overall", "disk"]
+    assert header[-3:] == ["best", "Overall", "disk"]
     # and holds the best overall of any trial at any epoch
     assert math.isclose(float(row.split()[4]), best, abs_tol=1e-4)
 
