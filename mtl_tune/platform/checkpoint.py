@@ -16,7 +16,7 @@ import io
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -39,18 +39,33 @@ from mtl_tune.platform.export_files import EXPORT_FORMAT, HEADS_CONFIG, HEADS_FI
 from mtl_tune.platform.model import MultitaskBERT
 from mtl_tune.platform.tasks import TASKS
 from mtl_tune.platform.tokenizer import WordPieceTokenizer
-from mtl_tune.platform.train import Trainer
+
+
+class Checkpointable(Protocol):
+    """What a checkpoint reads and restores of a training run (`train.Trainer`): its
+    `state_dict()` and `load_state_dict()`, and the config, model and device it was built with."""
+
+    config: TrainConfig
+    model: MultitaskBERT
+    device: torch.device
+
+    def state_dict(self, optimizer: bool = True) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+RESUME_PARTS = ("optimizer", "scheduler", "combination")  # of a state dict: optimizer.pt
 
 
 def save_checkpoint(
-    trainer: Trainer,
+    trainer: Checkpointable,
     folder: Path,
     metrics: dict[str, float],
     predictions: dict[str, TaskPredictions] | None = None,
     extra: dict[str, Any] | None = None,
     optimizer: bool = True,
 ) -> Path:
-    """Writes the trainer's state as the checkpoint `folder`, replacing it whole.
+    """Writes the trainer's `state_dict()` as the checkpoint `folder`, replacing it whole.
 
     Args:
         optimizer: Also write the optimizer state, which only resuming needs (for MiniLM it
@@ -60,22 +75,16 @@ def save_checkpoint(
         MtlTuneError: The folder could not be written (a full disk is named as such); a
             checkpoint that was there before is kept as it was.
     """
+    state = trainer.state_dict(optimizer=optimizer)
     dtype = getattr(torch, trainer.config.checkpoint_dtype)
     weights = {
         k: (v.to(dtype) if v.is_floating_point() else v).detach().contiguous().cpu()
-        for k, v in trainer.model.state_dict().items()
+        for k, v in state["model"].items()
     }
     contents = {MODEL_FILE: save(weights)}
     if optimizer:
         buffer = io.BytesIO()
-        torch.save(
-            {
-                "optimizer": trainer.optimizer.state_dict(),
-                "scheduler": trainer.scheduler.state_dict(),
-                "combination": trainer.combination.state_dict(),
-            },
-            buffer,
-        )
+        torch.save({k: state[k] for k in RESUME_PARTS}, buffer)
         contents[OPTIMIZER_FILE] = buffer.getvalue()
     backbone = trainer.config.backbone_path
     contents.update(
@@ -84,10 +93,7 @@ def save_checkpoint(
     if predictions is not None:
         contents[PREDICTIONS_FILE] = predictions_json(predictions).encode()
     record = {
-        "epochs_done": trainer.epochs_done,
-        "best_overall": trainer.best_overall,
-        "patience_reference": trainer.patience_reference,
-        "stale_epochs": trainer.stale_epochs,
+        **state["progress"],
         "config": trainer.config.to_dict(),
         "bert_config": asdict(trainer.model.encoder.config),
         "heads": asdict(trainer.model.heads),
@@ -177,15 +183,19 @@ def _exported(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     return state, {**weights, **_weights(folder, state, HEADS_FILE, HEADS_CONFIG)}
 
 
+def _misfit(folder: Path, err: RuntimeError) -> CheckpointError:
+    first = str(err).strip().splitlines()[0:2]
+    return CheckpointError(
+        f"the weights in {folder / MODEL_FILE} do not fit the model its {STATE_FILE} "
+        f"describes ({' '.join(first)}); the two files come from different runs"
+    )
+
+
 def _load_into(model: MultitaskBERT, weights: dict[str, torch.Tensor], folder: Path) -> None:
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:
-        first = str(err).strip().splitlines()[0:2]
-        raise CheckpointError(
-            f"the weights in {folder / MODEL_FILE} do not fit the model its {STATE_FILE} "
-            f"describes ({' '.join(first)}); the two files come from different runs"
-        ) from None
+        raise _misfit(folder, err) from None
 
 
 def check_compatible(folder: Path, config: TrainConfig, model: MultitaskBERT) -> None:
@@ -222,8 +232,8 @@ def drop_optimizer_state(folder: Path) -> int:
     return size
 
 
-def restore_trainer(trainer: Trainer, folder: Path) -> None:
-    """Loads model, optimizer and run state into `trainer` (after `check_compatible`).
+def restore_trainer(trainer: Checkpointable, folder: Path) -> None:
+    """Loads the checkpoint's state into `trainer` (`load_state_dict`, after `check_compatible`).
 
     Raises:
         CheckpointError: The checkpoint does not fit the trainer's model, a file does not match
@@ -237,27 +247,32 @@ def restore_trainer(trainer: Trainer, folder: Path) -> None:
             f"checkpoint {folder} has no {OPTIMIZER_FILE}: it holds the weights of a finished "
             "run (for prediction and reports), not the state to resume training from"
         )
-    state = read_state(folder)
-    _load_into(trainer.model, _weights(folder, state), folder)
-    data = _verified_bytes(folder, OPTIMIZER_FILE, state)
+    record = read_state(folder)
+    weights = _weights(folder, record)
+    try:
+        trainer.load_state_dict({"model": weights})
+    except RuntimeError as err:
+        raise _misfit(folder, err) from None
+    data = _verified_bytes(folder, OPTIMIZER_FILE, record)
+    best = float(record["best_overall"])
+    progress = {
+        "epochs_done": int(record["epochs_done"]),
+        "best_overall": best,
+        "patience_reference": float(record.get("patience_reference", best)),
+        "stale_epochs": int(record.get("stale_epochs", 0)),
+    }
     try:
         saved = torch.load(io.BytesIO(data), map_location=trainer.device, weights_only=True)
         if "param_groups" in saved:  # written before the schedule was checkpointed: constant
             saved = {"optimizer": saved}
-        trainer.optimizer.load_state_dict(saved["optimizer"])
-        if "scheduler" in saved:
-            trainer.scheduler.load_state_dict(saved["scheduler"])
-        trainer.combination.load_state_dict(saved.get("combination", {}))
+        # a checkpoint from before combinations had a state: a fresh one
+        trainer.load_state_dict({"combination": {}, **saved, "progress": progress})
     except (RuntimeError, ValueError, KeyError) as err:
         raise CheckpointError(
             f"{folder / OPTIMIZER_FILE} cannot be loaded into this run's optimizer ({err}); "
             f"resume with the config its {STATE_FILE} records (e.g. the same `combine`), or "
             "from another checkpoint"
         ) from None
-    trainer.epochs_done = int(state["epochs_done"])
-    trainer.best_overall = float(state["best_overall"])
-    trainer.patience_reference = float(state.get("patience_reference", trainer.best_overall))
-    trainer.stale_epochs = int(state.get("stale_epochs", 0))
 
 
 def load_model(folder: Path) -> tuple[MultitaskBERT, WordPieceTokenizer, TrainConfig]:

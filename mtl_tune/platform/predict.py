@@ -18,10 +18,10 @@ from mtl_tune.platform.atomic import write_bytes
 from mtl_tune.platform.checkpoint import load_model
 from mtl_tune.platform.data import read_split
 from mtl_tune.platform.data_files import split_path
+from mtl_tune.platform.device import resolve_device
 from mtl_tune.platform.evaluate import TaskPredictions, predict_split, score, task_scores
 from mtl_tune.platform.splits import tokenize_split
 from mtl_tune.platform.tasks import MAIN_TASKS, TASKS
-from mtl_tune.platform.train import resolve_device
 
 logger = logging.getLogger(__name__)
 SCORES_FILE = "scores.json"

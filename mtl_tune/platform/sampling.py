@@ -248,3 +248,13 @@ def batches_per_task(schedule: Sequence[str]) -> dict[str, int]:
         do not appear are absent, not 0.
     """
     return dict(Counter(schedule))
+
+
+def steps_of(schedule: list[str]) -> list[list[str]]:
+    """Groups a task schedule into optimizer steps: a step ends before a task would repeat."""
+    steps: list[list[str]] = []
+    for task in schedule:
+        if not steps or task in steps[-1]:
+            steps.append([])
+        steps[-1].append(task)
+    return steps

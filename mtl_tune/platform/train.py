@@ -14,25 +14,27 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
-from mtl_tune.exceptions import TrainingError
 from mtl_tune.platform.batches import Batch, CyclingBatches
 from mtl_tune.platform.bert import BertModel
 from mtl_tune.platform.combinations import build_combination
 from mtl_tune.platform.compiling import BUCKET, compile_encoder, use_compile
 from mtl_tune.platform.config import TrainConfig
+from mtl_tune.platform.device import resolve_device
 from mtl_tune.platform.evaluate import Evaluation, evaluate
 from mtl_tune.platform.gradients import SharedGradients
 from mtl_tune.platform.loss_log import LossLog
 from mtl_tune.platform.model import MultitaskBERT
 from mtl_tune.platform.patience import patience_ran_out, patience_step
-from mtl_tune.platform.sampling import epoch_schedule
+from mtl_tune.platform.sampling import epoch_schedule, steps_of
 from mtl_tune.platform.schedule import build_scheduler
 from mtl_tune.platform.smart import smoothness
 from mtl_tune.platform.splits import Splits
+from mtl_tune.platform.task_loss import task_loss, task_output
 from mtl_tune.platform.tasks import MAIN_TASKS, TASKS
 
 logger = logging.getLogger(__name__)
@@ -51,40 +53,11 @@ class EpochResult:
     loss_curve: list[tuple[int, dict[str, float]]]
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("device 'cuda' was asked for, but no CUDA device is visible")
-    return torch.device(name)
-
-
 def build_model(config: TrainConfig) -> MultitaskBERT:
     """The pretrained encoder with freshly initialised heads (seeded by `config.seed`)."""
     encoder = BertModel.from_pretrained(config.backbone_path)
     torch.manual_seed(config.seed)
     return MultitaskBERT(encoder, config.heads)
-
-
-def steps_of(schedule: list[str]) -> list[list[str]]:
-    """Groups a task schedule into optimizer steps: a step ends before a task would repeat."""
-    steps: list[list[str]] = []
-    for task in schedule:
-        if not steps or task in steps[-1]:
-            steps.append([])
-        steps[-1].append(task)
-    return steps
-
-
-def task_output(model: MultitaskBERT, batch: Batch) -> torch.Tensor:
-    return model.forward_task(batch.task, batch.segments).float()
-
-
-def task_loss(model: MultitaskBERT, batch: Batch, out: torch.Tensor | None = None) -> torch.Tensor:
-    """The task's loss on `batch` (from the head output `out` when it is already computed)."""
-    assert batch.labels is not None, "training batches carry labels"
-    out = task_output(model, batch) if out is None else out
-    return TASKS[batch.task].loss(out, batch.labels, model.heads.sts_head)
 
 
 class Trainer:
@@ -179,6 +152,42 @@ class Trainer:
     def should_stop(self) -> bool:
         """Whether `patience` epochs in a row brought no better dev overall."""
         return patience_ran_out(self.stale_epochs, self.config.patience)
+
+    def state_dict(self, optimizer: bool = True) -> dict[str, Any]:
+        """What a checkpoint keeps of the run: the model's weights, the epochs done and the
+        early-stopping state; with `optimizer`, what resuming needs too (the optimizer, the lr
+        schedule and the loss combination's own state)."""
+        state: dict[str, Any] = {
+            "model": self.model.state_dict(),
+            "progress": {
+                "epochs_done": self.epochs_done,
+                "best_overall": self.best_overall,
+                "patience_reference": self.patience_reference,
+                "stale_epochs": self.stale_epochs,
+            },
+        }
+        if optimizer:
+            state["optimizer"] = self.optimizer.state_dict()
+            state["scheduler"] = self.scheduler.state_dict()
+            state["combination"] = self.combination.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Loads the parts of `state_dict()` that `state` holds."""
+        if "model" in state:
+            self.model.load_state_dict(state["model"])
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+        if "scheduler" in state:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if "combination" in state:
+            self.combination.load_state_dict(state["combination"])
+        if "progress" in state:
+            progress = state["progress"]
+            self.epochs_done = int(progress["epochs_done"])
+            self.best_overall = float(progress["best_overall"])
+            self.patience_reference = float(progress["patience_reference"])
+            self.stale_epochs = int(progress["stale_epochs"])
 
     def train_epoch(
         self,

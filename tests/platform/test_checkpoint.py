@@ -240,3 +240,17 @@ def test_weights_survive_a_round_trip(trained: Trainer, tmp_path: Path) -> None:
     # what is loaded is exactly what was saved
     for ours, theirs in zip(model.parameters(), trained.model.parameters(), strict=True):
         assert torch.equal(ours, theirs)
+
+
+def test_predicting_imports_no_training_loop() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, mtl_tune.platform.predict, mtl_tune.platform.export; "
+            "print(sorted(m for m in sys.modules if m.startswith('mtl_tune.platform.')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout
+    # the checkpoint module reads a trainer's state dict, not the trainer
+    assert "mtl_tune.platform.checkpoint" in loaded
+    for training in ("train", "combinations", "gradients", "smart", "loss_log"):
+        assert f"'mtl_tune.platform.{training}'" not in loaded, loaded

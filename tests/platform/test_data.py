@@ -618,11 +618,11 @@ def test_data_check_reports_broken_files(tmp_path: Path) -> None:
     assert "sts-dev.csv is a folder, not a data file (task 'sts', split 'dev')" in result.output
     # the other files are still read
     assert len(re.findall(r"^Error: ", result.output, flags=re.MULTILINE)) == 2
-    # in the table the broken files say "error" (they exist), not "missing"
+    # in the table (tasks by their names) the broken files say "error" (they exist), not "missing"
     rows = {tuple(x.split()[:2]): x.split()[2:4] for x in result.output.splitlines()}
-    assert rows[("sst", "train")] == ["error", "ids-sst-train.csv"]
-    assert rows[("sts", "dev")] == ["error", "sts-dev.csv"]
-    assert rows[("sst", "dev")][0] == "ok"
+    assert rows[("SST", "train")] == ["error", "ids-sst-train.csv"]
+    assert rows[("STS", "dev")] == ["error", "sts-dev.csv"]
+    assert rows[("SST", "dev")][0] == "ok"
 
 
 # ---------------------------------------------------------------------------- normalisation
