@@ -135,10 +135,11 @@ class Trainer:
         return steps_of(schedule)
 
     @functools.cached_property
-    def _run_plan(self) -> tuple[int, int]:
-        """(optimizer steps, training batches) of the whole run, every epoch's plan drawn once."""
+    def _run_plan(self) -> tuple[list[int], int]:
+        """(optimizer steps of each epoch, training batches of the run), every epoch's plan
+        drawn once."""
         plans = [self.epoch_steps(e) for e in range(1, self.config.epochs + 1)]
-        return sum(map(len, plans)), sum(len(tasks) for steps in plans for tasks in steps)
+        return list(map(len, plans)), sum(len(tasks) for steps in plans for tasks in steps)
 
     def planned_batches(self) -> int:
         """Training batches of the whole run."""
@@ -146,7 +147,7 @@ class Trainer:
 
     def planned_steps(self) -> int:
         """Optimizer steps of the whole run (what the learning-rate schedule spans)."""
-        return self._run_plan[0]
+        return sum(self._run_plan[0])
 
     @property
     def should_stop(self) -> bool:
@@ -273,7 +274,7 @@ class Trainer:
         self._synchronize()
         seconds = time.perf_counter() - start
         self.epochs_done = epoch
-        before = sum(len(self.epoch_steps(e)) for e in range(1, epoch))
+        before = sum(self._run_plan[0][: epoch - 1])  # steps of the epochs before this one
         self.loss_curve = [(before + step, losses) for step, losses in log.curve()]
         out: dict[str, float] = {f"train_loss_{t}": v for t, v in log.means().items()}
         out.update({f"task_weight_{t}": w for t, w in combination.task_weights().items()})
