@@ -9,9 +9,46 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.leaks"]  # the run fails if it leaves a process, a mount or a file
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 ORIGINAL_ENV = "MTL_TUNE_ORIGINAL_DATA"  # the course's public files (unlabeled test splits)
+
+
+# the fixtures that start Ray or another process: a test that uses one is marked `process`
+PROCESS_FIXTURES = frozenset({"ray_local", "ray_tmp", "built", "s3_endpoint"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # torch.compile's kernels: a cache of the user's, not a new folder in /tmp on every run
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache / "mtl-tune" / "inductor"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.process)
+
+
+@pytest.fixture(autouse=True)
+def _processes_only_where_marked(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test not marked `process` that starts one (a subprocess, a fork, Ray) fails: the inner
+    loop (`-m "not process"`) must run exactly the tests that start none."""
+    if request.node.get_closest_marker("process"):
+        return
+    import subprocess
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(
+            f"{request.node.nodeid} starts a process: mark it `@pytest.mark.process` (or use a "
+            "fixture that is one of PROCESS_FIXTURES), so that the inner loop leaves it out")
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
+    monkeypatch.setattr(os, "fork", refuse)
 
 
 def _original_folder() -> Path:
@@ -91,11 +128,39 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory, labeled_data: Path) -> Path:
-    """A small labeled data folder: the first rows of each real file."""
-    from tests.helpers import write_subset
+def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small labeled data folder in the course's format, made from random words: 48 rows per
+    file, so that every study, driver and report test runs in a clone with no data beside it."""
+    from tests.helpers import write_tiny_data
 
-    return write_subset(labeled_data, tmp_path_factory.mktemp("tiny-data"), rows=48)
+    return write_tiny_data(tmp_path_factory.mktemp("tiny-data"), rows=48)
+
+
+RAY_SHAPE = {"num_cpus": 2}  # the shared Ray: two CPUs, like this machine, no GPU
+
+
+def start_shared_ray() -> None:
+    """Starts the suite's shared local Ray (2 CPUs) unless a Ray runs in this process.
+
+    One Ray serves every test that needs only "a Ray" (launches, the reports' study, the
+    registered trainables); it is stopped at the end of the session. A test that asserts
+    something of the Ray itself (logical GPUs, two nodes) stops it first (`stop_ray`) and
+    starts its own; the next test that wants the shared one starts it again.
+    """
+    import ray
+
+    from mtl_tune.trainables import register_all
+
+    if not ray.is_initialized():
+        # "local" never joins another user's cluster
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, **RAY_SHAPE)
+    register_all()  # registrations live in the cluster: a new Ray starts without them
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> None:
+    """The suite's shared local Ray (see `start_shared_ray`)."""
+    start_shared_ray()
 
 
 @pytest.fixture(scope="session")

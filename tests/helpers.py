@@ -59,6 +59,58 @@ def write_subset(source: Path, dest: Path, rows: int) -> Path:
     return dest
 
 
+SPLITS = ("train", "dev", "test")
+
+
+def _words(seed: int) -> list[str]:
+    """Whole words of the bundled tokenizer's vocabulary (no `##` pieces, no [special])."""
+    vocab = (minilm_path() / "vocab.txt").read_text(encoding="utf-8").split()
+    return [w for w in vocab[2000:] if w.isalpha() and w.isascii() and len(w) > 2]
+
+
+def write_tiny_data(dest: Path, rows: int = 48, seed: int = 0) -> Path:
+    """Writes a labeled data folder in the course's format from random words, no real file read.
+
+    Every task of the course (sst, cfimdb, quora, sts) gets train, dev and test files of `rows`
+    rows each: tab-separated, a leading unnamed index column, then `id` (25 hex digits), the text
+    column(s) and the label, as `../shared/data/cs224n` has them. Labels cycle through the task's
+    classes (so every class is present in any 5 rows): 0..4 for SST, 0/1 for CFIMDB, 0.0/1.0
+    for Quora, 0.0..5.0 in steps of 0.2 for STS. SST and CFIMDB sentences start with a space,
+    as the course's PTB-tokenised ones do; a pair's second sentence shares words with its first.
+    """
+    import random
+
+    from mtl_tune.platform.tasks import TASKS
+
+    rng = random.Random(seed)
+    words = _words(seed)
+    dest.mkdir(parents=True, exist_ok=True)
+
+    def sentence(low: int, high: int) -> str:
+        return " ".join(rng.choices(words, k=rng.randint(low, high))).capitalize() + " ."
+
+    for task, spec in TASKS.items():
+        for split in SPLITS:
+            lines = ["\t".join(["", "id", *spec.text_columns, spec.label_column])]
+            for number in range(rows):
+                if spec.pair:
+                    first = sentence(4, 14)
+                    kept = first.split()[: rng.randint(1, 6)]
+                    texts = [first, " ".join(kept + [sentence(2, 8)])]
+                else:
+                    texts = [" " + sentence(5, 24 if task == "sst" else 40)]
+                if spec.num_classes:  # the course writes Quora's labels as floats
+                    label = number % spec.num_classes
+                    text = f"{float(label)}" if task == "para" else str(label)
+                else:
+                    text = f"{(number * 7 % 26) / 5:.1f}"
+                ident = f"{rng.getrandbits(100):025x}"
+                lines.append("\t".join([str(number), ident, *texts, text]))
+            (dest / f"{spec.prefix}-{split}.csv").write_text("\n".join(lines) + "\n",
+                                                             encoding="utf-8")
+    return dest
+
+
 def _caller() -> str:
     """`file:line` of the innermost mtl_tune frame of the current stack."""
     frame = next(

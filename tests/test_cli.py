@@ -308,6 +308,7 @@ def test_predict_out_on_an_existing_file_is_one_error_line(trained: Path, tiny_d
     assert blocker.read_text() == "mine"
 
 
+@pytest.mark.process
 def test_train_out_on_a_read_only_disk_is_one_error_line(tiny_data_dir: Path,
                                                           tmp_path: Path) -> None:
     from tests.helpers import tmpfs
@@ -322,6 +323,7 @@ def test_train_out_on_a_read_only_disk_is_one_error_line(tiny_data_dir: Path,
     assert "choose another place (e.g. with --out)" in result.stderr
 
 
+@pytest.mark.process
 def test_version_and_python_dash_m() -> None:
     import subprocess
     import sys

@@ -12,6 +12,8 @@ import pytest
 
 from mtl_tune._reaper import OWNER_ENV
 
+pytestmark = pytest.mark.process  # starts Ray or another process
+
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
 # What Ray's agents do when they set their process title (`ray::DashboardAgent`): the title
 # grows over the start of the environment block, which now begins with NUL bytes; the mark

@@ -94,11 +94,12 @@ def search(
 
 def _print(result: Any, study: Path) -> None:
     from mtl_tune.reports import report_text, terminal_width
-    from mtl_tune.studies import is_staged, uri_of
+    from mtl_tune.studies import StudyStore
 
     typer.echo(report_text(result, terminal_width()))
-    if is_staged(study):
-        typer.echo(f"the study is on an object store ({uri_of(study)}): the report was written "
+    store = StudyStore.at(study)
+    if store.on_store:
+        typer.echo(f"the study is on an object store ({store.uri}): the report was written "
                    f"on this machine, in {result.folder}")
 
 

@@ -13,7 +13,10 @@
 
 The training loop asks a combination for each task's `objective`, differentiates it into one
 row per task (`rows`) or into the running sum, then calls `combine` once per step and
-`after_step` with the step's losses after the update when `needs_new_losses`.
+`after_step` with the step's losses after the update when `needs_new_losses`. A row
+combination (`RowCombination`: PCGrad, CAGrad) only says how to weight the rows: its
+`coefficients` reads the rows' Gram matrix and returns one weight per task, which
+`SharedGradients.combine` turns into the step's gradient.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from torch import nn
 from mtl_tune.platform.cagrad import cagrad_coefficients
 from mtl_tune.platform.config import COMBINES, check_choice
 from mtl_tune.platform.gradients import SharedGradients
+from mtl_tune.platform.pcgrad import projection_coefficients
 from mtl_tune.platform.tasks import TASKS
 
 # the log-variances' own learning rate: at BERT's (1e-5) they would barely move in a run
@@ -75,26 +79,40 @@ class Combination:
         """Restores what `state_dict` returned."""
 
 
-class PCGrad(Combination):
+class RowCombination(Combination):
+    """A combination of the step's task gradients, one recorded row each: `coefficients @ rows`."""
+
     rows = True
+
+    def coefficients(
+        self, gram: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """The (T,) weights of the rows, from their (T, T) Gram matrix, on its device."""
+        raise NotImplementedError
 
     def combine(
         self, grads: SharedGradients, tasks: Sequence[str], generator: torch.Generator
     ) -> None:
-        grads.combine_pcgrad(len(tasks), generator)
+        grads.combine(self.coefficients(grads.gram(len(tasks)), generator))
 
 
-class CAGrad(Combination):
-    rows = True
+class PCGrad(RowCombination):
+    def coefficients(
+        self, gram: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        # the sum of the projected gradients: sum_i C[i] @ G = C.sum(0) @ G
+        return projection_coefficients(gram, generator).sum(dim=0)
 
+
+class CAGrad(RowCombination):
     def __init__(self, tasks: Sequence[str], device: torch.device, c: float) -> None:
         super().__init__(tasks, device)
         self.c = c
 
-    def combine(
-        self, grads: SharedGradients, tasks: Sequence[str], generator: torch.Generator
-    ) -> None:
-        grads.combine(cagrad_coefficients(grads.gram(len(tasks)), self.c))
+    def coefficients(
+        self, gram: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        return cagrad_coefficients(gram, self.c)
 
 
 class Uncertainty(Combination):

@@ -2,11 +2,12 @@
 
 `.grad` of every shared (encoder) parameter is a view into one flat vector, which the optimizer
 reads in place. Each task's loss is differentiated on its own (`torch.autograd.grad`) and its
-gradient added to that vector with one multi-tensor kernel (`add`), or, for PCGrad, written to
-its own row of a (T, P) matrix (`record`) that PCGrad or CAGrad then combines into the vector. On a
-GPU this replaces a per-parameter accumulation kernel (hundreds per task) by a few, nothing is
-allocated per step, and nothing is read back to the host. Sparse gradients (an embedding with
-`sparse=True`) are added row by row.
+gradient added to that vector with one multi-tensor kernel (`add`), or, for a row combination
+(PCGrad, CAGrad), written to its own row of a (T, P) matrix (`record`). The combination reads the
+rows' (T, T) Gram matrix (`gram`) and hands back one coefficient per row, and `combine` writes
+`coefficients @ rows` into the vector. On a GPU this replaces a per-parameter accumulation kernel
+(hundreds per task) by a few, nothing is allocated per step, and nothing is read back to the
+host. Sparse gradients (an embedding with `sparse=True`) are added row by row.
 """
 
 from __future__ import annotations
@@ -16,7 +17,25 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mtl_tune.platform.pcgrad import combine_rows, gram_matrix
+GRAM_CHUNK = 4096  # columns per partial Gram matrix
+
+
+def gram_matrix(rows: torch.Tensor) -> torch.Tensor:
+    """`rows @ rows.T` for a (T, P) matrix with P in the millions, as a sum of partial products.
+
+    One (T, P) x (P, T) product has almost no parallelism for a BLAS (T x T outputs, each a sum
+    over P) and sums P terms in one float32 accumulator. Splitting P into `GRAM_CHUNK`-column
+    chunks makes it a batched product over thousands of chunks, summed after: on a 2-core CPU
+    3x faster for 3 x 22.7 M (MiniLM) and 1e5 times more accurate (3e-8 against float64,
+    where the single product is off by 2.5e-3).
+    """
+    split = rows.shape[1] - rows.shape[1] % GRAM_CHUNK
+    tail = rows[:, split:]
+    gram = tail @ tail.T
+    if split:
+        chunks = rows[:, :split].view(rows.shape[0], -1, GRAM_CHUNK).transpose(0, 1)  # (C, T, K)
+        gram = gram + torch.bmm(chunks, chunks.transpose(1, 2)).sum(dim=0)
+    return gram
 
 
 class SharedGradients:
@@ -32,6 +51,8 @@ class SharedGradients:
         self, shared: Sequence[nn.Parameter], heads: Sequence[nn.Parameter] = (), n_tasks: int = 1
     ) -> None:
         self.shared, self.heads = list(shared), list(heads)
+        if not self.shared:
+            raise ValueError("shared must hold at least one parameter, but got none")
         first = self.shared[0]
         sizes = [p.numel() for p in self.shared]
 
@@ -83,19 +104,26 @@ class SharedGradients:
             if g is not None and g.is_sparse:
                 view.add_(g)
 
-    def combine_pcgrad(self, n_rows: int, generator: torch.Generator | None = None) -> None:
-        """Sets the shared gradient to the PCGrad sum of the first `n_rows` recorded rows."""
-        assert self.rows is not None, "combine_pcgrad() needs n_tasks > 1"
-        combine_rows(self.rows[:n_rows], generator, out=self.flat)
-
     def gram(self, n_rows: int) -> torch.Tensor:
         """The (n_rows, n_rows) Gram matrix of the first `n_rows` recorded rows."""
         assert self.rows is not None, "gram() needs n_tasks > 1"
+        if not 1 <= n_rows <= len(self.rows):
+            raise ValueError(f"n_rows must be in [1, {len(self.rows)}], but got {n_rows}")
         return gram_matrix(self.rows[:n_rows])
 
     def combine(self, coefficients: torch.Tensor) -> None:
-        """Sets the shared gradient to `coefficients @ rows` over the first len(coefficients)."""
+        """Sets the shared gradient to `coefficients @ rows` over the first len(coefficients).
+
+        The one way a row combination writes the step's gradient: `coefficients` is a (T,) tensor
+        on the rows' device, one weight per recorded row, e.g. computed from `gram(T)`.
+        """
         assert self.rows is not None, "combine() needs n_tasks > 1"
+        shape = tuple(coefficients.shape)
+        if len(shape) != 1 or not 1 <= shape[0] <= len(self.rows):
+            raise ValueError(
+                f"coefficients must be a 1-D tensor of 1 to {len(self.rows)} weights, "
+                f"but got shape {shape}"
+            )
         torch.mv(self.rows[: len(coefficients)].T, coefficients, out=self.flat)
 
     def scale(self, factor: torch.Tensor) -> None:

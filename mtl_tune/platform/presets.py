@@ -18,8 +18,6 @@ from mtl_tune.exceptions import ConfigError, did_you_mean
 from mtl_tune.platform.config import TrainConfig
 
 # config keys a study adds for itself; they are not training settings
-SEED_GROUP_KEY = "seed_group"  # a seed group's id: the trials of one configuration over seeds
-STUDY_KEYS = ("trainable", "repeat", SEED_GROUP_KEY)
 
 
 @dataclass(frozen=True)
@@ -112,5 +110,5 @@ def resolve_config(name: str | None, config: Mapping[str, Any]) -> TrainConfig:
     """The preset of `name` (or of config["trainable"]), overridden key by key by `config`."""
     name = name or config.get("trainable")
     preset = dict(get_preset(name).overrides) if name else {}
-    values = {k: v for k, v in config.items() if k not in STUDY_KEYS}
+    values = {k: v for k, v in config.items() if k != "trainable"}
     return TrainConfig.from_mapping({**preset, **values}, source=f"trainable {name or 'multitask'}")

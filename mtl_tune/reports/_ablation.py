@@ -146,7 +146,7 @@ def report_ablation(
             "them and their error files); nothing to report until one has"
         )
     with report_folder(info.folder, "ablation", out, force) as staged:
-        return staged.publish(
+        return staged.put_in_place(
             _write_ablation(staged.folder, info, results, formats, data_dir, n_resamples, seed,
                             device)
         )

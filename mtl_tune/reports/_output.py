@@ -27,7 +27,7 @@ import pandas as pd
 
 from mtl_tune.exceptions import ConfigError, MtlTuneError, did_you_mean
 from mtl_tune.platform.atomic import fsync_folder, staging_of
-from mtl_tune.studies import REPORTS_DIR, is_staged
+from mtl_tune.studies import REPORTS_DIR, StudyStore
 
 FORMATS = ("md", "latex", "csv", "html")
 
@@ -75,7 +75,7 @@ def _choose_folder(study_folder: Path, kind: str, out: Path | str | None,
             )
         return folder, False
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    if is_staged(study_folder):
+    if StudyStore.at(study_folder).on_store:
         parent, stem = Path.cwd(), f"{study_folder.name}-{kind}-{stamp}"
     else:
         parent, stem = study_folder / REPORTS_DIR, f"{kind}-{stamp}"
@@ -99,7 +99,7 @@ class StagedReport:
         shutil.rmtree(self.folder, ignore_errors=True)  # left by a killed report of this pid
         self.folder.mkdir(parents=True)
 
-    def publish(self, result: ReportResult) -> ReportResult:
+    def put_in_place(self, result: ReportResult) -> ReportResult:
         """Moves every staged file into `final` (each rename whole) and returns `result` with
         its paths in `final`."""
         for path in sorted(p for p in self.folder.rglob("*") if not p.is_dir()):
@@ -144,7 +144,7 @@ class StagedReport:
 @contextmanager
 def report_folder(study_folder: Path, kind: str, out: Path | str | None,
                   force: bool) -> Iterator[StagedReport]:
-    """A staging folder to write a report in; `publish` it at the end. On any error the staging
+    """A staging folder to write a report in; `put_in_place` it at the end. On any error the staging
     folder goes (and the dated folder this call made); a full disk becomes one MtlTuneError.
 
     Raises:

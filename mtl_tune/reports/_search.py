@@ -196,7 +196,7 @@ def report_search(
     info = open_study(study_folder)
     results = study_results(info)
     with report_folder(info.folder, "search", out, force) as staged:
-        return staged.publish(_write_search(staged.folder, info, results, formats, top_k))
+        return staged.put_in_place(_write_search(staged.folder, info, results, formats, top_k))
 
 
 def _write_search(folder: Path, info: StudyInfo, results: pd.DataFrame,

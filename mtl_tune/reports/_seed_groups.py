@@ -9,7 +9,6 @@ from typing import Any
 import pandas as pd
 
 from mtl_tune.platform.metrics import METRIC_KEYS
-from mtl_tune.platform.presets import SEED_GROUP_KEY
 from mtl_tune.reports._display import (
     METRIC_LABELS,
     check_style,
@@ -17,7 +16,7 @@ from mtl_tune.reports._display import (
     number,
     param_text,
 )
-from mtl_tune.studies import COUNTED, best_epoch, epoch_means
+from mtl_tune.studies import COUNTED, SEED_GROUP_KEY, best_epoch, epoch_means
 
 GROUP_COLUMN = f"config/{SEED_GROUP_KEY}"
 EPOCH = "training_iteration"

@@ -1,10 +1,14 @@
-"""Studies: specs, search spaces, launching and resuming on Ray Tune, and the study folder.
+"""Studies: specs, the study folder, results, and launching and resuming on Ray Tune.
 
-`studies/` owns the study folder: its layout, its metadata, the record of its trials, and the
-results frame (one row per trial and epoch) that `study status` and the reports read.
+Four layers, each a subpackage that imports only the ones before it:
 
-Importing this package loads neither Ray nor torch: the names that need Ray (launching and
-resuming) are loaded on first use.
+- `spec/`: reading, validating and describing a spec;
+- `store/`: the study folder and every file in it, on a disk or an object store;
+- `results/`: the results frame, status, best epochs, next commands;
+- `driver/`: everything that runs Ray.
+
+These are the names the CLI and `reports/` use. Importing this package loads neither Ray nor
+torch: the driver's names are loaded on first use.
 """
 
 from __future__ import annotations
@@ -12,151 +16,140 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from mtl_tune.studies._commands import next_commands, resume_command, seeds_launch_command
-from mtl_tune.studies._folder import StudyInfo, find_experiments, open_study
-from mtl_tune.studies._group_log import group_decisions
-from mtl_tune.studies._group_scores import best_epoch, epoch_means
-from mtl_tune.studies._object_store import is_staged, is_store_uri, uri_of
-from mtl_tune.studies._optuna_storage import JOURNAL_PREFIX, open_storage
-from mtl_tune.studies._plan import describe, trial_count
-from mtl_tune.studies._results import experiment_results, load_results, study_results
-from mtl_tune.studies._score_cache import (
-    CachedScores,
-    cache_scores,
-    read_cached_scores,
-    score_cache_key,
-)
-from mtl_tune.studies._selection import (
+from mtl_tune.studies.results import (
     COUNTED,
+    INTERRUPTED,
     TRIAL_KEYS,
+    best_epoch,
     best_epochs,
     best_rerun,
     best_row,
-    better,
+    epoch_means,
+    list_studies,
+    load_results,
+    next_commands,
+    resume_command,
+    seeds_launch_command,
+    study_driver,
+    study_results,
+    study_status,
     trial_config,
 )
-from mtl_tune.studies._spec import (
+from mtl_tune.studies.spec import (
     BUILTIN,
-    MODES,
-    OPTUNA_SEARCHES,
-    SEARCHES,
-    Distribution,
+    SEED_GROUP_KEY,
     Objective,
     Resources,
-    Scheduler,
-    Stage,
     StudySpec,
-    spec_path,
+    TrialReport,
+    describe,
+    launch_spec,
+    load_spec,
+    study_keys,
+    trial_count,
 )
-from mtl_tune.studies._spec_file import LaunchSpec, launch_spec, load_spec, parse_spec
-from mtl_tune.studies._status import (
-    INTERRUPTED,
-    list_studies,
-    study_driver,
-    study_status,
-    trial_table,
-)
-from mtl_tune.studies._storage import (
+from mtl_tune.studies.store import (
+    JOURNAL_PREFIX,
     REPORTS_DIR,
-    STORAGE_ENV,
+    StudyInfo,
+    StudyMeta,
+    StudyStore,
+    cache_scores,
     disk_usage,
+    end_staging,
     existing_study,
+    fetch_checkpoint,
+    fetch_uri,
+    group_decisions,
     human_bytes,
+    is_store_uri,
+    open_storage,
+    open_study,
+    read_cached_scores,
     read_meta,
+    score_cache_key,
     storage_root,
     study_folder,
+    trial_staging,
+    uri_of,
 )
-from mtl_tune.studies._store_pull import fetch_checkpoint, fetch_uri
 
 if TYPE_CHECKING:
-    from mtl_tune.studies._callbacks import TrialEvents
-    from mtl_tune.studies._launch import (
+    from mtl_tune.studies.driver import (
         StudyOutcome,
+        TrialEvents,
+        connect,
         launch_study,
         load_study_spec,
         resume_study,
     )
-    from mtl_tune.studies._local_ray import connect
 
-_WITH_RAY = {
-    **{name: "mtl_tune.studies._launch" for name in
-       ("StudyOutcome", "launch_study", "load_study_spec", "resume_study")},
-    "connect": "mtl_tune.studies._local_ray",
-    "TrialEvents": "mtl_tune.studies._callbacks",
-}
+_WITH_RAY = frozenset({"StudyOutcome", "TrialEvents", "connect", "launch_study", "load_study_spec",
+                       "resume_study"})
 
 
 def __getattr__(name: str) -> Any:
     if name in _WITH_RAY:
-        return getattr(importlib.import_module(_WITH_RAY[name]), name)
+        return getattr(importlib.import_module("mtl_tune.studies.driver"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
-    "OPTUNA_SEARCHES",
-    "Objective",
-    "CachedScores",
-    "cache_scores",
-    "read_cached_scores",
-    "score_cache_key",
-    "next_commands",
-    "resume_command",
-    "seeds_launch_command",
+    "SEED_GROUP_KEY",
+    "TrialReport",
+    "study_keys",
     "BUILTIN",
     "COUNTED",
     "INTERRUPTED",
     "JOURNAL_PREFIX",
-    "MODES",
+    "Objective",
     "REPORTS_DIR",
-    "SEARCHES",
-    "STORAGE_ENV",
-    "TRIAL_KEYS",
-    "TrialEvents",
-    "Distribution",
-    "LaunchSpec",
     "Resources",
-    "Scheduler",
-    "Stage",
     "StudyInfo",
+    "StudyMeta",
+    "StudyStore",
     "StudyOutcome",
     "StudySpec",
-    "best_epochs",
-    "group_decisions",
+    "TRIAL_KEYS",
+    "TrialEvents",
     "best_epoch",
-    "epoch_means",
+    "best_epochs",
     "best_rerun",
     "best_row",
-    "trial_config",
-    "better",
+    "cache_scores",
     "connect",
     "describe",
     "disk_usage",
+    "end_staging",
+    "epoch_means",
     "existing_study",
     "fetch_checkpoint",
     "fetch_uri",
-    "is_staged",
-    "is_store_uri",
-    "experiment_results",
-    "find_experiments",
+    "group_decisions",
     "human_bytes",
+    "is_store_uri",
     "launch_spec",
     "launch_study",
     "list_studies",
     "load_results",
     "load_spec",
     "load_study_spec",
+    "next_commands",
     "open_storage",
     "open_study",
-    "parse_spec",
+    "read_cached_scores",
     "read_meta",
+    "resume_command",
     "resume_study",
-    "spec_path",
+    "score_cache_key",
+    "seeds_launch_command",
     "storage_root",
     "study_driver",
     "study_folder",
-    "uri_of",
     "study_results",
     "study_status",
+    "trial_config",
     "trial_count",
-    "trial_table",
+    "trial_staging",
+    "uri_of",
 ]

@@ -16,9 +16,9 @@ from ray import tune
 from mtl_tune.platform.bundle import DataBundle, cached_bundle
 from mtl_tune.platform.checkpoint import has_optimizer_state, restore_trainer, save_checkpoint
 from mtl_tune.platform.config import TrainConfig
-from mtl_tune.platform.presets import SEED_GROUP_KEY, resolve_config
-from mtl_tune.platform.report_keys import CURVE_KEY
+from mtl_tune.platform.presets import resolve_config
 from mtl_tune.platform.train import Trainer
+from mtl_tune.studies import SEED_GROUP_KEY, TrialReport, end_staging, study_keys, trial_staging
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +42,21 @@ def _set_threads(config: TrainConfig, assigned_cpus: float) -> None:
         torch.set_num_threads(threads)
 
 
+def _staging() -> Path:
+    """This trial's checkpoint staging folder: in its trial folder on a local storage, else on
+    this node (see `mtl_tune.studies.store._staging`), never the system's temporary folder."""
+    context = tune.get_context()
+    storage = context.get_storage()
+    local = storage.storage_filesystem.type_name == "local"
+    return trial_staging(Path(storage.trial_fs_path) if local else None, context.get_trial_id())
+
+
 def run_trial(name: str | None, config: Mapping[str, Any], data: DataBundle | None) -> None:
-    cfg = resolve_config(name, config)
+    training, study = study_keys(config)
+    cfg = resolve_config(name, training)
     # a seed of a seed group never stops on its own patience: the study's scheduler stops the
     # whole group on the mean of its seeds (it reads `group_patience`)
-    grouped = SEED_GROUP_KEY in config
+    grouped = SEED_GROUP_KEY in study
     group_patience = cfg.patience if grouped else 0
     cfg = dataclasses.replace(cfg, patience=0) if grouped else cfg
     placement = _placement()
@@ -67,22 +77,25 @@ def run_trial(name: str | None, config: Mapping[str, Any], data: DataBundle | No
         logger.info("restored from checkpoint after epoch %d", trainer.epochs_done)
     trainer = trainer or Trainer(cfg, splits)
     placement["device"] = str(trainer.device)
+    staging = _staging()
     for epoch in range(trainer.epochs_done + 1, cfg.epochs + 1):
         result = trainer.run_epoch(epoch)
-        metrics = {**result.metrics, **placement, "best_overall": trainer.best_overall,
-                   "patience": float(cfg.patience), "should_stop": trainer.should_stop,
-                   "epochs_planned": cfg.epochs, "group_patience": group_patience,
-                   "min_delta": cfg.min_delta,
-                   CURVE_KEY: [{"step": step, **losses} for step, losses in result.loss_curve]}
+        report = TrialReport(
+            patience=cfg.patience, stale_epochs=trainer.stale_epochs,
+            group_patience=group_patience, min_delta=cfg.min_delta, epochs_planned=cfg.epochs,
+            best_overall=trainer.best_overall,
+            train_loss_curve=tuple({"step": step, **losses} for step, losses in result.loss_curve))
+        metrics = {**result.metrics, **placement, **report.metrics()}
         final = epoch == cfg.epochs or trainer.should_stop
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(dir=staging, prefix=f"epoch{epoch}-") as tmp:
             # the last epoch's checkpoint never resumes: weights only (the driver's
             # CheckpointRetention drops the optimizer state of the others once the trial ends)
             save_checkpoint(trainer, Path(tmp), result.metrics, result.evaluation.predictions,
                             optimizer=not final)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
         if trainer.should_stop:  # the study's PatienceStopper ends the trial on this report
-            return
+            break
+    end_staging(staging)
 
 
 def make_trainable(name: str | None) -> Callable[..., None]:

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 
 
+@pytest.mark.process
 def test_prints_a_ratio_per_configuration(tiny_bert_dir: Path, tiny_data_dir: Path) -> None:
     run = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "combination_cost.py"), "--data-dir",

@@ -26,6 +26,7 @@ def bench() -> ModuleType:
     return module
 
 
+@pytest.mark.process
 def test_smoke_run_measures_every_configuration(tiny_data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "result.json"
     run = subprocess.run(

@@ -146,6 +146,7 @@ while True:
 """
 
 
+@pytest.mark.process
 def test_sigkill_during_saves_leaves_a_loadable_checkpoint(
     tiny_bert_dir: Path, tiny_data_dir: Path, tmp_path: Path
 ) -> None:
@@ -242,6 +243,7 @@ def test_weights_survive_a_round_trip(trained: Trainer, tmp_path: Path) -> None:
         assert torch.equal(ours, theirs)
 
 
+@pytest.mark.process
 def test_predicting_imports_no_training_loop() -> None:
     import subprocess
     import sys

@@ -1,6 +1,7 @@
 """The loss combinations against their papers' definitions, on small problems with known answers."""
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -8,8 +9,14 @@ import torch
 
 from mtl_tune.exceptions import ConfigError
 from mtl_tune.platform.cagrad import cagrad_coefficients
-from mtl_tune.platform.combinations import FAMO, Uncertainty, build_combination
+from mtl_tune.platform.combinations import (
+    FAMO,
+    RowCombination,
+    Uncertainty,
+    build_combination,
+)
 from mtl_tune.platform.gradients import SharedGradients
+from mtl_tune.platform.pcgrad import projection_coefficients
 
 CPU = torch.device("cpu")
 
@@ -60,6 +67,37 @@ def test_cagrad_matches_the_two_task_closed_form(c: float) -> None:
 def test_cagrad_with_no_radius_is_the_sum() -> None:
     gram = torch.tensor([[2.0, -1.0], [-1.0, 3.0]])
     assert torch.equal(cagrad_coefficients(gram, 0.0), torch.ones(2))
+
+
+def _pcgrad_coefficients(gram: torch.Tensor) -> torch.Tensor:
+    return projection_coefficients(gram, torch.Generator().manual_seed(4)).sum(dim=0)
+
+
+def _cagrad_coefficients(gram: torch.Tensor) -> torch.Tensor:
+    return cagrad_coefficients(gram, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected_coefficients"),
+    [("pcgrad", _pcgrad_coefficients), ("cagrad", _cagrad_coefficients)],
+)
+def test_row_combinations_hand_their_coefficients_to_shared_gradients(
+    name: str, expected_coefficients: Callable[[torch.Tensor], torch.Tensor]
+) -> None:
+    # three tasks over one shared parameter, with conflicting gradients g_t (the loss's gradient)
+    g = torch.tensor([[1.0, 0.0, 0.5], [-0.8, 0.6, 0.1], [0.2, -1.0, 0.3]])
+    p = torch.nn.Parameter(torch.zeros(3))
+    grads = SharedGradients([p], n_tasks=3)
+    tasks = ["a", "b", "c"]
+    combination = build_combination(name, tasks, CPU, cagrad_c=0.5)
+    assert isinstance(combination, RowCombination) and combination.rows
+    for row in range(3):
+        grads.record(row, (p * g[row]).sum())
+    combination.combine(grads, tasks, torch.Generator().manual_seed(4))
+    coefficients = expected_coefficients(g @ g.T)
+    # the step's gradient is the combination's coefficients (from the Gram matrix) @ the rows
+    assert not torch.allclose(coefficients, torch.ones(3))  # not just the plain sum
+    torch.testing.assert_close(p.grad, coefficients @ g)
 
 
 def test_uncertainty_variances_track_the_tasks_noise() -> None:

@@ -68,6 +68,7 @@ def dev_outputs(model: MultitaskBERT, split: TaskSplit) -> torch.Tensor:
     return model.forward_task(split.task, batch.segments)
 
 
+@pytest.mark.process
 def test_compiled_training_equals_eager(no_dropout_bert: Path, tiny_data_dir: Path) -> None:
     config = TrainConfig(
         backbone=str(no_dropout_bert), data_dir=str(tiny_data_dir), epochs=1, batch_size=8,

@@ -1,4 +1,4 @@
-"""SharedGradients: flat gradient buffers, per-task rows, sparse gradients, PCGrad into place."""
+"""SharedGradients: flat gradient buffers, per-task rows, sparse gradients, combined rows."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from mtl_tune.platform.gradients import SharedGradients
-from mtl_tune.platform.pcgrad import project_conflicting
+from mtl_tune.platform.combinations import PCGrad
+from mtl_tune.platform.gradients import GRAM_CHUNK, SharedGradients
+from mtl_tune.platform.pcgrad import projection_coefficients
+
+CPU = torch.device("cpu")
 
 
 class _Model(nn.Module):
@@ -28,6 +31,16 @@ class _Model(nn.Module):
 
     def shared(self) -> list[nn.Parameter]:
         return [*self.embed.parameters(), *self.trunk.parameters(), *self.unused.parameters()]
+
+
+def _pcgrad_of(rows: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The PCGrad sum of the rows of `rows`, computed apart from any `SharedGradients`."""
+    return projection_coefficients(rows @ rows.T, generator).sum(dim=0) @ rows
+
+
+def _pcgrad_into(grads: SharedGradients, n_tasks: int, generator: torch.Generator) -> None:
+    tasks = [f"task{i}" for i in range(n_tasks)]
+    PCGrad(tasks, CPU).combine(grads, tasks, generator)
 
 
 def _task_grad(model: _Model, task: int) -> torch.Tensor:
@@ -83,8 +96,8 @@ def test_record_writes_rows_and_pcgrad_combines_them(sparse: bool) -> None:
     expected_rows = torch.stack([_task_grad(model, t) for t in range(3)])
     # each row holds one task's gradient of the shared parameters
     torch.testing.assert_close(grads.rows, expected_rows)
-    grads.combine_pcgrad(3, torch.Generator().manual_seed(5))
-    expected = project_conflicting(list(expected_rows), torch.Generator().manual_seed(5))
+    _pcgrad_into(grads, 3, torch.Generator().manual_seed(5))
+    expected = _pcgrad_of(expected_rows, torch.Generator().manual_seed(5))
     # the optimizer's .grad views now hold the PCGrad sum of the rows
     torch.testing.assert_close(grads.flat, expected)
 
@@ -94,9 +107,56 @@ def test_fewer_tasks_than_rows_use_the_first_rows() -> None:
     grads = SharedGradients(model.shared(), list(model.heads.parameters()), n_tasks=3)
     for task in range(2):
         grads.record(task, model.loss(task))
-    grads.combine_pcgrad(2, torch.Generator().manual_seed(0))
-    expected = project_conflicting(
-        [_task_grad(model, 0), _task_grad(model, 1)], torch.Generator().manual_seed(0)
+    _pcgrad_into(grads, 2, torch.Generator().manual_seed(0))
+    expected = _pcgrad_of(
+        torch.stack([_task_grad(model, 0), _task_grad(model, 1)]), torch.Generator().manual_seed(0)
     )
     # a step with two of three tasks combines just those two rows
     torch.testing.assert_close(grads.flat, expected)
+
+
+def test_combine_writes_the_coefficients_times_the_first_rows() -> None:
+    model = _Model()
+    grads = SharedGradients(model.shared(), list(model.heads.parameters()), n_tasks=3)
+    for task in range(3):
+        grads.record(task, model.loss(task))
+    rows = torch.stack([_task_grad(model, t) for t in range(3)])
+    storage = grads.flat.data_ptr()
+    # the Gram matrix is that of the first n rows ...
+    torch.testing.assert_close(grads.gram(2), rows[:2] @ rows[:2].T)
+    # ... and combine() writes coefficients @ rows over as many rows as there are coefficients,
+    # in place, into the buffer the optimizer reads
+    grads.combine(torch.tensor([0.5, -2.0]))
+    torch.testing.assert_close(grads.flat, 0.5 * rows[0] - 2.0 * rows[1])
+    assert grads.flat.data_ptr() == storage
+
+
+@pytest.mark.parametrize("width", [5, GRAM_CHUNK, 3 * GRAM_CHUNK + 7])
+def test_chunked_gram_matrix_equals_the_product(width: int) -> None:
+    torch.manual_seed(width)
+    rows = torch.randn(3, width)
+    param = nn.Parameter(torch.zeros(width))
+    grads = SharedGradients([param], n_tasks=3)
+    for row in range(3):
+        grads.record(row, (param * rows[row]).sum())
+    expected = (rows.double() @ rows.double().T).float()
+    # partial products over column chunks (plus the remainder) add up to G @ G.T
+    torch.testing.assert_close(grads.gram(3), expected, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("coefficients", "match"),
+    [
+        (torch.zeros(0), r"1-D tensor of 1 to 3 weights, but got shape \(0,\)$"),
+        (torch.zeros(4), r"1-D tensor of 1 to 3 weights, but got shape \(4,\)$"),
+        (torch.zeros(2, 2), r"1-D tensor of 1 to 3 weights, but got shape \(2, 2\)$"),
+        (torch.zeros(()), r"1-D tensor of 1 to 3 weights, but got shape \(\)$"),
+    ],
+)
+def test_combine_rejects_coefficients_that_do_not_fit_the_rows(
+    coefficients: torch.Tensor, match: str
+) -> None:
+    grads = SharedGradients(_Model().shared(), n_tasks=3)
+    # Bad input is refused with the rule and the value received.
+    with pytest.raises(ValueError, match=r"coefficients must be a " + match):
+        grads.combine(coefficients)

@@ -1,25 +1,48 @@
+"""PCGrad against known answers, through the trainer's path: rows recorded in `SharedGradients`,
+`projection_coefficients` of their Gram matrix, `SharedGradients.combine`."""
+
 import copy
+from collections.abc import Sequence
 
 import pytest
 import torch
 
-from mtl_tune.platform.pcgrad import (
-    GRAM_CHUNK,
-    combine_rows,
-    gram_matrix,
-    pcgrad_backward,
-    project_conflicting,
-    projection_coefficients,
-)
+from mtl_tune.platform.combinations import PCGrad
+from mtl_tune.platform.gradients import SharedGradients
+from mtl_tune.platform.pcgrad import projection_coefficients
+
+CPU = torch.device("cpu")
 
 
 def _vec(*values: float) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32)
 
 
+def _combine(
+    grads: SharedGradients, n_tasks: int, generator: torch.Generator | None = None
+) -> None:
+    """The PCGrad combination of the first `n_tasks` recorded rows, as the trainer calls it."""
+    tasks = [f"task{i}" for i in range(n_tasks)]
+    PCGrad(tasks, CPU).combine(grads, tasks, generator or torch.Generator())
+
+
+def _pcgrad(
+    task_grads: Sequence[torch.Tensor], generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """PCGrad of the given task gradients: each is recorded as the gradient of a loss of one
+    shared parameter (`(param * g).sum()` has exactly `g` as its gradient), then combined."""
+    param = torch.nn.Parameter(torch.zeros_like(task_grads[0]))
+    grads = SharedGradients([param], n_tasks=max(len(task_grads), 2))
+    for row, g in enumerate(task_grads):
+        grads.record(row, (param * g).sum())
+    _combine(grads, len(task_grads), generator)
+    assert param.grad is not None and param.grad.data_ptr() == grads.flat.data_ptr()
+    return param.grad.clone()
+
+
 def test_two_conflicting_tasks_are_projected_and_summed() -> None:
     g1, g2 = _vec(1, 0), _vec(-1, 1)
-    result = project_conflicting([g1, g2], generator=torch.Generator().manual_seed(0))
+    result = _pcgrad([g1, g2], generator=torch.Generator().manual_seed(0))
     # g1 -> [0.5, 0.5] and g2 -> [0, 1]; the result is their sum.
     torch.testing.assert_close(result, _vec(0.5, 1.5))
 
@@ -55,7 +78,7 @@ def test_three_tasks_in_a_fixed_order(
     monkeypatch.setattr(torch, "randperm", fixed_order)
     grads = [_vec(1, 0), _vec(-1, 1), _vec(-1, -1)]
     # Each task is projected off the others in the visiting order, then all are summed.
-    torch.testing.assert_close(project_conflicting(grads), _vec(*expected))
+    torch.testing.assert_close(_pcgrad(grads), _vec(*expected))
 
 
 def _sequential_pcgrad(grads: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
@@ -86,18 +109,10 @@ def _random_grads(n_tasks: int, seed: int) -> list[torch.Tensor]:
 def test_gram_matrix_surgery_equals_the_sequential_loop(n_tasks: int, seed: int) -> None:
     grads = _random_grads(n_tasks, seed)
     expected = _sequential_pcgrad(grads, torch.Generator().manual_seed(seed))
-    result = combine_rows(torch.stack(grads), torch.Generator().manual_seed(seed))
+    result = _pcgrad(grads, torch.Generator().manual_seed(seed))
     # the (T, T) formulation gives the loop's result, with the same visiting orders
+    assert result.dtype == torch.float64
     torch.testing.assert_close(result, expected, rtol=1e-10, atol=1e-10)
-
-
-@pytest.mark.parametrize("width", [5, GRAM_CHUNK, 3 * GRAM_CHUNK + 7])
-def test_chunked_gram_matrix_equals_the_product(width: int) -> None:
-    torch.manual_seed(width)
-    rows = torch.randn(3, width)
-    expected = (rows.double() @ rows.double().T).float()
-    # partial products over column chunks (plus the remainder) add up to G @ G.T
-    torch.testing.assert_close(gram_matrix(rows), expected, rtol=1e-5, atol=1e-4)
 
 
 def test_random_cases_exercise_surgery() -> None:
@@ -117,46 +132,44 @@ def test_random_cases_exercise_surgery() -> None:
     ],
 )
 def test_non_conflicting_gradients_pass_unchanged(grads: list[torch.Tensor]) -> None:
-    result = project_conflicting(grads, generator=torch.Generator().manual_seed(0))
+    result = _pcgrad(grads, generator=torch.Generator().manual_seed(0))
     # With no negative pairwise dot product the result is the plain sum.
     torch.testing.assert_close(result, torch.stack(grads).sum(0))
 
 
-def test_inputs_are_not_modified() -> None:
-    grads = [_vec(1, 0), _vec(-1, 1)]
-    originals = [g.clone() for g in grads]
-    project_conflicting(grads)
-    # The function is pure: the caller's tensors keep their values.
-    for grad, original in zip(grads, originals, strict=True):
+def test_inputs_and_recorded_rows_are_not_modified() -> None:
+    grads_in = [_vec(1, 0), _vec(-1, 1)]
+    originals = [g.clone() for g in grads_in]
+    param = torch.nn.Parameter(torch.zeros(2))
+    grads = SharedGradients([param], n_tasks=2)
+    for row, g in enumerate(grads_in):
+        grads.record(row, (param * g).sum())
+    _combine(grads, 2)
+    # The caller's tensors keep their values ...
+    for grad, original in zip(grads_in, originals, strict=True):
         torch.testing.assert_close(grad, original)
+    # ... and so do the recorded rows: combining writes the shared gradient only.
+    assert grads.rows is not None
+    torch.testing.assert_close(grads.rows, torch.stack(originals))
+    torch.testing.assert_close(grads.flat, _vec(0.5, 1.5))
 
 
 def test_same_seed_gives_same_result() -> None:
     grads = [_vec(1, 0, 2), _vec(-1, 1, -1), _vec(-1, -1, 0.5)]
-    first = project_conflicting(grads, generator=torch.Generator().manual_seed(7))
-    second = project_conflicting(grads, generator=torch.Generator().manual_seed(7))
+    first = _pcgrad(grads, generator=torch.Generator().manual_seed(7))
+    second = _pcgrad(grads, generator=torch.Generator().manual_seed(7))
     # The visiting order only depends on the generator, so equal seeds give equal results.
     torch.testing.assert_close(first, second, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize(
-    ("grads", "match"),
-    [
-        ([], r"task_grads must hold at least one gradient, but got an empty sequence"),
-        (
-            [torch.zeros(3), torch.zeros(4)],
-            r"all task gradients must have the same shape, but got shapes \[\(3,\), \(4,\)\]",
-        ),
-        (
-            [torch.zeros(2, 2), torch.zeros(2, 2)],
-            r"task gradients must be 1-D vectors, but got shape \(2, 2\)",
-        ),
-    ],
-)
-def test_invalid_task_grads_raise(grads: list[torch.Tensor], match: str) -> None:
-    # Bad input is refused with the rule and the value received.
-    with pytest.raises(ValueError, match=match):
-        project_conflicting(grads)
+def test_combination_draws_one_order_per_task_from_the_generator() -> None:
+    generator = torch.Generator().manual_seed(3)
+    _pcgrad([_vec(1, 0, 2), _vec(-1, 1, -1), _vec(-1, -1, 0.5)], generator)
+    reference = torch.Generator().manual_seed(3)
+    for _ in range(3):
+        torch.randperm(3, generator=reference)
+    # the step consumed exactly one randperm per task, so later steps' orders are reproducible
+    assert torch.equal(generator.get_state(), reference.get_state())
 
 
 class _TwoHeadModel(torch.nn.Module):
@@ -191,15 +204,21 @@ def _flat_trunk_grads(model: _TwoHeadModel, loss: torch.Tensor) -> torch.Tensor:
     return torch.cat([g.reshape(-1) for g in grads])
 
 
+def _record_and_combine(
+    model: _TwoHeadModel, losses: list[torch.Tensor], generator: torch.Generator | None = None
+) -> SharedGradients:
+    """Records the losses (which share the trunk's graph) and combines them with PCGrad."""
+    grads = SharedGradients(model.shared(), model.heads(), n_tasks=len(losses))
+    for row, loss in enumerate(losses):
+        grads.record(row, loss, retain_graph=row < len(losses) - 1)
+    _combine(grads, len(losses), generator)
+    return grads
+
+
 def _sgd_step_pcgrad(model: _TwoHeadModel) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    optimizer.zero_grad()
-    pcgrad_backward(
-        model.losses(),
-        model.shared(),
-        generator=torch.Generator().manual_seed(0),
-        head_params=model.heads(),
-    )
+    # no optimizer.zero_grad(): SharedGradients zeroes the shared buffer its .grad views read
+    _record_and_combine(model, model.losses(), generator=torch.Generator().manual_seed(0))
     optimizer.step()
 
 
@@ -236,7 +255,7 @@ def test_pcgrad_shared_grads_equal_sum_when_gradients_agree() -> None:
     # The construction makes the two tasks' trunk gradients agree.
     assert torch.dot(_flat_trunk_grads(pc_model, l1), _flat_trunk_grads(pc_model, l2)) >= 0
 
-    pcgrad_backward([l1, l2], pc_model.shared(), head_params=pc_model.heads())
+    _record_and_combine(pc_model, [l1, l2])
     s1, s2 = sum_model.losses()
     (s1 + s2).backward()
 
@@ -245,45 +264,59 @@ def test_pcgrad_shared_grads_equal_sum_when_gradients_agree() -> None:
         torch.testing.assert_close(pc_param.grad, sum_param.grad)
 
 
-def test_pcgrad_backward_accumulates_into_existing_grads() -> None:
+def test_combining_sets_the_shared_gradient_and_heads_accumulate() -> None:
     model = _TwoHeadModel(head1=[1.0, 0.0], head2=[1.0, 1.0])
-    for p in model.parameters():
-        p.grad = torch.ones_like(p)
     reference = copy.deepcopy(model)
-    for p in reference.parameters():
-        p.grad = None
+    fresh = _record_and_combine(reference, reference.losses())
 
-    pcgrad_backward(model.losses(), model.shared(), head_params=model.heads())
-    pcgrad_backward(reference.losses(), reference.shared(), head_params=reference.heads())
+    grads = SharedGradients(model.shared(), model.heads(), n_tasks=2)
+    grads.flat.fill_(1.0)  # a previous step's shared gradient, not zeroed
+    for p in model.heads():
+        p.grad = torch.ones_like(p)
+    l1, l2 = model.losses()
+    grads.record(0, l1, retain_graph=True)
+    grads.record(1, l2)
+    _combine(grads, 2)
 
-    for p, ref in zip(model.parameters(), reference.parameters(), strict=True):
-        # A fresh backward fills .grad of every trunk and head parameter.
+    # A fresh step fills .grad of every trunk and head parameter.
+    for ref in reference.parameters():
+        assert ref.grad is not None and ref.grad.any()
+    # The combination sets the shared gradient: what the buffer held before is replaced ...
+    torch.testing.assert_close(grads.flat, fresh.flat)
+    for p, ref in zip(model.shared(), reference.shared(), strict=True):
+        torch.testing.assert_close(p.grad, ref.grad)
+    # ... while the heads' new gradients are added to what .grad held, like a plain backward.
+    for p, ref in zip(model.heads(), reference.heads(), strict=True):
         assert ref.grad is not None
-        # New gradients are added to what .grad already held, like a plain backward.
         torch.testing.assert_close(p.grad, ref.grad + 1)
 
 
 def test_unused_shared_param_gets_zero_grad_and_heads_are_optional() -> None:
     used = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
     unused = torch.nn.Parameter(torch.tensor([3.0]))
-    losses = [(used * _vec(1, 0)).sum(), (used * _vec(0, 1)).sum()]
-    pcgrad_backward(losses, [used, unused])
+    grads = SharedGradients([used, unused], n_tasks=2)
+    grads.record(0, (used * _vec(1, 0)).sum())
+    grads.record(1, (used * _vec(0, 1)).sum())
+    _combine(grads, 2)
     # A parameter no task touches counts as a zero gradient.
     torch.testing.assert_close(unused.grad, torch.zeros(1))
     # Orthogonal task gradients are simply summed.
     torch.testing.assert_close(used.grad, _vec(1, 1))
 
 
-@pytest.mark.parametrize(
-    ("n_losses", "n_params", "match"),
-    [
-        (0, 1, r"losses must hold at least one loss, but got an empty sequence"),
-        (1, 0, r"shared_params must hold at least one parameter, but got none"),
-    ],
-)
-def test_pcgrad_backward_rejects_empty_inputs(n_losses: int, n_params: int, match: str) -> None:
+@pytest.mark.parametrize("n_tasks", [0, 3])
+def test_pcgrad_rejects_a_step_of_no_tasks_or_more_than_the_rows(n_tasks: int) -> None:
     param = torch.nn.Parameter(torch.ones(2))
-    losses = [param.sum() for _ in range(n_losses)]
-    # Empty inputs are refused with the rule and the value received.
-    with pytest.raises(ValueError, match=match):
-        pcgrad_backward(losses, [param][:n_params])
+    grads = SharedGradients([param], n_tasks=2)
+    # A step without tasks, or with more tasks than recorded rows, is refused with the rule
+    # and the value received.
+    with pytest.raises(ValueError, match=rf"n_rows must be in \[1, 2\], but got {n_tasks}$"):
+        _combine(grads, n_tasks)
+
+
+def test_shared_gradients_reject_empty_shared_parameters() -> None:
+    # A gradient buffer without shared parameters is refused with the rule.
+    with pytest.raises(
+        ValueError, match=r"shared must hold at least one parameter, but got none"
+    ):
+        SharedGradients([], n_tasks=2)

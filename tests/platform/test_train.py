@@ -12,7 +12,7 @@ from mtl_tune.platform.config import TrainConfig
 from mtl_tune.platform.presets import resolve_config
 from mtl_tune.platform.splits import Splits
 from mtl_tune.platform.train import Trainer, steps_of
-from tests.helpers import HostTraffic, write_subset
+from tests.helpers import HostTraffic, write_tiny_data
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -364,11 +364,11 @@ def test_checkpoint_of_another_combination_is_refused(
 
 
 def test_loss_curve_has_a_point_every_50_steps_and_at_each_epochs_end(
-    tiny_bert_dir: Path, labeled_data: Path, tmp_path: Path
+    tiny_bert_dir: Path, tmp_path: Path
 ) -> None:
     # round-robin steps of batch 1 on 110 rows a task: 110 steps an epoch, counted from the
     # run's start
-    data = write_subset(labeled_data, tmp_path, rows=110)
+    data = write_tiny_data(tmp_path, rows=110)
     config = _config(tiny_bert_dir, data, "it4-round-robin", batch_size=1, max_examples=110,
                      max_length=16)
     trainer = Trainer(config, build_bundle(config).for_config(config))

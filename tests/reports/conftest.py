@@ -52,39 +52,31 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path,
           tiny_data_dir: Path) -> Built:
-    import ray
     from ray import tune
 
     from mtl_tune.studies import TrialEvents
-    from mtl_tune.trainables import register_all
+    from tests.conftest import start_shared_ray
 
     root = tmp_path_factory.mktemp("studies")
     study, errored = root / "tiny", root / "errored"
     base = tiny_config(tiny_bert_dir, tiny_data_dir)
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    register_all()
+    start_shared_ray()
     study.mkdir()
     errored.mkdir()
-    try:
-        space = {**base, "trainable": tune.grid_search(TRAINABLES),
-                 "seed": tune.grid_search(SEEDS)}
-        tune.Tuner(
-            "multitask", param_space=space, tune_config=tune.TuneConfig(reuse_actors=True),
-            run_config=tune.RunConfig(storage_path=str(study / "tune"), name="main", verbose=0,
-                                      callbacks=[TrialEvents(study, "main")]),
-        ).fit()
-        # the trainable rejects this config before training: a real errored trial
-        bad = {**base, "trainable": "it1-baseline", "seed": 2, "sts_head": "dot"}
-        tune.Tuner(
-            "multitask", param_space=bad,
-            run_config=tune.RunConfig(storage_path=str(errored / "tune"), name="extra",
-                                      verbose=0, callbacks=[TrialEvents(errored, "extra")]),
-        ).fit()
-    finally:
-        if started:
-            ray.shutdown()
+    space = {**base, "trainable": tune.grid_search(TRAINABLES),
+             "seed": tune.grid_search(SEEDS)}
+    tune.Tuner(
+        "multitask", param_space=space, tune_config=tune.TuneConfig(reuse_actors=True),
+        run_config=tune.RunConfig(storage_path=str(study / "tune"), name="main", verbose=0,
+                                  callbacks=[TrialEvents(study, "main")]),
+    ).fit()
+    # the trainable rejects this config before training: a real errored trial
+    bad = {**base, "trainable": "it1-baseline", "seed": 2, "sts_head": "dot"}
+    tune.Tuner(
+        "multitask", param_space=bad,
+        run_config=tune.RunConfig(storage_path=str(errored / "tune"), name="extra",
+                                  verbose=0, callbacks=[TrialEvents(errored, "extra")]),
+    ).fit()
     write_metadata(study, "tiny", "grid", tiny_data_dir)
     return Built(study, errored)
 
@@ -111,7 +103,7 @@ def copy_study(source: Path, dest: Path) -> Path:
 def _set_state(folder: Path, event: str, chosen) -> list[Path]:
     """Records `event` as the last event of each trial whose (trainable, seed) is `chosen`, as a
     driver would have; returns those trials' folders."""
-    from mtl_tune.studies._trial_log import append_event, read_trials
+    from mtl_tune.studies.store._trial_log import append_event, read_trials
 
     changed = []
     for record in read_trials(folder).values():

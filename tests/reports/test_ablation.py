@@ -1,4 +1,5 @@
 import csv
+import json
 import math
 import re
 import statistics
@@ -49,9 +50,15 @@ def raw_best(experiment: Path) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     for trial in analysis.trials:
         frame = analysis.trial_dataframes[trial.trial_id]
-        progress = Path(trial.path) / "progress.csv"
-        if frame.empty and progress.is_file():  # Ray gives up on a half-written result.json
-            frame = pd.read_csv(progress)
+        result = Path(trial.path) / "result.json"
+        if frame.empty and result.is_file():  # Ray gives up on a half-written result.json:
+            rows = []  # its whole lines count, a torn last one does not (progress.csv may
+            for line in result.read_text().splitlines():  # still hold that epoch)
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+            frame = pd.json_normalize(rows, sep="/")
         if frame.empty or trial.status == "ERROR":
             continue
         best = frame.loc[frame["overall"].idxmax()].to_dict()

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.process  # each command runs in a subprocess
+
 WRAPPER = """
 import atexit, json, sys
 out, args = sys.argv[1], sys.argv[2:]

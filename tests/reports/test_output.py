@@ -30,9 +30,9 @@ def _write_parts(folder: Path, text: str) -> ReportResult:
 def test_each_report_gets_a_new_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_output, "datetime", FrozenClock)
     with _output.report_folder(tmp_path, "ablation", None, force=False) as staged:
-        first = staged.publish(_write_parts(staged.folder, "one"))
+        first = staged.put_in_place(_write_parts(staged.folder, "one"))
     with _output.report_folder(tmp_path, "ablation", None, force=False) as staged:
-        second = staged.publish(_write_parts(staged.folder, "two"))
+        second = staged.put_in_place(_write_parts(staged.folder, "two"))
     # a dated folder under <study>/reports, and a numbered one when that name is taken
     assert first.folder == tmp_path / "reports" / "ablation-20260102-030405"
     assert second.folder == tmp_path / "reports" / "ablation-20260102-030405-2"
@@ -60,13 +60,13 @@ def test_explicit_out_is_never_silently_overwritten(tmp_path: Path) -> None:
         assert staged.folder.parent == tmp_path and staged.folder.name.startswith(".mine.")
         _write_parts(staged.folder, "new")
         assert (out / "report.md").read_text() == "earlier"
-        staged.publish(_result(staged.folder))
+        staged.put_in_place(_result(staged.folder))
     assert (out / "report.md").read_text() == "new"
     assert (out / "notes.txt").read_text() == "my own notes"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
     # an empty or new folder needs no force
     with _output.report_folder(tmp_path, "ablation", tmp_path / "new", force=False) as staged:
-        assert staged.publish(_write_parts(staged.folder, "x")).folder.is_dir()
+        assert staged.put_in_place(_write_parts(staged.folder, "x")).folder.is_dir()
 
 
 def test_a_failed_report_leaves_nothing_and_changes_nothing(tmp_path: Path) -> None:
@@ -88,6 +88,7 @@ def test_a_failed_report_leaves_nothing_and_changes_nothing(tmp_path: Path) -> N
     assert list((tmp_path / "reports").iterdir()) == []
 
 
+@pytest.mark.process
 def test_a_full_disk_is_one_error_and_keeps_the_earlier_report(tmp_path: Path) -> None:
     from tests.helpers import tmpfs
 

@@ -93,17 +93,23 @@ def test_study_without_results_yet(pending_study: Path) -> None:
     assert np.isnan(table["overall"].iloc[0])
 
 
-def test_a_study_without_its_own_record_gets_one_from_tune(study: Path, tmp_path: Path) -> None:
+def test_a_study_without_its_own_record_is_read_from_tune(study: Path, tmp_path: Path) -> None:
+    from mtl_tune.studies.store._trial_log import read_trials, repair_record
     from tests.reports.conftest import copy_study
 
     expected = load_results(study)
     old = copy_study(study, tmp_path / "old")
     (old / "trials.jsonl").unlink()  # as a study launched before mtl-tune kept its record
+    before = sorted(p.relative_to(old) for p in old.rglob("*"))
     migrated = load_results(old)
-    # the record is written once from Tune's saved state, with the same trials and states
-    assert (old / "trials.jsonl").is_file()
+    # read from Tune's saved state, with the same trials and states; a reader writes nothing
     columns = ["trial_id", "status", "epoch", "overall"]
     assert migrated[columns].equals(expected[columns])
+    assert sorted(p.relative_to(old) for p in old.rglob("*")) == before
+    # a resuming driver writes the record from that state, once
+    assert not repair_record(old) and (old / "trials.jsonl").is_file()
+    assert {k: r.state for k, r in read_trials(old).items()} == {
+        k: r.state for k, r in read_trials(study).items()}
 
 
 @pytest.mark.parametrize(
@@ -116,7 +122,8 @@ def test_a_study_without_its_own_record_gets_one_from_tune(study: Path, tmp_path
          r"study.json: objectives must map each metric to 'max' or 'min', as the spec's "
          r"`objectives` table does, but got \{'sst_acc': 'up'\}; correct it in study.json"),
         ({"search": "optuna-mo", "objectives": ["sst_acc"]},
-         r"objectives must map each metric .* but got \['sst_acc'\]"),
+         r"study.json: `objectives` must be dict, but got \['sst_acc'\]; .* correct it by "
+         r"hand"),
     ],
 )
 def test_bad_study_json_values_are_refused(

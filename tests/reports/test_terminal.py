@@ -150,7 +150,7 @@ def test_seeds_advice_names_the_launch_that_settles_every_change(
 def test_unreadable_cache_entry_is_scored_again_and_rewritten(
     study: Path, tmp_path: Path
 ) -> None:
-    from mtl_tune.studies._score_cache import CACHE_DIR, ENTRY_FILE
+    from mtl_tune.studies.store._score_cache import CACHE_DIR, ENTRY_FILE
 
     report_ablation(study, out=tmp_path / "fill", formats=("csv",), n_resamples=50)
     entries = sorted((study / CACHE_DIR).iterdir())

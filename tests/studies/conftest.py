@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -75,11 +76,22 @@ def write_spec(folder: Path, top: str, fixed: dict[str, Any], tables: str = "") 
     return path
 
 
+def launch_on_shared_ray(path: Path, root: Path) -> Any:
+    """Launches the spec at `path` into `root` on the suite's shared Ray (see
+    `tests.conftest.start_shared_ray`); returns the StudyOutcome."""
+    from mtl_tune.studies import launch_study, load_spec
+    from tests.conftest import start_shared_ray
+
+    start_shared_ray()
+    return launch_study(load_spec(str(path)), root, path.read_text(), verbose=0)
+
+
 def launch_on_own_ray(path: Path, root: Path, gpus: int = 0) -> Any:
     """Launches the spec at `path` into `root` on a Ray of its own (2 CPUs, `gpus` logical
     GPUs), shut down afterwards; returns the StudyOutcome."""
     from mtl_tune.studies import launch_study, load_spec
 
+    shutdown_and_check()  # the suite's shared Ray, if it runs: this test needs another shape
     ray.init(address="local", num_cpus=2, num_gpus=gpus, include_dashboard=False,
              log_to_driver=False)
     try:
@@ -126,21 +138,14 @@ def _alive(proc: psutil.Process) -> bool:
 
 
 def shutdown_and_check() -> None:
-    """`ray.shutdown()`, then asserts no Ray process started by this test process survives."""
+    """`ray.shutdown()` (of the shared Ray too, if it runs), then asserts no Ray process started
+    by this test process survives."""
     ray.shutdown()
     left = wait_gone(ray_children())
     for proc in left:  # never leave them running, even when the check fails
         proc.kill()
     # ray.shutdown() stops every Ray process this test process started
     assert not left, [(p.pid, p.name()) for p in left]
-
-
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[None]:
-    """One local Ray of 2 CPUs for the module; "local" never joins another user's cluster."""
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    shutdown_and_check()
 
 
 def ray_processes(ray_tmp: Path) -> list[psutil.Process]:
@@ -165,14 +170,24 @@ def kill(procs: list[psutil.Process]) -> None:
             pass
 
 
+@contextlib.contextmanager
+def private_ray_tmp() -> Iterator[Path]:
+    """A short private RAY_TMPDIR (Ray's socket paths must stay under 108 characters); on exit
+    every process started with it is killed and the folder removed."""
+    folder = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
+    try:
+        yield folder
+    finally:
+        kill(ray_processes(folder))  # whatever happened in the test, leave nothing running
+        wait_gone(ray_processes(folder), timeout=10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture
 def ray_tmp() -> Iterator[Path]:
-    """A short private RAY_TMPDIR (Ray's socket paths must stay under 108 characters)."""
-    folder = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
-    yield folder
-    kill(ray_processes(folder))  # whatever happened in the test, leave nothing running
-    wait_gone(ray_processes(folder), timeout=10)
-    shutil.rmtree(folder, ignore_errors=True)
+    """A private RAY_TMPDIR for the test (see `private_ray_tmp`)."""
+    with private_ray_tmp() as folder:
+        yield folder
 
 
 @pytest.fixture

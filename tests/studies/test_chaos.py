@@ -16,9 +16,8 @@ import pandas as pd
 import pytest
 
 from mtl_tune.studies import load_results
-from mtl_tune.studies._group_log import group_log_path, read_group_events
-from tests.conftest import LABELED
-from tests.helpers import write_subset
+from mtl_tune.studies.store._group_log import group_log_path, read_group_events
+from tests.helpers import write_tiny_data
 from tests.studies.conftest import (
     ASHA,
     CLI,
@@ -67,12 +66,11 @@ def _outcome(folder: Path) -> tuple[pd.DataFrame, list[tuple[Any, ...]]]:
     return rows, decisions
 
 
-@pytest.mark.usefixtures("labeled_data")
 @pytest.mark.chaos
 def test_a_study_killed_again_and_again_ends_as_its_uninterrupted_twin(
     tmp_path: Path, tiny_bert_dir: Path, ray_tmp: Path
 ) -> None:
-    data = write_subset(LABELED, tmp_path / "data", rows=96)
+    data = write_tiny_data(tmp_path / "data", rows=96)
     fixed = tiny_fixed(tiny_bert_dir, data, epochs=3)
     path = write_spec(tmp_path, TOP, fixed, TPE_SPACE + ASHA)
     twin_root, root = tmp_path / "twin", tmp_path / "chaos"

@@ -14,18 +14,21 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
-from mtl_tune.platform.report_keys import CURVE_KEY
 from mtl_tune.studies import read_meta
-from mtl_tune.studies._lock import LOCK_FILE
+from mtl_tune.studies.spec import CURVE_KEY
+from mtl_tune.studies.store._lock import LOCK_FILE
 from tests.helpers import tensorboard_scalars
 from tests.studies.conftest import (
     CLI,
     NO_SCHEDULER,
     kill_driver,
+    private_ray_tmp,
     ray_processes,
     tiny_fixed,
     wait_gone,
@@ -74,6 +77,42 @@ def _wait_for(predicate, driver: subprocess.Popen, what: str, timeout: float = 1
     raise AssertionError(f"timed out waiting for {what}")
 
 
+class Seen(NamedTuple):
+    run: subprocess.CompletedProcess  # the launch's exit code and output
+    root: Path  # its storage root: the study is root/seen
+
+
+@pytest.fixture(scope="module")
+def seen(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path,
+         tiny_data_dir: Path) -> Iterator[Seen]:
+    """One finished study launched by the CLI, as a user does (`--seeds 2` over the spec's 1:
+    two trials), for the tests that read its output or copy its folder."""
+    folder = tmp_path_factory.mktemp("seen")
+    path = _spec(folder, tiny_bert_dir, tiny_data_dir, "seen", seeds=1)
+    root = folder / "studies"
+    with private_ray_tmp() as ray_tmp:
+        run = _cli(["study", "launch", str(path), "--storage", str(root), "--seeds", "2"],
+                   ray_tmp)
+        yield Seen(run, root)
+
+
+def _stop_mid_study(driver: subprocess.Popen, folder: Path, epochs: int,
+                    timeout: float = 180) -> None:
+    """SIGSTOPs the driver once a trial has saved a checkpoint (each epoch's report does, on
+    the storage itself) and none has saved its last (`epochs`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert driver.poll() is None, "the driver ended before it was stopped mid-study"
+        os.kill(driver.pid, signal.SIGSTOP)
+        # checkpoint_000000 is the first epoch's
+        saved = [int(p.name.split("_")[-1]) for p in folder.glob("tune/main/*/checkpoint_*")]
+        if saved and max(saved) < epochs - 1:
+            return
+        os.kill(driver.pid, signal.SIGCONT)
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting for a trial to report")
+
+
 def _a_trial_reported(folder: Path) -> bool:
     return any(p.stat().st_size for p in folder.glob("tune/main/*/result.json"))
 
@@ -119,7 +158,7 @@ def test_ctrl_c_exits_130_with_the_command_that_continues(
     assert hint + str(root) in log
     assert "Tuner.restore(" not in log
     # the study is not marked finished, and `study status` says how to go on
-    assert "finished_at" not in read_meta(root / "stopped")
+    assert read_meta(root / "stopped").finished_at is None
     status = _cli(["study", "status", "stopped", "--storage", str(root)], ray_tmp)
     assert "no driver runs this study" in status.stdout and " interrupted " in status.stdout
     resumed = _cli(["study", "resume", "stopped", "--storage", str(root)], ray_tmp)
@@ -132,13 +171,15 @@ def test_ctrl_c_exits_130_with_the_command_that_continues(
 def test_one_driver_per_study_and_a_killed_driver_is_reported(
     tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path
 ) -> None:
-    path = _spec(tmp_path, tiny_bert_dir, tiny_data_dir, "held", seeds=2, epochs=40)
+    path = _spec(tmp_path, tiny_bert_dir, tiny_data_dir, "held", seeds=1, epochs=8)
     root = tmp_path / "studies"
     folder = root / "held"
     driver = _start(["study", "launch", str(path), "--storage", str(root)], ray_tmp,
                     tmp_path / "launch.log")
     try:
-        _wait_for(lambda: _a_trial_reported(folder), driver, "a trial reported")
+        # the driver frozen mid-study (SIGSTOP, judged while stopped): it still runs the
+        # study, however long the checks below take
+        _stop_mid_study(driver, folder, epochs=8)
         second = _cli(["study", "resume", "held", "--storage", str(root)], ray_tmp)
         # a second driver on a running study is refused, naming the one that runs it
         assert second.returncode == 1
@@ -158,16 +199,39 @@ def test_one_driver_per_study_and_a_killed_driver_is_reported(
     # the dead driver's lock is stale: a new driver takes the study over and finishes it
     resumed = _cli(["study", "resume", "held", "--storage", str(root)], ray_tmp)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "1 trials, 1 finished, 0 errored, 0 unfinished" in resumed.stdout
     assert not (folder / LOCK_FILE).exists()
     assert not wait_gone(ray_processes(ray_tmp), timeout=20)
 
 
-def test_a_study_folder_others_can_write_is_resumed_only_with_trust(
+def test_a_refused_resume_starts_no_ray(
     tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path
 ) -> None:
-    path = _spec(tmp_path, tiny_bert_dir, tiny_data_dir, "shared", seeds=1)
+    from mtl_tune.studies.store import DriverLock, StudyMeta, write_meta
+
+    path = _spec(tmp_path, tiny_bert_dir, tiny_data_dir, "busy", seeds=1)
+    folder = tmp_path / "studies" / "busy"
+    folder.mkdir(parents=True)
+    shutil.copy(path, folder / "spec.toml")
+    write_meta(folder, StudyMeta(name="busy", trainables=("it6-balanced",)))
+    with DriverLock(folder, "busy"):  # this test process is the live driver
+        started = time.monotonic()
+        refused = _cli(["study", "resume", "busy", "--storage", str(tmp_path / "studies")],
+                       ray_tmp)
+        seconds = time.monotonic() - started
+    # the resume is refused, naming the driver that holds the study ...
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert f"is being run by another driver (pid {os.getpid()} on" in refused.stderr
+    # ... before any Ray started: no Ray session folder, no Ray process
+    assert list(ray_tmp.iterdir()) == [], (list(ray_tmp.rglob("*"))[:5], seconds)
+    assert ray_processes(ray_tmp) == []
+
+
+def test_a_study_folder_others_can_write_is_resumed_only_with_trust(
+    seen: Seen, tmp_path: Path, ray_tmp: Path
+) -> None:
     root = tmp_path / "studies"
-    assert _cli(["study", "launch", str(path), "--storage", str(root)], ray_tmp).returncode == 0
+    shutil.copytree(seen.root / "seen", root / "shared")  # a copy: the others read the study
     tuner = next((root / "shared" / "tune" / "main").glob("tuner.pkl"))
     tuner.chmod(0o666)  # anyone may replace the pickle that resuming loads
     refused = _cli(["study", "resume", "shared", "--storage", str(root)], ray_tmp)
@@ -176,9 +240,12 @@ def test_a_study_folder_others_can_write_is_resumed_only_with_trust(
     assert (f"Error: {tuner} is writable by every user (mode -rw-rw-rw-): resuming unpickles"
             in refused.stderr)
     assert "chmod -R o-w" in refused.stderr and "--trust" in refused.stderr
+    # ... before any Ray started
+    assert list(ray_tmp.iterdir()) == []
     trusted = _cli(["study", "resume", "shared", "--storage", str(root), "--trust"], ray_tmp)
     # with --trust the user takes that risk, and the (finished) study resumes as usual
     assert trusted.returncode == 0, trusted.stdout[-3000:] + trusted.stderr[-3000:]
+    assert "2 trials, 2 finished, 0 errored, 0 unfinished" in trusted.stdout
 
 
 CONNECT = re.compile(r"connect\(\d+, \{sa_family=(AF_INET6?), .*?"
@@ -242,15 +309,10 @@ def _extra(tool: str) -> str:
     return "" if shutil.which(tool) else "  # pip install 'mtl-tune[dashboard]'"
 
 
-def test_launch_shows_progress_of_the_total_and_the_next_commands(
-    tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path
-) -> None:
-    from mtl_tune.studies._launch import load_study_spec
+def test_launch_shows_progress_of_the_total_and_the_next_commands(seen: Seen) -> None:
+    from mtl_tune.studies.driver._launch import load_study_spec
 
-    path = _spec(tmp_path, tiny_bert_dir, tiny_data_dir, "seen", seeds=1)
-    root = tmp_path / "studies"
-    # --seeds overrides the spec's 1: two trials
-    run = _cli(["study", "launch", str(path), "--storage", str(root), "--seeds", "2"], ray_tmp)
+    run, root = seen.run, seen.root
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     # no Ray configuration box, no TensorBoard hint at Ray's temporary session folder
     assert "Configuration for experiment" not in run.stdout + run.stderr
@@ -267,7 +329,7 @@ def test_launch_shows_progress_of_the_total_and_the_next_commands(
         f"  optuna-dashboard sqlite:///{folder / 'optuna.db'}{_extra('optuna-dashboard')}\n"
         f"  tensorboard --logdir {folder / 'tune'}{_extra('tensorboard')}")
     # the seed count is the study's own: a resume runs the same two seeds
-    assert read_meta(folder)["seeds"] == 2 and load_study_spec(folder).seeds == 2
+    assert read_meta(folder).seeds == 2 and load_study_spec(folder).seeds == 2
     # TensorBoard: Tune's scalar per epoch, and each task's training loss at the loss curve's
     # points (steps of the run: here fewer than 50 an epoch, so each epoch's last step)
     trial_dirs = [p.parent for p in folder.glob("tune/main/*/result.json")]

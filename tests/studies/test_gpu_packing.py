@@ -20,6 +20,7 @@ from tests.studies.conftest import shutdown_and_check, tiny_fixed, write_spec
 
 @pytest.fixture(scope="module")
 def ray_two_gpus() -> Iterator[None]:
+    shutdown_and_check()  # the suite's shared Ray, if it runs: this test needs another shape
     ray.init(address="local", num_cpus=4, num_gpus=2, include_dashboard=False, log_to_driver=False)
     yield
     shutdown_and_check()

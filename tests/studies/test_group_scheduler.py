@@ -14,11 +14,11 @@ from ray.tune.schedulers import TrialScheduler
 from ray.tune.schedulers.async_hyperband import _Bracket
 from ray.tune.search import Searcher
 
-from mtl_tune.platform.presets import SEED_GROUP_KEY
-from mtl_tune.studies._group_ledger import asha_rungs
-from mtl_tune.studies._group_log import read_group_events
-from mtl_tune.studies._group_scheduler import SeedGroupScheduler
-from mtl_tune.studies._seed_group_search import SeedGroupSearch
+from mtl_tune.studies import SEED_GROUP_KEY, TrialReport
+from mtl_tune.studies.driver._group_scheduler import SeedGroupScheduler
+from mtl_tune.studies.driver._seed_group_search import SeedGroupSearch
+from mtl_tune.studies.spec._plan import asha_rungs
+from mtl_tune.studies.store._group_log import read_group_events
 
 PAUSE, STOP, CONTINUE = TrialScheduler.PAUSE, TrialScheduler.STOP, TrialScheduler.CONTINUE
 
@@ -59,8 +59,9 @@ class FakeRunner:
                patience: int = 0) -> str:
         trial = self.trial(trial_id)
         assert trial.status == Trial.RUNNING, f"{trial_id} reported while {trial.status}"
-        result = {"training_iteration": epoch, "overall": overall, "epochs_planned": planned,
-                  "group_patience": patience, "min_delta": 0.0}
+        result = {"training_iteration": epoch, "overall": overall, **TrialReport(
+            patience=0, stale_epochs=0, group_patience=patience, min_delta=0.0,
+            epochs_planned=planned, best_overall=overall).metrics()}
         action = self.scheduler.on_trial_result(self, trial, result)  # type: ignore[arg-type]
         self.actions.append((trial_id, epoch, action))
         if action == PAUSE:

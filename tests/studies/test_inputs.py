@@ -122,7 +122,7 @@ def test_a_damaged_spec_toml_is_an_error_on_resume(tmp_path: Path) -> None:
 
 
 def test_an_ablation_report_of_a_study_whose_trials_all_errored_says_so(tmp_path: Path) -> None:
-    from mtl_tune.studies._trial_log import append_event
+    from mtl_tune.studies.store._trial_log import append_event
 
     root = tmp_path / "studies"
     folder = _study(root)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,8 @@ from typing import Any
 import pytest
 
 from mtl_tune.studies import existing_study, load_results, read_meta, storage_root
-from mtl_tune.studies._results import read_result_rows
-from tests.conftest import LABELED
-from tests.helpers import write_subset
+from mtl_tune.studies.results._results import read_result_rows
+from tests.helpers import write_tiny_data
 from tests.studies.conftest import (
     NO_SCHEDULER,
     launch_and_kill,
@@ -67,11 +67,10 @@ def _mid_run(experiment: Path, epochs: int) -> dict[str, list[dict[str, Any]]] |
     return rows if started and all(len(r) < epochs for r in rows.values()) else None
 
 
-@pytest.mark.usefixtures("labeled_data")
 def test_ctrl_c_then_resume_trains_every_remaining_epoch(
     tmp_path: Path, tiny_bert_dir: Path, ray_tmp: Path
 ) -> None:
-    data = write_subset(LABELED, tmp_path / "data", rows=160)  # epochs of about a second
+    data = write_tiny_data(tmp_path / "data", rows=480)  # epochs of about a second
     fixed = tiny_fixed(tiny_bert_dir, data, epochs=3)
     path = write_spec(tmp_path, GRID_TOP, fixed, NO_SCHEDULER)
     root = tmp_path / "studies"
@@ -86,7 +85,7 @@ def test_ctrl_c_then_resume_trains_every_remaining_epoch(
     hint = "interrupted; continue the study with:\n  mtl-tune study resume ctrlc --storage "
     assert hint + str(root) in log and "Tuner.restore(" not in log, log[-3000:]
     # the study is not marked finished
-    assert "finished_at" not in read_meta(root / "ctrlc")
+    assert read_meta(root / "ctrlc").finished_at is None
 
     resume_cli("ctrlc", root, ray_tmp, tmp_path / "resume.log")
     after = epochs_reported(experiment)
@@ -130,7 +129,6 @@ def _stored_checkpoints(study: str) -> Callable[[], set[str]]:
     return listing
 
 
-@pytest.mark.usefixtures("labeled_data")
 @pytest.mark.parametrize("storage", ["local", pytest.param("s3", marks=pytest.mark.chaos)])
 def test_a_kill_the_instant_a_checkpoint_is_deleted_loses_no_trial(
     storage: str, request: pytest.FixtureRequest, tmp_path: Path, tiny_bert_dir: Path,
@@ -141,7 +139,7 @@ def test_a_kill_the_instant_a_checkpoint_is_deleted_loses_no_trial(
     what Tune's saved state on the storage no longer needs, so no kill instant loses one."""
     # epochs of about two seconds, several of Tune's state saves (every 0.5 s) each, so that
     # the retention that follows those saves deletes while the trials still run
-    data = write_subset(LABELED, tmp_path / "data", rows=320)
+    data = write_tiny_data(tmp_path / "data", rows=320)
     # 6 epochs: a running trial keeps its best checkpoint and the two newest, so deletions
     # come mid-study only from its fourth epoch on
     fixed = tiny_fixed(tiny_bert_dir, data, epochs=6)
@@ -233,3 +231,46 @@ def test_a_copied_study_resumes_in_place_and_leaves_its_original_untouched(
     study = optuna.load_study(study_name="copied", storage=meta["optuna_storage"])
     # the copy's Optuna record holds one trial per seed group, both groups
     assert len(study.trials) == 2
+
+
+STAGED_TOP = """
+name = "staged"
+trainables = ["it1-baseline"]
+search = "grid"
+"""
+
+
+def _new_tmp_checkpoints(before: set[str]) -> list[Path]:
+    """Checkpoints written into the system's temporary folder since `before` was listed."""
+    temp = Path(tempfile.gettempdir())
+    return [p.parent for p in temp.glob("*/model.safetensors") if p.parent.name not in before]
+
+
+def test_a_trial_killed_while_saving_leaves_its_checkpoint_only_in_the_study(
+    tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path
+) -> None:
+    """A trial writes each checkpoint whole, then hands it to Tune: killed in between, what it
+    wrote stays in the study (where `study resume` clears it), never in the temp folder."""
+    path = write_spec(tmp_path, STAGED_TOP, tiny_fixed(tiny_bert_dir, tiny_data_dir, epochs=2),
+                      NO_SCHEDULER)
+    root = tmp_path / "studies"
+    experiment = root / "staged" / "tune" / "main"
+    before = {p.name for p in Path(tempfile.gettempdir()).iterdir()}
+
+    def staged() -> tuple[list[Path], list[Path]] | None:
+        # a trial's report waits on the (stopped) driver: its staged checkpoint stays put
+        inside = list(experiment.glob("*/.staging/epoch*"))
+        outside = _new_tmp_checkpoints(before)
+        return (inside, outside) if inside or outside else None
+
+    inside, outside = launch_and_kill(path, tiny_data_dir, root, ray_tmp, staged)
+    # the kill came while a checkpoint was staged: it is in its trial's folder, and the
+    # temp folder holds none
+    assert inside and outside == [] and _new_tmp_checkpoints(before) == []
+    assert all(p.is_dir() for p in inside)
+    resume_cli("staged", root, ray_tmp, tmp_path / "resume.log")
+    # the resume cleared what the killed trials were writing and ran every trial to its end
+    assert list(experiment.glob("*/.staging")) == []
+    results = load_results(root / "staged")
+    assert list(results.groupby("trial_id")["epoch"].max()) == [2]
+    assert _new_tmp_checkpoints(before) == []

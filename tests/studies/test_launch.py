@@ -20,6 +20,7 @@ from mtl_tune.cli import app
 from mtl_tune.exceptions import MtlTuneError, SpecError
 from mtl_tune.studies import (
     StudyOutcome,
+    TrialReport,
     human_bytes,
     launch_study,
     load_spec,
@@ -30,8 +31,8 @@ from mtl_tune.studies import (
     study_status,
     trial_count,
 )
-from mtl_tune.studies._optuna_mirror import RAY_ID_ATTR
-from mtl_tune.studies._results import read_result_rows
+from mtl_tune.studies.driver._optuna_mirror import RAY_ID_ATTR
+from mtl_tune.studies.results._results import read_result_rows
 from tests.studies.conftest import ASHA, TPE_SPACE, stored_objects, tiny_fixed, write_spec
 
 pytestmark = pytest.mark.usefixtures("ray_local")
@@ -159,7 +160,7 @@ def test_list_cli_shows_trials_and_best(tpe_study: tuple[Any, StudyOutcome]) -> 
 
 def test_optuna_mirror_holds_each_finished_ray_trial(tpe_study: tuple[Any, StudyOutcome]) -> None:
     spec, outcome = tpe_study
-    url = read_meta(outcome.folder)["optuna_storage"]
+    url = read_meta(outcome.folder).optuna_storage
     study = optuna.load_study(study_name=spec.name, storage=url)
     finished = {k: t for k, t in _trials(outcome, "main").items() if t.status == "TERMINATED"}
     mirrored = {t.user_attrs[RAY_ID_ATTR]: t for t in study.trials}
@@ -284,7 +285,7 @@ type = "none"
     # stage 1 left dropout at the preset's value (it was not searched yet)
     assert all("dropout" not in t.config for t in stage1.values())
     # the chosen value is recorded in the study's metadata, for resume and reports
-    assert read_meta(outcome.folder)["stage_best"]["lr"] in chosen
+    assert read_meta(outcome.folder).stage_best["lr"] in chosen
     table = study_status(outcome.folder.parent, spec.name)
     # status shows stage 2's rows with the lr they ran at
     assert set(table[table["experiment"] == "stage2"]["lr"]) == chosen
@@ -345,7 +346,7 @@ def test_resume_of_a_finished_study_reruns_nothing(tpe_study: tuple[Any, StudyOu
     spec, outcome = tpe_study  # runs last in this module: it resumes the shared study
     root = outcome.folder.parent
     before = {k: t.last_result for k, t in _trials(outcome, "main").items()}
-    url = read_meta(outcome.folder)["optuna_storage"]
+    url = read_meta(outcome.folder).optuna_storage
     mirrored = len(optuna.load_study(study_name=spec.name, storage=url).trials)
     again = resume_study(root, spec.name, verbose=0)
     # the resumed study reports the same trials, none errored
@@ -378,11 +379,18 @@ max_concurrent = 2
 
 
 def test_patience_stopper_rule() -> None:
-    from mtl_tune.studies._stopper import PatienceStopper
+    from mtl_tune.studies.driver._stopper import PatienceStopper
+
+    def result(patience: int, stale: int) -> dict:
+        return {"overall": 0.5, **TrialReport(
+            patience=patience, stale_epochs=stale, group_patience=0, min_delta=0.0,
+            epochs_planned=5, best_overall=0.5).metrics()}
 
     stopper = PatienceStopper()
     # stops once the stale epochs reach the trial's patience; patience 0 never stops
-    assert stopper("t", {"patience": 2.0, "stale_epochs": 2.0})
-    assert not stopper("t", {"patience": 2.0, "stale_epochs": 1.0})
-    assert not stopper("t", {"patience": 0.0, "stale_epochs": 5.0})
+    assert stopper("t", result(2, 2))
+    assert not stopper("t", result(2, 1))
+    assert not stopper("t", result(0, 5))
     assert not stopper.stop_all()
+    with pytest.raises(MtlTuneError, match=r"lacks the report keys \['patience'"):
+        stopper("t", {"overall": 0.5, "stale_epochs": 2})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-from mtl_tune.studies._lean import drop_finished_optimizer_state
+from mtl_tune.studies.store._lean import drop_finished_optimizer_state
 
 
 def _trial_dir(root: Path, name: str, checkpoints: int = 2) -> Path:

@@ -15,11 +15,11 @@ from ray import tune
 from mtl_tune.reports import report_search
 from mtl_tune.reports._pareto import non_dominated
 from mtl_tune.studies import best_epochs, load_results, load_spec, read_meta
-from mtl_tune.studies._launch import StudyOutcome
-from mtl_tune.studies._optuna_mirror import RAY_ID_ATTR
-from mtl_tune.studies._results import read_result_rows
-from mtl_tune.studies._searcher import BestEpochSearch
-from tests.studies.conftest import ASHA, TPE_SPACE, launch_on_own_ray, tiny_fixed, write_spec
+from mtl_tune.studies.driver._launch import StudyOutcome
+from mtl_tune.studies.driver._optuna_mirror import RAY_ID_ATTR
+from mtl_tune.studies.driver._searcher import BestEpochSearch
+from mtl_tune.studies.results._results import read_result_rows
+from tests.studies.conftest import ASHA, TPE_SPACE, launch_on_shared_ray, tiny_fixed, write_spec
 
 MO_TOP = """
 name = "mo"
@@ -58,7 +58,7 @@ def mo_study(
     folder = tmp_path_factory.mktemp("mo")
     path = write_spec(folder, MO_TOP, tiny_fixed(tiny_bert_dir, tiny_data_dir, epochs=2),
                       MO_TABLES)
-    return load_spec(str(path)), launch_on_own_ray(path, folder / "studies")
+    return load_spec(str(path)), launch_on_shared_ray(path, folder / "studies")
 
 
 def test_multi_objective_record_holds_every_objective_at_the_best_epoch(
@@ -67,7 +67,7 @@ def test_multi_objective_record_holds_every_objective_at_the_best_epoch(
     spec, outcome = mo_study
     assert outcome.trials == 4 and outcome.errors == 0 and outcome.unfinished == 0
     meta = read_meta(outcome.folder)
-    study = optuna.load_study(study_name=spec.name, storage=meta["optuna_storage"])
+    study = optuna.load_study(study_name=spec.name, storage=meta.optuna_storage)
     # three objectives, named, each maximised
     assert study.metric_names == OBJECTIVES
     assert study.directions == [optuna.study.StudyDirection.MAXIMIZE] * 3
@@ -87,7 +87,7 @@ def test_multi_objective_record_holds_every_objective_at_the_best_epoch(
         # the intermediate values are the pruning scalar per epoch
         assert frozen.intermediate_values == {r["training_iteration"]: r["overall"]
                                               for r in rows}
-    assert meta["objectives"] == {"sst_acc": "max", "para_acc": "max", "sts_corr": "max"}
+    assert meta.objectives == {"sst_acc": "max", "para_acc": "max", "sts_corr": "max"}
 
 
 def test_search_report_lists_the_front(mo_study: tuple[Any, StudyOutcome], tmp_path: Path) -> None:

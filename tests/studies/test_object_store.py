@@ -4,6 +4,7 @@ as an object, lean checkpoints by deleting objects, and the refusals. The Ray ru
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -17,16 +18,17 @@ import pyarrow.fs
 import pytest
 
 from mtl_tune.exceptions import MtlTuneError, SpecError
-from mtl_tune.studies import _lock as lock_module
-from mtl_tune.studies import _object_store as object_store
-from mtl_tune.studies import _store_pull as store_pull
 from mtl_tune.studies import existing_study, is_store_uri, storage_root, uri_of
-from mtl_tune.studies._lean import drop_finished_optimizer_state
-from mtl_tune.studies._lock import DriverLock, Holder, read_holder
-from mtl_tune.studies._object_store import driver_root, is_staged, stored_bytes
-from mtl_tune.studies._storage import disk_usage, study_names, write_meta
-from mtl_tune.studies._store_pull import fetch_checkpoint, fetch_uri, pull
-from mtl_tune.studies._trial_log import append_event, read_trials
+from mtl_tune.studies.store import StudyMeta, StudyStore, write_meta
+from mtl_tune.studies.store import _lock as lock_module
+from mtl_tune.studies.store import _object_store as object_store
+from mtl_tune.studies.store import _store_pull as store_pull
+from mtl_tune.studies.store._lean import drop_finished_optimizer_state
+from mtl_tune.studies.store._lock import DriverLock, Holder, read_holder
+from mtl_tune.studies.store._object_store import driver_root, is_staged, stored_bytes
+from mtl_tune.studies.store._storage import disk_usage, study_names
+from mtl_tune.studies.store._store_pull import fetch_checkpoint, fetch_uri, pull
+from mtl_tune.studies.store._trial_log import append_event, read_trials
 from tests.studies.conftest import stored_objects
 
 
@@ -86,7 +88,7 @@ def test_files_published_by_a_driver_are_pulled_by_a_reader(
     driver = driver_root(storage_root(s3_bucket))
     folder = driver / "s1"
     folder.mkdir()
-    write_meta(folder, {"name": "s1", "search": "grid", "metric": "overall", "mode": "max"})
+    write_meta(folder, StudyMeta(name="s1"))
     append_event(folder, "main", "t1", "created", {"lr": 0.1})
     # Ray Tune writes trials to the store itself, naming them by their store paths
     trial = f"{s3_bucket.removeprefix('s3://')}/s1/tune/main/trial_a"
@@ -304,3 +306,49 @@ def test_a_pull_keeps_cache_entries_being_written_here(s3_bucket: str) -> None:
     existing_study(root, "s1")
     # another report of this machine writes that entry, to upload it when whole: kept
     assert writing.is_file()
+
+
+def test_every_study_store_write_reaches_the_store_and_a_removal_clears_it(
+    s3_bucket: str,
+) -> None:
+    folder = driver_root(storage_root(s3_bucket)) / "s2"
+    folder.mkdir()
+    store = StudyStore.at(folder)
+    assert store.on_store and store.uri == f"{s3_bucket}/s2"
+    store.write_text("spec.toml", "name = 's2'\n")
+    store.append_lines("trials.jsonl", ['{"a": 1}'])
+    store.append_lines("trials.jsonl", ['{"a": 2}'])
+    assert _get(s3_bucket, "s2/spec.toml") == b"name = 's2'\n"
+    assert _get(s3_bucket, "s2/trials.jsonl") == b'{"a": 1}\n{"a": 2}\n'
+    # the lock's way: the object as the store holds it, never the staging copy
+    store.write_current("driver.json", '{"pid": 1}')
+    assert store.read_current("driver.json") == '{"pid": 1}'
+    assert not (folder / "driver.json").exists()
+    store.delete_current("driver.json")
+    with pytest.raises(FileNotFoundError):
+        store.read_current("driver.json")
+    assert store.has_files() and not store.has_files("tune")
+    store.remove()
+    assert not folder.exists() and not any(k.startswith("s2/") for k in stored_objects(s3_bucket))
+
+
+def test_a_study_store_on_a_disk_writes_whole_files_in_place(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    store = StudyStore.at(tmp_path / "s")
+    (tmp_path / "s").mkdir()
+    assert not store.on_store and store.uri == str(tmp_path / "s") and not store.has_files()
+    store.write_text("study.json", "{}")
+    store.append_lines("trials.jsonl", ["x"])
+    assert (tmp_path / "s" / "trials.jsonl").read_text() == "x\n" and store.has_files()
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["study.json", "trials.jsonl"]
+
+    def full_disk(source: Any, target: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)  # the rename into place fails
+    with pytest.raises(MtlTuneError, match=r"no space left on the device holding .* while "
+                                           r"writing study.json.*the previous version is kept"):
+        store.write_text("study.json", '{"name": "new"}')
+    assert (tmp_path / "s" / "study.json").read_text() == "{}"
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["study.json", "trials.jsonl"]

@@ -11,13 +11,15 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from mtl_tune.studies import Objective
-from mtl_tune.studies._optuna_mirror import OptunaMirror
+from mtl_tune.studies import Objective, TrialReport
+from mtl_tune.studies.driver._optuna_mirror import OptunaMirror
 
 
 def _row(epoch: int, overall: float, sst: float, planned: int = 4) -> dict:
     return {"training_iteration": epoch, "overall": overall, "sst_acc": sst, "para_acc": 0.6,
-            "sts_corr": 0.8, "mean_score": 0.5, "epochs_planned": planned,
+            "sts_corr": 0.8, "mean_score": 0.5,
+            **TrialReport(patience=0, stale_epochs=0, group_patience=0, min_delta=0.0,
+                          epochs_planned=planned, best_overall=overall).metrics(),
             "timestamp": 1_800_000_000 + 60 * epoch, "time_total_s": 60.0 * epoch}
 
 
@@ -105,7 +107,7 @@ def _scores(row: dict) -> dict:
 
 
 def test_the_record_names_the_best_epochs_checkpoint(tmp_path: Path) -> None:
-    from mtl_tune.studies._optuna_mirror import with_checkpoints
+    from mtl_tune.studies.driver._optuna_mirror import with_checkpoints
 
     trial_dir = tmp_path / "trial"
     rows = [{**_row(1, 0.5, 0.3), "checkpoint_dir_name": "checkpoint_000000"},

@@ -18,8 +18,8 @@ import pytest
 from ray.tune import ExperimentAnalysis
 
 from mtl_tune.studies import load_results, load_spec, open_storage, read_meta, trial_count
-from mtl_tune.studies._group_log import group_log_path, read_group_events
-from mtl_tune.studies._optuna_mirror import RAY_ID_ATTR
+from mtl_tune.studies.driver._optuna_mirror import RAY_ID_ATTR
+from mtl_tune.studies.store._group_log import group_log_path, read_group_events
 from tests.studies.conftest import (
     ASHA,
     NO_SCHEDULER,
@@ -82,7 +82,7 @@ def _finished_state(folder: Path, polls: dict[str, float]) -> dict[str, Any] | N
     if not done:
         return None
     polls.setdefault("first_done", time.monotonic())
-    url = read_meta(folder)["optuna_storage"]
+    url = read_meta(folder).optuna_storage
     mirrored = {t.user_attrs.get(RAY_ID_ATTR) for t in _mirrored(url, "crash")}
     late = time.monotonic() - polls["first_done"] > 15
     return state if mirrored - done or late or len(done) >= 5 else None
@@ -134,7 +134,7 @@ def test_resume_after_sigkill(
         # ... and the same per-epoch results, timestamps included (no epoch re-ran)
         pd.testing.assert_frame_equal(frame_after, frame)
 
-    trials = _mirrored(read_meta(root / "crash")["optuna_storage"], "crash")
+    trials = _mirrored(read_meta(root / "crash").optuna_storage, "crash")
     by_id = {t.user_attrs[RAY_ID_ATTR]: t for t in trials}
     # the Optuna mirror holds exactly one trial per finished Ray trial, none twice
     assert sorted(by_id) == sorted(after) and len(trials) == len(after)
@@ -218,7 +218,7 @@ def test_seed_groups_resume_after_sigkill_from_their_logged_decisions(
         assert len(last) == 2 and last.nunique() == 1, (group, last)
         stops = [e["epoch"] for e in decisions if e["group"] == group and e["decision"] == "stop"]
         assert last.iloc[0] == (stops[0] if stops else 3)
-    trials = _mirrored(read_meta(root / "crash")["optuna_storage"], "crash")
+    trials = _mirrored(read_meta(root / "crash").optuna_storage, "crash")
     # one Optuna trial per group, none twice, each with both seeds' scores
     assert sorted(t.user_attrs[RAY_ID_ATTR] for t in trials) == sorted(
         results["config/seed_group"].unique())

@@ -10,8 +10,8 @@ from pathlib import Path
 import pyarrow.fs
 import pytest
 
-from mtl_tune.studies._retention import prune_trial, to_delete
-from mtl_tune.studies._saved_state import (
+from mtl_tune.studies.store._retention import prune_trial, to_delete
+from mtl_tune.studies.store._saved_state import (
     SNAPSHOT_DIR,
     SavedTrial,
     parse_state,
@@ -149,3 +149,38 @@ def test_a_cut_state_without_a_whole_copy_is_left_as_it_is(tmp_path: Path) -> No
     # nothing to put back: nothing is moved
     assert repair_saved_state(str(experiment)) is None
     assert [p.name for p in experiment.iterdir()] == ["experiment_state-2026-01-02_00-00-00.json"]
+
+
+def _seed(root: Path, trial_id: str, overall: list[float]) -> object:
+    """A seed of group "g": its trial folder with one result row and checkpoint per epoch."""
+    from types import SimpleNamespace
+
+    folder = root / trial_id
+    folder.mkdir()
+    rows = [{"training_iteration": e + 1, "overall": v, "checkpoint_dir_name": NAMES[e]}
+            for e, v in enumerate(overall)]
+    (folder / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return SimpleNamespace(trial_id=trial_id, config={"seed_group": "g"},
+                           storage=SimpleNamespace(trial_fs_path=str(folder)))
+
+
+def test_a_seed_keeps_its_checkpoint_at_its_groups_best_epoch(tmp_path: Path) -> None:
+    from mtl_tune.studies.driver._group_retention import group_retention
+
+    fs = pyarrow.fs.LocalFileSystem()
+    # seed a is best alone at epoch 2, but the group's mean is best at epoch 1 (0.5 vs 0.45)
+    seeds = [_seed(tmp_path, "a", [0.5, 0.6]), _seed(tmp_path, "b", [0.5, 0.3])]
+    ended = {"a": SavedTrial("TERMINATED", NAMES[1]), "b": SavedTrial("TERMINATED", NAMES[1])}
+    waiting, keep = group_retention(fs, seeds, ended, "overall", "max")
+    # both ended: each keeps its checkpoint of epoch 1, the group's best
+    assert waiting == set() and keep == {"a": {NAMES[0]}, "b": {NAMES[0]}}
+    # ... which plain retention (its own best only) would have deleted for seed a
+    scores = {NAMES[0]: 0.5, NAMES[1]: 0.6}
+    assert to_delete(NAMES[:2], scores, "max", ended["a"], "best") == ([NAMES[0]], True)
+    assert to_delete(NAMES[:2], scores, "max", ended["a"], "best", keep["a"]) == ([], True)
+    # while a seed still runs, the group's best epoch may move: every seed keeps all
+    running = {**ended, "b": SavedTrial("RUNNING", NAMES[1])}
+    assert group_retention(fs, seeds, running, "overall", "max") == ({"a", "b"}, {})
+    # a seed that errored is left out of the mean, as the Optuna record leaves it out
+    errored = {**ended, "b": SavedTrial("ERROR", NAMES[1])}
+    assert group_retention(fs, seeds, errored, "overall", "max") == (set(), {"a": {NAMES[1]}})

@@ -13,10 +13,19 @@ import pytest
 
 from mtl_tune.reports import report_search
 from mtl_tune.studies import load_results, load_spec, read_meta
-from mtl_tune.studies._group_log import group_log_path, read_group_events
-from mtl_tune.studies._launch import StudyOutcome
-from mtl_tune.studies._optuna_mirror import RAY_ID_ATTR
-from tests.studies.conftest import ASHA, TPE_SPACE, launch_on_own_ray, tiny_fixed, write_spec
+from mtl_tune.studies.driver._launch import StudyOutcome
+from mtl_tune.studies.driver._optuna_mirror import RAY_ID_ATTR
+from mtl_tune.studies.store._group_log import group_log_path, read_group_events
+from tests.studies.conftest import (
+    ASHA,
+    TPE_SPACE,
+    launch_on_own_ray,
+    launch_on_shared_ray,
+    tiny_fixed,
+    write_spec,
+)
+
+pytestmark = pytest.mark.process  # starts Ray or another process
 
 TOP = """
 name = "groups"
@@ -39,7 +48,7 @@ def group_study(
     # group's mean decides instead, at every epoch
     fixed = tiny_fixed(tiny_bert_dir, tiny_data_dir, epochs=3, patience=1)
     path = write_spec(folder, TOP, fixed, TPE_SPACE + ASHA)
-    return load_spec(str(path)), launch_on_own_ray(path, folder / "studies")
+    return load_spec(str(path)), launch_on_shared_ray(path, folder / "studies")
 
 
 def _epochs_by_trial(outcome: StudyOutcome) -> dict[str, list[int]]:
@@ -95,7 +104,7 @@ def test_the_optuna_record_holds_one_trial_per_group(
 ) -> None:
     spec, outcome = group_study
     study = optuna.load_study(study_name=spec.name,
-                              storage=read_meta(outcome.folder)["optuna_storage"])
+                              storage=read_meta(outcome.folder).optuna_storage)
     trials = study.get_trials()
     results = load_results(outcome.folder)
     assert sorted(t.user_attrs[RAY_ID_ATTR] for t in trials) == sorted(
@@ -128,7 +137,7 @@ def test_report_search_ranks_groups_on_their_mean_and_lists_the_decisions(
     report = report_search(outcome.folder, out=tmp_path / "report", formats=("md", "csv"))
     groups = report.tables["seed_groups"]
     study = optuna.load_study(study_name=spec.name,
-                              storage=read_meta(outcome.folder)["optuna_storage"])
+                              storage=read_meta(outcome.folder).optuna_storage)
     told = {t.user_attrs[RAY_ID_ATTR]: t for t in study.get_trials()}
     # three configurations, best first, each on the value Optuna was told for it
     assert len(groups) == 3 and list(groups["overall"]) == sorted(groups["overall"], reverse=True)
@@ -185,10 +194,10 @@ def test_a_multi_objective_search_in_seed_groups_has_a_front_of_groups(
                       '"sts_corr"]').replace("num_samples = 3", "num_samples = 2")
     path = write_spec(tmp_path, top, tiny_fixed(tiny_bert_dir, tiny_data_dir, epochs=2),
                       TPE_SPACE + ASHA)
-    spec, outcome = load_spec(str(path)), launch_on_own_ray(path, tmp_path / "studies")
+    spec, outcome = load_spec(str(path)), launch_on_shared_ray(path, tmp_path / "studies")
     assert outcome.trials == 4 and outcome.errors == 0
     study = optuna.load_study(study_name=spec.name,
-                              storage=read_meta(outcome.folder)["optuna_storage"])
+                              storage=read_meta(outcome.folder).optuna_storage)
     results = load_results(outcome.folder)
     assert len(study.trials) == 2 and study.metric_names == ["sst_acc", "sts_corr"]
     for trial in study.trials:

@@ -23,7 +23,7 @@ from mtl_tune.studies import (
     load_study_spec,
     trial_count,
 )
-from mtl_tune.studies._storage import write_meta
+from mtl_tune.studies.store import StudyMeta, write_meta
 from tests.studies.conftest import write_spec
 
 GOOD_TOP = 'name = "s"\ntrainables = ["it1-baseline"]\nsearch = "grid"'
@@ -41,12 +41,12 @@ def _tune_trials(spec: StudySpec) -> int:
     """The trials Tune would start for `spec`: the variants of each param_space x num_samples."""
     from ray.tune.search.variant_generator import generate_variants
 
-    from mtl_tune.studies._launch import param_space
+    from mtl_tune.studies.driver._launch import param_space
 
     if spec.search in ("optuna", "optuna-mo"):  # Tune runs the searcher's num_samples trials
-        from mtl_tune.studies._tune_setup import tune_config
+        from mtl_tune.studies.driver._tune_setup import tune_config
 
-        return tune_config(spec, Path(tempfile.mkdtemp())).num_samples
+        return tune_config(spec, Path(tempfile.mkdtemp()), 2).num_samples
     spaces = [param_space(spec, {}, s.key) for s in spec.stages] or [param_space(spec)]
     return sum(len(list(generate_variants(space))) for space in spaces) * spec.num_samples
 
@@ -94,8 +94,8 @@ def test_resume_uses_the_resources_the_study_was_launched_with(tmp_path: Path) -
     folder.mkdir()
     write_spec(folder, GOOD_TOP, {"epochs": 1}, "[resources]\ncpu = 2\ngpu = 1")
     # as `study launch --gpus-per-trial 0` records them
-    meta = {"name": "renamed", "overrides": {"lr": "3e-5"}, "resources": {"cpu": 2, "gpu": 0}}
-    write_meta(folder, meta)
+    write_meta(folder, StudyMeta(name="renamed", overrides={"lr": "3e-5"},
+                                 resources={"cpu": 2, "gpu": 0}))
     spec = load_study_spec(folder)
     # the resumed study keeps the launch's name, --set overrides and per-trial resources
     assert (spec.name, spec.fixed["lr"], spec.resources) == ("renamed", "3e-5", Resources(2, 0))
@@ -343,10 +343,15 @@ def test_dry_run_starts_nothing(
     storage = tmp_path / "studies"
     monkeypatch.setenv("MTL_TUNE_STORAGE", str(storage))
 
+    started: list[str] = []
+
     def no_ray(*args: Any, **kwargs: Any) -> None:
+        started.append("ray.init")
         raise AssertionError("a dry run must not start Ray")
 
     monkeypatch.setattr(ray, "init", no_ray)
+    # as if no Ray ran in this process (the suite's shared one may): any connect starts one
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
     args = ["study", "launch", "demo", "--dry-run", "--data-dir", str(tiny_data_dir)]
     result = CliRunner().invoke(app, args)
     # the dry run succeeds
@@ -359,7 +364,7 @@ def test_dry_run_starts_nothing(
     # the --data-dir given is the trials' data folder
     assert plan["spec"]["fixed"]["data_dir"] == str(tiny_data_dir.resolve())
     # nothing started: no Ray and no study folder
-    assert not ray.is_initialized()
+    assert started == []
     # no study folder was made
     assert not storage.exists()
 

@@ -22,11 +22,10 @@ from mtl_tune.studies import (
     storage_root,
     study_status,
 )
-from mtl_tune.studies._optuna_mirror import RAY_ID_ATTR
-from mtl_tune.studies._results import read_result_rows
-from mtl_tune.studies._saved_state import parse_state
-from tests.conftest import LABELED
-from tests.helpers import write_subset
+from mtl_tune.studies.driver._optuna_mirror import RAY_ID_ATTR
+from mtl_tune.studies.results._results import read_result_rows
+from mtl_tune.studies.store._saved_state import parse_state
+from tests.helpers import write_tiny_data
 from tests.studies.conftest import (
     CLI,
     NO_SCHEDULER,
@@ -89,14 +88,13 @@ class _Between:
 
 
 @pytest.mark.chaos  # a minute and a half; test_two_nodes runs a study on a store by default
-@pytest.mark.usefixtures("labeled_data")
 def test_a_study_on_a_store_is_killed_resumed_and_reported(
     s3_bucket: str, tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path,
     monkeypatch: Any,
 ) -> None:
     local_storage = tmp_path / "local-storage"
     monkeypatch.setenv("MTL_TUNE_STORAGE", str(local_storage))
-    data = write_subset(LABELED, tmp_path / "data", rows=ROWS)
+    data = write_tiny_data(tmp_path / "data", rows=ROWS)
     fixed = tiny_fixed(tiny_bert_dir, data, epochs=2)
     path = write_spec(tmp_path, TOP, fixed, TPE_SPACE + NO_SCHEDULER)
     journal = tmp_path / "optuna.journal"

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from mtl_tune.studies._trial_log import append_event, read_trials, repair_record
+from mtl_tune.studies.store._trial_log import append_event, read_trials, repair_record
 
 
 def test_a_trial_is_in_the_state_of_its_last_event(tmp_path: Path) -> None:
@@ -175,7 +175,7 @@ def test_a_torn_record_is_repaired_whole_and_the_torn_file_kept(
 
 
 def test_group_log_appends_after_a_torn_line(tmp_path: Path) -> None:
-    from mtl_tune.studies._group_log import append_group_events, read_group_events
+    from mtl_tune.studies.store._group_log import append_group_events, read_group_events
 
     path = tmp_path / "seed-groups.jsonl"
     append_group_events(path, [{"event": "result", "n": 1}])

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from mtl_tune.cli import app
 from mtl_tune.exceptions import SpecError
-from mtl_tune.studies._local_ray import check_reachable
-from mtl_tune.studies._storage import check_private
+from mtl_tune.studies.driver._local_ray import check_reachable
+from mtl_tune.studies.store._storage import check_private
 from tests.studies.conftest import tiny_fixed, write_spec
 
 
@@ -64,8 +64,16 @@ def test_a_link_inside_the_study_to_a_world_writable_file_is_refused(tmp_path: P
 
 
 def test_an_unreachable_cluster_address_fails_fast(
-    tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path
+    tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import ray
+
+    def no_ray(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the probe must refuse the address before ray.init")
+
+    # as a user's fresh process: no Ray in it yet (the suite's shared one may run in this one)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", no_ray)
     path = write_spec(tmp_path, 'name = "far"\ntrainables = ["it1-baseline"]',
                       tiny_fixed(tiny_bert_dir, tiny_data_dir))
     result = CliRunner().invoke(app, ["study", "launch", str(path), "--address", "127.0.0.1:1",
@@ -88,7 +96,7 @@ def test_an_address_that_is_not_host_port_is_refused(address: str) -> None:
 def test_a_store_never_asks_the_cloud_metadata_service(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from mtl_tune.studies._object_store import _open
+    from mtl_tune.studies.store._object_store import _open
 
     monkeypatch.delenv("AWS_EC2_METADATA_DISABLED", raising=False)
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")

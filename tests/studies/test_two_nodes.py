@@ -36,6 +36,7 @@ def two_nodes(s3_endpoint: str) -> Iterator[Cluster]:
     A Cluster writes its address where a plain `ray.init()` on this machine would join it; a
     private RAY_TMPDIR keeps other people's Ray jobs on the same machine out of it.
     """
+    shutdown_and_check()  # the suite's shared Ray, if it runs: this test needs two nodes
     previous = os.environ.get("RAY_TMPDIR")
     ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths
     os.environ["RAY_TMPDIR"] = ray_tmp

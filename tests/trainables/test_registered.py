@@ -1,26 +1,15 @@
 from pathlib import Path
+from typing import Any
 
 import pytest
-import ray
 from ray import tune
 
 from mtl_tune.exceptions import ConfigError
 from mtl_tune.platform.checkpoint import PREDICTIONS_FILE, read_state
 from mtl_tune.platform.metrics import METRIC_KEYS
 from mtl_tune.platform.presets import PRESETS, get_preset, resolve_config
-from mtl_tune.trainables import GENERIC, register_all
+from mtl_tune.trainables import GENERIC
 from tests.helpers import tiny_trial
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    # an earlier module's ray.shutdown() took the import-time registrations with it
-    register_all()
-    yield
-    ray.shutdown()
-
-
 
 
 def test_presets_are_cumulative() -> None:
@@ -116,25 +105,34 @@ def test_bad_config_rejected_before_training(values: dict, message: str) -> None
         resolve_config("it1-baseline", values)
 
 
+@pytest.fixture(scope="module")
+def preset_trials(
+    ray_local: None, tiny_bert_dir: Path, tiny_data_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Any]:
+    """Each preset's registered trainable run by Tune, all in one run: name -> its Trial."""
+    from ray.tune import Experiment, run_experiments
+
+    storage = tmp_path_factory.mktemp("presets")
+    config = tiny_trial(tiny_bert_dir, tiny_data_dir, threads=1)
+    experiments = [Experiment(name, name, config=config, storage_path=str(storage),
+                              resources_per_trial={"cpu": 0.5}) for name in PRESETS]
+    trials = run_experiments(experiments, verbose=0, raise_on_failed_trial=False)
+    return {trial.trainable_name: trial for trial in trials}
+
+
 @pytest.mark.parametrize("name", list(PRESETS))
-def test_registered_trainable_runs_under_tuner(
-    name: str, ray_local: None, tiny_bert_dir: Path, tiny_data_dir: Path, tmp_path: Path
-) -> None:
-    tuner = tune.Tuner(
-        name,
-        param_space=tiny_trial(tiny_bert_dir, tiny_data_dir),
-        run_config=tune.RunConfig(storage_path=str(tmp_path), name=name, verbose=0),
-    )
-    result = tuner.fit()[0]
-    # the trial finished without error
-    assert result.error is None
+def test_registered_trainable_runs_under_tune(name: str, preset_trials: dict[str, Any]) -> None:
+    trial = preset_trials[name]
+    # the trial of the trainable registered under the preset's name finished without error
+    assert trial.status == "TERMINATED" and trial.error_file is None
     # every dev metric, the train losses and the timings are reported
     expected = {*METRIC_KEYS, "train_loss_sst", "epoch_seconds", "examples_per_second"}
-    assert expected <= set(result.metrics)
+    assert expected <= set(trial.last_result)
     if PRESETS[name].overrides["sampling"] != "sst-only":
         # multi-task presets also train (and report) the paraphrase and STS losses
-        assert {"train_loss_para", "train_loss_sts"} <= set(result.metrics)
-    with result.checkpoint.as_directory() as folder:
+        assert {"train_loss_para", "train_loss_sts"} <= set(trial.last_result)
+    with trial.checkpoint.as_directory() as folder:
         state = read_state(Path(folder))
         # the checkpoint holds the epoch, the resolved preset and per-example dev predictions
         assert state["epochs_done"] == 1

@@ -1,0 +1,236 @@
+"""A driver's run of a study's experiments on Ray Tune, under the study's lock: each experiment
+built or restored and fitted, the Optuna mirror brought up to date, the trials tallied.
+
+The data is read and tokenized once per driver and handed to every trial through Ray's object
+store (`tune.with_parameters`). A sequential search runs one Tune experiment per stage, each
+stage fixing the best value of the ones before it. A run that ran out of disk stops with one
+error (`_disk`); a restore first puts back Tune's last whole saved state if the newest is cut
+(`_saved_state`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from mtl_tune.exceptions import SpecError
+from mtl_tune.platform.bundle import DataBundle, build_bundle
+from mtl_tune.studies.driver._optuna_mirror import OptunaMirror, with_checkpoints
+from mtl_tune.studies.driver._tune_setup import (
+    param_space,
+    run_config,
+    trainable,
+    tune_config,
+)
+from mtl_tune.studies.results import (
+    best_epochs,
+    experiment_results,
+    read_result_rows,
+    resume_command,
+)
+from mtl_tune.studies.spec import SEED_GROUP_KEY, ResolvedStudy, StudySpec
+from mtl_tune.studies.store import (
+    TUNE_DIR,
+    drop_finished_optimizer_state,
+    no_space_error,
+    pull,
+    read_meta,
+    read_trials,
+    repair_saved_state,
+    staged_path,
+    uri_of,
+    write_meta,
+)
+
+logger = logging.getLogger(__name__)
+NEW_OUTPUT_ENV = "RAY_AIR_NEW_OUTPUT"
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    folder: Path
+    experiments: tuple[str, ...]  # Tune experiment names, in order
+    trials: int
+    errors: int
+    wall_seconds: float
+    unfinished: int = 0  # trials neither finished nor errored: the run was interrupted
+    error_files: tuple[str, ...] = ()  # one per errored trial
+
+
+def build_data(study: ResolvedStudy) -> DataBundle:
+    """The data every trial of the study reads, encoded once for each pair encoding."""
+    return build_bundle(study.base, study.pair_encodings())
+
+
+def _ended(results: Any, folder: Path) -> list[tuple[str, dict, list[dict] | None]]:
+    """(trial id, config, per-epoch results; None for an error) of each trial that ended."""
+    out: list[tuple[str, dict, list[dict] | None]] = []
+    for r in results:
+        trial_id = (r.metrics or {}).get("trial_id", "")  # "": errored before reporting
+        if r.error is not None:
+            out.append((trial_id, r.config, None))
+        elif r.metrics:
+            trial_dir = staged_path(folder, r.path)
+            rows = read_result_rows(trial_dir) or [r.metrics]
+            out.append((trial_id, r.config, with_checkpoints(rows, trial_dir)))
+    return out
+
+
+def _sync_mirror(spec: StudySpec, folder: Path, experiment: str, results: Any) -> None:
+    mirror = OptunaMirror.for_spec(spec, read_meta(folder).optuna_storage, experiment, folder)
+    ended = _ended(results, folder)
+    study = mirror.study()
+    if spec.seed_groups:
+        groups: dict[str, list[Any]] = {}
+        for trial_id, config, rows in ended:
+            groups.setdefault(str(config.get(SEED_GROUP_KEY)), []).append((trial_id, config, rows))
+        added = mirror.add_groups(study, groups)
+    else:
+        added = mirror.add(study, [(t, c, r) for t, c, r in ended if r is not None])
+    if added:
+        logger.info("optuna mirror: added %d trial(s) found at the end of %s", added, experiment)
+
+
+def _best_stage_value(folder: Path, experiment: str, key: str, spec: StudySpec) -> Any:
+    """The value of `key` whose trials (their best epochs) score best on average."""
+    results = experiment_results(folder, experiment)
+    best = best_epochs(results, spec.metric, spec.mode)
+    if best.empty:
+        raise SpecError(f"no trial of the stage over {key!r} finished; cannot pick its best value")
+    means = best.groupby(f"config/{key}")[spec.metric].mean()
+    return _plain(means.idxmax() if spec.mode == "max" else means.idxmin())
+
+
+def _no_restore_hint(record: logging.LogRecord) -> bool:
+    """Drops Tune's "Resume experiment with: Tuner.restore(...)": the CLI gives its own command."""
+    return "Tuner.restore(" not in record.getMessage()
+
+
+def _run_experiment(
+    study: ResolvedStudy,
+    folder: Path,
+    experiment: str,
+    space: dict[str, Any],
+    data: DataBundle,
+    optuna_url: str,
+    verbose: int,
+    restore: bool,
+) -> Any:
+    spec = study.spec
+    with_data = trainable(spec, data)
+    path = uri_of(folder / TUNE_DIR / experiment)  # on a store, Tune reads and writes it there
+    if restore and tune.Tuner.can_restore(path):
+        repair_saved_state(path)  # a state file cut by a full disk: its last whole copy
+        tuner = tune.Tuner.restore(
+            path, trainable=with_data, resume_unfinished=True, resume_errored=True
+        )
+    else:
+        tuner = tune.Tuner(
+            with_data,
+            param_space=space,
+            tune_config=tune_config(spec, folder, study.base.epochs),
+            run_config=run_config(spec, folder, experiment, optuna_url, verbose),
+        )
+    tune_log = logging.getLogger("ray.tune.tune")
+    tune_log.addFilter(_no_restore_hint)
+    # Tune's newer output engine prints its configuration box and a TensorBoard hint at Ray's
+    # temporary session folder whatever the verbosity: below 2 the older, silent one runs
+    quiet = verbose <= 1 and os.environ.get(NEW_OUTPUT_ENV) is None
+    if quiet:
+        os.environ[NEW_OUTPUT_ENV] = "0"
+    since = time.time()
+    try:
+        results = tuner.fit()
+    except (OSError, EOFError) as err:  # EOFError: a pickled error cut by a full disk
+        full = no_space_error(folder, since, resume_command(folder.parent, folder.name), err)
+        if full is not None:
+            raise full from None
+        raise
+    finally:
+        tune_log.removeFilter(_no_restore_hint)
+        if quiet:
+            os.environ.pop(NEW_OUTPUT_ENV, None)
+    pull(folder)  # a store: the trials' results as Tune left them there
+    full = no_space_error(folder, since, resume_command(folder.parent, folder.name))
+    if full is not None:
+        raise full
+    _sync_mirror(spec, folder, experiment, results)
+    ended = {r.trial_id for r in read_trials(folder).values()
+             if r.experiment == experiment and r.state == "TERMINATED"}
+    drop_finished_optimizer_state(results, ended)
+    return results
+
+
+def run_locked(
+    study: ResolvedStudy, folder: Path, verbose: int, restore: bool
+) -> StudyOutcome:
+    """Runs the study's experiments to the end (the caller holds its lock and has checked its
+    resources)."""
+    start, spec = time.perf_counter(), study.spec
+    meta = read_meta(folder)
+    data = build_data(study)
+    url = meta.optuna_storage
+    names: list[str] = []
+    tally = _Tally()
+    try:
+        if spec.search == "sequential":
+            chosen: dict[str, Any] = dict(meta.stage_best)
+            for index, stage in enumerate(spec.stages, start=1):
+                experiment = f"stage{index}"
+                names.append(experiment)
+                fixed = {k: v for k, v in chosen.items() if k != stage.key}
+                space = param_space(spec, fixed, stage.key)
+                results = _run_experiment(
+                    study, folder, experiment, space, data, url, verbose, restore
+                )
+                tally.add(results, folder, experiment)
+                if tally.unfinished:  # interrupted: a later stage needs this one's best value
+                    break
+                chosen[stage.key] = _best_stage_value(folder, experiment, stage.key, spec)
+                meta = replace(meta, stage_best={k: _plain(v) for k, v in chosen.items()})
+                write_meta(folder, meta)
+        else:
+            names.append("main")
+            results = _run_experiment(
+                study, folder, "main", param_space(spec), data, url, verbose, restore
+            )
+            tally.add(results, folder, "main")
+    except KeyboardInterrupt:  # a second Ctrl-C: Tune stopped at once
+        tally.unfinished = max(tally.unfinished, 1)
+    wall = time.perf_counter() - start
+    write_meta(folder, replace(
+        meta, wall_seconds=(meta.wall_seconds or 0.0) + wall, experiments=tuple(names),
+        finished_at=meta.finished_at if tally.unfinished else time.time()))
+    return StudyOutcome(folder, tuple(names), tally.trials, tally.errors, wall,
+                        tally.unfinished, tuple(tally.error_files))
+
+
+@dataclass
+class _Tally:
+    """Trials, errored trials (with their error files) and unfinished trials so far."""
+
+    trials: int = 0
+    errors: int = 0
+    unfinished: int = 0
+    error_files: list[str] = field(default_factory=list)
+
+    def add(self, results: Any, folder: Path, experiment: str) -> None:
+        states = [r.state for r in read_trials(folder).values() if r.experiment == experiment]
+        self.trials += len(results)
+        for result in results:
+            if result.error is not None:
+                self.errors += 1
+                trial_dir = staged_path(folder, result.path)
+                error_file = trial_dir / "error.txt"
+                self.error_files.append(uri_of(error_file if error_file.is_file() else trial_dir))
+        self.unfinished += sum(s not in ("TERMINATED", "ERROR") for s in states)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value

@@ -1,0 +1,32 @@
+"""Tune's TensorBoard logger, with each task's training loss every 50 optimizer steps.
+
+Tune writes one point per reported epoch. A trial's report also carries the epoch's loss curve
+(`CURVE_KEY`: a point every `CHECK_EVERY` steps and at the epoch's end, read from the device
+once per epoch); this logger writes those points as `train_loss/<task>` against the run's
+optimizer step, in the trial's events file, and keeps the list out of Tune's own scalars.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.tune.logger import TBXLoggerCallback
+
+from mtl_tune.studies.spec import CURVE_KEY
+
+
+class StepLossLogger(TBXLoggerCallback):
+    """Given to Tune in place of its default TensorBoard logger."""
+
+    def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
+        curve = result.get(CURVE_KEY) or []
+        super().log_trial_result(
+            iteration, trial, {k: v for k, v in result.items() if k != CURVE_KEY}
+        )
+        writer = self._trial_writer[trial]
+        for point in curve:
+            step = int(point["step"])
+            for task, loss in point.items():
+                if task != "step":
+                    writer.add_scalar(f"train_loss/{task}", float(loss), global_step=step)
+        writer.flush()

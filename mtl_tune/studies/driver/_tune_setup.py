@@ -1,0 +1,152 @@
+"""The Ray Tune objects a study spec becomes: the param space, the trainable with its data and
+resources, the searcher and scheduler, and the run config with the driver's callbacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import ConcurrencyLimiter
+
+from mtl_tune.platform.bundle import DataBundle
+from mtl_tune.studies.driver._callbacks import (
+    CheckpointRetention,
+    ConciseProgress,
+    FreshTrialLogs,
+    TrialEvents,
+)
+from mtl_tune.studies.driver._group_scheduler import SeedGroupScheduler
+from mtl_tune.studies.driver._optuna_mirror import OptunaMirror
+from mtl_tune.studies.driver._relocated_search import RelocatedGrid, RelocatedSearch
+from mtl_tune.studies.driver._searcher import BestEpochSearch
+from mtl_tune.studies.driver._seed_group_search import SeedGroupSearch
+from mtl_tune.studies.driver._step_losses import StepLossLogger
+from mtl_tune.studies.driver._stopper import PatienceStopper
+from mtl_tune.studies.spec import OPTUNA_SEARCHES, StudySpec, asha_rungs
+from mtl_tune.studies.store import TUNE_DIR, group_log_path, uri_of
+from mtl_tune.trainables import make_trainable
+
+
+def _seeds(spec: StudySpec) -> list[int]:
+    base = int(spec.fixed.get("seed", 0))
+    return list(range(base, base + spec.seeds))
+
+
+def param_space(
+    spec: StudySpec, stage_values: dict[str, Any] | None = None, stage_key: str | None = None
+) -> dict[str, Any]:
+    """The Tune param_space: fixed keys, the trainable, seeds and the searched keys."""
+    grid = spec.search in ("grid", "sequential")
+    space: dict[str, Any] = dict(spec.fixed)
+    space.update(stage_values or {})
+    many = len(spec.trainables) > 1
+    if grid:
+        space["trainable"] = tune.grid_search(list(spec.trainables)) if many else spec.trainables[0]
+        seeds = _seeds(spec)
+        space["seed"] = tune.grid_search(seeds) if len(seeds) > 1 else seeds[0]
+    else:
+        space["trainable"] = tune.choice(list(spec.trainables)) if many else spec.trainables[0]
+    for key, dist in spec.space.items():
+        if dist.kind == "choice":
+            values = list(dist.values)
+            if len(values) == 1:
+                space[key] = values[0]
+            else:
+                space[key] = tune.grid_search(values) if grid else tune.choice(values)
+        elif dist.kind == "loguniform":
+            space[key] = tune.loguniform(dist.low, dist.high)
+        elif dist.kind == "uniform":
+            space[key] = tune.uniform(dist.low, dist.high)
+        else:
+            space[key] = tune.randint(int(dist.low), int(dist.high) + 1)
+    if stage_key is not None:
+        stage = next(s for s in spec.stages if s.key == stage_key)
+        space[stage_key] = tune.grid_search(list(stage.values))
+    return space
+
+
+def trainable(spec: StudySpec, data: DataBundle) -> Any:
+    with_data = tune.with_parameters(make_trainable(None), data=data)
+    return tune.with_resources(with_data, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+
+
+def tune_config(spec: StudySpec, folder: Path, epochs: int) -> tune.TuneConfig:
+    """Searcher and scheduler. One objective: Tune's metric/mode is the study's scalar. Several:
+    the searcher takes the objectives and the scheduler the scalar it prunes on, each its own.
+    Seed groups: the searcher hands out each configuration once per seed and the scheduler
+    stops groups, never single seeds (`SeedGroupSearch`, `SeedGroupScheduler`). `epochs`: what
+    each trial plans (the resolved configuration's)."""
+    several = spec.search == "optuna-mo"
+    scalar: dict[str, Any] = {"metric": spec.metric, "mode": spec.mode}
+    max_t = spec.scheduler.max_t or epochs
+    asha = spec.scheduler.type == "asha"
+    scheduler: Any = FIFOScheduler()
+    if spec.seed_groups:
+        rungs = asha_rungs(spec.scheduler.grace_period, spec.scheduler.reduction_factor, max_t)
+        scheduler = SeedGroupScheduler(
+            group_log_path(folder), spec.metric, spec.mode, spec.seeds, rungs if asha else (),
+            spec.scheduler.reduction_factor, max_t if asha else epochs,
+        )
+    elif asha:
+        scheduler = ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=max_t,
+            grace_period=spec.scheduler.grace_period,
+            reduction_factor=spec.scheduler.reduction_factor,
+            **(scalar if several else {}),
+        )
+    search_alg: Any = None
+    if spec.search in OPTUNA_SEARCHES:
+        import optuna
+
+        # in-memory Optuna storage: Tune checkpoints it with the experiment (see _optuna_mirror);
+        # a ConcurrencyLimiter caps the trials live at once (as max_concurrent_trials would:
+        # Tune ignores that for a search algorithm given whole, as ours are). TPE handles
+        # several objectives too, and starts sampling after 10 trials rather than NSGA-II's 50.
+        sampler = optuna.samplers.TPESampler(seed=spec.optuna_seed)
+        objectives = (
+            {"metric": [o.name for o in spec.objectives], "mode": [o.mode for o in spec.objectives]}
+            if several else {}
+        )
+        search_alg = BestEpochSearch(spec.metric, spec.mode, sampler=sampler, **objectives)
+        if spec.seed_groups:
+            search_alg = SeedGroupSearch(search_alg, _seeds(spec), spec.metric, spec.mode)
+        search_alg = RelocatedSearch(ConcurrencyLimiter(search_alg, spec.max_concurrent))
+    else:
+        search_alg = RelocatedGrid(max_concurrent=spec.max_concurrent)
+    return tune.TuneConfig(
+        metric=None if several else spec.metric,
+        mode=None if several else spec.mode,
+        search_alg=search_alg,
+        scheduler=scheduler,
+        num_samples=spec.num_samples * (spec.seeds if spec.seed_groups else 1),
+    )
+
+
+def run_config(
+    spec: StudySpec, folder: Path, experiment: str, optuna_url: str, verbose: int
+) -> tune.RunConfig:
+    mirror = OptunaMirror.for_spec(spec, optuna_url, experiment, folder)
+    callbacks: list[Any] = [mirror, TrialEvents(folder, experiment),
+                            CheckpointRetention(spec.metric, spec.mode, spec.keep_checkpoints),
+                            FreshTrialLogs(), StepLossLogger()]
+    if verbose <= 1:
+        callbacks.append(ConciseProgress(spec.metric, spec.mode))
+    return tune.RunConfig(
+        name=experiment,
+        storage_path=uri_of(folder / TUNE_DIR),  # on an object store: Tune writes there
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        # Tune keeps every checkpoint: CheckpointRetention deletes the superseded ones once
+        # Tune's saved state no longer names them (Tune's own deletion comes before that save)
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=None, checkpoint_score_attribute=spec.metric,
+            checkpoint_score_order=spec.mode,
+        ),
+        callbacks=callbacks,
+        stop=PatienceStopper(),
+        verbose=0 if verbose <= 1 else verbose,
+    )
+
+

@@ -1,0 +1,45 @@
+"""The results frame of a study, its status, the best epochs and the next commands. No Ray."""
+
+from __future__ import annotations
+
+from mtl_tune.studies.results._commands import next_commands, resume_command, seeds_launch_command
+from mtl_tune.studies.results._group_scores import EPOCH, best_epoch, by_epoch, epoch_means
+from mtl_tune.studies.results._results import (
+    experiment_results,
+    load_results,
+    read_result_rows,
+    study_results,
+)
+from mtl_tune.studies.results._selection import (
+    COUNTED,
+    TRIAL_KEYS,
+    best_epochs,
+    best_rerun,
+    best_row,
+    trial_config,
+)
+from mtl_tune.studies.results._status import INTERRUPTED, list_studies, study_driver, study_status
+
+__all__ = [
+    "COUNTED",
+    "EPOCH",
+    "INTERRUPTED",
+    "TRIAL_KEYS",
+    "best_epoch",
+    "best_epochs",
+    "best_rerun",
+    "best_row",
+    "by_epoch",
+    "epoch_means",
+    "experiment_results",
+    "list_studies",
+    "load_results",
+    "next_commands",
+    "read_result_rows",
+    "resume_command",
+    "seeds_launch_command",
+    "study_driver",
+    "study_results",
+    "study_status",
+    "trial_config",
+]

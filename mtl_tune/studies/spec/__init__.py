@@ -1,0 +1,56 @@
+"""Reading, validating and describing a study spec: TOML, search spaces, stages, the plan and dry
+run. No Ray, no study-folder I/O."""
+
+from __future__ import annotations
+
+from mtl_tune.studies.spec._plan import asha_rungs, describe, trial_count
+from mtl_tune.studies.spec._resolved import ResolvedStudy, resolve_study
+from mtl_tune.studies.spec._spec import (
+    BUILTIN,
+    KEEP_CHOICES,
+    MODES,
+    OPTUNA_SEARCHES,
+    SEARCHES,
+    Objective,
+    Resources,
+    StudySpec,
+    better,
+    check_mode,
+    check_study_name,
+)
+from mtl_tune.studies.spec._spec_file import launch_spec, load_spec, parse_spec, read_toml
+from mtl_tune.studies.spec._trial_report import (
+    CURVE_KEY,
+    REPORT_KEYS,
+    SEED_GROUP_KEY,
+    TrialReport,
+    study_keys,
+)
+
+__all__ = [
+    "ResolvedStudy",
+    "resolve_study",
+    "CURVE_KEY",
+    "REPORT_KEYS",
+    "SEED_GROUP_KEY",
+    "TrialReport",
+    "study_keys",
+    "BUILTIN",
+    "KEEP_CHOICES",
+    "MODES",
+    "OPTUNA_SEARCHES",
+    "Objective",
+    "Resources",
+    "SEARCHES",
+    "StudySpec",
+    "asha_rungs",
+    "better",
+    "check_mode",
+    "check_study_name",
+    "describe",
+    "launch_spec",
+    "load_spec",
+    "parse_spec",
+    "read_toml",
+    "trial_count",
+]

@@ -1,0 +1,75 @@
+"""What a study would run, for `study launch --dry-run`: resolved spec, space, trials, resources."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from typing import Any
+
+from mtl_tune.studies.spec._resolved import resolve_study
+from mtl_tune.studies.spec._spec import OPTUNA_SEARCHES, StudySpec
+
+
+def asha_rungs(grace_period: int, reduction_factor: int, max_t: int) -> tuple[int, ...]:
+    """ASHA's milestones (one bracket), ascending, without max_t itself (where trials end)."""
+    count = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1)
+    milestones = (grace_period * reduction_factor**k for k in range(count))
+    return tuple(m for m in milestones if m < max_t)
+
+
+def trial_count(spec: StudySpec) -> int:
+    """Trials the spec starts: grids multiply out, TPE samples `num_samples` configurations,
+    each run once per seed."""
+    if spec.search in OPTUNA_SEARCHES:
+        return spec.num_samples * spec.seeds
+    # grid and sequential: every trainable x seed x [space] choice, repeated num_samples times
+    choices = math.prod(len(d.values) for d in spec.space.values() if d.kind == "choice")
+    per_grid = len(spec.trainables) * spec.seeds * choices * spec.num_samples
+    if spec.search == "sequential":  # one grid per stage value
+        return per_grid * sum(len(s.values) for s in spec.stages)
+    return per_grid
+
+
+def _rungs(spec: StudySpec) -> tuple[int, ...]:
+    """The epochs at which ASHA judges trials (seed groups: their means); none without ASHA."""
+    if spec.scheduler.type != "asha":
+        return ()
+    epochs = resolve_study(spec).base.epochs
+    max_t = spec.scheduler.max_t or epochs
+    return asha_rungs(spec.scheduler.grace_period, spec.scheduler.reduction_factor, max_t)
+
+
+def describe(spec: StudySpec) -> dict[str, Any]:
+    """A plain-data plan: the resolved spec, the search space and the resource plan."""
+    space = {}
+    for key, dist in spec.space.items():
+        bounds = {dist.kind: [dist.low, dist.high]}
+        space[key] = list(dist.values) if dist.kind == "choice" else bounds
+    for stage in spec.stages:
+        space[stage.key] = {"sequential stage": list(stage.values)}
+    if len(spec.trainables) > 1:
+        space["trainable"] = list(spec.trainables)
+    if spec.seeds > 1:
+        base = int(spec.fixed.get("seed", 0))
+        space["seed"] = list(range(base, base + spec.seeds))
+    concurrent = min(spec.max_concurrent, trial_count(spec))
+    # seed groups: each sampled configuration runs over every seed and is judged on their mean
+    groups = {"groups": spec.num_samples, "seeds_per_group": spec.seeds} if spec.seed_groups else {}
+    return {
+        "spec": {
+            "name": spec.name, "source": spec.source, "search": spec.search,
+            "metric": spec.metric, "mode": spec.mode, "trainables": list(spec.trainables),
+            "objectives": {o.name: o.mode for o in spec.objectives},
+            "seeds": spec.seeds, "num_samples": spec.num_samples, "fixed": dict(spec.fixed),
+            "scheduler": {**asdict(spec.scheduler), "rungs": list(_rungs(spec))},
+        },
+        "search_space": space,
+        "resources": {
+            "per_trial": asdict(spec.resources),
+            "max_concurrent_trials": concurrent,
+            "trials": trial_count(spec),
+            **groups,
+            "peak_cpus": spec.resources.cpu * concurrent,
+            "peak_gpus": spec.resources.gpu * concurrent,
+        },
+    }

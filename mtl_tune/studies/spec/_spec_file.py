@@ -1,0 +1,253 @@
+"""Reading a spec file: TOML into a validated `StudySpec`, every error naming key and file."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from mtl_tune.exceptions import SpecError
+from mtl_tune.platform.config import TrainConfig
+from mtl_tune.platform.presets import PRESETS
+from mtl_tune.studies.spec._spec import (
+    DISTRIBUTIONS,
+    Distribution,
+    Objective,
+    Resources,
+    Scheduler,
+    Stage,
+    StudySpec,
+    spec_path,
+    validate,
+)
+
+
+def read_toml(path: Path) -> tuple[dict[str, Any], str]:
+    """A TOML file's table and text; SpecError with file (and line) when it cannot be read."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:  # a folder, a link loop, no permission
+        raise SpecError(f"cannot read the spec {path}: {err.strerror or err}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise SpecError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset "
+            f"{err.start}); save the spec as UTF-8"
+        ) from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(f"{path}: not valid TOML: {err}") from None
+
+
+def load_spec(name_or_path: str, overrides: Mapping[str, str] | None = None) -> StudySpec:
+    """Reads and validates a spec; `overrides` (from --set) replace fixed training keys."""
+    path = spec_path(name_or_path)
+    return parse_spec(read_toml(path)[0], str(path), overrides or {})
+
+
+class LaunchSpec(NamedTuple):
+    spec: StudySpec
+    text: str  # the spec file, verbatim (kept in the study folder for resume)
+    overrides: dict[str, str]  # what the command line set (kept for resume)
+
+
+def launch_spec(
+    name_or_path: str,
+    overrides: Mapping[str, str],
+    data_dir: Path | None = None,
+    name: str | None = None,
+    gpus_per_trial: float | None = None,
+    seeds: int | None = None,
+) -> LaunchSpec:
+    """The spec a launch runs, its file read once: `--set` overrides, the data folder (given,
+    else the spec's, else the default one), another name, GPUs per trial, seeds per row."""
+    path = spec_path(name_or_path)
+    raw, text = read_toml(path)
+    values = dict(overrides)
+    if data_dir is not None or "data_dir" not in _table(raw, "fixed", str(path)):
+        from mtl_tune.datasets import data_folder
+
+        values["data_dir"] = str(data_folder(data_dir))
+    spec = parse_spec(raw, str(path), values)
+    if name is not None:
+        spec = spec.replace(name=name)
+    if gpus_per_trial is not None:
+        spec = spec.replace(resources=Resources(spec.resources.cpu, gpus_per_trial))
+    if seeds is not None:
+        spec = spec.replace(seeds=seeds)
+    validate(spec)
+    return LaunchSpec(spec, text, values)
+
+
+_TOP_KEYS = {f.name for f in fields(StudySpec)} - {"source", "trainables", "stages"}
+_TOP_KEYS |= {"trainable", "trainables", "sequential", "prune_on"}
+
+
+def parse_spec(raw: Mapping[str, Any], source: str, overrides: Mapping[str, Any]) -> StudySpec:
+    """Builds a `StudySpec` from parsed TOML; every error names the key and `source`."""
+    unknown = sorted(set(raw) - _TOP_KEYS)
+    if unknown:
+        raise SpecError(f"unknown key(s) {unknown} in {source}; valid keys: {sorted(_TOP_KEYS)}")
+    trainables = raw.get("trainables", raw.get("trainable"))
+    if isinstance(trainables, str):
+        trainables = [trainables]
+    names_ok = isinstance(trainables, list) and all(isinstance(t, str) for t in trainables)
+    if trainables is not None and not names_ok:
+        raise SpecError(
+            f"`trainables` must be a trainable name or a list of names in {source}, "
+            f"but got {trainables!r}"
+        )
+    if not trainables:
+        raise SpecError(f"`trainables` must name at least one trainable in {source}")
+    for name in trainables:
+        if name not in PRESETS:
+            raise SpecError(
+                f"unknown trainable {name!r} in {source} (key `trainables`); valid: {list(PRESETS)}"
+            )
+    for key, value in overrides.items():  # blamed on the command line, not on the spec
+        TrainConfig.from_mapping({key: value}, source=f"--set {key}={value} on the command line")
+    fixed = {**_table(raw, "fixed", source), **overrides}
+    space = {k: _distribution(k, v, source) for k, v in _table(raw, "space", source).items()}
+    sequential = raw.get("sequential", [])
+    if not isinstance(sequential, list):
+        raise SpecError(f"`sequential` must be a list of [[sequential]] tables in {source}, "
+                        f"but got {sequential!r}")
+    stages = tuple(_stage(i, s, source) for i, s in enumerate(sequential, 1))
+    spec = StudySpec(
+        name=_typed(raw, "name", str, source, required=True),
+        trainables=tuple(trainables),
+        search=_typed(raw, "search", str, source, default="grid"),
+        metric=_metric(raw, source),
+        objectives=_objectives(raw.get("objectives", []), source),
+        mode=_typed(raw, "mode", str, source, default="max"),
+        num_samples=_typed(raw, "num_samples", int, source, default=1),
+        seeds=_typed(raw, "seeds", int, source, default=1),
+        max_concurrent=_typed(raw, "max_concurrent", int, source, default=2),
+        max_failures=_typed(raw, "max_failures", int, source, default=1),
+        keep_checkpoints=_typed(raw, "keep_checkpoints", str, source, default="best"),
+        optuna_seed=_typed(raw, "optuna_seed", int, source, default=0),
+        storage=_typed(raw, "storage", str, source, default=""),
+        fixed=fixed,
+        space=space,
+        stages=stages,
+        scheduler=_dataclass(Scheduler, _table(raw, "scheduler", source), "scheduler", source),
+        resources=_dataclass(Resources, _table(raw, "resources", source), "resources", source),
+        source=source,
+    )
+    validate(spec)
+    return spec
+
+
+def _metric(raw: Mapping[str, Any], source: str) -> str:
+    """`metric`, or its other name `prune_on` (a multi-objective spec's scalar)."""
+    metric = _typed(raw, "metric", str, source)
+    prune_on = _typed(raw, "prune_on", str, source)
+    if metric is not None and prune_on is not None and metric != prune_on:
+        raise SpecError(
+            f"`prune_on` and `metric` name the same scalar in {source}; give one, but got "
+            f"prune_on={prune_on!r} and metric={metric!r}"
+        )
+    return prune_on or metric or "overall"
+
+
+def _objectives(value: Any, source: str) -> tuple[Objective, ...]:
+    """`["sst_acc", ...]` (each maximised) or `{ sst_acc = "max", ... }`."""
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(Objective(name) for name in value)
+    if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+        return tuple(Objective(name, mode) for name, mode in value.items())
+    raise SpecError(
+        f"`objectives` must be a list of metric names or a table of metric = \"max\"|\"min\" "
+        f"in {source}, but got {value!r}"
+    )
+
+
+def _table(raw: Mapping[str, Any], key: str, source: str) -> dict[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise SpecError(f"`{key}` must be a table in {source}, but got {value!r}")
+    return dict(value)
+
+
+def _typed(
+    raw: Mapping[str, Any],
+    key: str,
+    kind: type,
+    source: str,
+    default: Any = None,
+    required: bool = False,
+) -> Any:
+    if key not in raw:
+        if required:
+            raise SpecError(f"`{key}` is required in {source}")
+        return default
+    value = raw[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise SpecError(f"`{key}` must be a {kind.__name__} in {source}, but got {value!r}")
+    return value
+
+
+def _dataclass(cls: type, values: dict[str, Any], key: str, source: str) -> Any:
+    defaults = {f.name: f.default for f in fields(cls)}
+    unknown = sorted(set(values) - set(defaults))
+    if unknown:
+        raise SpecError(
+            f"unknown key(s) {unknown} in [{key}] of {source}; valid: {sorted(defaults)}"
+        )
+    for name, value in values.items():
+        default = defaults[name]
+        if isinstance(default, str):
+            ok, kind = isinstance(value, str), "a string"
+        elif isinstance(default, int) and not isinstance(default, bool):
+            ok, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        else:  # float: an integer is fine too
+            ok, kind = isinstance(value, int | float) and not isinstance(value, bool), "a number"
+        if not ok:
+            raise SpecError(f"`{key}.{name}` must be {kind} in {source}, but got {value!r}")
+    return cls(**values)
+
+
+def _distribution(key: str, value: Any, source: str) -> Distribution:
+    where = f"space.{key} in {source}"
+    if not isinstance(value, dict):
+        return Distribution("choice", values=(value,))  # a fixed value
+    if len(value) != 1 or next(iter(value)) not in DISTRIBUTIONS:
+        raise SpecError(
+            f"{where} must be one table entry of {DISTRIBUTIONS}, e.g. "
+            f"{{ loguniform = [1e-6, 1e-4] }}, but got {value!r}"
+        )
+    kind, args = next(iter(value.items()))
+    if not isinstance(args, list) or not args:
+        raise SpecError(f"{where}: {kind} takes a list, but got {args!r}")
+    if kind == "choice":
+        if not all(isinstance(a, str | int | float | bool) for a in args):
+            raise SpecError(f"{where}: choice values must be strings, numbers or booleans, "
+                            f"but got {args!r}")
+        return Distribution("choice", values=tuple(args))
+    if len(args) != 2 or not all(isinstance(a, int | float) for a in args):
+        raise SpecError(f"{where}: {kind} takes [low, high], but got {args!r}")
+    low, high = float(args[0]), float(args[1])
+    if not low < high:
+        raise SpecError(f"{where}: `low < high` must hold, but got (low={low}, high={high})")
+    if kind == "loguniform" and low <= 0:
+        raise SpecError(f"{where}: loguniform needs low > 0, but got low={low}")
+    return Distribution(kind, low, high)
+
+
+def _stage(index: int, value: Any, source: str) -> Stage:
+    if not isinstance(value, dict) or set(value) != {"key", "values"} or not value["values"]:
+        raise SpecError(
+            f"[[sequential]] stage {index} in {source} must have exactly `key` and a non-empty "
+            f"`values` list, but got {value!r}"
+        )
+    values = value["values"]
+    if not isinstance(values, list) or not all(isinstance(v, str | int | float | bool)
+                                               for v in values):
+        raise SpecError(f"[[sequential]] stage {index} in {source}: `values` must be a list of "
+                        f"strings, numbers or booleans, but got {values!r}")
+    return Stage(str(value["key"]), tuple(values))

@@ -1,0 +1,126 @@
+"""The study folder behind one `StudyStore` (a local folder or an object store's staged copy):
+every study file is read, written, appended, listed and deleted here. No Ray."""
+
+from __future__ import annotations
+
+from mtl_tune.studies.store._disk import no_space_error
+from mtl_tune.studies.store._folder import StudyInfo, open_study
+from mtl_tune.studies.store._group_log import (
+    append_group_events,
+    group_decisions,
+    group_log_path,
+    read_group_events,
+)
+from mtl_tune.studies.store._json_lines import read_json_lines
+from mtl_tune.studies.store._lean import drop_finished_optimizer_state, drop_trial_optimizer_state
+from mtl_tune.studies.store._lock import DriverLock, Holder, live_holder
+from mtl_tune.studies.store._meta import (
+    StudyMeta,
+    adopt_folder,
+    default_optuna_url,
+    read_meta,
+    write_meta,
+)
+from mtl_tune.studies.store._object_store import (
+    is_store_uri,
+    local_path,
+    upload_if_longer,
+    uri_of,
+)
+from mtl_tune.studies.store._optuna_storage import JOURNAL_PREFIX, open_storage
+from mtl_tune.studies.store._relocation import here, here_url
+from mtl_tune.studies.store._retention import prune_trial, trial_rows
+from mtl_tune.studies.store._saved_state import (
+    SavedTrial,
+    repair_saved_state,
+    snapshot,
+    state_stamp,
+)
+from mtl_tune.studies.store._score_cache import cache_scores, read_cached_scores, score_cache_key
+from mtl_tune.studies.store._staging import clear_staging, end_staging, trial_staging
+from mtl_tune.studies.store._storage import (
+    EVENTS_FILE,
+    META_FILE,
+    REPORTS_DIR,
+    SPEC_FILE,
+    TUNE_DIR,
+    check_private,
+    disk_usage,
+    existing_study,
+    human_bytes,
+    storage_root,
+    study_folder,
+    study_names,
+)
+from mtl_tune.studies.store._store_pull import fetch_checkpoint, fetch_uri, pull
+from mtl_tune.studies.store._study_store import StudyStore, driver_copy
+from mtl_tune.studies.store._trial_log import (
+    TrialRecord,
+    append_event,
+    read_trials,
+    repair_record,
+    staged_path,
+)
+
+__all__ = [
+    "SavedTrial",
+    "trial_rows",
+    "clear_staging",
+    "end_staging",
+    "trial_staging",
+    "DriverLock",
+    "EVENTS_FILE",
+    "Holder",
+    "JOURNAL_PREFIX",
+    "META_FILE",
+    "REPORTS_DIR",
+    "SPEC_FILE",
+    "StudyInfo",
+    "StudyMeta",
+    "StudyStore",
+    "TUNE_DIR",
+    "TrialRecord",
+    "adopt_folder",
+    "append_event",
+    "append_group_events",
+    "cache_scores",
+    "check_private",
+    "default_optuna_url",
+    "disk_usage",
+    "drop_finished_optimizer_state",
+    "driver_copy",
+    "drop_trial_optimizer_state",
+    "existing_study",
+    "fetch_checkpoint",
+    "fetch_uri",
+    "group_decisions",
+    "group_log_path",
+    "here",
+    "here_url",
+    "human_bytes",
+    "is_store_uri",
+    "live_holder",
+    "local_path",
+    "no_space_error",
+    "open_storage",
+    "open_study",
+    "prune_trial",
+    "pull",
+    "read_cached_scores",
+    "read_group_events",
+    "read_json_lines",
+    "read_meta",
+    "read_trials",
+    "repair_record",
+    "repair_saved_state",
+    "score_cache_key",
+    "snapshot",
+    "staged_path",
+    "state_stamp",
+    "storage_root",
+    "study_folder",
+    "study_names",
+    "upload_if_longer",
+    "uri_of",
+    "write_meta",
+]
