@@ -17,7 +17,10 @@ ORIGINAL_ENV = "MTL_TUNE_ORIGINAL_DATA"  # the course's public files (unlabeled 
 
 
 # the fixtures that start Ray or another process: a test that uses one is marked `process`
-PROCESS_FIXTURES = frozenset({"ray_local", "ray_tmp", "built", "s3_endpoint"})
+PROCESS_FIXTURES = frozenset({
+    "ray_local", "ray_tmp", "built", "s3_endpoint",  # the suite's shared ones
+    "seen", "mo_study", "ray_two_gpus",  # studies/: a CLI launch, a launch, a Ray of 2 GPUs
+})
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -32,23 +35,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.process)
 
 
-@pytest.fixture(autouse=True)
-def _processes_only_where_marked(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A test not marked `process` that starts one (a subprocess, a fork, Ray) fails: the inner
-    loop (`-m "not process"`) must run exactly the tests that start none."""
-    if request.node.get_closest_marker("process"):
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """A test not marked `process` that starts one (a subprocess, a fork, Ray), in its own body
+    or in a fixture set up for it, fails: the inner loop (`-m "not process"`) must run exactly
+    the tests that start none."""
+    if item.get_closest_marker("process"):
+        yield
         return
     import subprocess
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError(
-            f"{request.node.nodeid} starts a process: mark it `@pytest.mark.process` (or use a "
-            "fixture that is one of PROCESS_FIXTURES), so that the inner loop leaves it out")
+            f"{item.nodeid} starts a process: mark it `@pytest.mark.process` (or add the "
+            "fixture that starts it to PROCESS_FIXTURES), so that the inner loop leaves it out")
 
-    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
-    monkeypatch.setattr(os, "fork", refuse)
+    saved = subprocess.Popen._execute_child, os.fork  # type: ignore[attr-defined]
+    subprocess.Popen._execute_child, os.fork = refuse, refuse  # type: ignore[attr-defined,assignment]
+    try:
+        yield
+    finally:
+        subprocess.Popen._execute_child, os.fork = saved  # type: ignore[attr-defined]
 
 
 def _original_folder() -> Path:
@@ -136,9 +143,6 @@ def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_data(tmp_path_factory.mktemp("tiny-data"), rows=48)
 
 
-RAY_SHAPE = {"num_cpus": 2}  # the shared Ray: two CPUs, like this machine, no GPU
-
-
 def start_shared_ray() -> None:
     """Starts the suite's shared local Ray (2 CPUs) unless a Ray runs in this process.
 
@@ -153,7 +157,7 @@ def start_shared_ray() -> None:
 
     if not ray.is_initialized():
         # "local" never joins another user's cluster
-        ray.init(address="local", include_dashboard=False, log_to_driver=False, **RAY_SHAPE)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     register_all()  # registrations live in the cluster: a new Ray starts without them
 
 

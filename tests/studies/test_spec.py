@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ def test_builtin_specs_parse_and_count() -> None:
                       "search-mo": 40, "extended-ablation": 33}
 
 
-def _tune_trials(spec: StudySpec) -> int:
+def _tune_trials(spec: StudySpec, folder: Path) -> int:
     """The trials Tune would start for `spec`: the variants of each param_space x num_samples."""
     from ray.tune.search.variant_generator import generate_variants
 
@@ -46,7 +45,7 @@ def _tune_trials(spec: StudySpec) -> int:
     if spec.search in ("optuna", "optuna-mo"):  # Tune runs the searcher's num_samples trials
         from mtl_tune.studies.driver._tune_setup import tune_config
 
-        return tune_config(spec, Path(tempfile.mkdtemp()), 2).num_samples
+        return tune_config(spec, folder, 2).num_samples
     spaces = [param_space(spec, {}, s.key) for s in spec.stages] or [param_space(spec)]
     return sum(len(list(generate_variants(space))) for space in spaces) * spec.num_samples
 
@@ -80,7 +79,7 @@ def test_trial_count_is_what_tune_runs(name: str, tmp_path: Path) -> None:
     else:
         spec = load_spec(str(write_spec(tmp_path, SEQUENTIAL_WITH_SPACE, {}, SEQUENTIAL_TABLES)))
     # the planned trial count equals the trials Tune generates from the launched search space
-    assert trial_count(spec) == _tune_trials(spec)
+    assert trial_count(spec) == _tune_trials(spec, tmp_path)
 
 
 def test_trial_count_of_sequential_multiplies_the_grid(tmp_path: Path) -> None:
