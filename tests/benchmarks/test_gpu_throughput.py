@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,9 +30,13 @@ def bench() -> ModuleType:
 @pytest.mark.process
 def test_smoke_run_measures_every_configuration(tiny_data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "result.json"
+    # torch.compile's precompiled headers go to <temp>/torchinductor_<user> whatever
+    # TORCHINDUCTOR_CACHE_DIR says: a temp folder of the test's own keeps /tmp clean
+    (tmp_path / "tmp").mkdir()
     run = subprocess.run(
         [sys.executable, str(SCRIPT), "--data-dir", str(tiny_data_dir), "--json", str(out)],
         capture_output=True, text=True, timeout=600,
+        env={**os.environ, "TMPDIR": str(tmp_path / "tmp")},
     )
     # without CUDA the script runs its smoke test and succeeds
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

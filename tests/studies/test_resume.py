@@ -110,7 +110,15 @@ def test_resume_after_sigkill(
     # the kill landed mid-study: some trials finished, not all
     assert finished and len(finished) < trial_count(spec), (len(finished), before.keys())
 
+    # what a trial killed while staging a checkpoint leaves in its folder (see
+    # test_interruptions): the resume removes it, for the finished trials too, which never run
+    # again
+    trial_dirs = [p for p in (root / "crash" / "tune" / "main").iterdir() if p.is_dir()]
+    for trial_dir in trial_dirs:
+        (trial_dir / ".staging" / "epoch2-x").mkdir(parents=True)
+        (trial_dir / ".staging" / "epoch2-x" / "model.safetensors").write_bytes(b"cut")
     output = resume_cli("crash", root, ray_tmp, tmp_path / "resume.log")
+    assert trial_dirs and not [p for p in trial_dirs if (p / ".staging").exists()]
     # the pitfall of a persistent OptunaSearch storage does not happen: the restored searcher never
     # reports a trial its storage already holds as finished (Ray 2.60 only logs that, as Optuna's
     # "Cannot tell a COMPLETE trial" or UpdateFinishedTrialError "... has already finished")
