@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +28,21 @@ def pytest_configure(config: pytest.Config) -> None:
     # torch.compile's kernels: a cache of the user's, not a new folder in /tmp on every run
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache / "mtl-tune" / "inductor"))
+    worker = getattr(config, "workerinput", None)
+    if worker is not None:
+        # pytest-xdist sets COLUMNS=80 in its workers; the tests see the terminal the run has
+        for name in ("COLUMNS", "LINES"):
+            if worker.get(name) is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = worker[name]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist, for each worker: the terminal size variables as the run has them."""
+    for name in ("COLUMNS", "LINES"):
+        node.workerinput[name] = os.environ.get(name)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

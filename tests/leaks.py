@@ -42,6 +42,7 @@ class _Before:
     ray_tmp: Path | None = None
     mounts: set[str] = set()
     temp: set[str] = set()
+    worker = False
 
 
 def _mounts() -> set[str]:
@@ -91,6 +92,10 @@ def _enabled() -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     if _Before.mark:
+        return
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: the controller checks the run
+        _Before.worker = True
+        _Before.mark = os.environ.get(RUN_ENV, "")
         return
     _Before.mark = f"{os.getpid()}-{time.time_ns()}"
     os.environ[RUN_ENV] = _Before.mark
@@ -143,6 +148,9 @@ def left_behind(basetemp: Path) -> list[str]:
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not _Before.mark:
+        return
+    if _Before.worker:  # its own shared Ray; the controller looks for leftovers once all ended
+        _stop_shared_ray()
         return
     _stop_suite()
     basetemp = session.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]

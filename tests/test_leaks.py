@@ -38,7 +38,8 @@ def _run(tmp_path: Path, text: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "MTL_TUNE_LEAK_CHECK"}
     env["MTL_TUNE_LEAK_GRACE_S"] = "1"  # the planted process never exits by itself
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "tests.leaks", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-q", "-o", "addopts=", "-p", "tests.leaks",
+         "-p", "no:cacheprovider",
          "--rootdir", str(tmp_path), str(test)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
     )

@@ -69,7 +69,16 @@ def dev_outputs(model: MultitaskBERT, split: TaskSplit) -> torch.Tensor:
 
 
 @pytest.mark.process
-def test_compiled_training_equals_eager(no_dropout_bert: Path, tiny_data_dir: Path) -> None:
+def test_compiled_training_equals_eager(
+    no_dropout_bert: Path, tiny_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch._inductor.codecache as codecache
+
+    # inductor's precompiled headers go to <temp>/torchinductor_<user> whatever
+    # TORCHINDUCTOR_CACHE_DIR says: the test's own folder keeps /tmp clean
+    monkeypatch.setattr(codecache, "_HEADER_DIR", str(tmp_path / "headers"), raising=False)
+    monkeypatch.setattr(codecache, "_HEADER_LOCK_DIR", str(tmp_path / "headers" / "locks"),
+                        raising=False)
     config = TrainConfig(
         backbone=str(no_dropout_bert), data_dir=str(tiny_data_dir), epochs=1, batch_size=8,
         max_length=32, eval_batch_size=64, max_examples=24, dropout=0.0, combine="pcgrad",

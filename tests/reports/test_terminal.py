@@ -258,13 +258,13 @@ def test_an_80_column_terminal_cuts_no_iteration_name(study: Path, tmp_path: Pat
 
 
 def test_the_commands_tables_fit_80_columns_with_one_format_per_number_column(
-    study: Path, labeled_data: Path
+    study: Path, tiny_data_dir: Path
 ) -> None:
     runner = CliRunner()
     env = {"COLUMNS": "80"}
     for args in (["study", "status", study.name, "--storage", str(study.parent)],
                  ["study", "list", "--storage", str(study.parent)],
-                 ["data", "check", "--data-dir", str(labeled_data)],
+                 ["data", "check", "--data-dir", str(tiny_data_dir)],
                  ["trainables", "list"]):
         result = runner.invoke(app, args, env=env)
         assert result.exit_code == 0, (args, result.output)
@@ -282,7 +282,7 @@ def test_the_commands_tables_fit_80_columns_with_one_format_per_number_column(
     assert "overall" not in header and "TERMINATED" not in "\n".join(status)
     listing = runner.invoke(app, ["study", "list", "--storage", str(study.parent)], env=env)
     assert "best Overall" in listing.stdout.splitlines()[1]
-    check = runner.invoke(app, ["data", "check", "--data-dir", str(labeled_data)], env=env)
+    check = runner.invoke(app, ["data", "check", "--data-dir", str(tiny_data_dir)], env=env)
     tasks = {line.split()[0] for line in check.stdout.splitlines()[2:] if "ok" in line.split()}
     assert {"SST", "PD", "STS"} <= tasks and "para" not in tasks
 
