@@ -28,7 +28,7 @@ from mtl_tune.platform.splits import tokenize_split
 from mtl_tune.platform.tasks import TASKS, task_spec
 from mtl_tune.platform.tokenizer import WordPieceTokenizer
 from tests.conftest import LABELED, ORIGINAL, minilm_path
-from tests.helpers import write_subset
+from tests.helpers import write_tiny_data
 
 LOGGER = "mtl_tune.platform.data"
 SST_HEADER = ["", "id", "sentence", "sentiment"]
@@ -93,22 +93,20 @@ def test_split_path_falls_back_to_test_student(tmp_path: Path) -> None:
     assert split_path(tmp_path, "sst", "test") == tmp_path / "ids-sst-test.csv"
 
 
-@pytest.mark.usefixtures("labeled_data")
 @pytest.mark.parametrize(
     ("task", "split", "name"),
     [("sst", "train", "ids-sst-train.csv"), ("para", "dev", "quora-dev.csv"),
      ("sts", "test", "sts-test.csv"), ("cfimdb", "dev", "ids-cfimdb-dev.csv")],
 )
-def test_split_path_names(task: str, split: str, name: str) -> None:
+def test_split_path_names(task: str, split: str, name: str, tiny_data_dir: Path) -> None:
     # each task's split is `<prefix>-<split>.csv`
-    assert split_path(LABELED, task, split) == LABELED / name
+    assert split_path(tiny_data_dir, task, split) == tiny_data_dir / name
 
 
-@pytest.mark.usefixtures("labeled_data")
-def test_split_path_bad_split() -> None:
+def test_split_path_bad_split(tiny_data_dir: Path) -> None:
     # only train, dev and test are splits
     with pytest.raises(DataError, match=r"split must be one of \('train', 'dev', 'test'\).*'val'"):
-        split_path(LABELED, "sst", "val")
+        split_path(tiny_data_dir, "sst", "val")
 
 
 def test_resolve_data_dir_neither(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -120,13 +118,14 @@ def test_resolve_data_dir_neither(monkeypatch: pytest.MonkeyPatch) -> None:
         resolve_data_dir(None)
 
 
-@pytest.mark.usefixtures("labeled_data")
-def test_resolve_data_dir_sources(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_resolve_data_dir_sources(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_data_dir: Path
+) -> None:
     monkeypatch.setenv(DATA_ENV, str(tmp_path))
     # the environment variable is used when no argument is given
     assert resolve_data_dir(None) == tmp_path
     # an explicit argument wins over the environment variable
-    assert resolve_data_dir(LABELED) == LABELED
+    assert resolve_data_dir(tiny_data_dir) == tiny_data_dir
     # a folder that does not exist is refused, naming where it came from
     with pytest.raises(DataError, match=r"data folder .*absent does not exist \(from --data-dir\)"):
         resolve_data_dir(tmp_path / "absent")
@@ -135,18 +134,17 @@ def test_resolve_data_dir_sources(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
         resolve_data_dir(None)
 
 
-@pytest.mark.usefixtures("labeled_data")
 @pytest.mark.parametrize("call", ["task_spec", "split_path", "read_split"])
-def test_unknown_task_lists_valid_tasks(call: str) -> None:
+def test_unknown_task_lists_valid_tasks(call: str, tiny_data_dir: Path) -> None:
     # an unknown task name is refused with the list of valid ones
     with pytest.raises(DataError, match=r"task must be one of \('sst', 'para', 'sts', 'cfimdb'\), "
                        r"but got 'quora'"):
         if call == "task_spec":
             task_spec("quora")
         elif call == "split_path":
-            split_path(LABELED, "quora", "dev")
+            split_path(tiny_data_dir, "quora", "dev")
         else:
-            read_split(LABELED / "quora-dev.csv", "quora", "dev")
+            read_split(tiny_data_dir / "quora-dev.csv", "quora", "dev")
 
 
 def test_errors_are_mtl_tune_errors() -> None:
@@ -605,9 +603,8 @@ def test_unreadable_file(
         read_split(path, "sst", "dev")
 
 
-@pytest.mark.usefixtures("labeled_data")
-def test_data_check_reports_broken_files(tmp_path: Path) -> None:
-    write_subset(LABELED, tmp_path, rows=4)
+def test_data_check_reports_broken_files(tmp_path: Path, tiny_data_dir: Path) -> None:
+    write_tiny_data(tmp_path, rows=4)
     _write(tmp_path / "ids-sst-train.csv", SST_HEADER, [])
     (tmp_path / "sts-dev.csv").unlink()
     (tmp_path / "sts-dev.csv").mkdir()
@@ -676,11 +673,10 @@ def test_max_examples_larger_than_file_keeps_all() -> None:
     assert len(ex) == 863
 
 
-@pytest.mark.usefixtures("labeled_data")
-def test_max_examples_negative() -> None:
+def test_max_examples_negative(tiny_data_dir: Path) -> None:
     # a negative subset size is refused
     with pytest.raises(ConfigError, match="max_examples must be >= 0 or None, but got -1"):
-        read_split(LABELED / "sts-dev.csv", "sts", "dev", max_examples=-1)
+        read_split(tiny_data_dir / "sts-dev.csv", "sts", "dev", max_examples=-1)
 
 
 def test_read_splits_max_examples_spares_test(tiny_data_dir: Path) -> None:
@@ -694,21 +690,23 @@ def test_read_splits_max_examples_spares_test(tiny_data_dir: Path) -> None:
     assert len(out["sst"]["test"]) == 48 and len(out["sts"]["test"]) == 48
 
 
-@pytest.mark.usefixtures("labeled_data")
-def test_read_splits_explicit_files_without_data_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_read_splits_explicit_files_without_data_dir(
+    monkeypatch: pytest.MonkeyPatch, tiny_data_dir: Path
+) -> None:
     monkeypatch.delenv(DATA_ENV, raising=False)
     config = DataConfig(
-        tasks=("sts",), splits=("dev",), files=(("sts", "dev", str(LABELED / "sts-dev.csv")),)
+        tasks=("sts",), splits=("dev",), files=(("sts", "dev", str(tiny_data_dir / "sts-dev.csv")),)
     )
     # explicit files for every (task, split) need no data folder
-    assert len(read_splits(config)["sts"]["dev"]) == 863
+    assert len(read_splits(config)["sts"]["dev"]) == 48
 
 
-@pytest.mark.usefixtures("labeled_data")
-def test_read_splits_partial_explicit_files_need_data_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_read_splits_partial_explicit_files_need_data_dir(
+    monkeypatch: pytest.MonkeyPatch, tiny_data_dir: Path
+) -> None:
     monkeypatch.delenv(DATA_ENV, raising=False)
     config = DataConfig(
-        tasks=("sst",), splits=("dev",), files=(("sts", "dev", str(LABELED / "sts-dev.csv")),)
+        tasks=("sst",), splits=("dev",), files=(("sts", "dev", str(tiny_data_dir / "sts-dev.csv")),)
     )
     # an explicit file for another task does not stand in for the data folder
     with pytest.raises(DataError, match="no data folder given"):
