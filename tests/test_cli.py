@@ -66,8 +66,7 @@ def test_parse_sets() -> None:
         parse_sets(["lr"])
 
 
-@pytest.mark.usefixtures("labeled_data")
-def test_train_rejects_unknown_key_before_training(tmp_path: Path) -> None:
+def test_train_rejects_unknown_key_before_training(tmp_path: Path, tiny_data_dir: Path) -> None:
     result = runner.invoke(
         app,
         [
@@ -76,7 +75,7 @@ def test_train_rejects_unknown_key_before_training(tmp_path: Path) -> None:
             "--set",
             "lrate=1",
             "--data-dir",
-            str(LABELED),
+            str(tiny_data_dir),
             "--out",
             str(tmp_path / "run"),
         ],

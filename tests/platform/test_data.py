@@ -644,9 +644,8 @@ def test_pair_normalisation(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- subsets
 
 
-@pytest.mark.usefixtures("labeled_data")
-def test_max_examples_subset() -> None:
-    path = LABELED / "ids-sst-train.csv"
+def test_max_examples_subset(tmp_path: Path) -> None:
+    path = write_tiny_data(tmp_path, rows=400) / "ids-sst-train.csv"
     full = read_split(path, "sst", "train")
     a = read_split(path, "sst", "train", max_examples=100)
     b = read_split(path, "sst", "train", max_examples=100)
@@ -666,11 +665,10 @@ def test_max_examples_subset() -> None:
     assert positions != list(range(100))
 
 
-@pytest.mark.usefixtures("labeled_data")
-def test_max_examples_larger_than_file_keeps_all() -> None:
-    ex = read_split(LABELED / "sts-dev.csv", "sts", "dev", max_examples=10_000)
+def test_max_examples_larger_than_file_keeps_all(tiny_data_dir: Path) -> None:
+    ex = read_split(tiny_data_dir / "sts-dev.csv", "sts", "dev", max_examples=10_000)
     # asking for more rows than there are keeps every row
-    assert len(ex) == 863
+    assert len(ex) == 48
 
 
 def test_max_examples_negative(tiny_data_dir: Path) -> None:
