@@ -138,9 +138,24 @@ def resume(
 
     Example: mtl-tune study resume demo
     """
-    from mtl_tune.studies import resume_study, storage_root
+    from mtl_tune.studies import (
+        StudyStore,
+        check_private,
+        existing_study,
+        refuse_running,
+        storage_root,
+    )
 
     root = storage_root(storage)
+    if not StudyStore.at(root).on_store:
+        # the refusals first, before Ray and torch are even imported (seconds): no such study,
+        # a folder others can write, a live driver (the driver checks again under the lock)
+        folder = existing_study(root, name)
+        if not trust:
+            check_private(folder)
+        refuse_running(folder, name)
+    from mtl_tune.studies import resume_study
+
     outcome = resume_study(root, name, address=address, verbose=verbose, trust=trust)
     _print_outcome(outcome, root, name)
 

@@ -13,7 +13,7 @@ from mtl_tune.studies.store._group_log import (
 )
 from mtl_tune.studies.store._json_lines import read_json_lines
 from mtl_tune.studies.store._lean import drop_finished_optimizer_state, drop_trial_optimizer_state
-from mtl_tune.studies.store._lock import DriverLock, Holder, live_holder
+from mtl_tune.studies.store._lock import DriverLock, Holder, live_holder, refuse_running
 from mtl_tune.studies.store._meta import (
     StudyMeta,
     adopt_folder,
@@ -63,6 +63,7 @@ from mtl_tune.studies.store._trial_log import (
 )
 
 __all__ = [
+    "refuse_running",
     "SavedTrial",
     "trial_rows",
     "clear_staging",

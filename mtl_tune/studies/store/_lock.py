@@ -74,6 +74,20 @@ def live_holder(folder: Path) -> Holder | None:
     return holder if holder is not None and holder.alive() else None
 
 
+def refuse_running(folder: Path, name: str) -> None:
+    """Raises SpecError when a live driver holds the study in `folder`.
+
+    Raises:
+        SpecError: Another driver runs the study (its pid, host and start named).
+    """
+    other = read_holder(folder)
+    if other is not None and other.alive():
+        raise SpecError(
+            f"study {name!r} is being run by another driver ({other.describe()}); "
+            "wait for it to finish or stop it, then resume"
+        )
+
+
 class DriverLock:
     """Holds a study's lock while a driver runs it (a context manager).
 
@@ -91,12 +105,8 @@ class DriverLock:
         self._thread: threading.Thread | None = None
 
     def _refuse_live(self) -> None:
+        refuse_running(self.path.parent, self.name)
         other = read_holder(self.path.parent)
-        if other is not None and other.alive():
-            raise SpecError(
-                f"study {self.name!r} is being run by another driver ({other.describe()}); "
-                "wait for it to finish or stop it, then resume"
-            )
         if other is not None:
             logger.info("taking over study %s from a driver that died (%s)",
                         self.name, other.describe())
