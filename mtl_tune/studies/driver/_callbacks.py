@@ -19,6 +19,7 @@ from mtl_tune.studies.spec import better
 from mtl_tune.studies.store import (
     append_event,
     drop_trial_optimizer_state,
+    drop_trial_staging,
     here,
     local_path,
     prune_trial,
@@ -213,6 +214,7 @@ class CheckpointRetention(tune.Callback):
                 continue
             if settled:  # ended in the saved state: never resumed, so weights are enough
                 drop_trial_optimizer_state(trial.storage.trial_fs_path, fs)
+                drop_trial_staging(trial.storage.trial_fs_path, fs, trial_id)
                 del self.watched[trial_id]
 
 

@@ -37,7 +37,12 @@ from mtl_tune.studies.store._saved_state import (
     state_stamp,
 )
 from mtl_tune.studies.store._score_cache import cache_scores, read_cached_scores, score_cache_key
-from mtl_tune.studies.store._staging import clear_staging, end_staging, trial_staging
+from mtl_tune.studies.store._staging import (
+    clear_staging,
+    drop_trial_staging,
+    end_staging,
+    trial_staging,
+)
 from mtl_tune.studies.store._storage import (
     EVENTS_FILE,
     META_FILE,
@@ -63,6 +68,7 @@ from mtl_tune.studies.store._trial_log import (
 )
 
 __all__ = [
+    "drop_trial_staging",
     "refuse_running",
     "SavedTrial",
     "trial_rows",

@@ -10,9 +10,10 @@ forever):
 - a study on an object store: `<temp>/mtl-tune-staging/<trial id>/` on the trial's node (the
   store has no folder to write into).
 
-Each run of a trial clears what an earlier, killed run of it left (`trial_staging`), and
-`study resume` clears every staging folder of the study's trials (`clear_staging`), those that
-will not run again included.
+Each run of a trial clears what an earlier, killed run of it left (`trial_staging`); the driver
+clears an ended trial's (`drop_trial_staging`: a trial the scheduler stopped is stopped inside
+its report, with a checkpoint still staged); and `study resume` clears every staging folder of
+the study's trials (`clear_staging`), those that will not run again included.
 """
 
 from __future__ import annotations
@@ -67,3 +68,13 @@ def clear_staging(study: Path, trial_ids: Iterable[str]) -> list[Path]:
     for folder in found:
         end_staging(folder)
     return found
+
+
+def drop_trial_staging(trial_dir: str, fs: object, trial_id: str) -> None:
+    """Removes an ended trial's staging folders: in its trial folder when the storage is a file
+    system (`fs`, pyarrow's), and this node's for `trial_id`."""
+    if getattr(fs, "type_name", "") == "local":
+        end_staging(Path(trial_dir) / STAGING_DIR)
+    node = _staging_folder(None, trial_id)
+    if node.is_dir():
+        end_staging(node)
