@@ -164,8 +164,9 @@ def start_shared_ray() -> None:
 
     One Ray serves every test that needs only "a Ray" (launches, the reports' study, the
     registered trainables); it is stopped at the end of the session. A test that asserts
-    something of the Ray itself (logical GPUs, two nodes) stops it first (`stop_ray`) and
-    starts its own; the next test that wants the shared one starts it again.
+    something of the Ray itself (logical GPUs, two nodes) stops it first
+    (`tests.studies.conftest.shutdown_and_check`) and starts its own; the next test that wants
+    the shared one starts it again.
     """
     import ray
 
