@@ -111,6 +111,37 @@ def write_tiny_data(dest: Path, rows: int = 48, seed: int = 0) -> Path:
     return dest
 
 
+def write_tiny_public_files(dest: Path, rows: int = 8, seed: int = 0) -> Path:
+    """Writes the course's public files in miniature: what `data fetch` downloads, from random
+    words (see `write_tiny_data`), no real file read.
+
+    The names are those `mtl_tune.datasets.PINNED` pins a hash for (the public mirror lacks the
+    two unpinned Quora files, and so does this folder): train and dev files labeled, the
+    `-test-student` files without the label column.
+    """
+    import tempfile
+
+    from mtl_tune.datasets import PINNED
+    from mtl_tune.platform.tasks import TASKS
+
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest) as scratch:
+        labeled = write_tiny_data(Path(scratch), rows=rows, seed=seed)
+        for name, pinned in PINNED.items():
+            if pinned is None:
+                continue
+            if not name.endswith("-test-student.csv"):
+                (dest / name).write_bytes((labeled / name).read_bytes())
+                continue
+            prefix = name.removesuffix("-test-student.csv")
+            spec = next(s for s in TASKS.values() if s.prefix == prefix)
+            lines = (labeled / f"{prefix}-test.csv").read_text(encoding="utf-8").splitlines()
+            unlabeled = ["\t".join(["", "id", *spec.text_columns])]
+            unlabeled += ["\t".join(line.split("\t")[:-1]) for line in lines[1:]]
+            (dest / name).write_text("\n".join(unlabeled) + "\n", encoding="utf-8")
+    return dest
+
+
 def _caller() -> str:
     """`file:line` of the innermost mtl_tune frame of the current stack."""
     frame = next(

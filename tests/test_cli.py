@@ -10,7 +10,7 @@ from mtl_tune.cli import app, parse_sets
 from mtl_tune.exceptions import ConfigError
 from mtl_tune.platform.presets import PRESETS
 from tests.conftest import LABELED, ORIGINAL
-from tests.helpers import write_subset
+from tests.helpers import write_subset, write_tiny_public_files
 
 runner = CliRunner()
 
@@ -249,12 +249,9 @@ def test_predict_refuses_a_folder_where_a_test_file_belongs(
     assert "sts-test.csv is a folder, not a data file (task 'sts', split 'test')" in result.stderr
 
 
-@pytest.mark.usefixtures("original_data")
 def test_predict_refuses_duplicate_ids_in_an_unlabeled_split(trained: Path,
                                                               tmp_path: Path) -> None:
-    data = tmp_path / "original"
-    data.mkdir()
-    write_subset(ORIGINAL, data, rows=8)
+    data = write_tiny_public_files(tmp_path / "original", rows=8)
     sst = data / "ids-sst-test-student.csv"
     lines = sst.read_text().splitlines()
     lines.append(lines[1])  # the first data row again, line 10
@@ -269,11 +266,8 @@ def test_predict_refuses_duplicate_ids_in_an_unlabeled_split(trained: Path,
     assert not out.exists()
 
 
-@pytest.mark.usefixtures("original_data")
 def test_data_check_reports_a_symlink_loop(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    write_subset(ORIGINAL, data, rows=8)
+    data = write_tiny_public_files(tmp_path / "data", rows=8)
     (data / "sts-dev.csv").unlink()
     (data / "sts-dev.csv").symlink_to("sts-dev.csv")
     result = runner.invoke(app, ["data", "check", "--data-dir", str(data)])

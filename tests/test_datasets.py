@@ -1,4 +1,8 @@
-"""mtl_tune.datasets: the course's files from a loopback server, pinned hashes, offline."""
+"""mtl_tune.datasets: the course's files from a loopback server, pinned hashes, offline.
+
+The server holds generated files (`write_tiny_public_files`) whose hashes stand in for the pinned
+ones, so only the check of the pins themselves needs the course's real files.
+"""
 
 from __future__ import annotations
 
@@ -16,15 +20,16 @@ from mtl_tune.cli import app
 from mtl_tune.datasets import PINNED, default_data_dir, fetch_data
 from mtl_tune.exceptions import FetchError
 from tests.conftest import ORIGINAL
+from tests.helpers import write_tiny_public_files
 
 THREE = ("ids-sst-dev.csv", "sts-dev.csv", "quora-dev.csv")
-pytestmark = pytest.mark.usefixtures("original_data")  # skipped, or failed in CI, without them
 
 
 class Served:
-    """What the loopback server holds (the public files, unless replaced) and what it saw."""
+    """What the loopback server holds (`folder`'s files, unless replaced) and what it saw."""
 
-    def __init__(self) -> None:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
         self.replaced: dict[str, bytes] = {}
         self.gets: list[str] = []
         self.base_url = ""
@@ -38,8 +43,14 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def server() -> Iterator[Served]:
-    served = Served()
+def server(tmp_path_factory: pytest.TempPathFactory,
+           monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
+    """A loopback server of generated public files, their hashes pinned in their stead."""
+    folder = write_tiny_public_files(tmp_path_factory.mktemp("mirror"))
+    pinned = {n: (hashlib.sha256((folder / n).read_bytes()).hexdigest() if h else None)
+              for n, h in PINNED.items()}
+    monkeypatch.setattr("mtl_tune.datasets.PINNED", pinned)
+    served = Served(folder)
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: object) -> None:
@@ -48,7 +59,7 @@ def server() -> Iterator[Served]:
         def do_GET(self) -> None:
             name = self.path.removeprefix("/data/")
             served.gets.append(name)
-            path = ORIGINAL / name
+            path = served.folder / name
             if name not in served.replaced and ("/" in name or not path.is_file()):
                 self.send_error(404, "Not Found")
                 return
@@ -70,7 +81,8 @@ def server() -> Iterator[Served]:
         thread.join(5)
 
 
-def test_every_pinned_hash_is_the_public_file(tmp_path: Path) -> None:
+@pytest.mark.usefixtures("original_data")  # skipped, or failed in CI, without them
+def test_every_pinned_hash_is_the_public_file() -> None:
     for name, pinned in PINNED.items():
         if (ORIGINAL / name).is_file():
             # each pinned sha256 is that of the course's public file
@@ -82,7 +94,7 @@ def test_fetches_the_files_then_only_checks_them(server: Served, tmp_path: Path)
     first = fetch_data(dest, base_url=server.base_url, names=THREE, progress=False)
     # each file is downloaded whole, into a folder made for it, byte for byte the public one
     assert [(f.name, f.status) for f in first] == [(n, "downloaded") for n in THREE]
-    assert all((dest / n).read_bytes() == (ORIGINAL / n).read_bytes() for n in THREE)
+    assert all((dest / n).read_bytes() == (server.folder / n).read_bytes() for n in THREE)
     again = fetch_data(dest, base_url=server.base_url, names=THREE, progress=False)
     # a second run checks the files against their pinned hashes and downloads nothing
     assert [f.status for f in again] == ["verified"] * 3 and server.gets == list(THREE)
@@ -170,4 +182,4 @@ def test_cli_fetch_error_is_exit_1_and_keeps_earlier_files(server: Served, tmp_p
     assert "Traceback" not in result.output
     # the files downloaded before it are kept, complete
     assert (tmp_path / "ids-sst-train.csv").read_bytes() == (
-        ORIGINAL / "ids-sst-train.csv").read_bytes()
+        server.folder / "ids-sst-train.csv").read_bytes()

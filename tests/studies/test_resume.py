@@ -20,6 +20,7 @@ from ray.tune import ExperimentAnalysis
 from mtl_tune.studies import load_results, load_spec, open_storage, read_meta, trial_count
 from mtl_tune.studies.driver._optuna_mirror import RAY_ID_ATTR
 from mtl_tune.studies.store._group_log import group_log_path, read_group_events
+from tests.helpers import write_tiny_data
 from tests.studies.conftest import (
     ASHA,
     NO_SCHEDULER,
@@ -199,17 +200,19 @@ def _decided(folder: Path) -> list[dict[str, Any]] | None:
 
 
 def test_seed_groups_resume_after_sigkill_from_their_logged_decisions(
-    tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path,
+    tmp_path: Path, tiny_bert_dir: Path, ray_tmp: Path,
 ) -> None:
     """3 configurations x 2 seeds under ASHA, killed after the first rung decision: the resumed
     driver replays the log (Tune does not restore schedulers), so no rung is judged twice, the
     seeds of a group still stop together, and the record holds one trial per group."""
     top = TOP.replace("num_samples = 6", "num_samples = 3\nseeds = 2")
-    fixed = tiny_fixed(tiny_bert_dir, tiny_data_dir, epochs=3)
+    # epochs long enough that Tune saves its state between two logged events (48 rows were
+    # once too few: the study ended before a kill point came)
+    data = write_tiny_data(tmp_path / "data", rows=160)
+    fixed = tiny_fixed(tiny_bert_dir, data, epochs=3)
     path = write_spec(tmp_path, top, fixed, TPE_SPACE + ASHA)
     root = tmp_path / "studies"
-    before = launch_and_kill(path, tiny_data_dir, root, ray_tmp,
-                              lambda: _decided(root / "crash"))
+    before = launch_and_kill(path, data, root, ray_tmp, lambda: _decided(root / "crash"))
     resume_cli("crash", root, ray_tmp, tmp_path / "resume.log")
 
     events = read_group_events(group_log_path(root / "crash"))
