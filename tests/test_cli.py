@@ -295,8 +295,8 @@ def test_predict_out_on_an_existing_file_is_one_error_line(trained: Path, tiny_d
                                  "--data-dir", str(tiny_data_dir), "--out", str(blocker)])
     # exit 1, what and where, and how to fix it; no traceback
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert result.stderr.startswith(f"Error: cannot use {blocker} (File exists, at ")
-    assert "give a folder that does not exist yet" in result.stderr
+    assert result.stderr.startswith(f"Error: --out {blocker} is an existing file, not a "
+                                    "folder; pass a new folder for the predictions")
     # the user's file is untouched
     assert blocker.read_text() == "mine"
 

@@ -124,9 +124,10 @@ def test_root_is_refused_from_anywhere(
     tiny_bert_dir: Path, tiny_data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mtl_tune.exceptions import MtlTuneError
-    from mtl_tune.platform.standalone import check_out_dir
+    from mtl_tune.platform.out_folder import check_out
+    from mtl_tune.platform.standalone import RUN_KIND
 
     monkeypatch.setattr(Path, "cwd", lambda: Path("/nonexistent-cwd"))
     # the file system root is named as such, wherever the current folder is
     with pytest.raises(MtlTuneError, match=r"--out / is the root of the file system"):
-        check_out_dir(Path("/"), force=True)
+        check_out(Path("/"), RUN_KIND, {}, force=True)

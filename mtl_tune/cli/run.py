@@ -45,7 +45,7 @@ def train(
         Path | None, typer.Option(metavar="DIR", help="Output folder (default runs/NAME-TIME).")
     ] = None,
     force: Annotated[bool, typer.Option(
-        "--force", help="Replace a non-empty --out folder.")] = False,
+        "--force", help="Replace an earlier run in --out (nothing else is replaced).")] = False,
 ) -> None:
     """Train one trial without Ray Tune; write metrics.json and best/last checkpoints.
 
@@ -98,27 +98,26 @@ def predict(
     out: Annotated[
         Path | None,
         typer.Option(metavar="DIR",
-                     help="Folder for the prediction files (default: predictions-SPLIT in the "
-                     "checkpoint folder; for a URI, in the current folder)."),
+                     help="Folder for the prediction files, written whole (default: "
+                     "predictions-SPLIT in the current folder)."),
     ] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace earlier predictions in --out (nothing else).")] = False,
 ) -> None:
     """Score a labeled split, or write the course's leaderboard files for an unlabeled one.
 
-    Example: mtl-tune predict runs/it7/best --split dev
+    Example: mtl-tune predict runs/it7/best --split dev --out runs/it7/predictions-dev
     """
     from mtl_tune.datasets import data_folder
     from mtl_tune.platform.predict import predict_data
-    from mtl_tune.studies import fetch_uri, is_store_uri
+    from mtl_tune.studies import study_holding
 
     if split not in ("dev", "test", "train"):
         raise ConfigError(f"--split must be one of ('dev', 'test', 'train'), but got {split!r}")
-    if is_store_uri(checkpoint):  # predictions go to this machine, not into the store
-        local = fetch_uri(checkpoint)
-        folder = out or Path.cwd() / f"predictions-{split}"
-    else:
-        local = Path(checkpoint)
-        folder = out or local / f"predictions-{split}"
-    result = predict_data(local, data_folder(data_dir), split, folder)
+    local = _checkpoint_folder(checkpoint)
+    folder = out or Path(f"predictions-{split}")
+    result = predict_data(local, data_folder(data_dir), split, folder, force=force,
+                          study=study_holding(local))
     for task, why in result.missing.items():
         typer.echo(f"notice: {task} skipped: {why}", err=True)
     for task, predictions in result.predictions.items():
@@ -130,24 +129,31 @@ def predict(
         typer.echo(table([{k: round(v, 4) for k, v in scores.items()}]))
 
 
+def _checkpoint_folder(checkpoint: str) -> Path:
+    """The local folder of a checkpoint argument: a path, or a store URI fetched to the cache."""
+    from mtl_tune.studies import fetch_uri, is_store_uri
+
+    return fetch_uri(checkpoint) if is_store_uri(checkpoint) else Path(checkpoint)
+
+
 def export(
     checkpoint: Annotated[str, typer.Argument(
         metavar="CHECKPOINT",
         help="A checkpoint folder or store URI (e.g. runs/it7/best, s3://b/p/.../checkpoint_2).")],
     out: Annotated[Path, typer.Option(
-        metavar="DIR", help="The folder to write (must not exist yet).")],
+        metavar="DIR", help="The folder to write (new, or empty).")],
     force: Annotated[bool, typer.Option(
-        "--force", help="Replace an existing --out folder.")] = False,
+        "--force", help="Replace an earlier export in --out (nothing else is replaced).")] = False,
 ) -> None:
     """Write a checkpoint as a Hugging Face BERT + sentence-transformers folder, heads beside.
 
     Example: mtl-tune export runs/it7/best --out it7-model
     """
     from mtl_tune.platform.export import export_checkpoint
-    from mtl_tune.studies import fetch_uri, is_store_uri
+    from mtl_tune.studies import study_holding
 
-    local = fetch_uri(checkpoint) if is_store_uri(checkpoint) else Path(checkpoint)
-    folder = export_checkpoint(local, out, force)
+    local = _checkpoint_folder(checkpoint)
+    folder = export_checkpoint(local, out, force, study=study_holding(local))
     typer.echo(f"exported {checkpoint} -> {folder}")
     typer.echo(f"  transformers:          AutoModel.from_pretrained({str(folder)!r})")
     typer.echo(f"  sentence-transformers: SentenceTransformer({str(folder)!r})")

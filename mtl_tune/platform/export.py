@@ -24,15 +24,20 @@ from typing import Any
 import torch
 from safetensors.torch import save
 
-from mtl_tune.exceptions import MtlTuneError
 from mtl_tune.platform.atomic import replace_folder, write_bytes
 from mtl_tune.platform.checkpoint import load_model, read_state
 from mtl_tune.platform.checkpoint_files import MODEL_FILE, TOKENIZER_FILES
 from mtl_tune.platform.export_files import EXPORT_FORMAT, HEADS_CONFIG, HEADS_FILE
 from mtl_tune.platform.model import MultitaskBERT
+from mtl_tune.platform.out_folder import OutputKind, check_out
 
 HEAD_MODULES = ("sentiment", "paraphrase", "similarity")
 ST_POOLING = {"cls": "cls", "pooler": "cls", "mean": "mean"}  # the pooler: [CLS], then 2_Dense
+EXPORT_ENTRIES = frozenset({
+    "config.json", MODEL_FILE, HEADS_FILE, HEADS_CONFIG, *TOKENIZER_FILES, "modules.json",
+    "sentence_bert_config.json", "1_Pooling", "2_Dense",
+})
+EXPORT_KIND = OutputKind("export", "export", HEADS_CONFIG, EXPORT_ENTRIES.__contains__)
 
 
 def _tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -92,24 +97,25 @@ def sentence_transformers_files(model: MultitaskBERT, max_length: int) -> dict[s
     return files
 
 
-def export_checkpoint(checkpoint: Path, out: Path, force: bool = False) -> Path:
+def export_checkpoint(
+    checkpoint: Path, out: Path, force: bool = False, study: Path | None = None
+) -> Path:
     """Writes the checkpoint as a Hugging Face / sentence-transformers / mtl-tune folder `out`.
 
     Args:
         checkpoint: An mtl-tune checkpoint folder (`best`, `checkpoint_000003`, ...).
-        out: The folder to write; it must not exist unless `force`.
-        force: Replace an existing `out` (whole: nothing of the old folder stays).
+        out: The folder to write; it must not exist, or be empty, unless `force`.
+        force: Replace an earlier export at `out` (whole: nothing of it stays); a folder
+            holding anything else is refused (`out_folder.check_out`).
+        study: The study folder the checkpoint lies in, if any: `out` may not overlap it.
 
     Raises:
-        MtlTuneError: `out` exists without `force`, or `out` is `checkpoint` itself; the
-            checkpoint cannot be loaded; writing failed (the old `out` is kept).
+        MtlTuneError: `out` is refused (`out_folder.check_out`: it overlaps the checkpoint or
+            its study, or holds files an export did not write); the checkpoint cannot be
+            loaded; writing failed (the old `out` is kept).
     """
-    checkpoint, out = Path(checkpoint), Path(out).expanduser()
-    if out.exists() and not force:
-        raise MtlTuneError(f"export folder {out} already exists; pass --force to replace it, "
-                           "or another --out")
-    if out.exists() and out.resolve() == checkpoint.resolve():
-        raise MtlTuneError(f"export folder {out} is the checkpoint itself; pass another --out")
+    checkpoint = Path(checkpoint)
+    out = check_out(out, EXPORT_KIND, {"checkpoint": checkpoint, "study": study}, force)
     model, _, config = load_model(checkpoint)
     state = read_state(checkpoint)
     encoder = save(_tensors(model.encoder), metadata={"format": "pt"})

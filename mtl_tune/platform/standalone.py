@@ -19,37 +19,22 @@ from mtl_tune.platform.atomic import staging_of, swap_in, write_bytes
 from mtl_tune.platform.bundle import build_bundle
 from mtl_tune.platform.checkpoint import save_checkpoint
 from mtl_tune.platform.config import TrainConfig
+from mtl_tune.platform.out_folder import OutputKind, check_out
 from mtl_tune.platform.train import EpochResult, Trainer
 
 METRICS_FILE = "metrics.json"
 
 
-def check_out_dir(out: Path, force: bool) -> Path:
-    """The resolved output folder, after refusing ones a run must never replace.
+RUN_KIND = OutputKind("train", "run", METRICS_FILE,
+                      frozenset({METRICS_FILE, "best", "last"}).__contains__)
 
-    Raises:
-        MtlTuneError: `out` is an existing file, the current folder or one above it, the home
-            folder or the file system root, or a non-empty folder without `force`.
-    """
-    resolved = Path(out).expanduser().resolve()
-    cwd, home = Path.cwd().resolve(), Path.home().resolve()
-    reason = None
-    if resolved.exists() and not resolved.is_dir():
-        reason = "is an existing file, not a folder"
-    elif resolved == Path(resolved.anchor):
-        reason = "is the root of the file system"
-    elif resolved == home:
-        reason = "is your home folder"
-    elif resolved == cwd or resolved in cwd.parents:
-        reason = "is the current folder or a folder above it"
-    if reason:
-        raise MtlTuneError(f"--out {out} {reason}; pass a new folder for the run, e.g. runs/NAME")
-    if resolved.is_dir() and any(resolved.iterdir()) and not force:
-        raise MtlTuneError(
-            f"output folder {out} is not empty; pass another --out or --force to replace it "
-            "(it is replaced only once the new run has written its first checkpoint)"
-        )
-    return resolved
+
+def check_run_out(config: TrainConfig, out: Path, force: bool) -> Path:
+    """The resolved `out` of a run of `config`, once `out_folder.check_out` allows it: it never
+    overlaps the data folder or a local backbone, and `force` replaces only an earlier run."""
+    inputs = {"data folder": Path(config.data_dir) if config.data_dir else None,
+              "backbone": Path(config.backbone) if config.backbone else None}
+    return check_out(out, RUN_KIND, inputs, force)
 
 
 def train_run(
@@ -69,17 +54,18 @@ def train_run(
     Args:
         on_epoch: Called with each epoch's result, after its checkpoints are written.
         on_step: Called as `on_step(epoch, step, steps)` after each optimizer step (progress).
-        force: Replace a non-empty `out`, once the new run's first checkpoint is written.
+        force: Replace an earlier run at `out`, once the new run's first checkpoint is
+            written (a folder holding anything else is refused).
 
     Returns:
         The metrics of every epoch.
 
     Raises:
-        MtlTuneError: `out` is refused (`check_out_dir`), or the data, backbone or config are
+        MtlTuneError: `out` is refused (`check_run_out`), or the data, backbone or config are
             bad; `out` is then left exactly as it was.
     """
     start = time.perf_counter()
-    out = check_out_dir(out, force)
+    out = check_run_out(config, out, force)
     bundle = build_bundle(config, (config.pair_encoding,))
     trainer = Trainer(config, bundle.for_config(config))
     staging = staging_of(out)

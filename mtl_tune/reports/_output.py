@@ -27,6 +27,7 @@ import pandas as pd
 
 from mtl_tune.exceptions import ConfigError, MtlTuneError, did_you_mean
 from mtl_tune.platform.atomic import fsync_folder, staging_of
+from mtl_tune.platform.out_folder import refuse_special
 from mtl_tune.studies import REPORTS_DIR, StudyStore
 
 FORMATS = ("md", "latex", "csv", "html")
@@ -68,6 +69,9 @@ def _choose_folder(study_folder: Path, kind: str, out: Path | str | None,
         folder = Path(out).expanduser()
         if folder.exists() and not folder.is_dir():
             raise MtlTuneError(f"report output {folder} is a file; pass a folder to --out")
+        refuse_special(folder.resolve(), Path(out), "report")
+        if folder.name in ("", ".."):  # no name to stage a sibling by
+            folder = folder.resolve()
         if folder.is_dir() and any(folder.iterdir()) and not force:
             raise MtlTuneError(
                 f"report folder {folder} is not empty and would be overwritten; pass another "

@@ -72,6 +72,7 @@ from mtl_tune.studies.store import (
     score_cache_key,
     storage_root,
     study_folder,
+    study_holding,
     trial_staging,
     uri_of,
 )
@@ -150,6 +151,7 @@ __all__ = [
     "storage_root",
     "study_driver",
     "study_folder",
+    "study_holding",
     "study_results",
     "study_status",
     "trial_config",

@@ -95,21 +95,38 @@ def test_predict_on_the_exported_folder_gives_the_checkpoints_scores(
     assert record["source"] == str(checkpoint.resolve()) and record["epochs_done"] == 1
 
 
-def test_an_existing_folder_is_refused_without_force(checkpoint: Path, tmp_path: Path) -> None:
+def test_force_replaces_only_an_earlier_export(checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "exported"
     out.mkdir()
     (out / "mine.txt").write_text("keep")
-    with pytest.raises(MtlTuneError, match=rf"export folder {out} already exists; pass --force "
-                                           "to replace it, or another --out"):
+    # a folder that is not empty is refused without --force ...
+    with pytest.raises(MtlTuneError, match=rf"--out {out} already exists and is not empty; "
+                                           "pass another --out, or --force to replace it"):
         export_checkpoint(checkpoint, out)
-    assert (out / "mine.txt").read_text() == "keep"
-    # with force the folder is replaced whole
+    # ... and with it, when it is not an earlier export: the user's file stays
+    with pytest.raises(MtlTuneError, match=rf"--out {out} is not the output of an earlier "
+                                           r"`mtl-tune export` \(it has no heads.json\) and "
+                                           "holds mine.txt; --force replaces only the command's "
+                                           "own output"):
+        export_checkpoint(checkpoint, out, force=True)
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
+    # an earlier export is replaced whole
+    (out / "mine.txt").unlink()
+    export_checkpoint(checkpoint, out)
+    (out / "config.json").write_text("stale")
     export_checkpoint(checkpoint, out, force=True)
-    assert not (out / "mine.txt").exists() and (out / "config.json").is_file()
-    # but never the checkpoint itself
+    assert (out / "config.json").read_text() != "stale"
+    # an earlier export with a file of the user's beside it is refused, naming the file
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(MtlTuneError, match=r"holds the output of an earlier `mtl-tune export` "
+                                           "and also notes.txt, which it did not write"):
+        export_checkpoint(checkpoint, out, force=True)
+    assert (out / "notes.txt").read_text() == "mine"
+    # and never the checkpoint itself
     before = sorted(p.name for p in checkpoint.iterdir())
-    with pytest.raises(MtlTuneError, match=rf"export folder {checkpoint} is the checkpoint "
-                                           "itself; pass another --out"):
+    with pytest.raises(MtlTuneError, match=rf"--out {checkpoint} is the checkpoint {checkpoint}; "
+                                           "`mtl-tune export` never writes over what it reads, "
+                                           "whatever the flags"):
         export_checkpoint(checkpoint, checkpoint, force=True)
     assert sorted(p.name for p in checkpoint.iterdir()) == before
 
@@ -137,8 +154,8 @@ def test_the_export_command(checkpoint: Path, tmp_path: Path) -> None:
     assert f"AutoModel.from_pretrained({str(out)!r})" in result.output
     assert f"SentenceTransformer({str(out)!r})" in result.output
     again = runner.invoke(app, ["export", str(checkpoint), "--out", str(out)])
-    assert again.exit_code == 1 and again.stderr.startswith(f"Error: export folder {out} "
-                                                            "already exists; pass --force")
+    assert again.exit_code == 1 and again.stderr.startswith(f"Error: --out {out} already "
+                                                            "exists and is not empty; pass")
 
 
 def test_a_checkpoint_on_an_object_store_is_exported(checkpoint: Path, s3_bucket: str,

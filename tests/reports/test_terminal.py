@@ -101,9 +101,10 @@ def test_second_report_reads_test_scores_from_the_study(
     # the leaderboard files are there too, byte for byte
     for name in ORDER:
         files = sorted((tmp_path / "first" / "test-predictions" / name).iterdir())
-        # the three leaderboard files and scores.json
-        assert [f.name for f in files] == ["para-test-output.csv", "scores.json",
-                                           "sst-test-output.csv", "sts-test-output.csv"]
+        # the three leaderboard files, scores.json and the manifest
+        assert [f.name for f in files] == ["para-test-output.csv", "predictions.json",
+                                           "scores.json", "sst-test-output.csv",
+                                           "sts-test-output.csv"]
         for path in files:
             copy = tmp_path / "second" / "test-predictions" / name / path.name
             assert copy.read_bytes() == path.read_bytes()

@@ -264,7 +264,10 @@ def test_a_trial_killed_while_saving_leaves_its_checkpoint_only_in_the_study(
         # which waits on the driver, its staged checkpoint kept until then
         deadline = time.monotonic() + (5.0 if any(experiment.glob("*/result.json")) else 0.0)
         while True:
-            inside = list(experiment.glob("*/.staging/epoch*"))
+            # a complete one: the folder exists empty (a temporary folder, or its `.old` name
+            # during the swap) before its files are in
+            inside = [p for p in experiment.glob("*/.staging/epoch*")
+                      if (p / "trainer_state.json").is_file()]
             outside = _new_tmp_checkpoints(before)
             if inside or outside:
                 return inside, outside

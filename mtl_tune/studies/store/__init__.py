@@ -55,6 +55,7 @@ from mtl_tune.studies.store._storage import (
     human_bytes,
     storage_root,
     study_folder,
+    study_holding,
     study_names,
 )
 from mtl_tune.studies.store._store_pull import fetch_checkpoint, fetch_uri, pull
@@ -98,6 +99,7 @@ __all__ = [
     "driver_copy",
     "drop_trial_optimizer_state",
     "existing_study",
+    "study_holding",
     "fetch_checkpoint",
     "fetch_uri",
     "group_decisions",

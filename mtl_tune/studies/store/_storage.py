@@ -78,6 +78,12 @@ def existing_study(root: Path, name: str) -> Path:
     return folder
 
 
+def study_holding(path: Path) -> Path | None:
+    """The study folder that `path` (a checkpoint, a trial folder) lies in, if any."""
+    resolved = Path(path).expanduser().resolve()
+    return next((p for p in (resolved, *resolved.parents) if (p / META_FILE).is_file()), None)
+
+
 def study_names(root: Path) -> list[str]:
     """The studies of a storage root (on a store: those it holds, none of them pulled)."""
     if is_staged(root):
