@@ -58,9 +58,9 @@ def default_data_dir() -> Path:
     return Path(home).expanduser() / "data" if home else Path.home() / ".mtl-tune" / "data"
 
 
-def data_folder(data_dir: Path | None) -> Path:
-    """The data folder a command uses: `--data-dir`, else `$MTL_TUNE_DATA`, else the folder
-    `data fetch` fills when it exists.
+def data_folder(data_dir: Path | None, given_as: str = "--data-dir") -> Path:
+    """The data folder a command uses: `--data-dir` (or what `given_as` names, e.g. a `--set`),
+    else `$MTL_TUNE_DATA`, else the folder `data fetch` fills when it exists.
 
     Raises:
         DataError: The folder given or configured does not exist, or none is (what to do).
@@ -69,7 +69,7 @@ def data_folder(data_dir: Path | None) -> Path:
 
     if data_dir is None and not os.environ.get(DATA_ENV) and default_data_dir().is_dir():
         return default_data_dir()
-    return resolve_data_dir(data_dir).resolve()
+    return resolve_data_dir(data_dir, given_as).resolve()
 
 
 def _sha256(path: Path) -> str:

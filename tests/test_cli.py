@@ -376,3 +376,43 @@ def test_help_shows_placeholders_and_an_example(command: list[str]) -> None:
 def test_no_help_shows_a_python_type(command: list[str]) -> None:
     text = runner.invoke(app, [*command, "--help"]).output
     assert not re.search(r"<[a-z][a-z_\[\]| ]*>", text) and "{" not in text.splitlines()[0], text
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--epochs", "2", "--set", "epochs=1"],
+     "--epochs 2 and --set epochs=1 both set epochs on the command line; give one"),
+    (["--max-examples", "8", "--set", "max_examples=16"],
+     "--max-examples 8 and --set max_examples=16 both set max_examples on the command line"),
+    (["--set", "data_dir=/nonexistent"],
+     "data folder /nonexistent does not exist (from --set data_dir=/nonexistent)"),
+    (["--set", "data_dir=/nonexistent", "--data-dir", "/elsewhere"],
+     "--data-dir /elsewhere and --set data_dir=/nonexistent both name the data folder"),
+])
+def test_train_refuses_a_value_given_twice_or_a_missing_set_data_dir(
+    tiny_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: list[str],
+    message: str,
+) -> None:
+    # with $MTL_TUNE_DATA set, a --set data_dir was once ignored in its favour
+    monkeypatch.setenv("MTL_TUNE_DATA", str(tiny_data_dir))
+    result = runner.invoke(app, ["train", "it1-baseline", "--out", str(tmp_path / "run"),
+                                 *extra])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.stderr.startswith(f"Error: {message}"), result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_reads_the_data_folder_of_a_set(
+    tiny_bert_dir: Path, tiny_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path / "not-the-data"
+    elsewhere.mkdir()
+    monkeypatch.setenv("MTL_TUNE_DATA", str(elsewhere))
+    out = tmp_path / "run"
+    result = runner.invoke(app, [
+        "train", "it1-baseline", "--set", f"backbone={tiny_bert_dir}", "--set", "batch_size=8",
+        "--set", "max_length=32", "--epochs", "1", "--max-examples", "16",
+        "--set", f"data_dir={tiny_data_dir}", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    # the run trained on, and recorded, the folder the --set named
+    config = json.loads((out / "metrics.json").read_text())["config"]
+    assert config["data_dir"] == str(tiny_data_dir.resolve())

@@ -197,3 +197,23 @@ def test_an_input_inside_a_symlinked_out_is_still_found(tmp_path: Path) -> None:
     # paths are compared resolved: a link to a folder above the data is still above it
     with pytest.raises(MtlTuneError, match=r"--out .*link contains the data folder"):
         check_out(tmp_path / "link", kind, {"data folder": data}, force=True)
+
+
+def test_a_file_uri_is_the_local_checkpoint(my_run: Path, tiny_data_dir: Path,
+                                            tmp_path: Path) -> None:
+    uri = (my_run / "best").as_uri()
+    # file:///abs/path is the folder it names (it was once "does not exist")
+    exported = runner.invoke(app, ["export", uri, "--out", str(tmp_path / "e")])
+    assert exported.exit_code == 0, exported.output
+    assert (tmp_path / "e" / "heads.json").is_file()
+    predicted = runner.invoke(app, ["predict", uri, "--split", "dev", "--data-dir",
+                                    str(tiny_data_dir), "--out", str(tmp_path / "p")])
+    assert predicted.exit_code == 0, predicted.output
+
+
+def test_an_unsupported_uri_scheme_is_refused_at_once(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["export", "ftp://host/x/best", "--out", str(tmp_path / "e")])
+    # one line naming the scheme and what is supported, no network tried
+    _refused(result, "ftp://host/x/best: ftp:// is not a supported store; give a local path (or "
+                     "file:///path), or one of s3://bucket/prefix, gs://bucket/prefix")
+    assert not (tmp_path / "e").exists()

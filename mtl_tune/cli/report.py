@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from mtl_tune.cli._common import StorageOption, make_app
+from mtl_tune.exceptions import ConfigError
 
 app = make_app("Turn finished studies into ablation and search reports.")
 
@@ -27,7 +28,13 @@ ForceOption = Annotated[bool, typer.Option("--force",
 
 
 def _formats(value: str) -> tuple[str, ...]:
-    return tuple(f.strip() for f in value.split(",") if f.strip())
+    formats = tuple(f.strip() for f in value.split(",") if f.strip())
+    if not formats:
+        from mtl_tune.reports import FORMATS
+
+        raise ConfigError(f"--format {value!r} on the command line names no format; give one or "
+                          f"more of {','.join(FORMATS)}, comma-separated")
+    return formats
 
 
 @app.command("ablation")

@@ -58,12 +58,22 @@ def train(
     from mtl_tune.platform.standalone import train_run
 
     overrides: dict[str, Any] = parse_sets(sets)
-    if epochs is not None:
-        overrides["epochs"] = epochs
-    if max_examples is not None:
-        overrides["max_examples"] = max_examples
+    for key, value in (("epochs", epochs), ("max_examples", max_examples)):
+        if value is None:
+            continue
+        if key in overrides:
+            flag = "--" + key.replace("_", "-")
+            raise ConfigError(f"{flag} {value} and --set {key}={overrides[key]} both set {key} "
+                              "on the command line; give one")
+        overrides[key] = value
+    given = overrides.get("data_dir")
+    if data_dir is not None and given is not None:
+        raise ConfigError(f"--data-dir {data_dir} and --set data_dir={given} both name the data "
+                          "folder on the command line; give one")
     config = resolve_config(name, overrides)  # a mistyped name or key first, then the data
-    config = config.replace(data_dir=str(data_folder(data_dir)))
+    chosen, given_as = (data_dir, "--data-dir") if given is None else (
+        Path(given), f"--set data_dir={given}")
+    config = config.replace(data_dir=str(data_folder(chosen, given_as)))
     folder = out or Path("runs") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
     rows: list[dict[str, Any]] = []
     bars: dict[int, Any] = {}
@@ -130,10 +140,13 @@ def predict(
 
 
 def _checkpoint_folder(checkpoint: str) -> Path:
-    """The local folder of a checkpoint argument: a path, or a store URI fetched to the cache."""
-    from mtl_tune.studies import fetch_uri, is_store_uri
+    """The local folder of a checkpoint argument: a path or `file://` URI, or a store URI
+    fetched to the cache."""
+    from mtl_tune.studies import fetch_uri, file_uri_path, is_store_uri
 
-    return fetch_uri(checkpoint) if is_store_uri(checkpoint) else Path(checkpoint)
+    if is_store_uri(checkpoint):
+        return fetch_uri(checkpoint)
+    return file_uri_path(checkpoint) or Path(checkpoint)
 
 
 def export(

@@ -18,6 +18,7 @@ from mtl_tune.cli._common import (
     parse_sets,
     table,
 )
+from mtl_tune.exceptions import SpecError
 
 app = make_app("Launch, resume and inspect Optuna-driven studies on Ray Tune.")
 NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="The study's name.")]
@@ -220,9 +221,12 @@ def list_(
 
     Example: mtl-tune study list --storage s3://bucket/studies
     """
-    from mtl_tune.studies import list_studies, storage_root, uri_of
+    from mtl_tune.studies import is_store_uri, list_studies, storage_root, uri_of
 
     root = storage_root(storage)
+    if storage is not None and not is_store_uri(storage) and not root.is_dir():
+        raise SpecError(f"the study storage {root} (--storage) does not exist; check the path, "
+                        "or leave --storage out for the default one")
     studies = list_studies(root)
     if as_json:
         typer.echo(json.dumps({"storage": uri_of(root), "studies": _records(studies)},

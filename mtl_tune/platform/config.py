@@ -4,7 +4,7 @@ allowed values of each choice. Plain data: importing it loads neither torch nor 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,13 @@ class HeadConfig:
 ALIASES = {"learning_rate": "lr", "num_train_epochs": "epochs", "num_epochs": "epochs",
            "per_device_train_batch_size": "batch_size", "train_batch_size": "batch_size",
            "max_seq_length": "max_length", "warmup": "warmup_ratio", "hidden_dropout": "dropout"}
+
+
+def key_hint(key: str, known: Iterable[str]) -> str:
+    """The ` (did you mean 'x'?)` hint for a mistyped or aliased training key, else ""."""
+    if key in ALIASES:
+        return f" (did you mean {ALIASES[key]!r}?)"
+    return did_you_mean(key, known)
 
 
 @dataclass(frozen=True)
@@ -175,8 +182,7 @@ class TrainConfig:
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
-            hint = (f" (did you mean {ALIASES[unknown[0]]!r}?)" if unknown[0] in ALIASES
-                    else did_you_mean(unknown[0], known))
+            hint = key_hint(unknown[0], known)
             raise ConfigError(
                 f"unknown config key(s) {unknown}{hint} in {source}; valid keys: {sorted(known)}"
             )

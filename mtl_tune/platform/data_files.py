@@ -33,8 +33,9 @@ def _broken_link(path: Path) -> str | None:
     return f"a symbolic link to {target}, which does not exist"
 
 
-def resolve_data_dir(data_dir: str | Path | None) -> Path:
-    """`data_dir` if given, else `$MTL_TUNE_DATA`; raises DataError when neither names a folder."""
+def resolve_data_dir(data_dir: str | Path | None, given_as: str = "--data-dir") -> Path:
+    """`data_dir` if given (`given_as` says where, for messages), else `$MTL_TUNE_DATA`; raises
+    DataError when neither names a folder."""
     chosen = data_dir if data_dir is not None else os.environ.get(DATA_ENV)
     if not chosen:
         raise DataError(
@@ -42,7 +43,7 @@ def resolve_data_dir(data_dir: str | Path | None) -> Path:
             "(or run `mtl-tune data fetch` to download the course's public files)"
         )
     folder = Path(chosen).expanduser()
-    source = "--data-dir" if data_dir is not None else DATA_ENV
+    source = given_as if data_dir is not None else DATA_ENV
     broken = _broken_link(folder)
     if broken:
         raise DataError(

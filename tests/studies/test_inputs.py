@@ -152,3 +152,111 @@ def test_a_bad_set_is_blamed_on_the_command_line_not_the_spec() -> None:
     with pytest.raises(ConfigError, match=r"\['learning_rate'\] \(did you mean 'lr'\?\) in --set "
                                           r"learning_rate=1e-5 on the command line"):
         load_spec("demo", {"learning_rate": "1e-5"})
+
+
+@pytest.mark.parametrize(
+    ("top", "tables", "fixed", "message"),
+    [
+        (TOP.replace('"grid"', '"optuna"'), '[space]\npooling = { choice = ["cls", "mean"] }',
+         {"pooling": "mean"}, r"'pooling' is both fixed \(\[fixed\] of .*spec\.toml\) and "
+         r"searched \(\[space\] of .*spec\.toml\); keep one"),
+        (TOP.replace("it1-baseline", "it7-cosrelu-tunned"), "", {},
+         r"unknown trainable 'it7-cosrelu-tunned' in .* \(did you mean 'it7-cosrelu-tuned'\?\)"),
+        (TOP + "\nmax_concurent = 2", "", {},
+         r"unknown key\(s\) \['max_concurent'\] in .* \(did you mean 'max_concurrent'\?\)"),
+        (TOP, "", {"lrr": 1e-5},
+         r"unknown training key 'lrr' in \[fixed\] of .* \(did you mean 'lr'\?\)"),
+        (TOP, '[scheduler]\ntype = "asha"\ngrace_perod = 1', {},
+         r"unknown key\(s\) \['grace_perod'\] in \[scheduler\] of .* \(did you mean "
+         r"'grace_period'\?\)"),
+    ],
+    ids=["fixed-and-space", "trainable-typo", "top-key-typo", "fixed-key-typo",
+         "scheduler-key-typo"],
+)
+def test_a_spec_that_would_lose_a_value_or_has_a_typo_says_so(
+    tmp_path: Path, top: str, tables: str, fixed: dict, message: str
+) -> None:
+    path = write_spec(tmp_path, top, {"epochs": 1, **fixed}, tables)
+    stderr = _dry_run(path)
+    assert re.search(message, stderr), stderr
+
+
+def test_a_set_of_a_searched_key_is_refused(tmp_path: Path) -> None:
+    path = write_spec(tmp_path, TOP.replace('"grid"', '"optuna"'), {"epochs": 1},
+                      '[space]\npooling = { choice = ["cls", "mean"] }')
+    stderr = _dry_run(path, "--set", "pooling=mean")
+    # the --set would be silently dropped by the search: refused, both places named
+    assert re.search(r"'pooling' is both fixed \(--set pooling=mean on the command line\) and "
+                     r"searched \(\[space\] of .*spec\.toml\)", stderr), stderr
+
+
+def test_a_spec_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    from mtl_tune.studies import launch_spec
+
+    path = write_spec(tmp_path, TOP, {"epochs": 1})
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    # some editors write a UTF-8 BOM: the spec reads as without it
+    plan = launch_spec(str(path), {}, data_dir=tmp_path)
+    assert plan.spec.name == "s" and plan.spec.trainables == ("it1-baseline",)
+
+
+@pytest.mark.parametrize(("flag", "message"), [
+    (("--seeds", "0"), "--seeds must be >= 1 (on the command line), but got 0"),
+    (("--gpus-per-trial", "-1"), "--gpus-per-trial must be >= 0 (on the command line), but "
+                                 "got -1"),
+])
+def test_a_bad_launch_option_is_blamed_on_the_command_line(
+    tmp_path: Path, flag: tuple[str, str], message: str
+) -> None:
+    path = write_spec(tmp_path, TOP, {"epochs": 1})
+    assert _dry_run(path, *flag).startswith(f"Error: {message}")
+
+
+def test_data_dir_in_a_set_is_the_launch_data_folder(tmp_path: Path) -> None:
+    from mtl_tune.studies import launch_spec
+
+    path = write_spec(tmp_path, TOP, {"epochs": 1})
+    data = tmp_path / "my-data"
+    data.mkdir()
+    # --set data_dir is honoured, not replaced by $MTL_TUNE_DATA
+    plan = launch_spec(str(path), {"data_dir": str(data)})
+    assert plan.overrides["data_dir"] == str(data.resolve())
+    assert plan.spec.fixed["data_dir"] == str(data.resolve())
+    # a folder that does not exist is refused, named with where it came from
+    stderr = _error(["study", "launch", str(path), "--dry-run", "--set",
+                     f"data_dir={tmp_path / 'nope'}"])
+    assert f"data folder {tmp_path / 'nope'} does not exist (from --set data_dir=" in stderr
+    # and both ways at once are refused
+    stderr = _dry_run(path, "--set", f"data_dir={data}")
+    assert f"--data-dir {tmp_path} and --set data_dir={data} both name the data folder" in stderr
+
+
+def test_an_empty_format_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "studies"
+    _study(root)
+    stderr = _error(["report", "ablation", "s", "--storage", str(root), "--format", ""])
+    # exit 1, naming the option and the formats there are, and no report folder made
+    assert stderr.startswith("Error: --format '' on the command line names no format; give one "
+                             "or more of md,latex,csv,html")
+    assert not (root / "s" / "reports").exists()
+
+
+def test_a_storage_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    missing = tmp_path / "nonexistent"
+    # an explicit --storage that is not there: an error, not an empty list
+    assert _error(["study", "list", "--storage", str(missing)]).startswith(
+        f"Error: the study storage {missing} (--storage) does not exist; check the path")
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize("command", ["status", "resume"])
+def test_a_study_without_its_study_json_names_the_file(tmp_path: Path, command: str) -> None:
+    root = tmp_path / "studies"
+    folder = _study(root)
+    (folder / "study.json").unlink()
+    stderr = _error(["study", command, "s", "--storage", str(root)])
+    # not "no study 's'": the study is there, without the file that describes it
+    assert stderr.startswith(f"Error: study 's' in {root} has lost its {folder / 'study.json'} "
+                             "(its other files are still there)"), stderr
+    # and the rest of the folder is left as it was
+    assert sorted(p.name for p in folder.iterdir()) == ["spec.toml", "tune"]

@@ -406,7 +406,7 @@ def test_objectives_as_a_table_take_their_modes(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("spec", "seeds", "message"),
     [
-        ("demo", "0", r"`seeds` must be >= 1 in .*demo.toml, but got 0"),
+        ("demo", "0", r"--seeds must be >= 1 \(on the command line\), but got 0"),
         ("search", "5", r"`max_concurrent` must be at least `seeds` \(5\) for search 'optuna' "
                         r"in .*search.toml: .*but got 4"),
     ],

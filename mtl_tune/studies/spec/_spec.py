@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mtl_tune.exceptions import ConfigError, SpecError
-from mtl_tune.platform.config import TrainConfig
+from mtl_tune.platform.config import TrainConfig, key_hint
 
 SEARCHES = ("optuna", "optuna-mo", "grid", "sequential")
 OPTUNA_SEARCHES = ("optuna", "optuna-mo")  # Optuna suggests each trial's configuration
@@ -257,8 +257,8 @@ def _check_training_keys(spec: StudySpec) -> None:
             where = "[fixed]" if key in spec.fixed else "[space]"
             where = "[[sequential]]" if key in stage_keys else where
             raise SpecError(
-                f"unknown training key {key!r} in {where} of {spec.source}; "
-                f"valid keys: {sorted(known)}"
+                f"unknown training key {key!r} in {where} of {spec.source}"
+                f"{key_hint(key, known)}; valid keys: {sorted(known)}"
             )
     for key in DATA_KEYS:
         dist = spec.space.get(key)

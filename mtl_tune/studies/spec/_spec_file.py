@@ -8,7 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from mtl_tune.exceptions import SpecError
+from mtl_tune.exceptions import SpecError, did_you_mean
 from mtl_tune.platform.config import TrainConfig
 from mtl_tune.platform.presets import PRESETS
 from mtl_tune.studies.spec._spec import (
@@ -31,7 +31,7 @@ def read_toml(path: Path) -> tuple[dict[str, Any], str]:
     except OSError as err:  # a folder, a link loop, no permission
         raise SpecError(f"cannot read the spec {path}: {err.strerror or err}") from None
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a byte order mark, as some editors save, is fine
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
         raise SpecError(
@@ -69,10 +69,22 @@ def launch_spec(
     path = spec_path(name_or_path)
     raw, text = read_toml(path)
     values = dict(overrides)
-    if data_dir is not None or "data_dir" not in _table(raw, "fixed", str(path)):
+    if seeds is not None and seeds < 1:
+        raise SpecError(f"--seeds must be >= 1 (on the command line), but got {seeds}")
+    if gpus_per_trial is not None and gpus_per_trial < 0:
+        raise SpecError("--gpus-per-trial must be >= 0 (on the command line), but got "
+                        f"{gpus_per_trial}")
+    given = values.get("data_dir")
+    if data_dir is not None and given is not None:
+        raise SpecError(f"--data-dir {data_dir} and --set data_dir={given} both name the data "
+                        "folder on the command line; give one")
+    if data_dir is not None or given is not None or "data_dir" not in _table(raw, "fixed",
+                                                                           str(path)):
         from mtl_tune.datasets import data_folder
 
-        values["data_dir"] = str(data_folder(data_dir))
+        chosen, given_as = (data_dir, "--data-dir") if given is None else (
+            Path(given), f"--set data_dir={given}")
+        values["data_dir"] = str(data_folder(chosen, given_as))
     spec = parse_spec(raw, str(path), values)
     if name is not None:
         spec = spec.replace(name=name)
@@ -88,11 +100,28 @@ _TOP_KEYS = {f.name for f in fields(StudySpec)} - {"source", "trainables", "stag
 _TOP_KEYS |= {"trainable", "trainables", "sequential", "prune_on"}
 
 
+def _refuse_fixed_and_searched(raw: Mapping[str, Any], overrides: Mapping[str, Any],
+                               space: Mapping[str, Any], source: str) -> None:
+    """A key both fixed (in [fixed] or by --set) and in [space] would silently lose one value.
+    (A [[sequential]] stage's key may be fixed: that is its value until its stage runs.)"""
+    fixed_in_spec = _table(raw, "fixed", source)
+    for key in sorted(space):
+        if key in overrides and key != "data_dir":
+            where = f"--set {key}={overrides[key]} on the command line"
+        elif key in fixed_in_spec:
+            where = f"[fixed] of {source}"
+        else:
+            continue
+        raise SpecError(f"{key!r} is both fixed ({where}) and searched ([space] of {source}); "
+                        "keep one: remove it from [fixed] (or the --set), or from [space]")
+
+
 def parse_spec(raw: Mapping[str, Any], source: str, overrides: Mapping[str, Any]) -> StudySpec:
     """Builds a `StudySpec` from parsed TOML; every error names the key and `source`."""
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
-        raise SpecError(f"unknown key(s) {unknown} in {source}; valid keys: {sorted(_TOP_KEYS)}")
+        raise SpecError(f"unknown key(s) {unknown} in {source}"
+                        f"{did_you_mean(unknown[0], _TOP_KEYS)}; valid keys: {sorted(_TOP_KEYS)}")
     trainables = raw.get("trainables", raw.get("trainable"))
     if isinstance(trainables, str):
         trainables = [trainables]
@@ -107,7 +136,8 @@ def parse_spec(raw: Mapping[str, Any], source: str, overrides: Mapping[str, Any]
     for name in trainables:
         if name not in PRESETS:
             raise SpecError(
-                f"unknown trainable {name!r} in {source} (key `trainables`); valid: {list(PRESETS)}"
+                f"unknown trainable {name!r} in {source} (key `trainables`)"
+                f"{did_you_mean(name, PRESETS)}; valid: {list(PRESETS)}"
             )
     for key, value in overrides.items():  # blamed on the command line, not on the spec
         TrainConfig.from_mapping({key: value}, source=f"--set {key}={value} on the command line")
@@ -118,6 +148,7 @@ def parse_spec(raw: Mapping[str, Any], source: str, overrides: Mapping[str, Any]
         raise SpecError(f"`sequential` must be a list of [[sequential]] tables in {source}, "
                         f"but got {sequential!r}")
     stages = tuple(_stage(i, s, source) for i, s in enumerate(sequential, 1))
+    _refuse_fixed_and_searched(raw, overrides, space, source)
     spec = StudySpec(
         name=_typed(raw, "name", str, source, required=True),
         trainables=tuple(trainables),
@@ -197,7 +228,8 @@ def _dataclass(cls: type, values: dict[str, Any], key: str, source: str) -> Any:
     unknown = sorted(set(values) - set(defaults))
     if unknown:
         raise SpecError(
-            f"unknown key(s) {unknown} in [{key}] of {source}; valid: {sorted(defaults)}"
+            f"unknown key(s) {unknown} in [{key}] of {source}"
+            f"{did_you_mean(unknown[0], defaults)}; valid: {sorted(defaults)}"
         )
     for name, value in values.items():
         default = defaults[name]

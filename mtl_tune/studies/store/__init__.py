@@ -22,6 +22,7 @@ from mtl_tune.studies.store._meta import (
     write_meta,
 )
 from mtl_tune.studies.store._object_store import (
+    file_uri_path,
     is_store_uri,
     local_path,
     upload_if_longer,
@@ -108,6 +109,7 @@ __all__ = [
     "here_url",
     "human_bytes",
     "is_store_uri",
+    "file_uri_path",
     "live_holder",
     "local_path",
     "no_space_error",

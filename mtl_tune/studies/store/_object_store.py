@@ -1,4 +1,4 @@
-"""Studies on an object store (`s3://bucket/prefix`, `gs://...`: any URI pyarrow opens).
+"""Studies on an object store (`s3://bucket/prefix` or `gs://bucket/prefix`, opened by pyarrow).
 
 The store holds each study in the layout of a study folder (`_storage`). A process works on a
 local copy of it, a *staging* folder, so that the code reading and writing study folders runs
@@ -32,6 +32,8 @@ import re
 import shutil
 import socket
 import tempfile
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -44,19 +46,49 @@ MARKER = ".store.json"
 _DRIVER_ROOTS: dict[str, Path] = {}  # store URI -> the staging root of this process's driver
 
 
+STORE_SCHEMES = ("s3", "gs")
+GCS_RETRY_S = 15  # pyarrow's GCS client retries an unreachable store for 15 minutes by default
+
+
 def is_store_uri(text: str | os.PathLike[str]) -> bool:
     """Whether `--storage` names an object store (a URI whose scheme is not `file`)."""
     match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", str(text))
     return match is not None and match.group(1).lower() != "file"
 
 
+def file_uri_path(text: str | os.PathLike[str]) -> Path | None:
+    """The path a `file://` URI names (`file:///abs/path`), else None.
+
+    Raises:
+        SpecError: The URI names another machine.
+    """
+    parsed = urllib.parse.urlparse(str(text))
+    if parsed.scheme.lower() != "file":
+        return None
+    if parsed.netloc not in ("", "localhost"):
+        raise SpecError(f"{text} names the host {parsed.netloc!r}; a file:// URI must name this "
+                        "machine's files: file:///absolute/path")
+    return Path(urllib.request.url2pathname(parsed.path))
+
+
 @functools.cache
 def _open(uri: str) -> tuple[Any, str]:
     import pyarrow.fs
 
+    scheme = uri.split("://", 1)[0].lower()
+    if scheme not in STORE_SCHEMES:
+        raise SpecError(
+            f"{uri}: {scheme}:// is not a supported store; give a local path (or file:///path), "
+            f"or one of {', '.join(s + '://bucket/prefix' for s in STORE_SCHEMES)}"
+        )
     # without credentials or a region the AWS SDK asks the EC2 metadata service (169.254...)
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")  # unless the user wants that
     try:
+        if scheme == "gs":  # so that an unreachable store fails in seconds, not minutes
+            from datetime import timedelta
+
+            gcs = pyarrow.fs.GcsFileSystem(retry_time_limit=timedelta(seconds=GCS_RETRY_S))
+            return gcs, uri.split("://", 1)[1].rstrip("/")
         return pyarrow.fs.FileSystem.from_uri(uri)
     except (OSError, ValueError, pyarrow.ArrowException) as err:
         raise SpecError(

@@ -26,6 +26,7 @@ from pathlib import Path
 from mtl_tune.exceptions import SpecError, did_you_mean
 from mtl_tune.studies.spec import check_study_name
 from mtl_tune.studies.store._object_store import (
+    file_uri_path,
     is_staged,
     is_store_uri,
     reader_root,
@@ -53,6 +54,7 @@ def storage_root(storage: str | Path | None) -> Path:
     """`--storage`, else `$MTL_TUNE_STORAGE`, else `~/.mtl-tune/studies`; for an object store
     URI, the folder of its local staging copy (`_object_store.reader_root`)."""
     chosen = storage or os.environ.get(STORAGE_ENV) or Path.home() / ".mtl-tune" / "studies"
+    chosen = file_uri_path(chosen) or chosen
     if is_store_uri(chosen):
         return reader_root(str(chosen))
     root = Path(chosen).expanduser().resolve()
@@ -72,6 +74,12 @@ def existing_study(root: Path, name: str) -> Path:
     folder = study_folder(root, name)
     pull(folder, keep=(CACHE_DIR,))  # entries other reports of this machine are writing
     if not (folder / META_FILE).is_file():
+        if folder.is_dir() and any(folder.iterdir()):
+            raise SpecError(
+                f"study {name!r} in {uri_of(root)} has lost its {folder / META_FILE} (its other "
+                "files are still there); restore that file from a backup, or move the folder "
+                "away to launch a new study of that name"
+            )
         names = study_names(root)
         raise SpecError(f"no study {name!r} in {uri_of(root)}{did_you_mean(name, names)}; "
                         f"studies there: {names or 'none'}")
