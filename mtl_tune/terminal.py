@@ -28,6 +28,13 @@ _NUMBER = re.compile(r"^[-+<–∞]?\s?[\d.]*$|^[-+]?\d")  # "0.512 ± 0.010", "
 _SPREAD = re.compile(r"^([-+]?\d[\d.]*) ± [\d.]+(?: (‡))?$")
 
 
+def wrap(text: str, width: int, subsequent_indent: str = "") -> list[str]:
+    """`text` in lines of at most `width`, broken only between words: a command or a path
+    longer than the line stays whole on its own line, so that it can be copied."""
+    return textwrap.wrap(text, width, subsequent_indent=subsequent_indent,
+                         break_long_words=False, break_on_hyphens=False)
+
+
 def terminal_width() -> int:
     """The terminal's columns; `$COLUMNS` when set (also for a pipe); else PIPE_WIDTH."""
     columns = os.environ.get("COLUMNS", "")
@@ -119,6 +126,5 @@ def fitted(frame: pd.DataFrame, width: int | None = None, first: tuple[str, ...]
     width = terminal_width() if width is None else width
     lines, dropped = fit_table(frame, width, first)
     if dropped:
-        lines += textwrap.wrap(f"(left out to fit {width} columns: {', '.join(dropped)})",
-                               width)
+        lines += wrap(f"(left out to fit {width} columns: {', '.join(dropped)})", width)
     return "\n".join(lines)

@@ -19,17 +19,14 @@ EPOCH_COLUMNS = ("epoch", "sst_acc", "para_acc", "sts_corr", "overall", "mean_sc
 @trainables_app.command("list")
 def trainables_list() -> None:
     """Name, description and preset of every registered trainable."""
-    import textwrap
-
     from mtl_tune.platform.presets import PRESETS
-    from mtl_tune.terminal import terminal_width
+    from mtl_tune.terminal import terminal_width, wrap
 
     width = terminal_width()
     for preset in PRESETS.values():
-        typer.echo(textwrap.fill(f"{preset.name}: {preset.description}", width,
-                                 subsequent_indent="    "))
-        typer.echo(textwrap.fill(", ".join(f"{k}={v}" for k, v in preset.overrides.items()),
-                                 width, initial_indent="    ", subsequent_indent="    "))
+        typer.echo("\n".join(wrap(f"{preset.name}: {preset.description}", width, "    ")))
+        overrides = ", ".join(f"{k}={v}" for k, v in preset.overrides.items())
+        typer.echo("\n".join(wrap("    " + overrides, width, "    ")))
 
 
 def train(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mtl_tune.exceptions import ConfigError, DataError, MtlTuneError
+from mtl_tune.exceptions import ConfigError, DataError
 from mtl_tune.names import SCORES, score_name
 from mtl_tune.platform.config import DATA_ENV
 from mtl_tune.reports._dev_table import add_significance, dev_table
@@ -27,11 +27,16 @@ from mtl_tune.reports._published import SOURCE, published_table
 from mtl_tune.reports._search import add_search_figures
 from mtl_tune.reports._selection import row_order
 from mtl_tune.reports._stats import ALPHA, BOOTSTRAP_FROM, FEW_SEEDS, POWER, SD_BOUND_LEVEL
-from mtl_tune.reports._study_notes import DAGGER_NOTE, error_notes, summary, unfinished_note
+from mtl_tune.reports._study_notes import (
+    DAGGER_NOTE,
+    error_notes,
+    require_scored,
+    summary,
+    unfinished_note,
+)
 from mtl_tune.reports._test_table import PREDICTIONS_DIR, evaluate_test_split
 from mtl_tune.reports._writer import ReportWriter
 from mtl_tune.studies import (
-    TRIAL_KEYS,
     StudyInfo,
     best_epochs,
     best_rerun,
@@ -137,14 +142,7 @@ def report_ablation(
         raise DataError(f"test data folder {data_dir} does not exist; check --data-dir")
     info = open_study(study_folder)
     results = study_results(info)
-    if best_epochs(results, info.metric, info.mode).empty:
-        trials = results.drop_duplicates(TRIAL_KEYS)
-        errored = int((trials["status"] == "ERROR").sum())
-        raise MtlTuneError(
-            f"no trial of study {info.name!r} ({info.folder}) has reported a dev score yet "
-            f"({errored} of {len(trials)} errored: `mtl-tune study status {info.name}` lists "
-            "them and their error files); nothing to report until one has"
-        )
+    require_scored(info, results)
     with report_folder(info.folder, "ablation", out, force) as staged:
         return staged.put_in_place(
             _write_ablation(staged.folder, info, results, formats, data_dir, n_resamples, seed,

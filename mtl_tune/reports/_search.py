@@ -36,7 +36,7 @@ from mtl_tune.reports._seed_groups import (
     group_table,
     has_seed_groups,
 )
-from mtl_tune.reports._study_notes import error_notes, summary, unfinished_note
+from mtl_tune.reports._study_notes import error_notes, require_scored, summary, unfinished_note
 from mtl_tune.reports._writer import ReportWriter
 from mtl_tune.studies import (
     StudyInfo,
@@ -195,6 +195,7 @@ def report_search(
     formats = check_formats(formats)
     info = open_study(study_folder)
     results = study_results(info)
+    require_scored(info, results)
     with report_folder(info.folder, "search", out, force) as staged:
         return staged.put_in_place(_write_search(staged.folder, info, results, formats, top_k))
 

@@ -6,15 +6,34 @@ from datetime import datetime
 
 import pandas as pd
 
+from mtl_tune.exceptions import MtlTuneError
 from mtl_tune.names import state_name
 from mtl_tune.reports._selection import status_label
-from mtl_tune.studies import TRIAL_KEYS, StudyInfo, disk_usage, human_bytes
+from mtl_tune.studies import TRIAL_KEYS, StudyInfo, best_epochs, disk_usage, human_bytes
 
 UNFINISHED = ("RUNNING", "PAUSED", "PENDING")
 DAGGER_NOTE = (
     "† Not every trial of this row has finished: running or paused trials enter with their best "
     "epoch so far; pending and errored trials are left out."
 )
+
+
+def require_scored(info: StudyInfo, results: pd.DataFrame) -> None:
+    """Refuses a report of a study none of whose trials has a dev score (all errored, or
+    stopped before their first epoch): such a report would be empty.
+
+    Raises:
+        MtlTuneError: No trial reported the study's metric.
+    """
+    if not best_epochs(results, info.metric, info.mode).empty:
+        return
+    trials = results.drop_duplicates(TRIAL_KEYS)
+    errored = int((trials["status"] == "ERROR").sum())
+    raise MtlTuneError(
+        f"no trial of study {info.name!r} ({info.folder}) has reported a dev score yet "
+        f"({errored} of {len(trials)} errored; `mtl-tune study status {info.name}` lists the "
+        "trials); nothing to report until one has"
+    )
 
 
 def summary(info: StudyInfo, results: pd.DataFrame) -> dict[str, str]:

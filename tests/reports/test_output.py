@@ -120,3 +120,18 @@ def test_urls_are_defanged_in_the_page() -> None:
     html = page("t", [("spec", "<pre>see https://a.b/c and HTTP://x.y</pre>")])
     # no text on the page can become a link or a fetch
     assert "://" not in html and defang("https://a") == "https[:]//a"
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_a_remark_wraps_only_between_words(tmp_path: Path, width: int) -> None:
+    from mtl_tune.reports._terminal import report_text
+
+    command = ("mtl-tune train it7-cosrelu-tuned --set lr=3.1e-05 --set sts_head=cosine-relu "
+               f"--data-dir {tmp_path}/some/rather/long/data-folder/cs224n --epochs 10")
+    remark = f"Best single trial abc_00001 at epoch 3; train it again with: {command}"
+    result = _result(tmp_path)
+    text = report_text(ReportResult(**{**result.__dict__, "remarks": [remark]}), width)
+    words = text.split()
+    # every option and path of the command is whole on one line ("--data-" / "dir" once)
+    assert all(word in words for word in command.split()), text
+    assert " ".join(words).count(command) == 1

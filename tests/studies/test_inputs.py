@@ -121,7 +121,8 @@ def test_a_damaged_spec_toml_is_an_error_on_resume(tmp_path: Path) -> None:
         ["study", "resume", "s", "--storage", str(root)])
 
 
-def test_an_ablation_report_of_a_study_whose_trials_all_errored_says_so(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["ablation", "search"])
+def test_a_report_of_a_study_whose_trials_all_errored_says_so(tmp_path: Path, kind: str) -> None:
     from mtl_tune.studies.store._trial_log import append_event
 
     root = tmp_path / "studies"
@@ -134,10 +135,11 @@ def test_an_ablation_report_of_a_study_whose_trials_all_errored_says_so(tmp_path
                      str(trial))
         append_event(folder, "main", trial_id, "errored", {"trainable": "it1-baseline"},
                      str(trial), error_file=str(trial / "error.txt"))
-    stderr = _error(["report", "ablation", "s", "--storage", str(root)])
-    # what is wrong and where to look, instead of a TypeError from the figures
-    assert "no trial of study 's'" in stderr and "(2 of 2 errored: `mtl-tune study status s`" in (
-        stderr)
+    stderr = _error(["report", kind, "s", "--storage", str(root)])
+    # what is wrong and where to look, instead of a TypeError from the figures (ablation) or an
+    # empty report with exit 0 (search)
+    assert "no trial of study 's'" in stderr and "(2 of 2 errored; `mtl-tune study status s` " \
+        "lists the trials); nothing to report until one has" in stderr
     # and no empty report folder is left behind
     assert not (folder / "reports").exists()
 
