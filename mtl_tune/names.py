@@ -35,6 +35,8 @@ STATES = {
     "PENDING": ("pending", "not started"),
     "ERROR": ("error", "failed; its error file says why"),
     "INTERRUPTED": ("interrupted", "its driver stopped before it ended; `study resume` goes on"),
+    "MISSING": ("missing", "recorded finished, but its folder or results are gone (named in a "
+                "warning)"),
 }
 SCORE_NAMES = {key: name for key, (name, _) in SCORES.items()}
 TASK_NAMES = {key: name for key, (name, _) in TASKS.items()}

@@ -262,3 +262,41 @@ def test_a_study_without_its_study_json_names_the_file(tmp_path: Path, command: 
                              "(its other files are still there)"), stderr
     # and the rest of the folder is left as it was
     assert sorted(p.name for p in folder.iterdir()) == ["spec.toml", "tune"]
+
+
+def _finished_study(root: Path) -> Path:
+    """Study `s` with two finished trials, each with one epoch in its result.json."""
+    from mtl_tune.studies.store._trial_log import append_event
+
+    folder = _study(root)
+    for trial_id in ("t1", "t2"):
+        trial = folder / "tune" / "main" / f"trial_{trial_id}"
+        trial.mkdir()
+        (trial / "result.json").write_text(json.dumps(
+            {"trial_id": trial_id, "training_iteration": 1, "epoch": 1, "overall": 0.5,
+             "time_total_s": 1.0}) + "\n")
+        config = {"trainable": "it1-baseline", "seed": 0}
+        append_event(folder, "main", trial_id, "created", config, str(trial))
+        append_event(folder, "main", trial_id, "finished", config, str(trial))
+    return folder
+
+
+def _states(root: Path) -> dict[str, tuple[str, int | None]]:
+    result = CliRunner().invoke(app, ["study", "status", "s", "--storage", str(root), "--json"])
+    assert result.exit_code == 0, result.output
+    return {t["trial_id"]: (t["state"], t["epochs"]) for t in json.loads(result.stdout)["trials"]}
+
+
+def test_a_finished_trial_whose_folder_is_gone_is_missing_not_done(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "studies"
+    folder = _finished_study(root)
+    assert _states(root) == {"t1": ("TERMINATED", 1), "t2": ("TERMINATED", 1)}
+    import shutil
+
+    shutil.rmtree(folder / "tune" / "main" / "trial_t2")
+    # a trial without results is never "done": it is missing, and the warning names its folder
+    assert _states(root) == {"t1": ("TERMINATED", 1), "t2": ("MISSING", 0)}
+    assert f"trial t2 is recorded finished, but its folder {folder / 'tune' / 'main'}" in (
+        caplog.text)

@@ -195,3 +195,23 @@ def test_a_resumed_driver_records_trials_tune_restored_as_ended(tmp_path: Path) 
     events.on_step_begin(0, [_trial("a", tmp_path, status="TERMINATED")])
     # the record follows Tune: the trial is finished, so resuming never waits for it again
     assert read_trials(tmp_path)[("main", "a")].state == "TERMINATED"
+
+
+def test_an_emptied_record_is_read_from_tunes_saved_state(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    append_event(tmp_path, "main", "t1", "finished", {"seed": 0})
+    append_event(tmp_path, "main", "t2", "finished", {"seed": 1})
+    _tune_state(tmp_path, {"t1": "TERMINATED", "t2": "TERMINATED"})
+    (tmp_path / "trials.jsonl").write_text("")  # `: > trials.jsonl`
+    trials = read_trials(tmp_path)
+    # no trial is hidden: both come back as Tune saved them, and the warning names the file
+    assert {k: t.state for k, t in trials.items()} == {("main", "t1"): "TERMINATED",
+                                                       ("main", "t2"): "TERMINATED"}
+    assert f"{tmp_path / 'trials.jsonl'} holds no trial event (emptied?)" in caplog.text
+    # a driver (resume) rewrites it whole from that state, the empty one kept beside it
+    assert repair_record(tmp_path)
+    assert {k: t.state for k, t in read_trials(tmp_path).items()} == {
+        ("main", "t1"): "TERMINATED", ("main", "t2"): "TERMINATED"}
+    assert (tmp_path / "trials.jsonl").read_text().count('"event": "finished"') == 2
+    assert (tmp_path / "trials.jsonl.torn").read_text() == ""

@@ -101,6 +101,14 @@ def _trial_rows(record: TrialRecord, resources: dict[str, float]) -> list[dict[s
         **_flatten(config),
     }
     reported = read_result_rows(trial_dir) if trial_dir is not None else []
+    if not reported and record.state == "TERMINATED":  # never "done" without a result
+        base["status"] = "MISSING"
+        if trial_dir is None or not trial_dir.is_dir():
+            logger.warning("trial %s is recorded finished, but its folder %s is missing: it is "
+                           "shown as missing", record.trial_id, trial_dir)
+        else:
+            logger.warning("trial %s is recorded finished, but %s holds no epoch: it is shown "
+                           "as missing", record.trial_id, trial_dir / RESULT_FILE)
     if not reported:
         return [{**base, "epoch": None, "trial_seconds": float("nan"), "checkpoint": None}]
     assert trial_dir is not None

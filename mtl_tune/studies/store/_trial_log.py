@@ -90,7 +90,8 @@ def read_trials(folder: Path) -> dict[tuple[str, str], TrialRecord]:
     A torn line (a driver killed while writing it, a record cut or overwritten) is skipped and
     reported with file:line, and the record is then reconciled with Ray Tune's last saved state
     of each experiment: a trial missing from it, or left behind at an earlier state, is listed
-    as Tune saved it, so that no trial is hidden.
+    as Tune saved it, so that no trial is hidden. An empty record (emptied by hand) is read from
+    Tune's saved state the same way, with a warning naming it.
     """
     path = Path(folder) / EVENTS_FILE
     events, torn = parse_json_lines(path)
@@ -114,7 +115,10 @@ def read_trials(folder: Path) -> dict[tuple[str, str], TrialRecord]:
     for number in torn:
         logger.warning("%s:%d: a torn line (not JSON) skipped; the trials are reconciled with "
                        "Ray Tune's saved state", path, number)
-    if torn or not path.exists():  # no record: a study launched before mtl-tune kept one
+    if path.exists() and not events and not torn:
+        logger.warning("%s holds no trial event (emptied?); the trials are read from Ray Tune's "
+                       "saved state", path)
+    if torn or not events:  # no record: a study launched before mtl-tune kept one, or emptied
         _reconcile(trials, Path(folder))
     return {key: record for key, record in trials.items() if record.state != "DISCARDED"}
 
@@ -128,6 +132,8 @@ def _reconcile(trials: dict[tuple[str, str], TrialRecord], folder: Path) -> None
         for saved in tune_saved_trials(experiment_dir):
             key = (experiment_dir.name, saved.trial_id)
             known = trials.get(key)
+            if known is not None and known.state == "DISCARDED":  # forgotten on purpose
+                continue
             if known is None or _PROGRESS.get(known.state, 0) < _PROGRESS[saved.state]:
                 trials[key] = dataclasses.replace(
                     saved, experiment=experiment_dir.name,
@@ -164,13 +170,14 @@ def repair_record(folder: Path) -> bool:
     """Rewrites a torn record whole: its readable events, then one event per trial whose state
     `read_trials` took from Tune's saved state. The torn file is kept beside it
     (`trials.jsonl.torn`). A study launched before mtl-tune kept a record gets one, from Tune's
-    saved state. Returns whether it was torn. Only a driver calls this."""
+    saved state; so does an empty one. Returns whether it was rewritten. Only a driver calls
+    this."""
     path = Path(folder) / EVENTS_FILE
     if not path.exists():
         _record_from_tune(folder)
         return False
     events, torn = parse_json_lines(path)
-    if not torn:
+    if not torn and events:
         return False
     trials = read_trials(folder)
     kept = [e for e in events if isinstance(e, dict)]
@@ -186,8 +193,8 @@ def repair_record(folder: Path) -> bool:
     backup = path.with_name(EVENTS_FILE + ".torn")
     replace_text(backup, path.read_text(encoding="utf-8", errors="replace"))
     StudyStore.at(folder).write_text(EVENTS_FILE, "".join(line + "\n" for line in lines))
-    logger.warning("%s was torn: rewritten from its readable lines and Ray Tune's saved state "
-                   "(the torn file is kept as %s)", path, backup.name)
+    logger.warning("%s was %s: rewritten from its readable lines and Ray Tune's saved state "
+                   "(the old file is kept as %s)", path, "torn" if torn else "empty", backup.name)
     return True
 
 
