@@ -233,7 +233,10 @@ def list_(
                               indent=2))
         return
     typer.echo(f"studies in {uri_of(root)}")
-    typer.echo(table(studies.to_dict("records")))
+    shown = studies.drop(columns=["folder"], errors="ignore")
+    if "launched_as" in shown and shown["launched_as"].isna().all():  # no copied study
+        shown = shown.drop(columns=["launched_as"])
+    typer.echo(table(shown.to_dict("records")))
 
 
 def _records(frame: Any) -> list[dict[str, Any]]:

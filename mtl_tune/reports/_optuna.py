@@ -22,8 +22,9 @@ def load_optuna_study(info: StudyInfo) -> Any | None:
     if storage is None:
         return None
     names = optuna.study.get_all_study_names(storage)
-    if info.name in names:
-        name = info.name
+    named = [n for n in (info.name, info.launched_as) if n in names]  # a copy keeps its mirror
+    if named:
+        name = named[0]
     elif len(names) == 1:
         name = names[0]
     else:

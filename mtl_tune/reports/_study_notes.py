@@ -42,7 +42,8 @@ def summary(info: StudyInfo, results: pd.DataFrame) -> dict[str, str]:
     per_experiment = trials.groupby("experiment", sort=False)["status"].agg(status_label)
     running = trials["status"].isin(UNFINISHED).any()
     return {
-        "study": info.name,
+        "study": info.name if info.launched_as is None else (
+            f"{info.name} (copied or renamed: launched as {info.launched_as})"),
         "folder": str(info.folder),
         "search": info.search,
         "metric": f"dev {info.metric} ({info.mode})",

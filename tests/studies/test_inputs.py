@@ -300,3 +300,25 @@ def test_a_finished_trial_whose_folder_is_gone_is_missing_not_done(
     assert _states(root) == {"t1": ("TERMINATED", 1), "t2": ("MISSING", 0)}
     assert f"trial t2 is recorded finished, but its folder {folder / 'tune' / 'main'}" in (
         caplog.text)
+
+
+def test_a_copied_study_is_itself(tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "studies"
+    shutil.copytree(_finished_study(root), root / "d1")
+    result = CliRunner().invoke(app, ["study", "list", "--storage", str(root), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["study"]: r for r in json.loads(result.stdout)["studies"]}
+    # each row is named by its folder, says where it is and, for the copy, what it was
+    assert sorted(rows) == ["d1", "s"]
+    assert rows["d1"]["folder"] == str(root / "d1") and rows["d1"]["launched_as"] == "s"
+    assert rows["s"]["launched_as"] is None
+    text = CliRunner().invoke(app, ["study", "list", "--storage", str(root)]).stdout
+    assert [line.split()[0] for line in text.splitlines()[2:]] == ["d1", "s"]
+    # the copy's status and reports name the copy
+    from mtl_tune.studies import open_study, seeds_launch_command
+
+    info = open_study(root / "d1")
+    assert (info.name, info.launched_as) == ("d1", "s")
+    assert "--name d1-5-seeds" in seeds_launch_command(root / "d1", 5)

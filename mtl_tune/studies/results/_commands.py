@@ -44,7 +44,7 @@ def seeds_launch_command(folder: Path, seeds: int) -> str:
     ablation report compares every row over the same seeds.
     """
     meta = read_meta(folder)
-    name = meta.name
+    name = folder.name  # a copied study's, not the name it was launched as
     parts = ["mtl-tune", "study", "launch", str(folder / SPEC_FILE), "--name",
              f"{name}-{seeds}-seeds", "--seeds", str(seeds), "--storage", uri_of(folder.parent)]
     gpu = meta.resources.get("gpu", 0)

@@ -18,6 +18,7 @@ from mtl_tune.studies.store import (
     open_study,
     read_meta,
     study_names,
+    uri_of,
 )
 
 SHOWN_METRICS = ("overall", "mean_score", "sst_acc", "para_acc", "sts_corr")
@@ -83,7 +84,9 @@ def list_studies(root: Path) -> pd.DataFrame:
         )
         rows.append(
             {
-                "study": meta.name,
+                "study": name,  # the folder's: a copied study is itself
+                "launched_as": meta.name if meta.name != name else None,
+                "folder": uri_of(folder),
                 "search": meta.search,
                 "trials": len(table),
                 "finished": done,

@@ -21,7 +21,7 @@ class StudyInfo:
     """What a report needs to know about a study besides its trial results."""
 
     folder: Path
-    name: str
+    name: str  # the folder's name
     search: str  # grid | optuna | optuna-mo | sequential
     metric: str  # the dev metric that picks best epochs and checkpoints
     mode: str  # max | min
@@ -35,6 +35,7 @@ class StudyInfo:
     notes: tuple[str, ...]  # what was missing and assumed
     optuna_storage: str | None = None  # the Optuna storage URL study.json names, if any
     objectives: tuple[tuple[str, str], ...] = ()  # (metric, mode) of a multi-objective search
+    launched_as: str | None = None  # study.json's name, when the folder was copied or renamed
 
     @property
     def optuna_url(self) -> str | None:
@@ -102,7 +103,8 @@ def open_study(folder: Path | str) -> StudyInfo:
     spec_path = folder / SPEC_FILE
     return StudyInfo(
         folder=folder,
-        name=meta.name,
+        name=folder.name,  # a copied or renamed study is itself: its hints name its folder
+        launched_as=meta.name if meta.name != folder.name else None,
         search=meta.search,
         metric=meta.metric,
         mode=meta.mode,
