@@ -43,6 +43,10 @@ class FetchError(MtlTuneError):
     """Downloading the public data files failed."""
 
 
+class Interrupted(MtlTuneError):
+    """The user interrupted a command (Ctrl-C); the message says what was kept. Exit 130."""
+
+
 def did_you_mean(value: str, choices: Iterable[str]) -> str:
     """" (did you mean 'x'?)" for the closest of `choices` to a mistyped `value`, else ""."""
     close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,40 @@ def test_root_is_refused_from_anywhere(
     # the file system root is named as such, wherever the current folder is
     with pytest.raises(MtlTuneError, match=r"--out / is the root of the file system"):
         check_out(Path("/"), RUN_KIND, {}, force=True)
+
+
+@pytest.mark.parametrize("at_epoch", [1, 2])
+def test_ctrl_c_in_an_epoch_says_what_was_kept(
+    tiny_bert_dir: Path, tiny_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    at_epoch: int,
+) -> None:
+    run_epoch = Trainer.run_epoch
+
+    def interrupted(self: Trainer, epoch: int, on_step: object = None):  # type: ignore[no-untyped-def]
+        if epoch == at_epoch:
+            raise KeyboardInterrupt  # Ctrl-C while the epoch trains
+        return run_epoch(self, epoch, on_step=on_step)
+
+    monkeypatch.setattr(Trainer, "run_epoch", interrupted)
+    out = tmp_path / "run"
+    result = runner.invoke(app, [
+        "train", "it6-balanced", "--set", f"backbone={tiny_bert_dir}", "--set", "batch_size=8",
+        "--set", "max_length=32", "--epochs", "2", "--max-examples", "16",
+        "--data-dir", str(tiny_data_dir), "--out", str(out)])
+    # exit 130 (the shell's code for Ctrl-C), with one line saying where it stopped
+    assert result.exit_code == 130, result.output
+    if at_epoch == 1:
+        assert result.stderr == (f"Interrupted: in epoch 1 of 2, before its first checkpoint: "
+                                 f"nothing was written and {out} is as it was\n")
+        assert not out.exists() and [p.name for p in tmp_path.iterdir()] == []
+        return
+    last = result.stderr.splitlines()[-1]  # after the progress bars
+    assert last.startswith(f"Interrupted: in epoch 2 of 2: {out} keeps the 1 finished epoch(s), "
+                           "metrics.json marked interrupted")
+    summary = json.loads((out / "metrics.json").read_text())
+    # the epoch that finished is kept, marked, and nothing only resuming needs stays
+    assert len(summary["epochs"]) == 1 and summary["stopped_early"] is False
+    assert summary["interrupted"] == {"in_epoch": 2, "epochs_done": 1}
+    assert not (out / "last" / "optimizer.pt").exists()
+    assert (out / "best" / "model.safetensors").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperArgument, TyperGroup
 
-from mtl_tune.exceptions import ConfigError, MtlTuneError
+from mtl_tune.exceptions import ConfigError, Interrupted, MtlTuneError
 
 # what a user's paths and disks cause, each with how to fix it; other OSErrors are bugs
 _PATH_FIXES = {
@@ -55,6 +55,9 @@ class ErrorBoundary(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
+        except Interrupted as err:  # Ctrl-C: what was kept, and the shell's 128 + SIGINT
+            typer.echo(f"Interrupted: {err}", err=True)
+            raise typer.Exit(130) from None
         except MtlTuneError as err:
             typer.echo(f"Error: {err}", err=True)
             raise typer.Exit(1) from None

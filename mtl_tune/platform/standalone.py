@@ -14,10 +14,10 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from mtl_tune.exceptions import MtlTuneError
-from mtl_tune.platform.atomic import staging_of, swap_in, write_bytes
+from mtl_tune.exceptions import Interrupted, MtlTuneError
+from mtl_tune.platform.atomic import replace_file, staging_of, swap_in, write_bytes
 from mtl_tune.platform.bundle import build_bundle
-from mtl_tune.platform.checkpoint import save_checkpoint
+from mtl_tune.platform.checkpoint import drop_optimizer_state, save_checkpoint
 from mtl_tune.platform.config import TrainConfig
 from mtl_tune.platform.out_folder import OutputKind, check_out
 from mtl_tune.platform.train import EpochResult, Trainer
@@ -74,6 +74,7 @@ def train_run(
     staging.mkdir()
     folder = staging  # where the run is written: the staging folder until its first epoch
     history: list[dict[str, float]] = []
+    epoch = 1
     try:
         for epoch in range(1, config.epochs + 1):
             previous_best = trainer.best_overall
@@ -95,9 +96,30 @@ def train_run(
                 break
     except OSError as err:
         raise MtlTuneError(f"cannot write the run in {out}: {err}") from err
+    except KeyboardInterrupt:
+        raise _interrupted(config, out, folder == out, epoch) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return history
+
+
+def _interrupted(config: TrainConfig, out: Path, written: bool, epoch: int) -> Interrupted:
+    """Ctrl-C in epoch `epoch`: a run that has written epochs keeps them, marked interrupted,
+    weights only (`train` starts over; it cannot resume); one that has not leaves `out` as it
+    was."""
+    where = f"in epoch {epoch} of {config.epochs}"
+    if not written:
+        return Interrupted(f"{where}, before its first checkpoint: nothing was written and "
+                           f"{out} is as it was")
+    drop_optimizer_state(out / "last")
+    summary = json.loads((out / METRICS_FILE).read_text(encoding="utf-8"))
+    done = len(summary["epochs"])  # those written, whatever the moment of the interrupt
+    summary["interrupted"] = {"in_epoch": epoch, "epochs_done": done}
+    replace_file(out / METRICS_FILE, json.dumps(summary, indent=2).encode())
+    return Interrupted(
+        f"{where}: {out} keeps the {done} finished epoch(s), metrics.json marked "
+        "interrupted, best/ and last/ weights only (a run cannot resume: train again to go on)"
+    )
 
 
 def _write_epoch(

@@ -120,8 +120,13 @@ def _a_trial_reported(folder: Path) -> bool:
 def test_errored_trials_exit_1_and_name_their_error_files(
     tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path
 ) -> None:
-    # device = "cuda" passes every check of the driver but fails inside each trial here
-    path = _spec(tmp_path, tiny_bert_dir, tiny_data_dir, "fails", seeds=1, device="cuda")
+    # a backbone whose weights are damaged: its tokenizer passes the driver's checks, the
+    # trial fails as it loads the weights
+    import shutil
+
+    damaged = shutil.copytree(tiny_bert_dir, tmp_path / "damaged-bert")
+    (damaged / "model.safetensors").write_bytes(b"not a safetensors file")
+    path = _spec(tmp_path, damaged, tiny_data_dir, "fails", seeds=1)
     root = tmp_path / "studies"
     run = _cli(["study", "launch", str(path), "--storage", str(root)], ray_tmp)
     # a study with an errored trial exits 1 ...
@@ -130,7 +135,7 @@ def test_errored_trials_exit_1_and_name_their_error_files(
     assert "study fails: 1 trials, 0 finished, 1 errored, 0 unfinished" in run.stdout
     files = re.findall(r"^  (/\S+error\.txt)$", run.stderr, flags=re.MULTILINE)
     assert "1 trial(s) errored; their errors are in:" in run.stderr and len(files) == 1
-    assert "device 'cuda' was asked for" in Path(files[0]).read_text()
+    assert "model.safetensors" in Path(files[0]).read_text()
     # the driver released the study and left no Ray process behind
     assert not (root / "fails" / LOCK_FILE).exists()
     assert not wait_gone(ray_processes(ray_tmp), timeout=20)

@@ -322,3 +322,11 @@ def test_a_copied_study_is_itself(tmp_path: Path) -> None:
     info = open_study(root / "d1")
     assert (info.name, info.launched_as) == ("d1", "s")
     assert "--name d1-5-seeds" in seeds_launch_command(root / "d1", 5)
+
+
+def test_cuda_without_gpus_is_refused_before_the_launch(tmp_path: Path) -> None:
+    path = write_spec(tmp_path, TOP, {"epochs": 1})
+    # every trial would fail on a machine Ray gives no GPU: refused by the dry run already
+    stderr = _dry_run(path, "--set", "device=cuda")
+    assert re.search(r"device 'cuda' in .*spec\.toml \(or a --set\) needs GPUs, but the trials "
+                     r"get none \(\[resources\] gpu = 0\); pass --gpus-per-trial N", stderr), stderr

@@ -207,6 +207,7 @@ def validate(spec: StudySpec) -> None:
             f"rung, so they must all be live at once; but got {spec.max_concurrent}"
         )
     _check_objectives(spec, METRIC_KEYS)
+    _check_cuda_has_gpus(spec)
     stage_keys = [s.key for s in spec.stages]
     for key in stage_keys:
         if stage_keys.count(key) > 1 or key in spec.space:
@@ -247,6 +248,22 @@ def _check_objectives(spec: StudySpec, metrics: tuple[str, ...]) -> None:
 
 # the data is read and tokenized once per study, so these keys cannot vary between its trials
 DATA_KEYS = ("backbone", "data_dir", "max_length", "max_examples")
+
+
+def _check_cuda_has_gpus(spec: StudySpec) -> None:
+    """device = "cuda" on trials Ray gives no GPU would fail in every trial, after the launch."""
+    if spec.resources.gpu > 0:
+        return
+    fixed = spec.fixed.get("device")
+    searched = spec.space.get("device")
+    staged = [v for s in spec.stages if s.key == "device" for v in s.values]
+    values = [fixed, *(searched.values if searched is not None else ()), *staged]
+    if "cuda" in values:
+        raise SpecError(
+            f"device 'cuda' in {spec.source} (or a --set) needs GPUs, but the trials get none "
+            "([resources] gpu = 0); pass --gpus-per-trial N (or set [resources] gpu), or "
+            "device = 'auto'"
+        )
 
 
 def _check_training_keys(spec: StudySpec) -> None:

@@ -28,16 +28,14 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import socket
 import tempfile
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from mtl_tune.exceptions import MtlTuneError, SpecError
+from mtl_tune.studies.store._uris import STORE_SCHEMES
 
 logger = logging.getLogger(__name__)
 
@@ -46,29 +44,7 @@ MARKER = ".store.json"
 _DRIVER_ROOTS: dict[str, Path] = {}  # store URI -> the staging root of this process's driver
 
 
-STORE_SCHEMES = ("s3", "gs")
 GCS_RETRY_S = 15  # pyarrow's GCS client retries an unreachable store for 15 minutes by default
-
-
-def is_store_uri(text: str | os.PathLike[str]) -> bool:
-    """Whether `--storage` names an object store (a URI whose scheme is not `file`)."""
-    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", str(text))
-    return match is not None and match.group(1).lower() != "file"
-
-
-def file_uri_path(text: str | os.PathLike[str]) -> Path | None:
-    """The path a `file://` URI names (`file:///abs/path`), else None.
-
-    Raises:
-        SpecError: The URI names another machine.
-    """
-    parsed = urllib.parse.urlparse(str(text))
-    if parsed.scheme.lower() != "file":
-        return None
-    if parsed.netloc not in ("", "localhost"):
-        raise SpecError(f"{text} names the host {parsed.netloc!r}; a file:// URI must name this "
-                        "machine's files: file:///absolute/path")
-    return Path(urllib.request.url2pathname(parsed.path))
 
 
 @functools.cache

@@ -26,15 +26,14 @@ from pathlib import Path
 from mtl_tune.exceptions import SpecError, did_you_mean
 from mtl_tune.studies.spec import check_study_name
 from mtl_tune.studies.store._object_store import (
-    file_uri_path,
     is_staged,
-    is_store_uri,
     reader_root,
     stored_bytes,
     stored_folders,
     uri_of,
 )
 from mtl_tune.studies.store._store_pull import pull
+from mtl_tune.studies.store._uris import file_uri_path, is_store_uri
 
 logger = logging.getLogger(__name__)
 
