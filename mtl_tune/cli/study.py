@@ -178,6 +178,7 @@ def status(
     from mtl_tune.studies import (
         INTERRUPTED,
         best_rerun,
+        best_trial,
         existing_study,
         open_study,
         resume_command,
@@ -192,9 +193,14 @@ def status(
     trials = study_status(root, name)
     if as_json:
         driver = study_driver(root, name)
-        typer.echo(json.dumps({"study": name, "storage": uri_of(root),
-                               "driver": None if driver is None else driver.describe(),
-                               "trials": _records(trials)}, indent=2))
+        record: dict[str, Any] = {
+            "study": name, "storage": uri_of(root),
+            "driver": None if driver is None else driver.describe(), "trials": _records(trials)}
+        if best:  # the best trial, as the text's --best line gives it
+            info = open_study(existing_study(root, name))
+            record["best_trial"] = (best_trial(study_results(info), info.metric, info.mode)
+                                    if len(trials) else None)
+        typer.echo(json.dumps(record, indent=2))
         return
     typer.echo(table(trials.to_dict("records"),
                      first=("mean_score", "sts_corr", "para_acc", "sst_acc", "experiment")))
@@ -221,7 +227,7 @@ def list_(
 
     Example: mtl-tune study list --storage s3://bucket/studies
     """
-    from mtl_tune.studies import is_store_uri, list_studies, storage_root, uri_of
+    from mtl_tune.studies import human_bytes, is_store_uri, list_studies, storage_root, uri_of
 
     root = storage_root(storage)
     if storage is not None and not is_store_uri(storage) and not root.is_dir():
@@ -233,10 +239,15 @@ def list_(
                               indent=2))
         return
     typer.echo(f"studies in {uri_of(root)}")
-    shown = studies.drop(columns=["folder"], errors="ignore")
-    if "launched_as" in shown and shown["launched_as"].isna().all():  # no copied study
-        shown = shown.drop(columns=["launched_as"])
-    typer.echo(table(shown.to_dict("records")))
+    rows = []
+    for row in studies.to_dict("records"):
+        row.pop("folder")
+        if studies["launched_as"].isna().all():  # no copied study
+            row.pop("launched_as")
+        row[f"best {row.pop('metric')}"] = row.pop("best")
+        row["disk"] = human_bytes(row.pop("disk_bytes"))
+        rows.append(row)
+    typer.echo(table(rows))
 
 
 def _records(frame: Any) -> list[dict[str, Any]]:

@@ -330,3 +330,25 @@ def test_cuda_without_gpus_is_refused_before_the_launch(tmp_path: Path) -> None:
     stderr = _dry_run(path, "--set", "device=cuda")
     assert re.search(r"device 'cuda' in .*spec\.toml \(or a --set\) needs GPUs, but the trials "
                      r"get none \(\[resources\] gpu = 0\); pass --gpus-per-trial N", stderr), stderr
+
+
+def test_list_and_status_json_give_values_not_display_text(tmp_path: Path) -> None:
+    root = tmp_path / "studies"
+    _finished_study(root)
+    listed = CliRunner().invoke(app, ["study", "list", "--storage", str(root), "--json"])
+    (row,) = json.loads(listed.stdout)["studies"]
+    # the metric by its key, the best value a number, the disk in bytes (an int)
+    assert (row["metric"], row["best"]) == ("overall", 0.5)
+    assert isinstance(row["disk_bytes"], int) and row["disk_bytes"] > 0
+    assert "best overall" not in row and "disk" not in row
+    text = CliRunner().invoke(app, ["study", "list", "--storage", str(root)]).stdout
+    assert text.splitlines()[1].split()[-3:] == ["best", "Overall", "disk"]
+    # --best is honoured with --json: the best trial and the command that trains it again
+    status = CliRunner().invoke(app, ["study", "status", "s", "--storage", str(root), "--json",
+                                      "--best"])
+    best = json.loads(status.stdout)["best_trial"]
+    assert (best["trial_id"], best["epoch"], best["metric"], best["value"]) == (
+        "t1", 1, "overall", 0.5)
+    assert best["command"].startswith("mtl-tune train it1-baseline") and best["checkpoint"] is None
+    plain = CliRunner().invoke(app, ["study", "status", "s", "--storage", str(root), "--json"])
+    assert "best_trial" not in json.loads(plain.stdout)

@@ -16,6 +16,7 @@ from mtl_tune.studies.results._selection import (
     best_epochs,
     best_rerun,
     best_row,
+    best_trial,
     trial_config,
 )
 from mtl_tune.studies.results._status import INTERRUPTED, list_studies, study_driver, study_status
@@ -28,6 +29,7 @@ __all__ = [
     "best_epoch",
     "best_epochs",
     "best_rerun",
+    "best_trial",
     "best_row",
     "by_epoch",
     "epoch_means",

@@ -64,18 +64,32 @@ def trial_config(row: pd.Series) -> dict[str, Any]:
             if str(k).startswith("config/") and not empty(v)}
 
 
-def best_rerun(results: pd.DataFrame, metric: str = "overall", mode: str = "max") -> str | None:
-    """One line on the study's best trial: its epoch and score, its checkpoint, and the
-    `mtl-tune train` command that trains it again; None before any trial reported `metric`."""
+def best_trial(results: pd.DataFrame, metric: str = "overall",
+               mode: str = "max") -> dict[str, Any] | None:
+    """The study's best trial as JSON values: its id, experiment, trainable, epoch, dev
+    `metric`, checkpoint (None when not kept) and the `mtl-tune train` command that trains it
+    again; None before any trial reported `metric`."""
     from mtl_tune.platform.rerun import train_command
 
     if best_epochs(results, metric, mode).empty:
         return None
     row = best_row(results, metric, mode)
-    command = train_command(str(row["trainable"]), trial_config(row))
-    checkpoint = row["checkpoint"] if isinstance(row["checkpoint"], str) else "not kept"
-    return (f"Best single trial {row['trial_id']} ({row['trainable']}) at epoch "
-            f"{int(row['epoch'])}: "
-            f"dev {score_name(metric)} {float(row[metric]):.4f}; its checkpoint: {checkpoint}; "
-            "train it "
-            f"again with: {command}")
+    return {
+        "trial_id": str(row["trial_id"]), "experiment": str(row["experiment"]),
+        "trainable": str(row["trainable"]), "epoch": int(row["epoch"]), "metric": metric,
+        "value": float(row[metric]),
+        "checkpoint": row["checkpoint"] if isinstance(row["checkpoint"], str) else None,
+        "command": train_command(str(row["trainable"]), trial_config(row)),
+    }
+
+
+def best_rerun(results: pd.DataFrame, metric: str = "overall", mode: str = "max") -> str | None:
+    """One line on the study's best trial (`best_trial`): its epoch and score, its checkpoint,
+    and the `mtl-tune train` command that trains it again; None before any trial reported
+    `metric`."""
+    best = best_trial(results, metric, mode)
+    if best is None:
+        return None
+    return (f"Best single trial {best['trial_id']} ({best['trainable']}) at epoch "
+            f"{best['epoch']}: dev {score_name(metric)} {best['value']:.4f}; its checkpoint: "
+            f"{best['checkpoint'] or 'not kept'}; train it again with: {best['command']}")

@@ -13,7 +13,6 @@ from mtl_tune.studies.store import (
     Holder,
     disk_usage,
     existing_study,
-    human_bytes,
     live_holder,
     open_study,
     read_meta,
@@ -69,7 +68,8 @@ def study_driver(root: Path, name: str) -> Holder | None:
 
 
 def list_studies(root: Path) -> pd.DataFrame:
-    """Every study under `root`: search, trials, finished trials, best metric value, disk used."""
+    """Every study under `root`: its name (its folder's), the name it was launched as if it
+    differs, its folder, search, trials, finished trials, metric and best value, bytes on disk."""
     rows = []
     for name in study_names(root):
         folder = existing_study(root, name)
@@ -90,8 +90,9 @@ def list_studies(root: Path) -> pd.DataFrame:
                 "search": meta.search,
                 "trials": len(table),
                 "finished": done,
-                f"best {metric}": best,
-                "disk": human_bytes(disk_usage(folder)),
+                "metric": metric,
+                "best": best,
+                "disk_bytes": disk_usage(folder),
             }
         )
     return pd.DataFrame(rows)
