@@ -3,8 +3,9 @@
 A report never silently replaces an earlier one: by default each run gets a new folder
 `<study>/reports/<kind>-YYYYmmdd-HHMMSS[-N]` (for a study on an object store, reports are for
 this machine: `<study>-<kind>-YYYYmmdd-HHMMSS[-N]` in the current folder); an explicit folder
-that exists and is not empty is refused unless `force=True`, which writes into it (files of the
-same name are replaced, others are left alone).
+that exists and is not empty is refused unless `force=True`, which writes into it: the files of
+the earlier report there (listed in its `report-files.json`) are replaced or removed, so the
+folder never mixes two reports, and any other file is left alone.
 
 A report is written whole or not at all: into a staging sibling (`.NAME.partial-PID`), then
 moved into place. A report that fails (a full disk, an error, Ctrl-C) leaves no half report and
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -26,11 +28,13 @@ from pathlib import Path
 import pandas as pd
 
 from mtl_tune.exceptions import ConfigError, MtlTuneError, did_you_mean
-from mtl_tune.platform.atomic import fsync_folder, staging_of
+from mtl_tune.platform.atomic import fsync_folder, replace_file, staging_of
 from mtl_tune.platform.out_folder import refuse_special
 from mtl_tune.studies import REPORTS_DIR, StudyStore
 
 FORMATS = ("md", "latex", "csv", "html")
+MANIFEST = "report-files.json"  # the files a report wrote: the next report with --force
+# replaces exactly those
 
 
 @dataclass(frozen=True)
@@ -104,9 +108,20 @@ class StagedReport:
         self.folder.mkdir(parents=True)
 
     def put_in_place(self, result: ReportResult) -> ReportResult:
-        """Moves every staged file into `final` (each rename whole) and returns `result` with
-        its paths in `final`."""
-        for path in sorted(p for p in self.folder.rglob("*") if not p.is_dir()):
+        """Moves every staged file into `final` (each rename whole), after removing the files an
+        earlier report there listed in its manifest that this one does not write (so that the
+        folder never mixes two reports; other files are the user's and stay), and returns
+        `result` with its paths in `final`."""
+        staged = sorted(p for p in self.folder.rglob("*") if not p.is_dir())
+        written = sorted(str(p.relative_to(self.folder)) for p in staged) + [MANIFEST]
+        earlier = _listed(self.final / MANIFEST)
+        replace_file(self.folder / MANIFEST, json.dumps({"files": written}, indent=2).encode())
+        for name in sorted(set(earlier) - set(written)):
+            stale = self.final / name
+            if stale.is_file() and not stale.is_symlink():
+                stale.unlink()
+                _remove_empty_parents(stale.parent, self.final)
+        for path in [*staged, self.folder / MANIFEST]:
             target = self.final / path.relative_to(self.folder)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, target)
@@ -143,6 +158,22 @@ class StagedReport:
             f"{self.final} ({free / 2**20:.1f} MiB free; it had written {written / 2**20:.1f} "
             f"MiB): free some space and run the report again; nothing of it was kept{kept}"
         )
+
+
+def _listed(manifest: Path) -> list[str]:
+    """The files an earlier report's manifest lists, each inside its folder; [] without one."""
+    try:
+        files = json.loads(manifest.read_text(encoding="utf-8")).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [f for f in files if isinstance(f, str) and ".." not in Path(f).parts
+            and not Path(f).is_absolute()]
+
+
+def _remove_empty_parents(folder: Path, top: Path) -> None:
+    while folder != top and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
 
 
 @contextmanager

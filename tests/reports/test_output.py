@@ -135,3 +135,23 @@ def test_a_remark_wraps_only_between_words(tmp_path: Path, width: int) -> None:
     # every option and path of the command is whole on one line ("--data-" / "dir" once)
     assert all(word in words for word in command.split()), text
     assert " ".join(words).count(command) == 1
+
+
+def test_force_never_leaves_two_reports_mixed_in_a_folder(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+
+    def report(files: dict[str, str], force: bool) -> None:
+        with _output.report_folder(tmp_path, "search", out, force=force) as staged:
+            for name, text in files.items():
+                (staged.folder / name).parent.mkdir(parents=True, exist_ok=True)
+                (staged.folder / name).write_text(text)
+            staged.put_in_place(_result(staged.folder))
+
+    report({"report.md": "v1", "report.html": "v1", "top.csv": "v1", "figures/f.png": "v1"},
+           force=False)
+    (out / "notes.txt").write_text("mine")
+    report({"report.md": "v2"}, force=True)
+    # only the new report's files and the user's own: no html, csv or figure of the old one
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == [
+        "notes.txt", "report-files.json", "report.md"]
+    assert (out / "report.md").read_text() == "v2" and (out / "notes.txt").read_text() == "mine"
