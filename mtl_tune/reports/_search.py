@@ -30,6 +30,7 @@ from mtl_tune.reports._search_figures import (
     draw_param_effects,
 )
 from mtl_tune.reports._seed_groups import (
+    GROUP_COLUMN,
     decision_display,
     decision_table,
     group_display,
@@ -42,6 +43,7 @@ from mtl_tune.studies import (
     StudyInfo,
     best_epochs,
     best_rerun,
+    best_row,
     group_decisions,
     open_study,
     study_results,
@@ -139,6 +141,33 @@ def _add_seed_groups(
     return groups
 
 
+def _best_rerun_notes(info: StudyInfo, results: pd.DataFrame,
+                      groups: pd.DataFrame | None) -> list[str]:
+    """The best trial to train again: in a seed-group search, the best seed of the
+    configuration ranked first on its seeds' mean (a lucky seed of another one is not the
+    search's answer), with a word when the best single seed lies elsewhere."""
+    if groups is None or groups.empty:
+        rerun = best_rerun(results, info.metric, info.mode)
+        return [] if rerun is None else [rerun]
+    top = groups.iloc[0]["group"]
+    rerun = best_rerun(results[results[GROUP_COLUMN] == top], info.metric, info.mode)
+    if rerun is None:
+        return []
+    notes = ["Best seed of the configuration ranked first on its seeds' mean: trial "
+             + rerun.removeprefix("Best single trial ")]
+    lucky = best_row(results, info.metric, info.mode)
+    if lucky[GROUP_COLUMN] != top:
+        rank = list(groups["group"]).index(lucky[GROUP_COLUMN]) + 1 if (
+            lucky[GROUP_COLUMN] in set(groups["group"])) else None
+        notes.append(
+            f"The best single seed, trial {lucky['trial_id']} (dev {score_name(info.metric)} "
+            f"{float(lucky[info.metric]):.4f}), belongs to a configuration ranked "
+            f"{rank if rank is not None else 'lower'} on its seeds' mean: one lucky seed, not the "
+            "search's answer."
+        )
+    return notes
+
+
 def _add_pareto(
     writer: ReportWriter, info: StudyInfo, best: pd.DataFrame, params: list[str], groups: bool
 ) -> None:
@@ -228,9 +257,7 @@ def _write_search(folder: Path, info: StudyInfo, results: pd.DataFrame,
         results.to_csv(path, index=False)
         writer.add_file(path)
     notes = [*info.notes, *error_notes(results)]
-    rerun = best_rerun(results, info.metric, info.mode)
-    if rerun is not None:
-        notes.append(rerun)
+    notes += _best_rerun_notes(info, results, groups)
     pending = unfinished_note(results)
     if pending:
         notes.append(pending)

@@ -155,3 +155,28 @@ def test_force_never_leaves_two_reports_mixed_in_a_folder(tmp_path: Path) -> Non
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == [
         "notes.txt", "report-files.json", "report.md"]
     assert (out / "report.md").read_text() == "v2" and (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_seed_group_search_trains_again_the_best_configurations_best_seed() -> None:
+    import pandas as pd
+
+    from mtl_tune.reports._search import _best_rerun_notes
+    from mtl_tune.studies import StudyInfo
+
+    # group a: seeds 0.60 and 0.40 (mean 0.50); group b: 0.56 and 0.54 (mean 0.55, ranked 1)
+    rows = [("a0", "a", 0.60), ("a1", "a", 0.40), ("b0", "b", 0.56), ("b1", "b", 0.54)]
+    results = pd.DataFrame([
+        {"experiment": "main", "trial_id": t, "trainable": "it1-baseline", "status": "TERMINATED",
+         "epoch": 1, "overall": v, "checkpoint": f"/s/{t}/checkpoint_000001",
+         "config/seed_group": g, "config/seed": int(t[1])} for t, g, v in rows])
+    groups = pd.DataFrame([{"group": "b", "overall": 0.55}, {"group": "a", "overall": 0.50}])
+    info = StudyInfo(folder=Path("/s"), name="s", search="optuna", metric="overall", mode="max",
+                     trainables=(), data_dir=None, started_at=None, finished_at=None,
+                     wall_seconds=None, spec_text=None, experiments={}, notes=())
+    notes = _best_rerun_notes(info, results, groups)
+    # the command trains the best seed of the configuration ranked first, not the lucky a0
+    assert notes[0].startswith("Best seed of the configuration ranked first on its seeds' mean: "
+                               "trial b0 (it1-baseline) at epoch 1: dev Overall 0.5600")
+    assert notes[1] == ("The best single seed, trial a0 (dev Overall 0.6000), belongs to a "
+                        "configuration ranked 2 on its seeds' mean: one lucky seed, not the "
+                        "search's answer.")
