@@ -352,3 +352,16 @@ def test_list_and_status_json_give_values_not_display_text(tmp_path: Path) -> No
     assert best["command"].startswith("mtl-tune train it1-baseline") and best["checkpoint"] is None
     plain = CliRunner().invoke(app, ["study", "status", "s", "--storage", str(root), "--json"])
     assert "best_trial" not in json.loads(plain.stdout)
+
+
+def test_launch_over_a_study_without_its_study_json_names_the_file(tmp_path: Path) -> None:
+    root = tmp_path / "studies"
+    folder = _study(root)
+    (folder / "study.json").unlink()
+    path = write_spec(tmp_path, TOP, {"epochs": 1})
+    stderr = _error(["study", "launch", str(path), "--storage", str(root), "--data-dir",
+                     str(tmp_path)])
+    # not "already exists: resume it" (which then says there is no such study)
+    assert stderr.startswith(f"Error: a folder of study 's' is in {root} without its study.json "
+                             "(its other files are still there)"), stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["spec.toml", "tune"]

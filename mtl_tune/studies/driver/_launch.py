@@ -26,6 +26,7 @@ from mtl_tune.studies.driver._tune_setup import param_space
 from mtl_tune.studies.spec import ResolvedStudy, StudySpec, parse_spec, read_toml, resolve_study
 from mtl_tune.studies.store import (
     EVENTS_FILE,
+    META_FILE,
     SPEC_FILE,
     TUNE_DIR,
     DriverLock,
@@ -91,6 +92,12 @@ def launch_study(
             "file path (or sqlite:///path) when all three run on this machine"
         )
     if store.has_files():
+        if not store.has_files(META_FILE):
+            raise SpecError(
+                f"a folder of study {spec.name!r} is in {where} without its {META_FILE} (its "
+                "other files are still there): restore that file from a backup to resume it, "
+                "or launch with another --name"
+            )
         raise SpecError(
             f"study {spec.name!r} already exists in {where}: resume it with "
             f"`mtl-tune study resume {shlex.quote(spec.name)} --storage "
