@@ -113,7 +113,7 @@ def predict(
 ) -> None:
     """Score a labeled split, or write the course's leaderboard files for an unlabeled one.
 
-    Example: mtl-tune predict runs/it7/best --split dev --out runs/it7/predictions-dev
+    Example: mtl-tune predict runs/it7/best --split dev --out it7-dev-predictions
     """
     from mtl_tune.datasets import data_folder
     from mtl_tune.platform.predict import predict_data
