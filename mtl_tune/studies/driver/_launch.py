@@ -92,7 +92,7 @@ def launch_study(
             "file path (or sqlite:///path) when all three run on this machine"
         )
     if store.has_files():
-        if not store.has_files(META_FILE):
+        if not store.on_store and not (store.folder / META_FILE).is_file():  # (local only)
             raise SpecError(
                 f"a folder of study {spec.name!r} is in {where} without its {META_FILE} (its "
                 "other files are still there): restore that file from a backup to resume it, "
