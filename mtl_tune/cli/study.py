@@ -240,9 +240,10 @@ def list_(
         return
     typer.echo(f"studies in {uri_of(root)}")
     rows = []
+    copies = len(studies) and studies["launched_as"].notna().any()
     for row in studies.to_dict("records"):
         row.pop("folder")
-        if studies["launched_as"].isna().all():  # no copied study
+        if not copies:  # the column only says something when a study was copied
             row.pop("launched_as")
         row[f"best {row.pop('metric')}"] = row.pop("best")
         row["disk"] = human_bytes(row.pop("disk_bytes"))

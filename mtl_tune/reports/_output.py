@@ -116,15 +116,16 @@ class StagedReport:
         written = sorted(str(p.relative_to(self.folder)) for p in staged) + [MANIFEST]
         earlier = _listed(self.final / MANIFEST)
         replace_file(self.folder / MANIFEST, json.dumps({"files": written}, indent=2).encode())
+        for path in [*staged, self.folder / MANIFEST]:
+            target = self.final / path.relative_to(self.folder)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+        # only once the new report is in place: a failed move leaves the earlier one whole
         for name in sorted(set(earlier) - set(written)):
             stale = self.final / name
             if stale.is_file() and not stale.is_symlink():
                 stale.unlink()
                 _remove_empty_parents(stale.parent, self.final)
-        for path in [*staged, self.folder / MANIFEST]:
-            target = self.final / path.relative_to(self.folder)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, target)
         shutil.rmtree(self.folder)
         fsync_folder(self.final)
         return dataclasses.replace(

@@ -44,7 +44,7 @@ MARKER = ".store.json"
 _DRIVER_ROOTS: dict[str, Path] = {}  # store URI -> the staging root of this process's driver
 
 
-GCS_RETRY_S = 15  # pyarrow's GCS client retries an unreachable store for 15 minutes by default
+GCS_RETRY_S = 15  # by default pyarrow's GCS client retries an unreachable store for minutes
 
 
 @functools.cache
