@@ -276,20 +276,34 @@ def _uploads(func: Any, args: tuple, kwargs: dict, traffic: HostTraffic) -> bool
 @contextlib.contextmanager
 def tmpfs(folder: Path, options: str) -> Iterator[Path]:
     """A tmpfs mounted at `folder` (made) with mount `options` ("size=13m", "ro,size=1m"), for
-    full or read-only disks; skips the test where this machine cannot mount one."""
+    full or read-only disks; `unavailable` where this machine cannot mount one."""
     import subprocess
-
-    import pytest
 
     folder.mkdir(parents=True, exist_ok=True)
     made = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
                           capture_output=True, text=True)
     if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
+        unavailable(f"cannot mount a tmpfs here ({made.stderr.strip()}): the read-only and "
+                    "full-disk tests need mount rights (root, or a container with CAP_SYS_ADMIN)")
     try:
         yield folder
     finally:
         subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def in_ci() -> bool:
+    """Whether this is a CI run (`CI=true`, which `.ci/run` sets): every test must run."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def need_module(name: str, how: str) -> Any:
+    """The module `name`, imported; `unavailable` (with `how` to install it) without it."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as err:
+        unavailable(f"{name} cannot be imported ({err}): {how}")
 
 
 def unavailable(reason: str) -> NoReturn:
@@ -297,7 +311,7 @@ def unavailable(reason: str) -> NoReturn:
     (`CI=true`, which `.ci/run` sets) fails it instead: CI must run every such test."""
     import pytest
 
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    if in_ci():
         pytest.fail(f"{reason} (CI runs every test: .ci/run installs or points at it)",
                     pytrace=False)
     pytest.skip(reason)

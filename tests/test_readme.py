@@ -19,8 +19,8 @@ def test_readme_opens_with_the_two_commands() -> None:
 
 def test_ci_runs_the_readme_test_command() -> None:
     ci_lines = (REPO / ".ci" / "run").read_text().strip().splitlines()
-    # .ci/run's last line is exactly the README's test command
-    assert ci_lines[-1] == _bash_blocks()[1]
+    # .ci/run runs exactly the README's test command, then the chaos set
+    assert ci_lines[-2:] == [_bash_blocks()[1], ".venv/bin/pytest -q -m chaos"]
 
 
 def test_the_glossary_is_the_one_the_outputs_use() -> None:

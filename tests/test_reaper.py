@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
 
 from mtl_tune._reaper import OWNER_ENV
+from tests.helpers import unavailable
 
 pytestmark = pytest.mark.process  # starts Ray or another process
 
@@ -24,6 +24,28 @@ RETITLED = [sys.executable, "-c",
             "ctypes.memset(start, 0, 64)\n"
             "print('retitled', flush=True)\n"
             "time.sleep(120)"]
+# The reaper with a test-only hook: each of its one-second looks at the driver's descendants
+# prints "looked" before it sleeps, so a test knows that it has looked, instead of sleeping and
+# hoping it did
+REAPER = [sys.executable, "-c",
+          "import sys, time\n"
+          "from mtl_tune import _reaper\n"
+          "plain = time.sleep\n"
+          "def sleep(seconds):\n"
+          "    print('looked', flush=True)\n"
+          "    plain(seconds)\n"
+          "time.sleep = sleep\n"
+          "_reaper.main(sys.argv)"]
+
+
+def _reaper(driver: subprocess.Popen, mark: str) -> subprocess.Popen:
+    return subprocess.Popen([*REAPER, str(driver.pid), mark], stdout=subprocess.PIPE,
+                            start_new_session=True)
+
+
+def _looked(reaper: subprocess.Popen) -> None:
+    """Returns once the reaper has looked at the driver's descendants."""
+    assert reaper.stdout is not None and reaper.stdout.readline() == b"looked\n"
 
 
 def test_reaper_stops_the_marked_processes_when_the_driver_dies() -> None:
@@ -31,11 +53,11 @@ def test_reaper_stops_the_marked_processes_when_the_driver_dies() -> None:
     driver = subprocess.Popen(SLEEPER)
     marked = subprocess.Popen(SLEEPER, env=env)
     stranger = subprocess.Popen(SLEEPER, env={**os.environ, OWNER_ENV: "mark-2"})
-    reaper = subprocess.Popen([sys.executable, "-m", "mtl_tune._reaper", str(driver.pid),
-                               "mark-1"], start_new_session=True)
+    reaper = _reaper(driver, "mark-1")
     try:
-        time.sleep(1.5)
-        # while the driver lives, its processes are left alone
+        _looked(reaper)
+        _looked(reaper)
+        # while the driver lives, its processes are left alone (two looks in)
         assert marked.poll() is None and reaper.poll() is None
         driver.kill()
         driver.wait()
@@ -50,8 +72,9 @@ def test_reaper_stops_the_marked_processes_when_the_driver_dies() -> None:
                 proc.wait()
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")
 def test_reaper_finds_the_mark_behind_a_process_title() -> None:
+    if not sys.platform.startswith("linux"):
+        unavailable("the reaper reads /proc: Linux only")
     # the mark last, behind more than the 64 bytes the title overwrites
     env = {**{k: v for k, v in os.environ.items() if k != OWNER_ENV}, OWNER_ENV: "mark-3"}
     driver = subprocess.Popen(SLEEPER)
@@ -86,10 +109,9 @@ def test_reaper_stops_a_descendant_whose_mark_cannot_be_read() -> None:
         stdout=subprocess.PIPE)
     assert driver.stdout is not None
     child = psutil.Process(int(driver.stdout.readline()))
-    reaper = subprocess.Popen([sys.executable, "-m", "mtl_tune._reaper", str(driver.pid),
-                               "mark-4"], start_new_session=True)
+    reaper = _reaper(driver, "mark-4")
     try:
-        time.sleep(2.5)  # the reaper's first looks at the driver's descendants
+        _looked(reaper)  # the reaper has noted the driver's descendants
         assert child.is_running()
         driver.kill()
         driver.wait()

@@ -94,11 +94,10 @@ def _print_outcome(outcome: Any, root: Path, name: str) -> None:
     from mtl_tune.studies import next_commands, resume_command, study_status, uri_of
 
     typer.echo(table(study_status(root, name).to_dict("records")))
-    finished = outcome.trials - outcome.errors - outcome.unfinished
     typer.echo(
-        f"study {name}: {outcome.trials} trials, {finished} finished, {outcome.errors} "
-        f"errored, {outcome.unfinished} unfinished, in {outcome.wall_seconds:.0f} s; "
-        f"folder {uri_of(outcome.folder)}"
+        f"study {name}: {outcome.finished} of {outcome.planned} planned trials finished, "
+        f"{outcome.errors} errored, {outcome.unfinished} unfinished, in "
+        f"{outcome.wall_seconds:.0f} s; folder {uri_of(outcome.folder)}"
     )
     _print_disk(root, name)
     if outcome.unfinished:
@@ -180,7 +179,9 @@ def status(
         best_rerun,
         best_trial,
         existing_study,
+        not_ended,
         open_study,
+        planned_trials,
         resume_command,
         storage_root,
         study_driver,
@@ -191,11 +192,13 @@ def status(
 
     root = storage_root(storage)
     trials = study_status(root, name)
+    planned = planned_trials(existing_study(root, name))
+    driver = study_driver(root, name)
     if as_json:
-        driver = study_driver(root, name)
         record: dict[str, Any] = {
             "study": name, "storage": uri_of(root),
-            "driver": None if driver is None else driver.describe(), "trials": _records(trials)}
+            "driver": None if driver is None else driver.describe(), "planned_trials": planned,
+            "trials": _records(trials)}
         if best:  # the best trial, as the text's --best line gives it
             info = open_study(existing_study(root, name))
             record["best_trial"] = (best_trial(study_results(info), info.metric, info.mode)
@@ -208,10 +211,14 @@ def status(
         info = open_study(existing_study(root, name))
         line = best_rerun(study_results(info), info.metric, info.mode)
         typer.echo(line or f"no trial has reported dev {info.metric} yet")
-    driver = study_driver(root, name)
+    left = not_ended(trials, planned)
+    if planned is not None:
+        finished = int((trials["state"] == "TERMINATED").sum()) if len(trials) else 0
+        typer.echo(f"{finished} of {planned} planned trials finished"
+                   + (f", {left} not ended" if left else ""))
     if driver is not None:
         typer.echo(f"running: driver {driver.describe()}")
-    elif len(trials) and (trials["state"] == INTERRUPTED).any():
+    elif left or (len(trials) and (trials["state"] == INTERRUPTED).any()):
         typer.echo(f"no driver runs this study: it stopped before finishing; continue it with:"
                    f"\n  {resume_command(root, name)}")
     _print_disk(root, name)

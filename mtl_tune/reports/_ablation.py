@@ -227,7 +227,7 @@ def _write_ablation(
     rerun = best_rerun(results, info.metric, info.mode)
     if rerun is not None:
         notes.append(rerun)
-    pending = unfinished_note(results)
+    pending = unfinished_note(info, results)
     if pending:
         notes.append(pending)
     return writer.finish(summary(info, results), notes, info.spec_text, environment(results, info))

@@ -258,7 +258,7 @@ def _write_search(folder: Path, info: StudyInfo, results: pd.DataFrame,
         writer.add_file(path)
     notes = [*info.notes, *error_notes(results)]
     notes += _best_rerun_notes(info, results, groups)
-    pending = unfinished_note(results)
+    pending = unfinished_note(info, results)
     if pending:
         notes.append(pending)
     return writer.finish(summary(info, results), notes, info.spec_text, environment(results, info))

@@ -9,9 +9,17 @@ import pandas as pd
 from mtl_tune.exceptions import MtlTuneError
 from mtl_tune.names import state_name
 from mtl_tune.reports._selection import status_label
-from mtl_tune.studies import TRIAL_KEYS, StudyInfo, best_epochs, disk_usage, human_bytes
+from mtl_tune.studies import (
+    TRIAL_KEYS,
+    StudyInfo,
+    best_epochs,
+    disk_usage,
+    human_bytes,
+    resume_command,
+)
 
 UNFINISHED = ("RUNNING", "PAUSED", "PENDING")
+ENDED = ("TERMINATED", "ERROR", "MISSING")
 DAGGER_NOTE = (
     "† Not every trial of this row has finished: running or paused trials enter with their best "
     "epoch so far; pending and errored trials are left out."
@@ -40,7 +48,9 @@ def summary(info: StudyInfo, results: pd.DataFrame) -> dict[str, str]:
     """Label -> text: the study, its search, metric, experiments and trial states."""
     trials = results.drop_duplicates(TRIAL_KEYS)
     per_experiment = trials.groupby("experiment", sort=False)["status"].agg(status_label)
-    running = trials["status"].isin(UNFINISHED).any()
+    ended = int(trials["status"].isin(ENDED).sum())
+    planned = info.planned_trials
+    running = trials["status"].isin(UNFINISHED).any() or (planned is not None and ended < planned)
     return {
         "study": info.name if info.launched_as is None else (
             f"{info.name} (copied or renamed: launched as {info.launched_as})"),
@@ -48,7 +58,8 @@ def summary(info: StudyInfo, results: pd.DataFrame) -> dict[str, str]:
         "search": info.search,
         "metric": f"dev {info.metric} ({info.mode})",
         "experiments": "; ".join(f"{name}: {label}" for name, label in per_experiment.items()),
-        "trials": status_label(trials["status"]),
+        "trials": status_label(trials["status"]) + (
+            f" ({planned} planned)" if planned is not None and planned != len(trials) else ""),
         "state": "running (results so far)" if running else "finished",
         "disk": f"{human_bytes(disk_usage(info.folder))} (finished trials keep weights only)",
         "report written": datetime.now().isoformat(timespec="seconds"),
@@ -72,12 +83,21 @@ def error_notes(results: pd.DataFrame) -> list[str]:
     return notes
 
 
-def unfinished_note(results: pd.DataFrame) -> str | None:
+def unfinished_note(info: StudyInfo, results: pd.DataFrame) -> str | None:
+    """The trials not finished yet: those running or interrupted, and those of the plan Tune
+    has not created (a study interrupted between two trials)."""
     trials = results.drop_duplicates(TRIAL_KEYS)
     pending = trials[trials["status"].isin(UNFINISHED)]
-    if pending.empty:
+    planned = info.planned_trials
+    never = 0 if planned is None else max(0, planned - len(trials))
+    if pending.empty and not never:
         return None
     names = [f"{r.experiment}/{r.trial_id} ({state_name(r.status)})"
              for r in pending.head(LISTED).itertuples(index=False)]
     more = f" and {len(pending) - LISTED} more" if len(pending) > LISTED else ""
-    return f"Trials not finished yet: {', '.join(names)}{more}."
+    listed = f"Trials not finished yet: {', '.join(names)}{more}." if names else ""
+    if not never:
+        return listed
+    unstarted = (f"{never} of the {planned} planned trials not started yet: the study was "
+                 f"interrupted; `{resume_command(info.folder.parent, info.name)}` runs them.")
+    return f"{listed} {unstarted}".strip()

@@ -29,6 +29,7 @@ from mtl_tune.studies.results import (
     list_studies,
     load_results,
     next_commands,
+    not_ended,
     resume_command,
     seeds_launch_command,
     study_driver,
@@ -66,8 +67,10 @@ from mtl_tune.studies.store import (
     group_decisions,
     human_bytes,
     is_store_uri,
+    load_study_spec,
     open_storage,
     open_study,
+    planned_trials,
     read_cached_scores,
     read_meta,
     refuse_running,
@@ -85,11 +88,10 @@ if TYPE_CHECKING:
         TrialEvents,
         connect,
         launch_study,
-        load_study_spec,
         resume_study,
     )
 
-_WITH_RAY = frozenset({"StudyOutcome", "TrialEvents", "connect", "launch_study", "load_study_spec",
+_WITH_RAY = frozenset({"StudyOutcome", "TrialEvents", "connect", "launch_study",
                        "resume_study"})
 
 
@@ -143,8 +145,10 @@ __all__ = [
     "load_spec",
     "load_study_spec",
     "next_commands",
+    "not_ended",
     "open_storage",
     "open_study",
+    "planned_trials",
     "read_cached_scores",
     "read_meta",
     "refuse_running",

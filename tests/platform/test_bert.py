@@ -8,7 +8,7 @@ from mtl_tune.exceptions import CheckpointError
 from mtl_tune.platform.bert import BertModel
 from mtl_tune.platform.tokenizer import WordPieceTokenizer
 from tests.conftest import minilm_path
-from tests.helpers import save_tiny_bert
+from tests.helpers import need_module, save_tiny_bert
 
 SENTENCES = [
     "a gripping , funny and moving film .",
@@ -26,7 +26,7 @@ def _padded_batch(folder: Path) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("which", ["tiny", "minilm"])
 def test_outputs_equal_transformers(which: str, tiny_bert_dir: Path) -> None:
-    transformers = pytest.importorskip("transformers")
+    transformers = need_module("transformers", "pip install -e '.[test]'")
     folder = tiny_bert_dir if which == "tiny" else minilm_path()
     ours = BertModel.from_pretrained(folder)
     theirs = transformers.BertModel.from_pretrained(str(folder), attn_implementation="eager").eval()

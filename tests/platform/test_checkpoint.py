@@ -9,7 +9,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -126,10 +125,11 @@ def test_an_interrupted_swap_leaves_the_old_folder_in_use(
 
 
 SAVER = """
-import sys
+import os, sys, time
 from pathlib import Path
 import torch
 torch.set_num_threads(1)
+from mtl_tune.platform import atomic
 from mtl_tune.platform.bundle import build_bundle
 from mtl_tune.platform.checkpoint import save_checkpoint
 from mtl_tune.platform.train import Trainer
@@ -139,37 +139,69 @@ values = {"backbone": sys.argv[1], "data_dir": sys.argv[2], "epochs": 2, "batch_
 config = resolve_config("it6-balanced", values)
 trainer = Trainer(config, build_bundle(config).for_config(config))
 trainer.run_epoch(1)
-save_checkpoint(trainer, Path(sys.argv[3]), {})
-print("ready", flush=True)
-while True:
-    save_checkpoint(trainer, Path(sys.argv[3]), {})
+folder, point = Path(sys.argv[3]), sys.argv[4]
+save_checkpoint(trainer, folder, {})
+
+def park(where):  # the test-only hook: say where the save is, and wait there for the kill
+    print(where, flush=True)
+    time.sleep(3600)
+
+plain_rename, plain_swap = os.rename, atomic.swap_in
+def rename(src, dst):
+    plain_rename(src, dst)
+    if point == "old-aside" and str(dst).endswith(".old"):
+        park(point)
+    if point == "new-in" and Path(dst) == folder:
+        park(point)
+def swap_in(staging, target):
+    if point == "staged":
+        park(point)
+    plain_swap(staging, target)
+atomic.os.rename, atomic.swap_in = rename, swap_in
+trainer.run_epoch(2)  # the second save holds other weights than the first
+save_checkpoint(trainer, folder, {})
 """
+
+# where the second save is parked when it is killed, and what the folder then holds: the
+# staged copy complete but not swapped in; the first checkpoint moved aside as NAME.old, the
+# new one not yet in; the new one in, NAME.old not yet removed
+KILL_POINTS = {
+    "staged": ("first", True, False),
+    "old-aside": ("first", False, True),
+    "new-in": ("second", True, True),
+}
 
 
 @pytest.mark.process
-def test_sigkill_during_saves_leaves_a_loadable_checkpoint(
-    tiny_bert_dir: Path, tiny_data_dir: Path, tmp_path: Path
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_sigkill_during_a_save_leaves_a_loadable_checkpoint(
+    tiny_bert_dir: Path, tiny_data_dir: Path, tmp_path: Path, point: str
 ) -> None:
     folder = tmp_path / "ckpt"
-    rng = random.Random(0)
-    scores = None
-    for attempt in range(3):
-        child = subprocess.Popen(
-            [sys.executable, "-c", SAVER, str(tiny_bert_dir), str(tiny_data_dir), str(folder)],
-            stdout=subprocess.PIPE, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-        )
-        try:
-            assert child.stdout is not None and child.stdout.readline() == b"ready\n"
-            if scores is None:
-                scores = _scores(folder, tiny_data_dir)
-            time.sleep(rng.uniform(0.05, 0.5))  # somewhere in the middle of a save
-        finally:
-            child.send_signal(signal.SIGKILL)
-            child.wait(30)
-        # whatever the moment of the kill, a complete checkpoint is found (NAME or NAME.old) ...
-        found = checkpoint_folder(folder)
-        # ... and it predicts exactly as before the kill (every save held the same weights)
-        assert _scores(folder, tiny_data_dir) == scores, (attempt, found)
+    child = subprocess.Popen(
+        [sys.executable, "-c", SAVER, str(tiny_bert_dir), str(tiny_data_dir), str(folder), point],
+        stdout=subprocess.PIPE, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        assert child.stdout is not None
+        # the save is parked at the point: the kill lands there, not somewhere by chance
+        assert child.stdout.readline() == f"{point}\n".encode()
+        first = _epochs(atomic.old_of(folder) if point != "staged" else folder)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    which, name_there, old_there = KILL_POINTS[point]
+    assert (folder.exists(), atomic.old_of(folder).exists()) == (name_there, old_there)
+    # whatever the point, a complete checkpoint is found: the first, or the whole second one
+    found = checkpoint_folder(folder)
+    assert _epochs(found) == (1 if which == "first" else 2), found
+    assert first == 1
+    # and it loads and predicts
+    assert _scores(folder, tiny_data_dir)
+
+
+def _epochs(folder: Path) -> int:
+    return int(json.loads((folder / STATE_FILE).read_text())["epochs_done"])
 
 
 def test_tampered_weights_are_refused(

@@ -169,4 +169,8 @@ def test_a_checkpoint_on_an_object_store_is_exported(checkpoint: Path, s3_bucket
     out = tmp_path / "exported"
     result = CliRunner().invoke(app, ["export", f"{s3_bucket}/ckpt", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert load_model(out)[0].state_dict().keys() == load_model(checkpoint)[0].state_dict().keys()
+    # the export of the stored copy holds the checkpoint's weights, tensor for tensor
+    exported, local = load_model(out)[0].state_dict(), load_model(checkpoint)[0].state_dict()
+    assert exported.keys() == local.keys()
+    for key, tensor in local.items():
+        assert torch.equal(exported[key], tensor), key

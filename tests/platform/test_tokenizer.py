@@ -12,6 +12,7 @@ import torch
 from mtl_tune.exceptions import CheckpointError
 from mtl_tune.platform.tokenizer import WordPieceTokenizer
 from tests.conftest import minilm_path
+from tests.helpers import need_module
 
 FIRST = [
     "It's a GRIPPING, funny and moving film about naïve café owners in Zürich, whose lives "
@@ -30,7 +31,7 @@ SECOND = [
 
 @pytest.fixture(scope="module")
 def hf_tokenizer() -> Any:
-    transformers = pytest.importorskip("transformers")
+    transformers = need_module("transformers", "pip install -e '.[test]'")
     return transformers.BertTokenizerFast.from_pretrained(str(minilm_path()))
 
 

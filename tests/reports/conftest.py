@@ -17,7 +17,9 @@ from tests.helpers import tiny_trial
 # registry order is it1, it3, it4; the grid lists them otherwise so that row order is tested
 TRAINABLES = ["it4-round-robin", "it1-baseline", "it3-cosine-sts"]
 SEEDS = [0, 1]
-SPEC = '# the tiny test study; docs: https://example.org/mtl-tune\n[study]\nname = "tiny"\n'
+# the spec the grid below runs: 3 trainables x 2 seeds
+SPEC = ('# the tiny test study; docs: https://example.org/mtl-tune\nname = "tiny"\n'
+        f'trainables = {TRAINABLES!r}\nsearch = "grid"\nseeds = {len(SEEDS)}\n'.replace("'", '"'))
 
 
 class Built(NamedTuple):

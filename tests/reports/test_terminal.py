@@ -302,9 +302,10 @@ def test_status_and_list_as_json(study: Path) -> None:
                                  "--json"])
     assert status.exit_code == 0, status.output
     payload = json.loads(status.stdout)
-    # the documented schema: study, storage, driver, one object per trial
-    assert set(payload) == {"study", "storage", "driver", "trials"}
+    # the documented schema: study, storage, driver, the planned trials, one object per trial
+    assert set(payload) == {"study", "storage", "driver", "planned_trials", "trials"}
     assert payload["study"] == study.name and payload["driver"] is None
+    assert payload["planned_trials"] == len(payload["trials"])
     trials = payload["trials"]
     results = load_results(study)
     assert sorted(t["trial_id"] for t in trials) == sorted(results["trial_id"].unique())

@@ -82,27 +82,34 @@ def test_a_study_killed_again_and_again_ends_as_its_uninterrupted_twin(
     log = tmp_path / "chaos.log"
     signals = [signal.SIGKILL] * 5 + [signal.SIGINT]
     chance.shuffle(signals)
+    codes = []
     for number, sig in enumerate(signals):
         args = [*launch, str(root)] if number == 0 else [
             "study", "resume", "chaos", "--storage", str(root)]
         seen = log.stat().st_size if log.is_file() else 0
         driver = _driver(args, ray_tmp, log)
-        # the instant: at random within 3 s of this driver's first epoch (so that each driver
-        # makes progress: Ray's start alone takes seconds)
-        deadline = time.monotonic() + 240
-        while driver.poll() is None and time.monotonic() < deadline and " epoch " not in (
-                log.read_bytes()[seen:].decode(errors="replace")):
-            time.sleep(0.05)
-        time.sleep(chance.uniform(0.0, 3.0))
-        if driver.poll() is None:
+        try:
+            # the instant: at random within 3 s of this driver's first epoch (so that each
+            # driver makes progress: Ray's start alone takes seconds)
+            _wait_for_an_epoch(driver, log, seen, number)
+            time.sleep(chance.uniform(0.0, 3.0))
+            # the signal must find the driver still running the study, or this run proves
+            # nothing about an interruption
+            assert driver.poll() is None, (
+                f"driver {number} ended (exit {driver.returncode}) before its {sig.name}: "
+                f"{log.read_bytes()[seen:].decode(errors='replace')[-2000:]}")
             if sig == signal.SIGINT:
                 os.kill(driver.pid, signal.SIGINT)  # Ctrl-C: the driver stops its trials
-                driver.wait(120)
+                codes.append(driver.wait(120))
             else:
                 os.killpg(driver.pid, signal.SIGKILL)
-        kill_driver(driver)
+                codes.append(driver.wait(30))
+        finally:
+            kill_driver(driver)
         # whatever the signal, no process of that driver's Ray is left for the next one
         assert not wait_gone(ray_processes(ray_tmp), timeout=30)
+    # each driver was interrupted as planned: killed (-9), or stopped by Ctrl-C with exit 130
+    assert codes == [130 if s == signal.SIGINT else -signal.SIGKILL for s in signals]
     resume_cli("chaos", root, ray_tmp, tmp_path / "final.log")
 
     twin_rows, twin_decisions = _outcome(twin_root / "chaos")
@@ -115,6 +122,14 @@ def test_a_study_killed_again_and_again_ends_as_its_uninterrupted_twin(
     pd.testing.assert_frame_equal(rows, twin_rows, check_exact=False, atol=1e-6, rtol=0)
     # ... and the same seed-group decisions, each made once
     assert decisions == twin_decisions and len(set(decisions)) == len(decisions)
-    interrupted = (tmp_path / "chaos.log").read_text().count("Started a local Ray")
-    # every interruption found a driver with Ray up (the kills landed in training)
-    assert interrupted == len(signals)
+
+
+def _wait_for_an_epoch(driver: subprocess.Popen, log: Path, seen: int, number: int) -> None:
+    """Returns once the driver has logged an epoch past byte `seen` of its log."""
+    deadline = time.monotonic() + 240
+    while " epoch " not in log.read_bytes()[seen:].decode(errors="replace"):
+        assert driver.poll() is None, (
+            f"driver {number} ended (exit {driver.returncode}) before its first epoch: "
+            f"{log.read_bytes()[seen:].decode(errors='replace')[-2000:]}")
+        assert time.monotonic() < deadline, f"driver {number} logged no epoch in 240 s"
+        time.sleep(0.05)

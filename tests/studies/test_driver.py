@@ -23,7 +23,7 @@ import pytest
 from mtl_tune.studies import read_meta
 from mtl_tune.studies.spec import CURVE_KEY
 from mtl_tune.studies.store._lock import LOCK_FILE
-from tests.helpers import tensorboard_scalars
+from tests.helpers import tensorboard_scalars, unavailable
 from tests.studies.conftest import (
     CLI,
     NO_SCHEDULER,
@@ -132,7 +132,7 @@ def test_errored_trials_exit_1_and_name_their_error_files(
     # a study with an errored trial exits 1 ...
     assert run.returncode == 1, run.stdout + run.stderr
     # ... says how many errored, and where each error is written
-    assert "study fails: 1 trials, 0 finished, 1 errored, 0 unfinished" in run.stdout
+    assert "study fails: 0 of 1 planned trials finished, 1 errored, 0 unfinished" in run.stdout
     files = re.findall(r"^  (/\S+error\.txt)$", run.stderr, flags=re.MULTILINE)
     assert "1 trial(s) errored; their errors are in:" in run.stderr and len(files) == 1
     assert "model.safetensors" in Path(files[0]).read_text()
@@ -169,8 +169,61 @@ def test_ctrl_c_exits_130_with_the_command_that_continues(
     resumed = _cli(["study", "resume", "stopped", "--storage", str(root)], ray_tmp)
     # resuming finishes it: exit 0, every trial finished
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert "3 trials, 3 finished, 0 errored, 0 unfinished" in resumed.stdout
+    assert "3 of 3 planned trials finished, 0 errored, 0 unfinished" in resumed.stdout
     assert not wait_gone(ray_processes(ray_tmp), timeout=20)
+
+
+# The driver's CLI with a test-only hook in the grid's trial generator: as Tune hands it the
+# second trial's end, the driver gets SIGINT (Ctrl-C). Tune ends its loop after that step, before
+# the next step asks for the third trial: the signal lands in the gap between two trials every
+# time, not by a race
+SIGINT_BETWEEN_TRIALS = """
+import os, signal
+from mtl_tune.studies.driver._relocated_search import RelocatedGrid
+ended, plain_complete = [], RelocatedGrid.on_trial_complete
+def on_trial_complete(self, trial_id, result=None, error=False):
+    ended.append(trial_id)
+    plain_complete(self, trial_id, result=result, error=error)
+    if len(ended) == 2:
+        os.kill(os.getpid(), signal.SIGINT)
+RelocatedGrid.on_trial_complete = on_trial_complete
+from mtl_tune.cli import main
+main()
+"""
+
+
+def test_ctrl_c_between_two_trials_is_judged_against_the_plan(
+    tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path
+) -> None:
+    path = _spec(tmp_path, tiny_bert_dir, tiny_data_dir, "gap", seeds=3, epochs=1)
+    root = tmp_path / "studies"
+    run = subprocess.run(
+        [CLI[0], "-c", SIGINT_BETWEEN_TRIALS, "study", "launch", str(path), "--storage",
+         str(root)], env=_env(ray_tmp), capture_output=True, text=True, timeout=300)
+    out = run.stdout + run.stderr
+    # two of three seeds ran and the third was never created: the launch is interrupted,
+    # not complete (exit 130, not 0) ...
+    assert run.returncode == 130, out[-3000:]
+    # ... it counts the plan's trials, not the two Tune created ...
+    assert "study gap: 2 of 3 planned trials finished, 0 errored, 1 unfinished" in run.stdout
+    # ... and prints the command that runs the third
+    assert f"continue the study with:\n  mtl-tune study resume gap --storage {root}" in run.stderr
+    assert read_meta(root / "gap").finished_at is None
+    status = _cli(["study", "status", "gap", "--storage", str(root)], ray_tmp)
+    # `study status` shows it unfinished until every planned trial has run
+    assert "2 of 3 planned trials finished, 1 not ended" in status.stdout
+    assert "no driver runs this study: it stopped before finishing" in status.stdout
+    as_json = _cli(["study", "status", "gap", "--storage", str(root), "--json"], ray_tmp)
+    record = json.loads(as_json.stdout)
+    assert record["planned_trials"] == 3 and len(record["trials"]) == 2
+    resumed = _cli(["study", "resume", "gap", "--storage", str(root)], ray_tmp)
+    # the resume runs the third seed and the study is complete
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "3 of 3 planned trials finished, 0 errored, 0 unfinished" in resumed.stdout
+    seeds = {t["seed"] for t in json.loads(_cli(
+        ["study", "status", "gap", "--storage", str(root), "--json"], ray_tmp).stdout)["trials"]}
+    assert seeds == {0, 1, 2}
+    assert read_meta(root / "gap").finished_at is not None
 
 
 def test_one_driver_per_study_and_a_killed_driver_is_reported(
@@ -204,7 +257,7 @@ def test_one_driver_per_study_and_a_killed_driver_is_reported(
     # the dead driver's lock is stale: a new driver takes the study over and finishes it
     resumed = _cli(["study", "resume", "held", "--storage", str(root)], ray_tmp)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert "1 trials, 1 finished, 0 errored, 0 unfinished" in resumed.stdout
+    assert "1 of 1 planned trials finished, 0 errored, 0 unfinished" in resumed.stdout
     assert not (folder / LOCK_FILE).exists()
     assert not wait_gone(ray_processes(ray_tmp), timeout=20)
 
@@ -250,7 +303,7 @@ def test_a_study_folder_others_can_write_is_resumed_only_with_trust(
     trusted = _cli(["study", "resume", "shared", "--storage", str(root), "--trust"], ray_tmp)
     # with --trust the user takes that risk, and the (finished) study resumes as usual
     assert trusted.returncode == 0, trusted.stdout[-3000:] + trusted.stderr[-3000:]
-    assert "2 trials, 2 finished, 0 errored, 0 unfinished" in trusted.stdout
+    assert "2 of 2 planned trials finished, 0 errored, 0 unfinished" in trusted.stdout
 
 
 CONNECT = re.compile(r"connect\(\d+, \{sa_family=(AF_INET6?), .*?"
@@ -290,10 +343,11 @@ def test_a_local_study_connects_only_to_loopback(
 ) -> None:
     strace = shutil.which("strace")
     if strace is None:
-        pytest.skip("strace is not installed: cannot watch the connections of Ray's processes")
+        unavailable("strace is not installed: cannot watch the connections of Ray's processes "
+                    "(Debian: apt-get install strace; .ci/run installs it)")
     probe = subprocess.run([strace, "-f", "-o", os.devnull, "true"], capture_output=True)
     if probe.returncode != 0:
-        pytest.skip(f"strace cannot trace here (ptrace refused): {probe.stderr.decode()[:200]}")
+        unavailable(f"strace cannot trace here (ptrace refused): {probe.stderr.decode()[:200]}")
     path = _spec(tmp_path, tiny_bert_dir, tiny_data_dir, "offline", seeds=1)
     trace = tmp_path / "trace"
     run = subprocess.run(
@@ -315,7 +369,7 @@ def _extra(tool: str) -> str:
 
 
 def test_launch_shows_progress_of_the_total_and_the_next_commands(seen: Seen) -> None:
-    from mtl_tune.studies.driver._launch import load_study_spec
+    from mtl_tune.studies.store import load_study_spec
 
     run, root = seen.run, seen.root
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

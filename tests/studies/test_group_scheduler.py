@@ -163,11 +163,22 @@ def test_a_minimised_metric_stops_the_group_with_the_larger_mean(tmp_path: Path)
     scheduler = SeedGroupScheduler(log, "overall", "min", seeds=2, rungs=(1,),
                                    reduction_factor=2, max_t=3)
     runner = FakeRunner(scheduler)
-    runner.add("a0", "a"), runner.add("a1", "a"), runner.add("b0", "b"), runner.add("b1", "b")
-    runner.report("a0", 1, 0.2), runner.report("a1", 1, 0.4)
+    _three_groups(runner)
+    runner.report("a0", 1, 0.2), runner.report("a1", 1, 0.4)  # mean 0.3: the first, kept
     runner.report("b0", 1, 0.1)
     assert runner.report("b1", 1, 0.3) == CONTINUE  # mean 0.2 < 0.3: better when minimised
-    assert [d[2] for d in _decisions(log)] == ["continue", "continue"]
+    runner.report("c0", 1, 0.5)
+    # mean 0.6, above the cutoff of a's and b's means: the worse group when minimising
+    assert runner.report("c1", 1, 0.7) == STOP
+    assert _decisions(log) == [("a", 1, "continue", 0.3), ("b", 1, "continue", 0.2),
+                               ("c", 1, "stop", 0.6)]
+    # the stopped group's seeds both end: the paused one is never run again; the seeds the
+    # other groups paused run on
+    ran = []
+    while (started := runner.run_next()) is not None:
+        ran.append(started)
+    assert sorted(ran) == ["a0", "b0"]
+    assert runner.trial("c0").status == runner.trial("c1").status == Trial.TERMINATED
 
 
 def test_patience_is_decided_on_the_group_mean(tmp_path: Path) -> None:

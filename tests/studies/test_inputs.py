@@ -250,11 +250,12 @@ def test_a_study_without_its_study_json_names_the_file(tmp_path: Path, command: 
     assert sorted(p.name for p in folder.iterdir()) == ["spec.toml", "tune"]
 
 
-def _finished_study(root: Path) -> Path:
-    """Study `s` with two finished trials, each with one epoch in its result.json."""
+def _finished_study(root: Path, seeds: int = 2) -> Path:
+    """Study `s` with two finished trials, each with one epoch in its result.json; its spec
+    plans `seeds` trials."""
     from mtl_tune.studies.store._trial_log import append_event
 
-    folder = _study(root)
+    folder = _study(root, spec=f"{TOP}\nseeds = {seeds}\n")
     for trial_id in ("t1", "t2"):
         trial = folder / "tune" / "main" / f"trial_{trial_id}"
         trial.mkdir()
@@ -351,3 +352,43 @@ def test_launch_over_a_study_without_its_study_json_names_the_file(tmp_path: Pat
     assert stderr.startswith(f"Error: a folder of study 's' is in {root} without its study.json "
                              "(its other files are still there)"), stderr
     assert sorted(p.name for p in folder.iterdir()) == ["spec.toml", "tune"]
+
+
+def test_a_study_with_fewer_trials_than_planned_is_unfinished(tmp_path: Path) -> None:
+    # two of three planned seeds ran: what a Ctrl-C between two trials leaves
+    root = tmp_path / "studies"
+    _finished_study(root, seeds=3)
+    status = CliRunner().invoke(app, ["study", "status", "s", "--storage", str(root)])
+    # status counts the plan, and says the study stopped before finishing and how to go on
+    assert "2 of 3 planned trials finished, 1 not ended" in status.stdout
+    assert (f"no driver runs this study: it stopped before finishing; continue it with:\n"
+            f"  mtl-tune study resume s --storage {root}") in status.stdout
+    listed = CliRunner().invoke(app, ["study", "list", "--storage", str(root), "--json"])
+    (row,) = json.loads(listed.stdout)["studies"]
+    assert (row["trials"], row["planned"], row["finished"]) == (2, 3, 2)
+    # a report of it is one of results so far, and names the trial not started
+    from mtl_tune.reports._study_notes import summary, unfinished_note
+    from mtl_tune.studies import open_study, study_results
+
+    info = open_study(root / "s")
+    results = study_results(info)
+    assert summary(info, results)["state"] == "running (results so far)"
+    assert summary(info, results)["trials"].endswith(" (3 planned)")
+    assert unfinished_note(info, results) == (
+        "1 of the 3 planned trials not started yet: the study was interrupted; "
+        f"`mtl-tune study resume s --storage {root}` runs them.")
+
+
+def test_a_study_whose_planned_trials_all_ran_is_finished(tmp_path: Path) -> None:
+    root = tmp_path / "studies"
+    _finished_study(root, seeds=2)
+    status = CliRunner().invoke(app, ["study", "status", "s", "--storage", str(root)])
+    assert "2 of 2 planned trials finished\n" in status.stdout
+    assert "no driver runs this study" not in status.stdout
+    from mtl_tune.reports._study_notes import summary, unfinished_note
+    from mtl_tune.studies import open_study, study_results
+
+    info = open_study(root / "s")
+    results = study_results(info)
+    assert summary(info, results)["state"] == "finished"
+    assert unfinished_note(info, results) is None

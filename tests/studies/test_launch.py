@@ -3,6 +3,7 @@ search, the Optuna mirror, `study status` / `study list`, and refusals before an
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from itertools import product
@@ -23,6 +24,7 @@ from mtl_tune.studies import (
     TrialReport,
     human_bytes,
     launch_study,
+    load_results,
     load_spec,
     open_storage,
     read_meta,
@@ -42,7 +44,7 @@ name = "tpe"
 trainables = ["it7-cosrelu-tuned"]
 search = "optuna"
 num_samples = 4
-max_concurrent = 4
+max_concurrent = 1
 optuna_seed = 3
 """
 OPTUNA_TABLES = TPE_SPACE + ASHA
@@ -65,8 +67,8 @@ def _trials(outcome: StudyOutcome, experiment: str) -> dict[str, Any]:
 def tpe_study(
     tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path, tiny_data_dir: Path
 ) -> tuple[Any, StudyOutcome]:
-    """One TPE + ASHA study of 4 trials x 2 epochs, all at once (TPE samples its first 10 at
-    random anyway)."""
+    """One TPE + ASHA study of 4 trials x 2 epochs, one at a time: the trials reach ASHA's rung in
+    the order they were created, so its decisions can be replayed."""
     folder = tmp_path_factory.mktemp("tpe")
     fixed = tiny_fixed(tiny_bert_dir, tiny_data_dir, epochs=2)
     return _launch(folder, OPTUNA_TOP, fixed, OPTUNA_TABLES)
@@ -79,8 +81,24 @@ def test_optuna_asha_study_finishes(tpe_study: tuple[Any, StudyOutcome]) -> None
     assert outcome.trials == len(trials) == trial_count(spec) == 4 and outcome.errors == 0
     # every trial finished (ASHA may stop some after the grace period: that counts as finished)
     assert {t.status for t in trials.values()} == {"TERMINATED"}
-    # ASHA never ran a trial past max_t (the epochs)
-    assert all(t.last_result["training_iteration"] <= 2 for t in trials.values())
+    # ASHA's rule replayed on the results: at the rung (epoch 1, the grace period) a trial
+    # stops when its score is below the median of the scores recorded there before it
+    # (reduction factor 2); the others run to max_t (2 epochs)
+    results = load_results(outcome.folder)
+    at_rung = results[results["epoch"] == 1].set_index("trial_id")["overall"]
+    events = [json.loads(line) for line in
+              (outcome.folder / "trials.jsonl").read_text().splitlines()]
+    created = list(dict.fromkeys(e["trial_id"] for e in events))  # by first event
+    recorded: list[float] = []
+    expected = {}
+    for trial_id in created:  # one trial at a time: they reach the rung in this order
+        stopped = bool(recorded) and at_rung[trial_id] < np.nanpercentile(recorded, 50)
+        expected[trial_id] = 1 if stopped else 2
+        recorded.append(at_rung[trial_id])
+    epochs = {trial_id: t.last_result["training_iteration"] for trial_id, t in trials.items()}
+    assert epochs == expected
+    # and ASHA did act: some trial stopped at the rung
+    assert 1 in epochs.values()
 
 
 def test_status_cli_lists_every_trial(tpe_study: tuple[Any, StudyOutcome]) -> None:
@@ -146,16 +164,18 @@ def test_list_cli_shows_trials_and_best(tpe_study: tuple[Any, StudyOutcome]) -> 
     result = CliRunner().invoke(app, ["study", "list", "--storage", str(root)])
     # `study list` succeeds
     assert result.exit_code == 0, result.output
-    best = max(t.last_result["overall"] for t in _trials(outcome, "main").values())
-    best = max(best, study_status(root, spec.name)["overall"].max())
+    # the best overall of any trial at any epoch, from each trial's own result.json
+    scores = [json.loads(line)["overall"]
+              for path in (outcome.folder / "tune" / "main").glob("*/result.json")
+              for line in path.read_text().splitlines()]
+    assert len(scores) > 4  # every epoch of every trial, not only the last ones
     row = next(line for line in result.stdout.splitlines() if line.split()[:1] == ["tpe"])
-    # the study's row: name, search, 4 trials, 4 finished, and the best overall over all epochs
-    assert row.split()[:4] == ["tpe", "optuna", "4", "4"]
+    # the study's row: name, search, 4 trials, 4 planned, 4 finished, and the best overall
+    assert row.split()[:5] == ["tpe", "optuna", "4", "4", "4"]
     # the best column is named after the study's metric, and a last column the disk used
     header = result.stdout.splitlines()[1].split()
     assert header[-3:] == ["best", "Overall", "disk"]
-    # and holds the best overall of any trial at any epoch
-    assert math.isclose(float(row.split()[4]), best, abs_tol=1e-4)
+    assert math.isclose(float(row.split()[5]), max(scores), abs_tol=1e-4)
 
 
 def test_optuna_mirror_holds_each_finished_ray_trial(tpe_study: tuple[Any, StudyOutcome]) -> None:
@@ -342,20 +362,27 @@ def test_unreadable_data_leaves_nothing_in_the_store(
     assert stored_objects(s3_bucket) == {}
 
 
-def test_resume_of_a_finished_study_reruns_nothing(tpe_study: tuple[Any, StudyOutcome]) -> None:
-    spec, outcome = tpe_study  # runs last in this module: it resumes the shared study
-    root = outcome.folder.parent
-    before = {k: t.last_result for k, t in _trials(outcome, "main").items()}
-    url = read_meta(outcome.folder).optuna_storage
-    mirrored = len(optuna.load_study(study_name=spec.name, storage=url).trials)
+def test_resume_of_a_finished_study_reruns_nothing(
+    tpe_study: tuple[Any, StudyOutcome], tmp_path: Path
+) -> None:
+    import dataclasses
+    import shutil
+
+    spec, outcome = tpe_study
+    root = tmp_path / "studies"  # a copy: the module's study stays as launched for the others
+    shutil.copytree(outcome.folder, root / spec.name, symlinks=True)
+    copy = dataclasses.replace(outcome, folder=root / spec.name)
+    before = {k: t.last_result for k, t in _trials(copy, "main").items()}
     again = resume_study(root, spec.name, verbose=0)
-    # the resumed study reports the same trials, none errored
-    assert again.trials == 4 and again.errors == 0
-    after = {k: t.last_result for k, t in _trials(outcome, "main").items()}
+    # the resumed study reports the same trials, none errored, all of the plan
+    assert (again.trials, again.finished, again.planned, again.errors) == (4, 4, 4, 0)
+    after = {k: t.last_result for k, t in _trials(copy, "main").items()}
     # no trial ran again: same ids, same last results (timestamps included)
     assert after == before
-    # the Optuna mirror gained no duplicate
-    assert len(optuna.load_study(study_name=spec.name, storage=url).trials) == mirrored == 4
+    # the copy's Optuna mirror (the resume moved it with the study) gained no duplicate
+    url = read_meta(root / spec.name).optuna_storage
+    assert str(root / spec.name) in url
+    assert len(optuna.load_study(study_name=spec.name, storage=url).trials) == 4
 
 
 def test_patience_ends_trials_early_alongside_asha(

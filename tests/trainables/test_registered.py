@@ -149,6 +149,14 @@ def test_generic_trainable_takes_preset_from_config(
     results = tune.Tuner(
         GENERIC, param_space=space, run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)
     ).fit()
-    heads = sorted(r.config["trainable"] for r in results)
-    # one trial per preset named in the config
-    assert heads == ["it1-baseline", "it3-cosine-sts"]
+    # both trials trained (no error, an epoch reported) ...
+    assert [r.error for r in results] == [None, None]
+    assert [r.metrics["training_iteration"] for r in results] == [1, 1]
+    # ... each with the preset its config named: the checkpoint's resolved configuration has
+    # that preset's STS head and pair dropout (the config itself names only the trainable)
+    trained = {}
+    for r in results:
+        with r.checkpoint.as_directory() as folder:
+            config = read_state(Path(folder))["config"]
+        trained[r.config["trainable"]] = (config["sts_head"], config["pair_dropout"])
+    assert trained == {"it1-baseline": ("linear", False), "it3-cosine-sts": ("cosine", True)}

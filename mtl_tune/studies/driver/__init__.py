@@ -8,10 +8,8 @@ from mtl_tune.studies.driver._callbacks import TrialEvents
 from mtl_tune.studies.driver._launch import (
     StudyOutcome,
     launch_study,
-    load_study_spec,
     resume_study,
 )
 from mtl_tune.studies.driver._local_ray import connect
 
-__all__ = ["StudyOutcome", "TrialEvents", "connect", "launch_study", "load_study_spec",
-           "resume_study"]
+__all__ = ["StudyOutcome", "TrialEvents", "connect", "launch_study", "resume_study"]

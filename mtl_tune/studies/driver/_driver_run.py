@@ -34,7 +34,7 @@ from mtl_tune.studies.results import (
     read_result_rows,
     resume_command,
 )
-from mtl_tune.studies.spec import SEED_GROUP_KEY, ResolvedStudy, StudySpec
+from mtl_tune.studies.spec import SEED_GROUP_KEY, ResolvedStudy, StudySpec, experiment_trials
 from mtl_tune.studies.store import (
     TUNE_DIR,
     drop_finished_optimizer_state,
@@ -56,11 +56,15 @@ NEW_OUTPUT_ENV = "RAY_AIR_NEW_OUTPUT"
 class StudyOutcome:
     folder: Path
     experiments: tuple[str, ...]  # Tune experiment names, in order
-    trials: int
+    trials: int  # the trials Tune created
     errors: int
     wall_seconds: float
-    unfinished: int = 0  # trials neither finished nor errored: the run was interrupted
+    # planned trials neither finished nor errored (those Tune never created included): the
+    # run was interrupted
+    unfinished: int = 0
     error_files: tuple[str, ...] = ()  # one per errored trial
+    planned: int = 0  # the trials the spec starts (`trial_count`)
+    finished: int = 0
 
 
 def build_data(study: ResolvedStudy) -> DataBundle:
@@ -177,19 +181,19 @@ def run_locked(
     data = build_data(study)
     url = meta.optuna_storage
     names: list[str] = []
+    plan = experiment_trials(spec)
     tally = _Tally()
     try:
         if spec.search == "sequential":
             chosen: dict[str, Any] = dict(meta.stage_best)
-            for index, stage in enumerate(spec.stages, start=1):
-                experiment = f"stage{index}"
+            for (experiment, planned), stage in zip(plan.items(), spec.stages, strict=True):
                 names.append(experiment)
                 fixed = {k: v for k, v in chosen.items() if k != stage.key}
                 space = param_space(spec, fixed, stage.key)
                 results = _run_experiment(
                     study, folder, experiment, space, data, url, verbose, restore
                 )
-                tally.add(results, folder, experiment)
+                tally.add(results, folder, experiment, planned)
                 if tally.unfinished:  # interrupted: a later stage needs this one's best value
                     break
                 chosen[stage.key] = _best_stage_value(folder, experiment, stage.key, spec)
@@ -200,27 +204,40 @@ def run_locked(
             results = _run_experiment(
                 study, folder, "main", param_space(spec), data, url, verbose, restore
             )
-            tally.add(results, folder, "main")
-    except KeyboardInterrupt:  # a second Ctrl-C: Tune stopped at once
-        tally.unfinished = max(tally.unfinished, 1)
+            tally.add(results, folder, "main", plan["main"])
+    except KeyboardInterrupt:  # a second Ctrl-C, or one between Tune's experiments
+        stopped = True
+    else:
+        stopped = False
+    # judged against the plan, not against the trials Tune created: a Ctrl-C between two
+    # trials leaves none of those unfinished, only the trials not created yet
+    planned = sum(plan.values())
+    finished = tally.trials - tally.errors - tally.started_unfinished
+    unfinished = max(planned - finished - tally.errors, int(stopped))
     wall = time.perf_counter() - start
     write_meta(folder, replace(
         meta, wall_seconds=(meta.wall_seconds or 0.0) + wall, experiments=tuple(names),
-        finished_at=meta.finished_at if tally.unfinished else time.time()))
-    return StudyOutcome(folder, tuple(names), tally.trials, tally.errors, wall,
-                        tally.unfinished, tuple(tally.error_files))
+        finished_at=meta.finished_at if unfinished else time.time()))
+    return StudyOutcome(folder, tuple(names), tally.trials, tally.errors, wall, unfinished,
+                        tuple(tally.error_files), planned, finished)
 
 
 @dataclass
 class _Tally:
-    """Trials, errored trials (with their error files) and unfinished trials so far."""
+    """Trials, errored trials (with their error files) and unfinished trials so far: those Tune
+    created but did not end, and those of the plan it never created."""
 
     trials: int = 0
     errors: int = 0
-    unfinished: int = 0
+    started_unfinished: int = 0
+    never_created: int = 0
     error_files: list[str] = field(default_factory=list)
 
-    def add(self, results: Any, folder: Path, experiment: str) -> None:
+    @property
+    def unfinished(self) -> int:
+        return self.started_unfinished + self.never_created
+
+    def add(self, results: Any, folder: Path, experiment: str, planned: int) -> None:
         states = [r.state for r in read_trials(folder).values() if r.experiment == experiment]
         self.trials += len(results)
         for result in results:
@@ -229,7 +246,8 @@ class _Tally:
                 trial_dir = staged_path(folder, result.path)
                 error_file = trial_dir / "error.txt"
                 self.error_files.append(uri_of(error_file if error_file.is_file() else trial_dir))
-        self.unfinished += sum(s not in ("TERMINATED", "ERROR") for s in states)
+        self.started_unfinished += sum(s not in ("TERMINATED", "ERROR") for s in states)
+        self.never_created += max(0, planned - len(results))
 
 
 def _plain(value: Any) -> Any:

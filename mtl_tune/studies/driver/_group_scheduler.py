@@ -74,7 +74,7 @@ class SeedGroupScheduler(TrialScheduler):
             elif event["event"] == "decision":
                 why = ""
                 if event["why"] == "rung":
-                    why = f" (below the rung's cutoff {event['cutoff']:.4f})"
+                    why = f" (worse than the rung's cutoff {event['cutoff']:.4f})"
                 elif event["why"] == "patience":
                     why = f" (patience: {event['stale']} epochs no better)"
                 progress.info(

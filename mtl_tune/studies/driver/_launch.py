@@ -23,7 +23,7 @@ from mtl_tune.exceptions import SpecError
 from mtl_tune.studies.driver._driver_run import StudyOutcome, build_data, run_locked
 from mtl_tune.studies.driver._local_ray import check_resources, connect
 from mtl_tune.studies.driver._tune_setup import param_space
-from mtl_tune.studies.spec import ResolvedStudy, StudySpec, parse_spec, read_toml, resolve_study
+from mtl_tune.studies.spec import ResolvedStudy, StudySpec, resolve_study
 from mtl_tune.studies.store import (
     EVENTS_FILE,
     META_FILE,
@@ -38,15 +38,14 @@ from mtl_tune.studies.store import (
     default_optuna_url,
     driver_copy,
     existing_study,
-    read_meta,
+    load_study_spec,
     read_trials,
     repair_record,
     study_folder,
     write_meta,
 )
 
-__all__ = ["StudyOutcome", "build_data", "launch_study", "load_study_spec", "param_space",
-           "resume_study"]
+__all__ = ["StudyOutcome", "build_data", "launch_study", "param_space", "resume_study"]
 logger = logging.getLogger(__name__)
 
 
@@ -157,18 +156,6 @@ def _launch_in(
             if not (folder / TUNE_DIR).exists() and not store.has_files(TUNE_DIR):
                 store.remove()
             raise
-
-
-def load_study_spec(folder: Path) -> StudySpec:
-    """The spec a study was launched with (its TOML plus the recorded overrides and name)."""
-    meta = read_meta(folder)
-    raw = read_toml(folder / SPEC_FILE)[0]
-    raw["name"] = meta.name
-    if meta.resources:  # as launched, with --gpus-per-trial applied
-        raw["resources"] = dict(meta.resources)
-    if meta.seeds is not None:  # as launched, with --seeds applied
-        raw["seeds"] = meta.seeds
-    return parse_spec(raw, str(folder / SPEC_FILE), dict(meta.overrides))
 
 
 def resume_study(

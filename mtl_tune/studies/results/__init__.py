@@ -19,7 +19,13 @@ from mtl_tune.studies.results._selection import (
     best_trial,
     trial_config,
 )
-from mtl_tune.studies.results._status import INTERRUPTED, list_studies, study_driver, study_status
+from mtl_tune.studies.results._status import (
+    INTERRUPTED,
+    list_studies,
+    not_ended,
+    study_driver,
+    study_status,
+)
 
 __all__ = [
     "COUNTED",
@@ -37,6 +43,7 @@ __all__ = [
     "list_studies",
     "load_results",
     "next_commands",
+    "not_ended",
     "read_result_rows",
     "resume_command",
     "seeds_launch_command",

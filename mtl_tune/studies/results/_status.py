@@ -15,6 +15,7 @@ from mtl_tune.studies.store import (
     existing_study,
     live_holder,
     open_study,
+    planned_trials,
     read_meta,
     study_names,
     uri_of,
@@ -22,6 +23,7 @@ from mtl_tune.studies.store import (
 
 SHOWN_METRICS = ("overall", "mean_score", "sst_acc", "para_acc", "sts_corr")
 UNFINISHED = ("RUNNING", "PENDING", "PAUSED")
+ENDED = ("TERMINATED", "ERROR", "MISSING")  # "MISSING": finished, its results since lost
 INTERRUPTED = "INTERRUPTED"  # unfinished, and no driver holds the study
 
 
@@ -62,6 +64,13 @@ def study_status(root: Path, name: str) -> pd.DataFrame:
     return trial_table(existing_study(root, name))
 
 
+def not_ended(table: pd.DataFrame, planned: int | None) -> int:
+    """Planned trials neither finished nor errored, those Tune never created included (a study
+    interrupted between two trials); with no plan known (`planned` None), the table's."""
+    ended = int(table["state"].isin(ENDED).sum()) if len(table) else 0
+    return max(0, (planned if planned is not None else len(table)) - ended)
+
+
 def study_driver(root: Path, name: str) -> Holder | None:
     """The driver running the study now (pid, host, start), or None."""
     return live_holder(existing_study(root, name))
@@ -69,7 +78,8 @@ def study_driver(root: Path, name: str) -> Holder | None:
 
 def list_studies(root: Path) -> pd.DataFrame:
     """Every study under `root`: its name (its folder's), the name it was launched as if it
-    differs, its folder, search, trials, finished trials, metric and best value, bytes on disk."""
+    differs, its folder, search, trials, planned trials, finished trials, metric and best value,
+    bytes on disk."""
     rows = []
     for name in study_names(root):
         folder = existing_study(root, name)
@@ -89,6 +99,7 @@ def list_studies(root: Path) -> pd.DataFrame:
                 "folder": uri_of(folder),
                 "search": meta.search,
                 "trials": len(table),
+                "planned": planned_trials(folder),
                 "finished": done,
                 "metric": metric,
                 "best": best,

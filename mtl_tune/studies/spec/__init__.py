@@ -3,7 +3,7 @@ run. No Ray, no study-folder I/O."""
 
 from __future__ import annotations
 
-from mtl_tune.studies.spec._plan import asha_rungs, describe, trial_count
+from mtl_tune.studies.spec._plan import asha_rungs, describe, experiment_trials, trial_count
 from mtl_tune.studies.spec._resolved import ResolvedStudy, resolve_study
 from mtl_tune.studies.spec._spec import (
     BUILTIN,
@@ -53,4 +53,5 @@ __all__ = [
     "parse_spec",
     "read_toml",
     "trial_count",
+    "experiment_trials",
 ]

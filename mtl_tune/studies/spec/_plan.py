@@ -17,17 +17,22 @@ def asha_rungs(grace_period: int, reduction_factor: int, max_t: int) -> tuple[in
     return tuple(m for m in milestones if m < max_t)
 
 
-def trial_count(spec: StudySpec) -> int:
-    """Trials the spec starts: grids multiply out, TPE samples `num_samples` configurations,
-    each run once per seed."""
+def experiment_trials(spec: StudySpec) -> dict[str, int]:
+    """Trials each Tune experiment of the spec starts, by experiment name in run order: grids
+    multiply out, TPE samples `num_samples` configurations, each run once per seed."""
     if spec.search in OPTUNA_SEARCHES:
-        return spec.num_samples * spec.seeds
+        return {"main": spec.num_samples * spec.seeds}
     # grid and sequential: every trainable x seed x [space] choice, repeated num_samples times
     choices = math.prod(len(d.values) for d in spec.space.values() if d.kind == "choice")
     per_grid = len(spec.trainables) * spec.seeds * choices * spec.num_samples
     if spec.search == "sequential":  # one grid per stage value
-        return per_grid * sum(len(s.values) for s in spec.stages)
-    return per_grid
+        return {f"stage{i}": per_grid * len(s.values) for i, s in enumerate(spec.stages, start=1)}
+    return {"main": per_grid}
+
+
+def trial_count(spec: StudySpec) -> int:
+    """Trials the spec starts, over all its experiments."""
+    return sum(experiment_trials(spec).values())
 
 
 def _rungs(spec: StudySpec) -> tuple[int, ...]:

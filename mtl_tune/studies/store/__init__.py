@@ -54,6 +54,7 @@ from mtl_tune.studies.store._storage import (
     study_names,
 )
 from mtl_tune.studies.store._store_pull import fetch_checkpoint, fetch_uri, pull
+from mtl_tune.studies.store._stored_spec import load_study_spec, planned_trials
 from mtl_tune.studies.store._study_store import StudyStore, driver_copy
 from mtl_tune.studies.store._trial_log import (
     TrialRecord,
@@ -65,6 +66,8 @@ from mtl_tune.studies.store._trial_log import (
 from mtl_tune.studies.store._uris import file_uri_path, is_store_uri
 
 __all__ = [
+    "load_study_spec",
+    "planned_trials",
     "drop_trial_staging",
     "refuse_running",
     "SavedTrial",

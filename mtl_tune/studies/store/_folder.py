@@ -13,6 +13,7 @@ from typing import Any
 from mtl_tune.exceptions import MtlTuneError
 from mtl_tune.studies.store._meta import StudyMeta, read_meta
 from mtl_tune.studies.store._storage import META_FILE, OPTUNA_FILE, SPEC_FILE, TUNE_DIR
+from mtl_tune.studies.store._stored_spec import planned_trials
 from mtl_tune.studies.store._trial_log import read_trials
 
 
@@ -36,6 +37,7 @@ class StudyInfo:
     optuna_storage: str | None = None  # the Optuna storage URL study.json names, if any
     objectives: tuple[tuple[str, str], ...] = ()  # (metric, mode) of a multi-objective search
     launched_as: str | None = None  # study.json's name, when the folder was copied or renamed
+    planned_trials: int | None = None  # the trials its spec starts (None: no spec that reads)
 
     @property
     def optuna_url(self) -> str | None:
@@ -118,4 +120,5 @@ def open_study(folder: Path | str) -> StudyInfo:
         notes=tuple(notes),
         optuna_storage=meta.optuna_storage or None,
         objectives=tuple(meta.objectives.items()),
+        planned_trials=planned_trials(folder) if (folder / META_FILE).is_file() else None,
     )

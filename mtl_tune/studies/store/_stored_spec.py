@@ -1,0 +1,35 @@
+"""The spec a study was launched with, read back from its folder (spec.toml with study.json's
+name, resources, seeds and overrides applied), and the trials that spec plans: what an
+interrupted study is judged against, not the trials Tune had created when it stopped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mtl_tune.exceptions import SpecError
+from mtl_tune.studies.spec import StudySpec, parse_spec, read_toml, trial_count
+from mtl_tune.studies.store._meta import read_meta
+from mtl_tune.studies.store._storage import SPEC_FILE
+
+
+def load_study_spec(folder: Path) -> StudySpec:
+    """The spec a study was launched with (its TOML plus the recorded overrides and name)."""
+    meta = read_meta(folder)
+    raw = read_toml(folder / SPEC_FILE)[0]
+    raw["name"] = meta.name
+    if meta.resources:  # as launched, with --gpus-per-trial applied
+        raw["resources"] = dict(meta.resources)
+    if meta.seeds is not None:  # as launched, with --seeds applied
+        raw["seeds"] = meta.seeds
+    return parse_spec(raw, str(folder / SPEC_FILE), dict(meta.overrides))
+
+
+def planned_trials(folder: Path) -> int | None:
+    """The trials the study's spec starts; None for a folder without a spec that still reads
+    (no spec.toml, or one this version no longer accepts): then only its trials are known."""
+    if not (folder / SPEC_FILE).is_file():
+        return None
+    try:
+        return trial_count(load_study_spec(folder))
+    except SpecError:
+        return None
