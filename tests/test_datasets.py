@@ -83,10 +83,12 @@ def server(tmp_path_factory: pytest.TempPathFactory,
 
 @pytest.mark.usefixtures("original_data")  # skipped, or failed in CI, without them
 def test_every_pinned_hash_is_the_public_file() -> None:
-    for name, pinned in PINNED.items():
-        if (ORIGINAL / name).is_file():
-            # each pinned sha256 is that of the course's public file
-            assert hashlib.sha256((ORIGINAL / name).read_bytes()).hexdigest() == pinned
+    # the folder holds the public files it has (the big Quora ones may be left out of a copy)
+    present = [name for name in PINNED if (ORIGINAL / name).is_file()]
+    assert present, f"none of {sorted(PINNED)} is in {ORIGINAL}"
+    # each pinned sha256 is that of the course's public file
+    found = {n: hashlib.sha256((ORIGINAL / n).read_bytes()).hexdigest() for n in present}
+    assert found == {n: PINNED[n] for n in present}
 
 
 def test_fetches_the_files_then_only_checks_them(server: Served, tmp_path: Path) -> None:

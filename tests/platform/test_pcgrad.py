@@ -116,10 +116,19 @@ def test_gram_matrix_surgery_equals_the_sequential_loop(n_tasks: int, seed: int)
 
 
 def test_random_cases_exercise_surgery() -> None:
-    cases = [torch.stack(_random_grads(n, seed)) for n in (2, 3, 5) for seed in range(4)]
-    conflicting = sum(bool(((rows @ rows.T) < 0).any()) for rows in cases)
-    # most of the cases above have a conflicting pair, so the comparison covers projections
-    assert conflicting >= len(cases) // 2
+    cases = [(n, seed) for n in (2, 3, 5) for seed in range(4)]
+    projected = 0
+    for n, seed in cases:
+        grads = _random_grads(n, seed)
+        rows = torch.stack(grads)
+        conflict = bool(((rows @ rows.T) < 0).any())
+        result = _pcgrad(grads, torch.Generator().manual_seed(seed))
+        changed = not torch.allclose(result, rows.sum(0), rtol=1e-12, atol=1e-12)
+        # surgery changes the sum exactly when some pair of gradients conflicts
+        assert changed == conflict, (n, seed)
+        projected += changed
+    # and most of the cases above projected, so the comparison above covers projections
+    assert projected >= len(cases) // 2
 
 
 @pytest.mark.parametrize(

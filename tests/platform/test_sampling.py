@@ -251,8 +251,11 @@ def test_different_seeds_differ(scheme: str) -> None:
 def test_any_task_names(scheme: str) -> None:
     sizes = {"alpha": 3, "beta": 5}
     schedule = epoch_schedule(scheme, sizes, _rng(), epoch=2, epochs=2)
-    # Schemes other than sst-only work with any task names.
-    assert set(schedule) <= {"alpha", "beta"}
+    # Schemes other than sst-only work with any task names: both tasks are scheduled, and
+    # round-robin takes every batch of each once
+    assert set(schedule) == {"alpha", "beta"}
+    if scheme == "round-robin":
+        assert batches_per_task(schedule) == sizes
 
 
 def test_numpy_integer_sizes() -> None:

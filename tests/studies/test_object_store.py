@@ -273,10 +273,17 @@ def test_two_drivers_starting_together_one_stops(s3_bucket: str, monkeypatch: An
     folder.mkdir()
     other = Holder(pid=1, host="elsewhere", started=0.0, heartbeat=time.time())
 
-    def the_other_writes_meanwhile(seconds: float) -> None:
-        _put(s3_bucket, "s1/driver.json", json.dumps(other.__dict__).encode())
+    class Clock:
+        """The lock module's `time`: its settling sleep is when the other driver writes (only
+        the lock's: moto's threads and everyone else sleep as before)."""
 
-    monkeypatch.setattr(lock_module.time, "sleep", the_other_writes_meanwhile)
+        def __getattr__(self, name: str) -> Any:
+            return getattr(time, name)
+
+        def sleep(self, seconds: float) -> None:
+            _put(s3_bucket, "s1/driver.json", json.dumps(other.__dict__).encode())
+
+    monkeypatch.setattr(lock_module, "time", Clock())
     # the store kept the other driver's lock: this one stops, naming it
     with pytest.raises(SpecError, match=r"taken by another driver starting at the same time "
                        r"\(pid 1 on elsewhere"):
@@ -304,9 +311,14 @@ def test_a_pull_keeps_cache_entries_being_written_here(s3_bucket: str) -> None:
     writing = root / "s1" / "cache" / "test-scores" / ".k.partial-1" / "entry.json"
     writing.parent.mkdir(parents=True)
     writing.write_text("{}")
+    stale = root / "s1" / "tune" / "main" / "gone.json"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("{}")  # a study file the store no longer has
     existing_study(root, "s1")
-    # another report of this machine writes that entry, to upload it when whole: kept
+    # another report of this machine writes that entry, to upload it when whole: kept ...
     assert writing.is_file()
+    # ... while the pull does remove what the store no longer has
+    assert not stale.exists()
 
 
 def test_every_study_store_write_reaches_the_store_and_a_removal_clears_it(

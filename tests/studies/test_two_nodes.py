@@ -25,13 +25,15 @@ from mtl_tune.studies import (
     storage_root,
     uri_of,
 )
+from tests.conftest import S3_ENV
 from tests.studies.conftest import shutdown_and_check, stored_objects, tiny_fixed, write_spec
+
+pytestmark = pytest.mark.process  # a Ray cluster of two nodes
 
 
 @pytest.fixture(scope="module")
-def two_nodes(s3_endpoint: str) -> Iterator[Cluster]:
-    """Head + one worker node of 2 CPUs each, started after the S3 server (whose endpoint and
-    credentials their processes inherit).
+def two_nodes() -> Iterator[Cluster]:
+    """Head + one worker node of 2 CPUs each.
 
     A Cluster writes its address where a plain `ray.init()` on this machine would join it; a
     private RAY_TMPDIR keeps other people's Ray jobs on the same machine out of it.
@@ -57,6 +59,21 @@ def two_nodes(s3_endpoint: str) -> Iterator[Cluster]:
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
+@pytest.fixture
+def s3_job(two_nodes: Cluster, s3_endpoint: str) -> Iterator[None]:
+    """This process's job on the cluster, joined again with the S3 server's endpoint and
+    credentials in its workers' environment (the nodes' own processes started without them),
+    as a user's job on a cluster passes its own; the plain job again afterwards."""
+    env = {key: os.environ[key] for key in S3_ENV}
+    ray.shutdown()
+    ray.init(address=two_nodes.address, log_to_driver=False, runtime_env={"env_vars": env})
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        ray.init(address=two_nodes.address, log_to_driver=False)
+
+
 def test_trials_run_on_both_nodes(
     two_nodes: Cluster, tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path
 ) -> None:
@@ -77,7 +94,7 @@ def test_trials_run_on_both_nodes(
 
 
 def test_a_study_whose_only_storage_is_an_object_store(
-    two_nodes: Cluster, s3_bucket: str, tmp_path: Path, tiny_bert_dir: Path,
+    s3_job: None, s3_bucket: str, tmp_path: Path, tiny_bert_dir: Path,
     tiny_data_dir: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     here = tmp_path / "here"  # the current folder: where reports of a store study go
