@@ -135,3 +135,63 @@ def test_no_module_is_longer_than_the_limit() -> None:
     lengths = {m: len(p.read_text().splitlines()) for m, p in _modules().items()}
     assert max(lengths.values()) > 200  # the count reads real files
     assert {m: n for m, n in lengths.items() if n > MAX_LINES} == {}
+
+
+def _top_level_imports(path: Path, module: str, known: set[str]) -> set[str]:
+    """The package modules `path` imports when it is loaded: its top-level imports (not those
+    inside a function or under `if TYPE_CHECKING`), `from X import y` as X.y when that is a
+    module."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            for alias in node.names:
+                found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base)
+    return found & known
+
+
+def import_cycles(modules: dict[str, Path]) -> list[list[str]]:
+    """Each cycle of load-time imports among `modules` (name -> file), as the modules on it."""
+    known = set(modules)
+    graph = {m: sorted(_top_level_imports(p, m, known) - {m}) for m, p in modules.items()}
+    cycles, done = [], set()
+    for start in sorted(graph):
+        stack, on_path = [(start, iter(graph[start]))], [start]
+        while stack:
+            node, edges = stack[-1]
+            target = next(edges, None)
+            if target is None:
+                stack.pop()
+                on_path.pop()
+                done.add(node)
+            elif target in on_path:
+                cycle = on_path[on_path.index(target):]
+                if sorted(cycle) not in [sorted(c) for c in cycles]:
+                    cycles.append(cycle)
+            elif target not in done:
+                stack.append((target, iter(graph[target])))
+                on_path.append(target)
+    return cycles
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    assert import_cycles(_modules()) == []
+
+
+def test_the_cycle_check_finds_a_planted_cycle(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "gradients.py").write_text("from pkg.pcgrad import combine_rows\n")
+    (package / "pcgrad.py").write_text("from .gradients import SharedGradients\n")
+    (package / "lazy.py").write_text("def f():\n    import pkg.gradients\n")
+    modules = {"pkg": package / "__init__.py", "pkg.gradients": package / "gradients.py",
+               "pkg.pcgrad": package / "pcgrad.py", "pkg.lazy": package / "lazy.py"}
+    # the cycle is named by its modules; an import inside a function makes none
+    assert import_cycles(modules) == [["pkg.gradients", "pkg.pcgrad"]]
