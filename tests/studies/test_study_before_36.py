@@ -1,0 +1,36 @@
+"""A study written by the trainable as it was before the typed trial report (issue 36): its
+folder, less the weights and Ray's pickles (`tests/fixtures/before-36/before36`), and what
+`study status --json` and `report search` made of it then (`expected/`). Today's code must read
+it with the same values: the keys in `result.json` are the contract with every study on disk."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from mtl_tune.cli import app
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "before-36"
+
+
+def test_a_study_from_before_the_typed_report_reads_the_same(tmp_path: Path) -> None:
+    root = tmp_path / "studies"
+    shutil.copytree(FIXTURE / "before36", root / "before36")
+    status = CliRunner().invoke(app, ["study", "status", "before36", "--storage", str(root),
+                                      "--json"])
+    assert status.exit_code == 0, status.output
+    record = json.loads(status.stdout)
+    assert record.pop("storage") == str(root)
+    # every trial, its state, epochs and best dev scores as they were read then
+    assert record == json.loads((FIXTURE / "expected" / "status.json").read_text())
+    out = tmp_path / "report"
+    report = CliRunner().invoke(app, ["report", "search", "before36", "--storage", str(root),
+                                      "--out", str(out), "--format", "csv"])
+    assert report.exit_code == 0, report.output
+    # the report's tables: the top configurations, every epoch's results, the importances
+    for name in ("top.csv", "results.csv", "importances.csv"):
+        expected = (FIXTURE / "expected" / name).read_text().replace("{root}", str(root))
+        assert (out / name).read_text() == expected, name
