@@ -37,6 +37,7 @@ from mtl_tune.platform.config import HeadConfig, TrainConfig
 from mtl_tune.platform.evaluate import TaskPredictions
 from mtl_tune.platform.export_files import EXPORT_FORMAT, HEADS_CONFIG, HEADS_FILE, is_exported
 from mtl_tune.platform.model import MultitaskBERT
+from mtl_tune.platform.progress import Progress
 from mtl_tune.platform.tasks import TASKS
 from mtl_tune.platform.tokenizer import WordPieceTokenizer
 
@@ -254,13 +255,7 @@ def restore_trainer(trainer: Checkpointable, folder: Path) -> None:
     except RuntimeError as err:
         raise _misfit(folder, err) from None
     data = _verified_bytes(folder, OPTIMIZER_FILE, record)
-    best = float(record["best_overall"])
-    progress = {
-        "epochs_done": int(record["epochs_done"]),
-        "best_overall": best,
-        "patience_reference": float(record.get("patience_reference", best)),
-        "stale_epochs": int(record.get("stale_epochs", 0)),
-    }
+    progress = Progress.from_record(record).record()
     try:
         saved = torch.load(io.BytesIO(data), map_location=trainer.device, weights_only=True)
         if "param_groups" in saved:  # written before the schedule was checkpointed: constant

@@ -80,7 +80,8 @@ def train_run(
             previous_best = trainer.best_overall
             step_hook = None if on_step is None else partial(on_step, epoch)
             result = trainer.run_epoch(epoch, on_step=step_hook)
-            history.append(result.metrics)
+            # the epoch's scores and timings, and the run's progress after it (stale epochs)
+            history.append({**result.metrics, **trainer.progress().record()})
             final = epoch == config.epochs or trainer.should_stop
             _write_epoch(trainer, folder, result, previous_best, final=final)
             summary = {"config": config.to_dict(), "epochs": history,

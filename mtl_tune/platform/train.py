@@ -30,6 +30,7 @@ from mtl_tune.platform.gradients import SharedGradients
 from mtl_tune.platform.loss_log import LossLog
 from mtl_tune.platform.model import MultitaskBERT
 from mtl_tune.platform.patience import patience_ran_out, patience_step
+from mtl_tune.platform.progress import Progress
 from mtl_tune.platform.sampling import epoch_schedule, steps_of
 from mtl_tune.platform.schedule import build_scheduler
 from mtl_tune.platform.smart import smoothness
@@ -154,18 +155,19 @@ class Trainer:
         """Whether `patience` epochs in a row brought no better dev overall."""
         return patience_ran_out(self.stale_epochs, self.config.patience)
 
+    def progress(self) -> Progress:
+        """The epochs done and the early-stopping state, as a checkpoint keeps them."""
+        return Progress(epochs_done=self.epochs_done, best_overall=self.best_overall,
+                        patience_reference=self.patience_reference,
+                        stale_epochs=self.stale_epochs)
+
     def state_dict(self, optimizer: bool = True) -> dict[str, Any]:
         """What a checkpoint keeps of the run: the model's weights, the epochs done and the
         early-stopping state; with `optimizer`, what resuming needs too (the optimizer, the lr
         schedule and the loss combination's own state)."""
         state: dict[str, Any] = {
             "model": self.model.state_dict(),
-            "progress": {
-                "epochs_done": self.epochs_done,
-                "best_overall": self.best_overall,
-                "patience_reference": self.patience_reference,
-                "stale_epochs": self.stale_epochs,
-            },
+            "progress": self.progress().record(),
         }
         if optimizer:
             state["optimizer"] = self.optimizer.state_dict()
@@ -184,11 +186,10 @@ class Trainer:
         if "combination" in state:
             self.combination.load_state_dict(state["combination"])
         if "progress" in state:
-            progress = state["progress"]
-            self.epochs_done = int(progress["epochs_done"])
-            self.best_overall = float(progress["best_overall"])
-            self.patience_reference = float(progress["patience_reference"])
-            self.stale_epochs = int(progress["stale_epochs"])
+            progress = Progress.from_record(state["progress"])
+            self.epochs_done, self.best_overall = progress.epochs_done, progress.best_overall
+            self.patience_reference = progress.patience_reference
+            self.stale_epochs = progress.stale_epochs
 
     def train_epoch(
         self,
@@ -335,5 +336,4 @@ class Trainer:
         self.patience_reference, self.stale_epochs = patience_step(
             self.patience_reference, self.stale_epochs, overall, self.config.min_delta
         )
-        metrics["stale_epochs"] = float(self.stale_epochs)
         return EpochResult(epoch, metrics, evaluation, self.loss_curve)

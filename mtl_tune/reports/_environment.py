@@ -8,7 +8,7 @@ from importlib import metadata
 
 import pandas as pd
 
-from mtl_tune.studies import StudyInfo
+from mtl_tune.studies import PLACEMENT_KEYS, Placement, StudyInfo
 
 PACKAGES = ("mtl-tune", "torch", "ray", "optuna", "pandas", "numpy", "scipy", "seaborn",
             "matplotlib")
@@ -44,17 +44,22 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def placements(results: pd.DataFrame) -> list[Placement]:
+    """Each distinct placement the trials reported (none before a trial's first epoch)."""
+    if not set(PLACEMENT_KEYS) <= set(results.columns):
+        return []
+    seen = results[list(PLACEMENT_KEYS)].dropna(subset=list(PLACEMENT_KEYS[-1:]))  # device
+    rows = seen.astype(object).where(seen.notna(), None).drop_duplicates()
+    return [Placement(**row) for row in rows.to_dict("records")]
+
+
 def devices(results: pd.DataFrame) -> list[str]:
     """'host: device (GPUs 0,1)' for each placement seen in the reported results."""
-    if "device" not in results:
-        return []
-    seen = results.dropna(subset=["device"])
-    out = []
-    for host, device, gpus in seen[["hostname", "device", "gpu_ids"]].drop_duplicates().itertuples(
-        index=False
-    ):
+    out = set()
+    for place in placements(results):
+        gpus = place.gpu_ids
         gpu_text = f" (GPUs {gpus})" if isinstance(gpus, str) and gpus else ""
-        out.append(f"{host}: {device}{gpu_text}")
+        out.add(f"{place.hostname}: {place.device}{gpu_text}")
     return sorted(out)
 
 
@@ -77,8 +82,7 @@ def environment(results: pd.DataFrame, info: StudyInfo) -> dict[str, str]:
     rows.update(
         {
             "devices seen": "; ".join(devices(results)) or "none reported yet",
-            "nodes seen": str(results["node_id"].dropna().nunique()) if "node_id" in results
-            else "0",
+            "nodes seen": str(len({p.node_id for p in placements(results) if p.node_id})),
             "study wall time": wall,
             "trials": str(used.trials),
             "trial hours (sum of trial wall times)": f"{used.trial_hours:.4f}",

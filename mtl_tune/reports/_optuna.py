@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from mtl_tune.studies import StudyInfo, open_storage
+from mtl_tune.studies import RAY_ID_ATTR, StudyInfo, open_storage
 
 logger = logging.getLogger(__name__)
 
@@ -108,9 +108,9 @@ def optuna_history(study: Any, metric: str = "overall") -> pd.DataFrame:
     (value: the scalar `metric` in a study of several objectives)."""
     score = _scalar(study, metric)
     rows = [
-        {"number": t.number, "value": score(t), "ray_trial_id": t.user_attrs.get("ray_trial_id")}
+        {"number": t.number, "value": score(t), RAY_ID_ATTR: t.user_attrs.get(RAY_ID_ATTR)}
         for t in completed_trials(study)
         if score(t) is not None
     ]
-    frame = pd.DataFrame(rows, columns=["number", "value", "ray_trial_id"])
+    frame = pd.DataFrame(rows, columns=["number", "value", RAY_ID_ATTR])
     return frame.sort_values("number").reset_index(drop=True)

@@ -39,8 +39,12 @@ from mtl_tune.studies.results import (
 )
 from mtl_tune.studies.spec import (
     BUILTIN,
+    PLACEMENT_KEYS,
+    RAY_ID_ATTR,
     SEED_GROUP_KEY,
+    EpochReport,
     Objective,
+    Placement,
     Resources,
     StudySpec,
     TrialReport,
@@ -102,6 +106,10 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "EpochReport",
+    "PLACEMENT_KEYS",
+    "Placement",
+    "RAY_ID_ATTR",
     "SEED_GROUP_KEY",
     "TrialReport",
     "study_keys",

@@ -16,23 +16,35 @@ from ray import tune
 from mtl_tune.platform.bundle import DataBundle, cached_bundle
 from mtl_tune.platform.checkpoint import has_optimizer_state, restore_trainer, save_checkpoint
 from mtl_tune.platform.config import TrainConfig
+from mtl_tune.platform.metrics import METRIC_KEYS
 from mtl_tune.platform.presets import resolve_config
 from mtl_tune.platform.train import Trainer
-from mtl_tune.studies import SEED_GROUP_KEY, TrialReport, end_staging, study_keys, trial_staging
+from mtl_tune.studies import (
+    SEED_GROUP_KEY,
+    EpochReport,
+    Placement,
+    TrialReport,
+    end_staging,
+    study_keys,
+    trial_staging,
+)
 
 logger = logging.getLogger(__name__)
 
-def _placement() -> dict[str, Any]:
+def _placement() -> Placement:
+    """This trial's host, node, GPU ids and CPUs (its device is known once it is built)."""
     import ray
 
-    info: dict[str, Any] = {"hostname": socket.gethostname()}
-    if ray.is_initialized():
-        context = ray.get_runtime_context()
-        info["node_id"] = context.get_node_id()
-        info["gpu_ids"] = ",".join(str(g) for g in ray.get_gpu_ids())
-        cpus = context.get_assigned_resources().get("CPU", 0)
-        info["cpus"] = float(cpus)
-    return info
+    if not ray.is_initialized():
+        return Placement(socket.gethostname(), node_id=None, gpu_ids="", cpus=0.0, device="")
+    context = ray.get_runtime_context()
+    return Placement(
+        hostname=socket.gethostname(),
+        node_id=context.get_node_id(),
+        gpu_ids=",".join(str(g) for g in ray.get_gpu_ids()),
+        cpus=float(context.get_assigned_resources().get("CPU", 0)),
+        device="",
+    )
 
 
 def _set_threads(config: TrainConfig, assigned_cpus: float) -> None:
@@ -60,7 +72,7 @@ def run_trial(name: str | None, config: Mapping[str, Any], data: DataBundle | No
     group_patience = cfg.patience if grouped else 0
     cfg = dataclasses.replace(cfg, patience=0) if grouped else cfg
     placement = _placement()
-    _set_threads(cfg, placement.get("cpus", 0.0))
+    _set_threads(cfg, placement.cpus)
     splits = (data or cached_bundle(cfg)).for_config(cfg)
     checkpoint = tune.get_checkpoint()
     trainer = None
@@ -76,16 +88,20 @@ def run_trial(name: str | None, config: Mapping[str, Any], data: DataBundle | No
             restore_trainer(trainer, Path(folder))
         logger.info("restored from checkpoint after epoch %d", trainer.epochs_done)
     trainer = trainer or Trainer(cfg, splits)
-    placement["device"] = str(trainer.device)
+    placement = dataclasses.replace(placement, device=str(trainer.device))
     staging = _staging()
     for epoch in range(trainer.epochs_done + 1, cfg.epochs + 1):
         result = trainer.run_epoch(epoch)
-        report = TrialReport(
+        progress = TrialReport(
             patience=cfg.patience, stale_epochs=trainer.stale_epochs,
             group_patience=group_patience, min_delta=cfg.min_delta, epochs_planned=cfg.epochs,
             best_overall=trainer.best_overall,
             train_loss_curve=tuple({"step": step, **losses} for step, losses in result.loss_curve))
-        metrics = {**result.metrics, **placement, **report.metrics()}
+        report = EpochReport(
+            scores={k: v for k, v in result.metrics.items() if k in METRIC_KEYS},
+            training={k: v for k, v in result.metrics.items() if k not in METRIC_KEYS},
+            placement=placement, progress=progress)
+        metrics = report.metrics()
         final = epoch == cfg.epochs or trainer.should_stop
         with tempfile.TemporaryDirectory(dir=staging, prefix=f"epoch{epoch}-") as tmp:
             # the last epoch's checkpoint never resumes: weights only (the driver's

@@ -33,8 +33,8 @@ from mtl_tune.studies import (
     study_status,
     trial_count,
 )
-from mtl_tune.studies.driver._optuna_mirror import RAY_ID_ATTR
 from mtl_tune.studies.results._results import read_result_rows
+from mtl_tune.studies.spec import RAY_ID_ATTR
 from tests.studies.conftest import ASHA, TPE_SPACE, stored_objects, tiny_fixed, write_spec
 
 pytestmark = pytest.mark.usefixtures("ray_local")

@@ -22,8 +22,8 @@ from mtl_tune.studies import (
     storage_root,
     study_status,
 )
-from mtl_tune.studies.driver._optuna_mirror import RAY_ID_ATTR
 from mtl_tune.studies.results._results import read_result_rows
+from mtl_tune.studies.spec import RAY_ID_ATTR
 from mtl_tune.studies.store._saved_state import parse_state
 from tests.helpers import write_tiny_data
 from tests.studies.conftest import (

@@ -12,7 +12,7 @@ from mtl_tune.platform.bundle import build_bundle
 from mtl_tune.platform.checkpoint import save_checkpoint
 from mtl_tune.platform.presets import resolve_config
 from mtl_tune.platform.train import Trainer
-from mtl_tune.studies import trial_staging
+from mtl_tune.studies import Placement, trial_staging
 from mtl_tune.trainables import _trainable
 from mtl_tune.trainables._trainable import run_trial
 from tests.helpers import tiny_trial
@@ -27,7 +27,8 @@ def _restart_from(
     reports: list[dict[str, Any]] = []
     monkeypatch.setattr(tune, "get_checkpoint", lambda: tune.Checkpoint.from_directory(folder))
     monkeypatch.setattr(tune, "report", lambda metrics, checkpoint=None: reports.append(metrics))
-    monkeypatch.setattr(_trainable, "_placement", lambda: {})
+    here = Placement(hostname="h", node_id=None, gpu_ids="", cpus=0.0, device="")
+    monkeypatch.setattr(_trainable, "_placement", lambda: here)
     trial_folder = folder / "trial"
     monkeypatch.setattr(_trainable, "_staging", lambda: trial_staging(trial_folder, "t1"))
     run_trial("it6-balanced", config, None)

@@ -14,8 +14,9 @@ from typing import Any
 
 from ray import tune
 
+from mtl_tune.platform.metrics import METRIC_KEYS
 from mtl_tune.studies.driver._group_retention import group_retention, members_of
-from mtl_tune.studies.spec import better
+from mtl_tune.studies.spec import ITERATION, EpochReport, better
 from mtl_tune.studies.store import (
     append_event,
     drop_trial_optimizer_state,
@@ -278,9 +279,10 @@ class ConciseProgress(tune.Callback):
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
-        value = result.get(self.metric)
-        if value is None:
-            return
+        # every result a trial reports is read whole here, once: a key missing from the report,
+        # or one it should not hold, stops the study with the key's name
+        scores = EpochReport.from_result(result).scores
+        value = scores[self.metric]
         if self._better(value):
             self.best = (value, trial.trial_id)
         assert self.best is not None
@@ -288,14 +290,12 @@ class ConciseProgress(tune.Callback):
             "%s %-18s epoch %d  %s %.4f  (best %.4f, %s)  sst %.3f pd %.3f sts %.3f",
             trial.trial_id,
             trial.config.get("trainable", ""),
-            result.get("training_iteration", 0),
+            result[ITERATION],
             self.metric,
             value,
             self.best[0],
             self.best[1],
-            result.get("sst_acc", float("nan")),
-            result.get("para_acc", float("nan")),
-            result.get("sts_corr", float("nan")),
+            *(scores[key] for key in METRIC_KEYS[:3]),  # the three tasks'
         )
 
     def _progress(self, trials: list, trial: Any) -> str:

@@ -104,7 +104,7 @@ class SeedGroupScheduler(TrialScheduler):
         group = trial.config.get(SEED_GROUP_KEY)
         if group is None or self._metric not in result or EPOCH not in result:
             return TrialScheduler.CONTINUE
-        ledger, epoch, report = self.ledger, int(result[EPOCH]), TrialReport.read(result)
+        ledger, epoch, report = self.ledger, int(result[EPOCH]), TrialReport.from_result(result)
         events = [ledger.result(
             trial.trial_id, str(group), epoch, float(result[self._metric]),
             float(result.get("overall", result[self._metric])),

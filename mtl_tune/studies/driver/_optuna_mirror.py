@@ -36,18 +36,26 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 from ray import tune
 
+from mtl_tune.platform.metrics import METRIC_KEYS
 from mtl_tune.studies.results import best_epoch, by_epoch, epoch_means, read_result_rows
-from mtl_tune.studies.spec import REPORT_KEYS, SEED_GROUP_KEY, Objective, StudySpec, TrialReport
+from mtl_tune.studies.spec import (
+    ITERATION,
+    RAY_ID_ATTR,
+    REPORT_KEYS,
+    SEED_GROUP_KEY,
+    Objective,
+    StudySpec,
+    TrialReport,
+)
 from mtl_tune.studies.store import here, here_url, local_path, open_storage, staged_path, uri_of
 
 logger = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-RAY_ID_ATTR = "ray_trial_id"
-SCORE_ATTRS = ("sst_acc", "para_acc", "sts_corr", "overall", "mean_score")  # at the best epoch
+SCORE_ATTRS = METRIC_KEYS  # the user attributes of the scores at the best epoch
 # an ended trial: (Ray trial id, config, per-epoch results; None when it errored)
 Ended = tuple[str, Mapping[str, Any], Sequence[Mapping[str, Any]] | None]
-_KEPT = {*SCORE_ATTRS, *REPORT_KEYS, "training_iteration", "timestamp", "time_total_s",
+_KEPT = {*SCORE_ATTRS, *REPORT_KEYS, ITERATION, "timestamp", "time_total_s",
          "checkpoint_dir_name"}
 
 
@@ -232,7 +240,7 @@ class OptunaMirror(tune.Callback):
     ) -> optuna.trial.FrozenTrial:
         best_at = best_epoch(epochs, self.metric, self.mode)
         best, last_epoch = epochs[best_at], max(epochs)
-        pruned = last_epoch < TrialReport.read(epochs[last_epoch]).epochs_planned
+        pruned = last_epoch < TrialReport.from_result(epochs[last_epoch]).epochs_planned
         params = {k: config[k] for k in self.distributions if k in config}
         attrs = {
             **attrs, "stage": self.stage, "epochs": last_epoch, "best_epoch": best_at,

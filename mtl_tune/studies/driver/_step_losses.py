@@ -12,14 +12,14 @@ from typing import Any
 
 from ray.tune.logger import TBXLoggerCallback
 
-from mtl_tune.studies.spec import CURVE_KEY
+from mtl_tune.studies.spec import CURVE_KEY, TrialReport
 
 
 class StepLossLogger(TBXLoggerCallback):
     """Given to Tune in place of its default TensorBoard logger."""
 
     def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
-        curve = result.get(CURVE_KEY) or []
+        curve = TrialReport.from_result(result).train_loss_curve
         super().log_trial_result(
             iteration, trial, {k: v for k, v in result.items() if k != CURVE_KEY}
         )

@@ -20,7 +20,7 @@ class PatienceStopper(Stopper):
     """Stops a trial after `patience` epochs without a better dev `overall` (0: never)."""
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        report = TrialReport.read(result)
+        report = TrialReport.from_result(result)
         return patience_ran_out(report.stale_epochs, report.patience)
 
     def stop_all(self) -> bool:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from mtl_tune.exceptions import MtlTuneError
+from mtl_tune.platform.metrics import METRIC_KEYS
 from mtl_tune.studies.results._results import study_results
 from mtl_tune.studies.results._selection import TRIAL_KEYS, best_epochs
 from mtl_tune.studies.store import (
@@ -21,7 +22,6 @@ from mtl_tune.studies.store import (
     uri_of,
 )
 
-SHOWN_METRICS = ("overall", "mean_score", "sst_acc", "para_acc", "sts_corr")
 UNFINISHED = ("RUNNING", "PENDING", "PAUSED")
 ENDED = ("TERMINATED", "ERROR", "MISSING")  # "MISSING": finished, its results since lost
 INTERRUPTED = "INTERRUPTED"  # unfinished, and no driver holds the study
@@ -48,7 +48,7 @@ def trial_table(folder: Path) -> pd.DataFrame:
         columns={"status": "state", **{c: c.removeprefix("config/") for c in searched}})
     table["epochs"] = results.groupby(TRIAL_KEYS)["epoch"].max().fillna(0).astype(int)
     best = best_epochs(results, info.metric, info.mode).set_index(TRIAL_KEYS)
-    shown = [k for k in SHOWN_METRICS if k in best]
+    shown = [k for k in METRIC_KEYS if k in best]
     table = table.join(best[shown]).reset_index()
     if live_holder(folder) is None:
         # the record still says running, but no driver runs the study any more
