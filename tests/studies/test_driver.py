@@ -162,10 +162,13 @@ def test_ctrl_c_exits_130_with_the_command_that_continues(
     hint = "interrupted; continue the study with:\n  mtl-tune study resume stopped --storage "
     assert hint + str(root) in log
     assert "Tuner.restore(" not in log
-    # the study is not marked finished, and `study status` says how to go on
+    # the study is not marked finished, and `study status` says how to go on; the Ctrl-C found
+    # a trial training (shown interrupted) or, on a slow machine, fell between two trials
     assert read_meta(root / "stopped").finished_at is None
     status = _cli(["study", "status", "stopped", "--storage", str(root)], ray_tmp)
-    assert "no driver runs this study" in status.stdout and " interrupted " in status.stdout
+    assert "no driver runs this study: it stopped before finishing" in status.stdout
+    finished = re.search(r"(\d) of 3 planned trials finished", status.stdout)
+    assert finished is not None and int(finished.group(1)) < 3, status.stdout
     resumed = _cli(["study", "resume", "stopped", "--storage", str(root)], ray_tmp)
     # resuming finishes it: exit 0, every trial finished
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
