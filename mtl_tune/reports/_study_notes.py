@@ -10,6 +10,7 @@ from mtl_tune.exceptions import MtlTuneError
 from mtl_tune.names import state_name
 from mtl_tune.reports._selection import status_label
 from mtl_tune.studies import (
+    ENDED,
     TRIAL_KEYS,
     StudyInfo,
     best_epochs,
@@ -19,7 +20,6 @@ from mtl_tune.studies import (
 )
 
 UNFINISHED = ("RUNNING", "PAUSED", "PENDING")
-ENDED = ("TERMINATED", "ERROR", "MISSING")
 DAGGER_NOTE = (
     "† Not every trial of this row has finished: running or paused trials enter with their best "
     "epoch so far; pending and errored trials are left out."

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from mtl_tune.studies.results import (
     COUNTED,
+    ENDED,
     INTERRUPTED,
     TRIAL_KEYS,
     best_epoch,
@@ -115,6 +116,7 @@ __all__ = [
     "study_keys",
     "BUILTIN",
     "COUNTED",
+    "ENDED",
     "INTERRUPTED",
     "JOURNAL_PREFIX",
     "Objective",

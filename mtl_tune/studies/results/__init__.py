@@ -20,6 +20,7 @@ from mtl_tune.studies.results._selection import (
     trial_config,
 )
 from mtl_tune.studies.results._status import (
+    ENDED,
     INTERRUPTED,
     list_studies,
     not_ended,
@@ -29,6 +30,7 @@ from mtl_tune.studies.results._status import (
 
 __all__ = [
     "COUNTED",
+    "ENDED",
     "EPOCH",
     "INTERRUPTED",
     "TRIAL_KEYS",
