@@ -72,23 +72,34 @@ def build_data(study: ResolvedStudy) -> DataBundle:
     return build_bundle(study.base, study.pair_encodings())
 
 
-def _ended(results: Any, folder: Path) -> list[tuple[str, dict, list[dict] | None]]:
-    """(trial id, config, per-epoch results; None for an error) of each trial that ended."""
+def _ended(
+    results: Any, folder: Path, experiment: str
+) -> list[tuple[str, dict, list[dict] | None]]:
+    """(trial id, config, per-epoch results; None for an error) of each trial that ended.
+
+    Tune's result takes its config from the last reported metrics, which a trial restored
+    from a killed driver's saved state can lack: the trial record has the config then."""
+    recorded = {r.trial_id: r.config for r in read_trials(folder).values()
+                if r.experiment == experiment}
     out: list[tuple[str, dict, list[dict] | None]] = []
     for r in results:
         trial_id = (r.metrics or {}).get("trial_id", "")  # "": errored before reporting
-        if r.error is not None:
-            out.append((trial_id, r.config, None))
+        config = r.config if r.config is not None else recorded.get(trial_id)
+        if config is None:  # nothing ties it to a configuration (its error file still does)
+            logger.warning("a trial without a config or a record (%s): not in the Optuna "
+                           "mirror", r.path)
+        elif r.error is not None:
+            out.append((trial_id, config, None))
         elif r.metrics:
             trial_dir = staged_path(folder, r.path)
             rows = read_result_rows(trial_dir) or [r.metrics]
-            out.append((trial_id, r.config, with_checkpoints(rows, trial_dir)))
+            out.append((trial_id, config, with_checkpoints(rows, trial_dir)))
     return out
 
 
 def _sync_mirror(spec: StudySpec, folder: Path, experiment: str, results: Any) -> None:
     mirror = OptunaMirror.for_spec(spec, read_meta(folder).optuna_storage, experiment, folder)
-    ended = _ended(results, folder)
+    ended = _ended(results, folder, experiment)
     study = mirror.study()
     if spec.seed_groups:
         groups: dict[str, list[Any]] = {}
