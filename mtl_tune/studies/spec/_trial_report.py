@@ -110,7 +110,7 @@ class TrialReport:
 
 
 CURVE_KEY = "train_loss_curve"  # the loss curve's key: TensorBoard reads it, the results frame not
-# the keys `read` requires: every field but the loss curve
+# the keys `from_result` requires: every field but the loss curve
 REPORT_KEYS = tuple(f.name for f in fields(TrialReport) if f.name != CURVE_KEY)
 
 
