@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 
 from mtl_tune.exceptions import Interrupted, MtlTuneError
-from mtl_tune.platform.atomic import replace_file, staging_of, swap_in, write_bytes
+from mtl_tune.platform.atomic import replace_file, staging_of, swap_in
 from mtl_tune.platform.bundle import build_bundle
 from mtl_tune.platform.checkpoint import drop_optimizer_state, save_checkpoint
 from mtl_tune.platform.config import TrainConfig
@@ -87,7 +87,7 @@ def train_run(
             summary = {"config": config.to_dict(), "epochs": history,
                        "wall_seconds": time.perf_counter() - start,
                        "stopped_early": trainer.should_stop}
-            write_bytes(folder / METRICS_FILE, json.dumps(summary, indent=2).encode())
+            replace_file(folder / METRICS_FILE, json.dumps(summary, indent=2).encode())
             if folder == staging:
                 swap_in(staging, out)
                 folder = out

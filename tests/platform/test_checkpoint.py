@@ -187,17 +187,21 @@ def test_sigkill_during_a_save_leaves_a_loadable_checkpoint(
         # the save is parked at the point: the kill lands there, not somewhere by chance
         assert child.stdout.readline() == f"{point}\n".encode()
         first = _epochs(atomic.old_of(folder) if point != "staged" else folder)
+        # what the complete checkpoint that must survive predicts, read while the save waits
+        which = KILL_POINTS[point][0]
+        survivor = folder if point == "staged" or which == "second" else atomic.old_of(folder)
+        expected = _scores(survivor, tiny_data_dir)
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(30)
-    which, name_there, old_there = KILL_POINTS[point]
+    _, name_there, old_there = KILL_POINTS[point]
     assert (folder.exists(), atomic.old_of(folder).exists()) == (name_there, old_there)
     # whatever the point, a complete checkpoint is found: the first, or the whole second one
     found = checkpoint_folder(folder)
     assert _epochs(found) == (1 if which == "first" else 2), found
     assert first == 1
-    # and it loads and predicts
-    assert _scores(folder, tiny_data_dir)
+    # and it predicts exactly as that checkpoint did before the kill
+    assert _scores(folder, tiny_data_dir) == expected
 
 
 def _epochs(folder: Path) -> int:

@@ -251,18 +251,18 @@ def test_a_study_without_its_study_json_names_the_file(tmp_path: Path, command: 
 
 
 def _finished_study(root: Path, seeds: int = 2) -> Path:
-    """Study `s` with two finished trials, each with one epoch in its result.json; its spec
-    plans `seeds` trials."""
+    """Study `s` with two finished trials (seeds 0 and 1), each with one epoch in its
+    result.json; its spec plans `seeds` trials."""
     from mtl_tune.studies.store._trial_log import append_event
 
     folder = _study(root, spec=f"{TOP}\nseeds = {seeds}\n")
-    for trial_id in ("t1", "t2"):
+    for seed, trial_id in enumerate(("t1", "t2")):
         trial = folder / "tune" / "main" / f"trial_{trial_id}"
         trial.mkdir()
         (trial / "result.json").write_text(json.dumps(
             {"trial_id": trial_id, "training_iteration": 1, "epoch": 1, "overall": 0.5,
              "time_total_s": 1.0}) + "\n")
-        config = {"trainable": "it1-baseline", "seed": 0}
+        config = {"trainable": "it1-baseline", "seed": seed}
         append_event(folder, "main", trial_id, "created", config, str(trial))
         append_event(folder, "main", trial_id, "finished", config, str(trial))
     return folder
@@ -317,6 +317,12 @@ def test_cuda_without_gpus_is_refused_before_the_launch(tmp_path: Path) -> None:
     stderr = _dry_run(path, "--set", "device=cuda")
     assert re.search(r"device 'cuda' in .*spec\.toml \(or a --set\) needs GPUs, but the trials "
                      r"get none \(\[resources\] gpu = 0\); pass --gpus-per-trial N", stderr), stderr
+    # the fix it names is taken: the GPUs per trial are given before the check
+    planned = CliRunner().invoke(app, ["study", "launch", str(path), "--dry-run", "--data-dir",
+                                       str(path.parent), "--set", "device=cuda",
+                                       "--gpus-per-trial", "1"])
+    assert planned.exit_code == 0, planned.output
+    assert json.loads(planned.stdout)["resources"]["per_trial"]["gpu"] == 1
 
 
 def test_list_and_status_json_give_values_not_display_text(tmp_path: Path) -> None:
@@ -392,3 +398,18 @@ def test_a_study_whose_planned_trials_all_ran_is_finished(tmp_path: Path) -> Non
     results = study_results(info)
     assert summary(info, results)["state"] == "finished"
     assert unfinished_note(info, results) is None
+
+
+def test_a_study_whose_recorded_set_no_longer_checks_still_shows(tmp_path: Path) -> None:
+    root = tmp_path / "studies"
+    folder = _finished_study(root)
+    meta = json.loads((folder / "study.json").read_text())
+    # a --set value this version refuses, recorded at launch by an earlier one
+    (folder / "study.json").write_text(json.dumps({**meta, "overrides": {"dropout": "2"}}))
+    status = CliRunner().invoke(app, ["study", "status", "s", "--storage", str(root), "--json"])
+    # the trials are shown; the plan is unknown, not an error blamed on the command line
+    assert status.exit_code == 0, status.output
+    record = json.loads(status.stdout)
+    assert record["planned_trials"] is None and len(record["trials"]) == 2
+    listed = CliRunner().invoke(app, ["study", "list", "--storage", str(root), "--json"])
+    assert listed.exit_code == 0 and json.loads(listed.stdout)["studies"][0]["planned"] is None

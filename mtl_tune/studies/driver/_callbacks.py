@@ -16,7 +16,7 @@ from ray import tune
 
 from mtl_tune.platform.metrics import METRIC_KEYS
 from mtl_tune.studies.driver._group_retention import group_retention, members_of
-from mtl_tune.studies.spec import ITERATION, EpochReport, better
+from mtl_tune.studies.spec import ITERATION, better
 from mtl_tune.studies.store import (
     append_event,
     drop_trial_optimizer_state,
@@ -279,9 +279,8 @@ class ConciseProgress(tune.Callback):
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
-        # every result a trial reports is read whole here, once: a key missing from the report,
-        # or one it should not hold, stops the study with the key's name
-        scores = EpochReport.from_result(result).scores
+        # the result was read whole by the StepLossLogger: its scores are there
+        scores = {key: float(result[key]) for key in METRIC_KEYS}
         value = scores[self.metric]
         if self._better(value):
             self.best = (value, trial.trial_id)

@@ -12,14 +12,17 @@ from typing import Any
 
 from ray.tune.logger import TBXLoggerCallback
 
-from mtl_tune.studies.spec import CURVE_KEY, TrialReport
+from mtl_tune.studies.spec import CURVE_KEY, EpochReport
 
 
 class StepLossLogger(TBXLoggerCallback):
     """Given to Tune in place of its default TensorBoard logger."""
 
     def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
-        curve = TrialReport.from_result(result).train_loss_curve
+        # every result a trial reports is read whole here, once, whatever the verbosity (this
+        # logger is always installed): a key missing from the report, or one it should not
+        # hold, stops the study with the key's name
+        curve = EpochReport.from_result(result).progress.train_loss_curve
         super().log_trial_result(
             iteration, trial, {k: v for k, v in result.items() if k != CURVE_KEY}
         )

@@ -85,6 +85,8 @@ def launch_spec(
         chosen, given_as = (data_dir, "--data-dir") if given is None else (
             Path(given), f"--set data_dir={given}")
         values["data_dir"] = str(data_folder(chosen, given_as))
+    if gpus_per_trial is not None:  # before the checks: device = "cuda" needs the GPUs given
+        raw["resources"] = {**_table(raw, "resources", str(path)), "gpu": gpus_per_trial}
     spec = parse_spec(raw, str(path), values)
     if name is not None:
         spec = spec.replace(name=name)

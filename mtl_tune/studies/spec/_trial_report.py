@@ -25,7 +25,8 @@ SEED_GROUP_KEY = "seed_group"
 # the Optuna user attribute that names a trial's Ray trial id (the mirror writes it, reports read)
 RAY_ID_ATTR = "ray_trial_id"
 
-# the keys Tune adds to every reported result itself; a report never holds them
+# the keys Tune adds to every reported result itself; a report holds none of them but
+# `hostname`, which its `Placement` reports too (the same value)
 ITERATION = "training_iteration"
 TRIAL_ID = "trial_id"
 TUNE_KEYS = frozenset({

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mtl_tune.exceptions import SpecError
+from mtl_tune.exceptions import ConfigError, SpecError
 from mtl_tune.studies.spec import StudySpec, parse_spec, read_toml, trial_count
 from mtl_tune.studies.store._meta import read_meta
 from mtl_tune.studies.store._storage import SPEC_FILE
@@ -26,10 +26,11 @@ def load_study_spec(folder: Path) -> StudySpec:
 
 def planned_trials(folder: Path) -> int | None:
     """The trials the study's spec starts; None for a folder without a spec that still reads
-    (no spec.toml, or one this version no longer accepts): then only its trials are known."""
+    (no spec.toml, or one, or recorded --set values, this version no longer accepts): then
+    only its trials are known."""
     if not (folder / SPEC_FILE).is_file():
         return None
     try:
         return trial_count(load_study_spec(folder))
-    except SpecError:
+    except (SpecError, ConfigError):
         return None
