@@ -16,10 +16,9 @@ from mtl_tune.reports._display import (
     number,
     param_text,
 )
-from mtl_tune.studies import COUNTED, SEED_GROUP_KEY, best_epoch, epoch_means
+from mtl_tune.studies import COUNTED, EPOCH, SEED_GROUP_KEY, best_epoch, epoch_means
 
 GROUP_COLUMN = f"config/{SEED_GROUP_KEY}"
-EPOCH = "training_iteration"
 
 
 def has_seed_groups(results: pd.DataFrame) -> bool:

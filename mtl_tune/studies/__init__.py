@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from mtl_tune.studies.results import (
     COUNTED,
     ENDED,
+    EPOCH,
     INTERRUPTED,
     TRIAL_KEYS,
     best_epoch,
@@ -117,6 +118,7 @@ __all__ = [
     "BUILTIN",
     "COUNTED",
     "ENDED",
+    "EPOCH",
     "INTERRUPTED",
     "JOURNAL_PREFIX",
     "Objective",

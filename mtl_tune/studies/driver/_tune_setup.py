@@ -24,7 +24,7 @@ from mtl_tune.studies.driver._searcher import BestEpochSearch
 from mtl_tune.studies.driver._seed_group_search import SeedGroupSearch
 from mtl_tune.studies.driver._step_losses import StepLossLogger
 from mtl_tune.studies.driver._stopper import PatienceStopper
-from mtl_tune.studies.spec import OPTUNA_SEARCHES, StudySpec, asha_rungs
+from mtl_tune.studies.spec import ITERATION, OPTUNA_SEARCHES, StudySpec, asha_rungs
 from mtl_tune.studies.store import TUNE_DIR, group_log_path, uri_of
 from mtl_tune.trainables import make_trainable
 
@@ -91,7 +91,7 @@ def tune_config(spec: StudySpec, folder: Path, epochs: int) -> tune.TuneConfig:
         )
     elif asha:
         scheduler = ASHAScheduler(
-            time_attr="training_iteration",
+            time_attr=ITERATION,
             max_t=max_t,
             grace_period=spec.scheduler.grace_period,
             reduction_factor=spec.scheduler.reduction_factor,

@@ -11,7 +11,9 @@ from collections.abc import Mapping, Sequence
 from statistics import fmean
 from typing import Any
 
-EPOCH = "training_iteration"
+from mtl_tune.studies.spec import ITERATION
+
+EPOCH = ITERATION  # a trial's epoch, as Tune counts its reports
 
 
 def by_epoch(rows: Sequence[Mapping[str, Any]], metric: str) -> dict[int, Mapping[str, Any]]:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from mtl_tune.exceptions import MtlTuneError
 from mtl_tune.platform.metrics import METRIC_KEYS
-from mtl_tune.studies.spec import CURVE_KEY
+from mtl_tune.studies.spec import CURVE_KEY, ITERATION
 from mtl_tune.studies.store import (
     META_FILE,
     StudyInfo,
@@ -120,7 +120,7 @@ def _trial_rows(record: TrialRecord, resources: dict[str, float]) -> list[dict[s
             for k, v in result.items()
             if k not in _DROPPED and not k.startswith("config/") and k not in base
         }
-        epoch = result.get("epoch", result.get("training_iteration"))
+        epoch = result.get("epoch", result.get(ITERATION))
         name = result.get("checkpoint_dir_name")
         checkpoint = trial_dir / name if isinstance(name, str) and name else None
         rows.append(
