@@ -28,6 +28,7 @@ class FakeTrial:
     trial_id: str
     config: dict[str, Any]
     status: str = Trial.RUNNING
+    last_result: dict[str, Any] = field(default_factory=dict)  # as Tune saved it
 
     def set_status(self, status: str) -> None:
         self.status = status
@@ -41,8 +42,13 @@ class FakeRunner:
     trials: list[FakeTrial] = field(default_factory=list)
     actions: list[tuple[str, int, str]] = field(default_factory=list)  # (trial, epoch, action)
 
-    def add(self, trial_id: str, group: str, status: str = Trial.RUNNING) -> FakeTrial:
-        trial = FakeTrial(trial_id, {SEED_GROUP_KEY: group, "seed": int(trial_id[-1])}, status)
+    def add(
+        self, trial_id: str, group: str, status: str = Trial.RUNNING, epoch: int = 0
+    ) -> FakeTrial:
+        """Adds a trial; `epoch`: the last one Tune's saved state holds for a restored one."""
+        last = {"training_iteration": epoch} if epoch else {}
+        trial = FakeTrial(trial_id, {SEED_GROUP_KEY: group, "seed": int(trial_id[-1])}, status,
+                          last)
         self.trials.append(trial)
         self.scheduler.on_trial_add(self, trial)  # type: ignore[arg-type]
         return trial
@@ -51,6 +57,9 @@ class FakeRunner:
         return self.trials
 
     def stop_trial(self, trial: FakeTrial) -> None:
+        # Tune's callbacks read the folder of the trial they end, which one that never
+        # started lacks (RuntimeError: "... without setting trial_dir_name")
+        assert trial.last_result, f"{trial.trial_id} stopped before it ever started"
         if trial.status in (Trial.PENDING, Trial.PAUSED):
             self.scheduler.on_trial_remove(self, trial)  # type: ignore[arg-type]
         trial.status = Trial.TERMINATED
@@ -63,6 +72,7 @@ class FakeRunner:
             patience=0, stale_epochs=0, group_patience=patience, min_delta=0.0,
             epochs_planned=planned, best_overall=overall).metrics()}
         action = self.scheduler.on_trial_result(self, trial, result)  # type: ignore[arg-type]
+        trial.last_result = result
         self.actions.append((trial_id, epoch, action))
         if action == PAUSE:
             trial.status = Trial.PAUSED
@@ -219,10 +229,10 @@ def test_a_resumed_driver_keeps_the_waiting_seed_and_the_rung_record(tmp_path: P
     runner.report("a0", 1, 0.6), runner.report("a1", 1, 0.5)  # A recorded at rung 1
     runner.report("b0", 1, 0.4)  # b0 waits for b1 when the driver dies
     # a new driver: a scheduler unpickled from the tuner (no state), Tune's trials re-added
-    # as PENDING (Tune restores unfinished trials as pending)
+    # as PENDING (Tune restores unfinished trials as pending) at the epochs it saved
     restored = FakeRunner(_scheduler(log))
-    for name in ("a0", "a1", "b0", "b1", "c0", "c1"):
-        restored.add(name, name[0], status=Trial.PENDING)
+    for name, epoch in (("a0", 1), ("a1", 1), ("b0", 1), ("b1", 0), ("c0", 0), ("c1", 0)):
+        restored.add(name, name[0], status=Trial.PENDING, epoch=epoch)
     # b0, which waited at its rung, is re-added as paused: Tune, which starts every pending
     # trial after the scheduler's choice, passes it by (it trained on past its rung before)
     assert restored.trial("b0").status == Trial.PAUSED
@@ -244,14 +254,57 @@ def test_a_seed_of_a_group_stopped_before_the_kill_never_trains_again(tmp_path: 
     runner.report("b1", 1, 0.5)  # ... and its group is stopped; the driver dies before Tune
     # stops b0
     restored = FakeRunner(_scheduler(log))
-    for name in ("a0", "a1", "b0", "c0", "c1"):
-        restored.add(name, name[0], status=Trial.PENDING)
-    restored.add("b1", "b", status=Trial.TERMINATED)
+    for name, epoch in (("a0", 1), ("a1", 1), ("b0", 1), ("c0", 0), ("c1", 0)):
+        restored.add(name, name[0], status=Trial.PENDING, epoch=epoch)
+    restored.add("b1", "b", status=Trial.TERMINATED, epoch=1)
     # Tune starts every pending trial: not b0, whose group's logged decision stopped it
     assert "b0" not in restored.start_pending()
     restored.run_next()
     # the scheduler stops it without running it
     assert restored.trial("b0").status == Trial.TERMINATED
+
+
+def test_a_seed_whose_start_tunes_saved_state_lost_trains_up_to_its_groups_stop(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "groups.jsonl"
+    runner = FakeRunner(_scheduler(log))
+    _three_groups(runner)
+    runner.report("a0", 1, 0.6), runner.report("a1", 1, 0.5)
+    runner.report("b0", 1, 0.4)
+    runner.report("b1", 1, 0.5)  # B stopped at rung 1; the driver dies before Tune saved
+    # that b1 ever started (its state is saved every few seconds, the log at once)
+    restored = FakeRunner(_scheduler(log))
+    for name, epoch in (("a0", 1), ("a1", 1), ("b0", 1), ("b1", 0), ("c0", 0), ("c1", 0)):
+        restored.add(name, name[0], status=Trial.PENDING, epoch=epoch)
+    # b1 trains again up to its group's stop, as in the uninterrupted run; it is not stopped
+    # unstarted (Tune would fail on its missing folder, and it would end with no epochs)
+    assert "b1" in restored.start_pending() + [restored.run_next()]
+    assert restored.report("b1", 1, 0.5) == STOP
+    restored.run_next()
+    assert restored.trial("b0").status == Trial.TERMINATED
+    assert _decisions(log).count(("b", 1, "stop", 0.45)) == 1  # decided once
+
+
+def test_a_seed_behind_its_groups_stop_trains_up_to_it(tmp_path: Path) -> None:
+    log = tmp_path / "groups.jsonl"
+    runner = FakeRunner(_scheduler(log))
+    _three_groups(runner)
+    for group, score in (("a", 0.6), ("b", 0.7)):  # A and B continue at rung 1
+        runner.report(f"{group}0", 1, score), runner.report(f"{group}1", 1, score)
+        assert runner.run_next() == f"{group}0"  # the seed that waited
+    runner.report("a0", 2, 0.8), runner.report("a1", 2, 0.8)  # A recorded at rung 2
+    runner.report("b0", 2, 0.5), runner.report("b1", 2, 0.5)  # B stopped at rung 2
+    # Tune's saved state still has b1 at epoch 1 when the driver dies
+    restored = FakeRunner(_scheduler(log))
+    for name, epoch in (("a0", 2), ("a1", 2), ("b0", 2), ("b1", 1), ("c0", 0), ("c1", 0)):
+        restored.add(name, name[0], status=Trial.PENDING, epoch=epoch)
+    assert "b1" in restored.start_pending() + [restored.run_next()]
+    # b1 trains its second epoch, as in the uninterrupted run, and stops there
+    assert restored.report("b1", 2, 0.5) == STOP
+    restored.run_next()
+    assert restored.trial("b0").status == Trial.TERMINATED
+    assert restored.trial("b0").last_result["training_iteration"] == 2
 
 
 class _ListSearcher(Searcher):

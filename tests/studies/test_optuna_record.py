@@ -102,6 +102,24 @@ def test_a_seed_group_is_one_trial_of_its_seeds_means(tmp_path: Path) -> None:
     assert study.trials[0].user_attrs["ray_trial_ids"] == ["a", "b", "c"]
 
 
+def test_a_seed_stopped_before_it_reported_is_left_out_of_its_groups_record(
+    tmp_path: Path,
+) -> None:
+    mirror = OptunaMirror(f"sqlite:///{tmp_path / 'optuna.db'}", "s", "overall", "max",
+                          {"lr": FloatDistribution(1e-6, 1e-3, log=True)}, "main", seeds=2)
+    config = {"lr": 1e-4, "seed_group": "g1"}
+    seed0 = [_row(1, 0.60, 0.30, planned=2), _row(2, 0.50, 0.50, planned=2)]
+    # Tune's result of a trial stopped before its first epoch: its id and nothing else
+    members = [("a", {**config, "seed": 0}, seed0), ("b", {**config, "seed": 1},
+                                                     [{"trial_id": "b"}])]
+    frozen = mirror.frozen_group("g1", members)
+    assert frozen is not None and frozen.user_attrs["best_epoch"] == 1
+    assert frozen.values == pytest.approx([0.60])
+    assert frozen.user_attrs["seed_scores"] == {"0": pytest.approx(_scores(seed0[0]))}
+    assert frozen.user_attrs["errored_seeds"] == 0
+    assert frozen.user_attrs["unreported_seeds"] == 1
+
+
 def _scores(row: dict) -> dict:
     return {k: row[k] for k in ("sst_acc", "para_acc", "sts_corr", "overall", "mean_score")}
 

@@ -118,13 +118,21 @@ class GroupLedger:
     def stopped(self, name: str) -> bool:
         return self.groups[name].stopped_at is not None
 
-    def waits(self, trial: str) -> bool:
-        """Whether the trial has reached its group's next sync point, which is undecided."""
+    def stops(self, name: str, epoch: int) -> bool:
+        """Whether a seed of the group at `epoch` is done: its group was stopped at or before
+        that epoch. A seed behind the point (Tune's saved state lags the log, so a resumed seed
+        may repeat epochs) trains up to it, as its uninterrupted run did."""
+        stopped_at = self.groups[name].stopped_at
+        return stopped_at is not None and epoch >= stopped_at
+
+    def waits(self, trial: str, epoch: int) -> bool:
+        """Whether the trial, at `epoch` (Tune's, not the log's latest: the two differ after a
+        resume), has reached its group's next sync point, which is undecided."""
         name = self.group_of.get(trial)
         if name is None or trial in self.ended:
             return False
         point = self.next_point(name)
-        return point is not None and self._reached(trial, point) is not None
+        return point is not None and epoch >= point
 
     def _reached(self, trial: str, point: int) -> tuple[float, float] | None:
         """The trial's scores at its first epoch at or past `point`; None before it."""

@@ -93,11 +93,13 @@ class SeedGroupScheduler(TrialScheduler):
         if trial.status in (Trial.TERMINATED, Trial.ERROR):  # restored, already ended
             self.ledger.ended.add(trial.trial_id)
         elif trial.status == Trial.PENDING and (
-            self.ledger.waits(trial.trial_id) or self.ledger.stopped(str(group))
+            self.ledger.waits(trial.trial_id, _epoch(trial))
+            or self.ledger.stopped(str(group))
         ):
             # Tune restores a paused seed as PENDING and starts every pending trial, so it
-            # would train past its rung: it is added as PAUSED again, and waits (or is stopped
-            # by `choose_trial_to_run` when its group's logged decision says so)
+            # would train past its rung: it is added as PAUSED again, and waits (or, its group
+            # stopped by a logged decision, is run up to that point or stopped by
+            # `choose_trial_to_run`)
             trial.set_status(Trial.PAUSED)
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
@@ -111,12 +113,12 @@ class SeedGroupScheduler(TrialScheduler):
             report.group_patience, report.min_delta, report.epochs_planned,
         )]
         events += ledger.decide(str(group))
-        waits = ledger.waits(trial.trial_id)
+        waits = ledger.waits(trial.trial_id, epoch)
         if waits:
             events.append(ledger.apply({
                 "event": "wait", "trial": trial.trial_id, "group": group, "epoch": epoch}))
         self._log(events)
-        if ledger.stopped(str(group)) or epoch >= self.max_t:
+        if ledger.stops(str(group), epoch) or epoch >= self.max_t:
             return TrialScheduler.STOP
         return TrialScheduler.PAUSE if waits else TrialScheduler.CONTINUE
 
@@ -138,17 +140,20 @@ class SeedGroupScheduler(TrialScheduler):
         resumable: list[Trial] = []
         completing: list[Trial] = []  # seeds that complete a group whose others wait
         new: list[Trial] = []
-        waiting_groups = {ledger.group_of[t] for t in ledger.group_of if ledger.waits(t)}
-        for trial in tune_controller.get_trials():
-            if trial.status not in (Trial.PENDING, Trial.PAUSED):
-                continue
+        trials = tune_controller.get_trials()
+        idle = [t for t in trials if t.status in (Trial.PENDING, Trial.PAUSED)]
+        waiting = {t.trial_id for t in idle if ledger.waits(t.trial_id, _epoch(t))}
+        waiting_groups = {ledger.group_of[t] for t in waiting}
+        for trial in idle:
             group = ledger.group_of.get(trial.trial_id)
             if group is None:
                 (resumable if trial.status == Trial.PAUSED else new).append(trial)
-            elif ledger.stopped(group):
+            elif ledger.stops(group, _epoch(trial)):
                 tune_controller.stop_trial(trial)  # a waiting seed of a group stopped since
-            elif ledger.waits(trial.trial_id):
+            elif trial.trial_id in waiting:
                 continue
+            elif ledger.stopped(group):
+                resumable.append(trial)  # behind its group's stop (a resume): trains up to it
             elif trial.status == Trial.PAUSED:
                 resumable.append(trial)
             else:
@@ -162,3 +167,8 @@ class SeedGroupScheduler(TrialScheduler):
         ledger = self.ledger
         stopped = sum(g.stopped_at is not None for g in ledger.groups.values())
         return f"SeedGroupScheduler: {len(ledger.groups)} groups, {stopped} stopped"
+
+
+def _epoch(trial: Trial) -> int:
+    """The last epoch the trial reported, as Tune's (restored) state holds it; 0 before any."""
+    return int(trial.last_result.get(EPOCH) or 0)

@@ -206,8 +206,9 @@ class OptunaMirror(tune.Callback):
     ) -> optuna.trial.FrozenTrial | None:
         """The Optuna record of a seed group: per epoch, the mean of the seeds that did not
         error; the values at the epoch whose mean is best; each seed's scores at that epoch
-        (`seed_scores`) and its Ray trial id as user attributes. None when no seed reported."""
-        ok = [(t, c, r) for t, c, r in members if r is not None]
+        (`seed_scores`) and its Ray trial id as user attributes. A seed that ended before it
+        reported an epoch is left out like one that errored. None when no seed reported."""
+        ok = [(t, c, r) for t, c, r in members if r is not None and by_epoch(r, self.metric)]
         means = epoch_means([r for _, _, r in ok], self.metric)
         if not means:
             return None
@@ -228,8 +229,10 @@ class OptunaMirror(tune.Callback):
             "ray_trial_ids": sorted(t for t, _, _ in members if t),  # "": errored unreported
             "seeds": sorted(c.get("seed") for _, c, _ in members),
             "seed_scores": seed_scores,
-            "errored_seeds": len(members) - len(ok),
+            "errored_seeds": sum(r is None for _, _, r in members),
         }
+        if len(members) - len(ok) > attrs["errored_seeds"]:
+            attrs["unreported_seeds"] = len(members) - len(ok) - attrs["errored_seeds"]
         if checkpoints:  # each seed's checkpoint at the group's best epoch
             attrs["seed_checkpoints"] = checkpoints
         return self._frozen(ok[0][1], means, attrs, min(starts), max(ends))
