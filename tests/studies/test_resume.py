@@ -89,9 +89,10 @@ def _finished_state(folder: Path, polls: dict[str, float]) -> dict[str, Any] | N
     return state if mirrored - done or late or len(done) >= 5 else None
 
 
-@pytest.mark.parametrize("objectives", [
-    (), pytest.param(OBJECTIVES, marks=pytest.mark.chaos),  # the one-objective run is default
-], ids=["one-objective", "three-objectives"])
+# both in the chaos set (a minute and more each): the default run resumes a killed search in
+# test_seed_groups_resume_after_sigkill_from_their_logged_decisions
+@pytest.mark.chaos
+@pytest.mark.parametrize("objectives", [(), OBJECTIVES], ids=["one-objective", "three-objectives"])
 def test_resume_after_sigkill(
     tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_tmp: Path,
     objectives: tuple[str, ...],

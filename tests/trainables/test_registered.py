@@ -1,3 +1,4 @@
+import math
 from pathlib import Path
 from typing import Any
 
@@ -105,23 +106,53 @@ def test_bad_config_rejected_before_training(values: dict, message: str) -> None
         resolve_config("it1-baseline", values)
 
 
+# one preset of each kind Tune runs: SST only, multi-task with gradient surgery, cross-encoded
+# pairs; every preset trains in `test_each_preset_trains_an_epoch` without Ray (a Tune trial
+# costs seconds of process start, the epoch itself a fraction of one)
+IN_TUNE = ("it1-baseline", "it5-pcgrad", "it9-cross-encoder")
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_each_preset_trains_an_epoch(name: str, tiny_bert_dir: Path, tiny_data_dir: Path) -> None:
+    from mtl_tune.platform.bundle import cached_bundle
+    from mtl_tune.platform.train import Trainer
+
+    config = resolve_config(name, tiny_trial(tiny_bert_dir, tiny_data_dir, threads=1))
+    result = Trainer(config, cached_bundle(config).for_config(config)).run_epoch(1)
+    # every dev metric, finite, and the train loss of each task the preset samples
+    assert set(METRIC_KEYS) <= set(result.metrics)
+    assert all(math.isfinite(result.metrics[k]) for k in METRIC_KEYS)
+    tasks = {"sst"} if PRESETS[name].overrides["sampling"] == "sst-only" else {
+        "sst", "para", "sts"}
+    assert {k for k in result.metrics if k.startswith("train_loss_")} == {
+        f"train_loss_{t}" for t in tasks}
+
+
+def test_every_preset_is_registered_under_its_name(ray_local: None) -> None:
+    from ray.tune.registry import get_trainable_cls
+
+    # Tune finds each iteration, and `multitask`, by name in the running cluster
+    for name in [*PRESETS, GENERIC]:
+        assert get_trainable_cls(name)._name == name.replace("-", "_")
+
+
 @pytest.fixture(scope="module")
 def preset_trials(
     ray_local: None, tiny_bert_dir: Path, tiny_data_dir: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, Any]:
-    """Each preset's registered trainable run by Tune, all in one run: name -> its Trial."""
+    """Some presets' registered trainables run by Tune, all in one run: name -> its Trial."""
     from ray.tune import Experiment, run_experiments
 
     storage = tmp_path_factory.mktemp("presets")
     config = tiny_trial(tiny_bert_dir, tiny_data_dir, threads=1)
     experiments = [Experiment(name, name, config=config, storage_path=str(storage),
-                              resources_per_trial={"cpu": 0.5}) for name in PRESETS]
+                              resources_per_trial={"cpu": 0.5}) for name in IN_TUNE]
     trials = run_experiments(experiments, verbose=0, raise_on_failed_trial=False)
     return {trial.trainable_name: trial for trial in trials}
 
 
-@pytest.mark.parametrize("name", list(PRESETS))
+@pytest.mark.parametrize("name", IN_TUNE)
 def test_registered_trainable_runs_under_tune(name: str, preset_trials: dict[str, Any]) -> None:
     trial = preset_trials[name]
     # the trial of the trainable registered under the preset's name finished without error
@@ -137,6 +168,7 @@ def test_registered_trainable_runs_under_tune(name: str, preset_trials: dict[str
         # the checkpoint holds the epoch, the resolved preset and per-example dev predictions
         assert state["epochs_done"] == 1
         assert state["config"]["sampling"] == PRESETS[name].overrides["sampling"]
+        assert state["config"]["pair_encoding"] == resolve_config(name, {}).pair_encoding
         assert (Path(folder) / PREDICTIONS_FILE).is_file()
 
 
