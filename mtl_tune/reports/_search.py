@@ -239,7 +239,8 @@ def _write_search(folder: Path, info: StudyInfo, results: pd.DataFrame,
     top = top_configurations(best, params, info.metric, info.mode, top_k)
     top_notes = [
         f"Each trial at its best epoch by dev {info.metric} ({info.mode}); finished trials and "
-        "running trials (best epoch so far) are ranked, pending and errored ones are not.",
+        "running or interrupted trials (best epoch so far) are ranked, trials without an "
+        "epoch and errored ones are not.",
         "Searched parameters: " + (", ".join(params) or "none found") + (
             " (from optuna.db)" if optuna_study is not None else " (config keys that vary)"
         ),

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from mtl_tune.names import STATE_NAMES, state_name
 
 STATUS_WORDS = {s: STATE_NAMES[s] for s in ("TERMINATED", "RUNNING", "PAUSED", "PENDING",
-                                               "ERROR")}  # in this order
+                                               "INTERRUPTED", "ERROR")}  # in this order
 
 
 def status_label(statuses: Iterable[str]) -> str:

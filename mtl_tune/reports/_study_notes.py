@@ -11,7 +11,9 @@ from mtl_tune.names import state_name
 from mtl_tune.reports._selection import status_label
 from mtl_tune.studies import (
     ENDED,
+    INTERRUPTED,
     TRIAL_KEYS,
+    UNFINISHED,
     StudyInfo,
     best_epochs,
     disk_usage,
@@ -19,10 +21,10 @@ from mtl_tune.studies import (
     resume_command,
 )
 
-UNFINISHED = ("RUNNING", "PAUSED", "PENDING")
+NOT_ENDED = (*UNFINISHED, INTERRUPTED)
 DAGGER_NOTE = (
-    "† Not every trial of this row has finished: running or paused trials enter with their best "
-    "epoch so far; pending and errored trials are left out."
+    "† Not every trial of this row has finished: running, paused or interrupted trials enter "
+    "with their best epoch so far; pending and errored trials are left out."
 )
 
 
@@ -50,7 +52,13 @@ def summary(info: StudyInfo, results: pd.DataFrame) -> dict[str, str]:
     per_experiment = trials.groupby("experiment", sort=False)["status"].agg(status_label)
     ended = int(trials["status"].isin(ENDED).sum())
     planned = info.planned_trials
-    running = trials["status"].isin(UNFINISHED).any() or (planned is not None and ended < planned)
+    if trials["status"].isin(UNFINISHED).any():
+        state = "running (results so far)"
+    elif ended < len(trials) or (planned is not None and ended < planned):
+        state = (f"interrupted (results so far; "
+                 f"`{resume_command(info.folder.parent, info.name)}` goes on)")
+    else:
+        state = "finished"
     return {
         "study": info.name if info.launched_as is None else (
             f"{info.name} (copied or renamed: launched as {info.launched_as})"),
@@ -60,7 +68,7 @@ def summary(info: StudyInfo, results: pd.DataFrame) -> dict[str, str]:
         "experiments": "; ".join(f"{name}: {label}" for name, label in per_experiment.items()),
         "trials": status_label(trials["status"]) + (
             f" ({planned} planned)" if planned is not None and planned != len(trials) else ""),
-        "state": "running (results so far)" if running else "finished",
+        "state": state,
         "disk": f"{human_bytes(disk_usage(info.folder))} (finished trials keep weights only)",
         "report written": datetime.now().isoformat(timespec="seconds"),
     }
@@ -87,7 +95,7 @@ def unfinished_note(info: StudyInfo, results: pd.DataFrame) -> str | None:
     """The trials not finished yet: those running or interrupted, and those of the plan Tune
     has not created (a study interrupted between two trials)."""
     trials = results.drop_duplicates(TRIAL_KEYS)
-    pending = trials[trials["status"].isin(UNFINISHED)]
+    pending = trials[trials["status"].isin(NOT_ENDED)]
     planned = info.planned_trials
     never = 0 if planned is None else max(0, planned - len(trials))
     if pending.empty and not never:

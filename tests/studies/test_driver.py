@@ -258,6 +258,26 @@ def test_a_study_folder_others_can_write_is_resumed_only_with_trust(
     assert "2 of 2 planned trials finished, 0 errored, 0 unfinished" in trusted.stdout
 
 
+def test_a_resumed_study_whose_record_was_emptied_counts_what_its_table_shows(
+    seen: Seen, tmp_path: Path, ray_tmp: Path
+) -> None:
+    root = tmp_path / "studies"
+    shutil.copytree(seen.root / "seen", root / "emptied")
+    ids = sorted({json.loads(line)["trial_id"] for line in
+                  (root / "emptied" / "trials.jsonl").read_text().splitlines()})
+    (root / "emptied" / "trials.jsonl").write_text("")  # `: > trials.jsonl`
+    resumed = _cli(["study", "resume", "emptied", "--storage", str(root)], ray_tmp)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    # the count and the table agree: both trials, each done
+    assert "2 of 2 planned trials finished, 0 errored, 0 unfinished" in resumed.stdout
+    rows = [line for line in resumed.stdout.splitlines() if line.startswith("main ")]
+    assert len(ids) == 2 and sorted(line.split()[1] for line in rows) == ids
+    assert all(line.split()[2] == "done" for line in rows), rows
+    # the driver wrote the record again, so status lists them too
+    status = _cli(["study", "status", "emptied", "--storage", str(root), "--json"], ray_tmp)
+    assert sorted(t["trial_id"] for t in json.loads(status.stdout)["trials"]) == ids
+
+
 CONNECT = re.compile(r"connect\(\d+, \{sa_family=(AF_INET6?), .*?"
                      r"(?:inet_addr\(\"([^\"]+)\"\)|inet_pton\(AF_INET6, \"([^\"]+)\")")
 

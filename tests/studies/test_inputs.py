@@ -378,11 +378,40 @@ def test_a_study_with_fewer_trials_than_planned_is_unfinished(tmp_path: Path) ->
 
     info = open_study(root / "s")
     results = study_results(info)
-    assert summary(info, results)["state"] == "running (results so far)"
+    assert summary(info, results)["state"] == (
+        f"interrupted (results so far; `mtl-tune study resume s --storage {root}` goes on)")
     assert summary(info, results)["trials"].endswith(" (3 planned)")
     assert unfinished_note(info, results) == (
         "1 of the 3 planned trials not started yet: the study was interrupted; "
         f"`mtl-tune study resume s --storage {root}` runs them.")
+
+
+def test_a_trial_stopped_before_its_first_epoch_is_interrupted_in_status_and_report(
+    tmp_path: Path,
+) -> None:
+    from mtl_tune.reports._study_notes import summary, unfinished_note
+    from mtl_tune.studies import open_study, study_results
+    from mtl_tune.studies.store._trial_log import append_event
+
+    root = tmp_path / "studies"
+    folder = _finished_study(root, seeds=3)
+    # the third trial was created, and its driver killed before its first epoch
+    trial = folder / "tune" / "main" / "trial_t3"
+    trial.mkdir()
+    append_event(folder, "main", "t3", "created", {"trainable": "it1-baseline", "seed": 2},
+                 str(trial))
+    assert _states(root)["t3"] == ("INTERRUPTED", 0)
+    info = open_study(root / "s")
+    results = study_results(info)
+    # the report names it as status does, not "pending"
+    assert summary(info, results)["trials"] == "2 done, 1 interrupted"
+    assert summary(info, results)["state"].startswith("interrupted (results so far; ")
+    assert unfinished_note(info, results) == "Trials not finished yet: main/t3 (interrupted)."
+    page = CliRunner().invoke(app, ["report", "search", "s", "--storage", str(root), "--out",
+                                    str(tmp_path / "r"), "--format", "md"])
+    assert page.exit_code == 0, page.output
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "2 done, 1 interrupted" in text and "pending" not in text
 
 
 def test_a_study_whose_planned_trials_all_ran_is_finished(tmp_path: Path) -> None:

@@ -215,3 +215,32 @@ def test_an_emptied_record_is_read_from_tunes_saved_state(
         ("main", "t1"): "TERMINATED", ("main", "t2"): "TERMINATED"}
     assert (tmp_path / "trials.jsonl").read_text().count('"event": "finished"') == 2
     assert (tmp_path / "trials.jsonl.torn").read_text() == ""
+
+
+def test_trials_only_their_folders_name_are_listed_from_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a record emptied and Tune's saved state gone: what remains is each trial's folder
+    experiment = tmp_path / "tune" / "main"
+    rows = {"t1": [{"trial_id": "t1", "training_iteration": 1, "epochs_planned": 2},
+                   {"trial_id": "t1", "training_iteration": 2, "epochs_planned": 2}],
+            "t2": [{"trial_id": "t2", "training_iteration": 1, "epochs_planned": 2}]}
+    for trial_id, lines in rows.items():
+        (experiment / f"multitask_{trial_id}").mkdir(parents=True)
+        (experiment / f"multitask_{trial_id}" / "result.json").write_text(
+            "".join(json.dumps(r) + "\n" for r in lines))
+        (experiment / f"multitask_{trial_id}" / "params.json").write_text(
+            json.dumps({"seed": int(trial_id[1])}, indent=2))
+    (experiment / "multitask_t3").mkdir()  # created, never reported: nothing names it
+    (tmp_path / "trials.jsonl").write_text("")
+    trials = read_trials(tmp_path)
+    # both come back, with their configs: t1 ran its planned epochs (finished), t2 did not
+    # (its driver stopped first: shown interrupted once no driver runs the study)
+    assert {k: (t.state, t.config) for k, t in trials.items()} == {
+        ("main", "t1"): ("TERMINATED", {"seed": 1}), ("main", "t2"): ("RUNNING", {"seed": 2})}
+    assert (f"trial t2 is in neither {tmp_path / 'trials.jsonl'} nor Ray Tune's saved state: "
+            f"listed from its folder {experiment / 'multitask_t2'}") in caplog.text
+    # a driver writes them into the record
+    assert repair_record(tmp_path)
+    assert [(t.trial_id, t.event) for t in read_trials(tmp_path).values()] == [
+        ("t1", "finished"), ("t2", "running")]

@@ -12,7 +12,9 @@ from mtl_tune.studies.results._results import (
 )
 from mtl_tune.studies.results._selection import (
     COUNTED,
+    INTERRUPTED,
     TRIAL_KEYS,
+    UNFINISHED,
     best_epochs,
     best_rerun,
     best_row,
@@ -21,7 +23,6 @@ from mtl_tune.studies.results._selection import (
 )
 from mtl_tune.studies.results._status import (
     ENDED,
-    INTERRUPTED,
     list_studies,
     not_ended,
     study_driver,
@@ -34,6 +35,7 @@ __all__ = [
     "EPOCH",
     "INTERRUPTED",
     "TRIAL_KEYS",
+    "UNFINISHED",
     "best_epoch",
     "best_epochs",
     "best_rerun",

@@ -18,11 +18,13 @@ import pandas as pd
 
 from mtl_tune.exceptions import MtlTuneError
 from mtl_tune.platform.metrics import METRIC_KEYS
+from mtl_tune.studies.results._selection import INTERRUPTED, UNFINISHED
 from mtl_tune.studies.spec import CURVE_KEY, ITERATION
 from mtl_tune.studies.store import (
     META_FILE,
     StudyInfo,
     TrialRecord,
+    live_holder,
     open_study,
     read_json_lines,
     read_meta,
@@ -181,7 +183,8 @@ def load_results(study_folder: Path | str) -> pd.DataFrame:
 
     Returns:
         One row per trial and reported epoch: `experiment` (stage), `trial_id`, `trainable`,
-        `status` (TERMINATED, RUNNING, PAUSED, PENDING, ERROR), `error` (the last line of the
+        `status` (TERMINATED, RUNNING, PAUSED, PENDING, ERROR, MISSING; INTERRUPTED for
+        one left unfinished by a driver that no longer runs), `error` (the last line of the
         trial's error file), `epoch`, `seed`, requested `gpus_per_trial`/`cpus_per_trial`,
         `trial_seconds` (the trial's wall time so far), `trial_path`, `checkpoint` (that epoch's
         checkpoint folder, None if not kept), the config as `config/<key>` columns, then every
@@ -195,9 +198,15 @@ def load_results(study_folder: Path | str) -> pd.DataFrame:
 
 
 def study_results(info: StudyInfo) -> pd.DataFrame:
-    """`load_results` of an already opened study; its metric must be a reported column."""
+    """`load_results` of an already opened study; its metric must be a reported column.
+
+    The trials a driver left unfinished (running, paused or pending when it was killed or
+    interrupted) are INTERRUPTED once no driver runs the study: every report and `study
+    status` name them alike."""
     frames = [experiment_results(info.folder, name) for name in info.experiments]
     results = _tidy(pd.concat(frames, ignore_index=True))
+    if live_holder(info.folder) is None:
+        results["status"] = results["status"].replace(dict.fromkeys(UNFINISHED, INTERRUPTED))
     if info.metric not in results:
         raise MtlTuneError(
             f"the study's metric {info.metric!r} (study.json) is not a reported metric; "

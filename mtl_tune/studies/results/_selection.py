@@ -1,7 +1,8 @@
 """The one rule for "best": a trial's best epoch, a study's best trial, by metric and mode.
 
-Finished trials (TERMINATED) enter with their best epoch; running or paused trials with their
-best epoch so far; pending and errored trials are left out. On a tie the earliest epoch wins.
+Finished trials (TERMINATED) enter with their best epoch; running, paused or interrupted trials
+with their best epoch so far; pending and errored trials are left out. On a tie the earliest
+epoch wins.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from mtl_tune.names import score_name
 from mtl_tune.studies.spec import check_mode
 
 TRIAL_KEYS = ["experiment", "trial_id"]
-COUNTED = ("TERMINATED", "RUNNING", "PAUSED")  # states whose reported epochs count
+UNFINISHED = ("RUNNING", "PENDING", "PAUSED")  # Tune's, while a driver runs the study
+INTERRUPTED = "INTERRUPTED"  # unfinished, and no driver runs the study (killed, Ctrl-C)
+COUNTED = ("TERMINATED", "RUNNING", "PAUSED", INTERRUPTED)  # states whose reported epochs count
 
 
 def best_epochs(
@@ -30,7 +33,8 @@ def best_epochs(
         by: The columns that make a group: a trial by default (`TRIAL_KEYS`).
 
     Returns:
-        One row per group that is finished, running or paused and has reported `metric`, with
+        One row per group that is finished, running, paused or interrupted and has reported
+        `metric`, with
         every column of `results`.
     """
     check_mode(mode)

@@ -22,9 +22,7 @@ from mtl_tune.studies.store import (
     uri_of,
 )
 
-UNFINISHED = ("RUNNING", "PENDING", "PAUSED")
 ENDED = ("TERMINATED", "ERROR", "MISSING")  # "MISSING": finished, its results since lost
-INTERRUPTED = "INTERRUPTED"  # unfinished, and no driver holds the study
 
 
 def trial_table(folder: Path) -> pd.DataFrame:
@@ -32,7 +30,7 @@ def trial_table(folder: Path) -> pd.DataFrame:
 
     A group-by over the results frame. The best trial (by the study's metric, over its epochs)
     is marked in the `best` column. Unfinished trials of a study that no driver runs (killed,
-    interrupted) are INTERRUPTED.
+    interrupted) are INTERRUPTED (`study_results`).
     """
     read_meta(folder)  # a damaged study.json is an error, not an empty study
     try:
@@ -50,9 +48,6 @@ def trial_table(folder: Path) -> pd.DataFrame:
     best = best_epochs(results, info.metric, info.mode).set_index(TRIAL_KEYS)
     shown = [k for k in METRIC_KEYS if k in best]
     table = table.join(best[shown]).reset_index()
-    if live_holder(folder) is None:
-        # the record still says running, but no driver runs the study any more
-        table["state"] = table["state"].replace(dict.fromkeys(UNFINISHED, INTERRUPTED))
     table["best"] = ""
     if info.metric in table and table[info.metric].notna().any():
         scores = table[info.metric]

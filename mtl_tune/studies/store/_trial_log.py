@@ -129,7 +129,14 @@ _PROGRESS = {"PENDING": 0, "RUNNING": 1, "PAUSED": 1, "TERMINATED": 2, "ERROR": 
 
 def _reconcile(trials: dict[tuple[str, str], TrialRecord], folder: Path) -> None:
     for experiment_dir in sorted((folder / TUNE_DIR).glob("*/")):
-        for saved in tune_saved_trials(experiment_dir):
+        saved_trials = tune_saved_trials(experiment_dir)
+        listed = {t for e, t in trials if e == experiment_dir.name}
+        listed |= {t.trial_id for t in saved_trials}
+        for found in folder_trials(experiment_dir, listed):
+            trials[(experiment_dir.name, found.trial_id)] = found
+            logger.warning("trial %s is in neither %s nor Ray Tune's saved state: listed from "
+                           "its folder %s", found.trial_id, folder / EVENTS_FILE, found.path)
+        for saved in saved_trials:
             key = (experiment_dir.name, saved.trial_id)
             known = trials.get(key)
             if known is not None and known.state == "DISCARDED":  # forgotten on purpose
@@ -166,6 +173,38 @@ def tune_saved_trials(experiment_dir: Path) -> list[TrialRecord]:
     return []
 
 
+def folder_trials(experiment_dir: Path, known: set[str]) -> list[TrialRecord]:
+    """The trials of an experiment folder that reported (their `result.json` names them) and
+    are not in `known`, as records: finished when their last result says done or reached its
+    planned epochs, else running (a driver stopped before they ended)."""
+    out = []
+    for trial_dir in sorted(p for p in experiment_dir.iterdir() if p.is_dir()):
+        rows = [r for r in parse_json_lines(trial_dir / "result.json")[0]
+                if isinstance(r, dict) and r.get("trial_id")]
+        if not rows or str(rows[-1]["trial_id"]) in known:
+            continue
+        last = rows[-1]
+        config = _params(trial_dir) or last.get("config")
+        planned = last.get("epochs_planned")
+        ended = bool(last.get("done")) or (
+            planned is not None and int(last.get("training_iteration", 0)) >= int(planned))
+        event = "finished" if ended else "running"
+        out.append(TrialRecord(
+            experiment=experiment_dir.name, trial_id=str(last["trial_id"]), state=STATES[event],
+            event=event, config=dict(config or {}), path=str(trial_dir), checkpoint=None,
+            error_file=None))
+    return out
+
+
+def _params(trial_dir: Path) -> dict[str, Any] | None:
+    """The config Tune wrote in the trial's `params.json`; None if unreadable."""
+    try:
+        params = json.loads((trial_dir / "params.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return params if isinstance(params, dict) else None
+
+
 def repair_record(folder: Path) -> bool:
     """Rewrites a torn record whole: its readable events, then one event per trial whose state
     `read_trials` took from Tune's saved state. The torn file is kept beside it
@@ -184,7 +223,9 @@ def repair_record(folder: Path) -> bool:
     last = {(str(e.get("experiment")), str(e.get("trial_id"))): e.get("event") for e in kept}
     lines = [json.dumps(e, default=str) for e in kept]
     for key, record in trials.items():
-        if last.get(key) not in (record.event, "stopped" if record.event == "finished" else None):
+        same = last.get(key) == record.event or (
+            record.event == "finished" and last.get(key) == "stopped")
+        if not same:
             lines.append(json.dumps({
                 "time": time.time(), "experiment": key[0], "trial_id": key[1],
                 "event": record.event, "config": record.config,
@@ -205,11 +246,10 @@ _EVENT_OF = {"PENDING": "created", "RUNNING": "running", "PAUSED": "paused",
 
 def _record_from_tune(folder: Path) -> None:
     """Writes the record of a study launched before mtl-tune kept one from Ray Tune's last
-    saved state of each experiment."""
-    for experiment_dir in sorted((Path(folder) / TUNE_DIR).glob("*/")):
-        for trial in tune_saved_trials(experiment_dir):
-            append_event(folder, experiment_dir.name, trial.trial_id, trial.event, trial.config,
-                         trial.path, error_file=trial.error_file)
+    saved state of each experiment (and the trial folders it does not list)."""
+    for trial in read_trials(folder).values():
+        append_event(folder, trial.experiment, trial.trial_id, trial.event, trial.config,
+                     trial.path, error_file=trial.error_file)
 
 
 def _relative(path: str | None, folder: Path) -> str | None:
