@@ -117,11 +117,28 @@ def _set_state(folder: Path, event: str, chosen) -> list[Path]:
     return changed
 
 
+def hold_as_driver(folder: Path) -> None:
+    """Writes the study's driver lock naming this test process, alive: the study is running
+    (a study no driver runs shows its unfinished trials as interrupted)."""
+    import dataclasses
+    import socket
+    import time
+
+    import psutil
+
+    from mtl_tune.studies.store._lock import Holder
+    from mtl_tune.studies.store._storage import LOCK_FILE
+
+    me = psutil.Process()
+    holder = Holder(me.pid, socket.gethostname(), me.create_time(), time.time())
+    (folder / LOCK_FILE).write_text(json.dumps(dataclasses.asdict(holder)))
+
+
 @pytest.fixture(scope="session")
 def messy_study(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The study as if still running: it1 seed 1 RUNNING after epoch 1 (and halfway through
-    writing its next result line), it4 seed 1 PENDING, and an errored it1 trial (seed 2) in a
-    second experiment."""
+    """The study as if still running (its driver lock names this process): it1 seed 1 RUNNING
+    after epoch 1 (and halfway through writing its next result line), it4 seed 1 PENDING, and
+    an errored it1 trial (seed 2) in a second experiment."""
     folder = copy_study(built.study, tmp_path_factory.mktemp("messy") / "messy")
     shutil.copytree(built.errored / "tune" / "extra", folder / "tune" / "extra")
     with open(folder / "trials.jsonl", "a") as record:  # paths are relative: they stay valid
@@ -132,15 +149,18 @@ def messy_study(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.rmtree(trial_dir / "checkpoint_000001")
     for trial_dir in _set_state(folder, "created", lambda key: key == ("it4-round-robin", 1)):
         shutil.rmtree(trial_dir)
+    hold_as_driver(folder)
     return folder
 
 
 @pytest.fixture(scope="session")
 def pending_study(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The study as if just launched: every trial PENDING, nothing reported yet."""
+    """The study as if just launched: every trial PENDING, nothing reported yet (its driver
+    lock names this process)."""
     folder = copy_study(built.study, tmp_path_factory.mktemp("pending") / "pending")
     for trial_dir in _set_state(folder, "created", lambda key: True):
         shutil.rmtree(trial_dir)
+    hold_as_driver(folder)
     return folder
 
 
