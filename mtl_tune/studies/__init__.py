@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from mtl_tune.studies import _moved_modules as moved_modules
 from mtl_tune.studies.results import (
     COUNTED,
     ENDED,
@@ -100,6 +101,9 @@ if TYPE_CHECKING:
 
 _WITH_RAY = frozenset({"StudyOutcome", "TrialEvents", "connect", "launch_study",
                        "resume_study"})
+
+
+moved_modules.install()  # a study pickled by an earlier version names modules since moved
 
 
 def __getattr__(name: str) -> Any:
