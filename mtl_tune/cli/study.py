@@ -71,12 +71,12 @@ def launch(
 
     plan = launch_spec(spec, parse_sets(sets), data_dir, name, gpus_per_trial, seeds)
     if dry_run:
-        typer.echo(json.dumps(describe(plan.spec), indent=2, default=str))
+        typer.echo(json.dumps(describe(plan.study), indent=2, default=str))
         return
     root = storage_root(storage or plan.spec.storage or None)
     outcome = launch_study(plan.spec, root, plan.text, overrides=plan.overrides,
                            address=address, optuna_storage=_optuna_url(optuna_storage),
-                           verbose=verbose)
+                           verbose=verbose, resolved=plan.study)
     _print_outcome(outcome, root, plan.spec.name)
 
 

@@ -188,6 +188,30 @@ def test_a_spec_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
     assert plan.spec.name == "s" and plan.spec.trainables == ("it1-baseline",)
 
 
+def test_a_launch_checks_its_spec_once_and_resolves_each_trainable_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mtl_tune.studies.spec import _resolved, _spec_file
+
+    checked, resolved = [], []
+    validate, resolve = _spec_file.validate, _resolved.resolve_config
+    monkeypatch.setattr(_spec_file, "validate",
+                        lambda spec: (checked.append(spec), validate(spec))[1])
+    monkeypatch.setattr(_resolved, "resolve_config",
+                        lambda name, fixed: (resolved.append(name), resolve(name, fixed))[1])
+    top = TOP.replace('["it1-baseline"]', '["it1-baseline", "it3-cosine-sts"]')
+    path = write_spec(tmp_path, top + "\n[scheduler]\ntype = \"asha\"", {"epochs": 4})
+    result = CliRunner().invoke(app, ["study", "launch", str(path), "--dry-run", "--data-dir",
+                                      str(tmp_path), "--name", "other", "--seeds", "2",
+                                      "--gpus-per-trial", "0"])
+    assert result.exit_code == 0, result.output
+    # one check, of the spec with the command line's name, seeds and GPUs in it ...
+    assert [(s.name, s.seeds, s.resources.gpu) for s in checked] == [("other", 2, 0)]
+    # ... and one resolution per trainable, whose epochs the plan's ASHA rungs use
+    assert resolved == ["it1-baseline", "it3-cosine-sts"]
+    assert json.loads(result.stdout)["spec"]["scheduler"]["rungs"] == [1, 2]
+
+
 @pytest.mark.parametrize(("flag", "message"), [
     (("--seeds", "0"), "--seeds must be >= 1 (on the command line), but got 0"),
     (("--gpus-per-trial", "-1"), "--gpus-per-trial must be >= 0 (on the command line), but "

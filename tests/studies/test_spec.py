@@ -22,6 +22,7 @@ from mtl_tune.studies import (
     load_study_spec,
     trial_count,
 )
+from mtl_tune.studies.spec import resolve_study
 from mtl_tune.studies.store import StudyMeta, write_meta
 from tests.studies.conftest import write_spec
 
@@ -320,7 +321,7 @@ def test_bad_spec_through_cli_exits_1_without_traceback(tmp_path: Path) -> None:
 
 
 def test_describe_plan() -> None:
-    plan = describe(load_spec("search"))
+    plan = describe(resolve_study(load_spec("search")))
     # the plan holds the searched keys with their distributions
     assert plan["search_space"]["lr"] == {"loguniform": [1e-6, 1e-4]}
     # a choice is shown as its list of values
@@ -331,7 +332,7 @@ def test_describe_plan() -> None:
     assert plan["resources"]["trials"] == 40
     # peak GPUs: per-trial GPUs x concurrent trials
     assert plan["resources"]["peak_gpus"] == 0.5 * 4
-    demo = describe(load_spec("demo"))
+    demo = describe(resolve_study(load_spec("demo")))
     # repeated seeds are part of the grid the plan shows
     assert demo["search_space"]["seed"] == [0, 1]
 
@@ -387,7 +388,7 @@ def test_multi_objective_spec_and_its_plan() -> None:
     assert [(o.name, o.mode) for o in spec.objectives] == [
         ("sst_acc", "max"), ("para_acc", "max"), ("sts_corr", "max")]
     assert (spec.metric, spec.mode, spec.scheduler.type) == ("overall", "max", "asha")
-    plan = describe(spec)
+    plan = describe(resolve_study(spec))
     # the dry run names the objectives beside the trials
     assert plan["spec"]["objectives"] == {"sst_acc": "max", "para_acc": "max", "sts_corr": "max"}
     assert plan["spec"]["search"] == "optuna-mo" and plan["resources"]["trials"] == 40

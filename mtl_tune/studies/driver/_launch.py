@@ -57,6 +57,7 @@ def launch_study(
     address: str | None = None,
     optuna_storage: str | None = None,
     verbose: int = 1,
+    resolved: ResolvedStudy | None = None,
 ) -> StudyOutcome:
     """Starts a new study in `root/spec.name` and runs it to the end.
 
@@ -71,6 +72,8 @@ def launch_study(
             file in the study folder. Required for a study on an object store (SQLite needs a
             file system), where it must be reachable from wherever `resume` and `report` run.
         verbose: 0 silent, 1 a concise line per trial event, 2-3 Ray's own tables.
+        resolved: The spec's configurations, when the caller resolved them (`launch_spec`
+            does): each is resolved once per command.
 
     Returns:
         The outcome; for a study on a store, its `folder` is the study's local staging copy.
@@ -102,7 +105,7 @@ def launch_study(
             f"`mtl-tune study resume {shlex.quote(spec.name)} --storage "
             f"{shlex.quote(where)}` or launch with another --name"
         )
-    study = resolve_study(spec)
+    study = resolved if resolved is not None else resolve_study(spec)
     connect(address)
     check_resources(spec)
     return _on_driver_copy(root, spec.name, lambda driver: _launch_in(

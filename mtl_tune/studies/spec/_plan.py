@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict
 from typing import Any
 
-from mtl_tune.studies.spec._resolved import resolve_study
+from mtl_tune.studies.spec._resolved import ResolvedStudy
 from mtl_tune.studies.spec._spec import OPTUNA_SEARCHES, StudySpec
 
 
@@ -35,17 +35,18 @@ def trial_count(spec: StudySpec) -> int:
     return sum(experiment_trials(spec).values())
 
 
-def _rungs(spec: StudySpec) -> tuple[int, ...]:
+def _rungs(study: ResolvedStudy) -> tuple[int, ...]:
     """The epochs at which ASHA judges trials (seed groups: their means); none without ASHA."""
-    if spec.scheduler.type != "asha":
+    scheduler = study.spec.scheduler
+    if scheduler.type != "asha":
         return ()
-    epochs = resolve_study(spec).base.epochs
-    max_t = spec.scheduler.max_t or epochs
-    return asha_rungs(spec.scheduler.grace_period, spec.scheduler.reduction_factor, max_t)
+    max_t = scheduler.max_t or study.base.epochs
+    return asha_rungs(scheduler.grace_period, scheduler.reduction_factor, max_t)
 
 
-def describe(spec: StudySpec) -> dict[str, Any]:
+def describe(study: ResolvedStudy) -> dict[str, Any]:
     """A plain-data plan: the resolved spec, the search space and the resource plan."""
+    spec = study.spec
     space = {}
     for key, dist in spec.space.items():
         bounds = {dist.kind: [dist.low, dist.high]}
@@ -66,7 +67,7 @@ def describe(spec: StudySpec) -> dict[str, Any]:
             "metric": spec.metric, "mode": spec.mode, "trainables": list(spec.trainables),
             "objectives": {o.name: o.mode for o in spec.objectives},
             "seeds": spec.seeds, "num_samples": spec.num_samples, "fixed": dict(spec.fixed),
-            "scheduler": {**asdict(spec.scheduler), "rungs": list(_rungs(spec))},
+            "scheduler": {**asdict(spec.scheduler), "rungs": list(_rungs(study))},
         },
         "search_space": space,
         "resources": {

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 from mtl_tune.exceptions import SpecError, did_you_mean
 from mtl_tune.platform.config import TrainConfig
 from mtl_tune.platform.presets import PRESETS
+from mtl_tune.studies.spec._resolved import ResolvedStudy, resolve_study
 from mtl_tune.studies.spec._spec import (
     DISTRIBUTIONS,
     Distribution,
@@ -51,9 +52,15 @@ def load_spec(name_or_path: str, overrides: Mapping[str, str] | None = None) -> 
 
 
 class LaunchSpec(NamedTuple):
-    spec: StudySpec
+    """What a launch runs, read, checked and resolved once per command."""
+
+    study: ResolvedStudy  # the spec and each trainable's configuration
     text: str  # the spec file, verbatim (kept in the study folder for resume)
     overrides: dict[str, str]  # what the command line set (kept for resume)
+
+    @property
+    def spec(self) -> StudySpec:
+        return self.study.spec
 
 
 def launch_spec(
@@ -85,17 +92,15 @@ def launch_spec(
         chosen, given_as = (data_dir, "--data-dir") if given is None else (
             Path(given), f"--set data_dir={given}")
         values["data_dir"] = str(data_folder(chosen, given_as))
-    if gpus_per_trial is not None:  # before the checks: device = "cuda" needs the GPUs given
-        raw["resources"] = {**_table(raw, "resources", str(path)), "gpu": gpus_per_trial}
-    spec = parse_spec(raw, str(path), values)
-    if name is not None:
-        spec = spec.replace(name=name)
+    # the command line's values go into the table, so that the spec is checked once, with them
+    # (device = "cuda" needs the GPUs given)
     if gpus_per_trial is not None:
-        spec = spec.replace(resources=Resources(spec.resources.cpu, gpus_per_trial))
+        raw["resources"] = {**_table(raw, "resources", str(path)), "gpu": gpus_per_trial}
+    if name is not None:
+        raw["name"] = name
     if seeds is not None:
-        spec = spec.replace(seeds=seeds)
-    validate(spec)
-    return LaunchSpec(spec, text, values)
+        raw["seeds"] = seeds
+    return LaunchSpec(resolve_study(parse_spec(raw, str(path), values)), text, values)
 
 
 _TOP_KEYS = {f.name for f in fields(StudySpec)} - {"source", "trainables", "stages"}
