@@ -45,10 +45,36 @@ def pytest_configure_node(node: Any) -> None:
         node.workerinput[name] = os.environ.get(name)
 
 
+# The units pytest-xdist hands out (`--dist loadgroup`): a test file, but all of reports/ is one
+# (its tests share one launched study, a session fixture built once per worker that runs any of
+# them). The longest units go first, as measured with `pytest --durations=0` (seconds of tests
+# on two cores): a long unit handed out last would keep one worker busy while the other idles.
+WHOLE_UNITS = ("reports",)
+LONGEST_FIRST = (
+    "studies/test_interruptions.py",  # 140
+    "studies/test_driver.py",  # 130
+    "reports",  # 130, its study built once
+    "studies/test_launch.py",  # 100
+    "studies/test_seed_groups.py",  # 80
+    "studies/test_two_nodes.py",  # 50
+    "studies/test_ctrl_c_gap.py",  # 40
+    "studies/test_resume.py",  # 40
+)
+
+
+def _unit(item: pytest.Item) -> str:
+    relative = item.path.relative_to(REPO / "tests").as_posix()
+    return next((u for u in WHOLE_UNITS if relative.startswith(f"{u}/")), relative)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.process)
+        item.add_marker(pytest.mark.xdist_group(_unit(item)))
+    rank = {unit: i for i, unit in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_unit(item), len(rank)))  # stable: the rest in order
 
 
 @pytest.hookimpl(hookwrapper=True)
