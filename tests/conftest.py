@@ -51,7 +51,6 @@ def pytest_configure_node(node: Any) -> None:
 # on two cores): a long unit handed out last would keep one worker busy while the other idles.
 WHOLE_UNITS = ("reports",)
 LONGEST_FIRST = (
-    "studies/test_interruptions.py",  # 140
     "studies/test_driver.py",  # 130
     "reports",  # 130, its study built once
     "studies/test_launch.py",  # 100

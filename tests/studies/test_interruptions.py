@@ -68,6 +68,7 @@ def _mid_run(experiment: Path, epochs: int) -> dict[str, list[dict[str, Any]]] |
     return rows if started and all(len(r) < epochs for r in rows.values()) else None
 
 
+@pytest.mark.chaos  # a minute; the default run resumes after Ctrl-C in test_ctrl_c_gap
 def test_ctrl_c_then_resume_trains_every_remaining_epoch(
     tmp_path: Path, tiny_bert_dir: Path, ray_tmp: Path
 ) -> None:
@@ -130,7 +131,10 @@ def _stored_checkpoints(study: str) -> Callable[[], set[str]]:
     return listing
 
 
-@pytest.mark.parametrize("storage", ["local", pytest.param("s3", marks=pytest.mark.chaos)])
+# a minute and more each; the default run has the retention rule (test_retention) and a kill
+# at a checkpoint's save (below)
+@pytest.mark.chaos
+@pytest.mark.parametrize("storage", ["local", "s3"])
 def test_a_kill_the_instant_a_checkpoint_is_deleted_loses_no_trial(
     storage: str, request: pytest.FixtureRequest, tmp_path: Path, tiny_bert_dir: Path,
     ray_tmp: Path,
