@@ -217,3 +217,43 @@ def test_an_unsupported_uri_scheme_is_refused_at_once(tmp_path: Path) -> None:
     _refused(result, "ftp://host/x/best: ftp:// is not a supported store; give a local path (or "
                      "file:///path), or one of s3://bucket/prefix, gs://bucket/prefix")
     assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.chaos  # half a minute of the GCS client's bounded retries
+@pytest.mark.process  # the CLI in a subprocess, with the GCS client's environment
+def test_an_unreachable_gs_store_fails_in_seconds_with_its_error(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import need_module
+
+    need_module("cryptography", "pip install cryptography (moto brings it)")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    # a store and a token service on loopback ports where nothing listens: every connection
+    # the GCS client makes stays on this machine, and is refused
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()).decode()
+    account = tmp_path / "account.json"
+    account.write_text(json.dumps({
+        "type": "service_account", "project_id": "p", "private_key_id": "k",
+        "private_key": key, "client_email": "a@p.iam.gserviceaccount.com", "client_id": "1",
+        "token_uri": "http://127.0.0.1:9/token"}))
+    env = {**os.environ, "GOOGLE_APPLICATION_CREDENTIALS": str(account),
+           "CLOUD_STORAGE_EMULATOR_ENDPOINT": "http://127.0.0.1:9",
+           "MTL_TUNE_CACHE": str(tmp_path / "cache"), "TMPDIR": str(tmp_path)}
+    # it once retried for minutes without a word: now it ends (well within the timeout) ...
+    run = subprocess.run(
+        [sys.executable, "-c", "from mtl_tune.cli import main; main()", "export",
+         "gs://bucket/run/best", "--out", str(tmp_path / "e")],
+        env=env, capture_output=True, text=True, timeout=150)
+    # ... with exit 1 and one line: what failed, where, and what to check
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert run.stderr.startswith("Error: object store error while listing bucket/run/best: "), (
+        run.stderr)
+    assert "check the store's credentials, endpoint and permissions" in run.stderr
+    assert not (tmp_path / "e").exists()
