@@ -221,10 +221,14 @@ def test_trials_only_their_folders_name_are_listed_from_them(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # a record emptied and Tune's saved state gone: what remains is each trial's folder
+    from mtl_tune.studies import TrialReport
+
     experiment = tmp_path / "tune" / "main"
-    rows = {"t1": [{"trial_id": "t1", "training_iteration": 1, "epochs_planned": 2},
-                   {"trial_id": "t1", "training_iteration": 2, "epochs_planned": 2}],
-            "t2": [{"trial_id": "t2", "training_iteration": 1, "epochs_planned": 2}]}
+    report = TrialReport(patience=0, stale_epochs=0, group_patience=0, min_delta=0.0,
+                         epochs_planned=2, best_overall=0.5).metrics()
+    rows = {"t1": [{"trial_id": "t1", "training_iteration": 1, **report},
+                   {"trial_id": "t1", "training_iteration": 2, **report}],
+            "t2": [{"trial_id": "t2", "training_iteration": 1, **report}]}
     for trial_id, lines in rows.items():
         (experiment / f"multitask_{trial_id}").mkdir(parents=True)
         (experiment / f"multitask_{trial_id}" / "result.json").write_text(

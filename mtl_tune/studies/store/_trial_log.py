@@ -21,6 +21,7 @@ from typing import Any
 
 from mtl_tune.exceptions import MtlTuneError
 from mtl_tune.platform.atomic import replace_text
+from mtl_tune.studies.spec import ITERATION, TrialReport
 from mtl_tune.studies.store._json_lines import parse_json_lines
 from mtl_tune.studies.store._object_store import remote
 from mtl_tune.studies.store._storage import EVENTS_FILE, TUNE_DIR
@@ -185,9 +186,12 @@ def folder_trials(experiment_dir: Path, known: set[str]) -> list[TrialRecord]:
             continue
         last = rows[-1]
         config = _params(trial_dir) or last.get("config")
-        planned = last.get("epochs_planned")
+        try:
+            planned: int | None = TrialReport.from_result(last).epochs_planned
+        except MtlTuneError:  # reported by another version: only Tune's `done` tells
+            planned = None
         ended = bool(last.get("done")) or (
-            planned is not None and int(last.get("training_iteration", 0)) >= int(planned))
+            planned is not None and int(last.get(ITERATION, 0)) >= planned)
         event = "finished" if ended else "running"
         out.append(TrialRecord(
             experiment=experiment_dir.name, trial_id=str(last["trial_id"]), state=STATES[event],
