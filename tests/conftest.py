@@ -47,17 +47,17 @@ def pytest_configure_node(node: Any) -> None:
 
 # The units pytest-xdist hands out (`--dist loadgroup`): a test file, but all of reports/ is one
 # (its tests share one launched study, a session fixture built once per worker that runs any of
-# them). The longest units go first, as measured with `pytest --durations=0` (seconds of tests
-# on two cores): a long unit handed out last would keep one worker busy while the other idles.
+# them). The longest units go first, as `pytest --durations=0` measured them at a061a46 (seconds
+# of tests on two cores): a long unit handed out last keeps one worker busy while the other idles.
 WHOLE_UNITS = ("reports",)
 LONGEST_FIRST = (
-    "studies/test_driver.py",  # 130
-    "reports",  # 130, its study built once
-    "studies/test_launch.py",  # 100
-    "studies/test_seed_groups.py",  # 80
-    "studies/test_two_nodes.py",  # 50
-    "studies/test_ctrl_c_gap.py",  # 40
-    "studies/test_resume.py",  # 40
+    "studies/test_driver.py",  # 132
+    "reports",  # 120
+    "studies/test_launch.py",  # 99
+    "studies/test_seed_groups.py",  # 79
+    "studies/test_two_nodes.py",  # 52
+    "studies/test_ctrl_c_gap.py",  # 39
+    "studies/test_resume.py",  # 37
 )
 
 
