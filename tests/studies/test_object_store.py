@@ -340,6 +340,11 @@ def test_every_study_store_write_reaches_the_store_and_a_removal_clears_it(
     store.delete_current("driver.json")
     with pytest.raises(FileNotFoundError):
         store.read_current("driver.json")
+    # a create when there is no object writes it, and only then
+    assert store.create_new("driver.json", '{"pid": 2}')
+    assert not store.create_new("driver.json", '{"pid": 3}')
+    assert _get(s3_bucket, "s2/driver.json") == b'{"pid": 2}'
+    store.delete_current("driver.json")
     assert store.has_files() and not store.has_files("tune")
     store.remove()
     assert not folder.exists() and not any(k.startswith("s2/") for k in stored_objects(s3_bucket))
@@ -354,6 +359,10 @@ def test_a_study_store_on_a_disk_writes_whole_files_in_place(
     store.write_text("study.json", "{}")
     store.append_lines("trials.jsonl", ["x"])
     assert (tmp_path / "s" / "trials.jsonl").read_text() == "x\n" and store.has_files()
+    # an exclusive create: the first caller writes, a second finds the file and leaves it
+    assert store.create_new("driver.json", "1") and not store.create_new("driver.json", "2")
+    assert store.read_current("driver.json") == "1"
+    store.delete_current("driver.json")
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["study.json", "trials.jsonl"]
 
     def full_disk(source: Any, target: Any) -> None:

@@ -3,14 +3,18 @@ with the study in a shared folder or on an object store (S3 on loopback) as its 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import ray
+from ray import tune
 from ray.cluster_utils import Cluster
 from ray.tune import ExperimentAnalysis
 from typer.testing import CliRunner
@@ -25,10 +29,42 @@ from mtl_tune.studies import (
     storage_root,
     uri_of,
 )
+from mtl_tune.studies.driver import _driver_run as driver_run
+from mtl_tune.studies.store import StudyStore
 from tests.conftest import S3_ENV
 from tests.studies.conftest import shutdown_and_check, stored_objects, tiny_fixed, write_spec
 
 pytestmark = pytest.mark.process  # a Ray cluster of two nodes
+
+NEW_FILE = "decisions.jsonl"  # a study file no mtl-tune code knows: written through the store only
+
+
+class NewStudyFile(tune.Callback):
+    """A new study file's writer, as the next one (PBT's decision log) will be: a line per trial
+    result, appended through the study's store and nothing else. At each result it first reads
+    the file as the object store holds it (`found`), beside the lines written before (`lines`)."""
+
+    lines: list[str] = []  # class-wide: the driver's copy is the one Tune calls
+    found: list[tuple[int, str]] = []
+
+    def __init__(self, folder: Path) -> None:
+        self.study = StudyStore.at(folder).uri  # kept as a URI, as a pickled callback must
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                        **info: Any) -> None:
+        if NewStudyFile.lines:
+            NewStudyFile.found.append((len(NewStudyFile.lines), _stored_text(self.study)))
+        line = json.dumps({"trial": trial.trial_id, "epoch": result["training_iteration"]})
+        StudyStore.open(self.study).append_lines(NEW_FILE, [line])
+        NewStudyFile.lines.append(line)
+
+
+def _stored_text(study: str) -> str:
+    import pyarrow.fs
+
+    fs, path = pyarrow.fs.FileSystem.from_uri(f"{study}/{NEW_FILE}")
+    with fs.open_input_stream(path) as stream:
+        return bytes(stream.read()).decode()
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +146,15 @@ def test_a_study_whose_only_storage_is_an_object_store(
     journal = tmp_path / "optuna" / "cloud.journal"  # the Optuna record: the user's choice
     journal.parent.mkdir()
     root = storage_root(s3_bucket)
+    plain_run_config = driver_run.run_config
+
+    def with_new_file(spec: Any, folder: Path, *args: Any) -> Any:
+        config = plain_run_config(spec, folder, *args)
+        return dataclasses.replace(config, callbacks=[*config.callbacks, NewStudyFile(folder)])
+
+    monkeypatch.setattr(driver_run, "run_config", with_new_file)
+    NewStudyFile.lines.clear()
+    NewStudyFile.found.clear()
     outcome = launch_study(load_spec(str(path)), root, path.read_text(),
                            optuna_storage=f"{JOURNAL_PREFIX}{journal}", verbose=0)
     assert outcome.trials == 2 and outcome.errors == 0
@@ -119,6 +164,12 @@ def test_a_study_whose_only_storage_is_an_object_store(
     assert set(results["node_id"]) == nodes
     stored = stored_objects(f"{s3_bucket}/cloud")
     assert {"study.json", "spec.toml", "trials.jsonl"} <= set(stored)
+    # the file written through the store alone was in the store at the driver's next event,
+    # each time with every line written before it; it holds both results (2 trials x 1 epoch)
+    assert len(NewStudyFile.lines) == 2 and len(NewStudyFile.found) == 1
+    for written, text in NewStudyFile.found:
+        assert text.splitlines() == NewStudyFile.lines[:written]
+    assert _stored_text(f"{s3_bucket}/cloud").splitlines() == NewStudyFile.lines
     trial_dirs = {p.split("/")[2] for p in stored if p.endswith("/model.safetensors")}
     assert len(trial_dirs) == 2
 

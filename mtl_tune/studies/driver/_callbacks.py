@@ -18,17 +18,15 @@ from mtl_tune.platform.metrics import METRIC_KEYS
 from mtl_tune.studies.driver._group_retention import group_retention, members_of
 from mtl_tune.studies.spec import ITERATION, better
 from mtl_tune.studies.store import (
+    StudyStore,
     append_event,
     drop_trial_optimizer_state,
     drop_trial_staging,
-    here,
-    local_path,
     prune_trial,
     read_trials,
     snapshot,
     state_stamp,
     upload_if_longer,
-    uri_of,
 )
 
 logger = logging.getLogger("mtl_tune.progress")
@@ -38,14 +36,14 @@ class TrialEvents(tune.Callback):
     """Appends each trial event of one experiment to the study's record (`_trial_log`)."""
 
     def __init__(self, folder: Path, experiment: str) -> None:
-        self.study, self.experiment = uri_of(Path(folder)), experiment  # see `local_path`
+        self.study, self.experiment = StudyStore.at(folder).uri, experiment  # see `open`
         self.seen: set[str] = set()
         self.paused: set[str] = set()  # trials last recorded as paused
         self.restored = False  # whether the trials Tune restored were compared with the record
 
     @property
     def folder(self) -> Path:
-        return here(local_path(self.study))
+        return StudyStore.open(self.study).folder
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         if "folder" in state:  # pickled by a version that kept the folder itself

@@ -47,7 +47,7 @@ from mtl_tune.studies.spec import (
     StudySpec,
     TrialReport,
 )
-from mtl_tune.studies.store import here, here_url, local_path, open_storage, staged_path, uri_of
+from mtl_tune.studies.store import StudyStore, here_url, open_storage, staged_path, uri_of
 
 logger = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -106,7 +106,7 @@ class OptunaMirror(tune.Callback):
     ) -> None:
         self.storage_url, self.study_name = storage_url, study_name
         # the study folder (its URI, as TrialEvents keeps it): where the trials' checkpoints are
-        self.study_uri = None if folder is None else uri_of(Path(folder))
+        self.study_uri = None if folder is None else StudyStore.at(folder).uri
         self.metric, self.mode, self.stage = metric, mode, stage
         self.distributions = dict(distributions)
         # one objective: the study's metric; several: each, taken at the metric's best epoch
@@ -165,7 +165,8 @@ class OptunaMirror(tune.Callback):
         rows = rows or [trial.last_result]
         study_uri = getattr(self, "study_uri", None)  # None: pickled by an older version
         if study_uri is not None:
-            rows = with_checkpoints(rows, staged_path(here(local_path(study_uri)), trial.path))
+            folder = StudyStore.open(study_uri).folder
+            rows = with_checkpoints(rows, staged_path(folder, trial.path))
         self._ended(trial, rows)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

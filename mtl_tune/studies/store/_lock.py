@@ -111,9 +111,9 @@ class DriverLock:
             logger.info("taking over study %s from a driver that died (%s)",
                         self.name, other.describe())
 
-    def _take_in_store(self) -> None:
-        self._refuse_live()
-        self.store.write_current(LOCK_FILE, json.dumps(asdict(self.holder)))
+    def _kept_in_store(self) -> None:
+        """Reads the lock object back after `SETTLE_SECONDS`: a driver that wrote its own at
+        the same time may have replaced this one's."""
         time.sleep(SETTLE_SECONDS)
         kept = read_holder(self.path.parent)
         if kept is None or (kept.pid, kept.host, kept.started) != (
@@ -125,22 +125,15 @@ class DriverLock:
             )
 
     def __enter__(self) -> DriverLock:
-        if self.store.on_store:
-            self._take_in_store()
-            self._start_heartbeat()
-            return self
         for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                self._refuse_live()
-                self.path.unlink(missing_ok=True)  # stale: its driver died without finishing
-                continue
-            with os.fdopen(fd, "w") as handle:
-                json.dump(asdict(self.holder), handle)
-            break
+            if self.store.create_new(LOCK_FILE, json.dumps(asdict(self.holder))):
+                break
+            self._refuse_live()
+            self.store.delete_current(LOCK_FILE)  # stale: its driver died without finishing
         else:
             raise SpecError(f"could not take the lock {self.path}; another driver took it first")
+        if self.store.on_store:
+            self._kept_in_store()
         self._start_heartbeat()
         return self
 

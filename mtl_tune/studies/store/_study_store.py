@@ -1,8 +1,8 @@
 """One study folder's files, wherever the study lives: `StudyStore.at(folder)`.
 
 Every study file (metadata, spec copy, trial record, seed-group log, lock, score cache) is
-written, appended and deleted through a `StudyStore`, so that none can be written on a disk and
-forgotten on an object store:
+written, appended, created and deleted through a `StudyStore`, so that none can be written on a
+disk and forgotten on an object store:
 
 - on a disk (`StudyStore`) a write replaces the file whole (a temporary sibling renamed into
   place) and a delete removes it;
@@ -14,6 +14,7 @@ forgotten on an object store:
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from mtl_tune.exceptions import MtlTuneError
 from mtl_tune.platform.atomic import replace_text, storage_error
 from mtl_tune.studies.store import _object_store as store
 from mtl_tune.studies.store._json_lines import append_json_lines
+from mtl_tune.studies.store._relocation import here
 
 
 class StudyStore:
@@ -38,6 +40,13 @@ class StudyStore:
         """The store of `folder` (a study folder, or a storage root's staging copy)."""
         folder = Path(folder)
         return StagedStudyStore(folder) if store.is_staged(folder) else StudyStore(folder)
+
+    @staticmethod
+    def open(where: str) -> StudyStore:
+        """The store of the study at `where`, its `uri` as a Tune callback pickled it: a path
+        (mapped where the study was moved or copied since), or a store URI, which maps into the
+        staging copy of the driver running now (`_object_store.local_path`)."""
+        return StudyStore.at(here(store.local_path(where)))
 
     @property
     def uri(self) -> str:
@@ -92,6 +101,17 @@ class StudyStore:
         """Deletes the file as the study holds it (missing: nothing to do)."""
         (self.folder / name).unlink(missing_ok=True)
 
+    def create_new(self, name: str, text: str) -> bool:
+        """Writes the file as the study holds it if there is none; whether it was written.
+        On a disk the create is exclusive: of two callers, one gets False."""
+        try:
+            fd = os.open(self.folder / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        return True
+
 
 class StagedStudyStore(StudyStore):
     """A study on an object store, read and written through its local staging copy."""
@@ -116,6 +136,16 @@ class StagedStudyStore(StudyStore):
 
     def delete_current(self, name: str) -> None:
         store.delete_remote(self.folder / name)
+
+    def create_new(self, name: str, text: str) -> bool:
+        # pyarrow writes objects unconditionally: two callers at once may both get True, and
+        # the caller reads the object back after a while to learn whose write the store kept
+        try:
+            self.read_current(name)
+        except FileNotFoundError:
+            self.write_current(name, text)
+            return True
+        return False
 
 
 @contextmanager

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from mtl_tune.exceptions import MtlTuneError
-from mtl_tune.platform.atomic import replace_text
 from mtl_tune.studies.spec import ITERATION, TrialReport
 from mtl_tune.studies.store._json_lines import parse_json_lines
 from mtl_tune.studies.store._object_store import remote
@@ -236,8 +235,9 @@ def repair_record(folder: Path) -> bool:
                 "path": _relative(record.path, folder), "checkpoint": None,
                 "error_file": _relative(record.error_file, folder)}, default=str))
     backup = path.with_name(EVENTS_FILE + ".torn")
-    replace_text(backup, path.read_text(encoding="utf-8", errors="replace"))
-    StudyStore.at(folder).write_text(EVENTS_FILE, "".join(line + "\n" for line in lines))
+    store = StudyStore.at(folder)
+    store.write_text(backup.name, path.read_text(encoding="utf-8", errors="replace"))
+    store.write_text(EVENTS_FILE, "".join(line + "\n" for line in lines))
     logger.warning("%s was %s: rewritten from its readable lines and Ray Tune's saved state "
                    "(the old file is kept as %s)", path, "torn" if torn else "empty", backup.name)
     return True
