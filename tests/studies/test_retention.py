@@ -165,9 +165,13 @@ def _seed(root: Path, trial_id: str, overall: list[float]) -> object:
 
 
 def test_a_seed_keeps_its_checkpoint_at_its_groups_best_epoch(tmp_path: Path) -> None:
-    from mtl_tune.studies.driver._group_retention import group_retention
+    from types import SimpleNamespace
 
-    fs = pyarrow.fs.LocalFileSystem()
+    from mtl_tune.studies.driver._group_retention import group_retention
+    from mtl_tune.studies.store import TuneFiles
+
+    fs = TuneFiles(SimpleNamespace(storage_filesystem=pyarrow.fs.LocalFileSystem(),
+                                   experiment_fs_path=str(tmp_path)))
     # seed a is best alone at epoch 2, but the group's mean is best at epoch 1 (0.5 vs 0.45)
     seeds = [_seed(tmp_path, "a", [0.5, 0.6]), _seed(tmp_path, "b", [0.5, 0.3])]
     ended = {"a": SavedTrial("TERMINATED", NAMES[1]), "b": SavedTrial("TERMINATED", NAMES[1])}

@@ -17,17 +17,7 @@ from ray import tune
 from mtl_tune.platform.metrics import METRIC_KEYS
 from mtl_tune.studies.driver._group_retention import group_retention, members_of
 from mtl_tune.studies.spec import ITERATION, better
-from mtl_tune.studies.store import (
-    StudyStore,
-    append_event,
-    drop_trial_optimizer_state,
-    drop_trial_staging,
-    prune_trial,
-    read_trials,
-    snapshot,
-    state_stamp,
-    upload_if_longer,
-)
+from mtl_tune.studies.store import StudyStore, TuneFiles, append_event, read_trials
 
 logger = logging.getLogger("mtl_tune.progress")
 
@@ -185,35 +175,33 @@ class CheckpointRetention(tune.Callback):
         self.checked = time.monotonic()
         if not self.watched:
             return
-        storage = next(iter(self.watched.values())).storage
-        fs = storage.storage_filesystem
+        files = TuneFiles(next(iter(self.watched.values())).storage)
         try:
-            stamp = state_stamp(fs, storage.experiment_fs_path)
+            stamp = files.state_stamp()
             if stamp is None or (stamp == self.stamp and not self.fresh):
                 return
             # new events but the same saved state: its copy is made already
-            saved = self.saved if stamp == self.stamp else snapshot(fs, storage.experiment_fs_path)
+            saved = self.saved if stamp == self.stamp else files.saved_state()
         except OSError as err:  # a store outage costs space, never the study
             logger.warning("checkpoint retention skipped a pass: %s", err)
             return
         if saved is None:
             return
         self.stamp, self.saved, self.fresh = stamp, saved, False
-        waiting, group_keep = group_retention(fs, self.grouped.values(), saved, self.metric,
+        waiting, group_keep = group_retention(files, self.grouped.values(), saved, self.metric,
                                               self.mode)
         for trial_id, trial in list(self.watched.items()):
             if trial_id in waiting:  # its group's best epoch may still move
                 continue
+            trial_dir = trial.storage.trial_fs_path
             try:
-                settled = prune_trial(fs, trial.storage.trial_fs_path, saved.get(trial_id),
-                                      self.metric, self.mode, self.keep,
-                                      group_keep.get(trial_id, frozenset()))
+                settled = files.prune(trial_dir, saved.get(trial_id), self.metric, self.mode,
+                                      self.keep, group_keep.get(trial_id, frozenset()))
             except OSError as err:
                 logger.warning("%s: superseded checkpoints not deleted: %s", trial_id, err)
                 continue
             if settled:  # ended in the saved state: never resumed, so weights are enough
-                drop_trial_optimizer_state(trial.storage.trial_fs_path, fs)
-                drop_trial_staging(trial.storage.trial_fs_path, fs, trial_id)
+                files.settle(trial_dir, trial_id)
                 del self.watched[trial_id]
 
 
@@ -231,14 +219,13 @@ class FreshTrialLogs(tune.Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if trial.checkpoint is None:  # a first start: the loggers restore nothing
             return
-        storage = trial.storage
+        files = TuneFiles(trial.storage)
         for name in self.FILES:
             local = Path(trial.local_path) / name
             if not local.is_file():
                 continue
             try:
-                upload_if_longer(local, storage.storage_filesystem,
-                                 f"{storage.trial_fs_path}/{name}")
+                files.upload_if_longer(local, trial.storage.trial_fs_path, name)
             except OSError as err:
                 logger.warning("%s: %s not uploaded before its restart: %s", trial.trial_id,
                                name, err)

@@ -37,9 +37,9 @@ from mtl_tune.studies.results import (
 from mtl_tune.studies.spec import SEED_GROUP_KEY, ResolvedStudy, StudySpec, experiment_trials
 from mtl_tune.studies.store import (
     TUNE_DIR,
+    StudyStore,
     drop_finished_optimizer_state,
     no_space_error,
-    pull,
     read_meta,
     read_trials,
     repair_saved_state,
@@ -171,7 +171,7 @@ def _run_experiment(
         tune_log.removeFilter(_no_restore_hint)
         if quiet:
             os.environ.pop(NEW_OUTPUT_ENV, None)
-    pull(folder)  # a store: the trials' results as Tune left them there
+    StudyStore.at(folder).pull()  # a store: the trials' results as Tune left them there
     full = no_space_error(folder, since, resume_command(folder.parent, folder.name))
     if full is not None:
         raise full

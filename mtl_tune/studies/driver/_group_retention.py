@@ -14,19 +14,20 @@ from typing import Any
 
 from mtl_tune.studies.results import best_epoch, by_epoch, epoch_means
 from mtl_tune.studies.spec import SEED_GROUP_KEY
-from mtl_tune.studies.store import SavedTrial, trial_rows
+from mtl_tune.studies.store import SavedTrial, TuneFiles
 
 ENDED = ("TERMINATED", "ERROR")  # a seed that errored is left out of its group's mean
 
 
 def group_retention(
-    fs: Any, trials: Iterable[Any], saved: Mapping[str, SavedTrial], metric: str, mode: str
+    files: TuneFiles, trials: Iterable[Any], saved: Mapping[str, SavedTrial], metric: str,
+    mode: str,
 ) -> tuple[set[str], dict[str, frozenset[str]]]:
     """The seeds whose checkpoints must all stay for now, and for the seeds of groups that have
     ended, the checkpoint each keeps besides its own best.
 
     Args:
-        fs: The storage's pyarrow file system.
+        files: The experiment's files, where Tune writes them.
         trials: Every trial of the experiment (Tune's `Trial`s); those without a seed group are
             left alone.
         saved: Tune's saved state (trial id -> SavedTrial).
@@ -45,7 +46,7 @@ def group_retention(
         if any(s not in ENDED for s in status.values()):
             waiting |= set(states)
             continue
-        reported = {t.trial_id: trial_rows(fs, t.storage.trial_fs_path) for t in members
+        reported = {t.trial_id: files.result_rows(t.storage.trial_fs_path) for t in members
                     if status[t.trial_id] != "ERROR"}
         means = epoch_means([rows for rows in reported.values() if rows], metric)
         if not means:

@@ -12,13 +12,13 @@ from typing import Any
 
 from ray.tune.search import BasicVariantGenerator, SearchGenerator
 
-from mtl_tune.studies.store import here
+from mtl_tune.studies.store import TuneFiles
 
 
 def _placed(trial: Any) -> Any:
     storage = getattr(trial, "storage", None)
-    if storage is not None and storage.storage_filesystem.type_name == "local":
-        storage.storage_fs_path = str(here(storage.storage_fs_path))  # each trial's own copy
+    if storage is not None:
+        TuneFiles(storage).place_here()  # each trial's own copy of the storage context
     return trial
 
 

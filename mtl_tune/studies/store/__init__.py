@@ -63,6 +63,7 @@ from mtl_tune.studies.store._trial_log import (
     repair_record,
     staged_path,
 )
+from mtl_tune.studies.store._tune_files import TuneFiles
 from mtl_tune.studies.store._uris import file_uri_path, is_store_uri
 
 __all__ = [
@@ -87,6 +88,7 @@ __all__ = [
     "StudyStore",
     "TUNE_DIR",
     "TrialRecord",
+    "TuneFiles",
     "adopt_folder",
     "append_event",
     "append_group_events",

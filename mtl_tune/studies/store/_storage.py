@@ -32,7 +32,7 @@ from mtl_tune.studies.store._object_store import (
     stored_folders,
     uri_of,
 )
-from mtl_tune.studies.store._store_pull import pull
+from mtl_tune.studies.store._study_store import StudyStore
 from mtl_tune.studies.store._uris import file_uri_path, is_store_uri
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def study_folder(root: Path, name: str) -> Path:
 def existing_study(root: Path, name: str) -> Path:
     """The study's folder (on a store: its staging copy, brought up to date)."""
     folder = study_folder(root, name)
-    pull(folder, keep=(CACHE_DIR,))  # entries other reports of this machine are writing
+    StudyStore.at(folder).pull(keep=(CACHE_DIR,))  # entries other reports here are writing
     if not (folder / META_FILE).is_file():
         if folder.is_dir() and any(folder.iterdir()):
             raise SpecError(

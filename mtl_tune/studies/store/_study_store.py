@@ -25,6 +25,7 @@ from mtl_tune.platform.atomic import replace_text, storage_error
 from mtl_tune.studies.store import _object_store as store
 from mtl_tune.studies.store._json_lines import append_json_lines
 from mtl_tune.studies.store._relocation import here
+from mtl_tune.studies.store._store_pull import pull
 
 
 class StudyStore:
@@ -76,6 +77,10 @@ class StudyStore:
         do). In a folder the file named `last` goes after the others: it marks the folder
         whole."""
 
+    def pull(self, keep: tuple[str, ...] = ()) -> None:
+        """Brings the folder up to date with where the study lives (a disk: it is that place);
+        on a store the subfolders `keep` lose nothing the store lacks (`_store_pull.pull`)."""
+
     def has_files(self, name: str = "") -> bool:
         """Whether the study holds any file in its folder (or its entry `name`)."""
         path = self.folder / name
@@ -120,6 +125,9 @@ class StagedStudyStore(StudyStore):
 
     def upload(self, name: str, last: str | None = None) -> None:
         store.publish(self.folder / name, last=last)
+
+    def pull(self, keep: tuple[str, ...] = ()) -> None:
+        pull(self.folder, keep)
 
     def has_files(self, name: str = "") -> bool:
         return store.has_files(self.folder / name)  # the copy may hold less, or what was deleted

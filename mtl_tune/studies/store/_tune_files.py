@@ -1,0 +1,87 @@
+"""One Ray Tune experiment's files where Tune writes them (a disk or an object store), as the
+driver reads and trims them: `TuneFiles(storage)`, from a trial's `StorageContext`.
+
+The driver hands the store Tune's storage context, never its file system: every call on that
+file system (Tune's saved state, result rows, checkpoint deletion, optimizer state, a trial's
+logs uploaded before a restart) is made here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mtl_tune.studies.store._lean import drop_trial_optimizer_state
+from mtl_tune.studies.store._object_store import upload_if_longer
+from mtl_tune.studies.store._relocation import here
+from mtl_tune.studies.store._retention import prune_trial, trial_rows
+from mtl_tune.studies.store._saved_state import SavedTrial, snapshot, state_stamp
+from mtl_tune.studies.store._staging import drop_trial_staging
+
+
+class TuneFiles:
+    """The files of the experiment a Tune `StorageContext` names.
+
+    A trial is named by its folder as Tune does (`trial.storage.trial_fs_path`: on a store, its
+    path there)."""
+
+    def __init__(self, storage: Any) -> None:
+        self.storage = storage
+        self.fs = storage.storage_filesystem
+        self.experiment: str = storage.experiment_fs_path
+
+    @property
+    def on_disk(self) -> bool:
+        """Whether Tune writes to a file system of this machine (or one its nodes share)."""
+        return bool(self.fs.type_name == "local")
+
+    def state_stamp(self) -> str | None:
+        """Names Tune's newest saved state (None: none yet); it changes with each save.
+
+        Raises:
+            OSError: The storage cannot be listed.
+        """
+        return state_stamp(self.fs, self.experiment)
+
+    def saved_state(self) -> dict[str, SavedTrial] | None:
+        """Tune's newest saved state, trial id -> SavedTrial (None: none readable yet).
+
+        Raises:
+            OSError: The storage cannot be read.
+        """
+        return snapshot(self.fs, self.experiment)
+
+    def result_rows(self, trial_dir: str) -> list[dict[str, Any]]:
+        """The trial's result rows as its `result.json` holds them in the storage."""
+        return trial_rows(self.fs, trial_dir)
+
+    def prune(self, trial_dir: str, saved: SavedTrial | None, metric: str, mode: str,
+              keep: str, also_keep: frozenset[str] = frozenset()) -> bool:
+        """Deletes the trial's superseded checkpoints (`_retention.prune_trial`); whether the
+        trial has ended in Tune's saved state.
+
+        Raises:
+            OSError: The storage cannot be read or written.
+        """
+        return prune_trial(self.fs, trial_dir, saved, metric, mode, keep, also_keep)
+
+    def settle(self, trial_dir: str, trial_id: str) -> None:
+        """For a trial that ended and is never resumed: drops its checkpoints' optimizer state
+        and its staging folders."""
+        drop_trial_optimizer_state(trial_dir, self.fs)
+        drop_trial_staging(trial_dir, self.fs, trial_id)
+
+    def upload_if_longer(self, local: Path, trial_dir: str, name: str) -> None:
+        """Copies the driver's own copy `local` of the trial's file `name` to the storage,
+        unless the storage's is at least as long.
+
+        Raises:
+            OSError: The storage cannot be read or written.
+        """
+        upload_if_longer(local, self.fs, f"{trial_dir}/{name}")
+
+    def place_here(self) -> None:
+        """Points the storage (a new trial's) into the study's folder as it is now, when the
+        study was copied or moved since Tune pickled the experiment (`_relocation`)."""
+        if self.on_disk:
+            self.storage.storage_fs_path = str(here(self.storage.storage_fs_path))
