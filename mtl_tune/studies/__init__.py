@@ -39,30 +39,22 @@ from mtl_tune.studies.results import (
     study_driver,
     study_results,
     study_status,
-    trial_config,
 )
 from mtl_tune.studies.spec import (
-    BUILTIN,
     PLACEMENT_KEYS,
     RAY_ID_ATTR,
     SEED_GROUP_KEY,
     EpochReport,
-    Objective,
     Placement,
-    Resources,
-    StudySpec,
     TrialReport,
     describe,
     launch_spec,
-    load_spec,
     study_keys,
-    trial_count,
 )
 from mtl_tune.studies.store import (
     JOURNAL_PREFIX,
     REPORTS_DIR,
     StudyInfo,
-    StudyMeta,
     StudyStore,
     cache_scores,
     check_private,
@@ -75,12 +67,10 @@ from mtl_tune.studies.store import (
     group_decisions,
     human_bytes,
     is_store_uri,
-    load_study_spec,
     open_storage,
     open_study,
     planned_trials,
     read_cached_scores,
-    read_meta,
     refuse_running,
     score_cache_key,
     storage_root,
@@ -91,16 +81,9 @@ from mtl_tune.studies.store import (
 )
 
 if TYPE_CHECKING:
-    from mtl_tune.studies.driver import (
-        StudyOutcome,
-        TrialEvents,
-        connect,
-        launch_study,
-        resume_study,
-    )
+    from mtl_tune.studies.driver import connect, launch_study, resume_study
 
-_WITH_RAY = frozenset({"StudyOutcome", "TrialEvents", "connect", "launch_study",
-                       "resume_study"})
+_WITH_RAY = frozenset({"connect", "launch_study", "resume_study"})
 
 
 moved_modules.install()  # a study pickled by an earlier version names modules since moved
@@ -120,22 +103,15 @@ __all__ = [
     "SEED_GROUP_KEY",
     "TrialReport",
     "study_keys",
-    "BUILTIN",
     "COUNTED",
     "ENDED",
     "EPOCH",
     "INTERRUPTED",
     "JOURNAL_PREFIX",
-    "Objective",
     "REPORTS_DIR",
-    "Resources",
     "StudyInfo",
-    "StudyMeta",
     "StudyStore",
-    "StudyOutcome",
-    "StudySpec",
     "TRIAL_KEYS",
-    "TrialEvents",
     "UNFINISHED",
     "best_epoch",
     "best_epochs",
@@ -160,15 +136,12 @@ __all__ = [
     "launch_study",
     "list_studies",
     "load_results",
-    "load_spec",
-    "load_study_spec",
     "next_commands",
     "not_ended",
     "open_storage",
     "open_study",
     "planned_trials",
     "read_cached_scores",
-    "read_meta",
     "refuse_running",
     "resume_command",
     "resume_study",
@@ -180,8 +153,6 @@ __all__ = [
     "study_holding",
     "study_results",
     "study_status",
-    "trial_config",
-    "trial_count",
     "trial_staging",
     "uri_of",
 ]

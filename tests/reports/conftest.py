@@ -56,7 +56,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path,
           tiny_data_dir: Path) -> Built:
     from ray import tune
 
-    from mtl_tune.studies import TrialEvents
+    from mtl_tune.studies.driver import TrialEvents
     from tests.conftest import start_shared_ray
 
     root = tmp_path_factory.mktemp("studies")

@@ -182,7 +182,8 @@ def test_settled_changes_need_no_launch() -> None:
 def test_the_best_trials_train_command_trains_it_again(study: Path, tmp_path: Path) -> None:
     import json
 
-    from mtl_tune.studies import best_rerun, best_row, load_results, trial_config
+    from mtl_tune.studies import best_rerun, best_row, load_results
+    from mtl_tune.studies.results import trial_config
 
     results = load_results(study)
     row = best_row(results)

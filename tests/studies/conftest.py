@@ -79,7 +79,8 @@ def write_spec(folder: Path, top: str, fixed: dict[str, Any], tables: str = "") 
 def launch_on_shared_ray(path: Path, root: Path) -> Any:
     """Launches the spec at `path` into `root` on the suite's shared Ray (see
     `tests.conftest.start_shared_ray`); returns the StudyOutcome."""
-    from mtl_tune.studies import launch_study, load_spec
+    from mtl_tune.studies import launch_study
+    from mtl_tune.studies.spec import load_spec
     from tests.conftest import start_shared_ray
 
     start_shared_ray()
@@ -89,7 +90,8 @@ def launch_on_shared_ray(path: Path, root: Path) -> Any:
 def launch_on_own_ray(path: Path, root: Path, gpus: int = 0) -> Any:
     """Launches the spec at `path` into `root` on a Ray of its own (2 CPUs, `gpus` logical
     GPUs), shut down afterwards; returns the StudyOutcome."""
-    from mtl_tune.studies import launch_study, load_spec
+    from mtl_tune.studies import launch_study
+    from mtl_tune.studies.spec import load_spec
 
     shutdown_and_check()  # the suite's shared Ray, if it runs: this test needs another shape
     ray.init(address="local", num_cpus=2, num_gpus=gpus, include_dashboard=False,

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mtl_tune.studies import read_meta
+from mtl_tune.studies.store import read_meta
 from tests.studies.test_driver import _cli, _env, _spec
 
 # The driver's CLI with a test-only hook in the grid's trial generator: as Tune hands it the

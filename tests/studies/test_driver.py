@@ -20,8 +20,8 @@ from typing import NamedTuple
 
 import pytest
 
-from mtl_tune.studies import read_meta
 from mtl_tune.studies.spec import CURVE_KEY
+from mtl_tune.studies.store import read_meta
 from mtl_tune.studies.store._lock import LOCK_FILE
 from tests.helpers import tensorboard_scalars, unavailable
 from tests.studies.conftest import (

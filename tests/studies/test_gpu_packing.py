@@ -16,7 +16,8 @@ import ray
 import torch
 from ray.tune import ExperimentAnalysis
 
-from mtl_tune.studies import launch_study, load_spec
+from mtl_tune.studies import launch_study
+from mtl_tune.studies.spec import load_spec
 from tests.studies.conftest import shutdown_and_check, tiny_fixed, write_spec
 
 

@@ -159,7 +159,7 @@ def test_a_report_of_a_study_whose_trials_all_errored_says_so(tmp_path: Path, ki
 
 def test_a_bad_set_is_blamed_on_the_command_line_not_the_spec() -> None:
     from mtl_tune.exceptions import ConfigError
-    from mtl_tune.studies import load_spec
+    from mtl_tune.studies.spec import load_spec
 
     with pytest.raises(ConfigError, match=r"^lr must be of type float, but got 'abc' \(in --set "
                                           r"lr=abc on the command line\)$"):

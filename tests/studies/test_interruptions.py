@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from mtl_tune.studies import existing_study, load_results, read_meta, storage_root
+from mtl_tune.studies import existing_study, load_results, storage_root
 from mtl_tune.studies.results._results import read_result_rows
+from mtl_tune.studies.store import read_meta
 from tests.helpers import write_tiny_data
 from tests.studies.conftest import (
     NO_SCHEDULER,

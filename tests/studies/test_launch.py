@@ -20,21 +20,19 @@ from typer.testing import CliRunner
 from mtl_tune.cli import app
 from mtl_tune.exceptions import MtlTuneError, SpecError
 from mtl_tune.studies import (
-    StudyOutcome,
     TrialReport,
     human_bytes,
     launch_study,
     load_results,
-    load_spec,
     open_storage,
-    read_meta,
     resume_study,
     storage_root,
     study_status,
-    trial_count,
 )
+from mtl_tune.studies.driver import StudyOutcome
 from mtl_tune.studies.results._results import read_result_rows
-from mtl_tune.studies.spec import RAY_ID_ATTR
+from mtl_tune.studies.spec import RAY_ID_ATTR, load_spec, trial_count
+from mtl_tune.studies.store import read_meta
 from tests.studies.conftest import ASHA, TPE_SPACE, stored_objects, tiny_fixed, write_spec
 
 pytestmark = pytest.mark.usefixtures("ray_local")

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from mtl_tune.exceptions import MtlTuneError
-from mtl_tune.studies import StudyMeta, read_meta
-from mtl_tune.studies.store import write_meta
+from mtl_tune.studies.store import StudyMeta, read_meta, write_meta
 
 
 def test_a_written_study_json_reads_back_equal(tmp_path: Path) -> None:

@@ -14,11 +14,12 @@ from ray import tune
 
 from mtl_tune.reports import report_search
 from mtl_tune.reports._pareto import non_dominated
-from mtl_tune.studies import best_epochs, load_results, load_spec, read_meta
+from mtl_tune.studies import best_epochs, load_results
 from mtl_tune.studies.driver._launch import StudyOutcome
 from mtl_tune.studies.driver._searcher import BestEpochSearch
 from mtl_tune.studies.results._results import read_result_rows
-from mtl_tune.studies.spec import RAY_ID_ATTR
+from mtl_tune.studies.spec import RAY_ID_ATTR, load_spec
+from mtl_tune.studies.store import read_meta
 from tests.studies.conftest import ASHA, TPE_SPACE, launch_on_shared_ray, tiny_fixed, write_spec
 
 MO_TOP = """

@@ -199,7 +199,8 @@ def test_finished_trials_lose_their_optimizer_objects(s3_bucket: str) -> None:
 
 
 def test_a_store_study_needs_an_optuna_storage(s3_bucket: str, tmp_path: Path) -> None:
-    from mtl_tune.studies import launch_study, load_spec
+    from mtl_tune.studies import launch_study
+    from mtl_tune.studies.spec import load_spec
 
     spec_file = tmp_path / "s.toml"
     spec_file.write_text('name = "s1"\ntrainables = ["it1-baseline"]\n')

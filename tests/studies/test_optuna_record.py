@@ -11,8 +11,9 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from mtl_tune.studies import Objective, TrialReport
+from mtl_tune.studies import TrialReport
 from mtl_tune.studies.driver._optuna_mirror import OptunaMirror
+from mtl_tune.studies.spec import Objective
 
 
 def _row(epoch: int, overall: float, sst: float, planned: int = 4) -> dict:

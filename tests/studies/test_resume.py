@@ -17,8 +17,9 @@ import pandas as pd
 import pytest
 from ray.tune import ExperimentAnalysis
 
-from mtl_tune.studies import load_results, load_spec, open_storage, read_meta, trial_count
-from mtl_tune.studies.spec import RAY_ID_ATTR
+from mtl_tune.studies import load_results, open_storage
+from mtl_tune.studies.spec import RAY_ID_ATTR, load_spec, trial_count
+from mtl_tune.studies.store import read_meta
 from mtl_tune.studies.store._group_log import group_log_path, read_group_events
 from tests.helpers import write_tiny_data
 from tests.studies.conftest import (

@@ -12,9 +12,10 @@ import optuna
 import pytest
 
 from mtl_tune.reports import report_search
-from mtl_tune.studies import load_results, load_spec, read_meta
+from mtl_tune.studies import load_results
 from mtl_tune.studies.driver._launch import StudyOutcome
-from mtl_tune.studies.spec import RAY_ID_ATTR
+from mtl_tune.studies.spec import RAY_ID_ATTR, load_spec
+from mtl_tune.studies.store import read_meta
 from mtl_tune.studies.store._group_log import group_log_path, read_group_events
 from tests.studies.conftest import (
     ASHA,

@@ -13,17 +13,16 @@ from typer.testing import CliRunner
 
 from mtl_tune.cli import app
 from mtl_tune.exceptions import SpecError
-from mtl_tune.studies import (
+from mtl_tune.studies import describe
+from mtl_tune.studies.spec import (
     BUILTIN,
     Resources,
     StudySpec,
-    describe,
     load_spec,
-    load_study_spec,
+    resolve_study,
     trial_count,
 )
-from mtl_tune.studies.spec import resolve_study
-from mtl_tune.studies.store import StudyMeta, write_meta
+from mtl_tune.studies.store import StudyMeta, load_study_spec, write_meta
 from tests.studies.conftest import write_spec
 
 GOOD_TOP = 'name = "s"\ntrainables = ["it1-baseline"]\nsearch = "grid"'

@@ -63,7 +63,7 @@ def _trial(trial_id: str, tmp_path: Path, done: bool = True, status: str = "RUNN
 
 
 def test_callback_records_each_trial_event(tmp_path: Path) -> None:
-    from mtl_tune.studies import TrialEvents
+    from mtl_tune.studies.driver import TrialEvents
 
     events = TrialEvents(tmp_path, "main")
     events.setup()
@@ -187,7 +187,7 @@ def test_group_log_appends_after_a_torn_line(tmp_path: Path) -> None:
 
 
 def test_a_resumed_driver_records_trials_tune_restored_as_ended(tmp_path: Path) -> None:
-    from mtl_tune.studies import TrialEvents
+    from mtl_tune.studies.driver import TrialEvents
 
     append_event(tmp_path, "main", "a", "running", {"seed": 1})  # its end lost with a cut
     events = TrialEvents(tmp_path, "main")

@@ -21,15 +21,9 @@ from typer.testing import CliRunner
 
 from mtl_tune.cli import app
 from mtl_tune.reports import report_ablation
-from mtl_tune.studies import (
-    JOURNAL_PREFIX,
-    launch_study,
-    load_results,
-    load_spec,
-    storage_root,
-    uri_of,
-)
+from mtl_tune.studies import JOURNAL_PREFIX, launch_study, load_results, storage_root, uri_of
 from mtl_tune.studies.driver import _driver_run as driver_run
+from mtl_tune.studies.spec import load_spec
 from mtl_tune.studies.store import StudyStore
 from tests.conftest import S3_ENV
 from tests.studies.conftest import shutdown_and_check, stored_objects, tiny_fixed, write_spec
