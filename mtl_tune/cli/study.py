@@ -180,36 +180,29 @@ def status(
         best_trial,
         existing_study,
         not_ended,
-        open_study,
-        planned_trials,
         resume_command,
         storage_root,
-        study_driver,
-        study_results,
-        study_status,
         uri_of,
+        view_study,
     )
 
     root = storage_root(storage)
-    trials = study_status(root, name)
-    planned = planned_trials(existing_study(root, name))
-    driver = study_driver(root, name)
+    view = view_study(existing_study(root, name))  # opened once: one pull, one read of each file
+    info, trials, driver, planned = view.info, view.trials, view.driver, view.info.planned_trials
     if as_json:
         record: dict[str, Any] = {
             "study": name, "storage": uri_of(root),
             "driver": None if driver is None else driver.describe(), "planned_trials": planned,
             "trials": _records(trials)}
         if best:  # the best trial, as the text's --best line gives it
-            info = open_study(existing_study(root, name))
-            record["best_trial"] = (best_trial(study_results(info), info.metric, info.mode)
+            record["best_trial"] = (best_trial(view.results, info.metric, info.mode)
                                     if len(trials) else None)
         typer.echo(json.dumps(record, indent=2))
         return
     typer.echo(table(trials.to_dict("records"),
                      first=("mean_score", "sts_corr", "para_acc", "sst_acc", "experiment")))
     if best and len(trials):
-        info = open_study(existing_study(root, name))
-        line = best_rerun(study_results(info), info.metric, info.mode)
+        line = best_rerun(view.results, info.metric, info.mode)
         typer.echo(line or f"no trial has reported dev {info.metric} yet")
     left = not_ended(trials, planned)
     if planned is not None:

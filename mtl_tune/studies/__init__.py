@@ -36,9 +36,9 @@ from mtl_tune.studies.results import (
     not_ended,
     resume_command,
     seeds_launch_command,
-    study_driver,
     study_results,
     study_status,
+    view_study,
 )
 from mtl_tune.studies.spec import (
     PLACEMENT_KEYS,
@@ -148,7 +148,7 @@ __all__ = [
     "score_cache_key",
     "seeds_launch_command",
     "storage_root",
-    "study_driver",
+    "view_study",
     "study_folder",
     "study_holding",
     "study_results",

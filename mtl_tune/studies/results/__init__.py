@@ -23,10 +23,11 @@ from mtl_tune.studies.results._selection import (
 )
 from mtl_tune.studies.results._status import (
     ENDED,
+    StudyView,
     list_studies,
     not_ended,
-    study_driver,
     study_status,
+    view_study,
 )
 
 __all__ = [
@@ -51,7 +52,8 @@ __all__ = [
     "read_result_rows",
     "resume_command",
     "seeds_launch_command",
-    "study_driver",
+    "StudyView",
+    "view_study",
     "study_results",
     "study_status",
     "trial_config",

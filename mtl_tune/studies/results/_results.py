@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -138,19 +139,31 @@ def _trial_rows(record: TrialRecord, resources: dict[str, float]) -> list[dict[s
     return list({row["epoch"]: row for row in rows}.values())
 
 
-def experiment_results(folder: Path | str, experiment: str) -> pd.DataFrame:
+def experiment_results(
+    folder: Path | str, experiment: str,
+    records: Mapping[tuple[str, str], TrialRecord] | None = None,
+    resources: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
     """The tidy results of one experiment (stage) of a study folder (finished or running).
+
+    Args:
+        folder: The study folder.
+        experiment: The experiment's name.
+        records, resources: The trial record and the per-trial resources of study.json, when
+            the study was opened already (`StudyInfo`); else read here.
 
     Returns:
         One row per trial and reported epoch (see `load_results`).
     """
     folder = Path(folder)
-    resources = dict(read_meta(folder).resources) if (folder / META_FILE).is_file() else {}
+    if resources is None:
+        resources = dict(read_meta(folder).resources) if (folder / META_FILE).is_file() else {}
+    records = read_trials(folder) if records is None else records
     rows = [
         row
-        for record in read_trials(folder).values()
+        for record in records.values()
         if record.experiment == experiment
-        for row in _trial_rows(record, resources)
+        for row in _trial_rows(record, dict(resources))
     ]
     return _tidy(pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(ID_COLUMNS)))
 
@@ -197,15 +210,20 @@ def load_results(study_folder: Path | str) -> pd.DataFrame:
     return study_results(open_study(study_folder))
 
 
-def study_results(info: StudyInfo) -> pd.DataFrame:
+def study_results(info: StudyInfo, running: bool | None = None) -> pd.DataFrame:
     """`load_results` of an already opened study; its metric must be a reported column.
 
     The trials a driver left unfinished (running, paused or pending when it was killed or
-    interrupted) are INTERRUPTED once no driver runs the study: every report and `study
-    status` name them alike."""
-    frames = [experiment_results(info.folder, name) for name in info.experiments]
+    interrupted) are INTERRUPTED once no driver runs the study (`running`: whether one does,
+    if known; else its lock is read): every report and `study status` name them alike."""
+    frames = [experiment_results(info.folder, name, info.records, info.resources)
+              for name in info.experiments]
+    if not frames:  # launched, no trial created yet
+        frames = [experiment_results(info.folder, "", {}, {})]
     results = _tidy(pd.concat(frames, ignore_index=True))
-    if live_holder(info.folder) is None:
+    if running is None:
+        running = live_holder(info.folder) is not None
+    if not running:
         results["status"] = results["status"].replace(dict.fromkeys(UNFINISHED, INTERRUPTED))
     if info.metric not in results:
         raise MtlTuneError(

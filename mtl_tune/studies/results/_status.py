@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from mtl_tune.exceptions import MtlTuneError
 from mtl_tune.platform.metrics import METRIC_KEYS
 from mtl_tune.studies.results._results import study_results
 from mtl_tune.studies.results._selection import TRIAL_KEYS, best_epochs
 from mtl_tune.studies.store import (
     Holder,
+    StudyInfo,
     disk_usage,
     existing_study,
     live_holder,
     open_study,
-    planned_trials,
-    read_meta,
     study_names,
     uri_of,
 )
@@ -25,19 +24,39 @@ from mtl_tune.studies.store import (
 ENDED = ("TERMINATED", "ERROR", "MISSING")  # "MISSING": finished, its results since lost
 
 
-def trial_table(folder: Path) -> pd.DataFrame:
+@dataclass(frozen=True)
+class StudyView:
+    """A study as one command sees it, opened once: its metadata and record (`info`), one
+    results frame, the trial table made from it, and the driver running it now (None: none)."""
+
+    info: StudyInfo
+    results: pd.DataFrame
+    trials: pd.DataFrame
+    driver: Holder | None
+
+
+def view_study(folder: Path) -> StudyView:
+    """Opens a study folder once (one read of study.json, of the spec and of the record; one
+    results frame; one read of the lock).
+
+    Raises:
+        MtlTuneError: study.json is malformed, or an experiment cannot be read.
+    """
+    info = open_study(folder, empty_ok=True)  # a damaged study.json is an error
+    driver = live_holder(folder)
+    results = study_results(info, running=driver is not None)
+    return StudyView(info, results, trial_table(info, results), driver)
+
+
+def trial_table(info: StudyInfo, results: pd.DataFrame) -> pd.DataFrame:
     """One row per trial of every experiment: state, searched config, epochs, best dev metrics.
 
-    A group-by over the results frame. The best trial (by the study's metric, over its epochs)
-    is marked in the `best` column. Unfinished trials of a study that no driver runs (killed,
-    interrupted) are INTERRUPTED (`study_results`).
+    A group-by over the study's results frame (`study_results`). The best trial (by the
+    study's metric, over its epochs) is marked in the `best` column. Unfinished trials of a
+    study that no driver runs (killed, interrupted) are INTERRUPTED.
     """
-    read_meta(folder)  # a damaged study.json is an error, not an empty study
-    try:
-        info = open_study(folder)
-    except MtlTuneError:  # launched, but no trial created yet
+    if results["trial_id"].isna().all():  # launched, but no trial created yet
         return pd.DataFrame()
-    results = study_results(info)
     trials = results.drop_duplicates(TRIAL_KEYS).set_index(TRIAL_KEYS)
     config = [c for c in trials.columns if c.startswith("config/")]
     searched = [c for c in config if c.removeprefix("config/") not in ("trainable", "seed")
@@ -56,7 +75,8 @@ def trial_table(folder: Path) -> pd.DataFrame:
 
 
 def study_status(root: Path, name: str) -> pd.DataFrame:
-    return trial_table(existing_study(root, name))
+    """The trial table of study `name` in the storage `root`."""
+    return view_study(existing_study(root, name)).trials
 
 
 def not_ended(table: pd.DataFrame, planned: int | None) -> int:
@@ -66,35 +86,30 @@ def not_ended(table: pd.DataFrame, planned: int | None) -> int:
     return max(0, (planned if planned is not None else len(table)) - ended)
 
 
-def study_driver(root: Path, name: str) -> Holder | None:
-    """The driver running the study now (pid, host, start), or None."""
-    return live_holder(existing_study(root, name))
-
-
 def list_studies(root: Path) -> pd.DataFrame:
     """Every study under `root`: its name (its folder's), the name it was launched as if it
     differs, its folder, search, trials, planned trials, finished trials, metric and best value,
-    bytes on disk."""
+    bytes on disk. Each study is opened once (`view_study`)."""
     rows = []
     for name in study_names(root):
         folder = existing_study(root, name)
-        meta = read_meta(folder)
-        table = trial_table(folder)
-        metric = meta.metric
+        view = view_study(folder)
+        info, table = view.info, view.trials
+        metric = info.metric
         done = int((table["state"] == "TERMINATED").sum()) if len(table) else 0
         best = (
-            float(table[metric].max() if meta.mode == "max" else table[metric].min())
+            float(table[metric].max() if info.mode == "max" else table[metric].min())
             if (len(table) and metric in table)
             else float("nan")
         )
         rows.append(
             {
                 "study": name,  # the folder's: a copied study is itself
-                "launched_as": meta.name if meta.name != name else None,
+                "launched_as": info.launched_as,
                 "folder": uri_of(folder),
-                "search": meta.search,
+                "search": info.search,
                 "trials": len(table),
-                "planned": planned_trials(folder),
+                "planned": info.planned_trials,
                 "finished": done,
                 "metric": metric,
                 "best": best,

@@ -5,7 +5,8 @@ order (the layout is `_storage`'s). Neither Ray nor torch is imported, and nothi
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from mtl_tune.exceptions import MtlTuneError
 from mtl_tune.studies.store._meta import StudyMeta, read_meta
 from mtl_tune.studies.store._storage import META_FILE, OPTUNA_FILE, SPEC_FILE, TUNE_DIR
 from mtl_tune.studies.store._stored_spec import planned_trials
-from mtl_tune.studies.store._trial_log import read_trials
+from mtl_tune.studies.store._trial_log import TrialRecord, read_trials
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,9 @@ class StudyInfo:
     objectives: tuple[tuple[str, str], ...] = ()  # (metric, mode) of a multi-objective search
     launched_as: str | None = None  # study.json's name, when the folder was copied or renamed
     planned_trials: int | None = None  # the trials its spec starts (None: no spec that reads)
+    # the trial record, read once: (experiment, trial id) -> the trial's last known state
+    records: Mapping[tuple[str, str], TrialRecord] = field(default_factory=dict)
+    resources: Mapping[str, float] = field(default_factory=dict)  # per trial, as launched
 
     @property
     def optuna_url(self) -> str | None:
@@ -53,11 +57,16 @@ def _stage_key(name: str) -> tuple[Any, ...]:
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
-def find_experiments(folder: Path, listed: list[str] | None = None) -> dict[str, Path]:
+def find_experiments(
+    folder: Path, listed: list[str] | None = None,
+    records: Mapping[tuple[str, str], TrialRecord] | None = None,
+) -> dict[str, Path]:
     """The study's experiments, name -> Ray Tune experiment folder: those `listed` first, in that
-    order, then any others in stage order ("stage2" before "stage10")."""
+    order, then any others in stage order ("stage2" before "stage10"). `records`: the trial
+    record, if read already."""
     tune_dir = folder / TUNE_DIR
-    names = {record.experiment for record in read_trials(folder).values()}
+    records = read_trials(folder) if records is None else records
+    names = {record.experiment for record in records.values()}
     if tune_dir.is_dir():
         names |= {p.name for p in tune_dir.iterdir() if p.is_dir() and any(p.iterdir())}
     found = sorted(names, key=_stage_key)
@@ -74,18 +83,22 @@ def _time_text(value: Any) -> str | None:
     return str(value)
 
 
-def open_study(folder: Path | str) -> StudyInfo:
-    """Reads a study folder's metadata and finds its experiments.
+def open_study(folder: Path | str, empty_ok: bool = False) -> StudyInfo:
+    """Reads a study folder's metadata, its spec and its trial record (each once), and finds its
+    experiments.
 
     Args:
         folder: The study folder (`<storage>/<study-name>`).
+        empty_ok: A study launched but without any experiment yet is opened (no experiments)
+            instead of refused.
 
     Returns:
         The study's metadata, with `StudyMeta`'s defaults (grid search, max `overall`) where
         study.json is missing (an assumption listed in `notes`) or lacks a key.
 
     Raises:
-        MtlTuneError: The folder holds no Ray Tune experiment, or study.json is malformed.
+        MtlTuneError: The folder holds no Ray Tune experiment (unless `empty_ok`), or
+            study.json is malformed.
     """
     folder = Path(folder).expanduser()
     if not folder.is_dir():
@@ -96,8 +109,9 @@ def open_study(folder: Path | str) -> StudyInfo:
     else:
         meta = StudyMeta(name=folder.name)
         notes.append(f"{META_FILE} is missing: assumed a grid study maximising overall")
-    experiments = find_experiments(folder, list(meta.experiments))
-    if not experiments:
+    records = read_trials(folder)
+    experiments = find_experiments(folder, list(meta.experiments), records)
+    if not experiments and not empty_ok:
         raise MtlTuneError(
             f"{folder} holds no experiment (expected {TUNE_DIR}/<experiment>/); launch the study "
             "first with `mtl-tune study launch`"
@@ -120,5 +134,7 @@ def open_study(folder: Path | str) -> StudyInfo:
         notes=tuple(notes),
         optuna_storage=meta.optuna_storage or None,
         objectives=tuple(meta.objectives.items()),
-        planned_trials=planned_trials(folder) if (folder / META_FILE).is_file() else None,
+        planned_trials=planned_trials(folder, meta) if (folder / META_FILE).is_file() else None,
+        records=records,
+        resources=dict(meta.resources),
     )

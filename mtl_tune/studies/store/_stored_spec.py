@@ -8,13 +8,14 @@ from pathlib import Path
 
 from mtl_tune.exceptions import ConfigError, SpecError
 from mtl_tune.studies.spec import StudySpec, parse_spec, read_toml, trial_count
-from mtl_tune.studies.store._meta import read_meta
+from mtl_tune.studies.store._meta import StudyMeta, read_meta
 from mtl_tune.studies.store._storage import SPEC_FILE
 
 
-def load_study_spec(folder: Path) -> StudySpec:
-    """The spec a study was launched with (its TOML plus the recorded overrides and name)."""
-    meta = read_meta(folder)
+def load_study_spec(folder: Path, meta: StudyMeta | None = None) -> StudySpec:
+    """The spec a study was launched with (its TOML plus the recorded overrides and name);
+    `meta`: its study.json, if read already."""
+    meta = read_meta(folder) if meta is None else meta
     raw = read_toml(folder / SPEC_FILE)[0]
     raw["name"] = meta.name
     if meta.resources:  # as launched, with --gpus-per-trial applied
@@ -24,13 +25,13 @@ def load_study_spec(folder: Path) -> StudySpec:
     return parse_spec(raw, str(folder / SPEC_FILE), dict(meta.overrides))
 
 
-def planned_trials(folder: Path) -> int | None:
+def planned_trials(folder: Path, meta: StudyMeta | None = None) -> int | None:
     """The trials the study's spec starts; None for a folder without a spec that still reads
     (no spec.toml, or one, or recorded --set values, this version no longer accepts): then
-    only its trials are known."""
+    only its trials are known. `meta`: its study.json, if read already."""
     if not (folder / SPEC_FILE).is_file():
         return None
     try:
-        return trial_count(load_study_spec(folder))
+        return trial_count(load_study_spec(folder, meta))
     except (SpecError, ConfigError):
         return None
