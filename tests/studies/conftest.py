@@ -262,12 +262,13 @@ def launch_and_kill_at_deletion(
 def launch_and_kill(
     path: Path, data_dir: Path, root: Path | str, ray_tmp: Path, until: Callable[[], Any],
     timeout: float = 300, extra: tuple[str, ...] = (), interrupt: bool = False,
+    env_extra: dict[str, str] | None = None,
 ) -> Any:
-    """Launches the study in a driver subprocess, polls `until()` (with the driver stopped) until
-    it returns something, kills the driver (its process alone) with SIGKILL (`interrupt`: sends the
-    driver a SIGINT, a Ctrl-C, and waits for it to exit 130) and checks that no process of it is
-    left; returns what `until()` returned."""
-    driver = _start_driver(path, data_dir, root, ray_tmp, extra)
+    """Launches the study in a driver subprocess (`env_extra` added to its environment), polls
+    `until()` (with the driver stopped) until it returns something, kills the driver (its
+    process alone) with SIGKILL (`interrupt`: sends the driver a SIGINT, a Ctrl-C, and waits for
+    it to exit 130) and checks that no process of it is left; returns what `until()` returned."""
+    driver = _start_driver(path, data_dir, root, ray_tmp, extra, env_extra)
     try:
         deadline, seen = time.monotonic() + timeout, None
         while seen is None:
