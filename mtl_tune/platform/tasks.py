@@ -4,34 +4,46 @@ Files and columns, the label's kind and range, the head that predicts the task, 
 a head's output becomes a prediction, its metric and its leaderboard file header. The model,
 the training loop, evaluation, prediction files and reports read this table instead of testing
 task names.
+
+Torch is imported by the losses and predictions when they run, not with the table: commands
+that only read the table (`data check`, listing studies) never load it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from mtl_tune.exceptions import DataError
 from mtl_tune.platform import metrics
-from mtl_tune.platform.heads import similarity_target, similarity_to_labels
 
-Loss = Callable[[torch.Tensor, torch.Tensor, str], torch.Tensor]  # (output, labels, sts_head)
-Prediction = Callable[[torch.Tensor, str], torch.Tensor]  # (output, sts_head) -> label scale
+if TYPE_CHECKING:
+    import torch
+
+    Loss = Callable[[torch.Tensor, torch.Tensor, str], torch.Tensor]  # output, labels, sts_head
+    Prediction = Callable[[torch.Tensor, str], torch.Tensor]  # (output, sts_head) -> label
 
 
 def _class_loss(out: torch.Tensor, labels: torch.Tensor, sts_head: str) -> torch.Tensor:
+    import torch.nn.functional as F
+
     return F.cross_entropy(out, labels)
 
 
 def _logit_loss(out: torch.Tensor, labels: torch.Tensor, sts_head: str) -> torch.Tensor:
+    import torch.nn.functional as F
+
     return F.binary_cross_entropy_with_logits(out, labels.float())
 
 
 def _similarity_loss(out: torch.Tensor, labels: torch.Tensor, sts_head: str) -> torch.Tensor:
+    import torch.nn.functional as F
+
+    from mtl_tune.platform.heads import similarity_target
+
     return F.mse_loss(out, similarity_target(sts_head, labels))
 
 
@@ -70,6 +82,8 @@ def _sentiment(name: str, prefix: str, classes: int) -> TaskSpec:
 
 
 def _similarity(out: torch.Tensor, sts_head: str) -> torch.Tensor:
+    from mtl_tune.platform.heads import similarity_to_labels
+
     return similarity_to_labels(sts_head, out)
 
 

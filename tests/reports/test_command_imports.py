@@ -71,9 +71,12 @@ def test_report_commands_do_not_import_ray(study: Path, search_study: Path,
         assert not _imported(args, tmp_path)["ray"], args
 
 
-def test_listing_commands_import_neither_ray_nor_torch(study: Path, tmp_path: Path) -> None:
+def test_listing_commands_import_neither_ray_nor_torch(study: Path, tmp_path: Path,
+                                                       tiny_data_dir: Path) -> None:
     for args in (["study", "status", study.name, "--storage", str(study.parent)],
                  ["study", "list", "--storage", str(study.parent)],
-                 ["trainables", "list"]):
-        # status, list and the presets are plain data: neither Ray nor torch is loaded
-        assert _imported(args, tmp_path) == {"ray": False, "torch": False}, args
+                 ["trainables", "list"],
+                 ["data", "check"]):
+        # status, list, the presets and the data's check are plain data: neither Ray nor torch
+        assert _imported(args, tmp_path, data=tiny_data_dir) == {"ray": False,
+                                                                 "torch": False}, args
