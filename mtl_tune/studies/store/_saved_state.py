@@ -16,7 +16,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -29,10 +29,13 @@ TORN = ".torn"
 
 @dataclass(frozen=True)
 class SavedTrial:
-    """A trial as Tune's saved state has it: its status and the checkpoint it resumes from."""
+    """A trial as Tune's saved state has it: its status and the checkpoint it resumes from
+    (what retention compares), its config and its folder."""
 
     status: str
     checkpoint: str | None
+    config: dict[str, Any] = field(default_factory=dict, compare=False)
+    folder: str = field(default="", compare=False)  # relative to the experiment's (Tune's)
 
 
 def parse_state(text: bytes | str) -> dict[str, SavedTrial]:
@@ -47,8 +50,9 @@ def parse_state(text: bytes | str) -> dict[str, SavedTrial]:
         for trial_json, metadata_json in data["trial_data"]:
             trial, metadata = json.loads(trial_json), json.loads(metadata_json)
             name = (metadata.get("last_result") or {}).get("checkpoint_dir_name")
-            trials[str(trial["trial_id"])] = SavedTrial(str(trial.get("status")),
-                                                        str(name) if name else None)
+            trials[str(trial["trial_id"])] = SavedTrial(
+                str(trial.get("status")), str(name) if name else None,
+                dict(trial.get("config") or {}), str(trial.get("relative_logdir", "")))
     except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as err:
         raise ValueError(f"not a whole saved experiment state ({err})") from None
     return trials

@@ -23,6 +23,7 @@ from mtl_tune.exceptions import MtlTuneError
 from mtl_tune.studies.spec import ITERATION, TrialReport
 from mtl_tune.studies.store._json_lines import parse_json_lines
 from mtl_tune.studies.store._object_store import remote
+from mtl_tune.studies.store._saved_state import STATE_PATTERN, parse_state
 from mtl_tune.studies.store._storage import EVENTS_FILE, TUNE_DIR
 from mtl_tune.studies.store._study_store import StudyStore
 
@@ -149,25 +150,23 @@ def _reconcile(trials: dict[tuple[str, str], TrialRecord], folder: Path) -> None
 
 
 def tune_saved_trials(experiment_dir: Path) -> list[TrialRecord]:
-    """The trials of Ray Tune's newest readable saved state of one experiment (plain JSON, read
+    """The trials of Ray Tune's newest readable saved state of one experiment (`parse_state`,
     without Ray), as records; [] when there is none."""
-    states = sorted(experiment_dir.glob("experiment_state-*.json"), key=lambda p: p.name)
+    states = sorted(experiment_dir.glob(STATE_PATTERN), key=lambda p: p.name)
     for state in reversed(states):  # a newest one cut by a full disk: the one before it
         try:
-            saved = json.loads(state.read_text(encoding="utf-8"))
-            trials = [json.loads(entry[0]) for entry in saved.get("trial_data", [])]
-        except (json.JSONDecodeError, IndexError, TypeError, AttributeError, OSError) as err:
+            saved = parse_state(state.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as err:
             logger.warning("cannot read Ray Tune's saved state %s: %s", state, err)
             continue
         out = []
-        for trial in trials:
-            path = experiment_dir / str(trial.get("relative_logdir", ""))
-            event = _EVENT_OF.get(str(trial.get("status")), "created")
+        for trial_id, trial in saved.items():
+            path = experiment_dir / trial.folder
+            event = _EVENT_OF.get(trial.status, "created")
             error = path / "error.txt" if event == "errored" else None
             out.append(TrialRecord(
-                experiment=experiment_dir.name, trial_id=str(trial["trial_id"]),
-                state=STATES[event], event=event, config=dict(trial.get("config") or {}),
-                path=str(path), checkpoint=None,
+                experiment=experiment_dir.name, trial_id=trial_id, state=STATES[event],
+                event=event, config=dict(trial.config), path=str(path), checkpoint=None,
                 error_file=None if error is None else str(error)))
         return out
     return []
