@@ -37,10 +37,11 @@ from mtl_tune.studies.results import (
 from mtl_tune.studies.spec import SEED_GROUP_KEY, ResolvedStudy, StudySpec, experiment_trials
 from mtl_tune.studies.store import (
     TUNE_DIR,
+    StudyMeta,
     StudyStore,
+    TrialRecord,
     drop_finished_optimizer_state,
     no_space_error,
-    read_meta,
     read_trials,
     repair_saved_state,
     staged_path,
@@ -73,14 +74,14 @@ def build_data(study: ResolvedStudy) -> DataBundle:
 
 
 def _ended(
-    results: Any, folder: Path, experiment: str
+    results: Any, folder: Path, records: list[TrialRecord]
 ) -> list[tuple[str, dict, list[dict] | None]]:
     """(trial id, config, per-epoch results; None for an error) of each trial that ended.
 
     Tune's result takes its config from the last reported metrics, which a trial restored
-    from a killed driver's saved state can lack: the trial record has the config then."""
-    recorded = {r.trial_id: r.config for r in read_trials(folder).values()
-                if r.experiment == experiment}
+    from a killed driver's saved state can lack: the trial record (`records`, the
+    experiment's) has the config then."""
+    recorded = {r.trial_id: r.config for r in records}
     out: list[tuple[str, dict, list[dict] | None]] = []
     for r in results:
         trial_id = (r.metrics or {}).get("trial_id", "")  # "": errored before reporting
@@ -97,9 +98,10 @@ def _ended(
     return out
 
 
-def _sync_mirror(spec: StudySpec, folder: Path, experiment: str, results: Any) -> None:
-    mirror = OptunaMirror.for_spec(spec, read_meta(folder).optuna_storage, experiment, folder)
-    ended = _ended(results, folder, experiment)
+def _sync_mirror(spec: StudySpec, folder: Path, experiment: str, optuna_url: str, results: Any,
+                 records: list[TrialRecord]) -> None:
+    mirror = OptunaMirror.for_spec(spec, optuna_url, experiment, folder)
+    ended = _ended(results, folder, records)
     study = mirror.study()
     if spec.seed_groups:
         groups: dict[str, list[Any]] = {}
@@ -112,9 +114,13 @@ def _sync_mirror(spec: StudySpec, folder: Path, experiment: str, results: Any) -
         logger.info("optuna mirror: added %d trial(s) found at the end of %s", added, experiment)
 
 
-def _best_stage_value(folder: Path, experiment: str, key: str, spec: StudySpec) -> Any:
-    """The value of `key` whose trials (their best epochs) score best on average."""
-    results = experiment_results(folder, experiment)
+def _best_stage_value(folder: Path, records: list[TrialRecord], resources: Any, key: str,
+                      spec: StudySpec) -> Any:
+    """The value of `key` whose trials (`records`, one stage's) score best on average at their
+    best epochs."""
+    experiment = records[0].experiment if records else ""
+    results = experiment_results(folder, experiment,
+                                 {(r.experiment, r.trial_id): r for r in records}, resources)
     best = best_epochs(results, spec.metric, spec.mode)
     if best.empty:
         raise SpecError(f"no trial of the stage over {key!r} finished; cannot pick its best value")
@@ -136,7 +142,9 @@ def _run_experiment(
     optuna_url: str,
     verbose: int,
     restore: bool,
-) -> Any:
+) -> tuple[Any, list[TrialRecord]]:
+    """Runs one experiment to its end; returns Tune's results and the experiment's trials as
+    the record has them then (read once)."""
     spec = study.spec
     with_data = trainable(spec, data)
     path = uri_of(folder / TUNE_DIR / experiment)  # on a store, Tune reads and writes it there
@@ -175,20 +183,19 @@ def _run_experiment(
     full = no_space_error(folder, since, resume_command(folder.parent, folder.name))
     if full is not None:
         raise full
-    _sync_mirror(spec, folder, experiment, results)
-    ended = {r.trial_id for r in read_trials(folder).values()
-             if r.experiment == experiment and r.state == "TERMINATED"}
-    drop_finished_optimizer_state(results, ended)
-    return results
+    records = [r for r in read_trials(folder).values() if r.experiment == experiment]
+    _sync_mirror(spec, folder, experiment, optuna_url, results, records)
+    drop_finished_optimizer_state(results, {r.trial_id for r in records
+                                            if r.state == "TERMINATED"})
+    return results, records
 
 
 def run_locked(
-    study: ResolvedStudy, folder: Path, verbose: int, restore: bool
+    study: ResolvedStudy, meta: StudyMeta, folder: Path, verbose: int, restore: bool
 ) -> StudyOutcome:
-    """Runs the study's experiments to the end (the caller holds its lock and has checked its
-    resources)."""
+    """Runs the study's experiments to the end (the caller holds its lock, has checked its
+    resources and read or written its study.json, `meta`)."""
     start, spec = time.perf_counter(), study.spec
-    meta = read_meta(folder)
     data = build_data(study)
     url = meta.optuna_storage
     names: list[str] = []
@@ -201,21 +208,22 @@ def run_locked(
                 names.append(experiment)
                 fixed = {k: v for k, v in chosen.items() if k != stage.key}
                 space = param_space(spec, fixed, stage.key)
-                results = _run_experiment(
+                results, records = _run_experiment(
                     study, folder, experiment, space, data, url, verbose, restore
                 )
-                tally.add(results, folder, experiment, planned)
+                tally.add(results, records, folder, planned)
                 if tally.unfinished:  # interrupted: a later stage needs this one's best value
                     break
-                chosen[stage.key] = _best_stage_value(folder, experiment, stage.key, spec)
+                chosen[stage.key] = _best_stage_value(folder, records, meta.resources,
+                                                      stage.key, spec)
                 meta = replace(meta, stage_best={k: _plain(v) for k, v in chosen.items()})
                 write_meta(folder, meta)
         else:
             names.append("main")
-            results = _run_experiment(
+            results, records = _run_experiment(
                 study, folder, "main", param_space(spec), data, url, verbose, restore
             )
-            tally.add(results, folder, "main", plan["main"])
+            tally.add(results, records, folder, plan["main"])
     except KeyboardInterrupt:  # a second Ctrl-C, or one between Tune's experiments
         stopped = True
     else:
@@ -248,8 +256,8 @@ class _Tally:
     def unfinished(self) -> int:
         return self.started_unfinished + self.never_created
 
-    def add(self, results: Any, folder: Path, experiment: str, planned: int) -> None:
-        states = [r.state for r in read_trials(folder).values() if r.experiment == experiment]
+    def add(self, results: Any, records: list[TrialRecord], folder: Path, planned: int) -> None:
+        states = [r.state for r in records]
         self.trials += len(results)
         for result in results:
             if result.error is not None:

@@ -39,6 +39,7 @@ from mtl_tune.studies.store import (
     driver_copy,
     existing_study,
     load_study_spec,
+    read_meta,
     read_trials,
     repair_record,
     study_folder,
@@ -141,7 +142,7 @@ def _launch_in(
     with DriverLock(folder, spec.name):
         try:
             store.write_text(SPEC_FILE, spec_text)
-            write_meta(folder, StudyMeta(
+            meta = StudyMeta(
                 name=spec.name, search=spec.search, metric=spec.metric, mode=spec.mode,
                 objectives={o.name: o.mode for o in spec.objectives},
                 trainables=spec.trainables, overrides=dict(overrides or {}),
@@ -151,8 +152,9 @@ def _launch_in(
                 folder=None if store.on_store else str(folder.resolve()),
                 data_dir=study.base.data_dir, started_at=time.time(),
                 address=address or os.environ.get("RAY_ADDRESS", ""),
-            ))
-            return run_locked(study, folder, verbose, restore=False)
+            )
+            write_meta(folder, meta)
+            return run_locked(study, meta, folder, verbose, restore=False)
         except Exception:
             # e.g. unreadable data: nothing ran, so leave no half-made study (its lock
             # included) to block a new launch
@@ -184,7 +186,8 @@ def resume_study(
 
 
 def _resume_in(folder: Path, address: str | None, verbose: int) -> StudyOutcome:
-    spec = load_study_spec(folder)
+    meta = read_meta(folder)  # as here: a copied or moved study's Optuna URL is the copy's
+    spec = load_study_spec(folder, meta)
     study = resolve_study(spec)
     # every refusal (a live driver's lock, a bad spec, no such study) before Ray starts: a
     # refused resume answers at once and starts nothing
@@ -196,5 +199,5 @@ def _resume_in(folder: Path, address: str | None, verbose: int) -> StudyOutcome:
         # checkpoints that killed trials were writing: never taken, never needed
         for left in clear_staging(folder, [r.trial_id for r in read_trials(folder).values()]):
             logger.info("removed %s, a checkpoint a killed trial was writing", left)
-        return run_locked(study, folder, verbose, restore=True)
+        return run_locked(study, meta, folder, verbose, restore=True)
 
