@@ -81,7 +81,9 @@ def key_hint(key: str, known: Iterable[str]) -> str:
 class TrainConfig:
     backbone: str = ""  # local HF BERT folder; "" = the bundled all-MiniLM-L6-v2
     lr: float = 5e-5
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # AdamW's, on weight matrices and embeddings only
+    layer_lr_decay: float = 1.0  # each encoder layer's lr times this below the one above; 1 = off
+    head_lr: float = 0.0  # the task heads' lr; 0 = the encoder's `lr`
     dropout: float = 0.1  # in the task heads, on the sentence vectors
     pair_dropout: bool = True  # dropout also in the paraphrase and STS heads
     sts_head: str = "linear"
@@ -125,6 +127,8 @@ class TrainConfig:
         rules = {
             "lr": ("0 < lr < 1", 0.0 < self.lr < 1.0),
             "weight_decay": ("0 <= weight_decay < 1", 0.0 <= self.weight_decay < 1.0),
+            "layer_lr_decay": ("0 < layer_lr_decay <= 1", 0.0 < self.layer_lr_decay <= 1.0),
+            "head_lr": ("0 <= head_lr < 1", 0.0 <= self.head_lr < 1.0),
             "epochs": ("epochs >= 1", self.epochs >= 1),
             "batch_size": ("batch_size >= 1", self.batch_size >= 1),
             "eval_batch_size": ("eval_batch_size >= 1", self.eval_batch_size >= 1),

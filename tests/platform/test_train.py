@@ -51,6 +51,10 @@ RECIPES = {
         "it6-balanced", {"combine": "famo", "sampling": "temperature", "famo_lr": 0.5},
     ),
     "smart-hidden-heads": ("it6-balanced", {"smart_weight": 1.0, "head_hidden": 8}),
+    "layer-decay-head-lr-weight-decay": (
+        "it6-balanced",
+        {"layer_lr_decay": 0.8, "head_lr": 1e-3, "weight_decay": 0.01, "lr_schedule": "linear"},
+    ),
 }
 
 
