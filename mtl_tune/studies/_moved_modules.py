@@ -21,11 +21,12 @@ MOVED = {
     **{f"mtl_tune.studies.{name}": f"mtl_tune.studies.spec.{name}"
        for name in ("_plan", "_spec", "_spec_file")},
     **{f"mtl_tune.studies.{name}": f"mtl_tune.studies.store.{name}"
-       for name in ("_disk", "_folder", "_group_log", "_json_lines", "_lean", "_lock",
+       for name in ("_disk", "_group_log", "_json_lines", "_lean", "_lock",
                     "_object_store", "_optuna_storage", "_relocation", "_retention",
                     "_saved_state", "_score_cache", "_storage", "_store_pull", "_trial_log")},
     **{f"mtl_tune.studies.{name}": f"mtl_tune.studies.results.{name}"
-       for name in ("_commands", "_group_scores", "_results", "_selection", "_status")},
+       for name in ("_commands", "_folder", "_group_scores", "_results", "_selection",
+                    "_status")},
     **{f"mtl_tune.studies.{name}": f"mtl_tune.studies.driver.{name}"
        for name in ("_callbacks", "_driver_run", "_group_ledger", "_group_scheduler",
                     "_launch", "_local_ray", "_optuna_mirror", "_relocated_search",

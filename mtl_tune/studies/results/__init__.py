@@ -1,8 +1,10 @@
-"""The results frame of a study, its status, the best epochs and the next commands. No Ray."""
+"""A study as its readers see it: the study opened (`StudyInfo`), its results frame, its status,
+the best epochs and the next commands. No Ray, and nothing written."""
 
 from __future__ import annotations
 
 from mtl_tune.studies.results._commands import next_commands, resume_command, seeds_launch_command
+from mtl_tune.studies.results._folder import StudyInfo, open_study
 from mtl_tune.studies.results._group_scores import EPOCH, best_epoch, by_epoch, epoch_means
 from mtl_tune.studies.results._results import (
     experiment_results,
@@ -31,6 +33,8 @@ from mtl_tune.studies.results._status import (
 )
 
 __all__ = [
+    "StudyInfo",
+    "open_study",
     "COUNTED",
     "ENDED",
     "EPOCH",

@@ -19,14 +19,13 @@ import pandas as pd
 
 from mtl_tune.exceptions import MtlTuneError
 from mtl_tune.platform.metrics import METRIC_KEYS
+from mtl_tune.studies.results._folder import StudyInfo, open_study
 from mtl_tune.studies.results._selection import INTERRUPTED, UNFINISHED
 from mtl_tune.studies.spec import CURVE_KEY, ITERATION
 from mtl_tune.studies.store import (
     META_FILE,
-    StudyInfo,
     TrialRecord,
     live_holder,
-    open_study,
     read_json_lines,
     read_meta,
     read_trials,

@@ -8,15 +8,14 @@ from pathlib import Path
 import pandas as pd
 
 from mtl_tune.platform.metrics import METRIC_KEYS
+from mtl_tune.studies.results._folder import StudyInfo, open_study
 from mtl_tune.studies.results._results import study_results
 from mtl_tune.studies.results._selection import TRIAL_KEYS, best_epochs
 from mtl_tune.studies.store import (
     Holder,
-    StudyInfo,
     disk_usage,
     existing_study,
     live_holder,
-    open_study,
     study_names,
     uri_of,
 )

@@ -4,7 +4,6 @@ every study file is read, written, appended, listed and deleted here. No Ray."""
 from __future__ import annotations
 
 from mtl_tune.studies.store._disk import no_space_error
-from mtl_tune.studies.store._folder import StudyInfo, open_study
 from mtl_tune.studies.store._group_log import (
     append_group_events,
     group_decisions,
@@ -41,6 +40,7 @@ from mtl_tune.studies.store._staging import (
 from mtl_tune.studies.store._storage import (
     EVENTS_FILE,
     META_FILE,
+    OPTUNA_FILE,
     REPORTS_DIR,
     SPEC_FILE,
     TUNE_DIR,
@@ -81,9 +81,9 @@ __all__ = [
     "Holder",
     "JOURNAL_PREFIX",
     "META_FILE",
+    "OPTUNA_FILE",
     "REPORTS_DIR",
     "SPEC_FILE",
-    "StudyInfo",
     "StudyMeta",
     "StudyStore",
     "TUNE_DIR",
@@ -114,7 +114,6 @@ __all__ = [
     "local_path",
     "no_space_error",
     "open_storage",
-    "open_study",
     "prune_trial",
     "pull",
     "read_cached_scores",

@@ -1,5 +1,5 @@
 """Opening a study folder for reading: its metadata, its spec text and its experiments, in run
-order (the layout is `_storage`'s). Neither Ray nor torch is imported, and nothing is written.
+order (the layout is the store's). Neither Ray nor torch is imported, and nothing is written.
 """
 
 from __future__ import annotations
@@ -12,10 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from mtl_tune.exceptions import MtlTuneError
-from mtl_tune.studies.store._meta import StudyMeta, read_meta
-from mtl_tune.studies.store._storage import META_FILE, OPTUNA_FILE, SPEC_FILE, TUNE_DIR
-from mtl_tune.studies.store._stored_spec import planned_trials
-from mtl_tune.studies.store._trial_log import TrialRecord, read_trials
+from mtl_tune.studies.store import (
+    META_FILE,
+    OPTUNA_FILE,
+    SPEC_FILE,
+    TUNE_DIR,
+    StudyMeta,
+    TrialRecord,
+    planned_trials,
+    read_meta,
+    read_trials,
+)
 
 
 @dataclass(frozen=True)
