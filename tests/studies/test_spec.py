@@ -322,7 +322,7 @@ def test_bad_spec_through_cli_exits_1_without_traceback(tmp_path: Path) -> None:
 def test_describe_plan() -> None:
     plan = describe(resolve_study(load_spec("search")))
     # the plan holds the searched keys with their distributions
-    assert plan["search_space"]["lr"] == {"loguniform": [1e-6, 1e-4]}
+    assert plan["search_space"]["lr"] == {"loguniform": [1e-5, 5e-4]}
     # a choice is shown as its list of values
     assert plan["search_space"]["pooling"] == ["pooler", "cls", "mean"]
     # resources: per trial, trials and the peak over the concurrent ones
