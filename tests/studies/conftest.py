@@ -300,6 +300,54 @@ def launch_and_kill(
     return seen
 
 
+class BetweenTwoTrials:
+    """The moment to kill the driver of a study that runs its trials one at a time: a trial
+    finished, and Tune's newest saved state has registered a checkpoint of the running one (its
+    checkpoint manager holds it, not only its last result: Tune registers a checkpoint a moment
+    after the result that names it, and restores a trial from the manager's). Returns the
+    record's last event by trial.
+
+    `read(relative)` gives a study file's text, None while it is missing; `listing()` the study's
+    relative file paths (a folder or an object store)."""
+
+    def __init__(self, read: Callable[[str], str | None], listing: Callable[[], list[str]]):
+        self.read, self.listing = read, listing
+
+    def __call__(self) -> dict[str, str] | None:
+        import json
+
+        record = self.read("trials.jsonl")
+        if record is None:
+            return None
+        events = [json.loads(line) for line in record.splitlines() if line.endswith("}")]
+        last = {e["trial_id"]: e["event"] for e in events}
+        running = [t for t, event in last.items() if event == "running"]
+        if "finished" not in last.values() or len(running) != 1:
+            return None
+        states = sorted(p for p in self.listing() if p.startswith("tune/main/experiment_state-"))
+        text = self.read(states[-1]) if states else None
+        return last if text is not None and _registered(text, running[0]) else None
+
+
+def _registered(state: str, trial_id: str) -> bool:
+    """Whether a saved experiment state registers a checkpoint of the trial: its last result
+    names one and its checkpoint manager (pickled, as hex) holds that one."""
+    import json
+
+    try:
+        for trial_json, metadata_json in json.loads(state)["trial_data"]:
+            if str(json.loads(trial_json)["trial_id"]) != trial_id:
+                continue
+            metadata = json.loads(metadata_json)
+            name = (metadata.get("last_result") or {}).get("checkpoint_dir_name")
+            manager = metadata.get("checkpoint_manager") or {}
+            pickled = bytes.fromhex(manager.get("value", "")) if isinstance(manager, dict) else b""
+            return bool(name) and str(name).encode() in pickled
+    except (ValueError, KeyError, TypeError):  # being written or uploaded
+        return False
+    return False
+
+
 def resume_cli(name: str, root: Path | str, ray_tmp: Path, log: Path) -> str:
     """Runs `study resume` to the end; returns its output (also written to `log`)."""
     env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}

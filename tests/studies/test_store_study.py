@@ -3,10 +3,8 @@ the CLI, its driver killed mid-study, resumed, listed and reported on."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +22,12 @@ from mtl_tune.studies import (
 )
 from mtl_tune.studies.results._results import read_result_rows
 from mtl_tune.studies.spec import RAY_ID_ATTR
-from mtl_tune.studies.store._saved_state import parse_state
 from tests.helpers import write_tiny_data
 from tests.studies.conftest import (
     CLI,
     NO_SCHEDULER,
     TPE_SPACE,
+    BetweenTwoTrials,
     launch_and_kill,
     resume_cli,
     stored_objects,
@@ -54,37 +52,16 @@ def _read(uri: str) -> str:
         return bytes(stream.read()).decode()
 
 
-class _Between:
-    """The moment to kill the driver: a trial finished, and Tune's saved state in the store
-    has named a checkpoint of the running one for over a second (its epochs take over 2 s).
-    Returns the record's last event by trial."""
+def _between(study: str) -> BetweenTwoTrials:
+    """The moment to kill, judged on the files in the store."""
 
-    def __init__(self, study: str) -> None:
-        self.study = study
-        self.since: float | None = None  # when the saved state first named the checkpoint
-
-    def __call__(self) -> dict[str, str] | None:
-        objects = stored_objects(self.study)
-        if "trials.jsonl" not in objects:
-            return None
-        events = [json.loads(line) for line in _read(f"{self.study}/trials.jsonl").splitlines()
-                  if line]
-        last = {e["trial_id"]: e["event"] for e in events}
-        running = [t for t, event in last.items() if event == "running"]
-        if "finished" not in last.values() or len(running) != 1:
-            return None
-        states = sorted(p for p in objects if p.startswith("tune/main/experiment_state-"))
+    def read(relative: str) -> str | None:
         try:
-            saved = parse_state(_read(f"{self.study}/{states[-1]}")) if states else {}
-        except (OSError, ValueError):  # being uploaded
+            return _read(f"{study}/{relative}")
+        except OSError:  # not there yet, or being uploaded
             return None
-        resume = saved.get(running[0])
-        if resume is None or resume.checkpoint is None:
-            return None
-        # Tune registers a checkpoint a moment after the result that names it: a state saved
-        # over a second later (saves come every 0.5 s) holds it too
-        self.since = self.since or time.monotonic()
-        return last if time.monotonic() - self.since > 1.2 else None
+
+    return BetweenTwoTrials(read, lambda: list(stored_objects(study)))
 
 
 @pytest.mark.chaos  # a minute and a half; test_two_nodes runs a study on a store by default
@@ -100,7 +77,7 @@ def test_a_study_on_a_store_is_killed_resumed_and_reported(
     journal = tmp_path / "optuna.journal"
     study = f"{s3_bucket}/cloud"
 
-    before = launch_and_kill(path, data, s3_bucket, ray_tmp, _Between(study),
+    before = launch_and_kill(path, data, s3_bucket, ray_tmp, _between(study),
                              extra=("--optuna-storage", str(journal)))
     finished = [t for t, event in before.items() if event == "finished"]
     (running,) = [t for t, event in before.items() if event == "running"]

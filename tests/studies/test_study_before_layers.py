@@ -20,11 +20,11 @@ from typer.testing import CliRunner
 from mtl_tune.cli import app
 from mtl_tune.studies.results._results import read_result_rows
 from mtl_tune.studies.store import read_meta
-from mtl_tune.studies.store._saved_state import parse_state
 from tests.helpers import unavailable, write_tiny_data
 from tests.studies.conftest import (
     NO_SCHEDULER,
     TPE_SPACE,
+    BetweenTwoTrials,
     launch_and_kill,
     resume_cli,
     tiny_fixed,
@@ -55,35 +55,18 @@ def _old_code(dest: Path) -> Path:
     return dest
 
 
-class _Between:
-    """The moment to kill: the first trial finished, the second's first checkpoint is named by
-    Tune's saved state (for over a second: a state saved after the result that named it)."""
+def _between(folder: Path) -> BetweenTwoTrials:
+    """The moment to kill, judged on the files in the study folder."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.since = folder, 0.0
+    def read(relative: str) -> str | None:
+        path = folder / relative
+        return path.read_text() if path.is_file() else None
 
-    def __call__(self) -> dict[str, str] | None:
-        import time
+    def listing() -> list[str]:
+        return [p.relative_to(folder).as_posix() for p in folder.rglob("*")] if folder.is_dir() \
+            else []
 
-        record = self.folder / "trials.jsonl"
-        if not record.is_file():
-            return None
-        events = [json.loads(line) for line in record.read_text().splitlines()
-                  if line.endswith("}")]
-        last = {e["trial_id"]: e["event"] for e in events}
-        running = [t for t, event in last.items() if event == "running"]
-        if "finished" not in last.values() or len(running) != 1:
-            return None
-        states = sorted((self.folder / "tune" / "main").glob("experiment_state-*.json"))
-        try:
-            saved = parse_state(states[-1].read_text()) if states else {}
-        except (OSError, ValueError):
-            return None
-        resume = saved.get(running[0])
-        if resume is None or resume.checkpoint is None:
-            return None
-        self.since = self.since or time.monotonic()
-        return last if time.monotonic() - self.since > 1.2 else None
+    return BetweenTwoTrials(read, listing)
 
 
 @pytest.mark.chaos  # about a minute and a half
@@ -97,7 +80,7 @@ def test_a_study_killed_by_the_code_before_the_layers_resumes_and_reports(
     root = tmp_path / "studies"
     # the old package first on the path; PYTHONSAFEPATH: `python -c` would put the current
     # folder (this checkout) before it. Ray's workers get the driver's path.
-    before = launch_and_kill(path, data, root, ray_tmp, _Between(root / "old"),
+    before = launch_and_kill(path, data, root, ray_tmp, _between(root / "old"),
                              env_extra={"PYTHONPATH": str(old), "PYTHONSAFEPATH": "1"})
     # the old code ran the driver: its pickle names the flat modules
     assert "mtl_tune.studies._callbacks" in (root / "old" / "tune" / "main" /
