@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 
@@ -39,11 +39,10 @@ class Progress:
         Raises:
             KeyError: `epochs_done` or `best_overall` is missing.
         """
-        epochs_done, best_overall, reference, stale = (f.name for f in fields(cls))
-        best = float(record[best_overall])
+        best = float(record["best_overall"])
         return cls(
-            epochs_done=int(record[epochs_done]),
+            epochs_done=int(record["epochs_done"]),
             best_overall=best,
-            patience_reference=float(record.get(reference, best)),
-            stale_epochs=int(record.get(stale, 0)),
+            patience_reference=float(record.get("patience_reference", best)),
+            stale_epochs=int(record.get("stale_epochs", 0)),
         )
