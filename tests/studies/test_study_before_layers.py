@@ -1,5 +1,6 @@
 """A study launched and killed by mtl-tune as it was before `studies/` became layers (commit
-a8f634d: one flat package, and the trial report before it was typed), resumed and reported by
+a8f634d: one flat package, and the trial report before it was typed; its package is archived in
+`tests/fixtures/before-layers`, so that a shallow clone runs this too), resumed and reported by
 today's code: Tune's `tuner.pkl` names the old module paths of the driver's callbacks, searcher
 and stopper (`studies/_moved_modules.py` maps them), and the killed trial goes on from the
 checkpoint the old code wrote."""
@@ -8,9 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import tarfile
-from io import BytesIO
 from pathlib import Path
 
 import optuna
@@ -20,7 +19,7 @@ from typer.testing import CliRunner
 from mtl_tune.cli import app
 from mtl_tune.studies.results._results import read_result_rows
 from mtl_tune.studies.store import read_meta
-from tests.helpers import unavailable, write_tiny_data
+from tests.helpers import write_tiny_data
 from tests.studies.conftest import (
     NO_SCHEDULER,
     TPE_SPACE,
@@ -32,7 +31,8 @@ from tests.studies.conftest import (
 )
 
 BEFORE_LAYERS = "a8f634d"  # the last commit with the flat studies/ package
-REPO = Path(__file__).parents[2]
+ARCHIVE = (Path(__file__).parents[1] / "fixtures" / "before-layers"
+           / f"mtl_tune-{BEFORE_LAYERS}.tar.xz")
 TOP = """
 name = "old"
 trainables = ["it7-cosrelu-tuned"]
@@ -44,13 +44,8 @@ optuna_seed = 1
 
 
 def _old_code(dest: Path) -> Path:
-    """The package as of BEFORE_LAYERS, from the repository's history, in `dest`."""
-    try:
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", BEFORE_LAYERS, "mtl_tune"],
-                                 capture_output=True, check=True, timeout=60).stdout
-    except (OSError, subprocess.CalledProcessError) as err:
-        unavailable(f"the repository's history (commit {BEFORE_LAYERS}) is needed: {err}")
-    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+    """The package as of BEFORE_LAYERS (`git archive a8f634d mtl_tune | xz`), in `dest`."""
+    with tarfile.open(ARCHIVE) as tar:
         tar.extractall(dest, filter="data")
     return dest
 
