@@ -28,6 +28,7 @@ def _names(model: object, groups: list[dict]) -> dict[str, list[str]]:
     return {g["name"]: [names[id(p)] for p in g["params"]] for g in groups}
 
 
+@pytest.mark.integration  # the real all-MiniLM-L6-v2
 def test_minilm_decays_its_matrices_and_embeddings_not_its_biases_or_layer_norms() -> None:
     config = TrainConfig(weight_decay=0.01, head_hidden=16)  # the bundled all-MiniLM-L6-v2
     model = build_model(config)
