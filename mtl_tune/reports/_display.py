@@ -167,8 +167,12 @@ def top_display(top: pd.DataFrame, params: Sequence[str], style: str) -> pd.Data
 
 def importance_display(importances: pd.DataFrame, style: str) -> pd.DataFrame:
     check_style(style)
+    trials = importances["trials"] if "trials" in importances else [None] * len(importances)
     rows = [
-        {"Parameter": str(param), "Importance": number(value)}
-        for param, value in zip(importances["param"], importances["importance"], strict=True)
+        {"Parameter": str(param), "Importance": number(value),
+         "Trials": "–" if count is None else str(int(count))}
+        for param, value, count in zip(importances["param"], importances["importance"], trials,
+                                       strict=True)
     ]
-    return display_frame(rows, style) if rows else pd.DataFrame(columns=["Parameter", "Importance"])
+    columns = ["Parameter", "Importance", "Trials"]
+    return display_frame(rows, style) if rows else pd.DataFrame(columns=columns)

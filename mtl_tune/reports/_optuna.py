@@ -78,29 +78,53 @@ def _scalar(study: Any, metric: str) -> Any:
 
 def importances(study: Any | None, metric: str = "overall") -> tuple[pd.DataFrame, str | None]:
     """Optuna's fANOVA parameter importances (seeded), most important first; for a study of
-    several objectives, importances for the scalar `metric`.
+    several objectives, importances for the scalar `metric`. A parameter set in only some trials
+    (a conditional key, a later stage's) is weighed among the trials that set it, against the
+    other parameters there: `trials` says over how many trials each importance was computed.
 
     Returns:
-        A frame of `param`, `importance`, and None; or an empty frame and why none were computed.
+        A frame of `param`, `importance`, `trials`, and None; or an empty frame and why none
+        were computed.
     """
-    empty = pd.DataFrame({"param": pd.Series(dtype=str), "importance": pd.Series(dtype=float)})
+    empty = pd.DataFrame({"param": pd.Series(dtype=str), "importance": pd.Series(dtype=float),
+                          "trials": pd.Series(dtype=int)})
     if study is None:
         return empty, "no Optuna study (optuna.db) to compute parameter importances from"
-    import optuna
-
-    if len(completed_trials(study)) < 2:
+    trials = completed_trials(study)
+    if len(trials) < 2:
         return empty, "parameter importances need at least 2 completed Optuna trials"
-    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
     target = None if len(study.directions) == 1 else _scalar(study, metric)
     try:
-        values = optuna.importance.get_param_importances(study, evaluator=evaluator,
-                                                         target=target)
+        values = _fanova(study, trials, target)
     except (ValueError, RuntimeError) as err:
         return empty, f"parameter importances not computed: {err}"
-    if not values:
+    rows = [(param, value, len(trials)) for param, value in values.items()]
+    for param in sorted({name for trial in trials for name in trial.params} - set(values)):
+        subset = [trial for trial in trials if param in trial.params]
+        try:
+            value = _fanova(study, subset, target).get(param) if len(subset) >= 2 else None
+        except (ValueError, RuntimeError):
+            value = None
+        if value is not None:
+            rows.append((param, value, len(subset)))
+    if not rows:
         return empty, "parameter importances not computed: no parameter varies"
-    frame = pd.DataFrame({"param": list(values), "importance": list(values.values())})
+    rows.sort(key=lambda row: -row[1])
+    frame = pd.DataFrame(rows, columns=["param", "importance", "trials"])
     return frame, None
+
+
+def _fanova(study: Any, trials: list[Any], target: Any) -> dict[str, float]:
+    """fANOVA importances over `trials` of `study` (each parameter set in every one of them)."""
+    import optuna
+
+    if len(trials) != len(completed_trials(study)):
+        subset = optuna.create_study(directions=study.directions)
+        subset.add_trials(trials)
+        study = subset
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+    return dict(optuna.importance.get_param_importances(study, evaluator=evaluator,
+                                                        target=target))
 
 
 def optuna_history(study: Any, metric: str = "overall") -> pd.DataFrame:

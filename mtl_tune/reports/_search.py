@@ -92,12 +92,13 @@ def add_search_figures(
     partial = sorted(set(params) - set(ranking["param"])) if not ranking.empty else []
     if partial:
         notes.append(
-            "Importances cover the parameters set in every completed Optuna trial; "
-            f"{', '.join(partial)} varied in only some trials (e.g. a later stage) and is left out."
+            "Importances cover the parameters that vary over at least 2 completed Optuna "
+            f"trials that set them; {', '.join(partial)} did not and is left out."
         )
     if not ranking.empty:
         writer.figure("param_importances", draw_importances(ranking),
-                      "Optuna parameter importances (fANOVA, seed 0)")
+                      "Optuna parameter importances (fANOVA, seed 0); a parameter set in only "
+                      "some trials (a conditional one) is weighed among those trials")
     if optuna_study is not None:
         history = collect_history(optuna_history(optuna_study, info.metric)["value"], info.mode)
         source = "the value Optuna recorded for each trial, in the order it was told"
@@ -252,7 +253,10 @@ def _write_search(folder: Path, info: StudyInfo, results: pd.DataFrame,
         _add_pareto(writer, info, best if groups is None else groups, params, groups is not None)
     ranking, optuna_notes = add_search_figures(writer, info, best, params, optuna_study)
     writer.table("importances", "Parameter importances (Optuna, fANOVA)", ranking,
-                 lambda style: importance_display(ranking, style), optuna_notes)
+                 lambda style: importance_display(ranking, style),
+                 ["Trials: the completed Optuna trials each importance is computed over; a "
+                  "parameter set in only some of them (a conditional one) is weighed there, "
+                  "against the parameters those trials share.", *optuna_notes])
     if "csv" in formats:
         path = folder / "results.csv"
         results.to_csv(path, index=False)

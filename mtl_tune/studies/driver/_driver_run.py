@@ -142,9 +142,10 @@ def _run_experiment(
     optuna_url: str,
     verbose: int,
     restore: bool,
+    stage_key: str | None = None,
 ) -> tuple[Any, list[TrialRecord]]:
-    """Runs one experiment to its end; returns Tune's results and the experiment's trials as
-    the record has them then (read once)."""
+    """Runs one experiment (a sequential search's stage: of `stage_key`) to its end; returns
+    Tune's results and the experiment's trials as the record has them then (read once)."""
     spec = study.spec
     with_data = trainable(spec, data)
     path = uri_of(folder / TUNE_DIR / experiment)  # on a store, Tune reads and writes it there
@@ -157,7 +158,7 @@ def _run_experiment(
         tuner = tune.Tuner(
             with_data,
             param_space=space,
-            tune_config=tune_config(spec, folder, study.base.epochs),
+            tune_config=tune_config(spec, folder, study.base.epochs, stage_key),
             run_config=run_config(spec, folder, experiment, optuna_url, verbose),
         )
     tune_log = logging.getLogger("ray.tune.tune")
@@ -209,7 +210,7 @@ def run_locked(
                 fixed = {k: v for k, v in chosen.items() if k != stage.key}
                 space = param_space(spec, fixed, stage.key)
                 results, records = _run_experiment(
-                    study, folder, experiment, space, data, url, verbose, restore
+                    study, folder, experiment, space, data, url, verbose, restore, stage.key
                 )
                 tally.add(results, records, folder, planned)
                 if tally.unfinished:  # interrupted: a later stage needs this one's best value

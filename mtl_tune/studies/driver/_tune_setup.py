@@ -17,6 +17,7 @@ from mtl_tune.studies.driver._callbacks import (
     FreshTrialLogs,
     TrialEvents,
 )
+from mtl_tune.studies.driver._conditional_search import ConfigurationList, DefineByRun
 from mtl_tune.studies.driver._group_scheduler import SeedGroupScheduler
 from mtl_tune.studies.driver._optuna_mirror import OptunaMirror
 from mtl_tune.studies.driver._relocated_search import RelocatedGrid, RelocatedSearch
@@ -24,7 +25,15 @@ from mtl_tune.studies.driver._searcher import BestEpochSearch
 from mtl_tune.studies.driver._seed_group_search import SeedGroupSearch
 from mtl_tune.studies.driver._step_losses import StepLossLogger
 from mtl_tune.studies.driver._stopper import PatienceStopper
-from mtl_tune.studies.spec import ITERATION, OPTUNA_SEARCHES, StudySpec, asha_rungs
+from mtl_tune.studies.spec import (
+    ITERATION,
+    OPTUNA_SEARCHES,
+    Distribution,
+    StudySpec,
+    asha_rungs,
+    grid_points,
+    searched_space,
+)
 from mtl_tune.studies.store import TUNE_DIR, group_log_path, uri_of
 from mtl_tune.trainables import make_trainable
 
@@ -37,30 +46,25 @@ def _seeds(spec: StudySpec) -> list[int]:
 def param_space(
     spec: StudySpec, stage_values: dict[str, Any] | None = None, stage_key: str | None = None
 ) -> dict[str, Any]:
-    """The Tune param_space: fixed keys, the trainable, seeds and the searched keys."""
+    """The Tune param_space: fixed keys, the trainable, seeds and the searched keys. An Optuna
+    search samples the searched keys itself (`DefineByRun`), and so does a grid with conditions
+    (`ConfigurationList`): their space holds only what every trial shares."""
     grid = spec.search in ("grid", "sequential")
     space: dict[str, Any] = dict(spec.fixed)
     space.update(stage_values or {})
     many = len(spec.trainables) > 1
-    if grid:
-        space["trainable"] = tune.grid_search(list(spec.trainables)) if many else spec.trainables[0]
-        seeds = _seeds(spec)
-        space["seed"] = tune.grid_search(seeds) if len(seeds) > 1 else seeds[0]
-    else:
-        space["trainable"] = tune.choice(list(spec.trainables)) if many else spec.trainables[0]
+    if not grid or spec.conditional:
+        if not many:
+            space["trainable"] = spec.trainables[0]
+        if grid and spec.seeds == 1:
+            space["seed"] = _seeds(spec)[0]
+        return space
+    space["trainable"] = tune.grid_search(list(spec.trainables)) if many else spec.trainables[0]
+    seeds = _seeds(spec)
+    space["seed"] = tune.grid_search(seeds) if len(seeds) > 1 else seeds[0]
     for key, dist in spec.space.items():
-        if dist.kind == "choice":
-            values = list(dist.values)
-            if len(values) == 1:
-                space[key] = values[0]
-            else:
-                space[key] = tune.grid_search(values) if grid else tune.choice(values)
-        elif dist.kind == "loguniform":
-            space[key] = tune.loguniform(dist.low, dist.high)
-        elif dist.kind == "uniform":
-            space[key] = tune.uniform(dist.low, dist.high)
-        else:
-            space[key] = tune.randint(int(dist.low), int(dist.high) + 1)
+        values = list(dist.values)
+        space[key] = values[0] if len(values) == 1 else tune.grid_search(values)
     if stage_key is not None:
         stage = next(s for s in spec.stages if s.key == stage_key)
         space[stage_key] = tune.grid_search(list(stage.values))
@@ -72,12 +76,31 @@ def trainable(spec: StudySpec, data: DataBundle) -> Any:
     return tune.with_resources(with_data, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
 
 
-def tune_config(spec: StudySpec, folder: Path, epochs: int) -> tune.TuneConfig:
+def grid_configurations(spec: StudySpec, stage_key: str | None = None) -> list[dict[str, Any]]:
+    """A conditional grid's configurations, in order: each repeat, then each trainable and
+    [space] configuration (a key whose conditions fail left out), then each seed; in a
+    sequential stage, each of its key's values first."""
+    space = searched_space(spec)
+    if stage_key is not None:
+        stage = next(s for s in spec.stages if s.key == stage_key)
+        space = {stage_key: Distribution("choice", values=stage.values), **space}
+    seeds = _seeds(spec)
+    return [
+        {**point, **({"seed": seed} if len(seeds) > 1 else {})}
+        for _ in range(spec.num_samples)
+        for point in grid_points(space)
+        for seed in seeds
+    ]
+
+
+def tune_config(
+    spec: StudySpec, folder: Path, epochs: int, stage_key: str | None = None
+) -> tune.TuneConfig:
     """Searcher and scheduler. One objective: Tune's metric/mode is the study's scalar. Several:
     the searcher takes the objectives and the scheduler the scalar it prunes on, each its own.
     Seed groups: the searcher hands out each configuration once per seed and the scheduler
     stops groups, never single seeds (`SeedGroupSearch`, `SeedGroupScheduler`). `epochs`: what
-    each trial plans (the resolved configuration's)."""
+    each trial plans (the resolved configuration's); `stage_key`: the sequential stage's key."""
     several = spec.search == "optuna-mo"
     scalar: dict[str, Any] = {"metric": spec.metric, "mode": spec.mode}
     max_t = spec.scheduler.max_t or epochs
@@ -98,6 +121,7 @@ def tune_config(spec: StudySpec, folder: Path, epochs: int) -> tune.TuneConfig:
             **(scalar if several else {}),
         )
     search_alg: Any = None
+    num_samples = spec.num_samples * (spec.seeds if spec.seed_groups else 1)
     if spec.search in OPTUNA_SEARCHES:
         import optuna
 
@@ -110,10 +134,18 @@ def tune_config(spec: StudySpec, folder: Path, epochs: int) -> tune.TuneConfig:
             {"metric": [o.name for o in spec.objectives], "mode": [o.mode for o in spec.objectives]}
             if several else {}
         )
-        search_alg = BestEpochSearch(spec.metric, spec.mode, sampler=sampler, **objectives)
+        search_alg = BestEpochSearch(
+            spec.metric, spec.mode, space=DefineByRun(searched_space(spec)), sampler=sampler,
+            **(objectives or scalar),
+        )
         if spec.seed_groups:
             search_alg = SeedGroupSearch(search_alg, _seeds(spec), spec.metric, spec.mode)
         search_alg = RelocatedSearch(ConcurrencyLimiter(search_alg, spec.max_concurrent))
+    elif spec.conditional:
+        configurations = grid_configurations(spec, stage_key)
+        search_alg = RelocatedSearch(ConcurrencyLimiter(
+            ConfigurationList(configurations, spec.metric, spec.mode), spec.max_concurrent))
+        num_samples = len(configurations)
     else:
         search_alg = RelocatedGrid(max_concurrent=spec.max_concurrent)
     return tune.TuneConfig(
@@ -121,7 +153,7 @@ def tune_config(spec: StudySpec, folder: Path, epochs: int) -> tune.TuneConfig:
         mode=None if several else spec.mode,
         search_alg=search_alg,
         scheduler=scheduler,
-        num_samples=spec.num_samples * (spec.seeds if spec.seed_groups else 1),
+        num_samples=num_samples,
         # a trial's worker process starts the next trial of the same resources: no second
         # start-up (a Python process importing torch, ~2-3 s) per trial. Tune's default keeps it
         # off for registered trainables, as ours are; each trial builds its model afresh.

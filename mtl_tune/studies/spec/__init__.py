@@ -3,6 +3,14 @@ run. No Ray, no study-folder I/O."""
 
 from __future__ import annotations
 
+from mtl_tune.studies.spec._conditions import (
+    Condition,
+    active,
+    grid_points,
+    grid_size,
+    sampling_order,
+    searched_space,
+)
 from mtl_tune.studies.spec._plan import asha_rungs, describe, experiment_trials, trial_count
 from mtl_tune.studies.spec._resolved import ResolvedStudy, resolve_study
 from mtl_tune.studies.spec._spec import (
@@ -11,6 +19,7 @@ from mtl_tune.studies.spec._spec import (
     MODES,
     OPTUNA_SEARCHES,
     SEARCHES,
+    Distribution,
     Objective,
     Resources,
     StudySpec,
@@ -35,6 +44,13 @@ from mtl_tune.studies.spec._trial_report import (
 )
 
 __all__ = [
+    "Condition",
+    "Distribution",
+    "active",
+    "grid_points",
+    "grid_size",
+    "sampling_order",
+    "searched_space",
     "ResolvedStudy",
     "resolve_study",
     "CURVE_KEY",

@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict
 from typing import Any
 
+from mtl_tune.studies.spec._conditions import grid_size, searched_space
 from mtl_tune.studies.spec._resolved import ResolvedStudy
 from mtl_tune.studies.spec._spec import OPTUNA_SEARCHES, StudySpec
 
@@ -22,9 +23,9 @@ def experiment_trials(spec: StudySpec) -> dict[str, int]:
     multiply out, TPE samples `num_samples` configurations, each run once per seed."""
     if spec.search in OPTUNA_SEARCHES:
         return {"main": spec.num_samples * spec.seeds}
-    # grid and sequential: every trainable x seed x [space] choice, repeated num_samples times
-    choices = math.prod(len(d.values) for d in spec.space.values() if d.kind == "choice")
-    per_grid = len(spec.trainables) * spec.seeds * choices * spec.num_samples
+    # grid and sequential: every trainable x [space] configuration (a key whose conditions fail
+    # is not multiplied in) x seed, repeated num_samples times
+    per_grid = grid_size(searched_space(spec)) * spec.seeds * spec.num_samples
     if spec.search == "sequential":  # one grid per stage value
         return {f"stage{i}": per_grid * len(s.values) for i, s in enumerate(spec.stages, start=1)}
     return {"main": per_grid}
@@ -47,10 +48,12 @@ def _rungs(study: ResolvedStudy) -> tuple[int, ...]:
 def describe(study: ResolvedStudy) -> dict[str, Any]:
     """A plain-data plan: the resolved spec, the search space and the resource plan."""
     spec = study.spec
-    space = {}
+    space: dict[str, Any] = {}
     for key, dist in spec.space.items():
-        bounds = {dist.kind: [dist.low, dist.high]}
-        space[key] = list(dist.values) if dist.kind == "choice" else bounds
+        values = list(dist.values) if dist.kind == "choice" else [dist.low, dist.high]
+        # searched only while every condition holds: key -> the values that switch it on
+        when = {"when": {c.key: list(c.values) for c in dist.when}} if dist.when else {}
+        space[key] = {dist.kind: values, **when} if when or dist.kind != "choice" else values
     for stage in spec.stages:
         space[stage.key] = {"sequential stage": list(stage.values)}
     if len(spec.trainables) > 1:

@@ -14,6 +14,7 @@ from typing import Any
 
 from mtl_tune.exceptions import ConfigError, SpecError
 from mtl_tune.platform.config import TrainConfig, key_hint
+from mtl_tune.studies.spec._conditions import Condition, check_conditions
 
 SEARCHES = ("optuna", "optuna-mo", "grid", "sequential")
 OPTUNA_SEARCHES = ("optuna", "optuna-mo")  # Optuna suggests each trial's configuration
@@ -29,12 +30,14 @@ BUILTIN = (
 
 @dataclass(frozen=True)
 class Distribution:
-    """One searched key: `loguniform`/`uniform`/`int` over [low, high], or `choice` of values."""
+    """One searched key: `loguniform`/`uniform`/`int` over [low, high], or `choice` of values;
+    searched only while its conditions (`when`) hold."""
 
     kind: str
     low: float = 0.0
     high: float = 0.0
     values: tuple[Any, ...] = ()
+    when: tuple[Condition, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,11 @@ class StudySpec:
     def seed_groups(self) -> bool:
         """Whether each sampled configuration runs as a group of seeds judged together."""
         return self.search in OPTUNA_SEARCHES and self.seeds > 1
+
+    @property
+    def conditional(self) -> bool:
+        """Whether some searched key is searched only under a condition (`when`)."""
+        return any(d.when for d in self.space.values())
 
     @property
     def searched_keys(self) -> tuple[str, ...]:
@@ -216,6 +224,7 @@ def validate(spec: StudySpec) -> None:
                 "a stage and [space])"
             )
     _check_training_keys(spec)
+    check_conditions(spec)
     if spec.search in OPTUNA_SEARCHES and not spec.searched_keys:
         raise SpecError(f"`search` {spec.search!r} needs a [space] table of the keys to search "
                         f"in {src}; for a fixed comparison use search = \"grid\"")
@@ -279,7 +288,8 @@ def _check_training_keys(spec: StudySpec) -> None:
             )
     for key in DATA_KEYS:
         dist = spec.space.get(key)
-        varies = key in stage_keys or (dist is not None and len(set(dist.values)) != 1)
+        varies = key in stage_keys or (dist is not None and (len(set(dist.values)) != 1
+                                                             or bool(dist.when)))
         if varies:
             where = f"sequential stage {key}" if key in stage_keys else f"space.{key}"
             raise SpecError(

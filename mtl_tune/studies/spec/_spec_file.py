@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 from mtl_tune.exceptions import SpecError, did_you_mean
 from mtl_tune.platform.config import TrainConfig
 from mtl_tune.platform.presets import PRESETS
+from mtl_tune.studies.spec._conditions import parse_when
 from mtl_tune.studies.spec._resolved import ResolvedStudy, resolve_study
 from mtl_tune.studies.spec._spec import (
     DISTRIBUTIONS,
@@ -255,10 +256,12 @@ def _distribution(key: str, value: Any, source: str) -> Distribution:
     where = f"space.{key} in {source}"
     if not isinstance(value, dict):
         return Distribution("choice", values=(value,))  # a fixed value
+    when = parse_when(value["when"], where) if "when" in value else ()
+    value = {k: v for k, v in value.items() if k != "when"}
     if len(value) != 1 or next(iter(value)) not in DISTRIBUTIONS:
         raise SpecError(
-            f"{where} must be one table entry of {DISTRIBUTIONS}, e.g. "
-            f"{{ loguniform = [1e-6, 1e-4] }}, but got {value!r}"
+            f"{where} must be one table entry of {DISTRIBUTIONS} (and, if it is conditional, "
+            f"`when`), e.g. {{ loguniform = [1e-6, 1e-4] }}, but got {value!r}"
         )
     kind, args = next(iter(value.items()))
     if not isinstance(args, list) or not args:
@@ -267,7 +270,7 @@ def _distribution(key: str, value: Any, source: str) -> Distribution:
         if not all(isinstance(a, str | int | float | bool) for a in args):
             raise SpecError(f"{where}: choice values must be strings, numbers or booleans, "
                             f"but got {args!r}")
-        return Distribution("choice", values=tuple(args))
+        return Distribution("choice", values=tuple(args), when=when)
     if len(args) != 2 or not all(isinstance(a, int | float) for a in args):
         raise SpecError(f"{where}: {kind} takes [low, high], but got {args!r}")
     low, high = float(args[0]), float(args[1])
@@ -275,7 +278,7 @@ def _distribution(key: str, value: Any, source: str) -> Distribution:
         raise SpecError(f"{where}: `low < high` must hold, but got (low={low}, high={high})")
     if kind == "loguniform" and low <= 0:
         raise SpecError(f"{where}: loguniform needs low > 0, but got low={low}")
-    return Distribution(kind, low, high)
+    return Distribution(kind, low, high, when=when)
 
 
 def _stage(index: int, value: Any, source: str) -> Stage:
