@@ -61,6 +61,18 @@ def launch(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan and start nothing.")
     ] = False,
+    simulate: Annotated[
+        bool, typer.Option("--simulate", help="Rehearse the study: its exact plan, with trials "
+                           "that do not train (scores from a response surface; see README).")
+    ] = False,
+    samples: Annotated[
+        int | None, typer.Option(metavar="N", help="Configurations to sample (default: the "
+                                 "spec's `num_samples`).")
+    ] = None,
+    epoch_seconds: Annotated[
+        float | None, typer.Option(metavar="S", help="With --simulate: seconds each simulated "
+                                   "epoch takes (default 0).")
+    ] = None,
     verbose: VerboseOption = 1,
 ) -> None:
     """Launch a study: resolve the spec, read the data once, run the trials on Ray Tune.
@@ -69,14 +81,22 @@ def launch(
     """
     from mtl_tune.studies import describe, launch_spec, launch_study, storage_root
 
-    plan = launch_spec(spec, parse_sets(sets), data_dir, name, gpus_per_trial, seeds)
+    if epoch_seconds is not None and not simulate:
+        raise SpecError(f"--epoch-seconds {epoch_seconds} sets a simulated epoch's duration (on "
+                        "the command line): add --simulate, or leave it out")
+    if simulate and dry_run:
+        raise SpecError("--simulate runs the plan with simulated trials and --dry-run only "
+                        "prints it (on the command line): give one of them")
+    plan = launch_spec(spec, parse_sets(sets), data_dir, name, gpus_per_trial, seeds, samples,
+                       simulate)
     if dry_run:
         typer.echo(json.dumps(describe(plan.study), indent=2, default=str))
         return
     root = storage_root(storage or plan.spec.storage or None)
     outcome = launch_study(plan.spec, root, plan.text, overrides=plan.overrides,
                            address=address, optuna_storage=_optuna_url(optuna_storage),
-                           verbose=verbose, resolved=plan.study)
+                           verbose=verbose, resolved=plan.study, simulate=simulate,
+                           epoch_seconds=epoch_seconds or 0.0)
     _print_outcome(outcome, root, plan.spec.name)
 
 
@@ -94,11 +114,14 @@ def _print_outcome(outcome: Any, root: Path, name: str) -> None:
     from mtl_tune.studies import next_commands, resume_command, study_status, uri_of
 
     typer.echo(table(study_status(root, name).to_dict("records")))
+    simulated = "simulated " if outcome.simulated else ""
     typer.echo(
-        f"study {name}: {outcome.finished} of {outcome.planned} planned trials finished, "
-        f"{outcome.errors} errored, {outcome.unfinished} unfinished, in "
+        f"{simulated}study {name}: {outcome.finished} of {outcome.planned} planned trials "
+        f"finished, {outcome.errors} errored, {outcome.unfinished} unfinished, in "
         f"{outcome.wall_seconds:.0f} s; folder {uri_of(outcome.folder)}"
     )
+    for line in outcome.summary_lines():
+        typer.echo(line)
     _print_disk(root, name)
     if outcome.unfinished:
         typer.echo(f"interrupted; continue the study with:\n  {resume_command(root, name)}",
@@ -185,6 +208,7 @@ def status(
         uri_of,
         view_study,
     )
+    from mtl_tune.studies.results import SIMULATED_NOTE
 
     root = storage_root(storage)
     view = view_study(existing_study(root, name))  # opened once: one pull, one read of each file
@@ -194,11 +218,15 @@ def status(
             "study": name, "storage": uri_of(root),
             "driver": None if driver is None else driver.describe(), "planned_trials": planned,
             "trials": _records(trials)}
+        if info.simulated:
+            record["simulated"] = True
         if best:  # the best trial, as the text's --best line gives it
             record["best_trial"] = (best_trial(view.results, info.metric, info.mode)
                                     if len(trials) else None)
         typer.echo(json.dumps(record, indent=2))
         return
+    if info.simulated:
+        typer.echo(SIMULATED_NOTE)
     typer.echo(table(trials.to_dict("records"),
                      first=("mean_score", "sts_corr", "para_acc", "sst_acc", "experiment")))
     if best and len(trials):

@@ -30,6 +30,7 @@ from mtl_tune.platform.checkpoint_files import (
     MODEL_FILE,
     OPTIMIZER_FILE,
     PREDICTIONS_FILE,
+    SIMULATED_STATE_FILE,
     STATE_FILE,
     TOKENIZER_FILES,
 )
@@ -126,6 +127,9 @@ def checkpoint_folder(folder: Path) -> Path:
         return found
     if not Path(folder).exists():
         raise CheckpointError(f"checkpoint folder {folder} does not exist")
+    if (Path(folder) / SIMULATED_STATE_FILE).is_file():
+        raise CheckpointError(f"{folder} is a simulated trial's checkpoint (a study launched "
+                              "with --simulate): it holds no weights; train the configuration")
     raise CheckpointError(
         f"{folder} is not an mtl-tune checkpoint: {STATE_FILE} or {MODEL_FILE} is missing"
     )

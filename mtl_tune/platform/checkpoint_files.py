@@ -5,4 +5,5 @@ MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 STATE_FILE = "trainer_state.json"
 PREDICTIONS_FILE = "dev_predictions.json"
+SIMULATED_STATE_FILE = "simulated_state.json"  # a simulated trial's checkpoint: no weights
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json")

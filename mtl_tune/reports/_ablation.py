@@ -157,7 +157,7 @@ def _write_ablation(
     """Writes the ablation report's files in `folder` (see `report_ablation`)."""
     from mtl_tune.platform.presets import PRESETS
 
-    writer = ReportWriter(folder, f"Ablation report: {info.name}", formats)
+    writer = ReportWriter(folder, f"Ablation report: {info.name}", formats, info.simulated)
     order = row_order([*info.trainables, *results["trainable"]], list(PRESETS))
     descriptions = {name: preset.description for name, preset in PRESETS.items()}
     dev = dev_table(results, order, info.metric, info.mode, descriptions, n_resamples, seed)
@@ -176,7 +176,9 @@ def _write_ablation(
              "Δ goes the paper's way."],
         )
 
-    test_folder, missing = _test_data_dir(data_dir, info, dev, results)
+    test_folder, missing = (
+        (None, "No test table: a simulated study's trials trained no model to score on the "
+               "test split.") if info.simulated else _test_data_dir(data_dir, info, dev, results))
     notes = [*info.notes, *error_notes(results)]
     if test_folder is not None:
         test = evaluate_test_split(dev, test_folder, folder, info.metric, device=device,

@@ -233,7 +233,7 @@ def report_search(
 def _write_search(folder: Path, info: StudyInfo, results: pd.DataFrame,
                   formats: tuple[str, ...], top_k: int) -> ReportResult:
     """Writes the search report's files in `folder` (see `report_search`)."""
-    writer = ReportWriter(folder, f"Search report: {info.name}", formats)
+    writer = ReportWriter(folder, f"Search report: {info.name}", formats, info.simulated)
     optuna_study = load_optuna_study(info)
     params = searched_params(optuna_study, results)
     best = best_epochs(results, info.metric, info.mode)

@@ -19,6 +19,7 @@ from mtl_tune.reports._display import metric_columns
 from mtl_tune.reports._latex import latex_table
 from mtl_tune.reports._markup import best_cells, html_table, markdown_table, numeric_columns
 from mtl_tune.reports._output import ReportResult
+from mtl_tune.studies import SIMULATED_NOTE
 
 FIGURES_DIR = "figures"
 
@@ -43,14 +44,16 @@ class FigurePart:
 class ReportWriter:
     """Collects a report's parts, then writes them all with `finish`."""
 
-    def __init__(self, folder: Path, title: str, formats: Sequence[str]):
+    def __init__(self, folder: Path, title: str, formats: Sequence[str], simulated: bool = False):
         self.folder = folder
-        self.title = title
+        # a simulated study's report says so in its first line, in every format
+        self.title = f"SIMULATED {title}" if simulated else title
         self.formats = tuple(formats)
         self.tables: list[TablePart] = []
         self.figures: list[FigurePart] = []
         self.files: list[Path] = []
-        self.lead: list[str] = []  # the first lines: which row won, and by how much
+        self.mark = [SIMULATED_NOTE] if simulated else []
+        self.lead: list[str] = list(self.mark)  # the first lines: which row won, and by how much
 
     def table(
         self,
@@ -75,7 +78,7 @@ class ReportWriter:
 
     def headline(self, lines: Sequence[str]) -> None:
         """The lines every format shows first, above the figures and tables."""
-        self.lead = list(lines)
+        self.lead = [*self.mark, *lines]
 
     def add_file(self, path: Path) -> None:
         self.files.append(path)

@@ -22,6 +22,7 @@ from mtl_tune.studies.results import (
     ENDED,
     EPOCH,
     INTERRUPTED,
+    SIMULATED_NOTE,
     TRIAL_KEYS,
     UNFINISHED,
     StudyInfo,
@@ -96,6 +97,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "SIMULATED_NOTE",
     "EpochReport",
     "PLACEMENT_KEYS",
     "Placement",

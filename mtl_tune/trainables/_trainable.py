@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import socket
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,29 +21,16 @@ from mtl_tune.platform.train import Trainer
 from mtl_tune.studies import (
     SEED_GROUP_KEY,
     EpochReport,
-    Placement,
     TrialReport,
     end_staging,
     study_keys,
-    trial_staging,
 )
+from mtl_tune.trainables import _context
 
 logger = logging.getLogger(__name__)
 
-def _placement() -> Placement:
-    """This trial's host, node, GPU ids and CPUs (its device is known once it is built)."""
-    import ray
-
-    if not ray.is_initialized():
-        return Placement(socket.gethostname(), node_id=None, gpu_ids="", cpus=0.0, device="")
-    context = ray.get_runtime_context()
-    return Placement(
-        hostname=socket.gethostname(),
-        node_id=context.get_node_id(),
-        gpu_ids=",".join(str(g) for g in ray.get_gpu_ids()),
-        cpus=float(context.get_assigned_resources().get("CPU", 0)),
-        device="",
-    )
+_placement = _context.placement  # module globals: a test stands in for them
+_staging = _context.staging
 
 
 def _set_threads(config: TrainConfig, assigned_cpus: float) -> None:
@@ -52,15 +38,6 @@ def _set_threads(config: TrainConfig, assigned_cpus: float) -> None:
     threads = config.threads or int(assigned_cpus)
     if threads > 0:
         torch.set_num_threads(threads)
-
-
-def _staging() -> Path:
-    """This trial's checkpoint staging folder: in its trial folder on a local storage, else on
-    this node (see `mtl_tune.studies.store._staging`), never the system's temporary folder."""
-    context = tune.get_context()
-    storage = context.get_storage()
-    local = storage.storage_filesystem.type_name == "local"
-    return trial_staging(Path(storage.trial_fs_path) if local else None, context.get_trial_id())
 
 
 def run_trial(name: str | None, config: Mapping[str, Any], data: DataBundle | None) -> None:

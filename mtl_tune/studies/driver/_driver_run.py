@@ -66,6 +66,19 @@ class StudyOutcome:
     error_files: tuple[str, ...] = ()  # one per errored trial
     planned: int = 0  # the trials the spec starts (`trial_count`)
     finished: int = 0
+    # each trial's (epochs trained, epochs planned), in the order Tune created them
+    trial_epochs: tuple[tuple[int, int], ...] = ()
+    simulated: bool = False  # `--simulate`: no trial trained
+    epoch_seconds: float = 0.0  # a simulated epoch's length
+    slots: int = 1  # trials at a time (`max_concurrent`)
+    gpu_per_trial: float = 0.0
+
+    def summary_lines(self) -> list[str]:
+        """Epochs trained and early stops; for a simulated study, what its plan stands for."""
+        from mtl_tune.studies.results import run_lines
+
+        seconds = self.epoch_seconds if self.simulated else None
+        return run_lines(self.trial_epochs, self.slots, self.gpu_per_trial, seconds)
 
 
 def build_data(study: ResolvedStudy) -> DataBundle:
@@ -138,7 +151,7 @@ def _run_experiment(
     folder: Path,
     experiment: str,
     space: dict[str, Any],
-    data: DataBundle,
+    trial: Any,
     optuna_url: str,
     verbose: int,
     restore: bool,
@@ -147,16 +160,15 @@ def _run_experiment(
     """Runs one experiment (a sequential search's stage: of `stage_key`) to its end; returns
     Tune's results and the experiment's trials as the record has them then (read once)."""
     spec = study.spec
-    with_data = trainable(spec, data)
     path = uri_of(folder / TUNE_DIR / experiment)  # on a store, Tune reads and writes it there
     if restore and tune.Tuner.can_restore(path):
         repair_saved_state(path)  # a state file cut by a full disk: its last whole copy
         tuner = tune.Tuner.restore(
-            path, trainable=with_data, resume_unfinished=True, resume_errored=True
+            path, trainable=trial, resume_unfinished=True, resume_errored=True
         )
     else:
         tuner = tune.Tuner(
-            with_data,
+            trial,
             param_space=space,
             tune_config=tune_config(spec, folder, study.base.epochs, stage_key),
             run_config=run_config(spec, folder, experiment, optuna_url, verbose),
@@ -197,7 +209,9 @@ def run_locked(
     """Runs the study's experiments to the end (the caller holds its lock, has checked its
     resources and read or written its study.json, `meta`)."""
     start, spec = time.perf_counter(), study.spec
-    data = build_data(study)
+    # a simulated study's trials read no data: nothing is read or tokenized
+    trial = (trainable(spec, None, meta.epoch_seconds) if meta.simulated
+             else trainable(spec, build_data(study)))
     url = meta.optuna_storage
     names: list[str] = []
     plan = experiment_trials(spec)
@@ -210,7 +224,7 @@ def run_locked(
                 fixed = {k: v for k, v in chosen.items() if k != stage.key}
                 space = param_space(spec, fixed, stage.key)
                 results, records = _run_experiment(
-                    study, folder, experiment, space, data, url, verbose, restore, stage.key
+                    study, folder, experiment, space, trial, url, verbose, restore, stage.key
                 )
                 tally.add(results, records, folder, planned)
                 if tally.unfinished:  # interrupted: a later stage needs this one's best value
@@ -222,7 +236,7 @@ def run_locked(
         else:
             names.append("main")
             results, records = _run_experiment(
-                study, folder, "main", param_space(spec), data, url, verbose, restore
+                study, folder, "main", param_space(spec), trial, url, verbose, restore
             )
             tally.add(results, records, folder, plan["main"])
     except KeyboardInterrupt:  # a second Ctrl-C, or one between Tune's experiments
@@ -239,7 +253,9 @@ def run_locked(
         meta, wall_seconds=(meta.wall_seconds or 0.0) + wall, experiments=tuple(names),
         finished_at=meta.finished_at if unfinished else time.time()))
     return StudyOutcome(folder, tuple(names), tally.trials, tally.errors, wall, unfinished,
-                        tuple(tally.error_files), planned, finished)
+                        tuple(tally.error_files), planned, finished, tuple(tally.epochs),
+                        meta.simulated, meta.epoch_seconds, spec.max_concurrent,
+                        spec.resources.gpu)
 
 
 @dataclass
@@ -252,6 +268,7 @@ class _Tally:
     started_unfinished: int = 0
     never_created: int = 0
     error_files: list[str] = field(default_factory=list)
+    epochs: list[tuple[int, int]] = field(default_factory=list)  # (trained, planned) a trial
 
     @property
     def unfinished(self) -> int:
@@ -261,6 +278,9 @@ class _Tally:
         states = [r.state for r in records]
         self.trials += len(results)
         for result in results:
+            last = result.metrics or {}
+            if isinstance(last.get("epoch"), int | float):
+                self.epochs.append((int(last["epoch"]), int(last.get("epochs_planned", 0))))
             if result.error is not None:
                 self.errors += 1
                 trial_dir = staged_path(folder, result.path)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import shlex
 import time
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from mtl_tune.exceptions import SpecError
 from mtl_tune.studies.driver._driver_run import StudyOutcome, build_data, run_locked
-from mtl_tune.studies.driver._local_ray import check_resources, connect
+from mtl_tune.studies.driver._local_ray import check_resources, connect, planned_resources
 from mtl_tune.studies.driver._tune_setup import param_space
 from mtl_tune.studies.spec import ResolvedStudy, StudySpec, resolve_study
 from mtl_tune.studies.store import (
@@ -59,6 +60,9 @@ def launch_study(
     optuna_storage: str | None = None,
     verbose: int = 1,
     resolved: ResolvedStudy | None = None,
+    *,
+    simulate: bool = False,
+    epoch_seconds: float = 0.0,
 ) -> StudyOutcome:
     """Starts a new study in `root/spec.name` and runs it to the end.
 
@@ -75,6 +79,9 @@ def launch_study(
         verbose: 0 silent, 1 a concise line per trial event, 2-3 Ray's own tables.
         resolved: The spec's configurations, when the caller resolved them (`launch_spec`
             does): each is resolved once per command.
+        simulate: A rehearsal: the study's plan run with trials that do not train (each epoch
+            takes `epoch_seconds`), on a local Ray of as many logical CPUs and GPUs as its
+            concurrent trials ask for, when no cluster is given.
 
     Returns:
         The outcome; for a study on a store, its `folder` is the study's local staging copy.
@@ -107,11 +114,15 @@ def launch_study(
             f"{shlex.quote(where)}` or launch with another --name"
         )
     study = resolved if resolved is not None else resolve_study(spec)
-    connect(address)
+    if simulate and not (math.isfinite(epoch_seconds) and epoch_seconds >= 0):
+        raise SpecError(f"--epoch-seconds must be a finite number >= 0 (on the command line), "
+                        f"but got {epoch_seconds}")
+    connect(address, planned_resources(spec) if simulate else None)
     check_resources(spec)
+    simulation = (True, float(epoch_seconds)) if simulate else (False, 0.0)
     return _on_driver_copy(root, spec.name, lambda driver: _launch_in(
         study_folder(driver, spec.name), study, spec_text, overrides, address, optuna_storage,
-        verbose))
+        verbose, simulation))
 
 
 def _on_driver_copy(
@@ -134,6 +145,7 @@ def _launch_in(
     address: str | None,
     optuna_storage: str | None,
     verbose: int,
+    simulation: tuple[bool, float],
 ) -> StudyOutcome:
     folder.mkdir(parents=True, exist_ok=True)
     store, spec = StudyStore.at(folder), study.spec
@@ -147,7 +159,8 @@ def _launch_in(
                 objectives={o.name: o.mode for o in spec.objectives},
                 trainables=spec.trainables, overrides=dict(overrides or {}),
                 resources={"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
-                seeds=spec.seeds,
+                seeds=spec.seeds, num_samples=spec.num_samples,
+                simulated=simulation[0], epoch_seconds=simulation[1],
                 optuna_storage=optuna_storage or default_optuna_url(folder),
                 folder=None if store.on_store else str(folder.resolve()),
                 data_dir=study.base.data_dir, started_at=time.time(),
@@ -192,7 +205,7 @@ def _resume_in(folder: Path, address: str | None, verbose: int) -> StudyOutcome:
     # every refusal (a live driver's lock, a bad spec, no such study) before Ray starts: a
     # refused resume answers at once and starts nothing
     with DriverLock(folder, spec.name):
-        connect(address)
+        connect(address, planned_resources(spec) if meta.simulated else None)
         check_resources(spec)
         adopt_folder(folder)  # a copied or moved study writes here, never to its original
         repair_record(folder)  # a torn record: rewritten whole before Tune adds to it

@@ -22,6 +22,7 @@ them when the driver dies, even by SIGKILL.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import subprocess
@@ -50,8 +51,16 @@ LOCAL_ENV = {
 }
 
 
-def connect(address: str | None) -> None:
-    """Joins `address` (or $RAY_ADDRESS) if given, else starts a local Ray (loopback only)."""
+def planned_resources(spec: StudySpec) -> tuple[int, int]:
+    """The logical CPUs and GPUs a study's concurrent trials ask for at their peak, in whole
+    units (what a simulated study's local Ray offers, whatever this machine has)."""
+    cpus = math.ceil(spec.resources.cpu * spec.max_concurrent)
+    return max(cpus, 1), math.ceil(spec.resources.gpu * spec.max_concurrent)
+
+
+def connect(address: str | None, logical: tuple[int, int] | None = None) -> None:
+    """Joins `address` (or $RAY_ADDRESS) if given, else starts a local Ray (loopback only), of
+    `logical` (CPUs, GPUs) when given, else of this machine's."""
     # Tune forces a state snapshot after each kept checkpoint (crash safety) and warns about it
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if not ray.is_initialized():
@@ -60,7 +69,7 @@ def connect(address: str | None) -> None:
             check_reachable(address)
             ray.init(address=address, log_to_driver=False)
         else:
-            start_local_ray()
+            start_local_ray(*(logical or (None, None)))
     register_all()  # registrations live in the cluster: a new ray.init() starts without them
 
 
@@ -99,8 +108,9 @@ def check_resources(spec: StudySpec) -> None:
         )
 
 
-def start_local_ray() -> None:
-    """Starts a Ray of this machine, on loopback only, and its reaper."""
+def start_local_ray(num_cpus: int | None = None, num_gpus: int | None = None) -> None:
+    """Starts a Ray of this machine, on loopback only, and its reaper; `num_cpus`/`num_gpus`:
+    logical resources in place of the machine's."""
     import ray._private.ray_constants as constants
 
     mark = f"{os.getpid()}-{time.time_ns()}"  # every process of this Ray carries it
@@ -111,7 +121,8 @@ def start_local_ray() -> None:
     cluster_mode = getattr(constants, "ENABLE_RAY_CLUSTER", None)
     constants.ENABLE_RAY_CLUSTER = False
     try:
-        ray.init(include_dashboard=False, log_to_driver=False)
+        ray.init(include_dashboard=False, log_to_driver=False, num_cpus=num_cpus,
+                 num_gpus=num_gpus)
     finally:
         constants.ENABLE_RAY_CLUSTER = cluster_mode
         for key, value in saved.items():

@@ -35,7 +35,7 @@ from mtl_tune.studies.spec import (
     searched_space,
 )
 from mtl_tune.studies.store import TUNE_DIR, group_log_path, uri_of
-from mtl_tune.trainables import make_trainable
+from mtl_tune.trainables._simulated import make_simulated_trainable
 
 
 def _seeds(spec: StudySpec) -> list[int]:
@@ -71,9 +71,15 @@ def param_space(
     return space
 
 
-def trainable(spec: StudySpec, data: DataBundle) -> Any:
-    with_data = tune.with_parameters(make_trainable(None), data=data)
-    return tune.with_resources(with_data, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+def trainable(spec: StudySpec, data: DataBundle | None, epoch_seconds: float | None = None) -> Any:
+    """The trials' function with its resources: a real trial reading `data`, or with
+    `epoch_seconds` a simulated one (`study launch --simulate`), which reads none."""
+    resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    if epoch_seconds is not None:
+        return tune.with_resources(make_simulated_trainable(epoch_seconds), resources)
+    from mtl_tune.trainables._trainable import make_trainable  # torch comes with it
+
+    return tune.with_resources(tune.with_parameters(make_trainable(None), data=data), resources)
 
 
 def grid_configurations(spec: StudySpec, stage_key: str | None = None) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ the best epochs and the next commands. No Ray, and nothing written."""
 from __future__ import annotations
 
 from mtl_tune.studies.results._commands import next_commands, resume_command, seeds_launch_command
+from mtl_tune.studies.results._epochs_run import SIMULATED_NOTE, run_lines
 from mtl_tune.studies.results._folder import StudyInfo, open_study
 from mtl_tune.studies.results._group_scores import EPOCH, best_epoch, by_epoch, epoch_means
 from mtl_tune.studies.results._results import (
@@ -33,6 +34,7 @@ from mtl_tune.studies.results._status import (
 )
 
 __all__ = [
+    "SIMULATED_NOTE",
     "StudyInfo",
     "open_study",
     "COUNTED",
@@ -55,6 +57,7 @@ __all__ = [
     "not_ended",
     "read_result_rows",
     "resume_command",
+    "run_lines",
     "seeds_launch_command",
     "StudyView",
     "view_study",

@@ -49,6 +49,7 @@ class StudyInfo:
     # the trial record, read once: (experiment, trial id) -> the trial's last known state
     records: Mapping[tuple[str, str], TrialRecord] = field(default_factory=dict)
     resources: Mapping[str, float] = field(default_factory=dict)  # per trial, as launched
+    simulated: bool = False  # a rehearsal (`study launch --simulate`): no trial trained
 
     @property
     def optuna_url(self) -> str | None:
@@ -144,4 +145,5 @@ def open_study(folder: Path | str, empty_ok: bool = False) -> StudyInfo:
         planned_trials=planned_trials(folder, meta) if (folder / META_FILE).is_file() else None,
         records=records,
         resources=dict(meta.resources),
+        simulated=meta.simulated,
     )

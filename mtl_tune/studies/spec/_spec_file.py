@@ -71,14 +71,19 @@ def launch_spec(
     name: str | None = None,
     gpus_per_trial: float | None = None,
     seeds: int | None = None,
+    samples: int | None = None,
+    simulate: bool = False,
 ) -> LaunchSpec:
     """The spec a launch runs, its file read once: `--set` overrides, the data folder (given,
-    else the spec's, else the default one), another name, GPUs per trial, seeds per row."""
+    else the spec's, else the default one; none for a simulated study, which reads no data),
+    another name, GPUs per trial, seeds per row, configurations to sample."""
     path = spec_path(name_or_path)
     raw, text = read_toml(path)
     values = dict(overrides)
     if seeds is not None and seeds < 1:
         raise SpecError(f"--seeds must be >= 1 (on the command line), but got {seeds}")
+    if samples is not None and samples < 1:
+        raise SpecError(f"--samples must be >= 1 (on the command line), but got {samples}")
     if gpus_per_trial is not None and gpus_per_trial < 0:
         raise SpecError("--gpus-per-trial must be >= 0 (on the command line), but got "
                         f"{gpus_per_trial}")
@@ -86,8 +91,9 @@ def launch_spec(
     if data_dir is not None and given is not None:
         raise SpecError(f"--data-dir {data_dir} and --set data_dir={given} both name the data "
                         "folder on the command line; give one")
-    if data_dir is not None or given is not None or "data_dir" not in _table(raw, "fixed",
-                                                                           str(path)):
+    needs_data = not simulate or data_dir is not None or given is not None
+    if needs_data and (data_dir is not None or given is not None
+                       or "data_dir" not in _table(raw, "fixed", str(path))):
         from mtl_tune.datasets import data_folder
 
         chosen, given_as = (data_dir, "--data-dir") if given is None else (
@@ -101,6 +107,8 @@ def launch_spec(
         raw["name"] = name
     if seeds is not None:
         raw["seeds"] = seeds
+    if samples is not None:
+        raw["num_samples"] = samples
     return LaunchSpec(resolve_study(parse_spec(raw, str(path), values)), text, values)
 
 

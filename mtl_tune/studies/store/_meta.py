@@ -25,7 +25,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "name": (str,), "search": (str,), "metric": (str,), "mode": (str,),
     "optuna_storage": (str,), "folder": (str,), "address": (str,), "data_dir": (str, type(None)),
     "trainables": (list,), "experiments": (list,), "overrides": (dict,), "resources": (dict,),
-    "objectives": (dict,), "stage_best": (dict,), "seeds": (int,),
+    "objectives": (dict,), "stage_best": (dict,), "seeds": (int,), "num_samples": (int,),
+    "simulated": (bool,), "epoch_seconds": (int, float),
     "wall_seconds": (int, float), "started_at": (int, float, str),
     "finished_at": (int, float, str),
 }
@@ -46,6 +47,11 @@ class StudyMeta:
     overrides: Mapping[str, str] = field(default_factory=dict)  # the launch's --set
     resources: Mapping[str, float] = field(default_factory=dict)  # per trial: cpu, gpu
     seeds: int | None = None  # as launched, with --seeds applied
+    num_samples: int | None = None  # as launched, with --samples applied
+    # a rehearsal (`study launch --simulate`): trials that do not train, each epoch taking
+    # `epoch_seconds`; resumed as it was launched
+    simulated: bool = False
+    epoch_seconds: float = 0.0
     optuna_storage: str = ""
     folder: str | None = None  # where it was launched or last resumed (not on a store)
     data_dir: str | None = None
@@ -78,7 +84,8 @@ def parse_meta(raw: Any, path: Path) -> StudyMeta:
                            f"{type(raw).__name__}; {_FIX}")
     for key, kinds in _TYPES.items():
         value = raw.get(key)
-        if key in raw and (not isinstance(value, kinds) or isinstance(value, bool)):
+        if key in raw and (not isinstance(value, kinds)
+                           or isinstance(value, bool) and bool not in kinds):
             names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
             raise MtlTuneError(f"{path}: `{key}` must be {names}, but got {value!r}; {_FIX}")
     if raw.get("search", "grid") not in SEARCHES:

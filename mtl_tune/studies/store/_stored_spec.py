@@ -1,5 +1,5 @@
 """The spec a study was launched with, read back from its folder (spec.toml with study.json's
-name, resources, seeds and overrides applied), and the trials that spec plans: what an
+name, resources, seeds, samples and overrides applied), and the trials that spec plans: what an
 interrupted study is judged against, not the trials Tune had created when it stopped."""
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ def load_study_spec(folder: Path, meta: StudyMeta | None = None) -> StudySpec:
         raw["resources"] = dict(meta.resources)
     if meta.seeds is not None:  # as launched, with --seeds applied
         raw["seeds"] = meta.seeds
+    if meta.num_samples is not None:  # as launched, with --samples applied
+        raw["num_samples"] = meta.num_samples
     return parse_spec(raw, str(folder / SPEC_FILE), dict(meta.overrides))
 
 
