@@ -66,8 +66,8 @@ def launch(
                            "that do not train (scores from a response surface; see README).")
     ] = False,
     samples: Annotated[
-        int | None, typer.Option(metavar="N", help="Configurations to sample (default: the "
-                                 "spec's `num_samples`).")
+        int | None, typer.Option(metavar="N", help="The spec's `num_samples` in place of its "
+                                 "own: configurations to sample, or a grid's repeats.")
     ] = None,
     epoch_seconds: Annotated[
         float | None, typer.Option(metavar="S", help="With --simulate: seconds each simulated "

@@ -119,6 +119,7 @@ def _fanova(study: Any, trials: list[Any], target: Any) -> dict[str, float]:
     import optuna
 
     if len(trials) != len(completed_trials(study)):
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in memory"
         subset = optuna.create_study(directions=study.directions)
         subset.add_trials(trials)
         study = subset

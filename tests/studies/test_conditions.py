@@ -94,6 +94,11 @@ BAD_CONDITIONS = {
         r"\(or a list of values\), e\.g\. when = \{{ sampling = \"temperature\" \}}, "
         r"but got \{{\}}",
     ),
+    "a when alone": (
+        'sampling_temperature = { when = { sampling = "temperature" } }',
+        r"space\.sampling_temperature in {file} must be one table entry of .* \(and, if it is "
+        r"conditional, `when`\), e\.g\. .*, but got \{{'when': \{{'sampling': 'temperature'\}}\}}",
+    ),
     "an empty list": (
         'sampling_temperature = { uniform = [1.0, 5.0], when = { sampling = [] } }',
         r"`when\.sampling` must be a string, number or boolean, or a non-empty list of them, "

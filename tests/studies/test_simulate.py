@@ -60,13 +60,33 @@ def test_the_run_summary_counts_early_stops_and_epoch_lengths() -> None:
     # two slots, in order: 1 | 4 ; 2 starts at 1 on the first, 1 at 3, 4 at 4 -> ends at 8
     assert epoch_lengths(trials, 2) == 8
     assert epoch_lengths(trials, 5) == 4
+    # a sequential search's stages run one after the other: 1 | 4 on two slots, then 2, 1, 4
+    assert epoch_lengths(trials, 2, (2, 3)) == 4 + 5
     lines = run_lines(trials, 2, 0.5, 60.0)
     assert lines == [
-        "epochs trained: 12 of 20 planned; 3 trial(s) stopped early: 2 after epoch 1, "
-        "1 after epoch 2",
+        "epochs trained by the trials that ended: 12 of 20 planned; 3 trial(s) stopped early: "
+        "2 after epoch 1, 1 after epoch 2",
         "end to end on 2 trial(s) at a time: about 8 epoch lengths, 8 min at 60 s per epoch, "
         "0.1 GPU-hours",
     ]
+
+
+@pytest.mark.parametrize(("cpu", "gpu", "concurrent", "expected"), [
+    (2.0, 0.5, 4, (8, 2)),  # two trials share a GPU
+    (0.5, 0.6, 4, (2, 4)),  # 0.6 GPU: one trial a GPU, as Ray places fractions on one GPU
+    (1.0, 0.3, 7, (7, 3)),  # three a GPU
+    (1.0, 2.0, 3, (3, 6)),
+    (0.25, 0.0, 2, (1, 0)),
+])
+def test_a_rehearsal_gets_the_logical_resources_its_concurrent_trials_take(
+    cpu: float, gpu: float, concurrent: int, expected: tuple[int, int], tmp_path: Path
+) -> None:
+    from mtl_tune.studies.driver._local_ray import planned_resources
+    from mtl_tune.studies.spec import Resources
+
+    spec = load_spec(str(write_spec(tmp_path, REHEARSAL, {"epochs": 1}, REHEARSAL_SPACE)))
+    spec = spec.replace(resources=Resources(cpu, gpu), max_concurrent=concurrent)
+    assert planned_resources(spec) == expected
 
 
 @pytest.mark.process

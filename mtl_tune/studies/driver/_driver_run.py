@@ -66,19 +66,22 @@ class StudyOutcome:
     error_files: tuple[str, ...] = ()  # one per errored trial
     planned: int = 0  # the trials the spec starts (`trial_count`)
     finished: int = 0
-    # each trial's (epochs trained, epochs planned), in the order Tune created them
+    # each trial's (epochs trained, epochs planned) of those that ended, in the order Tune
+    # created them, and how many of them each experiment (stage) holds
     trial_epochs: tuple[tuple[int, int], ...] = ()
     simulated: bool = False  # `--simulate`: no trial trained
     epoch_seconds: float = 0.0  # a simulated epoch's length
     slots: int = 1  # trials at a time (`max_concurrent`)
     gpu_per_trial: float = 0.0
+    experiment_sizes: tuple[int, ...] = ()
 
     def summary_lines(self) -> list[str]:
         """Epochs trained and early stops; for a simulated study, what its plan stands for."""
         from mtl_tune.studies.results import run_lines
 
         seconds = self.epoch_seconds if self.simulated else None
-        return run_lines(self.trial_epochs, self.slots, self.gpu_per_trial, seconds)
+        return run_lines(self.trial_epochs, self.slots, self.gpu_per_trial, seconds,
+                         self.experiment_sizes)
 
 
 def build_data(study: ResolvedStudy) -> DataBundle:
@@ -215,7 +218,7 @@ def run_locked(
     url = meta.optuna_storage
     names: list[str] = []
     plan = experiment_trials(spec)
-    tally = _Tally()
+    tally = _Tally(max_t=spec.scheduler.max_t if spec.scheduler.type == "asha" else 0)
     try:
         if spec.search == "sequential":
             chosen: dict[str, Any] = dict(meta.stage_best)
@@ -255,7 +258,7 @@ def run_locked(
     return StudyOutcome(folder, tuple(names), tally.trials, tally.errors, wall, unfinished,
                         tuple(tally.error_files), planned, finished, tuple(tally.epochs),
                         meta.simulated, meta.epoch_seconds, spec.max_concurrent,
-                        spec.resources.gpu)
+                        spec.resources.gpu, tuple(tally.sizes))
 
 
 @dataclass
@@ -268,7 +271,10 @@ class _Tally:
     started_unfinished: int = 0
     never_created: int = 0
     error_files: list[str] = field(default_factory=list)
-    epochs: list[tuple[int, int]] = field(default_factory=list)  # (trained, planned) a trial
+    # (trained, planned) of each trial that ended without error, and how many per experiment
+    epochs: list[tuple[int, int]] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    max_t: int = 0  # ASHA's last epoch, when below the trials' own (0: none)
 
     @property
     def unfinished(self) -> int:
@@ -276,11 +282,16 @@ class _Tally:
 
     def add(self, results: Any, records: list[TrialRecord], folder: Path, planned: int) -> None:
         states = [r.state for r in records]
+        ended = {r.trial_id for r in records if r.state == "TERMINATED"}
         self.trials += len(results)
+        before = len(self.epochs)
         for result in results:
             last = result.metrics or {}
-            if isinstance(last.get("epoch"), int | float):
-                self.epochs.append((int(last["epoch"]), int(last.get("epochs_planned", 0))))
+            if result.error is None and last.get("trial_id") in ended and isinstance(
+                    last.get("epoch"), int | float):
+                planned = int(last.get("epochs_planned", 0))
+                planned = min(planned, self.max_t) if self.max_t else planned
+                self.epochs.append((int(last["epoch"]), planned))
             if result.error is not None:
                 self.errors += 1
                 trial_dir = staged_path(folder, result.path)
@@ -288,6 +299,7 @@ class _Tally:
                 self.error_files.append(uri_of(error_file if error_file.is_file() else trial_dir))
         self.started_unfinished += sum(s not in ("TERMINATED", "ERROR") for s in states)
         self.never_created += max(0, planned - len(results))
+        self.sizes.append(len(self.epochs) - before)
 
 
 def _plain(value: Any) -> Any:

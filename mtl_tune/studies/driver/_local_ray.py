@@ -55,7 +55,12 @@ def planned_resources(spec: StudySpec) -> tuple[int, int]:
     """The logical CPUs and GPUs a study's concurrent trials ask for at their peak, in whole
     units (what a simulated study's local Ray offers, whatever this machine has)."""
     cpus = math.ceil(spec.resources.cpu * spec.max_concurrent)
-    return max(cpus, 1), math.ceil(spec.resources.gpu * spec.max_concurrent)
+    gpu = spec.resources.gpu
+    if 0 < gpu < 1:  # a trial's fraction comes from one GPU: floor(1 / gpu) trials share one
+        gpus = math.ceil(spec.max_concurrent / math.floor(1 / gpu))
+    else:
+        gpus = math.ceil(gpu) * spec.max_concurrent
+    return max(cpus, 1), gpus
 
 
 def connect(address: str | None, logical: tuple[int, int] | None = None) -> None:

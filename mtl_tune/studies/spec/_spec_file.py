@@ -265,13 +265,13 @@ def _distribution(key: str, value: Any, source: str) -> Distribution:
     if not isinstance(value, dict):
         return Distribution("choice", values=(value,))  # a fixed value
     when = parse_when(value["when"], where) if "when" in value else ()
-    value = {k: v for k, v in value.items() if k != "when"}
-    if len(value) != 1 or next(iter(value)) not in DISTRIBUTIONS:
+    entries = {k: v for k, v in value.items() if k != "when"}
+    if len(entries) != 1 or next(iter(entries)) not in DISTRIBUTIONS:
         raise SpecError(
             f"{where} must be one table entry of {DISTRIBUTIONS} (and, if it is conditional, "
             f"`when`), e.g. {{ loguniform = [1e-6, 1e-4] }}, but got {value!r}"
         )
-    kind, args = next(iter(value.items()))
+    kind, args = next(iter(entries.items()))
     if not isinstance(args, list) or not args:
         raise SpecError(f"{where}: {kind} takes a list, but got {args!r}")
     if kind == "choice":
