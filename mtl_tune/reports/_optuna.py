@@ -95,14 +95,14 @@ def importances(study: Any | None, metric: str = "overall") -> tuple[pd.DataFram
         return empty, "parameter importances need at least 2 completed Optuna trials"
     target = None if len(study.directions) == 1 else _scalar(study, metric)
     try:
-        values = _fanova(study, trials, target)
+        values = _fanova(study, target)
     except (ValueError, RuntimeError) as err:
         return empty, f"parameter importances not computed: {err}"
     rows = [(param, value, len(trials)) for param, value in values.items()]
     for param in sorted({name for trial in trials for name in trial.params} - set(values)):
         subset = [trial for trial in trials if param in trial.params]
         try:
-            value = _fanova(study, subset, target).get(param) if len(subset) >= 2 else None
+            value = _fanova(study, target, subset).get(param) if len(subset) >= 2 else None
         except (ValueError, RuntimeError):
             value = None
         if value is not None:
@@ -114,11 +114,12 @@ def importances(study: Any | None, metric: str = "overall") -> tuple[pd.DataFram
     return frame, None
 
 
-def _fanova(study: Any, trials: list[Any], target: Any) -> dict[str, float]:
-    """fANOVA importances over `trials` of `study` (each parameter set in every one of them)."""
+def _fanova(study: Any, target: Any, trials: list[Any] | None = None) -> dict[str, float]:
+    """fANOVA importances over `study`'s completed trials, or over `trials` of it (each
+    parameter set in every one of them)."""
     import optuna
 
-    if len(trials) != len(completed_trials(study)):
+    if trials is not None:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in memory"
         subset = optuna.create_study(directions=study.directions)
         subset.add_trials(trials)

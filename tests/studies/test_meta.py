@@ -33,6 +33,8 @@ def test_missing_keys_take_the_defaults_and_the_folder_names_the_study(tmp_path:
     assert (meta.name, meta.search, meta.metric, meta.mode) == ("old-study", "grid", "overall",
                                                                  "max")
     assert meta.wall_seconds is None and meta.experiments == () and meta.seeds is None
+    # a study from before rehearsals is a real one, of its spec's num_samples
+    assert not meta.simulated and meta.num_samples is None and meta.epoch_seconds == 0.0
 
 
 def test_keys_this_version_does_not_know_survive_a_rewrite(tmp_path: Path) -> None:
@@ -45,6 +47,9 @@ def test_keys_this_version_does_not_know_survive_a_rewrite(tmp_path: Path) -> No
 @pytest.mark.parametrize(("raw", "message"), [
     ({"seeds": "2"}, r"`seeds` must be int, but got '2'"),
     ({"seeds": True}, r"`seeds` must be int, but got True"),
+    ({"simulated": "yes"}, r"`simulated` must be bool, but got 'yes'"),
+    ({"epoch_seconds": True}, r"`epoch_seconds` must be int or float, but got True"),
+    ({"num_samples": 2.5}, r"`num_samples` must be int, but got 2.5"),
     ({"search": "random"}, r"search must be one of .*but got 'random'"),
     ([1, 2], r"must hold a JSON object, but holds list"),
 ])
