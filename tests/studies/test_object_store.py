@@ -99,7 +99,7 @@ def test_files_published_by_a_driver_are_pulled_by_a_reader(
         _put(s3_bucket, f"{CHECKPOINT}/{name}", data)
     _put(s3_bucket, "s1/tune/main/trial_a/result.json", b'{"epoch": 1}\n')
     # each write went to the store as it was made
-    assert {"s1/study.json", "s1/trials.jsonl"} <= set(stored_objects(s3_bucket))
+    assert {"s1/study.json", "s1/trials.jsonl.parts/000000"} <= set(stored_objects(s3_bucket))
     assert json.loads(_get(s3_bucket, "s1/study.json"))["name"] == "s1"
 
     reader = storage_root(s3_bucket)
@@ -116,7 +116,7 @@ def test_files_published_by_a_driver_are_pulled_by_a_reader(
     assert sorted(p.name for p in checkpoint.iterdir()) == ["trainer_state.json"]
     # disk usage counts what the store holds
     assert disk_usage(local) == stored_bytes(local) == len(_get(s3_bucket, "s1/study.json")) + len(
-        _get(s3_bucket, "s1/trials.jsonl")) + 2 + 1000 + 2000 + 13
+        _get(s3_bucket, "s1/trials.jsonl.parts/000000")) + 2 + 1000 + 2000 + 13
 
     # loading a model fetches the weights, once (copies made right after the object's time are
     # checked again: made as if long after it here)
@@ -333,7 +333,7 @@ def test_every_study_store_write_reaches_the_store_and_a_removal_clears_it(
     store.append_lines("trials.jsonl", ['{"a": 1}'])
     store.append_lines("trials.jsonl", ['{"a": 2}'])
     assert _get(s3_bucket, "s2/spec.toml") == b"name = 's2'\n"
-    assert _get(s3_bucket, "s2/trials.jsonl") == b'{"a": 1}\n{"a": 2}\n'
+    assert _get(s3_bucket, "s2/trials.jsonl.parts/000000") == b'{"a": 1}\n{"a": 2}\n'  # `_parts`
     # the lock's way: the object as the store holds it, never the staging copy
     store.write_current("driver.json", '{"pid": 1}')
     assert store.read_current("driver.json") == '{"pid": 1}'

@@ -58,7 +58,8 @@ def test_unknown_event_is_refused(tmp_path: Path) -> None:
 
 def _trial(trial_id: str, tmp_path: Path, done: bool = True, status: str = "RUNNING"):
     return SimpleNamespace(trial_id=trial_id, config={"seed": 1}, path=str(tmp_path / trial_id),
-                           checkpoint=None, last_result={"done": done}, status=status,
+                           storage=SimpleNamespace(trial_dir_name=trial_id), checkpoint=None,
+                           last_result={"done": done}, status=status,
                            run_metadata=SimpleNamespace(error_filename="error.txt"))
 
 
@@ -99,6 +100,29 @@ def test_callback_records_each_trial_event(tmp_path: Path) -> None:
     trials = read_trials(tmp_path)
     assert [t.trial_id for t in trials.values()] == ["a", "b", "c", "d"]
     assert trials[("main", "a")].state == "TERMINATED" and trials[("main", "d")].state == "PENDING"
+
+
+def test_a_trial_not_yet_placed_is_recorded_without_its_folder(
+    tmp_path: Path, ray_local: None
+) -> None:
+    # a trial the scheduler holds back (or that waits for resources) has no folder yet, and
+    # Tune raises for its path: the driver used to die on it after a resume
+    from ray.train._internal.storage import StorageContext
+    from ray.tune.experiment import Trial
+
+    from mtl_tune.studies.driver import TrialEvents
+
+    storage = StorageContext(storage_path=str(tmp_path / "tune"), experiment_dir_name="main")
+    waiting = Trial("simulated", config={"seed": 1}, storage=storage, stub=True)
+    events = TrialEvents(tmp_path, "main")
+    events.setup()
+    events.on_step_begin(0, [waiting])
+    record = read_trials(tmp_path)[("main", waiting.trial_id)]
+    assert (record.state, record.path) == ("PENDING", None)
+    waiting.init_local_path()  # placed: the start records its folder
+    events.on_trial_start(1, [waiting], waiting)
+    record = read_trials(tmp_path)[("main", waiting.trial_id)]
+    assert record.state == "RUNNING" and record.path == waiting.path
 
 
 def _tune_state(folder: Path, trials: dict[str, str]) -> None:

@@ -42,8 +42,11 @@ class TrialEvents(tune.Callback):
 
     def _log(self, trial: Any, event: str, error_file: str | None = None) -> None:
         checkpoint = trial.checkpoint.path if trial.checkpoint is not None else None
+        # a trial not yet placed (waiting for resources, or held back by the scheduler) has
+        # no folder, and Tune raises for its path: the record gets it when the trial starts
+        path = trial.path if trial.storage.trial_dir_name else None
         append_event(self.folder, self.experiment, trial.trial_id, event, dict(trial.config),
-                     trial.path, checkpoint, error_file)
+                     path, checkpoint, error_file)
 
     def setup(
         self,

@@ -25,6 +25,7 @@ from mtl_tune.studies.store._object_store import (
     remote,
     uri_of,
 )
+from mtl_tune.studies.store._parts import assemble, parted_files, stored_as
 
 logger = logging.getLogger(__name__)
 
@@ -78,22 +79,27 @@ def pull(folder: Path, keep: tuple[str, ...] = ()) -> None:
         return
     fs, base = where
     stored = _listing(fs, base)
+    local = stored_as(set(stored))  # an appended file's base goes beside its parts
     wanted = {rel: info for rel, info in stored.items() if Path(rel).name not in ON_DEMAND}
-    stale = [rel for rel, info in wanted.items() if not _current(folder / rel, info)]
+    stale = [rel for rel, info in wanted.items() if not _current(folder / local[rel], info)]
     try:
         with ThreadPoolExecutor(_THREADS) as pool:
-            list(pool.map(lambda rel: _download(fs, f"{base}/{rel}", wanted[rel], folder / rel),
-                          stale))
+            list(pool.map(lambda rel: _download(
+                fs, f"{base}/{rel}", wanted[rel], folder / local[rel]), stale))
     except OSError as err:
         raise _store_error(err, "downloading", uri_of(folder)) from None
     if not folder.is_dir():
         return
+    parted = parted_files(set(stored))
+    for name in parted:
+        assemble(folder / name)
+    kept = set(local.values()) | parted
     for path in sorted(folder.rglob("*"), reverse=True):  # files before their folders
         relative = path.relative_to(folder).as_posix()
         if any(relative == k or relative.startswith(k + "/") for k in keep):
             continue
         try:
-            if path.is_file() and relative not in stored and _PART not in path.name:
+            if path.is_file() and relative not in kept and _PART not in path.name:
                 path.unlink(missing_ok=True)
             elif path.is_dir() and not any(path.iterdir()):
                 path.rmdir()

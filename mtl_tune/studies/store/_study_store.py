@@ -24,6 +24,7 @@ from mtl_tune.exceptions import MtlTuneError
 from mtl_tune.platform.atomic import replace_text, storage_error
 from mtl_tune.studies.store import _object_store as store
 from mtl_tune.studies.store._json_lines import append_json_lines
+from mtl_tune.studies.store._parts import append_part, parts_dir
 from mtl_tune.studies.store._relocation import here
 from mtl_tune.studies.store._store_pull import pull
 
@@ -123,6 +124,19 @@ class StagedStudyStore(StudyStore):
 
     on_store = True
 
+    def write_text(self, name: str, text: str) -> None:
+        super().write_text(name, text)
+        parts = parts_dir(self.folder / name)
+        if parts.is_dir():  # an appended file rewritten whole: its parts are in the text
+            store.delete_remote(parts)
+            shutil.rmtree(parts, ignore_errors=True)
+
+    def append_lines(self, name: str, lines: list[str], sync: bool = False) -> None:
+        # the local file as a reader reads it, then its last part alone to the store (`_parts`)
+        append_json_lines(self.folder / name, lines, sync=sync)
+        data = "".join(line + "\n" for line in lines).encode()
+        store.publish(append_part(self.folder / name, data))
+
     def upload(self, name: str, last: str | None = None) -> None:
         store.publish(self.folder / name, last=last)
 
@@ -170,8 +184,9 @@ def driver_copy(root: Path, name: str, record: str) -> Iterator[Path]:
     finally:
         events = driver / name / record
         if events.is_file():
+            parts = parts_dir(events)
             try:
-                store.publish(events)
+                store.publish(parts if parts.is_dir() else events)
             except MtlTuneError as err:
                 store.logger.error("the trial record of %s could not be uploaded: %s", name, err)
         store.release_driver_root(driver)

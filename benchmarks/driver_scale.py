@@ -1,0 +1,298 @@
+"""The study driver's cost per trial as studies grow: simulated studies of 100 and 1,000 trials.
+
+Each study is the built-in `search` (TPE over its space, seed groups of 2, ASHA) with
+`num_samples` set to half the trials, 16 trials at a time on 1/8 CPU each, rehearsed
+(`--simulate`: trials that do not train). It runs on a local folder and on moto's S3 server on
+loopback, behind a proxy that counts the requests and bytes sent to it (`_counting_proxy`). A
+study's driver runs in a process of its own, instrumented (`_driver_probe`), and is killed
+(SIGKILL) once 90% of the trials have ended; `study resume` finishes it. Then `study status`,
+`study list` and `report search` are timed as a user runs them (a new process each).
+
+Printed for each size, side by side, with the growth ratio of each figure from the smallest
+size to the largest (the reference: 1.0, a cost that stays flat per trial or per event):
+wall time per trial; the driver's CPU per trial event (Ray Tune's trial start, result or end),
+split into our parts and the rest (Ray Tune's own loop and Ray); TPE's suggestion time over
+the first and the last 20 suggestions; requests and bytes sent to the store per event; the
+study's bytes per trial; the driver's peak memory; the readers' times; the resume's time and
+its replay of the seed-group log; and the driver's CPU as a share of the study's wall time
+at 60 s per epoch on its 16 slots.
+
+    .venv/bin/python benchmarks/driver_scale.py [--sizes 100,1000] [--stores disk,s3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _counting_proxy import CountingProxy  # noqa: E402
+from _driver_probe import Probe  # noqa: E402
+
+SLOTS = 16
+CPU_PER_TRIAL = 0.125
+SECONDS_PER_EPOCH = 60.0  # a real epoch on the full data, for the driver's share of the wall
+KILL_AT = 0.9
+S3_ENV = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+          "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+def spec_text(trials: int) -> str:
+    """The built-in `search` at `trials` trials, `SLOTS` at a time, on fractional CPUs."""
+    from importlib import resources
+
+    text = (resources.files("mtl_tune.studies.spec") / "specs" / "search.toml").read_text()
+    edits = {
+        r'^name = .*$': f'name = "scale-{trials}"',
+        r'^num_samples = .*$': f"num_samples = {trials // 2}",
+        r'^max_concurrent = .*$': f"max_concurrent = {SLOTS}",
+        r'^cpu = .*$': f"cpu = {CPU_PER_TRIAL}",
+        r'^gpu = .*$': "gpu = 0",
+    }
+    for pattern, line in edits.items():
+        text, found = re.subn(pattern, line, text, count=1, flags=re.MULTILINE)
+        assert found == 1, f"the built-in search spec has no line {pattern}"
+    return text
+
+
+# -- the driver's process --
+
+def child(job: dict[str, Any]) -> None:
+    out = Path(job["out"])
+
+    def save() -> None:
+        out.write_text(json.dumps(probe.figures()))
+
+    probe = Probe(job.get("kill_after"), on_kill=save)
+    probe.install()
+    from mtl_tune.studies import launch_study, resume_study, storage_root
+    from mtl_tune.studies.spec import load_spec
+
+    profile = os.environ.get("DRIVER_SCALE_PROFILE")  # a folder: the driver's cProfile there
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        saved = save
+
+        def save() -> None:
+            profiler.disable()
+            profiler.dump_stats(f"{profile}/{Path(job['out']).stem}.prof")
+            saved()
+
+        probe.on_kill = save
+    root = storage_root(job["root"])
+    if job["mode"] == "launch":
+        spec_file = Path(job["spec"])
+        launch_study(load_spec(str(spec_file)), root, spec_file.read_text(), verbose=0,
+                     optuna_storage=job.get("optuna"), simulate=True)
+    else:
+        resume_study(root, job["name"], verbose=0)
+    save()
+
+
+def _drive(job: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(job)], env=env,
+                          capture_output=True, text=True)
+    killed = job.get("kill_after") is not None
+    if proc.returncode != (-9 if killed else 0) or not Path(job["out"]).is_file():
+        raise SystemExit(f"the {job['mode']} driver exited with {proc.returncode}:\n"
+                         f"{proc.stderr[-4000:]}")
+    return json.loads(Path(job["out"]).read_text())
+
+
+def _timed_cli(args: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "mtl_tune", *args], env=env,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"mtl-tune {' '.join(args)} failed:\n{proc.stderr[-4000:]}")
+    return time.perf_counter() - start
+
+
+def _folder_bytes(root: str, name: str) -> int:
+    if root.startswith("s3://"):
+        from mtl_tune.studies.store._object_store import stored_bytes
+        from mtl_tune.studies.store._storage import storage_root
+
+        return stored_bytes(storage_root(root) / name)
+    return sum(p.stat().st_size for p in (Path(root) / name).rglob("*") if p.is_file())
+
+
+def measure(trials: int, root: str, work: Path, env: dict[str, str],
+            proxy: CountingProxy | None) -> dict[str, Any]:
+    """Launches, kills at 90%, resumes and reads one study; its figures."""
+    name = f"scale-{trials}"
+    spec = work / f"{name}.toml"
+    spec.write_text(spec_text(trials))
+    before = proxy.snapshot() if proxy else None
+    job: dict[str, Any] = {"mode": "launch", "root": root, "spec": str(spec),
+                           "out": str(work / f"{name}-launch.json"),
+                           "kill_after": int(trials * KILL_AT)}
+    if root.startswith("s3://"):
+        job["optuna"] = f"journal:{work / name}-optuna.log"
+    launch = _drive(job, env)
+    resume = _drive({"mode": "resume", "root": root, "name": name,
+                     "out": str(work / f"{name}-resume.json")}, env)
+    after = proxy.snapshot() if proxy else None
+    readers = {
+        "status": _timed_cli(["study", "status", name, "--storage", root], env),
+        "list": _timed_cli(["study", "list", "--storage", root], env),
+        "report": _timed_cli(["report", "search", name, "--storage", root, "--out",
+                              str(work / f"{name}-report"), "--formats", "md,csv"], env),
+    }
+    return {"launch": launch, "resume": resume, "readers": readers, "before": before,
+            "after": after, "folder_bytes": _folder_bytes(root, name), "trials": trials}
+
+
+# -- the table --
+
+def _events(m: dict[str, Any]) -> int:
+    return sum(sum(m[run]["events"].values()) for run in ("launch", "resume"))
+
+
+def figures(m: dict[str, Any]) -> dict[str, float | None]:
+    """One study's figures, by row label."""
+    runs = (m["launch"], m["resume"])
+    events, trials = _events(m), m["trials"]
+    ours: dict[str, float] = {}
+    for run in runs:
+        for part, seconds in run["cpu_s"].items():
+            ours[part] = ours.get(part, 0.0) + seconds
+    process = sum(r["process_cpu_s"] for r in runs)
+    suggest = m["launch"]["suggest_s"] + m["resume"]["suggest_s"]
+    rows: dict[str, float | None] = {
+        "wall s per trial": sum(r["wall_s"] for r in runs) / trials,
+        "trial events": float(events),
+        "driver CPU ms per event": 1000 * process / events,
+        "  Ray Tune's loop and Ray": 1000 * (process - sum(ours.values())) / events,
+    }
+    for part in ("trial record", "Optuna mirror", "seed-group scheduler", "lean checkpoints",
+                 "lock heartbeat", "progress lines and logs", "searcher"):
+        rows[f"  {part}"] = 1000 * ours.get(part, 0.0) / events
+    rows["  our callbacks (all above but Tune's)"] = 1000 * sum(
+        v for k, v in ours.items() if k != "searcher") / events
+    rows["TPE suggestion ms, first 20"] = 1000 * statistics.median(suggest[:20])
+    rows["TPE suggestion ms, last 20"] = 1000 * statistics.median(suggest[-20:])
+    if m["before"] is not None:
+        for what in ("requests", "bytes"):
+            for kind in ("study", "tune"):
+                sent = m["after"][what].get(kind, 0) - m["before"][what].get(kind, 0)
+                label = "study files" if kind == "study" else "Ray Tune's"
+                rows[f"store {what} per event, {label}"] = sent / events
+    rows["study folder KiB per trial"] = m["folder_bytes"] / 1024 / trials
+    rows["driver peak memory MiB"] = max(r["peak_rss_bytes"] for r in runs) / 2**20
+    rows["study status s"] = m["readers"]["status"]
+    rows["study list s"] = m["readers"]["list"]
+    rows["report search s"] = m["readers"]["report"]
+    rows["study resume s (the last 10%)"] = m["resume"]["wall_s"]
+    rows["  of it, the seed-group log's replay s"] = m["resume"]["replay_s"]
+    epochs = sum(r["events"].get("on_trial_result", 0) for r in runs)  # a result per epoch
+    wall_at_60 = epochs * SECONDS_PER_EPOCH / SLOTS
+    rows["driver CPU share of the wall at 60 s/epoch %"] = 100 * process / wall_at_60
+    return rows
+
+
+def print_table(measured: dict[str, dict[int, dict[str, Any]]]) -> None:
+    columns: list[tuple[str, dict[str, float | None]]] = []
+    for store, by_size in measured.items():
+        sizes = sorted(by_size)
+        rows = {size: figures(by_size[size]) for size in sizes}
+        for size in sizes:
+            columns.append((f"{store} {size}", rows[size]))
+        if len(sizes) > 1:
+            small, large = rows[sizes[0]], rows[sizes[-1]]
+            ratio = {k: (large[k] / small[k] if small[k] and large.get(k) is not None else None)
+                     for k in small}
+            columns.append((f"{store} x{sizes[-1] // sizes[0]} ratio", ratio))
+    labels = list(dict.fromkeys(k for _, rows in columns for k in rows))
+    print("| figure | " + " | ".join(name for name, _ in columns) + " |")
+    print("|---|" + "---:|" * len(columns))
+    for label in labels:
+        cells = []
+        for _, rows in columns:
+            value = rows.get(label)
+            cells.append("-" if value is None else f"{value:.3g}" if abs(value) < 1000
+                         else f"{value:,.0f}")
+        print(f"| {label.strip()} | " + " | ".join(cells) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,1000")
+    parser.add_argument("--stores", default="disk,s3")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.child:
+        child(json.loads(options.child))
+        return
+    sizes = [int(s) for s in options.sizes.split(",")]
+    stores = options.stores.split(",")
+    measured: dict[str, dict[int, dict[str, Any]]] = {}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="driver-scale-") as tmp:
+        work = Path(tmp)
+        env = {**os.environ, "MTL_TUNE_CACHE": str(work / "cache")}
+        for store in stores:
+            measured[store] = {}
+            for size in sizes:
+                if store == "disk":
+                    result = measure(size, str(work / "disk"), work, env, None)
+                else:
+                    result = _on_s3(sizes, work, env, measured[store])
+                    break
+                measured[store][size] = result
+            for size, result in measured[store].items():
+                print(f"{store} {size}: launch {result['launch']['wall_s']:.0f} s, resume "
+                      f"{result['resume']['wall_s']:.0f} s, readers "
+                      f"{sum(result['readers'].values()):.0f} s", file=sys.stderr, flush=True)
+    print(f"{len(sizes)} sizes x {len(stores)} stores in {time.perf_counter() - started:.0f} s; "
+          f"{SLOTS} trials at a time, {CPU_PER_TRIAL} CPU each; killed at {KILL_AT:.0%} and "
+          "resumed")
+    print_table(measured)
+
+
+def _on_s3(sizes: list[int], work: Path, env: dict[str, str],
+           into: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Measures each size on one moto S3 server, behind the counting proxy."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    proxy = CountingProxy(f"http://{host}:{port}").start()
+    s3_env = {**env, **S3_ENV, "AWS_ENDPOINT_URL": proxy.endpoint}
+    os.environ.update({k: s3_env[k] for k in (*S3_ENV, "AWS_ENDPOINT_URL", "MTL_TUNE_CACHE")})
+    try:
+        import pyarrow.fs
+
+        s3 = pyarrow.fs.S3FileSystem(endpoint_override=f"http://{host}:{port}", scheme="http",
+                                     access_key="bench", secret_key="bench",
+                                     region="us-east-1", allow_bucket_creation=True)
+        s3.create_dir("bench")
+        for size in sizes:
+            (work / f"s3-{size}").mkdir()
+            into[size] = measure(size, "s3://bench/studies", work / f"s3-{size}", s3_env, proxy)
+        for kind, sent in proxy.by_kind.most_common(12):
+            print(f"  {sent / 1024:10.0f} KiB  {kind}", file=sys.stderr)
+        return into[sizes[-1]]
+    finally:
+        proxy.stop()
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

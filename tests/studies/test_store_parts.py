@@ -1,0 +1,128 @@
+"""Appended study files on an object store (moto's S3 on loopback): an append uploads its last
+part alone, so the bytes per event stay flat as the record grows, and every reader reads the
+record whole, a study written before parts existed included."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.fs
+import pytest
+
+from mtl_tune.studies import existing_study, storage_root
+from mtl_tune.studies.store import StudyMeta, StudyStore, write_meta
+from mtl_tune.studies.store import _object_store as object_store
+from mtl_tune.studies.store import _parts as parts
+from mtl_tune.studies.store._object_store import driver_root
+from mtl_tune.studies.store._trial_log import append_event, read_trials
+from tests.studies.conftest import stored_objects
+
+PART_BYTES = 1000
+
+
+def _put(uri: str, relative: str, data: bytes) -> None:
+    fs, base = pyarrow.fs.FileSystem.from_uri(uri)
+    with fs.open_output_stream(f"{base}/{relative}") as stream:
+        stream.write(data)
+
+
+def _uploads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """(file name, bytes) of each file uploaded from now on."""
+    sent: list[tuple[str, int]] = []
+    publish = object_store.publish
+
+    def counted(path: Path, last: str | None = None) -> None:
+        sent.extend((p.name, p.stat().st_size) for p in
+                    ([path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]))
+        publish(path, last)
+
+    monkeypatch.setattr(object_store, "publish", counted)
+    return sent
+
+
+def _events(folder: Path, count: int, start: int = 0) -> None:
+    for i in range(start, start + count):
+        append_event(folder, "main", f"t{i:03d}", "created", {"lr": 1e-4, "note": "x" * 60})
+
+
+def test_an_append_uploads_its_last_part_alone(
+    s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parts, "PART_BYTES", PART_BYTES)
+    folder = driver_root(storage_root(s3_bucket)) / "s1"
+    folder.mkdir()
+    write_meta(folder, StudyMeta(name="s1"))
+    sent = _uploads(monkeypatch)
+    _events(folder, 100)
+    record = (folder / "trials.jsonl").read_bytes()
+    line = max(len(x) for x in record.splitlines(keepends=True))
+    assert len(record) > 10 * PART_BYTES
+    # each append sent one part, never more than a part and its new line: flat as it grew
+    assert len(sent) == 100 and max(size for _, size in sent) <= PART_BYTES + line
+    stored = {k: i.size for k, i in stored_objects(s3_bucket).items()
+              if k.startswith("s1/trials")}
+    names = sorted(stored)
+    assert names[0] == "s1/trials.jsonl.parts/000000" and "s1/trials.jsonl" not in stored
+    # every part but the last closed once full
+    assert all(PART_BYTES <= stored[n] <= PART_BYTES + line for n in names[:-1])
+    assert sum(stored.values()) == len(record)
+
+    # a reader reads the record whole, byte for byte, and each pull brings only what changed
+    reader = existing_study(storage_root(s3_bucket), "s1")
+    assert (reader / "trials.jsonl").read_bytes() == record
+    assert [t.trial_id for t in read_trials(reader).values()] == [f"t{i:03d}" for i in range(100)]
+    _events(folder, 3, start=100)
+    reader = existing_study(storage_root(s3_bucket), "s1")
+    assert (reader / "trials.jsonl").read_bytes() == (folder / "trials.jsonl").read_bytes()
+    assert len(read_trials(reader)) == 103
+
+
+def test_a_record_from_before_parts_is_the_base_its_parts_follow(
+    s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = "".join(json.dumps({"experiment": "main", "trial_id": t, "event": "created",
+                              "config": {}}) + "\n" for t in ("a", "b"))
+    _put(s3_bucket, "s1/study.json", b'{"name": "s1"}')
+    _put(s3_bucket, "s1/trials.jsonl", old.encode())
+    # a resumed driver appends after the old record, which it leaves as it was
+    driver = existing_study(driver_root(storage_root(s3_bucket)), "s1")
+    append_event(driver, "main", "a", "finished", {})
+    append_event(driver, "main", "c", "created", {})
+    stored = stored_objects(s3_bucket)
+    assert stored["s1/trials.jsonl"].size == len(old) and "s1/trials.jsonl.parts/000000" in stored
+    reader = existing_study(storage_root(s3_bucket), "s1")
+    trials = read_trials(reader)
+    assert [(t.trial_id, t.state) for t in trials.values()] == [
+        ("a", "TERMINATED"), ("b", "PENDING"), ("c", "PENDING")]
+    assert (reader / "trials.jsonl").read_bytes() == (driver / "trials.jsonl").read_bytes()
+    # the base is kept beside the parts, not under the record's own name, and no pull drops it
+    assert (reader / "trials.jsonl.parts" / "base").read_text() == old
+    reader = existing_study(storage_root(s3_bucket), "s1")
+    assert len(read_trials(reader)) == 3
+
+
+def test_a_record_rewritten_whole_replaces_its_parts(
+    s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parts, "PART_BYTES", PART_BYTES)
+    folder = driver_root(storage_root(s3_bucket)) / "s1"
+    folder.mkdir()
+    write_meta(folder, StudyMeta(name="s1"))
+    _events(folder, 30)
+    kept = "".join((folder / "trials.jsonl").read_text().splitlines(keepends=True)[:5])
+    StudyStore.at(folder).write_text("trials.jsonl", kept)
+    stored = [k for k in stored_objects(s3_bucket) if k.startswith("s1/trials")]
+    assert stored == ["s1/trials.jsonl"] and not (folder / "trials.jsonl.parts").exists()
+    reader = existing_study(storage_root(s3_bucket), "s1")
+    assert (reader / "trials.jsonl").read_text() == kept
+    # appends after it start new parts again, read after the rewritten base
+    _events(folder, 2, start=30)
+    reader = existing_study(storage_root(s3_bucket), "s1")
+    assert len(read_trials(reader)) == 7
+
+
+def test_disk_appends_stay_in_the_file_itself(tmp_path: Path) -> None:
+    _events(tmp_path, 3)
+    assert [p.name for p in tmp_path.iterdir()] == ["trials.jsonl"]
+    assert len(read_trials(tmp_path)) == 3
