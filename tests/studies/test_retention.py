@@ -188,3 +188,51 @@ def test_a_seed_keeps_its_checkpoint_at_its_groups_best_epoch(tmp_path: Path) ->
     # a seed that errored is left out of the mean, as the Optuna record leaves it out
     errored = {**ended, "b": SavedTrial("ERROR", NAMES[1])}
     assert group_retention(fs, seeds, errored, "overall", "max") == (set(), {"a": {NAMES[1]}})
+
+
+def test_a_retention_pass_reads_only_the_trials_with_something_new(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a pass used to read every ended group's results and list every trial again: a cost per
+    # pass that grew with the study
+    from types import SimpleNamespace
+
+    from mtl_tune.studies.driver._callbacks import CheckpointRetention
+    from mtl_tune.studies.store import TuneFiles
+
+    storage = {"storage_filesystem": pyarrow.fs.LocalFileSystem(),
+               "experiment_fs_path": str(tmp_path)}
+    trials = []
+    for trial_id, group in (("a1", {"seed_group": "g"}), ("a2", {"seed_group": "g"}),
+                            ("b1", {}), ("b2", {})):
+        folder = _trial(tmp_path / trial_id, dict(list(SCORES.items())[:2]))
+        trials.append(SimpleNamespace(trial_id=trial_id, config=group,
+                                      storage=SimpleNamespace(**storage,
+                                                              trial_fs_path=str(folder))))
+    read: list[str] = []
+    result_rows, prune = TuneFiles.result_rows, TuneFiles.prune
+    monkeypatch.setattr(TuneFiles, "result_rows", lambda self, d: read.append(Path(d).name)
+                        or result_rows(self, d))
+    monkeypatch.setattr(TuneFiles, "prune", lambda self, d, *a: read.append(Path(d).name)
+                        or prune(self, d, *a))
+
+    def saved(when: str, states: dict[str, str]) -> None:
+        for old in tmp_path.glob("experiment_state-*.json"):
+            old.unlink()
+        (tmp_path / f"experiment_state-{when}.json").write_text(
+            _state({t: (s, NAMES[1]) for t, s in states.items()}))
+
+    retention = CheckpointRetention("overall", "max", "best")
+    retention.on_step_begin(0, trials)
+    saved("2026-01-01_00-00-00", {"a1": "TERMINATED", "a2": "TERMINATED", "b1": "RUNNING",
+                                  "b2": "RUNNING"})
+    retention.on_experiment_end(trials)  # a pass over everything it watches
+    # the seed group ended: settled and never read again; b1 and b2 run
+    assert sorted(retention.watched) == ["b1", "b2"] and {"a1", "a2"} <= set(read)
+    read.clear()
+    # a later save, a checkpoint of b1 only: b1 is pruned again, b2 (nothing new) is not
+    saved("2026-01-01_00-01-00", {"a1": "TERMINATED", "a2": "TERMINATED", "b1": "RUNNING",
+                                  "b2": "RUNNING"})
+    retention.on_checkpoint(1, trials, trials[2], None)
+    retention.prune()
+    assert read == ["b1"]

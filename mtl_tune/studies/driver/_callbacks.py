@@ -16,7 +16,7 @@ from ray import tune
 
 from mtl_tune.platform.metrics import METRIC_KEYS
 from mtl_tune.studies.driver._group_retention import group_retention, members_of
-from mtl_tune.studies.spec import ITERATION, better
+from mtl_tune.studies.spec import ITERATION, SEED_GROUP_KEY, better
 from mtl_tune.studies.store import StudyStore, TuneFiles, append_event, read_trials
 
 logger = logging.getLogger("mtl_tune.progress")
@@ -127,7 +127,10 @@ class CheckpointRetention(tune.Callback):
 
     def _fresh_start(self) -> None:
         self.watched: dict[str, Any] = {}  # trials that may have checkpoints to delete
+        self.dirty: set[str] = set()  # watched trials with a checkpoint or an end since a pass
+        self.pruned_with: dict[str, Any] = {}  # trial -> (saved trial, kept) it was pruned with
         self.grouped: dict[str, Any] = {}  # every trial of a seed group, pending ones too
+        self.trial_count = 0  # the trials `grouped` was built from
         self.stamp: str | None = None  # the saved state last pruned against ...
         self.saved: dict[str, Any] | None = None  # ... and its trials
         self.fresh = True  # an event since the last pass
@@ -143,7 +146,12 @@ class CheckpointRetention(tune.Callback):
 
     def _watch(self, trial: Any) -> None:
         self.watched[trial.trial_id] = trial
+        self.dirty.add(trial.trial_id)
         self.fresh = True
+
+    def _group_members(self, trials: list) -> None:
+        if len(trials) != self.trial_count:  # Tune only adds trials: rebuilt when it does
+            self.grouped, self.trial_count = members_of(trials), len(trials)
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
         if not self.started:  # a resumed experiment: what a killed driver left
@@ -163,12 +171,12 @@ class CheckpointRetention(tune.Callback):
         self._watch(trial)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        self.grouped = members_of(trials)
+        self._group_members(trials)
         if self.watched and time.monotonic() - self.checked >= self.every:
             self.prune()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self.grouped = members_of(trials)
+        self._group_members(trials)
         for trial in trials:  # Tune saved its state (and waited for it) just before
             self._watch(trial)
         self.prune()
@@ -191,21 +199,30 @@ class CheckpointRetention(tune.Callback):
         if saved is None:
             return
         self.stamp, self.saved, self.fresh = stamp, saved, False
-        waiting, group_keep = group_retention(files, self.grouped.values(), saved, self.metric,
-                                              self.mode)
+        # only the groups of trials still watched: a pass costs the same at any study size
+        open_groups = {t.config.get(SEED_GROUP_KEY) for t in self.watched.values()}
+        members = [t for t in self.grouped.values() if t.config[SEED_GROUP_KEY] in open_groups]
+        waiting, group_keep = group_retention(files, members, saved, self.metric, self.mode)
         for trial_id, trial in list(self.watched.items()):
             if trial_id in waiting:  # its group's best epoch may still move
                 continue
+            kept = group_keep.get(trial_id, frozenset())
+            basis = (saved.get(trial_id), kept)
+            if trial_id not in self.dirty and self.pruned_with.get(trial_id) == basis:
+                continue  # nothing new for it since its last pass: its storage is left alone
             trial_dir = trial.storage.trial_fs_path
             try:
                 settled = files.prune(trial_dir, saved.get(trial_id), self.metric, self.mode,
-                                      self.keep, group_keep.get(trial_id, frozenset()))
+                                      self.keep, kept)
             except OSError as err:
                 logger.warning("%s: superseded checkpoints not deleted: %s", trial_id, err)
                 continue
+            self.dirty.discard(trial_id)
+            self.pruned_with[trial_id] = basis
             if settled:  # ended in the saved state: never resumed, so weights are enough
                 files.settle(trial_dir, trial_id)
                 del self.watched[trial_id]
+                self.pruned_with.pop(trial_id, None)
 
 
 class FreshTrialLogs(tune.Callback):
