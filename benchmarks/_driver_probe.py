@@ -14,6 +14,7 @@ import functools
 import os
 import resource
 import signal
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -139,4 +140,5 @@ class Probe:
             "suggest_s": self.suggest_s,
             "replay_s": self.replay_s,
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "torch_imported": "torch" in sys.modules,
         }

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -266,20 +266,25 @@ def main() -> None:
 
 def _on_s3(sizes: list[int], work: Path, env: dict[str, str],
            into: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    """Measures each size on one moto S3 server, behind the counting proxy."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    proxy = CountingProxy(f"http://{host}:{port}").start()
+    """Measures each size on one moto S3 server (a process of its own, as a store is), behind
+    the counting proxy."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(300):
+        with socket.socket() as knock:
+            if knock.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    proxy = CountingProxy(f"http://127.0.0.1:{port}").start()
     s3_env = {**env, **S3_ENV, "AWS_ENDPOINT_URL": proxy.endpoint}
     os.environ.update({k: s3_env[k] for k in (*S3_ENV, "AWS_ENDPOINT_URL", "MTL_TUNE_CACHE")})
     try:
         import pyarrow.fs
 
-        s3 = pyarrow.fs.S3FileSystem(endpoint_override=f"http://{host}:{port}", scheme="http",
+        s3 = pyarrow.fs.S3FileSystem(endpoint_override=f"http://127.0.0.1:{port}", scheme="http",
                                      access_key="bench", secret_key="bench",
                                      region="us-east-1", allow_bucket_creation=True)
         s3.create_dir("bench")
@@ -291,7 +296,8 @@ def _on_s3(sizes: list[int], work: Path, env: dict[str, str],
         return into[sizes[-1]]
     finally:
         proxy.stop()
-        server.stop()
+        server.terminate()
+        server.wait()
 
 
 if __name__ == "__main__":

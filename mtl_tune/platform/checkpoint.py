@@ -226,17 +226,6 @@ def has_optimizer_state(folder: Path) -> bool:
     return (checkpoint_folder(folder) / OPTIMIZER_FILE).is_file()
 
 
-def drop_optimizer_state(folder: Path) -> int:
-    """Deletes a checkpoint's optimizer state (kept weights still predict); returns bytes freed."""
-    path = Path(folder) / OPTIMIZER_FILE
-    try:
-        size = path.stat().st_size
-        path.unlink()
-    except FileNotFoundError:
-        return 0
-    return size
-
-
 def restore_trainer(trainer: Checkpointable, folder: Path) -> None:
     """Loads the checkpoint's state into `trainer` (`load_state_dict`, after `check_compatible`).
 

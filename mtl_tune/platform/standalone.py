@@ -17,7 +17,8 @@ from pathlib import Path
 from mtl_tune.exceptions import Interrupted, MtlTuneError
 from mtl_tune.platform.atomic import replace_file, staging_of, swap_in
 from mtl_tune.platform.bundle import build_bundle
-from mtl_tune.platform.checkpoint import drop_optimizer_state, save_checkpoint
+from mtl_tune.platform.checkpoint import save_checkpoint
+from mtl_tune.platform.checkpoint_files import drop_optimizer_state
 from mtl_tune.platform.config import TrainConfig
 from mtl_tune.platform.out_folder import OutputKind, check_out
 from mtl_tune.platform.train import EpochResult, Trainer

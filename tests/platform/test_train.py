@@ -203,7 +203,8 @@ def _checkpointed(config: TrainConfig, folder: Path) -> tuple[Trainer, Splits]:
 def test_weights_only_checkpoint_predicts_but_does_not_resume(
     tiny_bert_dir: Path, tiny_data_dir: Path, tmp_path: Path
 ) -> None:
-    from mtl_tune.platform.checkpoint import drop_optimizer_state, load_model
+    from mtl_tune.platform.checkpoint import load_model
+    from mtl_tune.platform.checkpoint_files import drop_optimizer_state
 
     config = _config(tiny_bert_dir, tiny_data_dir, epochs=1)
     trainer, splits = _checkpointed(config, tmp_path / "full")

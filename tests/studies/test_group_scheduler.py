@@ -4,6 +4,7 @@ survive a new scheduler (a resumed driver) through the study's log."""
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -370,3 +371,23 @@ def test_a_line_half_written_by_a_killed_driver_is_skipped_on_replay(tmp_path: P
     # the whole lines are replayed: A's rung 1 record, nothing from the torn one
     assert ledger.recorded == {1: {"a": pytest.approx(0.55)}}
     assert ledger.groups["a"].last_point == 1
+
+
+def test_choosing_a_trial_looks_only_at_the_trials_not_ended(tmp_path: Path) -> None:
+    # Tune's whole list of trials grows with the study: scanning it on every choice made the
+    # scheduler's cost per event grow with it
+    runner = FakeRunner(_scheduler(tmp_path / "groups.jsonl"))
+    for i in range(3):
+        runner.add(f"old{i}", f"o{i}", status=Trial.TERMINATED)
+    waiting = runner.add("new1", "n", status=Trial.PENDING)
+
+    def whole_list() -> list[FakeTrial]:
+        raise AssertionError("the scheduler scanned every trial of the study")
+
+    runner.get_trials = whole_list  # type: ignore[method-assign]
+    assert runner.scheduler.choose_trial_to_run(runner) is waiting  # type: ignore[arg-type]
+    # ended, it is no longer a candidate; a pickled scheduler (Tune's save) keeps no trial
+    waiting.status = Trial.TERMINATED
+    runner.scheduler.on_trial_complete(runner, waiting, {})  # type: ignore[arg-type]
+    assert runner.scheduler.choose_trial_to_run(runner) is None  # type: ignore[arg-type]
+    assert pickle.loads(pickle.dumps(runner.scheduler))._open == {}

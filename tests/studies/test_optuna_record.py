@@ -138,3 +138,26 @@ def test_the_record_names_the_best_epochs_checkpoint(tmp_path: Path) -> None:
     frozen = _mirror(tmp_path).frozen_trial("t1", {"lr": 1e-4}, located)
     assert frozen is not None
     assert frozen.user_attrs["checkpoint"] == str(trial_dir / "checkpoint_000001")
+
+
+def test_the_mirror_reads_the_study_once_however_many_trials_it_adds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # reading every trial of the study to add one made each addition cost more than the last
+    import pickle
+
+    mirror = _mirror(tmp_path)
+    study = mirror.study()
+    rows = [_row(1, 0.62, 0.30)]
+    reads: list[int] = []
+    get_trials = optuna.Study.get_trials
+    monkeypatch.setattr(optuna.Study, "get_trials",
+                        lambda self, *a, **k: reads.append(1) or get_trials(self, *a, **k))
+    for i in range(5):
+        assert mirror.add(study, [(f"t{i}", {"lr": 1e-4}, rows)]) == 1
+    assert mirror.add(study, [("t0", {"lr": 1e-4}, rows)]) == 0  # still once, by Ray id
+    assert len(reads) == 1
+    # a resumed driver's mirror (unpickled with the experiment) reads it once again
+    resumed = pickle.loads(pickle.dumps(mirror))
+    assert resumed.add(resumed.study(), [("t3", {"lr": 1e-4}, rows)]) == 0
+    assert len(reads) == 2 and len(study.trials) == 5

@@ -272,3 +272,31 @@ def test_trials_only_their_folders_name_are_listed_from_them(
     assert repair_record(tmp_path)
     assert [(t.trial_id, t.event) for t in read_trials(tmp_path).values()] == [
         ("t1", "finished"), ("t2", "running")]
+
+
+def test_a_step_looks_only_at_new_and_live_trials(tmp_path: Path) -> None:
+    # looking at every trial of the study on every step made the record's cost per event grow
+    # with the study
+    from mtl_tune.studies.driver import TrialEvents
+
+    events = TrialEvents(tmp_path, "main")
+    events.setup()
+    a, b = _trial("a", tmp_path), _trial("b", tmp_path)
+    events.on_step_begin(0, [a, b])
+    for trial in (a, b):
+        events.on_trial_start(1, [a, b], trial)
+    a.status = "TERMINATED"
+    events.on_trial_complete(2, [a, b], a)
+    events.on_step_begin(2, [a, b])
+
+    class Ended:
+        trial_id = "a"
+
+        def __getattr__(self, name: str) -> None:
+            raise AssertionError(f"a step looked at an ended trial ({name})")
+
+    c = _trial("c", tmp_path)
+    b.status = "PAUSED"
+    events.on_step_begin(3, [Ended(), b, c])
+    trials = read_trials(tmp_path)
+    assert trials[("main", "c")].state == "PENDING" and trials[("main", "b")].state == "PAUSED"

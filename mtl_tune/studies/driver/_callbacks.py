@@ -30,15 +30,25 @@ class TrialEvents(tune.Callback):
         self.seen: set[str] = set()
         self.paused: set[str] = set()  # trials last recorded as paused
         self.restored = False  # whether the trials Tune restored were compared with the record
+        self._fresh_view()
+
+    def _fresh_view(self) -> None:
+        # what a step looks at: the trials Tune added since (it only appends to its list) and
+        # those started and not ended, which alone can be paused; not every trial, every step
+        self.looked = 0  # how many of Tune's trials were looked at for creation
+        self.live: dict[str, Any] = {}
 
     @property
     def folder(self) -> Path:
         return StudyStore.open(self.study).folder
 
+    def __getstate__(self) -> dict[str, Any]:  # Tune's trials are not pickled with it
+        return {**self.__dict__, "live": {}, "looked": 0}
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         if "folder" in state:  # pickled by a version that kept the folder itself
             state["study"] = str(state.pop("folder"))
-        self.__dict__.update(state)
+        self.__dict__.update({"live": {}, "looked": 0, **state})
 
     def _log(self, trial: Any, event: str, error_file: str | None = None) -> None:
         checkpoint = trial.checkpoint.path if trial.checkpoint is not None else None
@@ -59,20 +69,28 @@ class TrialEvents(tune.Callback):
         self.seen = {tid for exp, tid in read_trials(self.folder) if exp == self.experiment}
         self.paused = set()
         self.restored = False
+        self._fresh_view()
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
         if not self.restored:
             self.restored = True
             self._reconcile(trials)
-        for trial in trials:
+            self.live = {t.trial_id: t for t in trials}  # restored: any of them may be paused
+        if len(trials) < self.looked:  # Tune's list was rebuilt (not seen in Tune 2.x)
+            self.looked = 0
+        for trial in trials[self.looked:]:
             if trial.trial_id not in self.seen:
                 self.seen.add(trial.trial_id)
                 self._log(trial, "created")
+        self.looked = len(trials)
+        for trial in list(self.live.values()):
             # Tune has no pause hook: a paused trial is seen here (it starts again through
             # on_trial_start)
             if trial.status == "PAUSED" and trial.trial_id not in self.paused:
                 self.paused.add(trial.trial_id)
                 self._log(trial, "paused")
+            elif trial.status in ("TERMINATED", "ERROR"):
+                del self.live[trial.trial_id]
 
     def _reconcile(self, trials: list) -> None:
         """Brings the record in line with the trials Tune restored. Trials created after Tune
@@ -94,6 +112,7 @@ class TrialEvents(tune.Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.seen.add(trial.trial_id)
         self.paused.discard(trial.trial_id)
+        self.live[trial.trial_id] = trial
         self._log(trial, "running")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

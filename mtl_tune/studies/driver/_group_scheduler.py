@@ -44,14 +44,16 @@ class SeedGroupScheduler(TrialScheduler):
         self.seeds, self.rungs, self.reduction_factor = seeds, rungs, reduction_factor
         self.max_t = max_t
         self._ledger: GroupLedger | None = None  # replayed from the log on first use
+        self._open: dict[str, Trial] = {}  # trials added and not ended, in Tune's order
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         if "log_path" in state:  # pickled by a version that kept the path itself
             state["log"] = str(state.pop("log_path"))
-        self.__dict__.update(state)
+        self.__dict__.update({"_open": {}, **state})
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_ledger": None}  # the log, not the pickle, holds the state
+        # the log, not the pickle, holds the state; Tune adds its trials again on restore
+        return {**self.__dict__, "_ledger": None, "_open": {}}
 
     @property
     def ledger(self) -> GroupLedger:
@@ -86,6 +88,8 @@ class SeedGroupScheduler(TrialScheduler):
     # -- Tune's hooks --
 
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
+        if trial.status not in (Trial.TERMINATED, Trial.ERROR):
+            self._open.setdefault(trial.trial_id, trial)
         group = trial.config.get(SEED_GROUP_KEY)
         if group is None:
             return
@@ -129,6 +133,7 @@ class SeedGroupScheduler(TrialScheduler):
         self.on_trial_remove(tune_controller, trial)
 
     def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
+        self._open.pop(trial.trial_id, None)
         group = self.ledger.group_of.get(trial.trial_id)
         if group is None or trial.trial_id in self.ledger.ended:
             return
@@ -140,8 +145,8 @@ class SeedGroupScheduler(TrialScheduler):
         resumable: list[Trial] = []
         completing: list[Trial] = []  # seeds that complete a group whose others wait
         new: list[Trial] = []
-        trials = tune_controller.get_trials()
-        idle = [t for t in trials if t.status in (Trial.PENDING, Trial.PAUSED)]
+        # the trials not ended (Tune's whole list grows with the study)
+        idle = [t for t in self._open.values() if t.status in (Trial.PENDING, Trial.PAUSED)]
         waiting = {t.trial_id for t in idle if ledger.waits(t.trial_id, _epoch(t))}
         waiting_groups = {ledger.group_of[t] for t in waiting}
         for trial in idle:

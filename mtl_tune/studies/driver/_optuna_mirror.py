@@ -115,6 +115,8 @@ class OptunaMirror(tune.Callback):
         self._seen: dict[str, list[dict[str, Any]]] = {}  # trial id -> results seen by the driver
         self._groups: dict[str, dict[str, tuple[Mapping[str, Any], Any]]] = {}  # ended seeds
         self._storage: optuna.storages.BaseStorage | None = None  # opened on first use
+        # the Ray ids the study holds, read once: only this driver adds to it (the study's lock)
+        self._present: set[Any] | None = None
 
     @classmethod
     def for_spec(
@@ -127,7 +129,7 @@ class OptunaMirror(tune.Callback):
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks with the experiment; a storage holds a connection
-        return {**self.__dict__, "_storage": None}
+        return {**self.__dict__, "_storage": None, "_present": None}
 
     def study(self) -> optuna.Study:
         directions = [
@@ -273,7 +275,7 @@ class OptunaMirror(tune.Callback):
         ended: Iterable[tuple[str, Mapping[str, Any], Sequence[Mapping[str, Any]]]],
     ) -> int:
         """Adds the (trial id, config, per-epoch results) the study lacks; returns how many."""
-        present = {t.user_attrs.get(RAY_ID_ATTR) for t in study.get_trials(deepcopy=False)}
+        present = self._held(study)
         added = 0
         for trial_id, config, rows in ended:
             if trial_id in present:
@@ -289,11 +291,21 @@ class OptunaMirror(tune.Callback):
     def add_groups(self, study: optuna.Study, groups: Mapping[str, Sequence[Ended]]) -> int:
         """Adds the seed groups (group id -> its ended seeds, rows None for one that errored)
         the study lacks, once each; returns how many."""
-        present = {t.user_attrs.get(RAY_ID_ATTR) for t in study.get_trials(deepcopy=False)}
+        present = self._held(study)
         added = 0
         for group, members in groups.items():
             frozen = None if group in present else self.frozen_group(group, members)
             if frozen is not None:
                 study.add_trial(frozen)
+                present.add(group)
                 added += 1
         return added
+
+    def _held(self, study: optuna.Study) -> set[Any]:
+        """The Ray ids (trials or seed groups) the study holds: read from it once, then kept
+        as trials are added (reading every trial per added one grew with the study)."""
+        if getattr(self, "_present", None) is None:  # None too when pickled by an older version
+            self._present = {t.user_attrs.get(RAY_ID_ATTR)
+                             for t in study.get_trials(deepcopy=False)}
+        assert self._present is not None
+        return self._present

@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from mtl_tune.platform.checkpoint_files import OPTIMIZER_FILE
+from mtl_tune.platform.checkpoint_files import OPTIMIZER_FILE, drop_optimizer_state
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +29,6 @@ def drop_trial_optimizer_state(trial_dir: str | Path | None, filesystem: Any = N
     """
     if filesystem is not None and filesystem.type_name != "local":
         return _drop_in_store(str(trial_dir), filesystem) if trial_dir else 0
-    from mtl_tune.platform.checkpoint import drop_optimizer_state  # torch: only where it runs
-
     if not trial_dir or not Path(trial_dir).is_dir():
         return 0
     return sum(drop_optimizer_state(c) for c in Path(trial_dir).glob("checkpoint_*"))
