@@ -81,6 +81,7 @@ def _read_chunked(stream: Any) -> bytes:
 
 class _Forward(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else a reply's headers and body wait on a delayed ACK
     server: CountingProxy
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet

@@ -20,7 +20,7 @@ from mtl_tune.studies.store._meta import (
     read_meta,
     write_meta,
 )
-from mtl_tune.studies.store._object_store import local_path, upload_if_longer, uri_of
+from mtl_tune.studies.store._object_store import local_path, uri_of
 from mtl_tune.studies.store._optuna_storage import JOURNAL_PREFIX, open_storage
 from mtl_tune.studies.store._relocation import here, here_url
 from mtl_tune.studies.store._retention import prune_trial, trial_rows
@@ -63,7 +63,7 @@ from mtl_tune.studies.store._trial_log import (
     repair_record,
     staged_path,
 )
-from mtl_tune.studies.store._tune_files import TuneFiles
+from mtl_tune.studies.store._tune_files import TuneFiles, upload_if_longer
 from mtl_tune.studies.store._uris import file_uri_path, is_store_uri
 
 __all__ = [

@@ -65,7 +65,12 @@ def _open(uri: str) -> tuple[Any, str]:
 
             gcs = pyarrow.fs.GcsFileSystem(retry_time_limit=timedelta(seconds=GCS_RETRY_S))
             return gcs, uri.split("://", 1)[1].rstrip("/")
-        return pyarrow.fs.FileSystem.from_uri(uri)
+        fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+        if isinstance(fs, pyarrow.fs.S3FileSystem):  # a small file in one PutObject request,
+            # not a multipart upload's three (each study write is a small file)
+            rebuild, (options,) = fs.__reduce__()  # the URI's and the environment's options
+            fs = rebuild({**options, "allow_delayed_open": True})
+        return fs, path
     except (OSError, ValueError, pyarrow.ArrowException) as err:
         raise SpecError(
             f"cannot open the object store {uri}: {err}; check the URI and the store's "
@@ -332,17 +337,3 @@ def stored_folders(root: Path, holding: str) -> list[str]:
     return sorted(n for n, i in zip(names, held, strict=True)
                   if i.type == pyarrow.fs.FileType.File)
 
-
-def upload_if_longer(local: Path, filesystem: Any, target: str) -> None:
-    """Copies the file `local` to `target` on a pyarrow file system (Ray Tune's storage) unless
-    the file there is at least as long.
-
-    Raises:
-        OSError: The file system cannot be read or written.
-    """
-    import pyarrow.fs
-
-    (info,) = filesystem.get_file_info([target])
-    if info.type == pyarrow.fs.FileType.File and info.size >= local.stat().st_size:
-        return
-    pyarrow.fs.copy_files(str(local), target, destination_filesystem=filesystem)

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from mtl_tune.studies.store._lean import drop_trial_optimizer_state
-from mtl_tune.studies.store._object_store import upload_if_longer
 from mtl_tune.studies.store._relocation import here
 from mtl_tune.studies.store._retention import prune_trial, trial_rows
 from mtl_tune.studies.store._saved_state import SavedTrial, snapshot, state_stamp
@@ -85,3 +84,18 @@ class TuneFiles:
         study was copied or moved since Tune pickled the experiment (`_relocation`)."""
         if self.on_disk:
             self.storage.storage_fs_path = str(here(self.storage.storage_fs_path))
+
+
+def upload_if_longer(local: Path, filesystem: Any, target: str) -> None:
+    """Copies the file `local` to `target` on a pyarrow file system (Ray Tune's storage) unless
+    the file there is at least as long.
+
+    Raises:
+        OSError: The file system cannot be read or written.
+    """
+    import pyarrow.fs
+
+    (info,) = filesystem.get_file_info([target])
+    if info.type == pyarrow.fs.FileType.File and info.size >= local.stat().st_size:
+        return
+    pyarrow.fs.copy_files(str(local), target, destination_filesystem=filesystem)
