@@ -233,6 +233,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000")
     parser.add_argument("--stores", default="disk,s3")
+    parser.add_argument("--work", type=Path, help="keep the studies in this new folder "
+                        "(default: a temporary one, removed)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.child:
@@ -244,6 +246,9 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="driver-scale-") as tmp:
         work = Path(tmp)
+        if options.work:
+            options.work.mkdir(parents=True)
+            work = options.work.resolve()
         env = {**os.environ, "MTL_TUNE_CACHE": str(work / "cache")}
         for store in stores:
             measured[store] = {}

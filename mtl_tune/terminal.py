@@ -13,6 +13,7 @@ import re
 import shutil
 import sys
 import textwrap
+from collections.abc import Iterable
 
 import pandas as pd
 
@@ -53,18 +54,28 @@ def numeric_columns(frame: pd.DataFrame) -> list[str]:
     ]
 
 
-def _render(frame: pd.DataFrame) -> list[str]:
-    """Columns two spaces apart: numbers right-aligned, text left-aligned."""
-    if not len(frame.columns):
+def _aligned(frame: pd.DataFrame) -> dict[str, list[str]]:
+    """Column name -> its header and cells as printed: numbers right-aligned, text left-aligned,
+    each to the column's width (made once per column, not once per attempt to fit)."""
+    return {str(name): _align(str(name), frame[name]) for name in frame.columns}
+
+
+def _align(name: str, values: Iterable[object]) -> list[str]:
+    column = [name, *map(str, values)]
+    right = len(column) > 1 and all(_NUMBER.match(v) for v in column[1:])
+    width = max(map(len, column))
+    return [v.rjust(width) if right else v.ljust(width) for v in column]
+
+
+def _joined(columns: dict[str, list[str]]) -> list[str]:
+    """The aligned columns two spaces apart."""
+    if not columns:
         return ["(empty)"]
-    numbers = numeric_columns(frame)
-    cells = []
-    for name in frame.columns:
-        column = [str(name), *map(str, frame[name])]
-        width = max(map(len, column))
-        right = str(name) in numbers
-        cells.append([v.rjust(width) if right else v.ljust(width) for v in column])
-    return ["  ".join(row).rstrip() for row in zip(*cells, strict=True)]
+    return ["  ".join(row).rstrip() for row in zip(*columns.values(), strict=True)]
+
+
+def _render(frame: pd.DataFrame) -> list[str]:
+    return _joined(_aligned(frame))
 
 
 def _mean_only(value: object) -> object:
@@ -77,7 +88,8 @@ def fit_table(frame: pd.DataFrame, width: int,
     """The table's lines, none wider than `width` but for a row name longer than it, and what
     was left out to get there; `first`: columns to drop before `DROP_ORDER`'s."""
     dropped: list[str] = []
-    lines = _render(frame)
+    columns = _aligned(frame)
+    lines = _joined(columns)
 
     def fits() -> bool:
         return max(map(len, lines)) <= width
@@ -87,19 +99,22 @@ def fit_table(frame: pd.DataFrame, width: int,
             return lines, dropped
         if column in frame.columns and len(frame.columns) > 1:
             frame = frame.drop(columns=column)
+            del columns[str(column)]
             dropped.append(column)
-            lines = _render(frame)
+            lines = _joined(columns)
     if not fits():
         means = frame.map(_mean_only)
         if not means.equals(frame):
-            frame, lines = means, _render(means)
+            frame, columns = means, _aligned(means)
+            lines = _joined(columns)
             dropped.append(SPREADS)
     late = [c for c in LATE_DROP if c in frame.columns]
     while not fits() and len(frame.columns) > 2:
         column = late.pop(0) if late else frame.columns[-1]
         frame = frame.drop(columns=column)
+        del columns[str(column)]
         dropped.append(str(column))
-        lines = _render(frame)
+        lines = _joined(columns)
     while not fits():
         # cut the widest column but the first (header too) by the excess, to a few characters
         sizes = {c: max(len(str(c)), *(len(str(v)) for v in frame[c]))
@@ -113,7 +128,9 @@ def fit_table(frame: pd.DataFrame, width: int,
         name = _cut(str(widest), cap)
         frame = frame.rename(columns={widest: name})
         frame[name] = [_cut(str(v), cap) for v in frame[name]]
-        lines = _render(frame)
+        columns = {name if k == str(widest) else k: _align(name, frame[name])
+                   if k == str(widest) else cells for k, cells in columns.items()}
+        lines = _joined(columns)
     return lines, dropped
 
 

@@ -23,13 +23,16 @@ class StepLossLogger(TBXLoggerCallback):
         # logger is always installed): a key missing from the report, or one it should not
         # hold, stops the study with the key's name
         curve = EpochReport.from_result(result).progress.train_loss_curve
-        super().log_trial_result(
-            iteration, trial, {k: v for k, v in result.items() if k != CURVE_KEY}
-        )
+        if trial not in self._trial_writer:
+            self.log_trial_start(trial)
         writer = self._trial_writer[trial]
         for point in curve:
             step = int(point["step"])
             for task, loss in point.items():
                 if task != "step":
                     writer.add_scalar(f"train_loss/{task}", float(loss), global_step=step)
-        writer.flush()
+        # Tune's logger writes the epoch's scalars and flushes once for both (a flush is an
+        # fsync: one per result, not two)
+        super().log_trial_result(
+            iteration, trial, {k: v for k, v in result.items() if k != CURVE_KEY}
+        )
