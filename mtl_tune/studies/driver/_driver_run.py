@@ -21,6 +21,7 @@ from ray import tune
 
 from mtl_tune.exceptions import SpecError
 from mtl_tune.platform.bundle import DataBundle, build_bundle
+from mtl_tune.studies.driver._lost_logs import ray_temp_root, recover_trial_logs
 from mtl_tune.studies.driver._optuna_mirror import OptunaMirror, with_checkpoints
 from mtl_tune.studies.driver._tune_setup import (
     param_space,
@@ -165,6 +166,8 @@ def _run_experiment(
     spec = study.spec
     path = uri_of(folder / TUNE_DIR / experiment)  # on a store, Tune reads and writes it there
     if restore and tune.Tuner.can_restore(path):
+        if (ray_temp := ray_temp_root()) is not None:  # a killed driver's unsynced logs
+            recover_trial_logs(path, ray_temp)
         repair_saved_state(path)  # a state file cut by a full disk: its last whole copy
         tuner = tune.Tuner.restore(
             path, trainable=trial, resume_unfinished=True, resume_errored=True
