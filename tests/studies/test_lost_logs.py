@@ -1,44 +1,62 @@
-"""Trial logs a killed driver staged in its Ray session but had not copied to the study yet are
-copied into the study when it resumes (`_lost_logs`)."""
+"""Trial results a killed driver staged in its Ray session but had not copied to the study yet
+are put back when it resumes, up to what the restored experiment will not report again
+(`_lost_logs`)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from mtl_tune.studies.driver._lost_logs import recover_trial_logs
 
 
-def _lines(count: int) -> str:
-    return "".join(f'{{"epoch": {e}}}\n' for e in range(1, count + 1))
+def _rows(count: int) -> str:
+    return "".join(json.dumps({"training_iteration": e, "checkpoint_dir_name":
+                               f"checkpoint_{e - 1:06d}"}) + "\n" for e in range(1, count + 1))
 
 
-def test_a_killed_drivers_staged_logs_are_recovered_where_longer(tmp_path: Path) -> None:
-    # the driver was killed before copying its staging folder: the trial that ended meanwhile
-    # has no result.json in the study (it showed as MISSING), the running one lacks its last
-    # epoch
+def _saved_state(experiment: Path, trials: dict[str, tuple[str, str | None]]) -> None:
+    """Ray Tune's saved state: trial folder -> (status, the checkpoint it resumes from)."""
+    data = [[json.dumps({"trial_id": folder[-1], "status": status, "relative_logdir": folder}),
+             json.dumps({"last_result": {"checkpoint_dir_name": checkpoint}})]
+            for folder, (status, checkpoint) in trials.items()]
+    (experiment / "experiment_state-2026-12-06_10-00-00.json").write_text(
+        json.dumps({"trial_data": data}))
+
+
+def test_a_killed_drivers_staged_results_are_put_back_up_to_the_resume_point(
+    tmp_path: Path,
+) -> None:
     experiment = tmp_path / "study" / "tune" / "main"
-    ended, running = experiment / "trial_a_1", experiment / "trial_b_1"
-    ended.mkdir(parents=True)
-    running.mkdir()
-    (running / "result.json").write_text(_lines(1))
-    (running / "progress.csv").write_text("epoch\n1\n2\n3\n")  # longer in the study: kept
+    for folder in ("trial_a", "trial_b", "trial_d"):
+        (experiment / folder).mkdir(parents=True)
+    (experiment / "trial_b" / "result.json").write_text(_rows(1))
+    # Tune saved its state when a had ended, b resumes from its second epoch's checkpoint, d
+    # has none yet
+    _saved_state(experiment, {"trial_a": ("TERMINATED", "checkpoint_000001"),
+                              "trial_b": ("RUNNING", "checkpoint_000001"),
+                              "trial_d": ("RUNNING", None)})
     staging = (tmp_path / "ray" / "session_2026-12-06_10-00-00_1" / "artifacts"
                / "2026-12-06_10-00-01" / "main" / "driver_artifacts")
-    for trial, epochs in (("trial_a_1", 2), ("trial_b_1", 3), ("trial_c_other_study", 4)):
-        (staging / trial).mkdir(parents=True)
-        (staging / trial / "result.json").write_text(_lines(epochs))
-    (staging / "trial_b_1" / "progress.csv").write_text("epoch\n1\n")
+    # then the driver ran on, and was killed before it copied these into the study
+    for folder, epochs in (("trial_a", 2), ("trial_b", 4), ("trial_d", 1), ("trial_c", 3)):
+        (staging / folder).mkdir(parents=True)
+        (staging / folder / "result.json").write_text(_rows(epochs))
+    (staging / "trial_a" / "params.json").write_text('{"lr": 0.1}')
 
     assert recover_trial_logs(str(experiment), tmp_path / "ray") == 2
-    assert (ended / "result.json").read_text() == _lines(2)
-    assert (running / "result.json").read_text() == _lines(3)
-    assert (running / "progress.csv").read_text() == "epoch\n1\n2\n3\n"
-    # a trial folder of another study's experiment of the same name is not this study's
-    assert not (experiment / "trial_c_other_study").exists()
-    # done once: a second resume finds nothing to copy
+    # ended: every epoch it reported (it showed as MISSING before)
+    assert (experiment / "trial_a" / "result.json").read_text() == _rows(2)
+    assert (experiment / "trial_a" / "params.json").read_text() == '{"lr": 0.1}'
+    # resumed from epoch 2: epochs 3 and 4 are run and reported again, not listed twice
+    assert (experiment / "trial_b" / "result.json").read_text() == _rows(2)
+    # no checkpoint: it starts over; another study's trial folder of the same experiment name
+    assert not (experiment / "trial_d" / "result.json").exists()
+    assert not (experiment / "trial_c").exists()
+    # done once: a second resume finds nothing to add
     assert recover_trial_logs(str(experiment), tmp_path / "ray") == 0
 
 
-def test_nothing_is_recovered_from_an_unreadable_storage(tmp_path: Path) -> None:
+def test_nothing_is_recovered_without_a_saved_state(tmp_path: Path) -> None:
     assert recover_trial_logs(str(tmp_path / "no-such-study" / "tune" / "main"),
                               tmp_path / "ray") == 0

@@ -27,8 +27,10 @@ from mtl_tune.studies.store._retention import prune_trial, trial_rows
 from mtl_tune.studies.store._saved_state import (
     SavedTrial,
     repair_saved_state,
+    saved_trials,
     snapshot,
     state_stamp,
+    write_whole,
 )
 from mtl_tune.studies.store._score_cache import cache_scores, read_cached_scores, score_cache_key
 from mtl_tune.studies.store._staging import (
@@ -123,6 +125,8 @@ __all__ = [
     "read_trials",
     "repair_record",
     "repair_saved_state",
+    "saved_trials",
+    "write_whole",
     "score_cache_key",
     "snapshot",
     "staged_path",

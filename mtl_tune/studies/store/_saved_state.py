@@ -101,6 +101,27 @@ def state_stamp(fs: Any, experiment: str) -> str | None:
     return json.dumps(sorted(files.items()))
 
 
+def saved_trials(fs: Any, experiment: str) -> dict[str, SavedTrial] | None:
+    """The trials of Tune's newest saved experiment state, as `Tuner.restore` will read it;
+    None when there is none or it does not read whole.
+
+    Raises:
+        OSError: The storage cannot be read.
+    """
+    newest = _newest_state(_driver_files(fs, experiment))
+    if newest is None:
+        return None
+    try:
+        return parse_state(read_file(fs, f"{experiment}/{newest}"))
+    except ValueError:
+        return None
+
+
+def write_whole(fs: Any, path: str, data: bytes) -> None:
+    """Writes a file on any pyarrow file system whole or not at all (`_write`)."""
+    _write(fs, path, data)
+
+
 def snapshot(fs: Any, experiment: str) -> dict[str, SavedTrial] | None:
     """Copies Tune's driver files into `SNAPSHOT_DIR` as one set and returns the trials of its
     experiment state; None (and no copy) when that state does not read whole or a file changed
