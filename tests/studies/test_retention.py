@@ -236,3 +236,43 @@ def test_a_retention_pass_reads_only_the_trials_with_something_new(
     retention.on_checkpoint(1, trials, trials[2], None)
     retention.prune()
     assert read == ["b1"]
+
+
+def test_tunes_growing_state_is_copied_at_most_a_twentieth_of_the_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tune's saved state grows with the study; copying it at every save sent bytes per event
+    # that grew with it (the copies outweighed Tune's own saves on S3)
+    from types import SimpleNamespace
+
+    from mtl_tune.studies.driver import _callbacks
+    from mtl_tune.studies.driver._callbacks import CheckpointRetention
+    from mtl_tune.studies.store import TuneFiles
+
+    folder = _trial(tmp_path / "b1", dict(list(SCORES.items())[:2]))
+    trial = SimpleNamespace(trial_id="b1", config={}, storage=SimpleNamespace(
+        storage_filesystem=pyarrow.fs.LocalFileSystem(), experiment_fs_path=str(tmp_path),
+        trial_fs_path=str(folder)))
+    copies: list[float] = []
+    saved_state = TuneFiles.saved_state
+
+    def slow_copy(self: TuneFiles) -> object:
+        copies.append(now[0])
+        now[0] += 0.5  # a copy takes half a second: the next is due 10 s later
+        return saved_state(self)
+
+    now = [100.0]
+    monkeypatch.setattr(_callbacks.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(TuneFiles, "saved_state", slow_copy)
+    retention = CheckpointRetention("overall", "max", "best")
+    retention.on_step_begin(0, [trial])
+    for second in range(12):  # Tune saves a new state every second
+        (tmp_path / "experiment_state-2026-01-01_00-00-00.json").write_text(
+            _state({"b1": ("RUNNING", NAMES[1])}) + " " * second)
+        now[0] = 101.0 + second
+        retention.on_checkpoint(second, [trial], trial, None)
+        retention.prune()
+    assert copies == [101.0, 111.0]
+    # the experiment's end copies the newest state whatever the time
+    retention.on_experiment_end([trial])
+    assert len(copies) == 3

@@ -20,6 +20,7 @@ from mtl_tune.studies.spec import ITERATION, SEED_GROUP_KEY, better
 from mtl_tune.studies.store import StudyStore, TuneFiles, append_event, read_trials
 
 logger = logging.getLogger("mtl_tune.progress")
+COPY_SHARE = 0.05  # of the driver's time, at most, spent copying Tune's saved state
 
 
 class TrialEvents(tune.Callback):
@@ -33,8 +34,7 @@ class TrialEvents(tune.Callback):
         self._fresh_view()
 
     def _fresh_view(self) -> None:
-        # what a step looks at: the trials Tune added since (it only appends to its list) and
-        # those started and not ended, which alone can be paused; not every trial, every step
+        # a step looks at the trials Tune added since and those started (only they can pause)
         self.looked = 0  # how many of Tune's trials were looked at for creation
         self.live: dict[str, Any] = {}
 
@@ -152,6 +152,7 @@ class CheckpointRetention(tune.Callback):
         self.trial_count = 0  # the trials `grouped` was built from
         self.stamp: str | None = None  # the saved state last pruned against ...
         self.saved: dict[str, Any] | None = None  # ... and its trials
+        self.copied_at, self.copy_seconds = float("-inf"), 0.0  # the last copy of it
         self.fresh = True  # an event since the last pass
         self.checked = float("-inf")
         self.started = False
@@ -198,24 +199,33 @@ class CheckpointRetention(tune.Callback):
         self._group_members(trials)
         for trial in trials:  # Tune saved its state (and waited for it) just before
             self._watch(trial)
-        self.prune()
+        self.prune(final=True)
 
-    def prune(self) -> None:
-        """One pass over the watched trials against Tune's newest saved state."""
+    def prune(self, final: bool = False) -> None:
+        """One pass over the watched trials against a copy of Tune's saved state, which grows
+        with the study: a newer one is copied once the last copy took at most `COPY_SHARE` of
+        the time since (till then the last copy, older, keeps at least as much); `final`: the
+        newest."""
         self.checked = time.monotonic()
         if not self.watched:
             return
         files = TuneFiles(next(iter(self.watched.values())).storage)
         try:
-            stamp = files.state_stamp()
-            if stamp is None or (stamp == self.stamp and not self.fresh):
+            newest = files.state_stamp()
+            if newest is None:
                 return
-            # new events but the same saved state: its copy is made already
-            saved = self.saved if stamp == self.stamp else files.saved_state()
+            stamp, saved = self.stamp, self.saved
+            due = self.checked - self.copied_at >= self.copy_seconds / COPY_SHARE
+            if newest != self.stamp and (saved is None or due or final):
+                copied = files.saved_state()
+                self.copy_seconds = time.monotonic() - self.checked
+                self.copied_at = self.checked
+                if copied is not None:  # else not whole now (Tune writing): the last copy
+                    stamp, saved = newest, copied
+            if saved is None or (stamp == self.stamp and not self.fresh):
+                return
         except OSError as err:  # a store outage costs space, never the study
             logger.warning("checkpoint retention skipped a pass: %s", err)
-            return
-        if saved is None:
             return
         self.stamp, self.saved, self.fresh = stamp, saved, False
         # only the groups of trials still watched: a pass costs the same at any study size
