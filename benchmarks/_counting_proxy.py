@@ -3,7 +3,8 @@
 `driver_scale.py` puts it between every process of a study (the driver, Ray Tune's workers,
 the readers) and moto's S3 server, by giving them its address as `AWS_ENDPOINT_URL`. Each
 request is counted under `study` (the study's own files) or `tune` (Ray Tune's experiment
-folder, `<study>/tune/...`), with the bytes of its request line, headers and body.
+folder, `<study>/tune/...`) or `copy` (the driver's copies of Tune's saved state there), with the
+bytes of its request line, headers and body.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ class CountingProxy(ThreadingHTTPServer):
 
     def count(self, method: str, path: str, sent: int) -> None:
         key = unquote(urlsplit(path).path)
-        kind = "tune" if "/tune/" in key else "study"
+        kind = ("copy" if "/.mtl-tune-saved-state/" in key  # the driver's copies of Tune's state
+                else "tune" if "/tune/" in key else "study")
         with self._lock:
             self.requests[kind] += 1
             self.bytes[kind] += sent

@@ -188,9 +188,9 @@ def figures(m: dict[str, Any]) -> dict[str, float | None]:
     rows["TPE suggestion ms, last 20"] = 1000 * statistics.median(suggest[-20:])
     if m["before"] is not None:
         for what in ("requests", "bytes"):
-            for kind in ("study", "tune"):
+            for kind, label in (("study", "study files"), ("copy", "copies of Tune's state"),
+                                ("tune", "Ray Tune's")):
                 sent = m["after"][what].get(kind, 0) - m["before"][what].get(kind, 0)
-                label = "study files" if kind == "study" else "Ray Tune's"
                 rows[f"store {what} per event, {label}"] = sent / events
     rows["study folder KiB per trial"] = m["folder_bytes"] / 1024 / trials
     rows["driver peak memory MiB"] = max(r["peak_rss_bytes"] for r in runs) / 2**20
