@@ -15,6 +15,7 @@ from mtl_tune.studies.store import StudyMeta, StudyStore, write_meta
 from mtl_tune.studies.store import _object_store as object_store
 from mtl_tune.studies.store import _parts as parts
 from mtl_tune.studies.store._object_store import driver_root
+from mtl_tune.studies.store._study_store import driver_copy
 from mtl_tune.studies.store._trial_log import append_event, read_trials
 from tests.studies.conftest import stored_objects
 
@@ -41,6 +42,15 @@ def _uploads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     return sent
 
 
+def _driver_study(s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A study in a driver's staging copy of the store, its parts PART_BYTES long."""
+    monkeypatch.setattr(parts, "PART_BYTES", PART_BYTES)
+    folder = driver_root(storage_root(s3_bucket)) / "s1"
+    folder.mkdir()
+    write_meta(folder, StudyMeta(name="s1"))
+    return folder
+
+
 def _events(folder: Path, count: int, start: int = 0) -> None:
     for i in range(start, start + count):
         append_event(folder, "main", f"t{i:03d}", "created", {"lr": 1e-4, "note": "x" * 60})
@@ -49,10 +59,7 @@ def _events(folder: Path, count: int, start: int = 0) -> None:
 def test_an_append_uploads_its_last_part_alone(
     s3_bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(parts, "PART_BYTES", PART_BYTES)
-    folder = driver_root(storage_root(s3_bucket)) / "s1"
-    folder.mkdir()
-    write_meta(folder, StudyMeta(name="s1"))
+    folder = _driver_study(s3_bucket, monkeypatch)
     sent = _uploads(monkeypatch)
     _events(folder, 100)
     record = (folder / "trials.jsonl").read_bytes()
@@ -85,17 +92,22 @@ def test_a_record_from_before_parts_is_the_base_its_parts_follow(
                               "config": {}}) + "\n" for t in ("a", "b"))
     _put(s3_bucket, "s1/study.json", b'{"name": "s1"}')
     _put(s3_bucket, "s1/trials.jsonl", old.encode())
-    # a resumed driver appends after the old record, which it leaves as it was
-    driver = existing_study(driver_root(storage_root(s3_bucket)), "s1")
-    append_event(driver, "main", "a", "finished", {})
-    append_event(driver, "main", "c", "created", {})
+    # a resumed driver appends after the old record, which it leaves as it was, and at its end
+    # uploads its parts once more (never its download of the old record)
+    for trial, event in (("a", "finished"), ("c", "created")):  # two drivers, one after the other
+        with driver_copy(storage_root(s3_bucket), "s1", "trials.jsonl") as root:
+            driver = existing_study(root, "s1")
+            append_event(driver, "main", trial, event, {})
+            local = (driver / "trials.jsonl").read_bytes()
     stored = stored_objects(s3_bucket)
-    assert stored["s1/trials.jsonl"].size == len(old) and "s1/trials.jsonl.parts/000000" in stored
+    assert sorted(k for k in stored if k.startswith("s1/trials")) == [
+        "s1/trials.jsonl", "s1/trials.jsonl.parts/000000"]
+    assert stored["s1/trials.jsonl"].size == len(old)
     reader = existing_study(storage_root(s3_bucket), "s1")
     trials = read_trials(reader)
     assert [(t.trial_id, t.state) for t in trials.values()] == [
         ("a", "TERMINATED"), ("b", "PENDING"), ("c", "PENDING")]
-    assert (reader / "trials.jsonl").read_bytes() == (driver / "trials.jsonl").read_bytes()
+    assert (reader / "trials.jsonl").read_bytes() == local
     # the base is kept beside the parts, not under the record's own name, and no pull drops it
     assert (reader / "trials.jsonl.parts" / "base").read_text() == old
     reader = existing_study(storage_root(s3_bucket), "s1")
@@ -105,10 +117,7 @@ def test_a_record_from_before_parts_is_the_base_its_parts_follow(
 def test_a_record_rewritten_whole_replaces_its_parts(
     s3_bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(parts, "PART_BYTES", PART_BYTES)
-    folder = driver_root(storage_root(s3_bucket)) / "s1"
-    folder.mkdir()
-    write_meta(folder, StudyMeta(name="s1"))
+    folder = _driver_study(s3_bucket, monkeypatch)
     _events(folder, 30)
     kept = "".join((folder / "trials.jsonl").read_text().splitlines(keepends=True)[:5])
     StudyStore.at(folder).write_text("trials.jsonl", kept)

@@ -34,6 +34,12 @@ def _numbered(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("[0-9]" * _WIDTH) if p.is_file())
 
 
+def part_files(path: Path) -> list[Path]:
+    """The parts of the file `path` in a staging copy, in order (its base, a download, not
+    among them); [] for a file without parts."""
+    return _numbered(parts_dir(path))
+
+
 def append_part(path: Path, data: bytes) -> Path:
     """Appends `data` (whole lines) to the last part of the file `path` in a staging copy, or
     to a new part when the last one is full; returns the part, for the caller to upload."""

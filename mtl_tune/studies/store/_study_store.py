@@ -24,7 +24,7 @@ from mtl_tune.exceptions import MtlTuneError
 from mtl_tune.platform.atomic import replace_text, storage_error
 from mtl_tune.studies.store import _object_store as store
 from mtl_tune.studies.store._json_lines import append_json_lines
-from mtl_tune.studies.store._parts import append_part, parts_dir
+from mtl_tune.studies.store._parts import append_part, part_files, parts_dir
 from mtl_tune.studies.store._relocation import here
 from mtl_tune.studies.store._store_pull import pull
 
@@ -184,9 +184,9 @@ def driver_copy(root: Path, name: str, record: str) -> Iterator[Path]:
     finally:
         events = driver / name / record
         if events.is_file():
-            parts = parts_dir(events)
             try:
-                store.publish(parts if parts.is_dir() else events)
+                for uploaded in part_files(events) or [events]:
+                    store.publish(uploaded)
             except MtlTuneError as err:
                 store.logger.error("the trial record of %s could not be uploaded: %s", name, err)
         store.release_driver_root(driver)
