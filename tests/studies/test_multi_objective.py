@@ -51,6 +51,22 @@ def test_searcher_is_told_the_best_epoch_not_the_last() -> None:
     assert trial.state == TrialState.COMPLETE and trial.values == [0.4, 0.7]
 
 
+def test_a_trial_the_restored_searcher_never_suggested_is_skipped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # a driver killed between Tune's uploads of its state files restores a searcher older than
+    # the trials: completing one it never suggested stopped the resumed study with a KeyError
+    searcher = BestEpochSearch("overall", "max", metric="overall", mode="max",
+                               sampler=optuna.samplers.TPESampler(seed=0))
+    searcher.set_search_properties(None, None, {"lr": tune.uniform(0.0, 1.0)})
+    assert searcher.suggest("t1") is not None
+    searcher.on_trial_complete("t1", {"training_iteration": 1, "overall": 0.6})
+    searcher.on_trial_complete("group-after-the-save", {"training_iteration": 1, "overall": 0.7})
+    assert "the searcher has no trial group-after-the-save to complete" in caplog.text
+    (trial,) = searcher._ot_study.trials
+    assert trial.values == [0.6]
+
+
 @pytest.fixture(scope="module")
 def mo_study(
     tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path, tiny_data_dir: Path

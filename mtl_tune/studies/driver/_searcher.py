@@ -9,12 +9,15 @@ restored with Tune's experiment state (OptunaSearch pickles the searcher's attri
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
 
 from mtl_tune.studies.spec import better
+
+logger = logging.getLogger(__name__)
 
 
 class BestEpochSearch(OptunaSearch):
@@ -36,4 +39,12 @@ class BestEpochSearch(OptunaSearch):
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
         best = self._best.pop(trial_id, None)
+        if trial_id not in self._ot_trials:
+            # suggested after the state this searcher was restored from (a driver killed
+            # between Tune's uploads of its state files): Optuna has no trial to complete, and
+            # Ray's searcher would stop the study with a KeyError. The study's Optuna record
+            # (the mirror) still gets it.
+            logger.warning("the searcher has no trial %s to complete (suggested after the state "
+                           "it was restored from): TPE learns nothing from it", trial_id)
+            return
         super().on_trial_complete(trial_id, best if best and not error else result, error)
