@@ -56,7 +56,11 @@ def _between(study: str) -> BetweenTwoTrials:
     """The moment to kill, judged on the files in the store."""
 
     def read(relative: str) -> str | None:
+        # an appended file (the trial record) is held as its parts, read in order (`_parts`)
+        parts = sorted(p for p in stored_objects(study) if p.startswith(f"{relative}.parts/"))
         try:
+            if parts:
+                return "".join(_read(f"{study}/{part}") for part in parts)
             return _read(f"{study}/{relative}")
         except OSError:  # not there yet, or being uploaded
             return None
@@ -115,7 +119,7 @@ def test_a_study_on_a_store_is_killed_resumed_and_reported(
     objects = stored_objects(study)
     # the store holds the study: its files, the experiment, each trial's best and last
     # checkpoints, without optimizer state; the resumed driver released its lock
-    assert {"study.json", "spec.toml", "trials.jsonl"} <= set(objects)
+    assert {"study.json", "spec.toml", "trials.jsonl.parts/000000"} <= set(objects)
     assert "driver.json" not in objects
     weights = [p for p in objects if p.endswith("/model.safetensors")]
     assert 2 <= len(weights) <= 4 and not any(p.endswith("optimizer.pt") for p in objects)

@@ -54,11 +54,17 @@ class NewStudyFile(tune.Callback):
 
 
 def _stored_text(study: str) -> str:
+    """The appended file as the object store holds it: its parts, in order (`_parts`)."""
     import pyarrow.fs
 
-    fs, path = pyarrow.fs.FileSystem.from_uri(f"{study}/{NEW_FILE}")
-    with fs.open_input_stream(path) as stream:
-        return bytes(stream.read()).decode()
+    fs, path = pyarrow.fs.FileSystem.from_uri(f"{study}/{NEW_FILE}.parts")
+    parts = sorted(i.path for i in fs.get_file_info(pyarrow.fs.FileSelector(path))
+                   if i.type == pyarrow.fs.FileType.File)
+    text = ""
+    for part in parts:
+        with fs.open_input_stream(part) as stream:
+            text += bytes(stream.read()).decode()
+    return text
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +163,7 @@ def test_a_study_whose_only_storage_is_an_object_store(
     # the trials ran on the two nodes, each writing its checkpoints to the store
     assert set(results["node_id"]) == nodes
     stored = stored_objects(f"{s3_bucket}/cloud")
-    assert {"study.json", "spec.toml", "trials.jsonl"} <= set(stored)
+    assert {"study.json", "spec.toml", "trials.jsonl.parts/000000"} <= set(stored)
     # the file written through the store alone was in the store at the driver's next event,
     # each time with every line written before it; it holds both results (2 trials x 1 epoch)
     assert len(NewStudyFile.lines) == 2 and len(NewStudyFile.found) == 1

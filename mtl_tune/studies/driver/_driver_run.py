@@ -21,7 +21,7 @@ from ray import tune
 
 from mtl_tune.exceptions import SpecError
 from mtl_tune.platform.bundle import DataBundle, build_bundle
-from mtl_tune.studies.driver._lost_logs import ray_temp_root, recover_trial_logs
+from mtl_tune.studies.driver._local_ray import ray_temp_root
 from mtl_tune.studies.driver._optuna_mirror import OptunaMirror, with_checkpoints
 from mtl_tune.studies.driver._tune_setup import (
     param_space,
@@ -44,6 +44,7 @@ from mtl_tune.studies.store import (
     drop_finished_optimizer_state,
     no_space_error,
     read_trials,
+    recover_trial_logs,
     repair_saved_state,
     staged_path,
     uri_of,

@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import ray
 
@@ -149,3 +150,10 @@ def start_reaper(mark: str) -> subprocess.Popen:
     )
     _REAPERS.append(reaper)
     return reaper
+
+
+def ray_temp_root() -> Path | None:
+    """The temporary folder of the Ray this process runs (its sessions' parent); None before
+    Ray starts."""
+    node = ray._private.worker._global_node  # the only place Ray names it for a driver
+    return None if node is None else Path(node.get_temp_dir_path())

@@ -13,6 +13,7 @@ from mtl_tune.studies.store._group_log import (
 from mtl_tune.studies.store._json_lines import read_json_lines
 from mtl_tune.studies.store._lean import drop_finished_optimizer_state, drop_trial_optimizer_state
 from mtl_tune.studies.store._lock import DriverLock, Holder, live_holder, refuse_running
+from mtl_tune.studies.store._lost_results import recover_trial_logs
 from mtl_tune.studies.store._meta import (
     StudyMeta,
     adopt_folder,
@@ -123,6 +124,7 @@ __all__ = [
     "read_json_lines",
     "read_meta",
     "read_trials",
+    "recover_trial_logs",
     "repair_record",
     "repair_saved_state",
     "saved_trials",

@@ -1,4 +1,5 @@
-"""Trial results a killed driver had not copied to the study yet, recovered when it resumes.
+"""Trial results a killed driver had not copied to the study yet, recovered when it resumes
+(the driver calls it, naming its Ray's temporary folder).
 
 Ray Tune's driver writes each trial's `result.json` (and `params.json`, `params.pkl`) into a
 staging folder of its Ray session
@@ -22,22 +23,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from mtl_tune.studies.store import SavedTrial, saved_trials, upload_if_longer, write_whole
+from mtl_tune.studies.store._saved_state import SavedTrial, saved_trials, write_whole
+from mtl_tune.studies.store._tune_files import upload_if_longer
 
 logger = logging.getLogger(__name__)
 
 RESULTS = "result.json"
 PARAMS = ("params.json", "params.pkl")  # written once, at the trial's start
 ENDED = ("TERMINATED", "ERROR")
-
-
-def ray_temp_root() -> Path | None:
-    """The temporary folder of the Ray this process runs (its sessions' parent); None before
-    Ray starts."""
-    import ray
-
-    node = ray._private.worker._global_node  # the only place Ray names it for a driver
-    return None if node is None else Path(node.get_temp_dir_path())
 
 
 def kept_lines(staged: str, saved: SavedTrial) -> list[str]:

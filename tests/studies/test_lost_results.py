@@ -1,13 +1,13 @@
 """Trial results a killed driver staged in its Ray session but had not copied to the study yet
 are put back when it resumes, up to what the restored experiment will not report again
-(`_lost_logs`)."""
+(`store/_lost_results.py`)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from mtl_tune.studies.driver._lost_logs import recover_trial_logs
+from mtl_tune.studies.store._lost_results import recover_trial_logs
 
 
 def _rows(count: int) -> str:
