@@ -20,7 +20,6 @@ from mtl_tune.studies.spec import ITERATION, SEED_GROUP_KEY, better
 from mtl_tune.studies.store import StudyStore, TuneFiles, append_event, read_trials
 
 logger = logging.getLogger("mtl_tune.progress")
-COPY_SHARE = 0.05  # of the driver's time, at most, spent copying Tune's saved state
 
 
 class TrialEvents(tune.Callback):
@@ -152,7 +151,6 @@ class CheckpointRetention(tune.Callback):
         self.trial_count = 0  # the trials `grouped` was built from
         self.stamp: str | None = None  # the saved state last pruned against ...
         self.saved: dict[str, Any] | None = None  # ... and its trials
-        self.copied_at, self.copy_seconds = float("-inf"), 0.0  # the last copy of it
         self.fresh = True  # an event since the last pass
         self.checked = float("-inf")
         self.started = False
@@ -199,33 +197,24 @@ class CheckpointRetention(tune.Callback):
         self._group_members(trials)
         for trial in trials:  # Tune saved its state (and waited for it) just before
             self._watch(trial)
-        self.prune(final=True)
+        self.prune()
 
-    def prune(self, final: bool = False) -> None:
-        """One pass over the watched trials against a copy of Tune's saved state, which grows
-        with the study: a newer one is copied once the last copy took at most `COPY_SHARE` of
-        the time since (till then the last copy, older, keeps at least as much); `final`: the
-        newest."""
+    def prune(self) -> None:
+        """One pass over the watched trials against Tune's newest saved state."""
         self.checked = time.monotonic()
         if not self.watched:
             return
         files = TuneFiles(next(iter(self.watched.values())).storage)
         try:
-            newest = files.state_stamp()
-            if newest is None:
+            stamp = files.state_stamp()
+            if stamp is None or (stamp == self.stamp and not self.fresh):
                 return
-            stamp, saved = self.stamp, self.saved
-            due = self.checked - self.copied_at >= self.copy_seconds / COPY_SHARE
-            if newest != self.stamp and (saved is None or due or final):
-                copied = files.saved_state()
-                self.copy_seconds = time.monotonic() - self.checked
-                self.copied_at = self.checked
-                if copied is not None:  # else not whole now (Tune writing): the last copy
-                    stamp, saved = newest, copied
-            if saved is None or (stamp == self.stamp and not self.fresh):
-                return
+            # new events but the same saved state: its copy is made already
+            saved = self.saved if stamp == self.stamp else files.saved_state()
         except OSError as err:  # a store outage costs space, never the study
             logger.warning("checkpoint retention skipped a pass: %s", err)
+            return
+        if saved is None:
             return
         self.stamp, self.saved, self.fresh = stamp, saved, False
         # only the groups of trials still watched: a pass costs the same at any study size
