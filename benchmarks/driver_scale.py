@@ -252,13 +252,11 @@ def main() -> None:
         env = {**os.environ, "MTL_TUNE_CACHE": str(work / "cache")}
         for store in stores:
             measured[store] = {}
-            for size in sizes:
-                if store == "disk":
-                    result = measure(size, str(work / "disk"), work, env, None)
-                else:
-                    result = _on_s3(sizes, work, env, measured[store])
-                    break
-                measured[store][size] = result
+            if store == "s3":
+                _on_s3(sizes, work, env, measured[store])
+            else:
+                for size in sizes:
+                    measured[store][size] = measure(size, str(work / "disk"), work, env, None)
             for size, result in measured[store].items():
                 print(f"{store} {size}: launch {result['launch']['wall_s']:.0f} s, resume "
                       f"{result['resume']['wall_s']:.0f} s, readers "
@@ -270,7 +268,7 @@ def main() -> None:
 
 
 def _on_s3(sizes: list[int], work: Path, env: dict[str, str],
-           into: dict[int, dict[str, Any]]) -> dict[str, Any]:
+           into: dict[int, dict[str, Any]]) -> None:
     """Measures each size on one moto S3 server (a process of its own, as a store is), behind
     the counting proxy."""
     with socket.socket() as probe:
@@ -298,7 +296,6 @@ def _on_s3(sizes: list[int], work: Path, env: dict[str, str],
             into[size] = measure(size, "s3://bench/studies", work / f"s3-{size}", s3_env, proxy)
         for kind, sent in proxy.by_kind.most_common(12):
             print(f"  {sent / 1024:10.0f} KiB  {kind}", file=sys.stderr)
-        return into[sizes[-1]]
     finally:
         proxy.stop()
         server.terminate()

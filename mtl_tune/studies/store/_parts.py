@@ -40,9 +40,10 @@ def part_files(path: Path) -> list[Path]:
     return _numbered(parts_dir(path))
 
 
-def append_part(path: Path, data: bytes) -> Path:
+def append_part(path: Path, data: bytes, sync: bool = False) -> Path:
     """Appends `data` (whole lines) to the last part of the file `path` in a staging copy, or
-    to a new part when the last one is full; returns the part, for the caller to upload."""
+    to a new part when the last one is full (`sync`: on the disk too); returns the part, for
+    the caller to upload."""
     folder = parts_dir(path)
     folder.mkdir(exist_ok=True)
     numbered = _numbered(folder)
@@ -53,7 +54,8 @@ def append_part(path: Path, data: bytes) -> Path:
     with open(part, "ab") as handle:
         handle.write(data)
         handle.flush()
-        os.fsync(handle.fileno())
+        if sync:
+            os.fsync(handle.fileno())
     return part
 
 
@@ -76,11 +78,9 @@ def assemble(path: Path) -> None:
     one rename, so that a reader sees it whole)."""
     folder = parts_dir(path)
     pieces = [folder / BASE] if (folder / BASE).is_file() else []
-    data = b""
-    for piece in [*pieces, *_numbered(folder)]:
-        data += piece.read_bytes()
-        if data and not data.endswith(b"\n"):  # a base a killed writer left torn
-            data += b"\n"
+    chunks = [piece.read_bytes() for piece in [*pieces, *_numbered(folder)]]
+    # a base a killed writer left torn gets its newline, so the next part starts a line
+    data = b"".join(c if not c or c.endswith(b"\n") else c + b"\n" for c in chunks)
     try:
         if path.read_bytes() == data:
             return

@@ -135,7 +135,7 @@ class StagedStudyStore(StudyStore):
         # the local file as a reader reads it, then its last part alone to the store (`_parts`)
         append_json_lines(self.folder / name, lines, sync=sync)
         data = "".join(line + "\n" for line in lines).encode()
-        store.publish(append_part(self.folder / name, data))
+        store.publish(append_part(self.folder / name, data, sync=sync))
 
     def upload(self, name: str, last: str | None = None) -> None:
         store.publish(self.folder / name, last=last)
