@@ -100,7 +100,8 @@ def test_prune_against_the_saved_state_on_disk(tmp_path: Path) -> None:
     saved = snapshot(fs, str(experiment))
     assert saved == {"t1": SavedTrial("RUNNING", NAMES[3])}
     # Tune's driver files are copied whole, as one set, before anything is deleted
-    copied = experiment / SNAPSHOT_DIR
+    manifest = json.loads((experiment / SNAPSHOT_DIR / "manifest.json").read_text())
+    copied = experiment / SNAPSHOT_DIR / manifest["set"]
     assert (copied / "experiment_state-2026-01-01_00-00-00.json").read_text() == _state(
         {"t1": ("RUNNING", NAMES[3])})
     assert (copied / "search_gen_state-2026-01-01_00-00-00.json").read_text() == "searcher"
@@ -149,6 +150,62 @@ def test_a_cut_state_without_a_whole_copy_is_left_as_it_is(tmp_path: Path) -> No
     # nothing to put back: nothing is moved
     assert repair_saved_state(str(experiment)) is None
     assert [p.name for p in experiment.iterdir()] == ["experiment_state-2026-01-02_00-00-00.json"]
+
+
+class _ReadCounting:
+    """A pyarrow file system that records the paths read through it."""
+
+    def __init__(self, fs: pyarrow.fs.FileSystem) -> None:
+        self.fs, self.read = fs, []
+
+    def open_input_stream(self, path: str) -> object:
+        self.read.append(Path(path).name)
+        return self.fs.open_input_stream(path)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.fs, name)
+
+
+def test_the_copy_of_the_saved_state_reads_only_the_experiment_state(tmp_path: Path) -> None:
+    # on a store the copy is the store's: the driver reads back the state it parses, never the
+    # searcher's state nor tuner.pkl, which grow with the trials
+    experiment = tmp_path / "main"
+    experiment.mkdir()
+    state = experiment / "experiment_state-2026-01-02_00-00-00.json"
+    state.write_text(_state({"t1": ("RUNNING", NAMES[1])}))
+    (experiment / "searcher-state-2026-01-02_00-00-00.pkl").write_bytes(b"s" * 100_000)
+    (experiment / "tuner.pkl").write_bytes(b"t" * 100_000)
+    fs = _ReadCounting(pyarrow.fs.LocalFileSystem())
+    assert snapshot(fs, str(experiment)) == {"t1": SavedTrial("RUNNING", NAMES[1])}
+    assert fs.read == [state.name]
+    manifest = json.loads((experiment / SNAPSHOT_DIR / "manifest.json").read_text())
+    copied = experiment / SNAPSHOT_DIR / manifest["set"]
+    assert (copied / "tuner.pkl").read_bytes() == b"t" * 100_000
+
+
+def test_a_new_set_replaces_the_last_one_only_when_whole(tmp_path: Path) -> None:
+    fs = pyarrow.fs.LocalFileSystem()
+    experiment = tmp_path / "main"
+    experiment.mkdir()
+    state = experiment / "experiment_state-2026-01-02_00-00-00.json"
+    searcher = experiment / "search_gen_state-2026-01-02_00-00-00.json"
+    state.write_text(_state({"t1": ("RUNNING", NAMES[1])}))
+    searcher.write_text("generated 2")
+    assert snapshot(fs, str(experiment)) is not None
+    state.write_text(_state({"t1": ("RUNNING", NAMES[2])}))
+    searcher.write_text("generated 3")
+    assert snapshot(fs, str(experiment)) == {"t1": SavedTrial("RUNNING", NAMES[2])}
+    # the earlier set is gone: one set and its manifest
+    sets = sorted(p.name for p in (experiment / SNAPSHOT_DIR).iterdir())
+    assert len(sets) == 2 and "manifest.json" in sets
+    # a cut state is copied nowhere and the last whole set stays named
+    whole = state.read_text()
+    state.write_text(whole[:20])
+    searcher.write_text("generated 4")
+    assert snapshot(fs, str(experiment)) is None
+    assert sorted(p.name for p in (experiment / SNAPSHOT_DIR).iterdir()) == sets
+    assert repair_saved_state(str(experiment)) == state.name
+    assert state.read_text() == whole and searcher.read_text() == "generated 3"
 
 
 def _seed(root: Path, trial_id: str, overall: list[float]) -> object:

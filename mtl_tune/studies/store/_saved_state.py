@@ -5,15 +5,18 @@ state (`experiment_state-<run>.json`, the trials), the searcher's state, the cal
 `tuner.pkl`. They are rewritten in place (and uploaded, on an object store), so a full disk or a
 kill mid-write can leave them cut, and Tune then starts the experiment afresh over the study.
 
-`snapshot` copies them, as one set, into `SNAPSHOT_DIR` whenever their experiment state reads
-whole and none of them changed during the copy; checkpoint retention deletes only against such
-a copy. `restore_snapshot`, before `Tuner.restore`, puts the set back when the newest state does
-not read whole (the cut files are kept beside, as `NAME.torn`). Works on any pyarrow file system.
+`snapshot` copies them, as one set, into a folder of `SNAPSHOT_DIR` (which its manifest then
+names) whenever their experiment state reads whole and none of them changed during the copy;
+checkpoint retention deletes only against such a copy. On an object store the store copies
+them: the driver sends no bytes of them, however large the state grows. `restore_snapshot`,
+before `Tuner.restore`, puts the set back when the newest state does not read whole (the cut
+files are kept beside, as `NAME.torn`). Works on any pyarrow file system.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -123,32 +126,50 @@ def write_whole(fs: Any, path: str, data: bytes) -> None:
 
 
 def snapshot(fs: Any, experiment: str) -> dict[str, SavedTrial] | None:
-    """Copies Tune's driver files into `SNAPSHOT_DIR` as one set and returns the trials of its
-    experiment state; None (and no copy) when that state does not read whole or a file changed
-    during the copy (Tune was writing: the next pass copies it)."""
+    """Copies Tune's driver files into a new set folder of `SNAPSHOT_DIR` and returns the trials
+    of its experiment state; None (and no new set) when that state does not read whole or a
+    file changed during the copy (Tune was writing: the next pass copies it).
+
+    The files are copied where they are (on an object store, by the store itself: no byte
+    passes through the driver, whatever the state's size), into a folder of their own that the
+    manifest names only once the set is whole; the set it replaces is deleted after."""
     before = _driver_files(fs, experiment)
     newest = _newest_state(before)
     if newest is None:
         return None
-    try:
-        contents = {name: read_file(fs, f"{experiment}/{name}") for name in before}
-        trials = parse_state(contents[newest])
-    except (OSError, ValueError) as err:
-        logger.debug("saved state of %s not readable now: %s", experiment, err)
-        return None
-    if _driver_files(fs, experiment) != before:
-        return None
-    folder = f"{experiment}/{SNAPSHOT_DIR}"
+    root = f"{experiment}/{SNAPSHOT_DIR}"
+    name = hashlib.sha1(json.dumps(sorted(before.items())).encode()).hexdigest()[:16]
+    folder = f"{root}/{name}"
     try:
         fs.create_dir(folder)
-        for name, data in contents.items():
-            _write(fs, f"{folder}/{name}", data)
-        _write(fs, f"{folder}/{MANIFEST}",
-               json.dumps({"files": sorted(contents), "state": newest}).encode())
-    except OSError as err:  # a full disk: nothing is deleted against a state without its copy
-        logger.warning("cannot copy Tune's saved state of %s: %s", experiment, err)
+        for file in before:
+            fs.copy_file(f"{experiment}/{file}", f"{folder}/{file}")
+        trials = parse_state(read_file(fs, f"{folder}/{newest}"))
+        if _driver_files(fs, experiment) != before:
+            raise ValueError("Tune wrote its files during the copy")
+        _write(fs, f"{root}/{MANIFEST}",
+               json.dumps({"files": sorted(before), "state": newest, "set": name}).encode())
+    except (OSError, ValueError) as err:  # a full disk, a cut state: the last whole set stays
+        logger.debug("saved state of %s not copied now: %s", experiment, err)
+        _delete_quietly(fs, folder)
         return None
+    for entry in list_files(fs, root):  # the sets this one replaces
+        if entry.base_name not in (name, MANIFEST):
+            _delete_quietly(fs, entry.path)
     return trials
+
+
+def _delete_quietly(fs: Any, path: str) -> None:
+    import pyarrow.fs
+
+    try:
+        (info,) = fs.get_file_info([path])
+        if info.type == pyarrow.fs.FileType.Directory:
+            fs.delete_dir(path)
+        elif info.type == pyarrow.fs.FileType.File:
+            fs.delete_file(path)
+    except OSError as err:  # a leftover costs space, never the study
+        logger.debug("cannot delete %s: %s", path, err)
 
 
 def repair_saved_state(experiment_uri: str) -> str | None:
@@ -172,9 +193,10 @@ def restore_snapshot(fs: Any, experiment: str) -> str | None:
         return None
     except (OSError, ValueError) as err:
         problem = str(err)
-    folder = f"{experiment}/{SNAPSHOT_DIR}"
+    root = f"{experiment}/{SNAPSHOT_DIR}"
     try:
-        manifest = json.loads(read_file(fs, f"{folder}/{MANIFEST}"))
+        manifest = json.loads(read_file(fs, f"{root}/{MANIFEST}"))
+        folder = f"{root}/{manifest['set']}" if "set" in manifest else root  # older: flat
         kept = {name: read_file(fs, f"{folder}/{name}") for name in manifest["files"]}
         parse_state(kept[manifest["state"]])
     except (OSError, ValueError, KeyError, TypeError) as err:
