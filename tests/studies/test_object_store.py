@@ -25,9 +25,9 @@ from mtl_tune.studies.store import _object_store as object_store
 from mtl_tune.studies.store import _store_pull as store_pull
 from mtl_tune.studies.store._lean import drop_finished_optimizer_state
 from mtl_tune.studies.store._lock import DriverLock, Holder, read_holder
-from mtl_tune.studies.store._object_store import driver_root, is_staged, stored_bytes
+from mtl_tune.studies.store._object_store import driver_root, is_staged
 from mtl_tune.studies.store._storage import disk_usage, study_names
-from mtl_tune.studies.store._store_pull import fetch_checkpoint, fetch_uri, pull
+from mtl_tune.studies.store._store_pull import fetch_checkpoint, fetch_uri, pull, stored_bytes
 from mtl_tune.studies.store._trial_log import append_event, read_trials
 from tests.studies.conftest import stored_objects
 
@@ -98,6 +98,17 @@ def test_files_published_by_a_driver_are_pulled_by_a_reader(
                        ("optimizer.pt", b"o" * 2000)):
         _put(s3_bucket, f"{CHECKPOINT}/{name}", data)
     _put(s3_bucket, "s1/tune/main/trial_a/result.json", b'{"epoch": 1}\n')
+    # Ray Tune's files that no reader opens (its other logs, its driver's resume files and
+    # retention's copy of them), beside the saved state that a reader reconciles with
+    tune_only = {"s1/tune/main/trial_a/progress.csv": b"epoch\n1\n",
+                 "s1/tune/main/trial_a/params.pkl": b"p",
+                 "s1/tune/main/trial_a/events.out.tfevents.1.host": b"e",
+                 "s1/tune/main/tuner.pkl": b"t" * 500,
+                 "s1/tune/main/searcher-state-2026.pkl": b"s" * 500,
+                 "s1/tune/main/.mtl-tune-saved-state/abc/tuner.pkl": b"t" * 500}
+    for key, data in tune_only.items():
+        _put(s3_bucket, key, data)
+    _put(s3_bucket, "s1/tune/main/experiment_state-2026.json", b"{}")
     # each write went to the store as it was made
     assert {"s1/study.json", "s1/trials.jsonl.parts/000000"} <= set(stored_objects(s3_bucket))
     assert json.loads(_get(s3_bucket, "s1/study.json"))["name"] == "s1"
@@ -111,12 +122,16 @@ def test_files_published_by_a_driver_are_pulled_by_a_reader(
     assert record.state == "TERMINATED" and record.path == str(local / "tune/main/trial_a")
     assert record.checkpoint == str(local / CHECKPOINT.removeprefix("s1/"))
     assert (local / "tune/main/trial_a/result.json").read_text() == '{"epoch": 1}\n'
+    assert (local / "tune/main/experiment_state-2026.json").read_text() == "{}"
+    # Ray Tune's own files stay in the store: a reader of a large study downloads far less
+    assert not any((local / key.removeprefix("s1/")).exists() for key in tune_only)
     # the checkpoint's small files are here, its weights and optimizer state are not (yet)
     checkpoint = Path(record.checkpoint)
     assert sorted(p.name for p in checkpoint.iterdir()) == ["trainer_state.json"]
     # disk usage counts what the store holds
     assert disk_usage(local) == stored_bytes(local) == len(_get(s3_bucket, "s1/study.json")) + len(
-        _get(s3_bucket, "s1/trials.jsonl.parts/000000")) + 2 + 1000 + 2000 + 13
+        _get(s3_bucket, "s1/trials.jsonl.parts/000000")) + 2 + 1000 + 2000 + 13 + 2 + sum(
+        map(len, tune_only.values()))
 
     # loading a model fetches the weights, once (copies made right after the object's time are
     # checked again: made as if long after it here)

@@ -313,12 +313,6 @@ def has_files(path: Path) -> bool:
     return where is not None and bool(_listing(*where))
 
 
-def stored_bytes(path: Path) -> int:
-    """Bytes the store holds under a staged folder (the weights a pull left out included)."""
-    where = remote(path)
-    return 0 if where is None else sum(info.size or 0 for info in _listing(*where).values())
-
-
 def stored_folders(root: Path, holding: str) -> list[str]:
     """The names of the folders at the top of a staging root's store that hold a file named
     `holding` (e.g. the studies: the folders with a study.json)."""

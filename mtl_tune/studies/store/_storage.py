@@ -28,10 +28,10 @@ from mtl_tune.studies.spec import check_study_name
 from mtl_tune.studies.store._object_store import (
     is_staged,
     reader_root,
-    stored_bytes,
     stored_folders,
     uri_of,
 )
+from mtl_tune.studies.store._store_pull import stored_bytes
 from mtl_tune.studies.store._study_store import StudyStore
 from mtl_tune.studies.store._uris import file_uri_path, is_store_uri
 

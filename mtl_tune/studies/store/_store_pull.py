@@ -6,10 +6,12 @@ renamed into place, so a reader never sees half of one.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 import shutil
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,12 +28,19 @@ from mtl_tune.studies.store._object_store import (
     uri_of,
 )
 from mtl_tune.studies.store._parts import assemble, parted_files, stored_as
+from mtl_tune.studies.store._saved_state import SNAPSHOT_DIR, STATE_PATTERN
 
 logger = logging.getLogger(__name__)
 
 # checkpoint files a pull leaves in the store: the weights are fetched when a model is loaded,
 # the optimizer state (resuming only) never
 ON_DEMAND = (MODEL_FILE, OPTIMIZER_FILE)
+# Ray Tune's files that no reader here opens, left in the store: its other log formats (a
+# trial's `result.json` holds what they hold), and its driver's resume files beside an
+# experiment's saved state (`Tuner.restore` reads them from the store) with retention's copies
+TUNE_ONLY = ("progress.csv", "params.pkl", "events.out.tfevents.*")
+_LISTED: dict[Path, tuple[float, int]] = {}  # staged folder -> (when, bytes) its last pull listed
+LISTED_FRESH_S = 60.0
 _PART = ".download-"  # a file being downloaded: `<name>.download-<pid>`
 _THREADS = 8
 SAME_SECOND_NS = 2_000_000_000  # see `_current`
@@ -79,8 +88,9 @@ def pull(folder: Path, keep: tuple[str, ...] = ()) -> None:
         return
     fs, base = where
     stored = _listing(fs, base)
+    _LISTED[folder] = (time.monotonic(), sum(info.size or 0 for info in stored.values()))
     local = stored_as(set(stored))  # an appended file's base goes beside its parts
-    wanted = {rel: info for rel, info in stored.items() if Path(rel).name not in ON_DEMAND}
+    wanted = {rel: stored[rel] for rel in _read_here(stored)}
     stale = [rel for rel, info in wanted.items() if not _current(folder / local[rel], info)]
     try:
         with ThreadPoolExecutor(_THREADS) as pool:
@@ -106,6 +116,31 @@ def pull(folder: Path, keep: tuple[str, ...] = ()) -> None:
         except OSError:  # another reader of this cache changed it meanwhile
             continue
     logger.debug("pulled %s: %d of %d files downloaded", uri_of(folder), len(stale), len(wanted))
+
+
+def _read_here(stored: dict[str, Any]) -> set[str]:
+    """The stored files that a pull brings here (`ON_DEMAND` and `TUNE_ONLY` stay)."""
+    experiments = {rel.rpartition("/")[0] for rel in stored
+                   if fnmatch.fnmatch(rel.rpartition("/")[2], STATE_PATTERN)}
+    out = set()
+    for rel in stored:
+        folder, _, name = rel.rpartition("/")
+        if (name in ON_DEMAND or any(fnmatch.fnmatch(name, p) for p in TUNE_ONLY)
+                or SNAPSHOT_DIR in rel.split("/")
+                or folder in experiments and not fnmatch.fnmatch(name, STATE_PATTERN)):
+            continue
+        out.add(rel)
+    return out
+
+
+def stored_bytes(path: Path) -> int:
+    """Bytes the store holds under a staged folder (the weights a pull left out included): as
+    this process's pull of it listed them in the last minute, else listed now."""
+    listed = _LISTED.get(path)
+    if listed is not None and time.monotonic() - listed[0] < LISTED_FRESH_S:
+        return listed[1]
+    where = remote(path)
+    return 0 if where is None else sum(info.size or 0 for info in _listing(*where).values())
 
 
 def fetch_checkpoint(folder: Path) -> Path:
