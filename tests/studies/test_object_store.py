@@ -105,7 +105,8 @@ def test_files_published_by_a_driver_are_pulled_by_a_reader(
                  "s1/tune/main/trial_a/events.out.tfevents.1.host": b"e",
                  "s1/tune/main/tuner.pkl": b"t" * 500,
                  "s1/tune/main/searcher-state-2026.pkl": b"s" * 500,
-                 "s1/tune/main/.mtl-tune-saved-state/abc/tuner.pkl": b"t" * 500}
+                 "s1/tune/main/.mtl-tune-saved-state/abc/tuner.pkl": b"t" * 500,
+                 "s1/tune/main/.mtl-tune-settled/t1": b""}
     for key, data in tune_only.items():
         _put(s3_bucket, key, data)
     _put(s3_bucket, "s1/tune/main/experiment_state-2026.json", b"{}")

@@ -294,3 +294,12 @@ def test_a_retention_pass_reads_only_the_trials_with_something_new(
     retention.prune()
     assert read == ["b1"]
 
+    # a driver resumed after a kill passes over the trials an earlier one settled (marked in
+    # one folder, read in one listing): at a thousand ended trials its first pass used to list
+    # and read each of them again, for minutes on an object store
+    resumed = CheckpointRetention("overall", "max", "best")
+    read.clear()
+    resumed.on_step_begin(0, trials)
+    assert sorted(resumed.watched) == ["b1", "b2"]
+    resumed.on_experiment_end(trials)
+    assert "a1" not in read and "a2" not in read and sorted(read) == ["b1", "b2"]

@@ -148,6 +148,7 @@ class CheckpointRetention(tune.Callback):
         self.dirty: set[str] = set()  # watched trials with a checkpoint or an end since a pass
         self.pruned_with: dict[str, Any] = {}  # trial -> (saved trial, kept) it was pruned with
         self.grouped: dict[str, Any] = {}  # every trial of a seed group, pending ones too
+        self.settled: set[str] = set()  # trials left with what `keep` says: never looked at again
         self.trial_count = 0  # the trials `grouped` was built from
         self.stamp: str | None = None  # the saved state last pruned against ...
         self.saved: dict[str, Any] | None = None  # ... and its trials
@@ -172,10 +173,12 @@ class CheckpointRetention(tune.Callback):
             self.grouped, self.trial_count = members_of(trials), len(trials)
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
-        if not self.started:  # a resumed experiment: what a killed driver left
+        if not self.started:  # a resumed experiment: what a killed driver left unsettled
             self.started = True
+            self.settled = TuneFiles(trials[0].storage).settled() if trials else set()
             for trial in trials:
-                self._watch(trial)
+                if trial.trial_id not in self.settled:
+                    self._watch(trial)
 
     def on_checkpoint(
         self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
@@ -196,7 +199,8 @@ class CheckpointRetention(tune.Callback):
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._group_members(trials)
         for trial in trials:  # Tune saved its state (and waited for it) just before
-            self._watch(trial)
+            if trial.trial_id not in self.settled:
+                self._watch(trial)
         self.prune()
 
     def prune(self) -> None:
@@ -238,7 +242,12 @@ class CheckpointRetention(tune.Callback):
             self.dirty.discard(trial_id)
             self.pruned_with[trial_id] = basis
             if settled:  # ended in the saved state: never resumed, so weights are enough
-                files.settle(trial_dir, trial_id)
+                try:
+                    files.settle(trial_dir, trial_id)
+                except OSError as err:
+                    logger.warning("%s: not settled now: %s", trial_id, err)
+                    continue
+                self.settled.add(trial_id)
                 del self.watched[trial_id]
                 self.pruned_with.pop(trial_id, None)
 

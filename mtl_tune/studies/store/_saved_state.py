@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 STATE_PATTERN = "experiment_state-*.json"  # Tune's saved experiment state, one per driver run
 SNAPSHOT_DIR = ".mtl-tune-saved-state"  # the last whole set of Tune's driver files
+SETTLED_DIR = ".mtl-tune-settled"  # an empty file per trial id that retention has settled
 MANIFEST = "manifest.json"  # written last: the set's file names and its experiment state
 TORN = ".torn"
 

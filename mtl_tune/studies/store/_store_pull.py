@@ -28,7 +28,7 @@ from mtl_tune.studies.store._object_store import (
     uri_of,
 )
 from mtl_tune.studies.store._parts import assemble, parted_files, stored_as
-from mtl_tune.studies.store._saved_state import SNAPSHOT_DIR, STATE_PATTERN
+from mtl_tune.studies.store._saved_state import SETTLED_DIR, SNAPSHOT_DIR, STATE_PATTERN
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ ON_DEMAND = (MODEL_FILE, OPTIMIZER_FILE)
 # Ray Tune's files that no reader here opens, left in the store: its other log formats (a
 # trial's `result.json` holds what they hold), and its driver's resume files beside an
 # experiment's saved state (`Tuner.restore` reads them from the store) with retention's copies
+# and marks
 TUNE_ONLY = ("progress.csv", "params.pkl", "events.out.tfevents.*")
 _LISTED: dict[Path, tuple[float, int]] = {}  # staged folder -> (when, bytes) its last pull listed
 LISTED_FRESH_S = 60.0
@@ -126,7 +127,7 @@ def _read_here(stored: dict[str, Any]) -> set[str]:
     for rel in stored:
         folder, _, name = rel.rpartition("/")
         if (name in ON_DEMAND or any(fnmatch.fnmatch(name, p) for p in TUNE_ONLY)
-                or SNAPSHOT_DIR in rel.split("/")
+                or {SNAPSHOT_DIR, SETTLED_DIR} & set(rel.split("/"))
                 or folder in experiments and not fnmatch.fnmatch(name, STATE_PATTERN)):
             continue
         out.add(rel)

@@ -8,14 +8,23 @@ logs uploaded before a restart) is made here.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from mtl_tune.studies.store._lean import drop_trial_optimizer_state
 from mtl_tune.studies.store._relocation import here
 from mtl_tune.studies.store._retention import prune_trial, trial_rows
-from mtl_tune.studies.store._saved_state import SavedTrial, snapshot, state_stamp
+from mtl_tune.studies.store._saved_state import (
+    SETTLED_DIR,
+    SavedTrial,
+    list_files,
+    snapshot,
+    state_stamp,
+)
 from mtl_tune.studies.store._staging import drop_trial_staging
+
+logger = logging.getLogger(__name__)
 
 
 class TuneFiles:
@@ -66,9 +75,26 @@ class TuneFiles:
 
     def settle(self, trial_dir: str, trial_id: str) -> None:
         """For a trial that ended and is never resumed: drops its checkpoints' optimizer state
-        and its staging folders."""
+        and its staging folders, then marks it settled (`settled`).
+
+        Raises:
+            OSError: The mark cannot be written (the trial is settled again by a later pass).
+        """
         drop_trial_optimizer_state(trial_dir, self.fs)
         drop_trial_staging(trial_dir, self.fs, trial_id)
+        self.fs.create_dir(f"{self.experiment}/{SETTLED_DIR}")
+        with self.fs.open_output_stream(f"{self.experiment}/{SETTLED_DIR}/{trial_id}"):
+            pass
+
+    def settled(self) -> set[str]:
+        """The ids of the trials `settle` has marked, in one listing (an experiment resumed
+        after a kill passes them over: a trial that Tune's saved state holds as ended stays
+        so); none when the storage cannot be listed now."""
+        try:
+            return {i.base_name for i in list_files(self.fs, f"{self.experiment}/{SETTLED_DIR}")}
+        except OSError as err:
+            logger.warning("cannot list the settled trials of %s: %s", self.experiment, err)
+            return set()
 
     def upload_if_longer(self, local: Path, trial_dir: str, name: str) -> None:
         """Copies the driver's own copy `local` of the trial's file `name` to the storage,
