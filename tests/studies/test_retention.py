@@ -303,3 +303,46 @@ def test_a_retention_pass_reads_only_the_trials_with_something_new(
     assert sorted(resumed.watched) == ["b1", "b2"]
     resumed.on_experiment_end(trials)
     assert "a1" not in read and "a2" not in read and sorted(read) == ["b1", "b2"]
+
+
+class _ListingCounting(_ReadCounting):
+    """A pyarrow file system that also counts the folder listings made through it."""
+
+    def __init__(self, fs: pyarrow.fs.FileSystem) -> None:
+        super().__init__(fs)
+        self.listings = 0
+
+    def get_file_info(self, what: object) -> object:
+        self.listings += isinstance(what, pyarrow.fs.FileSelector)
+        return self.fs.get_file_info(what)
+
+
+@pytest.mark.process
+def test_an_ended_trial_on_a_store_is_pruned_and_settled_with_one_listing(s3_bucket: str) -> None:
+    # on an object store a listing is a request that costs with the bucket's size; pruning and
+    # settling a trial used to list its folder twice
+    from types import SimpleNamespace
+
+    from mtl_tune.studies.store import TuneFiles
+
+    store, base = pyarrow.fs.FileSystem.from_uri(s3_bucket)
+    trial = f"{base}/tune/main/t1"
+    for name in NAMES[:3]:
+        for file, data in (("model.safetensors", b"w" * 10), ("optimizer.pt", b"o" * 20)):
+            with store.open_output_stream(f"{trial}/{name}/{file}") as stream:
+                stream.write(data)
+    rows = [json.dumps({"checkpoint_dir_name": n, "overall": SCORES[n]}) for n in NAMES[:3]]
+    with store.open_output_stream(f"{trial}/result.json") as stream:
+        stream.write(("\n".join(rows) + "\n").encode())
+    fs = _ListingCounting(store)
+    files = TuneFiles(SimpleNamespace(storage_filesystem=fs,
+                                      experiment_fs_path=f"{base}/tune/main"))
+    assert files.prune(trial, SavedTrial("TERMINATED", NAMES[2]), "overall", "max", "best")
+    files.settle(trial, "t1")
+    assert fs.listings == 1
+    # the best checkpoint is left, with its weights only, and the trial is marked settled
+    left = store.get_file_info(pyarrow.fs.FileSelector(trial, recursive=True))
+    assert sorted(i.path.removeprefix(trial + "/") for i in left
+                  if i.type == pyarrow.fs.FileType.File) == [
+        f"{NAMES[1]}/model.safetensors", "result.json"]
+    assert files.settled() == {"t1"}

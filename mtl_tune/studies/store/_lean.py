@@ -20,28 +20,32 @@ from mtl_tune.platform.checkpoint_files import OPTIMIZER_FILE, drop_optimizer_st
 logger = logging.getLogger(__name__)
 
 
-def drop_trial_optimizer_state(trial_dir: str | Path | None, filesystem: Any = None) -> int:
+def drop_trial_optimizer_state(
+    trial_dir: str | Path | None, filesystem: Any = None, listing: list[Any] | None = None
+) -> int:
     """Drops the optimizer state of every checkpoint of one trial; returns the bytes freed.
 
     Args:
         trial_dir: The trial's folder, as Tune names it (on an object store: its path there).
         filesystem: The pyarrow file system of `trial_dir`; None or a local one: this machine.
+        listing: On an object store, the trial folder's entries listed whole (recursively) by
+            the caller; None: listed here.
     """
     if filesystem is not None and filesystem.type_name != "local":
-        return _drop_in_store(str(trial_dir), filesystem) if trial_dir else 0
+        return _drop_in_store(str(trial_dir), filesystem, listing) if trial_dir else 0
     if not trial_dir or not Path(trial_dir).is_dir():
         return 0
     return sum(drop_optimizer_state(c) for c in Path(trial_dir).glob("checkpoint_*"))
 
 
-def _drop_in_store(trial_dir: str, filesystem: Any) -> int:
+def _drop_in_store(trial_dir: str, filesystem: Any, listing: list[Any] | None) -> int:
     """Deletes the `checkpoint_*/optimizer.pt` objects of a trial on an object store."""
     import pyarrow.fs
 
     selector = pyarrow.fs.FileSelector(trial_dir, recursive=True, allow_not_found=True)
     freed = 0
     try:
-        for info in filesystem.get_file_info(selector):
+        for info in filesystem.get_file_info(selector) if listing is None else listing:
             if (info.type == pyarrow.fs.FileType.File and info.base_name == OPTIMIZER_FILE
                     and info.path.split("/")[-2].startswith("checkpoint_")):
                 filesystem.delete_file(info.path)

@@ -111,14 +111,18 @@ def trial_scores(fs: Any, trial_dir: str, metric: str) -> dict[str, float]:
 
 def prune_trial(
     fs: Any, trial_dir: str, saved: SavedTrial | None, metric: str, mode: str, keep: str,
-    also_keep: frozenset[str] = frozenset(),
+    also_keep: frozenset[str] = frozenset(), listing: list[Any] | None = None,
 ) -> bool:
     """Deletes the checkpoints of one trial that `to_delete` lets go; returns whether the trial
-    is settled."""
+    is settled. `listing`: the trial folder's entries, listed by the caller (else listed here);
+    the deleted checkpoints' entries are taken out of it."""
     import pyarrow.fs
 
-    names = sorted(i.base_name for i in list_files(fs, trial_dir)
+    if listing is None:
+        listing = list_files(fs, trial_dir)
+    names = sorted(i.base_name for i in listing
                    if i.type == pyarrow.fs.FileType.Directory
+                   and i.path.rpartition("/")[0] == trial_dir.rstrip("/")
                    and i.base_name.startswith("checkpoint_"))
     gone, settled = to_delete(names, trial_scores(fs, trial_dir, metric), mode, saved, keep,
                               also_keep)
@@ -126,4 +130,6 @@ def prune_trial(
         fs.delete_dir(f"{trial_dir}/{name}")
     if gone:
         logger.debug("%s: deleted superseded checkpoints %s", trial_dir, gone)
+        folders = tuple(f"{trial_dir.rstrip('/')}/{name}" for name in gone)
+        listing[:] = [i for i in listing if not i.path.startswith(folders)]
     return settled

@@ -62,10 +62,10 @@ def parse_state(text: bytes | str) -> dict[str, SavedTrial]:
     return trials
 
 
-def list_files(fs: Any, folder: str) -> list[Any]:
+def list_files(fs: Any, folder: str, recursive: bool = False) -> list[Any]:
     import pyarrow.fs
 
-    selector = pyarrow.fs.FileSelector(folder, allow_not_found=True)
+    selector = pyarrow.fs.FileSelector(folder, allow_not_found=True, recursive=recursive)
     return list(fs.get_file_info(selector))
 
 

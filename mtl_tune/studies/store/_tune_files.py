@@ -37,6 +37,7 @@ class TuneFiles:
         self.storage = storage
         self.fs = storage.storage_filesystem
         self.experiment: str = storage.experiment_fs_path
+        self._listed: dict[str, list[Any]] = {}  # trial folder -> its entries, pruned, to settle
 
     @property
     def on_disk(self) -> bool:
@@ -71,7 +72,12 @@ class TuneFiles:
         Raises:
             OSError: The storage cannot be read or written.
         """
-        return prune_trial(self.fs, trial_dir, saved, metric, mode, keep, also_keep)
+        # on a store, one listing of the whole folder serves the pruning and the settling
+        listing = None if self.on_disk else list_files(self.fs, trial_dir, recursive=True)
+        settled = prune_trial(self.fs, trial_dir, saved, metric, mode, keep, also_keep, listing)
+        if listing is not None:
+            self._listed[trial_dir] = listing
+        return settled
 
     def settle(self, trial_dir: str, trial_id: str) -> None:
         """For a trial that ended and is never resumed: drops its checkpoints' optimizer state
@@ -80,9 +86,10 @@ class TuneFiles:
         Raises:
             OSError: The mark cannot be written (the trial is settled again by a later pass).
         """
-        drop_trial_optimizer_state(trial_dir, self.fs)
+        drop_trial_optimizer_state(trial_dir, self.fs, self._listed.pop(trial_dir, None))
         drop_trial_staging(trial_dir, self.fs, trial_id)
-        self.fs.create_dir(f"{self.experiment}/{SETTLED_DIR}")
+        if self.on_disk:  # a store has no folders to make
+            self.fs.create_dir(f"{self.experiment}/{SETTLED_DIR}")
         with self.fs.open_output_stream(f"{self.experiment}/{SETTLED_DIR}/{trial_id}"):
             pass
 
