@@ -16,9 +16,9 @@ files are kept beside, as `NAME.torn`). Works on any pyarrow file system.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import logging
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,7 +139,7 @@ def snapshot(fs: Any, experiment: str) -> dict[str, SavedTrial] | None:
     if newest is None:
         return None
     root = f"{experiment}/{SNAPSHOT_DIR}"
-    name = hashlib.sha1(json.dumps(sorted(before.items())).encode()).hexdigest()[:16]
+    name = uuid.uuid4().hex[:16]  # never the set the manifest names now
     folder = f"{root}/{name}"
     try:
         fs.create_dir(folder)
@@ -154,9 +154,13 @@ def snapshot(fs: Any, experiment: str) -> dict[str, SavedTrial] | None:
         logger.debug("saved state of %s not copied now: %s", experiment, err)
         _delete_quietly(fs, folder)
         return None
-    for entry in list_files(fs, root):  # the sets this one replaces
-        if entry.base_name not in (name, MANIFEST):
-            _delete_quietly(fs, entry.path)
+    try:
+        replaced = [e.path for e in list_files(fs, root) if e.base_name not in (name, MANIFEST)]
+    except OSError as err:  # left for the next set to delete
+        logger.debug("cannot list %s: %s", root, err)
+        replaced = []
+    for path in replaced:
+        _delete_quietly(fs, path)
     return trials
 
 
