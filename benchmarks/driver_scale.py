@@ -123,12 +123,9 @@ def _timed_cli(args: list[str], env: dict[str, str]) -> float:
 
 
 def _folder_bytes(root: str, name: str) -> int:
-    if root.startswith("s3://"):
-        from mtl_tune.studies.store._object_store import stored_bytes
-        from mtl_tune.studies.store._storage import storage_root
+    from mtl_tune.studies.store import disk_usage, storage_root
 
-        return stored_bytes(storage_root(root) / name)
-    return sum(p.stat().st_size for p in (Path(root) / name).rglob("*") if p.is_file())
+    return disk_usage(storage_root(root) / name)
 
 
 def measure(trials: int, root: str, work: Path, env: dict[str, str],
