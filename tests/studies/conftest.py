@@ -324,9 +324,16 @@ class BetweenTwoTrials:
         running = [t for t, event in last.items() if event == "running"]
         if "finished" not in last.values() or len(running) != 1:
             return None
-        states = sorted(p for p in self.listing() if p.startswith("tune/main/experiment_state-"))
+        listed = self.listing()
+        states = sorted(p for p in listed if p.startswith("tune/main/experiment_state-"))
         text = self.read(states[-1]) if states else None
-        return last if text is not None and _registered(text, running[0]) else None
+        if text is None or not _registered(text, running[0]):
+            return None
+        # and the running trial's first result is there too (Tune uploads its saved state and
+        # the trials' files one after the other)
+        results = [p for p in listed if p.startswith("tune/main/") and running[0] in p
+                   and p.endswith("/result.json")]
+        return last if results and (self.read(results[0]) or "").strip() else None
 
 
 def _registered(state: str, trial_id: str) -> bool:
