@@ -45,3 +45,14 @@ def test_sweep_skips_errored_and_interrupted_trials_and_counts_bytes(tmp_path: P
     assert len(_optimizer_files(interrupted)) == 2
     # a second sweep finds nothing left to free
     assert drop_finished_optimizer_state(results, ended) == 0
+
+
+def test_sweep_passes_over_the_trials_retention_settled(tmp_path: Path) -> None:
+    # retention settled them already (their optimizer state is gone): on a store each sweep
+    # is a listing, a thousand of them at the end of a thousand-trial study
+    settled, other = _trial_dir(tmp_path, "settled"), _trial_dir(tmp_path, "other")
+    (tmp_path / ".mtl-tune-settled").mkdir()
+    (tmp_path / ".mtl-tune-settled" / "settled").touch()
+    results = [_result(settled, "settled"), _result(other, "other")]
+    assert drop_finished_optimizer_state(results, {"settled", "other"}) == 200
+    assert len(_optimizer_files(settled)) == 2 and _optimizer_files(other) == []

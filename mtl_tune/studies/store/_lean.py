@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mtl_tune.platform.checkpoint_files import OPTIMIZER_FILE, drop_optimizer_state
+from mtl_tune.studies.store._saved_state import SETTLED_DIR, list_files
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,9 @@ def _drop_in_store(trial_dir: str, filesystem: Any, listing: list[Any] | None) -
 
 
 def drop_finished_optimizer_state(results: Any, ended: set[str]) -> int:
-    """The same for each trial of a Tune ResultGrid (or list of Results) whose id is in `ended`.
+    """The same for each trial of a Tune ResultGrid (or list of Results) whose id is in `ended`
+    and that checkpoint retention has not settled already (`SETTLED_DIR`, read in one listing:
+    on an object store each trial's sweep is a listing of its own).
 
     Args:
         results: What `Tuner.fit()` returned.
@@ -64,8 +67,23 @@ def drop_finished_optimizer_state(results: Any, ended: set[str]) -> int:
             scheduler. `fit()` also returns after a Ctrl-C with the interrupted trials looking
             well (no error): those keep their optimizer state, to resume from.
     """
+    results = list(results)
+    settled = _settled(results[0]) if results else set()
     freed = sum(drop_trial_optimizer_state(r.path, r.filesystem) for r in results
-                if r.error is None and (r.metrics or {}).get("trial_id") in ended)
+                if r.error is None and (r.metrics or {}).get("trial_id") in ended - settled)
     if freed:
         logger.info("freed %.0f MB of optimizer state of finished trials", freed / 2**20)
     return freed
+
+
+def _settled(result: Any) -> set[str]:
+    """The trials of a result's experiment that retention has marked settled."""
+    import pyarrow.fs
+
+    filesystem = result.filesystem or pyarrow.fs.LocalFileSystem()
+    marks = f"{str(result.path).rstrip('/').rpartition('/')[0]}/{SETTLED_DIR}"
+    try:
+        return {i.base_name for i in list_files(filesystem, marks)}
+    except OSError as err:  # each trial is swept then
+        logger.debug("cannot list %s: %s", marks, err)
+        return set()
