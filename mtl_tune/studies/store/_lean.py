@@ -68,9 +68,9 @@ def drop_finished_optimizer_state(results: Any, ended: set[str]) -> int:
             well (no error): those keep their optimizer state, to resume from.
     """
     results = list(results)
-    settled = _settled(results[0]) if results else set()
+    todo = ended - _settled(results[0]) if results else set()
     freed = sum(drop_trial_optimizer_state(r.path, r.filesystem) for r in results
-                if r.error is None and (r.metrics or {}).get("trial_id") in ended - settled)
+                if r.error is None and (r.metrics or {}).get("trial_id") in todo)
     if freed:
         logger.info("freed %.0f MB of optimizer state of finished trials", freed / 2**20)
     return freed

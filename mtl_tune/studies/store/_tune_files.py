@@ -37,7 +37,7 @@ class TuneFiles:
         self.storage = storage
         self.fs = storage.storage_filesystem
         self.experiment: str = storage.experiment_fs_path
-        self._listed: dict[str, list[Any]] = {}  # trial folder -> its entries, pruned, to settle
+        self._listed: dict[str, list[Any]] = {}  # settled trial's folder -> its entries, pruned
 
     @property
     def on_disk(self) -> bool:
@@ -75,7 +75,7 @@ class TuneFiles:
         # on a store, one listing of the whole folder serves the pruning and the settling
         listing = None if self.on_disk else list_files(self.fs, trial_dir, recursive=True)
         settled = prune_trial(self.fs, trial_dir, saved, metric, mode, keep, also_keep, listing)
-        if listing is not None:
+        if listing is not None and settled:  # kept for `settle`, next
             self._listed[trial_dir] = listing
         return settled
 
