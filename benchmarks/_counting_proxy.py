@@ -30,6 +30,7 @@ class CountingProxy(ThreadingHTTPServer):
         self.requests: Counter[str] = Counter()
         self.bytes: Counter[str] = Counter()
         self.by_kind: Counter[str] = Counter()  # "METHOD path-with-digits-as-#" -> bytes
+        self.calls: Counter[str] = Counter()  # the same key -> requests
         self._lock = threading.Lock()
         self._local = threading.local()
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
@@ -60,7 +61,9 @@ class CountingProxy(ThreadingHTTPServer):
         with self._lock:
             self.requests[kind] += 1
             self.bytes[kind] += sent
-            self.by_kind[f"{method} {re.sub(r'[0-9a-f]{5,}|[0-9]+', '#', key)}"] += sent
+            pattern = f"{method} {re.sub(r'[0-9a-f]{5,}|[0-9]+', '#', key)}"
+            self.by_kind[pattern] += sent
+            self.calls[pattern] += 1
 
     def connection(self) -> http.client.HTTPConnection:
         conn = getattr(self._local, "conn", None)

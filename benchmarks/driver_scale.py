@@ -293,6 +293,8 @@ def _on_s3(sizes: list[int], work: Path, env: dict[str, str],
             into[size] = measure(size, "s3://bench/studies", work / f"s3-{size}", s3_env, proxy)
         for kind, sent in proxy.by_kind.most_common(12):
             print(f"  {sent / 1024:10.0f} KiB  {kind}", file=sys.stderr)
+        for kind, calls in proxy.calls.most_common(12):
+            print(f"  {calls:10,d} requests  {kind}", file=sys.stderr)
     finally:
         proxy.stop()
         server.terminate()
