@@ -137,6 +137,21 @@ def test_finished_trials_keep_weights_only(tpe_study: tuple[Any, StudyOutcome]) 
     assert on_disk <= 1.1 * kept_bytes, (on_disk, kept_bytes)
 
 
+def test_tunes_saved_state_holds_each_checkpoints_score_alone(
+    tpe_study: tuple[Any, StudyOutcome]
+) -> None:
+    # Tune keeps every checkpoint's result in its saved state, rewritten at each save: there,
+    # the study's metric alone; the whole epoch stays in the trial's result.json
+    spec, outcome = tpe_study
+    for trial in _trials(outcome, "main").values():
+        kept = trial.run_metadata.checkpoint_manager.best_checkpoint_results
+        rows = {r["checkpoint_dir_name"]: r for r in read_result_rows(Path(trial.local_path))}
+        assert kept and all(r.metrics.keys() == {spec.metric} for r in kept)
+        assert {Path(r.checkpoint.path).name: r.metrics[spec.metric] for r in kept} == {
+            name: row[spec.metric] for name, row in rows.items()}
+        assert len(rows["checkpoint_000000"]) > 20  # the epoch's report, whole
+
+
 def test_status_shows_the_disk_a_study_uses(tpe_study: tuple[Any, StudyOutcome]) -> None:
     spec, outcome = tpe_study
     root = outcome.folder.parent

@@ -54,6 +54,10 @@ from mtl_tune.studies.store import (
 
 logger = logging.getLogger(__name__)
 NEW_OUTPUT_ENV = "RAY_AIR_NEW_OUTPUT"
+# Tune's saved state holds every checkpoint's result (`num_to_keep=None`), each result whole
+# unless this says the score alone: a third of the state, which Tune rewrites and uploads at
+# each save. The reports and retention read results from the trials' files, never from there
+SCORES_ONLY_ENV = "TUNE_ONLY_STORE_CHECKPOINT_SCORE_ATTRIBUTE"
 
 
 @dataclass(frozen=True)
@@ -190,6 +194,9 @@ def _run_experiment(
     quiet = verbose <= 1 and os.environ.get(NEW_OUTPUT_ENV) is None
     if quiet:
         os.environ[NEW_OUTPUT_ENV] = "0"
+    scores_only = os.environ.get(SCORES_ONLY_ENV) is None  # unless the user chose
+    if scores_only:
+        os.environ[SCORES_ONLY_ENV] = "1"
     since = time.time()
     try:
         results = tuner.fit()
@@ -202,6 +209,8 @@ def _run_experiment(
         tune_log.removeFilter(_no_restore_hint)
         if quiet:
             os.environ.pop(NEW_OUTPUT_ENV, None)
+        if scores_only:
+            os.environ.pop(SCORES_ONLY_ENV, None)
     StudyStore.at(folder).pull()  # a store: the trials' results as Tune left them there
     full = no_space_error(folder, since, resume_command(folder.parent, folder.name))
     if full is not None:
