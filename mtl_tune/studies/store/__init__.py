@@ -21,7 +21,7 @@ from mtl_tune.studies.store._meta import (
     read_meta,
     write_meta,
 )
-from mtl_tune.studies.store._object_store import local_path, tune_storage, uri_of
+from mtl_tune.studies.store._object_store import local_path, uri_of
 from mtl_tune.studies.store._optuna_storage import JOURNAL_PREFIX, open_storage
 from mtl_tune.studies.store._relocation import here, here_url
 from mtl_tune.studies.store._retention import prune_trial, trial_rows
@@ -137,7 +137,6 @@ __all__ = [
     "study_folder",
     "study_names",
     "upload_if_longer",
-    "tune_storage",
     "uri_of",
     "write_meta",
 ]

@@ -215,14 +215,6 @@ def remote(path: Path) -> tuple[Any, str] | None:
     return fs, base if relative == "." else f"{base}/{relative}"
 
 
-def tune_storage(path: Path) -> tuple[str, Any]:
-    """(path, pyarrow file system) to give Ray Tune for a staged path; (the path, None) for a
-    local one. Tune given a store's URI opens S3 itself, and uploads each file in a multipart
-    upload of three requests; the store's own file system puts a small file in one."""
-    where = remote(path)
-    return (str(path), None) if where is None else (where[1], where[0])
-
-
 def uri_of(path: Path) -> str:
     """The store URI of a staged path, else the path itself (for messages and Ray Tune)."""
     located = _located(path)
