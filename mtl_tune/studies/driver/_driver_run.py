@@ -47,6 +47,7 @@ from mtl_tune.studies.store import (
     recover_trial_logs,
     repair_saved_state,
     staged_path,
+    tune_storage,
     uri_of,
     write_meta,
 )
@@ -169,13 +170,15 @@ def _run_experiment(
     """Runs one experiment (a sequential search's stage: of `stage_key`) to its end; returns
     Tune's results and the experiment's trials as the record has them then (read once)."""
     spec = study.spec
-    path = uri_of(folder / TUNE_DIR / experiment)  # on a store, Tune reads and writes it there
-    if restore and tune.Tuner.can_restore(path):
+    uri = uri_of(folder / TUNE_DIR / experiment)  # on a store, Tune reads and writes it there
+    path, fs = tune_storage(folder / TUNE_DIR / experiment)
+    if restore and tune.Tuner.can_restore(path, storage_filesystem=fs):
         if (ray_temp := ray_temp_root()) is not None:  # a killed driver's unsynced logs
-            recover_trial_logs(path, ray_temp)
-        repair_saved_state(path)  # a state file cut by a full disk: its last whole copy
+            recover_trial_logs(uri, ray_temp)
+        repair_saved_state(uri)  # a state file cut by a full disk: its last whole copy
         tuner = tune.Tuner.restore(
-            path, trainable=trial, resume_unfinished=True, resume_errored=True
+            path, trainable=trial, resume_unfinished=True, resume_errored=True,
+            storage_filesystem=fs,
         )
     else:
         tuner = tune.Tuner(

@@ -34,7 +34,7 @@ from mtl_tune.studies.spec import (
     grid_points,
     searched_space,
 )
-from mtl_tune.studies.store import TUNE_DIR, group_log_path, uri_of
+from mtl_tune.studies.store import TUNE_DIR, group_log_path, tune_storage
 from mtl_tune.trainables._simulated import make_simulated_trainable
 
 
@@ -176,12 +176,11 @@ def run_config(
                             FreshTrialLogs(), StepLossLogger()]
     if verbose <= 1:
         callbacks.append(ConciseProgress(spec.metric, spec.mode))
+    storage_path, storage_filesystem = tune_storage(folder / TUNE_DIR)  # a store: Tune's there
     return tune.RunConfig(
         name=experiment,
-        # on an object store: Tune writes there, through an S3 client of its own. Not the
-        # store's (one request per small file): pyarrow's copy_files, how Tune uploads, kept
-        # memory per file through it (a 2.8 GiB driver at 1,000 trials in driver_scale)
-        storage_path=uri_of(folder / TUNE_DIR),
+        storage_path=storage_path,
+        storage_filesystem=storage_filesystem,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         # Tune keeps every checkpoint: CheckpointRetention deletes the superseded ones once
         # Tune's saved state no longer names them (Tune's own deletion comes before that save)

@@ -67,6 +67,7 @@ from mtl_tune.studies.store._trial_log import (
     staged_path,
 )
 from mtl_tune.studies.store._tune_files import TuneFiles, upload_if_longer
+from mtl_tune.studies.store._tune_storage import tune_storage
 from mtl_tune.studies.store._uris import file_uri_path, is_store_uri
 
 __all__ = [
@@ -137,6 +138,7 @@ __all__ = [
     "study_folder",
     "study_names",
     "upload_if_longer",
+    "tune_storage",
     "uri_of",
     "write_meta",
 ]

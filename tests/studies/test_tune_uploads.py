@@ -1,0 +1,101 @@
+"""What Ray Tune sends to an object store for a study: counted by a proxy in front of moto."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs
+import pytest
+
+from mtl_tune.studies import storage_root
+from mtl_tune.studies.store import _object_store as object_store
+from mtl_tune.studies.store import tune_storage
+from mtl_tune.studies.store._object_store import driver_root
+from tests.conftest import REPO
+from tests.studies.conftest import stored_objects
+
+
+@pytest.fixture
+def proxy(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Every S3 request of this process goes through benchmarks/_counting_proxy.py."""
+    spec = importlib.util.spec_from_file_location(
+        "_counting_proxy", REPO / "benchmarks" / "_counting_proxy.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    counting = module.CountingProxy(s3_endpoint).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", counting.endpoint)
+    object_store._open.cache_clear()  # file systems opened at the moto server's own address
+    try:
+        yield counting
+    finally:
+        counting.stop()
+        object_store._open.cache_clear()
+
+
+def test_tune_uploads_each_file_of_a_study_in_one_request(
+    s3_bucket: str, proxy: Any, tmp_path: Path
+) -> None:
+    # Ray Tune uploads its driver's folder (every trial's logs and its saved state, at each
+    # save) and each checkpoint with pyarrow's copy_files through the file system it is given
+    staging = tmp_path / "driver_artifacts"
+    (staging / "trial_a").mkdir(parents=True)
+    (staging / "experiment_state-1.json").write_text("{}")
+    (staging / "trial_a" / "result.json").write_text('{"epoch": 1}\n')
+    (staging / "trial_a" / "progress.csv").write_text("epoch\n1\n")
+    path, fs = tune_storage(driver_root(storage_root(s3_bucket)) / "s1" / "tune" / "main")
+    assert path == f"{s3_bucket.removeprefix('s3://')}/s1/tune/main"
+    before = dict(proxy.calls)
+    pyarrow.fs.copy_files(str(staging), path, destination_filesystem=fs, use_threads=False)
+    sent = {k: n - before.get(k, 0) for k, n in proxy.calls.items() if n != before.get(k, 0)}
+    # one PutObject per file: no multipart upload (a POST to start it, a PUT of its one part,
+    # a POST to complete it: three requests per small file, what Tune's own S3 client sends)
+    assert not [k for k in sent if k.startswith("POST")], sent
+    assert sum(n for k, n in sent.items() if k.startswith("PUT") and not k.endswith("/")) == 3
+    stored = stored_objects(f"{s3_bucket}/s1/tune/main")
+    assert {k: v.size for k, v in stored.items()} == {
+        "experiment_state-1.json": 2, "trial_a/result.json": 13, "trial_a/progress.csv": 8}
+
+
+UPLOADS = """
+import resource, sys
+from pathlib import Path
+import pyarrow.fs
+from mtl_tune.studies import storage_root
+from mtl_tune.studies.store import tune_storage
+from mtl_tune.studies.store._object_store import driver_root
+
+staging, uri = Path(sys.argv[1]), sys.argv[2]
+path, fs = tune_storage(driver_root(storage_root(uri)) / "s1" / "tune" / "main")
+for _ in range(4):
+    pyarrow.fs.copy_files(str(staging), path, destination_filesystem=fs, use_threads=False)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, flush=True)
+"""
+
+
+def test_tunes_uploads_keep_no_memory_per_file(s3_bucket: str, tmp_path: Path) -> None:
+    # Tune uploads its driver's whole folder at every save: a driver process uploading 300
+    # trials' logs four times ends with the memory it had after the first time (with pyarrow's
+    # background writes, each file uploaded kept memory: 100 MiB more at each upload)
+    staging = tmp_path / "driver_artifacts"
+    for i in range(300):
+        (staging / f"trial_{i}").mkdir(parents=True)
+        for name in ("result.json", "progress.csv", "params.json"):
+            (staging / f"trial_{i}" / name).write_text("x" * 3000)
+    run = subprocess.run([sys.executable, "-c", UPLOADS, str(staging), s3_bucket],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    peaks = [int(line) for line in run.stdout.split()]
+    assert len(peaks) == 4 and peaks[-1] - peaks[0] < 40, peaks  # MiB
+    assert len(stored_objects(f"{s3_bucket}/s1/tune/main")) == 900
+
+
+def test_tune_is_given_a_local_folder_as_a_path(tmp_path: Path) -> None:
+    # Tune opens a local folder itself
+    assert tune_storage(tmp_path / "s1" / "tune") == (str(tmp_path / "s1" / "tune"), None)
