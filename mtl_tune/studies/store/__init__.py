@@ -137,8 +137,8 @@ __all__ = [
     "storage_root",
     "study_folder",
     "study_names",
-    "upload_if_longer",
     "tune_storage",
+    "upload_if_longer",
     "uri_of",
     "write_meta",
 ]
