@@ -176,11 +176,11 @@ def run_config(
                             FreshTrialLogs(), StepLossLogger()]
     if verbose <= 1:
         callbacks.append(ConciseProgress(spec.metric, spec.mode))
-    storage_path, storage_filesystem = tune_storage(folder / TUNE_DIR)  # a store: Tune's there
+    tune_path, tune_fs = tune_storage(folder / TUNE_DIR)  # on a store: Tune writes there
     return tune.RunConfig(
         name=experiment,
-        storage_path=storage_path,
-        storage_filesystem=storage_filesystem,
+        storage_path=tune_path,
+        storage_filesystem=tune_fs,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         # Tune keeps every checkpoint: CheckpointRetention deletes the superseded ones once
         # Tune's saved state no longer names them (Tune's own deletion comes before that save)
