@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -151,7 +152,7 @@ class CheckpointRetention(tune.Callback):
         self.settled: set[str] = set()  # trials left with what `keep` says: never looked at again
         self.trial_count = 0  # the trials `grouped` was built from
         self.stamp: str | None = None  # the saved state last pruned against ...
-        self.saved: dict[str, Any] | None = None  # ... and its trials
+        self.saved: Mapping[str, Any] | None = None  # ... and its trials
         self.fresh = True  # an event since the last pass
         self.checked = float("-inf")
         self.started = False

@@ -18,7 +18,9 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
+import re
 import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +31,8 @@ SNAPSHOT_DIR = ".mtl-tune-saved-state"  # the last whole set of Tune's driver fi
 SETTLED_DIR = ".mtl-tune-settled"  # an empty file per trial id that retention has settled
 MANIFEST = "manifest.json"  # written last: the set's file names and its experiment state
 TORN = ".torn"
+# a trial id as a key in a trial's JSON text: which texts to parse for a trial
+_NAMED_ID = re.compile(r'"trial_id"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
 @dataclass(frozen=True)
@@ -42,24 +46,95 @@ class SavedTrial:
     folder: str = field(default="", compare=False)  # relative to the experiment's (Tune's)
 
 
-def parse_state(text: bytes | str) -> dict[str, SavedTrial]:
-    """Trial id -> SavedTrial of a saved experiment state.
+def _trial_data(text: bytes | str) -> list[Any]:
+    """The (trial JSON, metadata JSON) pairs of a saved experiment state.
 
     Raises:
         ValueError: The text is not a whole saved state (e.g. cut by a full disk).
     """
     try:
-        data = json.loads(text)
-        trials = {}
-        for trial_json, metadata_json in data["trial_data"]:
-            trial, metadata = json.loads(trial_json), json.loads(metadata_json)
-            name = (metadata.get("last_result") or {}).get("checkpoint_dir_name")
-            trials[str(trial["trial_id"])] = SavedTrial(
-                str(trial.get("status")), str(name) if name else None,
-                dict(trial.get("config") or {}), str(trial.get("relative_logdir", "")))
+        pairs = json.loads(text)["trial_data"]
+        if not all(isinstance(a, str) and isinstance(b, str) for a, b in pairs):
+            raise TypeError("a trial's entry is not two JSON texts")
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"not a whole saved experiment state ({err})") from None
+    return list(pairs)
+
+
+def _parse_trial(trial_json: str, metadata_json: str) -> tuple[str, SavedTrial]:
+    trial, metadata = json.loads(trial_json), json.loads(metadata_json)
+    name = (metadata.get("last_result") or {}).get("checkpoint_dir_name")
+    return str(trial["trial_id"]), SavedTrial(
+        str(trial.get("status")), str(name) if name else None,
+        dict(trial.get("config") or {}), str(trial.get("relative_logdir", "")))
+
+
+def parse_state(text: bytes | str) -> dict[str, SavedTrial]:
+    """Trial id -> SavedTrial of a saved experiment state, every trial read.
+
+    Raises:
+        ValueError: The text is not a whole saved state (e.g. cut by a full disk).
+    """
+    try:
+        return dict(_parse_trial(*pair) for pair in _trial_data(text))
     except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as err:
         raise ValueError(f"not a whole saved experiment state ({err})") from None
-    return trials
+
+
+class SavedState(Mapping[str, SavedTrial]):
+    """A saved experiment state's trials, each read when it is asked for.
+
+    Tune keeps each trial as a JSON text of its own inside its state (tens of megabytes at a
+    thousand trials), and a retention pass asks for the few trials it watches: only their texts
+    are parsed, found through an index of the trial ids each text names, so that a pass costs
+    about the same at any study size. A trial whose text does not parse is missing, as one that
+    Tune has not saved."""
+
+    def __init__(self, text: bytes | str) -> None:
+        """Raises ValueError: the text is not a whole saved state."""
+        self._pairs = _trial_data(text)
+        self._named: dict[str, list[int]] | None = None  # id -> the texts naming it
+        self._read: dict[str, SavedTrial | None] = {}
+
+    def _texts_naming(self, trial_id: str) -> list[int]:
+        if self._named is None:
+            self._named = {}
+            for index, (trial_json, _) in enumerate(self._pairs):
+                for named in set(_NAMED_ID.findall(trial_json)):
+                    self._named.setdefault(named, []).append(index)
+        return self._named.get(trial_id, [])
+
+    def __getitem__(self, trial_id: str) -> SavedTrial:
+        if trial_id not in self._read:
+            self._read[trial_id] = None
+            for index in self._texts_naming(trial_id):
+                try:
+                    found, trial = _parse_trial(*self._pairs[index])
+                except (KeyError, TypeError, AttributeError, json.JSONDecodeError):
+                    continue
+                if found == trial_id:  # not a text naming it under a key of its own
+                    self._read[trial_id] = trial
+                    break
+        read = self._read[trial_id]
+        if read is None:
+            raise KeyError(trial_id)
+        return read
+
+    def _every(self) -> dict[str, SavedTrial]:
+        every = {}
+        for pair in self._pairs:
+            try:
+                trial_id, trial = _parse_trial(*pair)
+            except (KeyError, TypeError, AttributeError, json.JSONDecodeError):
+                continue
+            every[trial_id] = trial
+        return every
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._every())
+
+    def __len__(self) -> int:
+        return len(self._every())
 
 
 def list_files(fs: Any, folder: str, recursive: bool = False) -> list[Any]:
@@ -126,10 +201,11 @@ def write_whole(fs: Any, path: str, data: bytes) -> None:
     _write(fs, path, data)
 
 
-def snapshot(fs: Any, experiment: str) -> dict[str, SavedTrial] | None:
+def snapshot(fs: Any, experiment: str) -> SavedState | None:
     """Copies Tune's driver files into a new set folder of `SNAPSHOT_DIR` and returns the trials
-    of its experiment state; None (and no new set) when that state does not read whole or a
-    file changed during the copy (Tune was writing: the next pass copies it).
+    of its experiment state (each read when asked for, `SavedState`); None (and no new set)
+    when that state does not read whole or a file changed during the copy (Tune was writing:
+    the next pass copies it).
 
     The files are copied where they are (on an object store, by the store itself: no byte
     passes through the driver, whatever the state's size), into a folder of their own that the
@@ -145,7 +221,7 @@ def snapshot(fs: Any, experiment: str) -> dict[str, SavedTrial] | None:
         fs.create_dir(folder)
         for file in before:
             fs.copy_file(f"{experiment}/{file}", f"{folder}/{file}")
-        trials = parse_state(read_file(fs, f"{folder}/{newest}"))
+        trials = SavedState(read_file(fs, f"{folder}/{newest}"))
         if _driver_files(fs, experiment) != before:
             raise ValueError("Tune wrote its files during the copy")
         _write(fs, f"{root}/{MANIFEST}",

@@ -17,6 +17,7 @@ from mtl_tune.studies.store._relocation import here
 from mtl_tune.studies.store._retention import prune_trial, trial_rows
 from mtl_tune.studies.store._saved_state import (
     SETTLED_DIR,
+    SavedState,
     SavedTrial,
     list_files,
     snapshot,
@@ -52,8 +53,9 @@ class TuneFiles:
         """
         return state_stamp(self.fs, self.experiment)
 
-    def saved_state(self) -> dict[str, SavedTrial] | None:
-        """Tune's newest saved state, trial id -> SavedTrial (None: none readable yet).
+    def saved_state(self) -> SavedState | None:
+        """Tune's newest saved state, trial id -> SavedTrial, each read when asked for (None:
+        none readable yet), copied whole first (`snapshot`).
 
         Raises:
             OSError: The storage cannot be read.

@@ -1,0 +1,81 @@
+"""Ray Tune's saved state as checkpoint retention reads it: each trial read when asked for, so a
+pass over a few watched trials costs the same in a study of a thousand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs
+import pytest
+
+from mtl_tune.studies.store import _saved_state
+from mtl_tune.studies.store._saved_state import SavedState, SavedTrial, parse_state, snapshot
+
+
+def _trial(trial_id: str, status: str, checkpoint: str | None, **config: Any) -> list[str]:
+    # Tune's layout: each trial and its metadata as JSON texts of their own
+    return [json.dumps({"trial_id": trial_id, "status": status, "config": config,
+                        "relative_logdir": f"trial_{trial_id}"}),
+            json.dumps({"last_result": {"checkpoint_dir_name": checkpoint} if checkpoint else {}})]
+
+
+def _state(pairs: list[list[str]]) -> str:
+    return json.dumps({"trial_data": pairs, "runner_data": {}})
+
+
+def test_a_lookup_in_a_state_of_a_thousand_trials_reads_that_trial_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    experiment = tmp_path / "main"
+    experiment.mkdir()
+    pairs = [_trial(f"t{i:04d}", "TERMINATED", f"checkpoint_{i % 3:06d}", lr=i * 1e-5)
+             for i in range(1000)]
+    (experiment / "experiment_state-2026-01-01_00-00-00.json").write_text(_state(pairs))
+    read: list[str] = []
+    parse = _saved_state._parse_trial
+
+    def counted(trial_json: str, metadata_json: str) -> tuple[str, SavedTrial]:
+        read.append(trial_json)
+        return parse(trial_json, metadata_json)
+
+    monkeypatch.setattr(_saved_state, "_parse_trial", counted)
+    saved = snapshot(pyarrow.fs.LocalFileSystem(), str(experiment))
+    assert saved is not None
+    # retention asks for the trials it watches: their texts are parsed, no other
+    assert saved.get("t0998") == SavedTrial("TERMINATED", "checkpoint_000002", {"lr": 998e-5},
+                                            "trial_t0998")
+    assert saved.get("t0007") == SavedTrial("TERMINATED", "checkpoint_000001")
+    assert saved.get("t5000") is None  # not in the state: as a trial Tune has not saved
+    assert len(read) == 2
+    saved.get("t0998")
+    assert len(read) == 2  # read once
+
+
+def test_the_trials_read_one_by_one_are_those_of_the_whole_state() -> None:
+    pairs = [
+        _trial("a", "RUNNING", "checkpoint_000001"),
+        # a config value under the key "trial_id" names another trial: never taken for it
+        _trial("b", "TERMINATED", None, note={"trial_id": "a"}),
+        [json.dumps({"trial_id": "c", "status": "PAUSED"}), "{cut"],  # does not parse
+        _trial("d", "PENDING", None),
+    ]
+    state = SavedState(_state(pairs))
+    assert state.get("a") == SavedTrial("RUNNING", "checkpoint_000001")
+    assert state.get("b") == SavedTrial("TERMINATED", None, {"note": {"trial_id": "a"}})
+    # a trial whose text does not parse is missing (retention deletes nothing of it); the
+    # others read
+    assert state.get("c") is None and state.get("d") == SavedTrial("PENDING", None)
+    assert sorted(state) == ["a", "b", "d"] and len(state) == 3
+    whole = [pair for pair in pairs if pair[0] != pairs[2][0]]
+    assert state == parse_state(_state(whole))
+
+
+@pytest.mark.parametrize("text", ["", "{", '{"trial_data": 3}', '{"trial_data": [[1, 2]]}',
+                                  '{"runner_data": {}}'])
+def test_a_state_that_is_not_whole_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="not a whole saved experiment state"):
+        SavedState(text)
+    with pytest.raises(ValueError, match="not a whole saved experiment state"):
+        parse_state(text)
