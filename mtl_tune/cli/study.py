@@ -201,17 +201,18 @@ def status(
         INTERRUPTED,
         best_rerun,
         best_trial,
-        existing_study,
         not_ended,
         resume_command,
+        status_view,
         storage_root,
         uri_of,
-        view_study,
     )
     from mtl_tune.studies.results import SIMULATED_NOTE
 
     root = storage_root(storage)
-    view = view_study(existing_study(root, name))  # opened once: one pull, one read of each file
+    # opened once: one pull, one read of each file; --best names checkpoints, which on a store
+    # only the trials' folders tell
+    view = status_view(root, name, trial_files=best)
     info, trials, driver, planned = view.info, view.trials, view.driver, view.info.planned_trials
     if as_json:
         record: dict[str, Any] = {
@@ -242,7 +243,11 @@ def status(
     elif left or (len(trials) and (trials["state"] == INTERRUPTED).any()):
         typer.echo(f"no driver runs this study: it stopped before finishing; continue it with:"
                    f"\n  {resume_command(root, name)}")
-    _print_disk(root, name)
+    if view.trial_files:
+        _print_disk(root, name)
+    else:  # its size needs a listing of every object it holds: `study list` makes it
+        typer.echo(f"stored in {uri_of(info.folder)} (its size: mtl-tune study list "
+                   f"--storage {uri_of(root)})")
 
 
 @app.command("list")

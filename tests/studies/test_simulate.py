@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import pandas as pd
 import pytest
 from ray.tune import ExperimentAnalysis
 from typer.testing import CliRunner
@@ -22,10 +23,10 @@ from mtl_tune.cli import app
 from mtl_tune.platform.response_surface import quality, simulated_scores
 from mtl_tune.reports import report_search
 from mtl_tune.studies import SIMULATED_NOTE, launch_study, study_status
-from mtl_tune.studies.results import read_result_rows, run_lines
+from mtl_tune.studies.results import open_study, read_result_rows, run_lines, study_results
 from mtl_tune.studies.results._epochs_run import epoch_lengths, stopped_early
 from mtl_tune.studies.spec import load_spec
-from mtl_tune.studies.store import read_meta, read_trials
+from mtl_tune.studies.store import read_digest, read_meta, read_trials
 from tests.studies.conftest import (
     ASHA,
     NO_SCHEDULER,
@@ -159,6 +160,22 @@ def test_a_simulated_study_of_50_trials_agrees_with_itself(
     checkpoint = next(outcome.folder.glob("tune/main/*/checkpoint_*"))
     refused = CliRunner().invoke(app, ["export", str(checkpoint), "--out", str(tmp_path / "x")])
     assert refused.exit_code == 1 and "is a simulated trial's checkpoint" in refused.stderr
+
+
+def test_the_results_digest_holds_what_the_trials_folders_hold(
+    rehearsal: tuple[Any, Path]
+) -> None:
+    # the driver's digest (what `study status` reads on a store) and Tune's result.json files
+    # give the same results, epoch by epoch, trial by trial
+    outcome, _ = rehearsal
+    info = open_study(outcome.folder)
+    from_folders = study_results(info)
+    from_digest = study_results(info, digest=read_digest(outcome.folder))
+    assert len(from_folders) > 50
+    known = [c for c in from_folders.columns if c not in ("checkpoint", "error")]
+    pd.testing.assert_frame_equal(from_digest[known], from_folders[known])
+    # which checkpoints are kept only the trials' folders tell
+    assert from_folders["checkpoint"].notna().any() and from_digest["checkpoint"].isna().all()
 
 
 def _refused(args: list[str]) -> str:

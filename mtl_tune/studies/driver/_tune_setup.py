@@ -18,6 +18,7 @@ from mtl_tune.studies.driver._callbacks import (
     TrialEvents,
 )
 from mtl_tune.studies.driver._conditional_search import ConfigurationList, DefineByRun
+from mtl_tune.studies.driver._digest_callback import ResultDigest
 from mtl_tune.studies.driver._group_scheduler import SeedGroupScheduler
 from mtl_tune.studies.driver._optuna_mirror import OptunaMirror
 from mtl_tune.studies.driver._relocated_search import RelocatedGrid, RelocatedSearch
@@ -172,6 +173,7 @@ def run_config(
 ) -> tune.RunConfig:
     mirror = OptunaMirror.for_spec(spec, optuna_url, experiment, folder)
     callbacks: list[Any] = [mirror, TrialEvents(folder, experiment),
+                            ResultDigest(folder, experiment),
                             CheckpointRetention(spec.metric, spec.mode, spec.keep_checkpoints),
                             FreshTrialLogs(), StepLossLogger()]
     if verbose <= 1:

@@ -29,6 +29,7 @@ from mtl_tune.studies.results._status import (
     StudyView,
     list_studies,
     not_ended,
+    status_view,
     study_status,
     view_study,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "seeds_launch_command",
     "StudyView",
     "view_study",
+    "status_view",
     "study_results",
     "study_status",
     "trial_config",

@@ -81,7 +81,11 @@ def _error_message(record: TrialRecord) -> str | None:
     return lines[-1] if lines else "error (empty error file)"
 
 
-def _trial_rows(record: TrialRecord, resources: dict[str, float]) -> list[dict[str, Any]]:
+def _trial_rows(record: TrialRecord, resources: dict[str, float],
+                digested: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The trial's rows; `digested`: its results as the study's digest holds them, read instead
+    of its folder (which a reader of the study's files alone has not brought here: its error
+    file is named, not read, and its checkpoints are not known)."""
     trial_dir = Path(record.path) if record.path else None
     config = dict(record.config)
     if not config and trial_dir is not None and (trial_dir / PARAMS_FILE).is_file():
@@ -90,30 +94,37 @@ def _trial_rows(record: TrialRecord, resources: dict[str, float]) -> list[dict[s
         except (ValueError, OSError) as err:  # e.g. zero bytes, left by a full disk
             logger.warning("%s: unreadable (%s); the trial's config is unknown",
                            trial_dir / PARAMS_FILE, err)
+    error = _error_message(record)
+    if digested is not None and record.state == "ERROR" and record.error_file:
+        error = f"error (its message: {record.error_file})"
     base = {
         "experiment": record.experiment,
         "trial_id": record.trial_id,
         "trainable": str(config.get("trainable") or "multitask"),
         "status": record.state,
-        "error": _error_message(record),
+        "error": error,
         "seed": config.get("seed"),
         "gpus_per_trial": float(resources.get("gpu", 0.0)),
         "cpus_per_trial": float(resources.get("cpu", 1.0)),
         "trial_path": None if trial_dir is None else str(trial_dir),
         **_flatten(config),
     }
-    reported = read_result_rows(trial_dir) if trial_dir is not None else []
+    if digested is not None:
+        reported = digested
+    else:
+        reported = read_result_rows(trial_dir) if trial_dir is not None else []
     if not reported and record.state == "TERMINATED":  # never "done" without a result
         base["status"] = "MISSING"
-        if trial_dir is None or not trial_dir.is_dir():
-            logger.warning("trial %s is recorded finished, but its folder %s is missing: it is "
-                           "shown as missing", record.trial_id, trial_dir)
+        if digested is not None:
+            where = "the study's results digest holds no epoch of it"
+        elif trial_dir is None or not trial_dir.is_dir():
+            where = f"its folder {trial_dir} is missing"
         else:
-            logger.warning("trial %s is recorded finished, but %s holds no epoch: it is shown "
-                           "as missing", record.trial_id, trial_dir / RESULT_FILE)
+            where = f"{trial_dir / RESULT_FILE} holds no epoch"
+        logger.warning("trial %s is recorded finished, but %s: it is shown as missing",
+                       record.trial_id, where)
     if not reported:
         return [{**base, "epoch": None, "trial_seconds": float("nan"), "checkpoint": None}]
-    assert trial_dir is not None
     seconds = max(float(r.get("time_total_s") or 0.0) for r in reported)
     rows = []
     for result in reported:
@@ -124,7 +135,8 @@ def _trial_rows(record: TrialRecord, resources: dict[str, float]) -> list[dict[s
         }
         epoch = result.get("epoch", result.get(ITERATION))
         name = result.get("checkpoint_dir_name")
-        checkpoint = trial_dir / name if isinstance(name, str) and name else None
+        checkpoint = (trial_dir / name if trial_dir is not None and digested is None
+                      and isinstance(name, str) and name else None)  # digested: not known
         rows.append(
             {
                 **base,
@@ -142,6 +154,7 @@ def experiment_results(
     folder: Path | str, experiment: str,
     records: Mapping[tuple[str, str], TrialRecord] | None = None,
     resources: Mapping[str, float] | None = None,
+    digested: Mapping[str, list[dict[str, Any]]] | None = None,
 ) -> pd.DataFrame:
     """The tidy results of one experiment (stage) of a study folder (finished or running).
 
@@ -150,6 +163,8 @@ def experiment_results(
         experiment: The experiment's name.
         records, resources: The trial record and the per-trial resources of study.json, when
             the study was opened already (`StudyInfo`); else read here.
+        digested: Trial id -> its results, from the study's results digest (`read_digest`),
+            read instead of the trials' folders; then no checkpoint is known.
 
     Returns:
         One row per trial and reported epoch (see `load_results`).
@@ -162,7 +177,8 @@ def experiment_results(
         row
         for record in records.values()
         if record.experiment == experiment
-        for row in _trial_rows(record, dict(resources))
+        for row in _trial_rows(record, dict(resources), None if digested is None
+                               else digested.get(record.trial_id, []))
     ]
     return _tidy(pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(ID_COLUMNS)))
 
@@ -209,13 +225,19 @@ def load_results(study_folder: Path | str) -> pd.DataFrame:
     return study_results(open_study(study_folder))
 
 
-def study_results(info: StudyInfo, running: bool | None = None) -> pd.DataFrame:
+def study_results(
+    info: StudyInfo, running: bool | None = None,
+    digest: Mapping[str, Mapping[str, list[dict[str, Any]]]] | None = None,
+) -> pd.DataFrame:
     """`load_results` of an already opened study; its metric must be a reported column.
 
     The trials a driver left unfinished (running, paused or pending when it was killed or
     interrupted) are INTERRUPTED once no driver runs the study (`running`: whether one does,
-    if known; else its lock is read): every report and `study status` name them alike."""
-    frames = [experiment_results(info.folder, name, info.records, info.resources)
+    if known; else its lock is read): every report and `study status` name them alike.
+    `digest`: the study's results digest (`read_digest`), read instead of the trials' folders
+    (it must hold every experiment)."""
+    frames = [experiment_results(info.folder, name, info.records, info.resources,
+                                 None if digest is None else digest[name])
               for name in info.experiments]
     if not frames:  # launched, no trial created yet
         frames = [experiment_results(info.folder, "", {}, {})]

@@ -13,9 +13,12 @@ from mtl_tune.studies.results._results import study_results
 from mtl_tune.studies.results._selection import TRIAL_KEYS, best_epochs
 from mtl_tune.studies.store import (
     Holder,
+    StudyStore,
     disk_usage,
     existing_study,
     live_holder,
+    read_digest,
+    study_folder,
     study_names,
     uri_of,
 )
@@ -32,6 +35,7 @@ class StudyView:
     results: pd.DataFrame
     trials: pd.DataFrame
     driver: Holder | None
+    trial_files: bool = True  # whether the trials' folders were read (else the digest alone)
 
 
 def view_study(folder: Path) -> StudyView:
@@ -45,6 +49,27 @@ def view_study(folder: Path) -> StudyView:
     driver = live_holder(folder)
     results = study_results(info, running=driver is not None)
     return StudyView(info, results, trial_table(info, results), driver)
+
+
+def status_view(root: Path, name: str, trial_files: bool = False) -> StudyView:
+    """Study `name` of the storage `root` as `study status` shows it. On an object store it is
+    read from the study's own files alone (metadata, trial record, results digest: a few
+    objects, however many trials it has) when its digest holds every experiment, and then no
+    checkpoint is known; else (a study on a disk, one launched before the digest existed, or
+    `trial_files`) from its trials' folders too (`view_study`).
+
+    Raises:
+        MtlTuneError: study.json is malformed, or an experiment cannot be read.
+    """
+    if not trial_files and StudyStore.at(study_folder(root, name)).on_store:
+        folder = existing_study(root, name, trial_files=False)
+        info = open_study(folder, empty_ok=True)
+        digest = read_digest(folder)
+        if set(info.experiments) <= set(digest):
+            driver = live_holder(folder)
+            results = study_results(info, running=driver is not None, digest=digest)
+            return StudyView(info, results, trial_table(info, results), driver, False)
+    return view_study(existing_study(root, name))
 
 
 def trial_table(info: StudyInfo, results: pd.DataFrame) -> pd.DataFrame:
@@ -74,8 +99,8 @@ def trial_table(info: StudyInfo, results: pd.DataFrame) -> pd.DataFrame:
 
 
 def study_status(root: Path, name: str) -> pd.DataFrame:
-    """The trial table of study `name` in the storage `root`."""
-    return view_study(existing_study(root, name)).trials
+    """The trial table of study `name` in the storage `root` (`status_view`)."""
+    return status_view(root, name).trials
 
 
 def not_ended(table: pd.DataFrame, planned: int | None) -> int:

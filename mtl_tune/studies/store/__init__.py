@@ -24,6 +24,7 @@ from mtl_tune.studies.store._meta import (
 from mtl_tune.studies.store._object_store import local_path, uri_of
 from mtl_tune.studies.store._optuna_storage import JOURNAL_PREFIX, open_storage
 from mtl_tune.studies.store._relocation import here, here_url
+from mtl_tune.studies.store._result_digest import append_result, begin_digest, read_digest
 from mtl_tune.studies.store._retention import prune_trial, trial_rows
 from mtl_tune.studies.store._saved_state import (
     SavedTrial,
@@ -95,6 +96,9 @@ __all__ = [
     "TuneFiles",
     "adopt_folder",
     "append_event",
+    "append_result",
+    "begin_digest",
+    "read_digest",
     "append_group_events",
     "cache_scores",
     "check_private",

@@ -4,6 +4,8 @@ here and nowhere else.
     <storage>/<name>/study.json     metadata (search, metric, mode, storage URLs, times)
                      spec.toml      the spec as launched
                      trials.jsonl   the driver's record of trial events (`_trial_log`)
+                     results.jsonl  the trials' reported results, as Tune reports them
+                                    (`_result_digest`)
                      driver.json    the lock of the driver running the study (`_lock`)
                      seed-groups.jsonl  seed groups' results and decisions (`_group_log`)
                      optuna.db      the Optuna mirror (unless another storage was given)
@@ -31,7 +33,7 @@ from mtl_tune.studies.store._object_store import (
     stored_folders,
     uri_of,
 )
-from mtl_tune.studies.store._store_pull import stored_bytes
+from mtl_tune.studies.store._store_pull import pull_study_files, stored_bytes
 from mtl_tune.studies.store._study_store import StudyStore
 from mtl_tune.studies.store._uris import file_uri_path, is_store_uri
 
@@ -42,6 +44,7 @@ META_FILE = "study.json"
 SPEC_FILE = "spec.toml"
 OPTUNA_FILE = "optuna.db"
 EVENTS_FILE = "trials.jsonl"
+RESULTS_FILE = "results.jsonl"
 LOCK_FILE = "driver.json"
 GROUPS_FILE = "seed-groups.jsonl"
 TUNE_DIR = "tune"
@@ -68,10 +71,14 @@ def study_folder(root: Path, name: str) -> Path:
     return root / name
 
 
-def existing_study(root: Path, name: str) -> Path:
-    """The study's folder (on a store: its staging copy, brought up to date)."""
+def existing_study(root: Path, name: str, trial_files: bool = True) -> Path:
+    """The study's folder (on a store: its staging copy, brought up to date; without
+    `trial_files`, only the study's own files, `pull_study_files`)."""
     folder = study_folder(root, name)
-    StudyStore.at(folder).pull(keep=(CACHE_DIR,))  # entries other reports here are writing
+    if trial_files:
+        StudyStore.at(folder).pull(keep=(CACHE_DIR,))  # entries other reports here are writing
+    else:
+        pull_study_files(folder)
     if not (folder / META_FILE).is_file():
         if folder.is_dir() and any(folder.iterdir()):
             raise SpecError(

@@ -12,6 +12,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from mtl_tune.studies.store._object_store import (
     remote,
     uri_of,
 )
-from mtl_tune.studies.store._parts import assemble, parted_files, stored_as
+from mtl_tune.studies.store._parts import PARTS, assemble, parted_files, stored_as
 from mtl_tune.studies.store._saved_state import SETTLED_DIR, SNAPSHOT_DIR, STATE_PATTERN
 
 logger = logging.getLogger(__name__)
@@ -90,8 +91,45 @@ def pull(folder: Path, keep: tuple[str, ...] = ()) -> None:
     fs, base = where
     stored = _listing(fs, base)
     _LISTED[folder] = (time.monotonic(), sum(info.size or 0 for info in stored.values()))
+    _bring(folder, stored, _read_here(stored),
+           lambda: sorted(folder.rglob("*"), reverse=True), keep)
+
+
+def pull_study_files(folder: Path) -> None:
+    """`pull` of a staged study folder's own files alone: those at its top (metadata, spec,
+    trial record, results digest, seed-group log, lock) and their parts, not its subfolders
+    (Tune's experiments, reports, cache). It lists a few folders, however many trials the
+    study has; the subfolders' copies are left as an earlier pull left them."""
+    import pyarrow.fs
+
+    where = remote(folder)
+    if where is None:
+        return
+    fs, base = where
+    try:
+        top = fs.get_file_info(pyarrow.fs.FileSelector(base, allow_not_found=True))
+        parts = [i.path for i in top if i.type == pyarrow.fs.FileType.Directory
+                 and i.base_name.endswith(PARTS)]
+        listed = [*top, *(i for path in parts for i in fs.get_file_info(
+            pyarrow.fs.FileSelector(path, allow_not_found=True)))]
+    except OSError as err:
+        raise _store_error(err, "listing", uri_of(folder)) from None
+    stored = {i.path[len(base) + 1:]: i for i in listed
+              if i.type == pyarrow.fs.FileType.File and i.path.startswith(base + "/")}
+    _bring(folder, stored, set(stored), lambda: [
+        *(p for p in folder.iterdir() if p.is_file()), *folder.glob(f"*{PARTS}/*")], ())
+
+
+def _bring(folder: Path, stored: dict[str, Any], wanted_names: set[str],
+           local_paths: Callable[[], list[Path]], keep: tuple[str, ...]) -> None:
+    """Downloads the `wanted_names` of the `stored` files that the copy lacks or holds older,
+    assembles the appended files, then deletes those of `local_paths()` (files before their
+    folders) that the store no longer holds, except under `keep`."""
+    where = remote(folder)
+    assert where is not None
+    fs, base = where
     local = stored_as(set(stored))  # an appended file's base goes beside its parts
-    wanted = {rel: stored[rel] for rel in _read_here(stored)}
+    wanted = {rel: stored[rel] for rel in wanted_names}
     stale = [rel for rel, info in wanted.items() if not _current(folder / local[rel], info)]
     try:
         with ThreadPoolExecutor(_THREADS) as pool:
@@ -105,7 +143,7 @@ def pull(folder: Path, keep: tuple[str, ...] = ()) -> None:
     for name in parted:
         assemble(folder / name)
     kept = set(local.values()) | parted
-    for path in sorted(folder.rglob("*"), reverse=True):  # files before their folders
+    for path in local_paths():
         relative = path.relative_to(folder).as_posix()
         if any(relative == k or relative.startswith(k + "/") for k in keep):
             continue
