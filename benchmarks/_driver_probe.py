@@ -68,6 +68,7 @@ class Probe:
             FreshTrialLogs,
             TrialEvents,
         )
+        from mtl_tune.studies.driver._digest_callback import ResultDigest
         from mtl_tune.studies.driver._group_ledger import GroupLedger
         from mtl_tune.studies.driver._optuna_mirror import OptunaMirror
         from mtl_tune.studies.driver._relocated_search import RelocatedSearch
@@ -76,6 +77,7 @@ class Probe:
         from mtl_tune.studies.store import DriverLock
 
         self._wrap(TrialEvents, "trial record")
+        self._wrap(ResultDigest, "results digest")
         self._wrap(OptunaMirror, "Optuna mirror")
         self._wrap(_group_scheduler.SeedGroupScheduler, "seed-group scheduler", (
             "on_trial_add", "on_trial_result", "on_trial_complete", "on_trial_error",

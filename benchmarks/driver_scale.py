@@ -176,8 +176,8 @@ def figures(m: dict[str, Any]) -> dict[str, float | None]:
         "driver CPU ms per event": 1000 * process / events,
         "  Ray Tune's loop and Ray": 1000 * (process - sum(ours.values())) / events,
     }
-    for part in ("trial record", "Optuna mirror", "seed-group scheduler", "lean checkpoints",
-                 "lock heartbeat", "progress lines and logs", "searcher"):
+    for part in ("trial record", "results digest", "Optuna mirror", "seed-group scheduler",
+                 "lean checkpoints", "lock heartbeat", "progress lines and logs", "searcher"):
         rows[f"  {part}"] = 1000 * ours.get(part, 0.0) / events
     rows["  our callbacks (all above but Tune's)"] = 1000 * sum(
         v for k, v in ours.items() if k != "searcher") / events
