@@ -62,16 +62,12 @@ class Probe:
         from ray.tune.callback import CallbackList
 
         from mtl_tune.studies.driver import _group_scheduler
-        from mtl_tune.studies.driver._callbacks import (
-            CheckpointRetention,
-            ConciseProgress,
-            FreshTrialLogs,
-            TrialEvents,
-        )
+        from mtl_tune.studies.driver._callbacks import ConciseProgress, FreshTrialLogs, TrialEvents
         from mtl_tune.studies.driver._digest_callback import ResultDigest
         from mtl_tune.studies.driver._group_ledger import GroupLedger
         from mtl_tune.studies.driver._optuna_mirror import OptunaMirror
         from mtl_tune.studies.driver._relocated_search import RelocatedSearch
+        from mtl_tune.studies.driver._retention_callback import CheckpointRetention
         from mtl_tune.studies.driver._searcher import BestEpochSearch
         from mtl_tune.studies.driver._step_losses import StepLossLogger
         from mtl_tune.studies.store import DriverLock

@@ -49,6 +49,21 @@ def test_every_class_tune_pickles_loads_from_its_old_module() -> None:
         assert pickle.loads(_pickle_naming(old, names)) == [getattr(new, n) for n in names]
 
 
+@pytest.mark.parametrize("old", ["mtl_tune.studies._callbacks",
+                                 "mtl_tune.studies.driver._callbacks"])
+def test_checkpoint_retention_loads_from_the_module_it_left(old: str) -> None:
+    # it moved out of `_callbacks` into a module of its own; the studies pickled before name it
+    # by its old module
+    from mtl_tune.studies.driver._retention_callback import CheckpointRetention
+
+    retention = CheckpointRetention("overall", "max", "best")
+    data = pickle.dumps(retention, protocol=2)
+    assert b"c" + CheckpointRetention.__module__.encode() + b"\nCheckpointRetention\n" in data
+    data = data.replace(CheckpointRetention.__module__.encode(), old.encode())
+    loaded = pickle.loads(data)
+    assert type(loaded) is CheckpointRetention and loaded.keep == "best"
+
+
 @pytest.mark.process
 def test_old_paths_of_the_ray_free_layers_load_without_ray() -> None:
     # a fresh interpreter: the spec's Objective (pickled inside the Optuna mirror) and every

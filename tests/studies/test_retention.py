@@ -254,7 +254,7 @@ def test_a_retention_pass_reads_only_the_trials_with_something_new(
     # pass that grew with the study
     from types import SimpleNamespace
 
-    from mtl_tune.studies.driver._callbacks import CheckpointRetention
+    from mtl_tune.studies.driver._retention_callback import CheckpointRetention
     from mtl_tune.studies.store import TuneFiles
 
     storage = {"storage_filesystem": pyarrow.fs.LocalFileSystem(),

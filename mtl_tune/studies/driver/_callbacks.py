@@ -1,5 +1,6 @@
-"""The driver's Tune callbacks: the study's trial record, checkpoint retention, fresh trial logs,
-a concise live view.
+"""The driver's Tune callbacks: the study's trial record, fresh trial logs, a concise live view
+(checkpoint retention is `_retention_callback`'s; imported here, where studies pickled before it
+moved name it).
 
 The only study module besides `_launch` and `_optuna_mirror` that imports Ray.
 """
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,11 +16,13 @@ from typing import Any
 from ray import tune
 
 from mtl_tune.platform.metrics import METRIC_KEYS
-from mtl_tune.studies.driver._group_retention import group_retention, members_of
-from mtl_tune.studies.spec import ITERATION, SEED_GROUP_KEY, better
+from mtl_tune.studies.driver._retention_callback import CheckpointRetention
+from mtl_tune.studies.spec import ITERATION, better
 from mtl_tune.studies.store import StudyStore, TuneFiles, append_event, read_trials
 
 logger = logging.getLogger("mtl_tune.progress")
+
+__all__ = ["CheckpointRetention", "ConciseProgress", "FreshTrialLogs", "TrialEvents"]
 
 
 class TrialEvents(tune.Callback):
@@ -122,135 +124,6 @@ class TrialEvents(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         name = trial.run_metadata.error_filename
         self._log(trial, "errored", str(Path(trial.path) / name) if name else None)
-
-
-class CheckpointRetention(tune.Callback):
-    """Deletes a trial's superseded checkpoints once Tune's saved state on the storage no longer
-    needs them, and an ended trial's down to what `keep` says, weights only (`_retention`,
-    `_lean`). Tune itself keeps every checkpoint (`num_to_keep=None`), so no kill instant loses
-    a resume point: a trial that ended but that the saved state still has running resumes from
-    a checkpoint with its optimizer state."""
-
-    def __init__(self, metric: str, mode: str, keep: str, every: float = 1.0) -> None:
-        self.metric, self.mode, self.keep, self.every = metric, mode, keep, every
-        self._fresh_start()
-
-    def setup(
-        self,
-        stop: Any = None,
-        num_samples: int | None = None,
-        total_num_samples: int | None = None,
-        **info: Any,
-    ) -> None:
-        self._fresh_start()
-
-    def _fresh_start(self) -> None:
-        self.watched: dict[str, Any] = {}  # trials that may have checkpoints to delete
-        self.dirty: set[str] = set()  # watched trials with a checkpoint or an end since a pass
-        self.pruned_with: dict[str, Any] = {}  # trial -> (saved trial, kept) it was pruned with
-        self.grouped: dict[str, Any] = {}  # every trial of a seed group, pending ones too
-        self.settled: set[str] = set()  # trials left with what `keep` says: never looked at again
-        self.trial_count = 0  # the trials `grouped` was built from
-        self.stamp: str | None = None  # the saved state last pruned against ...
-        self.saved: Mapping[str, Any] | None = None  # ... and its trials
-        self.fresh = True  # an event since the last pass
-        self.checked = float("-inf")
-        self.started = False
-
-    def __getstate__(self) -> dict[str, Any]:  # pickled with the experiment: settings only
-        return {k: self.__dict__[k] for k in ("metric", "mode", "keep", "every")}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._fresh_start()
-
-    def _watch(self, trial: Any) -> None:
-        self.watched[trial.trial_id] = trial
-        self.dirty.add(trial.trial_id)
-        self.fresh = True
-
-    def _group_members(self, trials: list) -> None:
-        if len(trials) != self.trial_count:  # Tune only adds trials: rebuilt when it does
-            self.grouped, self.trial_count = members_of(trials), len(trials)
-
-    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
-        if not self.started:  # a resumed experiment: what a killed driver left unsettled
-            self.started = True
-            self.settled = TuneFiles(trials[0].storage).settled() if trials else set()
-            for trial in trials:
-                if trial.trial_id not in self.settled:
-                    self._watch(trial)
-
-    def on_checkpoint(
-        self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
-    ) -> None:
-        self._watch(trial)
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._watch(trial)
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._watch(trial)
-
-    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        self._group_members(trials)
-        if self.watched and time.monotonic() - self.checked >= self.every:
-            self.prune()
-
-    def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self._group_members(trials)
-        for trial in trials:  # Tune saved its state (and waited for it) just before
-            if trial.trial_id not in self.settled:
-                self._watch(trial)
-        self.prune()
-
-    def prune(self) -> None:
-        """One pass over the watched trials against Tune's newest saved state."""
-        self.checked = time.monotonic()
-        if not self.watched:
-            return
-        files = TuneFiles(next(iter(self.watched.values())).storage)
-        try:
-            stamp = files.state_stamp()
-            if stamp is None or (stamp == self.stamp and not self.fresh):
-                return
-            # new events but the same saved state: its copy is made already
-            saved = self.saved if stamp == self.stamp else files.saved_state()
-        except OSError as err:  # a store outage costs space, never the study
-            logger.warning("checkpoint retention skipped a pass: %s", err)
-            return
-        if saved is None:
-            return
-        self.stamp, self.saved, self.fresh = stamp, saved, False
-        # only the groups of trials still watched: a pass costs the same at any study size
-        open_groups = {t.config.get(SEED_GROUP_KEY) for t in self.watched.values()}
-        members = [t for t in self.grouped.values() if t.config[SEED_GROUP_KEY] in open_groups]
-        waiting, group_keep = group_retention(files, members, saved, self.metric, self.mode)
-        for trial_id, trial in list(self.watched.items()):
-            if trial_id in waiting:  # its group's best epoch may still move
-                continue
-            kept = group_keep.get(trial_id, frozenset())
-            basis = (saved.get(trial_id), kept)
-            if trial_id not in self.dirty and self.pruned_with.get(trial_id) == basis:
-                continue  # nothing new for it since its last pass: its storage is left alone
-            trial_dir = trial.storage.trial_fs_path
-            try:
-                settled = files.prune(trial_dir, saved.get(trial_id), self.metric, self.mode,
-                                      self.keep, kept)
-            except OSError as err:
-                logger.warning("%s: superseded checkpoints not deleted: %s", trial_id, err)
-                continue
-            self.dirty.discard(trial_id)
-            self.pruned_with[trial_id] = basis
-            if settled:  # ended in the saved state: never resumed, so weights are enough
-                try:
-                    files.settle(trial_dir, trial_id)
-                except OSError as err:
-                    logger.warning("%s: not settled now: %s", trial_id, err)
-                    continue
-                self.settled.add(trial_id)
-                del self.watched[trial_id]
-                self.pruned_with.pop(trial_id, None)
 
 
 class FreshTrialLogs(tune.Callback):

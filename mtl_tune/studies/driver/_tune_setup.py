@@ -11,17 +11,13 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 
 from mtl_tune.platform.bundle import DataBundle
-from mtl_tune.studies.driver._callbacks import (
-    CheckpointRetention,
-    ConciseProgress,
-    FreshTrialLogs,
-    TrialEvents,
-)
+from mtl_tune.studies.driver._callbacks import ConciseProgress, FreshTrialLogs, TrialEvents
 from mtl_tune.studies.driver._conditional_search import ConfigurationList, DefineByRun
 from mtl_tune.studies.driver._digest_callback import ResultDigest
 from mtl_tune.studies.driver._group_scheduler import SeedGroupScheduler
 from mtl_tune.studies.driver._optuna_mirror import OptunaMirror
 from mtl_tune.studies.driver._relocated_search import RelocatedGrid, RelocatedSearch
+from mtl_tune.studies.driver._retention_callback import CheckpointRetention
 from mtl_tune.studies.driver._searcher import BestEpochSearch
 from mtl_tune.studies.driver._seed_group_search import SeedGroupSearch
 from mtl_tune.studies.driver._step_losses import StepLossLogger

@@ -3,10 +3,10 @@
 Resuming needs the optimizer state (for MiniLM twice the size of the weights); predicting and
 reporting do not. A finished or early-stopped trial is never resumed once Tune's saved state
 holds it as ended, so the driver then drops the optimizer state of its kept checkpoints
-(`_callbacks.CheckpointRetention`), and once more at the end of an experiment for every trial
-the study's record says ended (`drop_finished_optimizer_state`), which also covers trials that
-ended while an earlier driver was killed. An interrupted trial (Ctrl-C, a failed `fit`) keeps
-its optimizer state. On an object store the optimizer state's objects are deleted.
+(`_retention_callback.CheckpointRetention`), and once more at the end of an experiment for
+every trial the study's record says ended (`drop_finished_optimizer_state`), which also covers
+trials that ended while an earlier driver was killed. An interrupted trial (Ctrl-C, a failed
+`fit`) keeps its optimizer state. On an object store the optimizer state's objects are deleted.
 """
 
 from __future__ import annotations
