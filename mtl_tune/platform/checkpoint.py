@@ -204,11 +204,14 @@ def _load_into(model: MultitaskBERT, weights: dict[str, torch.Tensor], folder: P
 
 
 def check_compatible(folder: Path, config: TrainConfig, model: MultitaskBERT) -> None:
-    """Refuses a checkpoint made with another backbone architecture or head layout."""
+    """Refuses a checkpoint made with another backbone architecture or head layout (the heads'
+    dropout is no part of it: a run may continue a checkpoint with another rate)."""
     state = read_state(folder)
     ours_bert, ours_heads = asdict(model.encoder.config), asdict(model.heads)
     # a key added after the checkpoint was written has the value it had before: the default
     their_heads = {**asdict(HeadConfig()), **state["heads"]}
+    for heads in (ours_heads, their_heads):
+        heads.pop("dropout", None)
     for label, theirs, ours in (
         ("backbone", state["bert_config"], ours_bert),
         ("head layout", their_heads, ours_heads),

@@ -197,7 +197,9 @@ class FAMO(Combination):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         with torch.no_grad():
             self.logits.copy_(state["logits"])
+        rate = self.optimizer.param_groups[0]["lr"]  # this run's `famo_lr`, not the saved one
         self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.param_groups[0]["lr"] = rate
 
 
 def build_combination(

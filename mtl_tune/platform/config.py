@@ -38,7 +38,8 @@ def default_backbone() -> str:
 
 @dataclass(frozen=True)
 class HeadConfig:
-    """The task heads' layout: what a checkpoint must match to be loaded into a model."""
+    """The task heads' layout: what a checkpoint must match to be loaded into a model (but its
+    dropout, which holds no weight)."""
 
     dropout: float = 0.1  # on the sentence vectors, inside the heads
     pair_dropout: bool = True  # False: no dropout in the paraphrase/STS heads (paper iteration 1)

@@ -33,7 +33,7 @@ from mtl_tune.platform.param_groups import model_groups
 from mtl_tune.platform.patience import patience_ran_out, patience_step
 from mtl_tune.platform.progress import Progress
 from mtl_tune.platform.sampling import epoch_schedule, steps_of
-from mtl_tune.platform.schedule import build_scheduler
+from mtl_tune.platform.schedule import build_scheduler, load_keeping_rates
 from mtl_tune.platform.smart import smoothness
 from mtl_tune.platform.splits import Splits
 from mtl_tune.platform.task_loss import task_loss, task_output
@@ -190,9 +190,8 @@ class Trainer:
             if groups == 1 != len(self.optimizer.param_groups):  # saved before parameter groups:
                 # one group of every model parameter; the run goes on as it started
                 self._build_optimizer([{"params": list(self.model.parameters())}])
-            self.optimizer.load_state_dict(state["optimizer"])
-        if "scheduler" in state:
-            self.scheduler.load_state_dict(state["scheduler"])
+            load_keeping_rates(self.optimizer, self.scheduler, state["optimizer"],
+                               state.get("scheduler"))
         if "combination" in state:
             self.combination.load_state_dict(state["combination"])
         if "progress" in state:
