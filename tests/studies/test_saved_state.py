@@ -79,3 +79,40 @@ def test_a_state_that_is_not_whole_is_refused(text: str) -> None:
         SavedState(text)
     with pytest.raises(ValueError, match="not a whole saved experiment state"):
         parse_state(text)
+
+
+class _Trial:
+    def __init__(self, number: int) -> None:
+        self.trial_id, self.config, self.storage = f"t{number:04d}", {}, None
+
+
+def test_retention_reads_the_saved_state_once_per_fiftieth_of_the_trials_in_events(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # each pass lists and reads Tune's saved state, whose size grows with the trials: in a
+    # study of 1,000 trials a pass comes every 20 checkpoint or end events, at 100 every 2
+    from mtl_tune.studies.driver import _retention_callback
+    from mtl_tune.studies.driver._retention_callback import CheckpointRetention
+
+    looked: list[int] = []
+
+    class Files:
+        def __init__(self, storage: Any) -> None:
+            pass
+
+        def state_stamp(self) -> None:
+            looked.append(1)  # no state yet: the pass ends here
+
+    monkeypatch.setattr(_retention_callback, "TuneFiles", Files)
+    for trials, every in ((1000, 20), (100, 2), (10, 1)):
+        looked.clear()
+        retention = CheckpointRetention("overall", "max", "best", every=0.0)
+        retention.started = True
+        population = [_Trial(i) for i in range(trials)]
+        for event in range(60):
+            retention.on_checkpoint(0, population, population[event % trials], None)
+            retention.on_step_end(0, population)
+        assert len(looked) == 60 // every, trials
+        retention.on_trial_complete(0, population, population[0])
+        retention.on_experiment_end(population)  # the last pass comes whatever the count
+        assert len(looked) == 60 // every + 1
