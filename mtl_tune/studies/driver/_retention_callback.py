@@ -18,7 +18,8 @@ logger = logging.getLogger("mtl_tune.progress")
 
 # a pass costs what Tune's saved state costs to list and read, which grows with the trials
 # (33 MB at 1,000): one is made once per trials/PASS_EVENTS checkpoint or end events, so that
-# the cost per event stays flat (a pass every 20 events at 1,000 trials, each event at 100)
+# the cost per event stays flat (at each event below 100 trials, every 2 events at 100, every
+# 20 at 1,000)
 PASS_EVENTS = 50
 
 
