@@ -91,7 +91,7 @@ def pull(folder: Path, keep: tuple[str, ...] = ()) -> None:
     fs, base = where
     stored = _listing(fs, base)
     _LISTED[folder] = (time.monotonic(), sum(info.size or 0 for info in stored.values()))
-    _bring(folder, stored, _read_here(stored),
+    _bring(folder, fs, base, stored, _read_here(stored),
            lambda: sorted(folder.rglob("*"), reverse=True), keep)
 
 
@@ -116,18 +116,16 @@ def pull_study_files(folder: Path) -> None:
         raise _store_error(err, "listing", uri_of(folder)) from None
     stored = {i.path[len(base) + 1:]: i for i in listed
               if i.type == pyarrow.fs.FileType.File and i.path.startswith(base + "/")}
-    _bring(folder, stored, set(stored), lambda: [
+    _bring(folder, fs, base, stored, set(stored), lambda: [
         *(p for p in folder.iterdir() if p.is_file()), *folder.glob(f"*{PARTS}/*")], ())
 
 
-def _bring(folder: Path, stored: dict[str, Any], wanted_names: set[str],
+def _bring(folder: Path, fs: Any, base: str, stored: dict[str, Any], wanted_names: set[str],
            local_paths: Callable[[], list[Path]], keep: tuple[str, ...]) -> None:
     """Downloads the `wanted_names` of the `stored` files that the copy lacks or holds older,
     assembles the appended files, then deletes those of `local_paths()` (files before their
-    folders) that the store no longer holds, except under `keep`."""
-    where = remote(folder)
-    assert where is not None
-    fs, base = where
+    folders) that the store no longer holds, except under `keep`. `fs`, `base`: where the
+    folder is stored."""
     local = stored_as(set(stored))  # an appended file's base goes beside its parts
     wanted = {rel: stored[rel] for rel in wanted_names}
     stale = [rel for rel, info in wanted.items() if not _current(folder / local[rel], info)]
