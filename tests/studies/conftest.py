@@ -355,13 +355,16 @@ def _registered(state: str, trial_id: str) -> bool:
     return False
 
 
-def resume_cli(name: str, root: Path | str, ray_tmp: Path, log: Path) -> str:
-    """Runs `study resume` to the end; returns its output (also written to `log`)."""
+def resume_cli(
+    name: str, root: Path | str, ray_tmp: Path, log: Path, timeout: float = 480
+) -> str:
+    """Runs `study resume` to the end (within `timeout` seconds); returns its output (also
+    written to `log`)."""
     env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
     env.pop("RAY_ADDRESS", None)
     resume = subprocess.run(
         [*CLI, "study", "resume", name, "--storage", str(root), "--address", "local"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=480,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
     )
     output = resume.stdout.decode(errors="replace")
     log.write_text(output)

@@ -65,6 +65,12 @@ class ConfigurationList(Searcher):
                           error: bool = False) -> None:
         pass  # a list learns nothing
 
+    def reconcile(self, restored: Mapping[str, Any]) -> None:
+        """Agrees with the trials Tune restored (one per configuration, made in order): the
+        configurations of trials Tune lost (the newest: its saved state is a save behind this
+        one) are handed out again."""
+        self.handed_out = min(len(restored), len(self.configurations))
+
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as file:
             pickle.dump(self.__dict__, file)

@@ -4,15 +4,27 @@ Tune pickles its search algorithm with the experiment, and with it the experimen
 study resumed from a copy (or after a move) would get the trials its searcher suggests from then
 on in the original folder. These subclasses hand each new trial's storage through `here`
 (`_relocation`), as Tune itself re-points the trials it restores.
+
+Tune uploads its experiment state (the trials) and its searcher's state as separate files: a
+driver killed between the uploads leaves them a save apart. `RelocatedSearch`, once restored,
+makes its searchers agree with the trials Tune restored (the newest experiment state, which Tune
+has just copied beside the searcher's): it counts the trials made as those, its
+`ConcurrencyLimiter` counts as live the restored trials that will run, `SeedGroupSearch` hands out
+again a seed Tune lost, and a trial the Optuna searcher made that Tune lost is failed there.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from ray.tune.search import BasicVariantGenerator, SearchGenerator
+from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchGenerator
 
-from mtl_tune.studies.store import TuneFiles
+from mtl_tune.studies.driver._conditional_search import ConfigurationList
+from mtl_tune.studies.driver._seed_group_search import TERMINATED, SeedGroupSearch
+from mtl_tune.studies.store import TuneFiles, saved_trials
+
+logger = logging.getLogger(__name__)
 
 
 def _placed(trial: Any) -> Any:
@@ -27,6 +39,39 @@ class RelocatedSearch(SearchGenerator):
 
     def next_trial(self) -> Any:
         return _placed(super().next_trial())
+
+    def restore_from_dir(self, dirpath: str) -> None:
+        super().restore_from_dir(dirpath)
+        import pyarrow.fs
+
+        saved = saved_trials(pyarrow.fs.LocalFileSystem(), dirpath)
+        if saved is not None:
+            self.reconcile({trial: (t.status, t.config) for trial, t in saved.items()})
+
+    def reconcile(self, restored: dict[str, tuple[str, dict[str, Any]]]) -> None:
+        """Agrees with the trials Tune restored: trial id -> (status, config)."""
+        if self._counter != len(restored):
+            logger.warning(
+                "the searcher's saved state counts %d trials made and the experiment's %d (a "
+                "driver killed between Tune's uploads of the two): the study goes on from the "
+                "experiment's", self._counter, len(restored))
+        self._counter = len(restored)
+        lost: set[str] = set()
+        searcher: Any = self.searcher
+        while searcher is not None:
+            if isinstance(searcher, ConcurrencyLimiter):
+                lost = searcher.live_trials - set(restored)
+                searcher.live_trials = {t for t, (status, _) in restored.items()
+                                        if status != TERMINATED}
+                searcher.num_unfinished_live_trials = len(searcher.live_trials)
+            elif isinstance(searcher, SeedGroupSearch | ConfigurationList):
+                searcher.reconcile(restored)  # and answers for the searcher it wraps
+                return
+            else:
+                for trial in sorted(lost):  # made by this searcher, lost by Tune: a failure
+                    searcher.on_trial_complete(trial, None, error=True)
+                return
+            searcher = getattr(searcher, "searcher", None)
 
 
 class RelocatedGrid(BasicVariantGenerator):
