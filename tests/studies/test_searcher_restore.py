@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ray import tune
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from mtl_tune.studies.driver._conditional_search import ConfigurationList
-from mtl_tune.studies.driver._relocated_search import RelocatedSearch
+from mtl_tune.studies.driver._relocated_search import RelocatedGrid, RelocatedSearch
 from mtl_tune.studies.driver._seed_group_search import SeedGroupSearch
 from mtl_tune.studies.spec import SEED_GROUP_KEY
 from mtl_tune.studies.store import read_trials
@@ -102,6 +103,33 @@ def test_a_configuration_list_hands_out_again_what_tune_lost() -> None:
     configs.suggest("t0"), configs.suggest("t1")
     generator.reconcile({"t0": ("RUNNING", {"lr": 1e-4})})
     assert configs.suggest("t2") == {"lr": 2e-4}
+
+
+def _noop(config: dict) -> None:
+    pass
+
+
+def test_a_grid_makes_again_the_points_tune_lost(tmp_path: Path) -> None:
+    tune.register_trainable("noop", _noop)
+    grid = RelocatedGrid(max_concurrent=2)
+    grid.add_configurations({"grid": {
+        "run": "noop", "config": {"lr": tune.grid_search([1, 2, 3]), "seed": 0},
+        "storage_path": str(tmp_path)}})
+    made = [grid.next_trial(), grid.next_trial()]
+    grid.on_trial_complete(made[0].trial_id)
+    made.append(grid.next_trial())
+    grid.on_trial_complete(made[1].trial_id)
+    assert grid.next_trial() is None and grid.is_finished()  # every point made
+    # Tune's last save of the trials holds the first two: the third point is made again, and
+    # the second (which will run again) holds one of the two places
+    grid.reconcile({made[0].trial_id: ("TERMINATED", made[0].config),
+                    made[1].trial_id: ("PENDING", made[1].config)})
+    assert not grid.is_finished()
+    again = grid.next_trial()
+    assert again.config == {"lr": 3, "seed": 0} and again.trial_id != made[2].trial_id
+    assert grid.next_trial() is None  # two live trials: the second and the point made again
+    grid.on_trial_complete(again.trial_id)
+    assert grid.next_trial() is None and grid.is_finished()
 
 
 TOP = """
