@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import pickle
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -61,6 +62,59 @@ def test_tune_uploads_each_file_of_a_study_in_one_request(
     stored = stored_objects(f"{s3_bucket}/s1/tune/main")
     assert {k: v.size for k, v in stored.items()} == {
         "experiment_state-1.json": 2, "trial_a/result.json": 13, "trial_a/progress.csv": 8}
+
+
+def _puts(proxy: Any, before: dict[str, int]) -> dict[str, int]:
+    """The PUT requests sent since `before`: object key -> how many."""
+    return {k: n - before.get(k, 0) for k, n in proxy.calls.items()
+            if k.startswith("PUT") and n != before.get(k, 0)}
+
+
+def test_tunes_driver_does_not_send_again_a_file_it_sent_unchanged(
+    s3_bucket: str, proxy: Any, tmp_path: Path
+) -> None:
+    # Tune uploads its driver's whole folder at every save: an ended trial's logs each time
+    staging = tmp_path / "driver_artifacts"
+    for trial in ("trial_a", "trial_b"):
+        (staging / trial).mkdir(parents=True)
+        (staging / trial / "result.json").write_text('{"epoch": 1}\n')
+    (staging / "experiment_state-1.json").write_text('{"saved": 1}')
+    path, fs = tune_storage(driver_root(storage_root(s3_bucket)) / "s1" / "tune" / "main")
+    pyarrow.fs.copy_files(str(staging), path, destination_filesystem=fs)
+    (staging / "trial_b" / "result.json").write_text('{"epoch": 1}\n{"epoch": 2}\n')
+    (staging / "experiment_state-1.json").write_text('{"saved": 2}')
+    before = dict(proxy.calls)
+    pyarrow.fs.copy_files(str(staging), path, destination_filesystem=fs)
+    # the next save sends what changed, and neither trial_a's log nor a directory marker
+    sent = _puts(proxy, before)
+    assert sum(sent.values()) == 2 and not [k for k in sent if "trial_a" in k], sent
+    stored = stored_objects(f"{s3_bucket}/s1/tune/main")
+    assert {k: v.size for k, v in stored.items() if not k.endswith("/")} == {
+        "experiment_state-1.json": 12, "trial_a/result.json": 13, "trial_b/result.json": 26}
+    # a file deleted through it is sent again, even with the bytes it had
+    fs.delete_file(f"{path}/trial_a/result.json")
+    before = dict(proxy.calls)
+    pyarrow.fs.copy_files(str(staging), path, destination_filesystem=fs)
+    assert sum(_puts(proxy, before).values()) == 1
+    assert "trial_a/result.json" in stored_objects(f"{s3_bucket}/s1/tune/main")
+
+
+def test_tunes_trials_get_a_client_that_sends_every_file(
+    s3_bucket: str, proxy: Any, tmp_path: Path
+) -> None:
+    # pickled into Tune's trials (whose workers upload checkpoints) and into tuner.pkl, the
+    # client remembers nothing and holds no checkpoint's bytes: each upload is sent
+    checkpoint = tmp_path / "checkpoint_000001"
+    checkpoint.mkdir()
+    (checkpoint / "model.safetensors").write_bytes(b"w" * 5000)
+    path, fs = tune_storage(driver_root(storage_root(s3_bucket)) / "s1" / "tune" / "main")
+    worker_fs = pickle.loads(pickle.dumps(fs))
+    for _ in range(2):
+        before = dict(proxy.calls)
+        pyarrow.fs.copy_files(str(checkpoint), f"{path}/trial_a/checkpoint_000001",
+                              destination_filesystem=worker_fs)
+        assert [n for k, n in _puts(proxy, before).items() if k.endswith("safetensors")] == [1]
+    assert worker_fs == fs
 
 
 UPLOADS = """

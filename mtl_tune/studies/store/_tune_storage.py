@@ -8,7 +8,9 @@ study's requests are these. Tune gets here an S3 client that puts a small file i
 background writes, pyarrow's `copy_files`, how Tune uploads, kept memory for every file it sent
 through a delayed-open client (a process uploading 900 small files five times grew from 91 to
 1,923 MiB; 106 MiB without background writes), and a driver reached 2.8 GiB at 1,000 trials.
-Other stores (gs://) and local folders are Tune's to open, as before.
+The client is wrapped so that a file the driver uploads again unchanged (an ended trial's logs,
+at every save) is not sent again (`_unchanged_uploads`). Other stores (gs://) and local folders
+are Tune's to open, as before.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mtl_tune.studies.store._object_store import remote, uri_of
+from mtl_tune.studies.store._unchanged_uploads import UnchangedSkipping
 
 
 def _uploads_client(store: Any) -> Any:
@@ -32,4 +35,4 @@ def tune_storage(path: Path) -> tuple[str, Any]:
     where = remote(path)
     if where is None or not isinstance(where[0], pyarrow.fs.S3FileSystem):
         return uri_of(path), None
-    return where[1], _uploads_client(where[0])
+    return where[1], pyarrow.fs.PyFileSystem(UnchangedSkipping(_uploads_client(where[0])))
