@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import pickle
 import subprocess
@@ -81,6 +82,7 @@ def test_tunes_driver_does_not_send_again_a_file_it_sent_unchanged(
     (staging / "experiment_state-1.json").write_text('{"saved": 1}')
     path, fs = tune_storage(driver_root(storage_root(s3_bucket)) / "s1" / "tune" / "main")
     pyarrow.fs.copy_files(str(staging), path, destination_filesystem=fs)
+    fs = copy.deepcopy(fs)  # as Tune hands its storage context to its syncer
     (staging / "trial_b" / "result.json").write_text('{"epoch": 1}\n{"epoch": 2}\n')
     (staging / "experiment_state-1.json").write_text('{"saved": 2}')
     before = dict(proxy.calls)

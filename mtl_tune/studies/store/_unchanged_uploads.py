@@ -7,9 +7,10 @@ was some 4,000 files a save, most of them the bytes already there: the requests 
 grew with the study. `UnchangedSkipping` wraps the store's client: a file written whole with the
 bytes this process last wrote at that path (a BLAKE2 digest) is not sent, nor a directory
 marker it made already; whatever is different is sent as before. What another process or client
-changes meanwhile is not seen, so it is given to Tune's driver alone: pickled (into Tune's
-trials, whose workers upload checkpoints, and `tuner.pkl`) it becomes a plain pass-through, which
-neither buffers a checkpoint's bytes nor remembers anything.
+changes meanwhile is not seen, so it is given to Tune's driver alone: its deep copies (Tune makes
+one for its syncer and for each trial) share one memory, and pickled (into the trials' workers,
+which upload checkpoints, and `tuner.pkl`) it becomes a plain pass-through, which neither buffers
+a checkpoint's bytes nor remembers anything.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ class UnchangedSkipping(pyarrow.fs.FileSystemHandler):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return UnchangedSkipping, (self.fs, False)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> UnchangedSkipping:
+        # Tune deep-copies its storage context (with the file system) into its syncer and each
+        # trial: within the driver every copy shares what was sent
+        return self
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, UnchangedSkipping) and other.fs.equals(self.fs)
