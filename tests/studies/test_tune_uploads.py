@@ -105,18 +105,26 @@ def test_tunes_trials_get_a_client_that_sends_every_file(
     s3_bucket: str, proxy: Any, tmp_path: Path
 ) -> None:
     # pickled into Tune's trials (whose workers upload checkpoints) and into tuner.pkl, the
-    # client remembers nothing and holds no checkpoint's bytes: each upload is sent
-    checkpoint = tmp_path / "checkpoint_000001"
+    # client holds no checkpoint's bytes and sends each file; it makes each folder's parents once
+    checkpoint = tmp_path / "checkpoint"
     checkpoint.mkdir()
     (checkpoint / "model.safetensors").write_bytes(b"w" * 5000)
     path, fs = tune_storage(driver_root(storage_root(s3_bucket)) / "s1" / "tune" / "main")
     worker_fs = pickle.loads(pickle.dumps(fs))
-    for _ in range(2):
+    markers = []
+    for epoch in (1, 2, 2):
         before = dict(proxy.calls)
-        pyarrow.fs.copy_files(str(checkpoint), f"{path}/trial_a/checkpoint_000001",
-                              destination_filesystem=worker_fs)
-        assert [n for k, n in _puts(proxy, before).items() if k.endswith("safetensors")] == [1]
+        folder = f"{path}/trial_a/checkpoint_00000{epoch}"
+        worker_fs.create_dir(folder, recursive=True)  # as Tune's _upload_to_fs_path does
+        pyarrow.fs.copy_files(str(checkpoint), folder, destination_filesystem=worker_fs)
+        sent = _puts(proxy, before)
+        assert [n for k, n in sent.items() if k.endswith("safetensors")] == [1]
+        markers.append(sum(n for k, n in sent.items() if k.endswith("/")))
+    # the first folder: a marker for each of its 6 levels; the next: its own; the same: none
+    assert markers == [6, 1, 0]
     assert worker_fs == fs
+    stored = stored_objects(f"{s3_bucket}/s1/tune/main")
+    assert {f"trial_a/checkpoint_00000{e}/model.safetensors" for e in (1, 2)} <= set(stored)
 
 
 UPLOADS = """

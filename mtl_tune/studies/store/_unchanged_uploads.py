@@ -6,11 +6,12 @@ folder: the saved state and every trial's logs, those of trials that ended long 
 was some 4,000 files a save, most of them the bytes already there: the requests per trial event
 grew with the study. `UnchangedSkipping` wraps the store's client: a file written whole with the
 bytes this process last wrote at that path (a BLAKE2 digest) is not sent, nor a directory
-marker it made already; whatever is different is sent as before. What another process or client
+marker it made already (nor again the markers of a new folder's parents); whatever is
+different is sent as before. What another process or client
 changes meanwhile is not seen, so it is given to Tune's driver alone: its deep copies (Tune makes
 one for its syncer and for each trial) share one memory, and pickled (into the trials' workers,
-which upload checkpoints, and `tuner.pkl`) it becomes a plain pass-through, which neither buffers
-a checkpoint's bytes nor remembers anything.
+which upload checkpoints, and `tuner.pkl`) it becomes a pass-through that buffers no
+checkpoint's bytes and remembers only the directories it made.
 """
 
 from __future__ import annotations
@@ -71,12 +72,18 @@ class UnchangedSkipping(pyarrow.fs.FileSystemHandler):
     # -- writes --
 
     def create_dir(self, path: str, recursive: bool) -> None:
-        if self.skip and path in self._made:
+        path = path.rstrip("/")
+        if path in self._made:
             return
-        self.fs.create_dir(path, recursive=recursive)
-        if self.skip:
-            with self._lock:
+        parent = path.rpartition("/")[0]
+        # S3 makes a recursive directory as a request for the bucket and a marker per level
+        # (seven for a checkpoint's folder); below a directory made here, the folder's own
+        # marker and a look at its parent do
+        self.fs.create_dir(path, recursive=recursive and parent not in self._made)
+        with self._lock:
+            while path and path not in self._made:
                 self._made.add(path)
+                path = path.rpartition("/")[0] if recursive else ""
 
     def open_output_stream(self, path: str, metadata: Any) -> Any:
         if not self.skip:
@@ -99,8 +106,6 @@ class UnchangedSkipping(pyarrow.fs.FileSystemHandler):
             self._sent[path] = digest
 
     def _forget(self, path: str) -> None:
-        if not self.skip:
-            return
         with self._lock:
             inside = path.rstrip("/") + "/" if path.strip("/") else ""  # "": everything
             for sent in [p for p in self._sent if p == path or p.startswith(inside)]:
