@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import json
 import pickle
 import subprocess
 import sys
@@ -18,6 +19,8 @@ from mtl_tune.studies import storage_root
 from mtl_tune.studies.store import _object_store as object_store
 from mtl_tune.studies.store import tune_storage
 from mtl_tune.studies.store._object_store import driver_root
+from mtl_tune.studies.store._saved_state import snapshot
+from mtl_tune.studies.store._unchanged_uploads import UnchangedSkipping
 from tests.conftest import REPO
 from tests.studies.conftest import stored_objects
 
@@ -127,6 +130,35 @@ def test_tunes_trials_get_a_client_that_sends_every_file(
     assert {f"trial_a/checkpoint_00000{e}/model.safetensors" for e in (1, 2)} <= set(stored)
 
 
+def _state(checkpoint: str, **config: Any) -> str:
+    trial = {"trial_id": "t1", "status": "RUNNING", "config": config}
+    metadata = {"last_result": {"checkpoint_dir_name": checkpoint}}
+    return json.dumps({"trial_data": [[json.dumps(trial), json.dumps(metadata)]]})
+
+
+def test_retention_reads_the_saved_state_the_driver_sent_without_downloading_it(
+    s3_bucket: str, proxy: Any, tmp_path: Path
+) -> None:
+    staging = tmp_path / "driver_artifacts"
+    staging.mkdir()
+    (staging / "experiment_state-1.json").write_text(_state("checkpoint_000002"))
+    (staging / "tuner.pkl").write_bytes(b"tuner")
+    path, fs = tune_storage(driver_root(storage_root(s3_bucket)) / "s1" / "tune" / "main")
+    pyarrow.fs.copy_files(str(staging), path, destination_filesystem=fs)
+    before = dict(proxy.calls)
+    saved = snapshot(copy.deepcopy(fs), path)  # through a trial's copy, as retention does
+    assert saved is not None and saved["t1"].checkpoint == "checkpoint_000002"
+    # the store copied the state into the set, and nothing of it came back to the driver
+    assert not [k for k, n in proxy.calls.items()
+                if k.startswith("GET") and "experiment_state" in k and n != before.get(k, 0)]
+    # a state written there by another client (not this driver) is read from the store
+    other = pyarrow.fs.PyFileSystem(UnchangedSkipping(fs.handler.fs))
+    with other.open_output_stream(f"{path}/experiment_state-1.json") as out:
+        out.write(_state("checkpoint_000013", lr=1e-4).encode())
+    saved = snapshot(fs, path)
+    assert saved is not None and saved["t1"].checkpoint == "checkpoint_000013"
+
+
 UPLOADS = """
 import resource, sys
 from pathlib import Path
@@ -134,6 +166,8 @@ import pyarrow.fs
 from mtl_tune.studies import storage_root
 from mtl_tune.studies.store import tune_storage
 from mtl_tune.studies.store._object_store import driver_root
+from mtl_tune.studies.store._saved_state import snapshot
+from mtl_tune.studies.store._unchanged_uploads import UnchangedSkipping
 
 staging, uri = Path(sys.argv[1]), sys.argv[2]
 path, fs = tune_storage(driver_root(storage_root(uri)) / "s1" / "tune" / "main")

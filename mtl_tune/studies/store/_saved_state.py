@@ -221,7 +221,10 @@ def snapshot(fs: Any, experiment: str) -> SavedState | None:
         fs.create_dir(folder)
         for file in before:
             fs.copy_file(f"{experiment}/{file}", f"{folder}/{file}")
-        trials = SavedState(read_file(fs, f"{folder}/{newest}"))
+        # as the driver sent it, when it did (Tune's driver's client keeps it): what the copy
+        # holds if no file changed meanwhile (checked next), without a download
+        sent = _as_sent(fs, f"{experiment}/{newest}", before[newest])
+        trials = SavedState(sent if sent is not None else read_file(fs, f"{folder}/{newest}"))
         if _driver_files(fs, experiment) != before:
             raise ValueError("Tune wrote its files during the copy")
         _write(fs, f"{root}/{MANIFEST}",
@@ -238,6 +241,14 @@ def snapshot(fs: Any, experiment: str) -> SavedState | None:
     for path in replaced:
         _delete_quietly(fs, path)
     return trials
+
+
+def _as_sent(fs: Any, path: str, stamp: str) -> bytes | None:
+    """The saved state at `path` as this process last sent it, when its file system kept it
+    and the store's file is still that one (`UnchangedSkipping.sent_state`; `stamp`, as
+    listed: 'size|mtime')."""
+    sent_state = getattr(getattr(fs, "handler", None), "sent_state", None)
+    return sent_state(path, stamp) if sent_state is not None else None
 
 
 def _delete_quietly(fs: Any, path: str) -> None:

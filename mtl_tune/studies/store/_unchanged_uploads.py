@@ -7,21 +7,26 @@ was some 4,000 files a save, most of them the bytes already there: the requests 
 grew with the study. `UnchangedSkipping` wraps the store's client: a file written whole with the
 bytes this process last wrote at that path (a BLAKE2 digest) is not sent, nor a directory
 marker it made already (nor again the markers of a new folder's parents); whatever is
-different is sent as before. What another process or client
-changes meanwhile is not seen, so it is given to Tune's driver alone: its deep copies (Tune makes
-one for its syncer and for each trial) share one memory, and pickled (into the trials' workers,
-which upload checkpoints, and `tuner.pkl`) it becomes a pass-through that buffers no
-checkpoint's bytes and remembers only the directories it made.
+different is sent as before. It also keeps the newest saved state it sent, which checkpoint
+retention then reads rather than downloading it again (33 MB at 1,000 trials, at every pass).
+What another process or client changes meanwhile is not seen, so it is given to Tune's driver
+alone: its deep copies (Tune makes one for its syncer and for each trial) share one memory, and
+pickled (into the trials' workers, which upload checkpoints, and `tuner.pkl`) it becomes a
+pass-through that buffers no checkpoint's bytes and remembers only the directories it made.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
+import posixpath
 import threading
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs
+
+from mtl_tune.studies.store._saved_state import STATE_PATTERN
 
 
 class UnchangedSkipping(pyarrow.fs.FileSystemHandler):
@@ -31,6 +36,8 @@ class UnchangedSkipping(pyarrow.fs.FileSystemHandler):
         self.fs, self.skip = fs, skip
         self._sent: dict[str, bytes] = {}  # path -> digest of the bytes last sent there
         self._made: set[str] = set()  # directories made
+        # the newest saved state sent: path, bytes, and its stamp on the store ('size|mtime')
+        self._state: tuple[str, bytes, str] | None = None
         # one upload at a time, as Tune asks of pyarrow's S3 client (arrow#32372): copy_files
         # runs threads for a file system it does not know
         self._lock = threading.Lock()
@@ -104,6 +111,19 @@ class UnchangedSkipping(pyarrow.fs.FileSystemHandler):
             with self.fs.open_output_stream(path, metadata=metadata) as out:
                 out.write(data)
             self._sent[path] = digest
+            if fnmatch.fnmatch(posixpath.basename(path), STATE_PATTERN) and (
+                    self._state is None or path >= self._state[0]):
+                (info,) = self.fs.get_file_info([path])
+                self._state = path, data, f"{info.size}|{info.mtime_ns}"
+
+    def sent_state(self, path: str, stamp: str) -> bytes | None:
+        """The bytes this process last sent to `path`, a Tune saved state (the newest it sent),
+        if the store still has them as sent (`stamp`: the file's 'size|mtime' there); taken
+        while no upload is under way; None otherwise."""
+        with self._lock:
+            if self._state is None or self._state[0] != path or self._state[2] != stamp:
+                return None
+            return self._state[1]
 
     def _forget(self, path: str) -> None:
         with self._lock:
@@ -111,6 +131,9 @@ class UnchangedSkipping(pyarrow.fs.FileSystemHandler):
             for sent in [p for p in self._sent if p == path or p.startswith(inside)]:
                 del self._sent[sent]
             self._made = {d for d in self._made if d != path and not d.startswith(inside)}
+            if self._state is not None and (
+                    self._state[0] == path or self._state[0].startswith(inside)):
+                self._state = None
 
     def delete_dir(self, path: str) -> None:
         self._forget(path)
