@@ -105,6 +105,10 @@ class RelocatedGrid(BasicVariantGenerator):
                     held[key] -= 1
                 else:
                     lost.append(variant)
+            if len(lost) != len(made) - len(remaining) - len(restored):
+                # Tune's trials are not the grid's points made (a grid of several experiments,
+                # or configurations that do not compare): Tune's are trusted, as before
+                continue
             if lost:
                 logger.warning("%d trial(s) of the grid made after Tune's last save of the "
                                "trials are made again", len(lost))

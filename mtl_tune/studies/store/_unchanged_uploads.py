@@ -43,8 +43,7 @@ class UnchangedSkipping(pyarrow.fs.FileSystemHandler):
         self._made: set[str] = set()  # directories made
         # the newest saved state sent: path, bytes, and its stamp on the store ('size|mtime')
         self._state: tuple[str, bytes, str] | None = None
-        # one upload at a time, as Tune asks of pyarrow's S3 client (arrow#32372): copy_files
-        # runs threads for a file system it does not know
+        # the driver's threads share it (Tune's syncer uploads, the callbacks read and delete)
         self._lock = threading.Lock()
 
     def __reduce__(self) -> tuple[Any, ...]:
