@@ -27,7 +27,7 @@ from ray.tune.search.variant_generator import generate_variants
 
 from mtl_tune.studies.driver._conditional_search import ConfigurationList
 from mtl_tune.studies.driver._seed_group_search import TERMINATED, SeedGroupSearch
-from mtl_tune.studies.store import TuneFiles, saved_trials
+from mtl_tune.studies.store import TuneFiles, saved_trials_in
 
 logger = logging.getLogger(__name__)
 
@@ -125,8 +125,6 @@ def _config_key(config: Mapping[str, Any]) -> str:
 def _reconcile_from(generator: RelocatedSearch | RelocatedGrid, dirpath: str) -> None:
     """Reconciles a restored generator with the trials of the newest experiment state in
     `dirpath` (Tune's driver folder, where it has just copied its saved files)."""
-    import pyarrow.fs
-
-    saved = saved_trials(pyarrow.fs.LocalFileSystem(), dirpath)
+    saved = saved_trials_in(dirpath)
     if saved is not None:
         generator.reconcile({trial: (t.status, t.config) for trial, t in saved.items()})

@@ -196,6 +196,14 @@ def saved_trials(fs: Any, experiment: str) -> dict[str, SavedTrial] | None:
         return None
 
 
+def saved_trials_in(folder: str) -> dict[str, SavedTrial] | None:
+    """`saved_trials` of a local folder: Tune's driver folder, where it copies its saved files
+    on a restore."""
+    import pyarrow.fs
+
+    return saved_trials(pyarrow.fs.LocalFileSystem(), folder)
+
+
 def write_whole(fs: Any, path: str, data: bytes) -> None:
     """Writes a file on any pyarrow file system whole or not at all (`_write`)."""
     _write(fs, path, data)
