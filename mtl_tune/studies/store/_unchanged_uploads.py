@@ -102,7 +102,7 @@ class UnchangedSkipping(pyarrow.fs.FileSystemHandler):
         return pa.PythonFile(_WholeUpload(self, path, metadata), mode="w")
 
     def open_append_stream(self, path: str, metadata: Any) -> Any:
-        self._forget(path)
+        self._forget(path, folder=False)
         return self.fs.open_append_stream(path, metadata=metadata)
 
     def send(self, path: str, data: bytes, metadata: Any) -> None:
@@ -129,14 +129,22 @@ class UnchangedSkipping(pyarrow.fs.FileSystemHandler):
                 return None
             return self._state[1]
 
-    def _forget(self, path: str) -> None:
+    def _forget(self, path: str, folder: bool = True) -> None:
+        """Forgets what was sent or made at `path` and, for a folder, below it (retention
+        deletes a file at a time: a file's path alone is looked up, not every path sent)."""
         with self._lock:
+            self._sent.pop(path, None)
+            self._made.discard(path.rstrip("/"))
+            if self._state is not None and self._state[0] == path:
+                self._state = None
+            if not folder:
+                return
             inside = path.rstrip("/") + "/" if path.strip("/") else ""  # "": everything
-            for sent in [p for p in self._sent if p == path or p.startswith(inside)]:
+            for sent in [p for p in self._sent if p.startswith(inside)]:
                 del self._sent[sent]
-            self._made = {d for d in self._made if d != path and not d.startswith(inside)}
-            if self._state is not None and (
-                    self._state[0] == path or self._state[0].startswith(inside)):
+            if any(d.startswith(inside) for d in self._made):
+                self._made = {d for d in self._made if not d.startswith(inside)}
+            if self._state is not None and self._state[0].startswith(inside):
                 self._state = None
 
     def delete_dir(self, path: str) -> None:
@@ -152,7 +160,7 @@ class UnchangedSkipping(pyarrow.fs.FileSystemHandler):
         self.fs.delete_dir_contents("/", accept_root_dir=True)
 
     def delete_file(self, path: str) -> None:
-        self._forget(path)
+        self._forget(path, folder=False)
         self.fs.delete_file(path)
 
     def move(self, src: str, dest: str) -> None:
@@ -161,7 +169,7 @@ class UnchangedSkipping(pyarrow.fs.FileSystemHandler):
         self.fs.move(src, dest)
 
     def copy_file(self, src: str, dest: str) -> None:
-        self._forget(dest)
+        self._forget(dest, folder=False)
         self.fs.copy_file(src, dest)
 
 
