@@ -15,7 +15,7 @@ import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 HOP_HEADERS = {"transfer-encoding", "connection", "keep-alive", "expect"}
 
@@ -31,6 +31,7 @@ class CountingProxy(ThreadingHTTPServer):
         self.bytes: Counter[str] = Counter()
         self.by_kind: Counter[str] = Counter()  # "METHOD path-with-digits-as-#" -> bytes
         self.calls: Counter[str] = Counter()  # the same key -> requests
+        self.listings: Counter[str] = Counter()  # a listing's prefix -> requests
         self._lock = threading.Lock()
         self._local = threading.local()
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
@@ -55,7 +56,10 @@ class CountingProxy(ThreadingHTTPServer):
             return {"requests": dict(self.requests), "bytes": dict(self.bytes)}
 
     def count(self, method: str, path: str, sent: int) -> None:
-        key = unquote(urlsplit(path).path)
+        parts = urlsplit(path)
+        key = unquote(parts.path)
+        listing = method == "GET" and key.count("/") == 1  # GET of a bucket: a listing
+        listed = parse_qs(parts.query).get("prefix", [""]) if listing else None
         kind = ("copy" if "/.mtl-tune-saved-state/" in key  # the driver's copies of Tune's state
                 else "tune" if "/tune/" in key else "study")
         with self._lock:
@@ -64,6 +68,8 @@ class CountingProxy(ThreadingHTTPServer):
             pattern = f"{method} {re.sub(r'[0-9a-f]{5,}|[0-9]+', '#', key)}"
             self.by_kind[pattern] += sent
             self.calls[pattern] += 1
+            if listed is not None:
+                self.listings[listed[0]] += 1
 
     def connection(self) -> http.client.HTTPConnection:
         conn = getattr(self._local, "conn", None)

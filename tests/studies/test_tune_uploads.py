@@ -198,3 +198,77 @@ def test_tunes_uploads_keep_no_memory_per_file(s3_bucket: str, tmp_path: Path) -
 def test_tune_is_given_a_local_folder_as_a_path(tmp_path: Path) -> None:
     # Tune opens a local folder itself
     assert tune_storage(tmp_path / "s1" / "tune") == (str(tmp_path / "s1" / "tune"), None)
+
+
+def test_the_driver_knows_the_files_at_the_top_of_a_folder_without_listing_it_again(
+    tmp_path: Path,
+) -> None:
+    # the names of the files of a folder, listed once, then kept by what the client writes,
+    # copies, moves and deletes there: they match a listing after each
+    top = tmp_path / "experiment"
+    (top / "trial_a").mkdir(parents=True)
+    (top / "tuner.pkl").write_bytes(b"tuner")
+    handler = UnchangedSkipping(pyarrow.fs.LocalFileSystem())
+    fs = pyarrow.fs.PyFileSystem(handler)
+    folder = str(top)
+
+    def listed() -> set[str]:
+        return {p.name for p in top.iterdir() if p.is_file()}
+
+    assert handler.file_names(folder) == listed() == {"tuner.pkl"}
+    (top / "made-by-another.txt").write_text("unseen")  # not this client's: not known
+    assert handler.file_names(folder) == {"tuner.pkl"}
+    (top / "made-by-another.txt").unlink()
+    steps = [
+        lambda: fs.open_output_stream(f"{folder}/experiment_state-1.json").close(),
+        lambda: fs.copy_file(f"{folder}/tuner.pkl", f"{folder}/tuner.pkl.copy"),
+        lambda: fs.move(f"{folder}/tuner.pkl.copy", f"{folder}/searcher-state.pkl"),
+        lambda: fs.delete_file(f"{folder}/tuner.pkl"),
+        lambda: fs.move(f"{folder}/trial_a", f"{folder}/trial_b"),  # a folder: no file name
+        lambda: fs.open_append_stream(f"{folder}/log.txt").close(),
+        lambda: fs.open_output_stream(f"{folder}/trial_b/result.json").close(),  # below it
+    ]
+    for step in steps:
+        step()
+        assert handler.file_names(folder) == listed()
+    assert listed() == {"experiment_state-1.json", "searcher-state.pkl", "log.txt"}
+    fs.delete_dir_contents(folder)  # forgotten, then listed again
+    (top / "made-by-another.txt").write_text("seen now")
+    assert handler.file_names(folder) == {"made-by-another.txt"}
+    # a trial's copy of the client keeps no names (it makes no retention pass)
+    assert pickle.loads(pickle.dumps(fs)).handler.file_names(folder) is None
+
+
+def test_a_retention_pass_on_a_store_asks_tunes_files_by_name(
+    s3_bucket: str, proxy: Any, tmp_path: Path
+) -> None:
+    # on a store, a listing of the experiment's folder returns every trial's folder (1,000 at
+    # 1,000 trials) to find Tune's few files; a pass (its stamp, then the copy) lists it never
+    # after the driver's first look
+    from mtl_tune.studies.store._saved_state import state_stamp
+
+    staging = tmp_path / "driver_artifacts"
+    for i in range(30):
+        (staging / f"trial_{i}").mkdir(parents=True)
+        (staging / f"trial_{i}" / "result.json").write_text("{}\n")
+    (staging / "tuner.pkl").write_bytes(b"tuner")
+    path, fs = tune_storage(driver_root(storage_root(s3_bucket)) / "s1" / "tune" / "main")
+    experiment_prefix = f"{path.partition('/')[2]}/"
+    stamps, passes = [], []
+    for n, checkpoint in enumerate(("checkpoint_000001", "checkpoint_000002", "checkpoint_000003")):
+        # (a store's times are in seconds: each state of another size, as Tune's grow)
+        (staging / "experiment_state-1.json").write_text(_state(checkpoint, note="x" * n))
+        pyarrow.fs.copy_files(str(staging), path, destination_filesystem=fs)
+        before = proxy.listings[experiment_prefix]
+        stamp = state_stamp(fs, path)
+        saved = snapshot(fs, path, stamp)
+        assert saved is not None and saved["t1"].checkpoint == checkpoint
+        stamps.append(stamp)
+        passes.append(proxy.listings[experiment_prefix] - before)
+    assert len(set(stamps)) == 3  # each save seen
+    assert passes == [1, 0, 0]
+    # the pass's copy holds Tune's files, as a listing finds them
+    kept = stored_objects(f"{s3_bucket}/s1/tune/main")
+    assert {k.rpartition("/")[2] for k in kept if k.startswith(".mtl-tune-saved-state/")
+            and "/" in k.removeprefix(".mtl-tune-saved-state/")} == {
+        "experiment_state-1.json", "tuner.pkl"}

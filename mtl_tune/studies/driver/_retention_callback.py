@@ -119,7 +119,7 @@ class CheckpointRetention(tune.Callback):
             if stamp != self.stamp:  # (the last one let go first: it holds tens of MB)
                 self.stamp, self.saved = None, None
             # new events but the same saved state: its copy is made already
-            saved = self.saved if stamp == self.stamp else files.saved_state()
+            saved = self.saved if stamp == self.stamp else files.saved_state(stamp)
         except OSError as err:  # a store outage costs space, never the study
             logger.warning("checkpoint retention skipped a pass: %s", err)
             return

@@ -158,10 +158,21 @@ def _write(fs: Any, path: str, data: bytes) -> None:
 
 
 def _driver_files(fs: Any, experiment: str) -> dict[str, str]:
-    """Name -> 'size|mtime' of Tune's driver files (the experiment folder's top-level files)."""
+    """Name -> 'size|mtime' of Tune's driver files (the experiment folder's top-level files).
+
+    Through Tune's driver's client, which knows the names of the files there, their stamps
+    are asked by name: on an object store a listing of the folder returns every trial's folder
+    too (1,000 at 1,000 trials) to find Tune's handful of files."""
     import pyarrow.fs
 
-    return {i.base_name: f"{i.size}|{i.mtime_ns}" for i in list_files(fs, experiment)
+    file_names = getattr(getattr(fs, "handler", None), "file_names", None)
+    names = file_names(experiment) if file_names is not None else None
+    if names is None:
+        found = list_files(fs, experiment)
+    else:
+        found = fs.get_file_info([f"{experiment}/{name}" for name in sorted(names)
+                                  if not name.startswith(".") and not name.endswith(TORN)])
+    return {i.base_name: f"{i.size}|{i.mtime_ns}" for i in found
             if i.type == pyarrow.fs.FileType.File and not i.base_name.startswith(".")
             and not i.base_name.endswith(TORN)}
 
@@ -209,7 +220,7 @@ def write_whole(fs: Any, path: str, data: bytes) -> None:
     _write(fs, path, data)
 
 
-def snapshot(fs: Any, experiment: str) -> SavedState | None:
+def snapshot(fs: Any, experiment: str, stamp: str | None = None) -> SavedState | None:
     """Copies Tune's driver files into a new set folder of `SNAPSHOT_DIR` and returns the trials
     of its experiment state (each read when asked for, `SavedState`); None (and no new set)
     when that state does not read whole or a file changed during the copy (Tune was writing:
@@ -217,8 +228,9 @@ def snapshot(fs: Any, experiment: str) -> SavedState | None:
 
     The files are copied where they are (on an object store, by the store itself: no byte
     passes through the driver, whatever the state's size), into a folder of their own that the
-    manifest names only once the set is whole; the set it replaces is deleted after."""
-    before = _driver_files(fs, experiment)
+    manifest names only once the set is whole; the set it replaces is deleted after. `stamp`:
+    the files' `state_stamp` just taken, for the copy to start from (not asked again)."""
+    before = dict(json.loads(stamp)) if stamp is not None else _driver_files(fs, experiment)
     newest = _newest_state(before)
     if newest is None:
         return None

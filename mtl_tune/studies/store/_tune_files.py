@@ -53,14 +53,15 @@ class TuneFiles:
         """
         return state_stamp(self.fs, self.experiment)
 
-    def saved_state(self) -> SavedState | None:
+    def saved_state(self, stamp: str | None = None) -> SavedState | None:
         """Tune's newest saved state, trial id -> SavedTrial, each read when asked for (None:
-        none readable yet), copied whole first (`snapshot`).
+        none readable yet), copied whole first (`snapshot`), from the files as `stamp` (the
+        `state_stamp` just taken) has them.
 
         Raises:
             OSError: The storage cannot be read.
         """
-        return snapshot(self.fs, self.experiment)
+        return snapshot(self.fs, self.experiment, stamp)
 
     def result_rows(self, trial_dir: str) -> list[dict[str, Any]]:
         """The trial's result rows as its `result.json` holds them in the storage."""

@@ -8,7 +8,10 @@ grew with the study. `UnchangedSkipping` wraps the store's client: a file writte
 bytes this process last wrote at that path (a BLAKE2 digest) is not sent, nor a directory
 marker it made already (nor again the markers of a new folder's parents); whatever is
 different is sent as before. It also keeps the newest saved state it sent, which checkpoint
-retention then reads rather than downloading it again (33 MB at 1,000 trials, at every pass).
+retention then reads rather than downloading it again (33 MB at 1,000 trials, at every pass),
+and the names of the files at the top of a folder, listed once and then kept by its own writes
+and deletions (`file_names`): on a store, a listing of the experiment's folder returns every
+trial's folder (1,000) to find Tune's handful of files, at every retention pass.
 What another process or client changes meanwhile is not seen, so it is given to Tune's driver
 alone: its deep copies (Tune makes one for its syncer and for each trial) share one memory, and
 pickled (into the trials' workers, which upload checkpoints, and `tuner.pkl`) it becomes a
@@ -43,6 +46,7 @@ class UnchangedSkipping(pyarrow.fs.FileSystemHandler):
         self._made: set[str] = set()  # directories made
         # the newest saved state sent: path, bytes, and its stamp on the store ('size|mtime')
         self._state: tuple[str, bytes, str] | None = None
+        self._files: dict[str, set[str]] = {}  # folder -> the names of the files in it
         # the driver's threads share it (Tune's syncer uploads, the callbacks read and delete)
         self._lock = threading.Lock()
 
@@ -80,6 +84,26 @@ class UnchangedSkipping(pyarrow.fs.FileSystemHandler):
     def open_input_file(self, path: str) -> Any:
         return self.fs.open_input_file(path)
 
+    def file_names(self, folder: str) -> set[str] | None:
+        """The names of the files directly in `folder`: listed on the first call, then kept by
+        what this process writes, copies, moves and deletes there; None for a pass-through
+        (a worker's copy, which does not keep them)."""
+        if not self.skip:
+            return None
+        folder = folder.rstrip("/")
+        with self._lock:  # no upload between the listing and its keeping
+            if folder not in self._files:
+                selector = pyarrow.fs.FileSelector(folder, allow_not_found=True)
+                self._files[folder] = {i.base_name for i in self.fs.get_file_info(selector)
+                                       if i.type == pyarrow.fs.FileType.File}
+            return set(self._files[folder])
+
+    def _file_made(self, path: str) -> None:
+        """Called under the lock."""
+        folder, _, name = path.rpartition("/")
+        if folder in self._files:
+            self._files[folder].add(name)
+
     # -- writes --
 
     def create_dir(self, path: str, recursive: bool) -> None:
@@ -103,6 +127,8 @@ class UnchangedSkipping(pyarrow.fs.FileSystemHandler):
 
     def open_append_stream(self, path: str, metadata: Any) -> Any:
         self._forget(path, folder=False)
+        with self._lock:
+            self._file_made(path)
         return self.fs.open_append_stream(path, metadata=metadata)
 
     def send(self, path: str, data: bytes, metadata: Any) -> None:
@@ -115,6 +141,7 @@ class UnchangedSkipping(pyarrow.fs.FileSystemHandler):
             with self.fs.open_output_stream(path, metadata=metadata) as out:
                 out.write(data)
             self._sent[path] = digest
+            self._file_made(path)
             if fnmatch.fnmatch(posixpath.basename(path), STATE_PATTERN) and (
                     self._state is None or path >= self._state[0]):
                 (info,) = self.fs.get_file_info([path])
@@ -135,6 +162,8 @@ class UnchangedSkipping(pyarrow.fs.FileSystemHandler):
         with self._lock:
             self._sent.pop(path, None)
             self._made.discard(path.rstrip("/"))
+            parent, _, name = path.rstrip("/").rpartition("/")
+            self._files.get(parent, set()).discard(name)
             if self._state is not None and self._state[0] == path:
                 self._state = None
             if not folder:
@@ -146,6 +175,8 @@ class UnchangedSkipping(pyarrow.fs.FileSystemHandler):
                 self._made = {d for d in self._made if not d.startswith(inside)}
             if self._state is not None and self._state[0].startswith(inside):
                 self._state = None
+            for listed in [f for f in self._files if f.startswith(inside) or f == path.rstrip("/")]:
+                del self._files[listed]
 
     def delete_dir(self, path: str) -> None:
         self._forget(path)
@@ -167,10 +198,17 @@ class UnchangedSkipping(pyarrow.fs.FileSystemHandler):
         self._forget(src)
         self._forget(dest)
         self.fs.move(src, dest)
+        if dest.rpartition("/")[0] in self._files:  # a file or a folder, moved
+            (info,) = self.fs.get_file_info([dest])
+            if info.type == pyarrow.fs.FileType.File:
+                with self._lock:
+                    self._file_made(dest)
 
     def copy_file(self, src: str, dest: str) -> None:
         self._forget(dest, folder=False)
         self.fs.copy_file(src, dest)
+        with self._lock:
+            self._file_made(dest)
 
 
 class _WholeUpload:
