@@ -116,3 +116,55 @@ def test_retention_reads_the_saved_state_once_per_fiftieth_of_the_trials_in_even
         retention.on_trial_complete(0, population, population[0])
         retention.on_experiment_end(population)  # the last pass comes whatever the count
         assert len(looked) == 60 // every + 1
+
+
+def test_retention_takes_a_new_copy_of_the_saved_state_once_per_tenth_of_the_trials_in_events(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tune saves its state every 10 s or so whatever the study's size, and a copy is read
+    # whole: at 1,000 trials a pass takes the newest state once per 100 events (and prunes
+    # against the one it has in between), at 100 once per 10; the experiment's end, always
+    from mtl_tune.studies.driver import _retention_callback
+    from mtl_tune.studies.driver._retention_callback import CheckpointRetention
+
+    taken: list[str] = []
+    pruned_against: list[str] = []
+
+    class Files:
+        saves = 0
+
+        def __init__(self, storage: Any) -> None:
+            pass
+
+        def state_stamp(self) -> str:
+            Files.saves += 1  # Tune saved again since each pass
+            return f"save {Files.saves}"
+
+        def saved_state(self, stamp: str) -> dict[str, Any]:
+            taken.append(stamp)
+            return {}
+
+    monkeypatch.setattr(_retention_callback, "TuneFiles", Files)
+    monkeypatch.setattr(_retention_callback, "group_retention",
+                        lambda files, members, saved, metric, mode: (set(), {}))
+
+    def prune(files: Any, trial_dir: str, saved: Any, *args: Any) -> bool:
+        pruned_against.append(taken[-1])
+        return False
+
+    monkeypatch.setattr(Files, "prune", prune, raising=False)
+    for trials, every in ((1000, 100), (100, 10), (10, 1)):
+        taken.clear()
+        retention = CheckpointRetention("overall", "max", "best", every=0.0)
+        retention.started = True
+        population = [_Trial(i) for i in range(trials)]
+        for trial in population:
+            trial.storage = type("Storage", (), {"trial_fs_path": trial.trial_id})()
+        for event in range(300):
+            retention.on_checkpoint(0, population, population[event % trials], None)
+            retention.on_step_end(0, population)
+        assert len(taken) == 300 // every, trials  # the first pass, then each `every` on
+        # and a pass between two takes prunes against the copy taken last
+        assert pruned_against[-1] == taken[-1]
+        retention.on_experiment_end(population)  # the newest, whatever the count
+        assert taken[-1] == f"save {Files.saves}" and pruned_against[-1] == taken[-1]

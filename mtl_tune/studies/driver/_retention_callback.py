@@ -21,6 +21,12 @@ logger = logging.getLogger("mtl_tune.progress")
 # the cost per event stays flat (at each event below 100 trials, every 2 events at 100, every
 # 20 at 1,000)
 PASS_EVENTS = 50
+# and a new copy of Tune's saved state, which is read whole (json), once per trials/TAKE_EVENTS
+# events: Tune saves it every 10 s or so whatever the study's size, so taking each save made a
+# pass's cost per event grow with the trials (at 1,000 trials, 99 copies of 33 MB over a
+# launch); a pass in between prunes against the copy it has (which names older checkpoints: it
+# deletes less, never what a restore needs)
+TAKE_EVENTS = 10
 
 
 class CheckpointRetention(tune.Callback):
@@ -54,6 +60,7 @@ class CheckpointRetention(tune.Callback):
         self.saved: Mapping[str, Any] | None = None  # ... and its trials
         self.fresh = True  # an event since the last pass
         self.events = 0  # ... how many
+        self.since_taken = 0  # events since the saved state pruned against was taken
         self.checked = float("-inf")
         self.started = False
 
@@ -69,6 +76,7 @@ class CheckpointRetention(tune.Callback):
         self.dirty.add(trial.trial_id)
         self.fresh = True
         self.events += 1
+        self.since_taken += 1
 
     def _group_members(self, trials: list) -> None:
         if len(trials) != self.trial_count:  # Tune only adds trials: rebuilt when it does
@@ -104,10 +112,11 @@ class CheckpointRetention(tune.Callback):
         for trial in trials:  # Tune saved its state (and waited for it) just before
             if trial.trial_id not in self.settled:
                 self._watch(trial)
-        self.prune()
+        self.prune(final=True)
 
-    def prune(self) -> None:
-        """One pass over the watched trials against Tune's newest saved state."""
+    def prune(self, final: bool = False) -> None:
+        """One pass over the watched trials against Tune's newest saved state (`final`: the
+        experiment's end), or the one taken lately (`TAKE_EVENTS`)."""
         self.checked, self.events = time.monotonic(), 0
         if not self.watched:
             return
@@ -116,10 +125,18 @@ class CheckpointRetention(tune.Callback):
             stamp = files.state_stamp()
             if stamp is None or (stamp == self.stamp and not self.fresh):
                 return
+            if (stamp != self.stamp and self.saved is not None and not final
+                    and self.since_taken < self.trial_count // TAKE_EVENTS):
+                if not self.fresh:
+                    return
+                stamp = self.stamp  # the copy taken lately serves
             if stamp != self.stamp:  # (the last one let go first: it holds tens of MB)
                 self.stamp, self.saved = None, None
             # new events but the same saved state: its copy is made already
-            saved = self.saved if stamp == self.stamp else files.saved_state(stamp)
+            if stamp == self.stamp:
+                saved = self.saved
+            else:
+                saved, self.since_taken = files.saved_state(stamp), 0
         except OSError as err:  # a store outage costs space, never the study
             logger.warning("checkpoint retention skipped a pass: %s", err)
             return
