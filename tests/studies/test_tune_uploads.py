@@ -8,6 +8,7 @@ import json
 import pickle
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -272,3 +273,41 @@ def test_a_retention_pass_on_a_store_asks_tunes_files_by_name(
     assert {k.rpartition("/")[2] for k in kept if k.startswith(".mtl-tune-saved-state/")
             and "/" in k.removeprefix(".mtl-tune-saved-state/")} == {
         "experiment_state-1.json", "tuner.pkl"}
+
+
+class _OneIOThread:
+    """A store client whose listings and uploads wait, as pyarrow's S3 client does, on its one
+    IO thread, which meanwhile runs a call of the handler (Tune's upload making a folder)."""
+
+    handler: UnchangedSkipping
+
+    def _on_the_io_thread(self) -> None:
+        io = threading.Thread(target=self.handler.create_dir, args=("b/e/trial/ck", True))
+        io.start()
+        io.join(timeout=10)
+        assert not io.is_alive(), "the IO thread waits for the handler's lock: a deadlock"
+
+    def get_file_info(self, what: Any) -> list[Any]:
+        if isinstance(what, pyarrow.fs.FileSelector):
+            self._on_the_io_thread()
+            return [pyarrow.fs.FileInfo("b/e/tuner.pkl", pyarrow.fs.FileType.File, size=5)]
+        return [pyarrow.fs.FileInfo(p, pyarrow.fs.FileType.File, size=5) for p in what]
+
+    def open_output_stream(self, path: str, metadata: Any = None) -> Any:
+        self._on_the_io_thread()
+        return pyarrow.BufferOutputStream()
+
+    def create_dir(self, path: str, recursive: bool = True) -> None:
+        pass
+
+
+def test_the_driver_calls_the_store_without_holding_what_tunes_uploads_wait_for() -> None:
+    # the retention pass listed the experiment's folder holding the handler's lock while
+    # Tune's syncer uploaded on pyarrow's IO thread, which waited for that lock to make a
+    # folder: a resumed study on S3 stopped for good (seen in driver_scale at 100 trials)
+    inner = _OneIOThread()
+    handler = inner.handler = UnchangedSkipping(inner)
+    assert handler.file_names("b/e") == {"tuner.pkl"}
+    handler.send("b/e/experiment_state-1.json", b"{}", None)  # an upload waits the same way
+    assert handler.file_names("b/e") == {"tuner.pkl", "experiment_state-1.json"}
+    assert "b/e/trial/ck" in handler._made

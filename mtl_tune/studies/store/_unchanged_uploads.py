@@ -47,7 +47,10 @@ class UnchangedSkipping(pyarrow.fs.FileSystemHandler):
         # the newest saved state sent: path, bytes, and its stamp on the store ('size|mtime')
         self._state: tuple[str, bytes, str] | None = None
         self._files: dict[str, set[str]] = {}  # folder -> the names of the files in it
-        # the driver's threads share it (Tune's syncer uploads, the callbacks read and delete)
+        self._sending: dict[str, object] = {}  # path -> the upload under way there
+        # the driver's threads share it (Tune's syncer uploads, the callbacks read and delete);
+        # held for these fields alone, never across a call to the store: the store's client
+        # waits on pyarrow's IO thread, which may itself be in a call of this handler
         self._lock = threading.Lock()
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -86,16 +89,22 @@ class UnchangedSkipping(pyarrow.fs.FileSystemHandler):
 
     def file_names(self, folder: str) -> set[str] | None:
         """The names of the files directly in `folder`: listed on the first call, then kept by
-        what this process writes, copies, moves and deletes there; None for a pass-through
-        (a worker's copy, which does not keep them)."""
+        what this process writes, copies, moves and deletes there (a file deleted during the
+        listing may stay named: a caller asks for each by name); None for a pass-through (a
+        worker's copy, which does not keep them)."""
         if not self.skip:
             return None
         folder = folder.rstrip("/")
-        with self._lock:  # no upload between the listing and its keeping
-            if folder not in self._files:
-                selector = pyarrow.fs.FileSelector(folder, allow_not_found=True)
-                self._files[folder] = {i.base_name for i in self.fs.get_file_info(selector)
-                                       if i.type == pyarrow.fs.FileType.File}
+        with self._lock:
+            known = self._files.get(folder)
+            if known is not None:
+                return set(known)
+            self._files[folder] = set()  # what is written during the listing is kept too
+        selector = pyarrow.fs.FileSelector(folder, allow_not_found=True)
+        listed = {i.base_name for i in self.fs.get_file_info(selector)
+                  if i.type == pyarrow.fs.FileType.File}
+        with self._lock:
+            self._files.setdefault(folder, set()).update(listed)
             return set(self._files[folder])
 
     def _file_made(self, path: str) -> None:
@@ -134,23 +143,33 @@ class UnchangedSkipping(pyarrow.fs.FileSystemHandler):
     def send(self, path: str, data: bytes, metadata: Any) -> None:
         """Puts `data` at `path` unless this process last put the same bytes there."""
         digest = hashlib.blake2b(data, digest_size=16).digest()
+        token = object()
         with self._lock:
             if self._sent.get(path) == digest:
                 return
             self._sent.pop(path, None)  # until the new bytes are all there
-            with self.fs.open_output_stream(path, metadata=metadata) as out:
-                out.write(data)
+            self._sending[path] = token
+        # never under the lock: the store's client may wait on pyarrow's IO thread, which may be
+        # in a call of this handler for Tune's uploads (a listing under the lock deadlocked so)
+        with self.fs.open_output_stream(path, metadata=metadata) as out:
+            out.write(data)
+        stamp = None
+        if fnmatch.fnmatch(posixpath.basename(path), STATE_PATTERN):
+            (info,) = self.fs.get_file_info([path])
+            stamp = f"{info.size}|{info.mtime_ns}"
+        with self._lock:
+            if self._sending.get(path) is not token:  # forgotten or sent again meanwhile
+                return
+            del self._sending[path]
             self._sent[path] = digest
             self._file_made(path)
-            if fnmatch.fnmatch(posixpath.basename(path), STATE_PATTERN) and (
-                    self._state is None or path >= self._state[0]):
-                (info,) = self.fs.get_file_info([path])
-                self._state = path, data, f"{info.size}|{info.mtime_ns}"
+            if stamp is not None and (self._state is None or path >= self._state[0]):
+                self._state = path, data, stamp
 
     def sent_state(self, path: str, stamp: str) -> bytes | None:
         """The bytes this process last sent to `path`, a Tune saved state (the newest it sent),
-        if the store still has them as sent (`stamp`: the file's 'size|mtime' there); taken
-        while no upload is under way; None otherwise."""
+        if the store still has them as sent (`stamp`: the file's 'size|mtime' there); None
+        otherwise."""
         with self._lock:
             if self._state is None or self._state[0] != path or self._state[2] != stamp:
                 return None
@@ -161,6 +180,7 @@ class UnchangedSkipping(pyarrow.fs.FileSystemHandler):
         deletes a file at a time: a file's path alone is looked up, not every path sent)."""
         with self._lock:
             self._sent.pop(path, None)
+            self._sending.pop(path, None)
             self._made.discard(path.rstrip("/"))
             parent, _, name = path.rstrip("/").rpartition("/")
             self._files.get(parent, set()).discard(name)
@@ -171,6 +191,8 @@ class UnchangedSkipping(pyarrow.fs.FileSystemHandler):
             inside = path.rstrip("/") + "/" if path.strip("/") else ""  # "": everything
             for sent in [p for p in self._sent if p.startswith(inside)]:
                 del self._sent[sent]
+            for sending in [p for p in self._sending if p.startswith(inside)]:
+                del self._sending[sending]
             if any(d.startswith(inside) for d in self._made):
                 self._made = {d for d in self._made if not d.startswith(inside)}
             if self._state is not None and self._state[0].startswith(inside):
