@@ -31,7 +31,7 @@ def launch(
         typer.Argument(
             metavar="SPEC",
             help="A built-in spec (demo, paper-ablation, extended-ablation, paper-search, "
-            "search, search-mo) or a TOML file."
+            "search, search-mo, search-pbt) or a TOML file."
         ),
     ],
     name: Annotated[str | None, typer.Option(

@@ -56,6 +56,10 @@ def test_the_pbt_table_reads_into_its_settings() -> None:
      "'lr' is both fixed ([fixed] of pbt.toml, or a --set) and mutated"),
     ({"mutations": MUTATIONS}, {"scheduler": Scheduler("asha")},
      "search 'pbt' decides itself which members continue: set [scheduler] type = 'none'"),
+    ({"mutations": MUTATIONS}, {"trainables": ("it7-cosrelu-tuned", "it10-warmup-decay")},
+     "search 'pbt' trains one model iteration: an exploit continues another member's "
+     "checkpoint, so name one trainable in pbt.toml, but got ['it7-cosrelu-tuned', "
+     "'it10-warmup-decay']"),
 ])
 def test_a_pbt_table_that_cannot_run_is_refused_with_its_rule(
     table: dict[str, Any], spec: dict[str, Any], message: str
@@ -119,19 +123,21 @@ SCORES = {"a": (0.60, 0.62), "b": (0.70, 0.50), "c": (0.55, 0.56), "d": (0.80, 0
 def test_a_generation_is_decided_on_every_members_seed_mean_and_copies_seed_by_seed() -> None:
     ledger = _population(SCORES)
     for member, (first, second) in SCORES.items():
-        ledger.result(f"{member}0", 1, first)
+        ledger.result(f"{member}0", 1, first, f"{member}0/checkpoint_000000")
         assert ledger.waits(f"{member}0", 1)
         if member != "d":
-            ledger.result(f"{member}1", 1, second)
+            ledger.result(f"{member}1", 1, second, f"{member}1/checkpoint_000000")
     assert ledger.decide(population=4) is None  # d's second seed is not there yet
-    ledger.result("d1", 1, 0.79)
+    ledger.result("d1", 1, 0.79, "d1/checkpoint_000000")
     event = ledger.decide(population=4)
     assert event is not None and event["epoch"] == 1
     # ranked on the means (b: 0.60, below a's 0.61, though its first seed scored 0.70)
     assert event["ranking"] == ["d", "a", "b", "c"]
     (exploit,) = event["exploits"]  # a quarter of four: c takes d
     assert (exploit["member"], exploit["donor"]) == ("c", "d")
-    assert exploit["seeds"] == {"0": ["c0", "d0"], "1": ["c1", "d1"]}
+    # seed by seed, each from the donor's seed of its rank, at the checkpoint it reported there
+    assert exploit["seeds"] == {"0": ["c0", "d0", "d0/checkpoint_000000"],
+                                "1": ["c1", "d1", "d1/checkpoint_000000"]}
     assert set(exploit["new"]) == {"lr", "dropout"} and exploit["new"] != exploit["old"]
     # the seeds go on to the next generation, at epoch 2 (the last before the third epoch)
     assert not ledger.waits("c0", 1) and ledger.waits("c0", 2)
@@ -150,6 +156,10 @@ def test_a_replayed_log_rebuilds_the_same_population_and_decides_alike() -> None
         for rank in (0, 1):
             replayed.add_trial(f"{member}{rank}", member, rank, {"lr": 1e-4, "dropout": 0.2})
     assert replayed.decided[1]["exploits"] == decided["exploits"]
+    # Tune adds its trials (with the configurations it saved) after the replay: the exploited
+    # member keeps the log's
+    assert replayed.members["c"].config == decided["exploits"][0]["new"] != {
+        "lr": 1e-4, "dropout": 0.2}
     assert replayed.next_point() == 2  # interval 1, three epochs: the generation at 2 is left
     # the same log replayed without its decision decides the same generation again
     again = PopulationLedger.replayed(events, _pbt(), 2, "max", 3, 5)

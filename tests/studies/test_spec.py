@@ -33,7 +33,7 @@ def test_builtin_specs_parse_and_count() -> None:
     counts = {name: trial_count(load_spec(name)) for name in BUILTIN}
     # every built-in spec validates, and its trial count is the grid / TPE budget it promises
     assert counts == {"demo": 8, "paper-ablation": 21, "paper-search": 6, "search": 40,
-                      "search-mo": 40, "extended-ablation": 33}
+                      "search-mo": 40, "search-pbt": 16, "extended-ablation": 33}
 
 
 def _tune_trials(spec: StudySpec, folder: Path) -> int:
@@ -42,7 +42,7 @@ def _tune_trials(spec: StudySpec, folder: Path) -> int:
 
     from mtl_tune.studies.driver._launch import param_space
 
-    if spec.search in ("optuna", "optuna-mo"):  # Tune runs the searcher's num_samples trials
+    if spec.search in ("optuna", "optuna-mo", "pbt"):  # Tune runs the searcher's num_samples trials
         from mtl_tune.studies.driver._tune_setup import tune_config
 
         return tune_config(spec, folder, 2).num_samples
@@ -250,8 +250,8 @@ BAD_SPECS: dict[str, tuple[str, dict[str, Any], str, str]] = {
         'name = "s"\ntrainables = ["it1-baseline"]\nsearch = "random"',
         {},
         "",
-        r"`search` must be one of \('optuna', 'optuna-mo', 'grid', 'sequential'\) in {file}, "
-        r"but got 'random'",
+        r"`search` must be one of \('optuna', 'optuna-mo', 'grid', 'sequential', 'pbt'\) in "
+        r"{file}, but got 'random'",
     ),
     "unknown metric": (
         GOOD_TOP + '\nmetric = "accuracy"',

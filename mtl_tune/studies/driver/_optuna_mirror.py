@@ -69,6 +69,20 @@ def with_checkpoints(rows: Iterable[Mapping[str, Any]], trial_dir: Path) -> list
     return out
 
 
+def schedule(epochs: Mapping[int, Mapping[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
+    """The values of `keys` a trial trained each epoch with, from its results' configuration,
+    as changes: `[{"epoch": 1, **first values}, {"epoch": e, **values from e on}, ...]`."""
+    changes: list[dict[str, Any]] = []
+    last = None
+    for epoch in sorted(epochs):
+        config = epochs[epoch].get("config") or {}
+        values = {k: config[k] for k in keys if k in config}
+        if values != last:
+            changes.append({"epoch": epoch, **values})
+            last = values
+    return changes
+
+
 def spec_distributions(spec: StudySpec) -> dict[str, BaseDistribution]:
     """Optuna distributions of every key that varies between the spec's trials by choice
     (the seed, a repeat, is not one: it goes into user attributes)."""
@@ -103,6 +117,7 @@ class OptunaMirror(tune.Callback):
         objectives: Sequence[Objective] = (),
         seeds: int = 1,
         folder: Path | None = None,
+        schedule_keys: Sequence[str] = (),
     ) -> None:
         self.storage_url, self.study_name = storage_url, study_name
         # the study folder (its URI, as TrialEvents keeps it): where the trials' checkpoints are
@@ -112,6 +127,8 @@ class OptunaMirror(tune.Callback):
         # one objective: the study's metric; several: each, taken at the metric's best epoch
         self.objectives = tuple(objectives) or (Objective(metric, mode),)
         self.seeds = seeds  # > 1: trials come in seed groups, recorded once per group
+        # population-based training: the keys a trial's schedule changes, kept per epoch
+        self.schedule_keys = tuple(schedule_keys)
         self._seen: dict[str, list[dict[str, Any]]] = {}  # trial id -> results seen by the driver
         self._groups: dict[str, dict[str, tuple[Mapping[str, Any], Any]]] = {}  # ended seeds
         self._storage: optuna.storages.BaseStorage | None = None  # opened on first use
@@ -125,6 +142,7 @@ class OptunaMirror(tune.Callback):
         return cls(
             storage_url, spec.name, spec.metric, spec.mode, spec_distributions(spec), stage,
             spec.objectives, spec.seeds if spec.seed_groups else 1, folder,
+            tuple(spec.pbt.mutations) if spec.pbt is not None else (),
         )
 
     def __getstate__(self) -> dict[str, Any]:
@@ -154,9 +172,11 @@ class OptunaMirror(tune.Callback):
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
-        self._seen.setdefault(trial.trial_id, []).append(
-            {k: v for k, v in result.items() if k in _KEPT or k == self.metric}
-        )
+        kept = {k: v for k, v in result.items() if k in _KEPT or k == self.metric}
+        if getattr(self, "schedule_keys", ()):  # (None pickled by an older version)
+            kept["config"] = {k: v for k, v in result.get("config", {}).items()
+                              if k in self.schedule_keys}
+        self._seen.setdefault(trial.trial_id, []).append(kept)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         # result.json may not hold the newest lines yet (Tune's logger buffers), and the results
@@ -252,6 +272,10 @@ class OptunaMirror(tune.Callback):
             **attrs, "stage": self.stage, "epochs": last_epoch, "best_epoch": best_at,
             **{k: float(best[k]) for k in SCORE_ATTRS if k in best},
         }
+        if getattr(self, "schedule_keys", ()):
+            # Optuna has no type for a schedule: the values of the mutated keys each epoch
+            # trained with (a change a row), the final ones also as the parameters
+            attrs["schedule"] = schedule(epochs, self.schedule_keys)
         if best.get("checkpoint") and "seed_checkpoints" not in attrs:
             attrs["checkpoint"] = str(best["checkpoint"])  # of the best epoch
         return optuna.trial.FrozenTrial(

@@ -26,7 +26,7 @@ from statistics import fmean
 from typing import Any
 
 from mtl_tune.studies.spec import Distribution
-from mtl_tune.studies.spec._pbt import PbtSpec
+from mtl_tune.studies.spec._pbt import PbtSpec, exploited_count
 
 PERTURB_FACTORS = (0.8, 1.2)  # a number's perturbation, as Ray Tune's PBT
 
@@ -82,21 +82,29 @@ class PopulationLedger:
     members: dict[str, _Member] = field(default_factory=dict)
     member_of: dict[str, str] = field(default_factory=dict)  # trial -> member
     scores: dict[str, dict[int, float]] = field(default_factory=dict)  # trial -> epoch -> metric
+    # trial -> epoch -> the checkpoint it reported then (a donor's, copied at an exploit)
+    checkpoints: dict[str, dict[int, str]] = field(default_factory=dict)
     ended: set[str] = field(default_factory=set)
     decided: dict[int, dict[str, Any]] = field(default_factory=dict)  # point -> its event
 
     # -- membership (from Tune's trials, never logged) --
 
     def add_trial(self, trial: str, member: str, rank: int, config: Mapping[str, Any]) -> None:
+        """A seed of a member, with the member's first configuration (`config`, without seed
+        and member keys); one that the log's exploits changed keeps the log's."""
         entry = self.members.setdefault(member, _Member())
         entry.trials[rank] = trial
-        entry.config = dict(config)
+        if not entry.config:
+            entry.config = dict(config)
         self.member_of[trial] = member
 
     # -- events --
 
-    def result(self, trial: str, epoch: int, value: float) -> dict[str, Any]:
-        return self.apply({"event": "result", "trial": trial, "epoch": epoch, "value": value})
+    def result(
+        self, trial: str, epoch: int, value: float, checkpoint: str | None = None
+    ) -> dict[str, Any]:
+        return self.apply({"event": "result", "trial": trial, "epoch": epoch, "value": value,
+                           "checkpoint": checkpoint})
 
     def end(self, trial: str) -> dict[str, Any]:
         return self.apply({"event": "ended", "trial": trial})
@@ -107,18 +115,19 @@ class PopulationLedger:
         if kind == "result":
             self.scores.setdefault(event["trial"], {})[int(event["epoch"])] = float(
                 event["value"])
+            if event.get("checkpoint"):
+                self.checkpoints.setdefault(event["trial"], {})[int(event["epoch"])] = str(
+                    event["checkpoint"])
         elif kind == "ended":
             self.ended.add(event["trial"])
         elif kind == "generation":
             point = int(event["epoch"])
             self.decided[point] = event
-            for name in event["ranking"]:
-                if name in self.members:
-                    self.members[name].last_point = point
+            for name in event["ranking"]:  # (replayed before Tune adds the trials again)
+                self.members.setdefault(name, _Member()).last_point = point
             for exploit in event["exploits"]:
-                member = self.members.get(exploit["member"])
-                if member is not None:
-                    member.config = dict(exploit["new"])
+                self.members.setdefault(exploit["member"], _Member()).config = dict(
+                    exploit["new"])
         return {**event, "time": event.get("time", time.time())}
 
     # -- questions --
@@ -136,9 +145,14 @@ class PopulationLedger:
         point = self.next_point()
         return point is not None and epoch >= point
 
-    def _reached(self, trial: str, point: int) -> float | None:
+    def _reached_at(self, trial: str, point: int) -> int | None:
+        """The trial's first epoch at or past `point` (None: not there yet)."""
         epochs = [e for e in self.scores.get(trial, {}) if e >= point]
-        return self.scores[trial][min(epochs)] if epochs else None
+        return min(epochs) if epochs else None
+
+    def _reached(self, trial: str, point: int) -> float | None:
+        epoch = self._reached_at(trial, point)
+        return self.scores[trial][epoch] if epoch is not None else None
 
     # -- decisions --
 
@@ -162,7 +176,7 @@ class PopulationLedger:
     def _judge(self, point: int, means: dict[str, float]) -> dict[str, Any]:
         sign = 1.0 if self.mode == "max" else -1.0
         ranking = sorted(means, key=lambda m: (-sign * means[m], m))  # best first
-        count = min(math.ceil(len(ranking) * self.pbt.quantile), len(ranking) // 2)
+        count = exploited_count(len(ranking), self.pbt.quantile)
         top, bottom = ranking[:count], ranking[len(ranking) - count:] if count else []
         rng = random.Random(f"{self.seed}:{point}")
         exploits = []
@@ -172,13 +186,20 @@ class PopulationLedger:
             new = explore(self.members[donor].config, self.pbt, rng)
             exploits.append({
                 "member": name, "donor": donor, "old": old, "new": new,
-                # seed rank -> (the member's trial, the donor's trial it continues)
-                "seeds": {str(rank): [self.members[name].trials[rank],
-                                      self.members[donor].trials[rank]]
-                          for rank in sorted(self.members[name].trials)},
+                # seed rank -> [the member's trial, the donor's trial it continues, and the
+                # donor's checkpoint it continues from]
+                "seeds": {str(rank): [self.members[name].trials[rank], donor_trial,
+                                      self.checkpoint_at(donor_trial, point)]
+                          for rank in sorted(self.members[name].trials)
+                          for donor_trial in [self.members[donor].trials[rank]]},
             })
         return {"event": "generation", "epoch": point, "ranking": ranking,
                 "means": {m: means[m] for m in ranking}, "exploits": exploits}
+
+    def checkpoint_at(self, trial: str, point: int) -> str | None:
+        """The checkpoint the trial reported at its first epoch at or past `point`."""
+        epoch = self._reached_at(trial, point)
+        return self.checkpoints.get(trial, {}).get(epoch) if epoch is not None else None
 
     @classmethod
     def replayed(

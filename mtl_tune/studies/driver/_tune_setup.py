@@ -16,6 +16,7 @@ from mtl_tune.studies.driver._conditional_search import ConfigurationList, Defin
 from mtl_tune.studies.driver._digest_callback import ResultDigest
 from mtl_tune.studies.driver._group_scheduler import SeedGroupScheduler
 from mtl_tune.studies.driver._optuna_mirror import OptunaMirror
+from mtl_tune.studies.driver._population_scheduler import PopulationScheduler
 from mtl_tune.studies.driver._relocated_search import RelocatedGrid, RelocatedSearch
 from mtl_tune.studies.driver._retention_callback import CheckpointRetention
 from mtl_tune.studies.driver._searcher import BestEpochSearch
@@ -31,7 +32,7 @@ from mtl_tune.studies.spec import (
     grid_points,
     searched_space,
 )
-from mtl_tune.studies.store import TUNE_DIR, group_log_path, tune_storage
+from mtl_tune.studies.store import TUNE_DIR, group_log_path, population_log_path, tune_storage
 from mtl_tune.trainables._simulated import make_simulated_trainable
 
 
@@ -109,7 +110,12 @@ def tune_config(
     max_t = spec.scheduler.max_t or epochs
     asha = spec.scheduler.type == "asha"
     scheduler: Any = FIFOScheduler()
-    if spec.seed_groups:
+    if spec.search == "pbt":
+        assert spec.pbt is not None  # (checked with the spec)
+        scheduler = PopulationScheduler(
+            population_log_path(folder), spec.metric, spec.mode, spec.pbt, tuple(_seeds(spec)),
+            spec.num_samples, epochs, spec.optuna_seed)
+    elif spec.seed_groups:
         rungs = asha_rungs(spec.scheduler.grace_period, spec.scheduler.reduction_factor, max_t)
         scheduler = SeedGroupScheduler(
             group_log_path(folder), spec.metric, spec.mode, spec.seeds, rungs if asha else (),
@@ -132,7 +138,9 @@ def tune_config(
         # a ConcurrencyLimiter caps the trials live at once (as max_concurrent_trials would:
         # Tune ignores that for a search algorithm given whole, as ours are). TPE handles
         # several objectives too, and starts sampling after 10 trials rather than NSGA-II's 50.
-        sampler = optuna.samplers.TPESampler(seed=spec.optuna_seed)
+        sampler: Any = optuna.samplers.TPESampler(seed=spec.optuna_seed)
+        if spec.search == "pbt":  # the population's first configurations
+            sampler = optuna.samplers.RandomSampler(seed=spec.optuna_seed)
         objectives = (
             {"metric": [o.name for o in spec.objectives], "mode": [o.mode for o in spec.objectives]}
             if several else {}

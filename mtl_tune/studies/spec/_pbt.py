@@ -8,12 +8,13 @@ members are ranked on `metric` (a group on its seeds' mean); each member of the 
 changed by `mutations`: each key is drawn anew from its distribution with
 `resample_probability`, else perturbed (a number x0.8 or x1.2 within its range, a list's value
 moved to a neighbour). Only keys a run can take between two optimizer steps may change: the
-model's layout, the data and the schedule's length cannot. Spec files take the table once the
-driver runs a population (issue 42); until then `search = "pbt"` is refused as unknown.
+model's layout, the data and the schedule's length cannot. A mutated key that `[space]` does not
+name is drawn for each member's first configuration from its mutation's distribution.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,12 @@ class PbtSpec:
 
 
 _KEYS = ("interval", "quantile", "resample_probability", "mutations")
+
+
+def exploited_count(members: int, quantile: float) -> int:
+    """How many of `members` ranked continue from another's checkpoint at a generation (and
+    how many of the best they draw from): the bottom `quantile`, at most half of them."""
+    return min(math.ceil(members * quantile), members // 2)
 
 
 def parse_pbt(value: Any, source: str) -> PbtSpec | None:
@@ -119,6 +126,10 @@ def check_pbt(spec: StudySpec, pbt: PbtSpec | None, epochs: int | None = None) -
             f"'pbt' in {src}: every member waits for the others at each interval, paused, and "
             f"a paused trial counts as live; but got {spec.max_concurrent} (the resources "
             "still decide how many train at once)")
+    if len(spec.trainables) > 1:
+        raise SpecError(f"search 'pbt' trains one model iteration: an exploit continues another "
+                        f"member's checkpoint, so name one trainable in {src}, but got "
+                        f"{list(spec.trainables)}")
     if spec.scheduler.type != "none":
         raise SpecError(f"search 'pbt' decides itself which members continue: set [scheduler] "
                         f"type = 'none' in {src}, but got {spec.scheduler.type!r}")

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from typing import Any
 
 from mtl_tune.studies.spec._conditions import grid_size, searched_space
+from mtl_tune.studies.spec._pbt import exploited_count
 from mtl_tune.studies.spec._resolved import ResolvedStudy
 from mtl_tune.studies.spec._spec import OPTUNA_SEARCHES, StudySpec
 
@@ -64,6 +65,7 @@ def describe(study: ResolvedStudy) -> dict[str, Any]:
     concurrent = min(spec.max_concurrent, trial_count(spec))
     # seed groups: each sampled configuration runs over every seed and is judged on their mean
     groups = {"groups": spec.num_samples, "seeds_per_group": spec.seeds} if spec.seed_groups else {}
+    population = {"population": _population(study)} if spec.pbt is not None else {}
     return {
         "spec": {
             "name": spec.name, "source": spec.source, "search": spec.search,
@@ -73,6 +75,7 @@ def describe(study: ResolvedStudy) -> dict[str, Any]:
             "scheduler": {**asdict(spec.scheduler), "rungs": list(_rungs(study))},
         },
         "search_space": space,
+        **population,
         "resources": {
             "per_trial": asdict(spec.resources),
             "max_concurrent_trials": concurrent,
@@ -82,3 +85,21 @@ def describe(study: ResolvedStudy) -> dict[str, Any]:
             "peak_gpus": spec.resources.gpu * concurrent,
         },
     }
+
+
+def _population(study: ResolvedStudy) -> dict[str, Any]:
+    """A population-based study's plan: its members, when they are judged, what may change."""
+    spec, pbt = study.spec, study.spec.pbt
+    assert pbt is not None
+    mutations = {key: list(d.values) if d.kind == "choice" else {d.kind: [d.low, d.high]}
+                 for key, d in pbt.mutations.items()}
+    epochs = study.base.epochs
+    return {
+        "members": spec.num_samples, "seeds_per_member": spec.seeds,
+        "interval": pbt.interval,
+        "generations_at_epochs": list(range(pbt.interval, epochs, pbt.interval)),
+        "exploited_per_generation": exploited_count(spec.num_samples, pbt.quantile),
+        "quantile": pbt.quantile, "resample_probability": pbt.resample_probability,
+        "mutations": mutations,
+    }
+

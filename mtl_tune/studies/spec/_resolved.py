@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from mtl_tune.platform.config import TrainConfig
 from mtl_tune.platform.presets import resolve_config
+from mtl_tune.studies.spec._pbt import check_pbt
 from mtl_tune.studies.spec._spec import StudySpec
 
 
@@ -37,4 +38,7 @@ class ResolvedStudy:
 
 def resolve_study(spec: StudySpec) -> ResolvedStudy:
     fixed = dict(spec.fixed)
-    return ResolvedStudy(spec, {name: resolve_config(name, fixed) for name in spec.trainables})
+    study = ResolvedStudy(spec, {name: resolve_config(name, fixed) for name in spec.trainables})
+    if spec.search == "pbt":  # now that the epochs each member plans are known
+        check_pbt(spec, spec.pbt, study.base.epochs)
+    return study

@@ -15,16 +15,19 @@ from typing import Any
 from mtl_tune.exceptions import ConfigError, SpecError
 from mtl_tune.platform.config import TrainConfig, key_hint
 from mtl_tune.studies.spec._conditions import Condition, check_conditions
+from mtl_tune.studies.spec._pbt import PbtSpec, check_pbt
 
-SEARCHES = ("optuna", "optuna-mo", "grid", "sequential")
-OPTUNA_SEARCHES = ("optuna", "optuna-mo")  # Optuna suggests each trial's configuration
+SEARCHES = ("optuna", "optuna-mo", "grid", "sequential", "pbt")
+# Optuna suggests each trial's configuration (a population's first ones, at random: `pbt`)
+OPTUNA_SEARCHES = ("optuna", "optuna-mo", "pbt")
 MODES = ("max", "min")
 KEEP_CHOICES = ("best", "best+last", "all")  # `keep_checkpoints`
 MAX_SAMPLES = 100_000  # far past any study a Ray cluster runs; 1e9 only exhausts the driver
 SCHEDULERS = ("asha", "none")
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
 BUILTIN = (
-    "demo", "paper-ablation", "paper-search", "search", "search-mo", "extended-ablation",
+    "demo", "paper-ablation", "paper-search", "search", "search-mo", "search-pbt",
+    "extended-ablation",
 )
 
 
@@ -95,6 +98,7 @@ class StudySpec:
     stages: tuple[Stage, ...] = ()
     scheduler: Scheduler = Scheduler()
     resources: Resources = Resources()
+    pbt: PbtSpec | None = None  # search "pbt": the population's [pbt] table
     source: str = "<spec>"
 
     def replace(self, **changes: Any) -> StudySpec:
@@ -215,6 +219,12 @@ def validate(spec: StudySpec) -> None:
             f"rung, so they must all be live at once; but got {spec.max_concurrent}"
         )
     _check_objectives(spec, METRIC_KEYS)
+    if spec.search == "pbt":
+        epochs = spec.fixed.get("epochs")
+        check_pbt(spec, spec.pbt, epochs if isinstance(epochs, int) else None)
+    elif spec.pbt is not None:
+        raise SpecError(f"a [pbt] table needs search = 'pbt' in {src}, but search is "
+                        f"{spec.search!r}")
     _check_cuda_has_gpus(spec)
     stage_keys = [s.key for s in spec.stages]
     for key in stage_keys:

@@ -12,6 +12,7 @@ from mtl_tune.exceptions import SpecError, did_you_mean
 from mtl_tune.platform.config import TrainConfig
 from mtl_tune.platform.presets import PRESETS
 from mtl_tune.studies.spec._conditions import parse_when
+from mtl_tune.studies.spec._pbt import parse_pbt
 from mtl_tune.studies.spec._resolved import ResolvedStudy, resolve_study
 from mtl_tune.studies.spec._spec import (
     DISTRIBUTIONS,
@@ -165,10 +166,17 @@ def parse_spec(raw: Mapping[str, Any], source: str, overrides: Mapping[str, Any]
                         f"but got {sequential!r}")
     stages = tuple(_stage(i, s, source) for i, s in enumerate(sequential, 1))
     _refuse_fixed_and_searched(raw, overrides, space, source)
+    search = _typed(raw, "search", str, source, default="grid")
+    pbt = parse_pbt(raw.get("pbt"), source)
+    if search == "pbt" and pbt is not None:  # a member's first value of a mutated key
+        space = {**{k: d for k, d in pbt.mutations.items() if k not in fixed}, **space}
+    scheduler = _table(raw, "scheduler", source)
+    if search == "pbt" and "scheduler" not in raw:
+        scheduler = {"type": "none"}  # the population decides who continues
     spec = StudySpec(
         name=_typed(raw, "name", str, source, required=True),
         trainables=tuple(trainables),
-        search=_typed(raw, "search", str, source, default="grid"),
+        search=search,
         metric=_metric(raw, source),
         objectives=_objectives(raw.get("objectives", []), source),
         mode=_typed(raw, "mode", str, source, default="max"),
@@ -182,8 +190,9 @@ def parse_spec(raw: Mapping[str, Any], source: str, overrides: Mapping[str, Any]
         fixed=fixed,
         space=space,
         stages=stages,
-        scheduler=_dataclass(Scheduler, _table(raw, "scheduler", source), "scheduler", source),
+        scheduler=_dataclass(Scheduler, scheduler, "scheduler", source),
         resources=_dataclass(Resources, _table(raw, "resources", source), "resources", source),
+        pbt=pbt,
         source=source,
     )
     validate(spec)

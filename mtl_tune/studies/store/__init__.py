@@ -8,6 +8,8 @@ from mtl_tune.studies.store._group_log import (
     append_group_events,
     group_decisions,
     group_log_path,
+    population_events,
+    population_log_path,
     read_group_events,
 )
 from mtl_tune.studies.store._json_lines import read_json_lines
@@ -126,6 +128,8 @@ __all__ = [
     "prune_trial",
     "pull",
     "read_cached_scores",
+    "population_events",
+    "population_log_path",
     "read_group_events",
     "read_json_lines",
     "read_meta",

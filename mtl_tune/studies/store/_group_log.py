@@ -1,6 +1,8 @@
-"""The study's log of seed-group events (`seed-groups.jsonl`): the seed-aware scheduler appends
-each result it judged on and each decision it made, and replays the log after a driver restart;
-reports read the decisions from it. Only the driver writes; readers import neither Ray nor torch.
+"""The study's logs of its schedulers' events: the seed-aware scheduler's (`seed-groups.jsonl`)
+and population-based training's (`population.jsonl`). A scheduler appends each result it judged
+on and each decision it made, before Tune acts on it, and replays its log after a driver
+restart; reports read the decisions from it. Only the driver writes; readers import neither Ray
+nor torch.
 """
 
 from __future__ import annotations
@@ -11,12 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from mtl_tune.studies.store._json_lines import read_json_lines
-from mtl_tune.studies.store._storage import GROUPS_FILE
+from mtl_tune.studies.store._storage import GROUPS_FILE, POPULATION_FILE
 from mtl_tune.studies.store._study_store import StudyStore
 
 
 def group_log_path(folder: Path) -> Path:
     return Path(folder) / GROUPS_FILE
+
+
+def population_log_path(folder: Path) -> Path:
+    return Path(folder) / POPULATION_FILE
 
 
 def append_group_events(path: Path, events: Iterable[dict[str, Any]]) -> None:
@@ -37,3 +43,11 @@ def group_decisions(folder: Path) -> list[dict[str, Any]]:
     """The seed-group decisions a study's scheduler made, in order (none for other studies):
     group, epoch, the seeds' values, their mean, the rung's cutoff, continue/stop and why."""
     return [e for e in read_group_events(group_log_path(folder)) if e["event"] == "decision"]
+
+
+def population_events(folder: Path) -> list[dict[str, Any]]:
+    """A population-based study's log in order (none for other studies): each result judged on
+    (trial, epoch, value, checkpoint) and each generation (its point, ranking, seed means and
+    exploits: member, donor, old and new configuration, and seed by seed the member's trial,
+    the donor's trial and the checkpoint copied)."""
+    return read_group_events(population_log_path(folder))

@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from mtl_tune.platform.checkpoint_files import OPTIMIZER_FILE
 from mtl_tune.studies.store._lean import drop_trial_optimizer_state
 from mtl_tune.studies.store._relocation import here
 from mtl_tune.studies.store._retention import prune_trial, trial_rows
@@ -105,6 +106,37 @@ class TuneFiles:
         except OSError as err:
             logger.warning("cannot list the settled trials of %s: %s", self.experiment, err)
             return set()
+
+    def copy_checkpoint(self, source: str, target: str) -> None:
+        """Copies a checkpoint folder of one trial (`source`, a path on the storage) to
+        `target` (another trial's), file by file where they are: on a store, the store copies
+        and no byte passes through the driver. A copy cut by a kill is made again whole (each
+        file is written over).
+
+        Raises:
+            FileNotFoundError: `source` is not on the storage, or keeps no optimizer state (a
+                weights-only checkpoint, of a trial that ended, cannot be trained on).
+            OSError: The storage cannot be read or written.
+        """
+        import pyarrow.fs
+
+        source, target = source.rstrip("/"), target.rstrip("/")
+        files = [i for i in list_files(self.fs, source, recursive=True)
+                 if i.type == pyarrow.fs.FileType.File]
+        if not any(i.base_name == OPTIMIZER_FILE for i in files):
+            raise FileNotFoundError(
+                f"checkpoint {source} is not on the storage with its optimizer state "
+                f"({len(files)} files there): a run cannot continue from it")
+        for info in files:
+            dest = f"{target}/{info.path[len(source) + 1:]}"
+            if self.on_disk:  # a store has no folders to make
+                self.fs.create_dir(dest.rpartition("/")[0])
+            self.fs.copy_file(info.path, dest)
+
+    def located(self, trial_dir: str, name: str) -> tuple[str, Any]:
+        """(path, file system) of the trial's checkpoint folder `name`: where Tune restores
+        it from."""
+        return f"{trial_dir.rstrip('/')}/{name}", self.fs
 
     def upload_if_longer(self, local: Path, trial_dir: str, name: str) -> None:
         """Copies the driver's own copy `local` of the trial's file `name` to the storage,
