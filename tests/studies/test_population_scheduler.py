@@ -3,6 +3,7 @@ where, which checkpoint each exploited seed gets, and what a resumed driver carr
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,8 @@ class _Trial:
 
     def __init__(self, trial_id: str, lr: float, root: Path) -> None:
         self.trial_id, self.status = trial_id, Trial.PENDING
-        self.config: dict[str, Any] = {"lr": lr, "seed": 0, "trainable": "simulated"}
+        self.config: dict[str, Any] = {"lr": lr, "seed": 0, "trainable": "simulated",
+                                       "heads": ("sst", "para")}  # a list in the log
         self.last_result: dict[str, Any] = {}
         self.storage = _Storage(root / trial_id)
         self.run_metadata = _Metadata()
@@ -129,7 +131,8 @@ def test_members_wait_at_the_point_and_the_worst_continues_from_the_best_checkpo
     # the paused ones run on; the member first takes its new values and the copy
     assert _run_all(scheduler) == set(SCORES)
     d = trials["d"]
-    assert d.config == {**exploit["new"], "seed": 0} and d.config["lr"] != 1e-4
+    assert json.loads(json.dumps(d.config)) == {**exploit["new"], "seed": 0}
+    assert d.config["lr"] != 1e-4
     restart = d.run_metadata.checkpoint_manager._latest_checkpoint_result.checkpoint
     assert restart.path == str(copy)
     # its next own checkpoint comes after the copy (its own at the point counted meanwhile)
@@ -168,6 +171,7 @@ def test_a_resumed_driver_carries_out_a_logged_exploit_that_tune_did_not_save(
     again = _scheduler(tmp_path)
     for trial in restored.values():
         trial.status = Trial.PENDING
+        trial.config["heads"] = ("sst", "para")  # as Tune keeps it
         again.on_trial_add(None, trial)  # type: ignore[arg-type]
     assert not again._exploits and restored["d"].status == Trial.PENDING
 

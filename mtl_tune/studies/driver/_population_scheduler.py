@@ -19,6 +19,7 @@ point, before the trial runs on.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,7 +189,9 @@ class PopulationScheduler(TrialScheduler):
                 for member_trial, donor_trial, _ in exploit["seeds"].values():
                     if member_trial == trial.trial_id:
                         mine.append(_Exploit(point, donor_trial, {**exploit["new"], **own}))
-        taken = [i for i, exploit in enumerate(mine) if exploit.config == trial.config]
+        # compared as the log holds them (JSON: a tuple is a list there)
+        taken = [i for i, exploit in enumerate(mine) if _as_logged(exploit.config)
+                 == _as_logged(trial.config)]
         pending = mine[taken[-1] + 1:] if taken else mine
         if pending:
             self._exploits[trial.trial_id] = pending
@@ -284,3 +287,7 @@ def _epoch(trial: Trial) -> int:
 def _numbers(checkpoints: Any) -> list[int]:
     """The numbers of Tune's checkpoint folder names (`checkpoint_000003`: 3)."""
     return [int(n.rpartition("_")[2]) for n in checkpoints if n.rpartition("_")[2].isdigit()]
+
+
+def _as_logged(config: dict[str, Any]) -> str:
+    return json.dumps(config, sort_keys=True, default=str)
