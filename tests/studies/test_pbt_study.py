@@ -102,19 +102,32 @@ def test_a_population_is_judged_and_exploited_at_each_interval(
     outcome, folder = single
     assert (outcome.trials, outcome.finished, outcome.errors) == (4, 4, 0)
     generations = _check_generations(folder, members=4, seeds=1)
-    # the Optuna record: a trial per member, its schedule (the values each epoch trained
-    # with, a change a row) as a user attribute, its last values as its parameters
+    # the Optuna record: a trial per member, the schedule its weights went through (its
+    # donors' values up to each exploit, then its own; a change a row) as a user attribute,
+    # its last values as its parameters
     record = optuna.load_study(study_name="pbt-single", storage=read_meta(folder).optuna_storage)
     by_member = {t.user_attrs[RAY_ID_ATTR]: t for t in record.trials}
     assert len(by_member) == 4
-    for generation in generations:
-        (exploit,) = generation["exploits"]
-        schedule = by_member[exploit["member"]].user_attrs["schedule"]
+    last_exploit = {g["exploits"][0]["member"]: g for g in generations}  # (in order)
+    rows = _rows(folder)
+    for member, trial in by_member.items():
+        schedule = trial.user_attrs["schedule"]
         assert schedule[0]["epoch"] == 1
-        assert {"epoch": generation["epoch"] + 1, "lr": pytest.approx(exploit["new"]["lr"]),
-                "dropout": exploit["new"]["dropout"]} in schedule
-    for trial in by_member.values():
-        assert trial.params["lr"] == pytest.approx(trial.user_attrs["schedule"][-1]["lr"])
+        assert trial.params["lr"] == pytest.approx(schedule[-1]["lr"])
+        assert schedule[-1]["lr"] == pytest.approx(rows[member][-1]["config"]["lr"])
+        if member in last_exploit:  # its own values from the epoch after its last exploit
+            generation = last_exploit[member]
+            (exploit,) = generation["exploits"]
+            assert schedule[-1] == {"epoch": generation["epoch"] + 1,
+                                    "lr": pytest.approx(exploit["new"]["lr"]),
+                                    "dropout": exploit["new"]["dropout"]}
+            # and before it, its donor's (when the donor's own weights were not replaced
+            # after the point, its schedule up to the point)
+            point, donor = generation["epoch"], exploit["donor"]
+            if not any(g["exploits"][0]["member"] == donor and g["epoch"] > point
+                       for g in generations):
+                donated = by_member[donor].user_attrs["schedule"]
+                assert schedule[:-1] == [c for c in donated if c["epoch"] <= point]
 
 
 def test_a_population_of_seed_groups_is_judged_on_means_and_copied_seed_by_seed(

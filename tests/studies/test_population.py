@@ -168,3 +168,29 @@ def test_a_replayed_log_rebuilds_the_same_population_and_decides_alike() -> None
             again.add_trial(f"{member}{rank}", member, rank, {"lr": 1e-4, "dropout": 0.2})
     redo = again.decide(population=4)
     assert redo is not None and redo["exploits"] == decided["exploits"]
+
+
+def test_a_trials_lineage_follows_its_donors_back_through_each_exploit() -> None:
+    from mtl_tune.studies.results._lineage import Segment, exploit_edges, lineage, schedule
+
+    def generation(epoch: int, member: str, donor: str) -> dict[str, Any]:
+        return {"event": "generation", "epoch": epoch, "exploits": [
+            {"member": member, "donor": donor, "seeds": {"0": [member, donor, "ck"]}}]}
+
+    # c took a's checkpoint after epoch 1, a took c's after 2, b took a's after 3
+    events = [{"event": "result"}, generation(1, "c", "a"), generation(2, "a", "c"),
+              generation(3, "b", "a")]
+    edges = exploit_edges(events)
+    assert edges == {"c": [(1, "a")], "a": [(2, "c")], "b": [(3, "a")]}
+    configs = {t: {e: {"lr": float(10 * e + i), "seed": 0} for e in range(1, 5)}
+               for i, t in enumerate("abc")}
+    # b's weights went through a's first epoch, c's second, a's third and its own fourth
+    line = lineage("b", 4, edges, configs)
+    assert [(s.first, s.last, s.trial) for s in line] == [
+        (1, 1, "a"), (2, 2, "c"), (3, 3, "a"), (4, 4, "b")]
+    assert schedule(line, ["lr"]) == [{"epoch": 1, "lr": 10.0}, {"epoch": 2, "lr": 22.0},
+                                      {"epoch": 3, "lr": 30.0}, {"epoch": 4, "lr": 41.0}]
+    # a trial never exploited is its own run; one unchanged across a donor keeps one row
+    assert lineage("b", 3, edges, configs) == [Segment(1, 3, "b", configs["b"][3])]
+    same = {t: {e: {"lr": 1.0} for e in range(1, 5)} for t in "abc"}
+    assert schedule(lineage("b", 4, edges, same), ["lr"]) == [{"epoch": 1, "lr": 1.0}]

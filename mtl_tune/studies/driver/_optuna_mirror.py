@@ -37,6 +37,7 @@ from optuna.trial import TrialState
 from ray import tune
 
 from mtl_tune.platform.metrics import METRIC_KEYS
+from mtl_tune.studies.driver._population_record import lineage_schedule, trial_folder
 from mtl_tune.studies.results import best_epoch, by_epoch, epoch_means, read_result_rows
 from mtl_tune.studies.spec import (
     ITERATION,
@@ -67,20 +68,6 @@ def with_checkpoints(rows: Iterable[Mapping[str, Any]], trial_dir: Path) -> list
         name = row.get("checkpoint_dir_name")
         out.append({**row, "checkpoint": uri_of(trial_dir / name)} if name else dict(row))
     return out
-
-
-def schedule(epochs: Mapping[int, Mapping[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
-    """The values of `keys` a trial trained each epoch with, from its results' configuration,
-    as changes: `[{"epoch": 1, **first values}, {"epoch": e, **values from e on}, ...]`."""
-    changes: list[dict[str, Any]] = []
-    last = None
-    for epoch in sorted(epochs):
-        config = epochs[epoch].get("config") or {}
-        values = {k: config[k] for k in keys if k in config}
-        if values != last:
-            changes.append({"epoch": epoch, **values})
-            last = values
-    return changes
 
 
 def spec_distributions(spec: StudySpec) -> dict[str, BaseDistribution]:
@@ -129,6 +116,8 @@ class OptunaMirror(tune.Callback):
         self.seeds = seeds  # > 1: trials come in seed groups, recorded once per group
         # population-based training: the keys a trial's schedule changes, kept per epoch
         self.schedule_keys = tuple(schedule_keys)
+        self._schedules: dict[str, list[dict[str, Any]]] = {}  # trial -> its lineage's
+        self._ended_rows: dict[str, list[dict[str, Any]]] = {}  # (its file may lag behind)
         self._seen: dict[str, list[dict[str, Any]]] = {}  # trial id -> results seen by the driver
         self._groups: dict[str, dict[str, tuple[Mapping[str, Any], Any]]] = {}  # ended seeds
         self._storage: optuna.storages.BaseStorage | None = None  # opened on first use
@@ -147,7 +136,8 @@ class OptunaMirror(tune.Callback):
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks with the experiment; a storage holds a connection
-        return {**self.__dict__, "_storage": None, "_present": None}
+        return {**self.__dict__, "_storage": None, "_present": None, "_schedules": {},
+                "_ended_rows": {}}
 
     def study(self) -> optuna.Study:
         directions = [
@@ -182,13 +172,18 @@ class OptunaMirror(tune.Callback):
         # result.json may not hold the newest lines yet (Tune's logger buffers), and the results
         # seen here miss the epochs from before a resume: both, the ones seen here last. On an
         # object store, the driver's own copy of the trial folder is the one to read
-        trial_dir = Path(trial.path) if Path(trial.path).is_dir() else Path(trial.local_path)
+        trial_dir = trial_folder(trial)
         rows = [*read_result_rows(trial_dir), *self._seen.pop(trial.trial_id, [])]
         rows = rows or [trial.last_result]
         study_uri = getattr(self, "study_uri", None)  # None: pickled by an older version
         if study_uri is not None:
             folder = StudyStore.open(study_uri).folder
             rows = with_checkpoints(rows, staged_path(folder, trial.path))
+            if getattr(self, "schedule_keys", ()):  # (the rows of a population: a few)
+                self._schedules[trial.trial_id] = lineage_schedule(
+                    folder, trial, rows, trials, {**self._ended_rows, **self._seen},
+                    self.metric, self.schedule_keys)
+                self._ended_rows[trial.trial_id] = rows
         self._ended(trial, rows)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -219,7 +214,7 @@ class OptunaMirror(tune.Callback):
             return None
         last = epochs[max(epochs)]
         end = float(last.get("timestamp", time.time()))
-        attrs: dict[str, Any] = {RAY_ID_ATTR: trial_id}
+        attrs: dict[str, Any] = {RAY_ID_ATTR: trial_id, **self._schedule_of([trial_id])}
         if "seed" in config:
             attrs["seed"] = config["seed"]
         return self._frozen(config, epochs, attrs, end - float(last.get("time_total_s", 0.0)), end)
@@ -253,12 +248,21 @@ class OptunaMirror(tune.Callback):
             "seeds": sorted(c.get("seed") for _, c, _ in members),
             "seed_scores": seed_scores,
             "errored_seeds": sum(r is None for _, _, r in members),
+            **self._schedule_of([t for t, _, _ in ok]),
         }
         if len(members) - len(ok) > attrs["errored_seeds"]:
             attrs["unreported_seeds"] = len(members) - len(ok) - attrs["errored_seeds"]
         if checkpoints:  # each seed's checkpoint at the group's best epoch
             attrs["seed_checkpoints"] = checkpoints
         return self._frozen(ok[0][1], means, attrs, min(starts), max(ends))
+
+    def _schedule_of(self, trial_ids: Sequence[str]) -> dict[str, Any]:
+        """{"schedule": ...} of a population-based trial (a group: its first seed's, as all
+        of its seeds share it), else none. Optuna has no type for a schedule: the values each
+        epoch of its lineage trained with, a change a row; its last values are parameters."""
+        schedules = getattr(self, "_schedules", {})
+        found = [schedules.pop(t) for t in trial_ids if t in schedules]
+        return {"schedule": found[0]} if found else {}
 
     def _frozen(
         self, config: Mapping[str, Any], epochs: Mapping[int, Mapping[str, Any]],
@@ -272,10 +276,6 @@ class OptunaMirror(tune.Callback):
             **attrs, "stage": self.stage, "epochs": last_epoch, "best_epoch": best_at,
             **{k: float(best[k]) for k in SCORE_ATTRS if k in best},
         }
-        if getattr(self, "schedule_keys", ()):
-            # Optuna has no type for a schedule: the values of the mutated keys each epoch
-            # trained with (a change a row), the final ones also as the parameters
-            attrs["schedule"] = schedule(epochs, self.schedule_keys)
         if best.get("checkpoint") and "seed_checkpoints" not in attrs:
             attrs["checkpoint"] = str(best["checkpoint"])  # of the best epoch
         return optuna.trial.FrozenTrial(

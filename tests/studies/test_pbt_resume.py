@@ -1,0 +1,111 @@
+"""A population-based study killed (SIGKILL of its driver) right after a logged decision, and
+again in the middle of an interval, then resumed: the population goes on with the decisions
+already taken, none made again and none lost, and every trial ends TERMINATED with the
+schedule the decisions gave it. Simulated trials; three seed groups of two seeds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ray.tune import ExperimentAnalysis
+
+from mtl_tune.studies.results import read_result_rows
+from mtl_tune.studies.store import population_events
+from tests.studies.conftest import launch_and_kill, resume_cli, write_spec
+
+PBT = """
+[pbt]
+interval = 1
+quantile = 0.25
+
+[pbt.mutations]
+lr = { loguniform = [1e-5, 1e-3] }
+dropout = [0.1, 0.2, 0.3]
+
+[resources]
+cpu = 0.5
+"""
+EXTRA = ("--simulate", "--epoch-seconds", "0.6")
+
+
+def _launch_killed(tmp_path: Path, tiny_data_dir: Path, ray_tmp: Path, name: str,
+                   until: Any) -> tuple[Path, Any]:
+    top = (f'name = "{name}"\ntrainables = ["it10-warmup-decay"]\nsearch = "pbt"\n'
+           "num_samples = 3\nseeds = 2\nmax_concurrent = 6\noptuna_seed = 1")
+    path = write_spec(tmp_path, top, {"epochs": 4}, PBT)
+    root = tmp_path / "studies"
+    seen = launch_and_kill(path, tiny_data_dir, root, ray_tmp, lambda: until(root / name),
+                           extra=EXTRA)
+    return root, seen
+
+
+def _generations(folder: Path) -> list[dict[str, Any]]:
+    if not (folder / "population.jsonl").is_file():
+        return []
+    return [e for e in population_events(folder) if e["event"] == "generation"]
+
+
+def _saved_configs(experiment: Path) -> dict[str, dict[str, Any]]:
+    """Trial id -> its configuration in Tune's newest saved state."""
+    newest = sorted(experiment.glob("experiment_state-*.json"))[-1]
+    return {json.loads(t)["trial_id"]: json.loads(t)["config"]
+            for t, _ in json.loads(newest.read_text())["trial_data"]}
+
+
+def _check_resumed(root: Path, name: str, tmp_path: Path, ray_tmp: Path) -> None:
+    output = resume_cli(name, root, ray_tmp, tmp_path / "resume.log")
+    assert f"simulated study {name}: 6 of 6 planned trials finished, 0 errored" in output
+    folder = root / name
+    generations = _generations(folder)
+    # each generation decided once: none made again after the kill, none lost
+    assert [g["epoch"] for g in generations] == [1, 2, 3]
+    experiment = folder / "tune" / "main"
+    trials = ExperimentAnalysis(str(experiment)).trials
+    assert len(trials) == 6 and {t.status for t in trials} == {"TERMINATED"}
+    rows = {t.trial_id: read_result_rows(Path(t.path)) for t in trials}
+    for trial_id, trial_rows in rows.items():
+        assert {int(r["epoch"]) for r in trial_rows} == {1, 2, 3, 4}, trial_id
+    # every exploit logged is what its seeds trained with from the next epoch on
+    for generation in generations:
+        (exploit,) = generation["exploits"]
+        for member_trial, _, _ in exploit["seeds"].values():
+            after = [r for r in rows[member_trial] if int(r["epoch"]) == generation["epoch"] + 1]
+            assert after[-1]["config"]["lr"] == pytest.approx(exploit["new"]["lr"])
+            assert after[-1]["config"]["dropout"] == exploit["new"]["dropout"]
+
+
+@pytest.mark.chaos  # a launch, a kill and a resume: about half a minute
+def test_a_kill_right_after_a_logged_decision_resumes_with_that_decision(
+    tmp_path: Path, tiny_data_dir: Path, ray_tmp: Path
+) -> None:
+    def decided(folder: Path) -> list[dict[str, Any]] | None:
+        return _generations(folder) or None
+
+    root, (generation,) = _launch_killed(tmp_path, tiny_data_dir, ray_tmp, "pbt-kill-1",
+                                         decided)
+    # killed before Tune saved the exploit: its seeds are restored with their old values, so
+    # the resumed driver carries the logged decision out itself
+    saved = _saved_configs(root / "pbt-kill-1" / "tune" / "main")
+    (exploit,) = generation["exploits"]
+    assert all(saved[member]["lr"] == pytest.approx(exploit["old"]["lr"])
+               for member, _, _ in exploit["seeds"].values())
+    _check_resumed(root, "pbt-kill-1", tmp_path, ray_tmp)
+
+
+@pytest.mark.chaos
+def test_a_kill_in_the_middle_of_an_interval_resumes_the_same_population(
+    tmp_path: Path, tiny_data_dir: Path, ray_tmp: Path
+) -> None:
+    def between(folder: Path) -> int | None:
+        """Once a seed reported epoch 2 (the generation at 1 carried out), before the next."""
+        if len(_generations(folder)) != 1:
+            return None
+        results = [e for e in population_events(folder)
+                   if e["event"] == "result" and e["epoch"] == 2]
+        return len(results) or None
+
+    root, _ = _launch_killed(tmp_path, tiny_data_dir, ray_tmp, "pbt-kill-2", between)
+    _check_resumed(root, "pbt-kill-2", tmp_path, ray_tmp)
