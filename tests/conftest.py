@@ -47,17 +47,23 @@ def pytest_configure_node(node: Any) -> None:
 
 # The units pytest-xdist hands out (`--dist loadgroup`): a test file, but all of reports/ is one
 # (its tests share one launched study, a session fixture built once per worker that runs any of
-# them). The longest units go first, as `pytest --durations=0` measured them at a061a46 (seconds
+# them). The longest units go first, as `pytest --durations=0` measured them at bc9f2c6 (seconds
 # of tests on two cores): a long unit handed out last keeps one worker busy while the other idles.
 WHOLE_UNITS = ("reports",)
 LONGEST_FIRST = (
-    "studies/test_driver.py",  # 132
-    "reports",  # 120
-    "studies/test_launch.py",  # 99
-    "studies/test_seed_groups.py",  # 79
-    "studies/test_two_nodes.py",  # 52
-    "studies/test_ctrl_c_gap.py",  # 39
-    "studies/test_resume.py",  # 37
+    "studies/test_driver.py",  # 102
+    "reports",  # 100
+    "studies/test_seed_groups.py",  # 91
+    "studies/test_launch.py",  # 73
+    "studies/test_simulate.py",  # 47
+    "benchmarks/test_gpu_throughput.py",  # 46
+    "studies/test_resume.py",  # 45
+    "trainables/test_registered.py",  # 37
+    "studies/test_ctrl_c_gap.py",  # 34
+    "studies/test_two_nodes.py",  # 33
+    "studies/test_conditional_study.py",  # 33
+    "studies/test_searcher_restore.py",  # 31
+    "studies/test_pbt_study.py",  # 28
 )
 
 

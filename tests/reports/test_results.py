@@ -116,7 +116,7 @@ def test_a_study_without_its_own_record_is_read_from_tune(study: Path, tmp_path:
     ("meta", "message"),
     [
         ({"search": "random"}, r"study.json: search must be one of \('optuna', 'optuna-mo', "
-         r"'grid', 'sequential'\), but got 'random'"),
+         r"'grid', 'sequential', 'pbt'\), but got 'random'"),
         ({"mode": "up"}, r"study.json: mode must be one of \('max', 'min'\), but got 'up'"),
         ({"search": "optuna-mo", "objectives": {"sst_acc": "up"}},
          r"study.json: objectives must map each metric to 'max' or 'min', as the spec's "

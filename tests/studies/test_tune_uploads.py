@@ -178,13 +178,13 @@ for _ in range(6):
 
 
 def test_tunes_uploads_keep_no_memory_per_file(s3_bucket: str, tmp_path: Path) -> None:
-    # Tune uploads its driver's whole folder at every save: a driver process uploading 300
+    # Tune uploads its driver's whole folder at every save: a driver process uploading 150
     # trials' logs and a saved state of 16 MB six times ends with the memory it had after the
     # first time (with pyarrow's background writes, each file uploaded kept memory: 438 ->
     # 1,216 MiB over four uploads; with Tune's copies on pyarrow's eight IO threads, each
     # thread's copy buffer did: +129 MiB over eight uploads of 1,000 trials)
     staging = tmp_path / "driver_artifacts"
-    for i in range(300):
+    for i in range(150):
         (staging / f"trial_{i}").mkdir(parents=True)
         for name in ("result.json", "progress.csv", "params.json"):
             (staging / f"trial_{i}" / name).write_text("x" * 3000)
@@ -193,7 +193,7 @@ def test_tunes_uploads_keep_no_memory_per_file(s3_bucket: str, tmp_path: Path) -
     assert run.returncode == 0, run.stderr[-3000:]
     peaks = [int(line) for line in run.stdout.split()]
     assert len(peaks) == 6 and peaks[-1] - peaks[0] < 20, peaks  # MiB
-    assert len(stored_objects(f"{s3_bucket}/s1/tune/main")) == 901
+    assert len(stored_objects(f"{s3_bucket}/s1/tune/main")) == 451
 
 
 def test_tune_is_given_a_local_folder_as_a_path(tmp_path: Path) -> None:
