@@ -41,6 +41,16 @@ grace_period = 1
 reduction_factor = 2
 """
 NO_SCHEDULER = '[scheduler]\ntype = "none"\n'
+# a population judged after every epoch, a quarter of it exploited, lr and dropout mutated
+PBT = """
+[pbt]
+interval = 1
+quantile = 0.25
+
+[pbt.mutations]
+lr = { loguniform = [1e-5, 1e-3] }
+dropout = [0.1, 0.2, 0.3]
+"""
 
 
 def tiny_fixed(tiny_bert_dir: Path, tiny_data_dir: Path, **extra: Any) -> dict[str, Any]:

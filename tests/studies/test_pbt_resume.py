@@ -14,20 +14,8 @@ from ray.tune import ExperimentAnalysis
 
 from mtl_tune.studies.results import read_result_rows
 from mtl_tune.studies.store import population_events
-from tests.studies.conftest import launch_and_kill, resume_cli, write_spec
+from tests.studies.conftest import PBT, launch_and_kill, resume_cli, write_spec
 
-PBT = """
-[pbt]
-interval = 1
-quantile = 0.25
-
-[pbt.mutations]
-lr = { loguniform = [1e-5, 1e-3] }
-dropout = [0.1, 0.2, 0.3]
-
-[resources]
-cpu = 0.5
-"""
 EXTRA = ("--simulate", "--epoch-seconds", "0.6")
 
 

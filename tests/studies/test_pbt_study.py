@@ -18,17 +18,7 @@ from mtl_tune.studies import launch_study
 from mtl_tune.studies.results import read_result_rows
 from mtl_tune.studies.spec import RAY_ID_ATTR, launch_spec, load_spec
 from mtl_tune.studies.store import population_events, read_meta
-from tests.studies.conftest import write_spec
-
-PBT = """
-[pbt]
-interval = 1
-quantile = 0.25
-
-[pbt.mutations]
-lr = { loguniform = [1e-5, 1e-3] }
-dropout = [0.1, 0.2, 0.3]
-"""
+from tests.studies.conftest import PBT, write_spec
 
 
 def _top(name: str, members: int, seeds: int) -> str:
