@@ -311,3 +311,26 @@ def test_the_driver_calls_the_store_without_holding_what_tunes_uploads_wait_for(
     handler.send("b/e/experiment_state-1.json", b"{}", None)  # an upload waits the same way
     assert handler.file_names("b/e") == {"tuner.pkl", "experiment_state-1.json"}
     assert "b/e/trial/ck" in handler._made
+
+
+def test_a_folder_asked_for_during_its_first_listing_is_listed_whole() -> None:
+    # the names are kept from the first listing on; a second caller during it must not take
+    # the names kept so far (none) for the folder's files
+    listing, release = threading.Event(), threading.Event()
+
+    class SlowListing(_OneIOThread):
+        def get_file_info(self, what: Any) -> list[Any]:
+            if isinstance(what, pyarrow.fs.FileSelector) and not listing.is_set():
+                listing.set()
+                assert release.wait(10)
+            return [pyarrow.fs.FileInfo("b/e/tuner.pkl", pyarrow.fs.FileType.File, size=5)]
+
+    handler = UnchangedSkipping(SlowListing())
+    first: list[set[str] | None] = []
+    lister = threading.Thread(target=lambda: first.append(handler.file_names("b/e")))
+    lister.start()
+    assert listing.wait(10)
+    assert handler.file_names("b/e") == {"tuner.pkl"}  # listed itself, not the empty start
+    release.set()
+    lister.join(10)
+    assert first == [{"tuner.pkl"}] and handler.file_names("b/e") == {"tuner.pkl"}

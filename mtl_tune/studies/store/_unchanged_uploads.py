@@ -48,6 +48,7 @@ class UnchangedSkipping(pyarrow.fs.FileSystemHandler):
         self._state: tuple[str, bytes, str] | None = None
         self._files: dict[str, set[str]] = {}  # folder -> the names of the files in it
         self._sending: dict[str, object] = {}  # path -> the upload under way there
+        self._listing: dict[str, int] = {}  # folder -> its listings under way
         # the driver's threads share it (Tune's syncer uploads, the callbacks read and delete);
         # held for these fields alone, never across a call to the store: the store's client
         # waits on pyarrow's IO thread, which may itself be in a call of this handler
@@ -97,12 +98,18 @@ class UnchangedSkipping(pyarrow.fs.FileSystemHandler):
         folder = folder.rstrip("/")
         with self._lock:
             known = self._files.get(folder)
-            if known is not None:
+            if known is not None and self._listing.get(folder, 0) == 0:
                 return set(known)
-            self._files[folder] = set()  # what is written during the listing is kept too
-        selector = pyarrow.fs.FileSelector(folder, allow_not_found=True)
-        listed = {i.base_name for i in self.fs.get_file_info(selector)
-                  if i.type == pyarrow.fs.FileType.File}
+            # what is written during the listing is kept too; a caller meanwhile lists too
+            self._files.setdefault(folder, set())
+            self._listing[folder] = self._listing.get(folder, 0) + 1
+        try:
+            selector = pyarrow.fs.FileSelector(folder, allow_not_found=True)
+            listed = {i.base_name for i in self.fs.get_file_info(selector)
+                      if i.type == pyarrow.fs.FileType.File}
+        finally:
+            with self._lock:
+                self._listing[folder] -= 1
         with self._lock:
             self._files.setdefault(folder, set()).update(listed)
             return set(self._files[folder])
