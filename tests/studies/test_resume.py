@@ -19,7 +19,7 @@ from ray.tune import ExperimentAnalysis
 
 from mtl_tune.studies import load_results, open_storage
 from mtl_tune.studies.spec import RAY_ID_ATTR, load_spec, trial_count
-from mtl_tune.studies.store import read_meta
+from mtl_tune.studies.store import read_meta, read_trials
 from mtl_tune.studies.store._group_log import group_log_path, read_group_events
 from tests.helpers import write_tiny_data
 from tests.studies.conftest import (
@@ -77,17 +77,20 @@ def _mirrored(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
 
 def _finished_state(folder: Path, polls: dict[str, float]) -> dict[str, Any] | None:
     """Tune's saved state once a trial is TERMINATED and, for up to 15 s more, once the kill
-    would land in the pitfall window (a trial already in the Optuna mirror while Tune's saved
-    state still has it running); None until then."""
+    would land in the pitfall window (a trial finished, by the study's record, while Tune's
+    saved state still has it running or has not saved it at all: a mirror that recorded it on
+    finishing held it then); None until then."""
     state = _saved_state(folder / "tune" / "main")
     done = {k for k, (status, _, _) in state.items() if status == "TERMINATED"}
     if not done:
         return None
     polls.setdefault("first_done", time.monotonic())
-    url = read_meta(folder).optuna_storage
-    mirrored = {t.user_attrs.get(RAY_ID_ATTR) for t in _mirrored(url, "crash")}
+    try:
+        ended = {tid for (_, tid), r in read_trials(folder).items() if r.state == "TERMINATED"}
+    except (OSError, ValueError):  # being written
+        ended = set()
     late = time.monotonic() - polls["first_done"] > 15
-    return state if mirrored - done or late or len(done) >= 5 else None
+    return state if ended - done or late or len(done) >= 5 else None
 
 
 # both in the chaos set (a minute and more each): the default run resumes a killed search in

@@ -22,7 +22,8 @@ from ray import tune
 from mtl_tune.exceptions import SpecError
 from mtl_tune.platform.bundle import DataBundle, build_bundle
 from mtl_tune.studies.driver._local_ray import ray_temp_root
-from mtl_tune.studies.driver._optuna_mirror import OptunaMirror, with_checkpoints
+from mtl_tune.studies.driver._optuna_mirror import OptunaMirror
+from mtl_tune.studies.driver._optuna_trials import with_checkpoints
 from mtl_tune.studies.driver._tune_setup import (
     param_space,
     run_config,

@@ -7,38 +7,36 @@ searcher keeps Optuna's in-memory storage, which Tune checkpoints with its own s
 mirror only ever ADDS trials keyed by their Ray trial id: re-syncing after a resume skips the
 ones already written, so the two can never disagree about a trial.
 
-Each trial is written as the reports see it: its value is its best epoch's metric (the reports'
-rule, `best_epochs`), with the per-task scores and that epoch as user attributes; the seed is a
-user attribute, never a parameter (it is noise, not a choice); start and end are the trial's
-own times; a trial that ended before its planned epochs (ASHA, patience) is PRUNED. A seed
-group (one configuration over several seeds, `seeds` > 1) is one record, added once all its
-seeds ended: the seeds' mean per epoch, as the searcher was told, with each seed's scores.
+A trial (a seed group: all its seeds) is added once Tune's saved state holds it ended, as the
+checkpoint retention last copied that state: a trial that Tune created and finished between two
+of its saves is forgotten by a resume after a kill (its searcher suggests it anew, under another
+id), and had it been added on finishing, Optuna would hold a trial the study does not. At the
+experiment's end (Tune has saved its state, and waited) every ended trial is added. How a
+record is built: `_optuna_trials`.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import optuna
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
+from optuna.distributions import BaseDistribution
 from optuna.study import StudyDirection
-from optuna.trial import TrialState
 from ray import tune
 
-from mtl_tune.platform.metrics import METRIC_KEYS
+from mtl_tune.studies.driver._optuna_trials import (
+    SCORE_ATTRS,
+    Ended,
+    FrozenRecords,
+    spec_distributions,
+    with_checkpoints,
+)
 from mtl_tune.studies.driver._population_record import lineage_schedule, trial_folder
-from mtl_tune.studies.results import best_epoch, by_epoch, epoch_means, read_result_rows
+from mtl_tune.studies.results import read_result_rows
 from mtl_tune.studies.spec import (
     ITERATION,
     RAY_ID_ATTR,
@@ -46,52 +44,30 @@ from mtl_tune.studies.spec import (
     SEED_GROUP_KEY,
     Objective,
     StudySpec,
-    TrialReport,
 )
-from mtl_tune.studies.store import StudyStore, here_url, open_storage, staged_path, uri_of
+from mtl_tune.studies.store import StudyStore, here_url, open_storage, staged_path
 
 logger = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-SCORE_ATTRS = METRIC_KEYS  # the user attributes of the scores at the best epoch
-# an ended trial: (Ray trial id, config, per-epoch results; None when it errored)
-Ended = tuple[str, Mapping[str, Any], Sequence[Mapping[str, Any]] | None]
 _KEPT = {*SCORE_ATTRS, *REPORT_KEYS, ITERATION, "timestamp", "time_total_s",
          "checkpoint_dir_name"}
 
 
-def with_checkpoints(rows: Iterable[Mapping[str, Any]], trial_dir: Path) -> list[dict[str, Any]]:
-    """The rows, each that names its epoch's checkpoint with that checkpoint's location under
-    "checkpoint" (on an object store, its URI)."""
-    out = []
-    for row in rows:
-        name = row.get("checkpoint_dir_name")
-        out.append({**row, "checkpoint": uri_of(trial_dir / name)} if name else dict(row))
-    return out
+ENDED = ("TERMINATED", "ERROR")
 
 
-def spec_distributions(spec: StudySpec) -> dict[str, BaseDistribution]:
-    """Optuna distributions of every key that varies between the spec's trials by choice
-    (the seed, a repeat, is not one: it goes into user attributes)."""
-    out: dict[str, BaseDistribution] = {}
-    if len(spec.trainables) > 1:
-        out["trainable"] = CategoricalDistribution(list(spec.trainables))
-    for key, dist in spec.space.items():
-        if dist.kind == "loguniform":
-            out[key] = FloatDistribution(dist.low, dist.high, log=True)
-        elif dist.kind == "uniform":
-            out[key] = FloatDistribution(dist.low, dist.high)
-        elif dist.kind == "int":
-            out[key] = IntDistribution(int(dist.low), int(dist.high))
-        elif len(dist.values) > 1:
-            out[key] = CategoricalDistribution(list(dist.values))
-    for stage in spec.stages:
-        out[stage.key] = CategoricalDistribution(list(stage.values))
-    return out
+class SavedStateView(Protocol):
+    """What the mirror asks of Tune's saved state: `saved`, trial id -> an object with the
+    trial's `status` as that state holds it (None: no copy yet). The checkpoint retention
+    callback is one (the copy it prunes against)."""
+
+    saved: Mapping[str, Any] | None
 
 
-class OptunaMirror(tune.Callback):
-    """Adds each finished Ray trial to the persistent Optuna study (once, by Ray trial id)."""
+class OptunaMirror(FrozenRecords, tune.Callback):
+    """Adds each finished Ray trial to the persistent Optuna study (once, by Ray trial id), as
+    soon as `saved_view` (Tune's saved state) holds it ended; at once when there is no view."""
 
     def __init__(
         self,
@@ -105,6 +81,7 @@ class OptunaMirror(tune.Callback):
         seeds: int = 1,
         folder: Path | None = None,
         schedule_keys: Sequence[str] = (),
+        saved_view: SavedStateView | None = None,
     ) -> None:
         self.storage_url, self.study_name = storage_url, study_name
         # the study folder (its URI, as TrialEvents keeps it): where the trials' checkpoints are
@@ -120,24 +97,30 @@ class OptunaMirror(tune.Callback):
         self._ended_rows: dict[str, list[dict[str, Any]]] = {}  # (its file may lag behind)
         self._seen: dict[str, list[dict[str, Any]]] = {}  # trial id -> results seen by the driver
         self._groups: dict[str, dict[str, tuple[Mapping[str, Any], Any]]] = {}  # ended seeds
+        self.saved_view = saved_view
+        # record key (trial or group) -> (the trial ids that must have ended in Tune's saved
+        # state, how to record it)
+        self._waiting: dict[str, tuple[tuple[str, ...], Callable[[optuna.Study], int]]] = {}
         self._storage: optuna.storages.BaseStorage | None = None  # opened on first use
         # the Ray ids the study holds, read once: only this driver adds to it (the study's lock)
         self._present: set[Any] | None = None
 
     @classmethod
     def for_spec(
-        cls, spec: StudySpec, storage_url: str, stage: str, folder: Path | None = None
+        cls, spec: StudySpec, storage_url: str, stage: str, folder: Path | None = None,
+        saved_view: SavedStateView | None = None,
     ) -> OptunaMirror:
         return cls(
             storage_url, spec.name, spec.metric, spec.mode, spec_distributions(spec), stage,
             spec.objectives, spec.seeds if spec.seed_groups else 1, folder,
-            tuple(spec.pbt.mutations) if spec.pbt is not None else (),
+            tuple(spec.pbt.mutations) if spec.pbt is not None else (), saved_view,
         )
 
     def __getstate__(self) -> dict[str, Any]:
-        # Tune pickles its callbacks with the experiment; a storage holds a connection
+        # Tune pickles its callbacks with the experiment; a storage holds a connection, and
+        # what waits for Tune's save is recorded by the end-of-run sync after a resume
         return {**self.__dict__, "_storage": None, "_present": None, "_schedules": {},
-                "_ended_rows": {}}
+                "_ended_rows": {}, "_waiting": {}}
 
     def study(self) -> optuna.Study:
         directions = [
@@ -195,103 +178,46 @@ class OptunaMirror(tune.Callback):
         group = trial.config.get(SEED_GROUP_KEY)
         if group is None:
             if rows is not None:
-                self.add(self.study(), [(trial.trial_id, trial.config, rows)])
+                ended = [(trial.trial_id, trial.config, rows)]
+                self._await(trial.trial_id, (trial.trial_id,), lambda s: self.add(s, ended))
             return
         members = self._groups.setdefault(str(group), {})
         members[trial.trial_id] = (trial.config, rows)
         if len(members) >= self.seeds:  # every seed ended: one record for the group
-            ended = [(t, c, r) for t, (c, r) in members.items()]
-            self.add_groups(self.study(), {str(group): ended})
+            seeds = [(t, c, r) for t, (c, r) in members.items()]
             del self._groups[str(group)]
+            self._await(str(group), tuple(t for t, _, _ in seeds if t),
+                        lambda s: self.add_groups(s, {str(group): seeds}))
 
-    def frozen_trial(
-        self, trial_id: str, config: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
-    ) -> optuna.trial.FrozenTrial | None:
-        """The Optuna record of one ended Ray trial from its per-epoch results; None when no
-        epoch reported the metric."""
-        epochs = by_epoch(rows, self.metric)
-        if not epochs:
-            return None
-        last = epochs[max(epochs)]
-        end = float(last.get("timestamp", time.time()))
-        attrs: dict[str, Any] = {RAY_ID_ATTR: trial_id, **self._schedule_of([trial_id])}
-        if "seed" in config:
-            attrs["seed"] = config["seed"]
-        return self._frozen(config, epochs, attrs, end - float(last.get("time_total_s", 0.0)), end)
+    def _await(self, key: str, trial_ids: tuple[str, ...],
+               record: Callable[[optuna.Study], int]) -> None:
+        if not hasattr(self, "_waiting"):  # pickled by a version that recorded at once
+            self._waiting, self.saved_view = {}, None
+        self._waiting[key] = (trial_ids, record)
+        self.record_saved(final=self.saved_view is None)
 
-    def frozen_group(
-        self, group: str, members: Sequence[Ended]
-    ) -> optuna.trial.FrozenTrial | None:
-        """The Optuna record of a seed group: per epoch, the mean of the seeds that did not
-        error; the values at the epoch whose mean is best; each seed's scores at that epoch
-        (`seed_scores`) and its Ray trial id as user attributes. A seed that ended before it
-        reported an epoch is left out like one that errored. None when no seed reported."""
-        ok = [(t, c, r) for t, c, r in members if r is not None and by_epoch(r, self.metric)]
-        means = epoch_means([r for _, _, r in ok], self.metric)
-        if not means:
-            return None
-        best = best_epoch(means, self.metric, self.mode)
-        seed_scores, checkpoints, starts, ends = {}, {}, [], []
-        for _, config, rows in ok:
-            epochs = by_epoch(rows, self.metric)
-            seed_scores[str(config.get("seed"))] = {
-                k: float(epochs[best][k]) for k in SCORE_ATTRS if k in epochs[best]
-            }
-            if epochs[best].get("checkpoint"):
-                checkpoints[str(config.get("seed"))] = str(epochs[best]["checkpoint"])
-            last = epochs[max(epochs)]
-            ends.append(float(last.get("timestamp", time.time())))
-            starts.append(ends[-1] - float(last.get("time_total_s", 0.0)))
-        attrs: dict[str, Any] = {
-            RAY_ID_ATTR: group,
-            "ray_trial_ids": sorted(t for t, _, _ in members if t),  # "": errored unreported
-            "seeds": sorted(c.get("seed") for _, c, _ in members),
-            "seed_scores": seed_scores,
-            "errored_seeds": sum(r is None for _, _, r in members),
-            **self._schedule_of([t for t, _, _ in ok]),
-        }
-        if len(members) - len(ok) > attrs["errored_seeds"]:
-            attrs["unreported_seeds"] = len(members) - len(ok) - attrs["errored_seeds"]
-        if checkpoints:  # each seed's checkpoint at the group's best epoch
-            attrs["seed_checkpoints"] = checkpoints
-        return self._frozen(ok[0][1], means, attrs, min(starts), max(ends))
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self.record_saved()
 
-    def _schedule_of(self, trial_ids: Sequence[str]) -> dict[str, Any]:
-        """{"schedule": ...} of a population-based trial (a group: its first seed's, as all
-        of its seeds share it), else none. Optuna has no type for a schedule: the values each
-        epoch of its lineage trained with, a change a row; its last values are parameters."""
-        schedules = getattr(self, "_schedules", {})
-        found = [schedules.pop(t) for t in trial_ids if t in schedules]
-        return {"schedule": found[0]} if found else {}
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.record_saved(final=True)  # Tune saved its state, and waited, just before
 
-    def _frozen(
-        self, config: Mapping[str, Any], epochs: Mapping[int, Mapping[str, Any]],
-        attrs: dict[str, Any], start: float, end: float,
-    ) -> optuna.trial.FrozenTrial:
-        best_at = best_epoch(epochs, self.metric, self.mode)
-        best, last_epoch = epochs[best_at], max(epochs)
-        pruned = last_epoch < TrialReport.from_result(epochs[last_epoch]).epochs_planned
-        params = {k: config[k] for k in self.distributions if k in config}
-        attrs = {
-            **attrs, "stage": self.stage, "epochs": last_epoch, "best_epoch": best_at,
-            **{k: float(best[k]) for k in SCORE_ATTRS if k in best},
-        }
-        if best.get("checkpoint") and "seed_checkpoints" not in attrs:
-            attrs["checkpoint"] = str(best["checkpoint"])  # of the best epoch
-        return optuna.trial.FrozenTrial(
-            number=-1,  # numbered by the storage
-            trial_id=-1,
-            state=TrialState.PRUNED if pruned else TrialState.COMPLETE,
-            value=None,
-            values=[float(best[o.name]) for o in self.objectives],
-            datetime_start=datetime.fromtimestamp(start),
-            datetime_complete=datetime.fromtimestamp(end),
-            params=params,
-            distributions={k: self.distributions[k] for k in params},
-            user_attrs=attrs,
-            system_attrs={},
-            intermediate_values={e: float(epochs[e][self.metric]) for e in sorted(epochs)},
-        )
+    def record_saved(self, final: bool = False) -> int:
+        """Records what waits and Tune's saved state holds ended (`final`: all of it); returns
+        how many records were added."""
+        waiting = getattr(self, "_waiting", {})
+        view = getattr(self, "saved_view", None)
+        saved = None if final or view is None else view.saved
+        if not waiting or (saved is None and not final):
+            return 0
+        ready = [key for key, (ids, _) in waiting.items()
+                 if final or all(_ended_in(saved, t) for t in ids)]
+        added = 0
+        if ready:
+            study = self.study()
+            for key in ready:
+                added += waiting.pop(key)[1](study)
+        return added
 
     def add(
         self,
@@ -333,3 +259,10 @@ class OptunaMirror(tune.Callback):
                              for t in study.get_trials(deepcopy=False)}
         assert self._present is not None
         return self._present
+
+
+def _ended_in(saved: Any, trial_id: str) -> bool:
+    try:
+        return saved[trial_id].status in ENDED
+    except KeyError:  # created after the state was saved
+        return False

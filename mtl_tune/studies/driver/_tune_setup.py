@@ -175,10 +175,11 @@ def tune_config(
 def run_config(
     spec: StudySpec, folder: Path, experiment: str, optuna_url: str, verbose: int
 ) -> tune.RunConfig:
-    mirror = OptunaMirror.for_spec(spec, optuna_url, experiment, folder)
+    retention = CheckpointRetention(spec.metric, spec.mode, spec.keep_checkpoints)
+    # the mirror records a trial once the copy of Tune's saved state retention took holds it
+    mirror = OptunaMirror.for_spec(spec, optuna_url, experiment, folder, saved_view=retention)
     callbacks: list[Any] = [mirror, TrialEvents(folder, experiment),
-                            ResultDigest(folder, experiment),
-                            CheckpointRetention(spec.metric, spec.mode, spec.keep_checkpoints),
+                            ResultDigest(folder, experiment), retention,
                             FreshTrialLogs(), StepLossLogger()]
     if verbose <= 1:
         callbacks.append(ConciseProgress(spec.metric, spec.mode))
