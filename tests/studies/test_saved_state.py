@@ -86,6 +86,29 @@ class _Trial:
         self.trial_id, self.config, self.storage = f"t{number:04d}", {}, None
 
 
+def test_retention_looks_at_each_trial_tune_adds_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # going over Tune's whole list of trials whenever it grew cost the square of the trials
+    # over a study (a million looks at 1,000 trials)
+    from mtl_tune.studies.driver import _retention_callback
+    from mtl_tune.studies.driver._retention_callback import CheckpointRetention
+    from mtl_tune.studies.spec import SEED_GROUP_KEY
+
+    looked: list[int] = []
+    members_of = _retention_callback.members_of
+    monkeypatch.setattr(_retention_callback, "members_of",
+                        lambda trials: looked.append(len(trials)) or members_of(trials))
+    retention = CheckpointRetention("overall", "max", "best", every=1e9)
+    retention.started = True
+    population: list[_Trial] = []
+    for number in range(300):
+        population.append(_Trial(number))
+        population[-1].config = {SEED_GROUP_KEY: f"g{number // 2}"}
+        retention.on_step_end(0, population)
+        retention.on_step_end(0, population)  # (a step that added none)
+    assert sum(looked) == 300
+    assert sorted(retention.grouped) == [t.trial_id for t in population]
+
+
 def test_retention_reads_the_saved_state_once_per_fiftieth_of_the_trials_in_events(
     monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -79,8 +79,13 @@ class CheckpointRetention(tune.Callback):
         self.since_taken += 1
 
     def _group_members(self, trials: list) -> None:
-        if len(trials) != self.trial_count:  # Tune only adds trials: rebuilt when it does
-            self.grouped, self.trial_count = members_of(trials), len(trials)
+        # Tune only adds trials, at the end of its list: the new ones are looked at (going over
+        # the whole list at each addition cost the square of the trials over a study)
+        if len(trials) < self.trial_count:  # a list rebuilt (not seen in Tune 2.x): afresh
+            self.grouped, self.trial_count = {}, 0
+        if len(trials) > self.trial_count:
+            self.grouped.update(members_of(trials[self.trial_count:]))
+            self.trial_count = len(trials)
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
         if not self.started:  # a resumed experiment: what a killed driver left unsettled
