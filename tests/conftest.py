@@ -45,10 +45,11 @@ def pytest_configure_node(node: Any) -> None:
         node.workerinput[name] = os.environ.get(name)
 
 
-# The units pytest-xdist hands out (`--dist loadgroup`): a test file, but all of reports/ is one
-# (its tests share one launched study, a session fixture built once per worker that runs any of
-# them). The longest units go first, as `pytest --durations=0` measured them at bc9f2c6 (seconds
-# of tests on two cores): a long unit handed out last keeps one worker busy while the other idles.
+# The units pytest-xdist hands out whole (`--dist loadscope`, `pytest_xdist_make_scheduler`): a
+# test file, but all of reports/ is one (its tests share one launched study, a session fixture
+# built once per worker that runs any of them). The longest units go first, as `pytest
+# --durations=0` measured them at bc9f2c6 (seconds of tests on two cores): a long unit handed out
+# last keeps one worker busy while the other idles.
 WHOLE_UNITS = ("reports",)
 LONGEST_FIRST = (
     "studies/test_driver.py",  # 102
@@ -72,14 +73,33 @@ def _unit(item: pytest.Item) -> str:
     return next((u for u in WHOLE_UNITS if relative.startswith(f"{u}/")), relative)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.process)
-        item.add_marker(pytest.mark.xdist_group(_unit(item)))
     rank = {unit: i for i, unit in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(_unit(item), len(rank)))  # stable: the rest in order
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own choice
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadscope` hands out our units whole, in the order collected (LONGEST_FIRST).
+
+    pytest-xdist's `loadgroup` tags each test's node id with its group, which pytest 9 no longer
+    lets a plugin change: every test went to whichever worker was free, a file's module fixtures
+    were built once per worker, and a test that reads what an earlier one of its file wrote ran
+    without it."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class UnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            relative = nodeid.split("::", 1)[0].removeprefix("tests/")
+            return next((u for u in WHOLE_UNITS if relative.startswith(f"{u}/")), relative)
+
+    return UnitScheduling(config, log)
 
 
 @pytest.hookimpl(hookwrapper=True)
