@@ -8,7 +8,14 @@ from typing import Annotated, Any
 
 import typer
 
-from mtl_tune.cli._common import DataDirOption, SetOption, make_app, parse_sets, table
+from mtl_tune.cli._common import (
+    DataDirOption,
+    SetOption,
+    StorageOption,
+    make_app,
+    parse_sets,
+    table,
+)
 from mtl_tune.exceptions import ConfigError
 
 trainables_app = make_app("The registered Ray trainables (one per paper iteration).")
@@ -30,8 +37,9 @@ def trainables_list() -> None:
 
 
 def train(
-    name: Annotated[str, typer.Argument(metavar="TRAINABLE",
-                                        help="A registered trainable, e.g. it7-cosrelu-tuned.")],
+    name: Annotated[str | None, typer.Argument(
+        metavar="TRAINABLE",
+        help="A registered trainable, e.g. it7-cosrelu-tuned (not with --replay).")] = None,
     sets: SetOption = None,
     epochs: Annotated[int | None, typer.Option(
         metavar="N", help="Epochs (overrides the preset).")] = None,
@@ -39,21 +47,26 @@ def train(
         metavar="N", help="Rows per task and split.")] = None,
     data_dir: DataDirOption = None,
     out: Annotated[
-        Path | None, typer.Option(metavar="DIR", help="Output folder (default runs/NAME-TIME).")
+        Path | None, typer.Option(metavar="DIR", help="Output folder (default runs/NAME-TIME; "
+                                  "with --replay, runs/replay-STUDY-TRIAL, a seedN folder "
+                                  "per seed).")
     ] = None,
     force: Annotated[bool, typer.Option(
         "--force", help="Replace an earlier run in --out (nothing else is replaced).")] = False,
+    replay: Annotated[str | None, typer.Option(
+        metavar="STUDY:TRIAL",
+        help="Train a population-based trial's schedule from scratch on a fresh seed (its "
+        "lineage's values epoch by epoch); recorded in the study for its report.")] = None,
+    seeds: Annotated[int, typer.Option(
+        metavar="N", help="With --replay: replays on N fresh seeds, one after another.")] = 1,
+    storage: StorageOption = None,
 ) -> None:
     """Train one trial without Ray Tune; write metrics.json and best/last checkpoints.
 
     Example: mtl-tune train it7-cosrelu-tuned --set lr=3e-5 --epochs 1 --out runs/it7
+
+    Example: mtl-tune train --replay pbt-demo:3f2a1_00004 --seeds 3
     """
-    from tqdm.auto import tqdm
-
-    from mtl_tune.datasets import data_folder
-    from mtl_tune.platform.presets import resolve_config
-    from mtl_tune.platform.standalone import train_run
-
     overrides: dict[str, Any] = parse_sets(sets)
     for key, value in (("epochs", epochs), ("max_examples", max_examples)):
         if value is None:
@@ -67,17 +80,45 @@ def train(
     if data_dir is not None and given is not None:
         raise ConfigError(f"--data-dir {data_dir} and --set data_dir={given} both name the data "
                           "folder on the command line; give one")
+    if replay is not None:
+        if name is not None:
+            raise ConfigError(f"--replay {replay} trains the trial's own trainable, but "
+                              f"TRAINABLE {name} is given too; give one of them")
+        _replay(replay, overrides, data_dir, out, force, seeds, storage)
+        return
+    if name is None:
+        raise ConfigError("train needs a TRAINABLE (`mtl-tune trainables list`) or "
+                          "--replay STUDY:TRIAL")
+    if seeds != 1:
+        raise ConfigError(f"--seeds {seeds} counts the replays of --replay; a run of a "
+                          "trainable trains one seed (--set seed=N)")
+
+    from mtl_tune.datasets import data_folder
+    from mtl_tune.platform.presets import resolve_config
+    from mtl_tune.platform.standalone import train_run
+
     config = resolve_config(name, overrides)  # a mistyped name or key first, then the data
     chosen, given_as = (data_dir, "--data-dir") if given is None else (
         Path(given), f"--set data_dir={given}")
     config = config.replace(data_dir=str(data_folder(chosen, given_as)))
     folder = out or Path("runs") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
+    show, step = _progress(config.epochs)
+    train_run(config, folder, on_epoch=show, on_step=step, force=force)
+    typer.echo(
+        f"wrote {folder / 'metrics.json'}, checkpoints {folder / 'best'} and {folder / 'last'}"
+    )
+
+
+def _progress(epochs: int) -> tuple[Any, Any]:
+    """(on_epoch, on_step) of a run: a bar per epoch, the epochs' table after each."""
+    from tqdm.auto import tqdm
+
     rows: list[dict[str, Any]] = []
     bars: dict[int, Any] = {}
 
     def step(epoch: int, done: int, total: int) -> None:
         if epoch not in bars:  # one bar per epoch (setdefault would build one per step)
-            bars[epoch] = tqdm(desc=f"epoch {epoch}/{config.epochs}", unit="step", total=total)
+            bars[epoch] = tqdm(desc=f"epoch {epoch}/{epochs}", unit="step", total=total)
         bar = bars[epoch]
         bar.update(1)
         if done == total:
@@ -87,10 +128,32 @@ def train(
         rows.append({k: result.metrics[k] for k in EPOCH_COLUMNS if k in result.metrics})
         typer.echo(table(rows))
 
-    train_run(config, folder, on_epoch=show, on_step=step, force=force)
-    typer.echo(
-        f"wrote {folder / 'metrics.json'}, checkpoints {folder / 'best'} and {folder / 'last'}"
-    )
+    return show, step
+
+
+def _replay(value: str, overrides: dict[str, Any], data_dir: Path | None, out: Path | None,
+            force: bool, seeds: int, storage: str | None) -> None:
+    from mtl_tune.replays import parse_replay, plan_replays, replay_config, run_replay
+    from mtl_tune.studies import existing_study, storage_root
+
+    study, trial = parse_replay(value)
+    if "data_dir" in overrides:
+        data_dir = Path(str(overrides.pop("data_dir")))
+    seed = overrides.pop("seed", None)
+    folder = existing_study(storage_root(storage), study)
+    replays = plan_replays(folder, trial, seeds, None if seed is None else int(seed), out)
+    configs = [replay_config(r, overrides, data_dir) for r in replays]  # all checked first
+    plan = replays[0].plan
+    changes = ", ".join(
+        f"epoch {row['epoch']}: " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else
+                                             f"{k}={v}" for k, v in row.items() if k != "epoch")
+        for row in plan.schedule)
+    typer.echo(f"replaying trial {trial} of {study} ({plan.epochs} epochs; {changes}) on "
+               f"seed(s) {', '.join(str(r.seed) for r in replays)}")
+    for replay, config in zip(replays, configs, strict=True):
+        show, step = _progress(config.epochs)
+        record = run_replay(replay, config, force, show, step)
+        typer.echo(f"wrote {replay.out / 'metrics.json'}; recorded in {study}: {record}")
 
 
 def predict(

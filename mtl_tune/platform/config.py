@@ -21,6 +21,14 @@ LR_SCHEDULES = ("constant", "linear", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 COMPILE_SETTINGS = ("auto", "on", "off")
 CHECKPOINT_DTYPES = ("float32", "bfloat16")
+# the keys a run takes from its next optimizer step on, so that they may change during a run
+# (population-based training, `replay`): the optimizer's rates and weight decay
+# (`schedule.load_keeping_rates`), the heads' dropout modules, the sampler, the combination's
+# parameters, the clipping
+MUTABLE_KEYS = (
+    "lr", "dropout", "weight_decay", "sampling_temperature", "smart_weight", "famo_lr",
+    "cagrad_c", "max_grad_norm",
+)
 
 
 def check_choice(key: str, value: object, allowed: tuple[str, ...]) -> None:

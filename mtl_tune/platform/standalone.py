@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from mtl_tune.platform.checkpoint import save_checkpoint
 from mtl_tune.platform.checkpoint_files import drop_optimizer_state
 from mtl_tune.platform.config import TrainConfig
 from mtl_tune.platform.out_folder import OutputKind, check_out
+from mtl_tune.platform.replay import ScheduleChange, changes_at, config_at, switched
 from mtl_tune.platform.train import EpochResult, Trainer
 
 METRICS_FILE = "metrics.json"
@@ -44,6 +45,8 @@ def train_run(
     on_epoch: Callable[[EpochResult], None] | None = None,
     on_step: Callable[[int, int, int], None] | None = None,
     force: bool = False,
+    schedule: Sequence[ScheduleChange] = (),
+    about: dict | None = None,
 ) -> list[dict[str, float]]:
     """Trains `config.epochs` epochs, evaluating on dev after each; with `config.patience`,
     stops after that many epochs in a row without a dev `overall` better by `min_delta`.
@@ -57,6 +60,9 @@ def train_run(
         on_step: Called as `on_step(epoch, step, steps)` after each optimizer step (progress).
         force: Replace an earlier run at `out`, once the new run's first checkpoint is
             written (a folder holding anything else is refused).
+        schedule: Values that change during the run, from the epoch each names (`replay`):
+            `config` is the run's before the first change.
+        about: Kept in `metrics.json` as it is (what the run replays, say).
 
     Returns:
         The metrics of every epoch.
@@ -68,6 +74,7 @@ def train_run(
     start = time.perf_counter()
     out = check_run_out(config, out, force)
     bundle = build_bundle(config, (config.pair_encoding,))
+    config = config_at(config, schedule, 1)  # what the run starts with
     trainer = Trainer(config, bundle.for_config(config))
     staging = staging_of(out)
     shutil.rmtree(staging, ignore_errors=True)
@@ -78,6 +85,8 @@ def train_run(
     epoch = 1
     try:
         for epoch in range(1, config.epochs + 1):
+            if epoch > 1 and changes_at(schedule, epoch):
+                trainer = switched(trainer, config_at(config, schedule, epoch))
             previous_best = trainer.best_overall
             step_hook = None if on_step is None else partial(on_step, epoch)
             result = trainer.run_epoch(epoch, on_step=step_hook)
@@ -87,7 +96,9 @@ def train_run(
             _write_epoch(trainer, folder, result, previous_best, final=final)
             summary = {"config": config.to_dict(), "epochs": history,
                        "wall_seconds": time.perf_counter() - start,
-                       "stopped_early": trainer.should_stop}
+                       "stopped_early": trainer.should_stop, **(about or {})}
+            if schedule:
+                summary["schedule"] = [{"epoch": c.epoch, **c.values} for c in schedule]
             replace_file(folder / METRICS_FILE, json.dumps(summary, indent=2).encode())
             if folder == staging:
                 swap_in(staging, out)

@@ -22,6 +22,7 @@ from mtl_tune.reports._optuna import (
 )
 from mtl_tune.reports._output import FORMATS, ReportResult, check_formats, report_folder
 from mtl_tune.reports._pareto import draw_pareto, pareto_front
+from mtl_tune.reports._population import add_population
 from mtl_tune.reports._search_figures import (
     collect_history,
     collect_param_effects,
@@ -248,7 +249,13 @@ def _write_search(folder: Path, info: StudyInfo, results: pd.DataFrame,
     ]
     writer.table("top", f"Top {top_k} configurations by best dev {info.metric}", top,
                  lambda style: top_display(top, params, style), top_notes)
-    groups = _add_seed_groups(writer, info, results, params) if has_seed_groups(results) else None
+    population_notes = []
+    if info.search == "pbt":  # members are judged by the population, not rung by rung
+        population_notes = add_population(writer, info, results)
+        groups = None
+    else:
+        groups = (_add_seed_groups(writer, info, results, params) if has_seed_groups(results)
+                  else None)
     if info.objectives:
         _add_pareto(writer, info, best if groups is None else groups, params, groups is not None)
     ranking, optuna_notes = add_search_figures(writer, info, best, params, optuna_study)
@@ -262,7 +269,7 @@ def _write_search(folder: Path, info: StudyInfo, results: pd.DataFrame,
         results.to_csv(path, index=False)
         writer.add_file(path)
     notes = [*info.notes, *error_notes(results)]
-    notes += _best_rerun_notes(info, results, groups)
+    notes += population_notes or _best_rerun_notes(info, results, groups)
     pending = unfinished_note(info, results)
     if pending:
         notes.append(pending)

@@ -25,6 +25,7 @@ from mtl_tune.studies.results import (
     SIMULATED_NOTE,
     TRIAL_KEYS,
     UNFINISHED,
+    ReplayPlan,
     StudyInfo,
     best_epoch,
     best_epochs,
@@ -37,11 +38,15 @@ from mtl_tune.studies.results import (
     next_commands,
     not_ended,
     open_study,
+    read_result_rows,
+    replay_plan,
+    replay_scores,
     resume_command,
     seeds_launch_command,
     status_view,
     study_results,
     study_status,
+    trial_lineage,
     view_study,
 )
 from mtl_tune.studies.spec import (
@@ -70,9 +75,12 @@ from mtl_tune.studies.store import (
     group_decisions,
     human_bytes,
     is_store_uri,
+    load_study_spec,
     open_storage,
     planned_trials,
+    population_events,
     read_cached_scores,
+    read_replays,
     refuse_running,
     score_cache_key,
     storage_root,
@@ -80,6 +88,7 @@ from mtl_tune.studies.store import (
     study_holding,
     trial_staging,
     uri_of,
+    write_replay,
 )
 
 if TYPE_CHECKING:
@@ -98,6 +107,15 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "load_study_spec",
+    "read_result_rows",
+    "trial_lineage",
+    "ReplayPlan",
+    "population_events",
+    "read_replays",
+    "replay_plan",
+    "replay_scores",
+    "write_replay",
     "SIMULATED_NOTE",
     "EpochReport",
     "PLACEMENT_KEYS",

@@ -7,6 +7,8 @@ from mtl_tune.studies.results._commands import next_commands, resume_command, se
 from mtl_tune.studies.results._epochs_run import SIMULATED_NOTE, run_lines
 from mtl_tune.studies.results._folder import StudyInfo, open_study
 from mtl_tune.studies.results._group_scores import EPOCH, best_epoch, by_epoch, epoch_means
+from mtl_tune.studies.results._lineage import Segment, trial_lineage, trial_schedule
+from mtl_tune.studies.results._replay_plan import ReplayPlan, replay_plan, replay_scores
 from mtl_tune.studies.results._results import (
     experiment_results,
     load_results,
@@ -35,6 +37,12 @@ from mtl_tune.studies.results._status import (
 )
 
 __all__ = [
+    "Segment",
+    "trial_lineage",
+    "trial_schedule",
+    "ReplayPlan",
+    "replay_plan",
+    "replay_scores",
     "SIMULATED_NOTE",
     "StudyInfo",
     "open_study",

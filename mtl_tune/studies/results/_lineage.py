@@ -90,11 +90,19 @@ class _EpochConfigs(dict[str, dict[int, Mapping[str, Any]]]):
         return configs
 
 
+def trial_lineage(
+    trial: str, last_epoch: int, events: Iterable[Mapping[str, Any]],
+    rows_of: Callable[[str], Sequence[Mapping[str, Any]]],
+) -> list[Segment]:
+    """`lineage` of the trial up to `last_epoch` from the population's log; `rows_of(trial)`: a
+    trial's result rows (each with the `config` it trained with), read only for the trials of
+    the lineage."""
+    return lineage(trial, last_epoch, exploit_edges(events), _EpochConfigs(rows_of))
+
+
 def trial_schedule(
     trial: str, last_epoch: int, events: Iterable[Mapping[str, Any]],
     rows_of: Callable[[str], Sequence[Mapping[str, Any]]], keys: Sequence[str],
 ) -> list[dict[str, Any]]:
-    """`schedule` of the trial's lineage up to `last_epoch`; `rows_of(trial)`: a trial's result
-    rows (each with the `config` it trained with), read only for the trials of the lineage."""
-    return schedule(lineage(trial, last_epoch, exploit_edges(events), _EpochConfigs(rows_of)),
-                    keys)
+    """`schedule` of the trial's lineage up to `last_epoch` (`trial_lineage`)."""
+    return schedule(trial_lineage(trial, last_epoch, events, rows_of), keys)

@@ -20,16 +20,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mtl_tune.exceptions import SpecError, did_you_mean
+from mtl_tune.platform.config import MUTABLE_KEYS
 
 if TYPE_CHECKING:
     from mtl_tune.studies.spec._spec import Distribution, StudySpec
 
-# what a run takes from its next step on (`schedule.load_keeping_rates`, the heads' dropout
-# modules, the sampler, the combination's parameters, the clipping)
-MUTABLE_KEYS = (
-    "lr", "dropout", "weight_decay", "sampling_temperature", "smart_weight", "famo_lr",
-    "cagrad_c", "max_grad_norm",
-)
 
 @dataclass(frozen=True)
 class PbtSpec:

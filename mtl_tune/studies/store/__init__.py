@@ -26,6 +26,12 @@ from mtl_tune.studies.store._meta import (
 from mtl_tune.studies.store._object_store import local_path, uri_of
 from mtl_tune.studies.store._optuna_storage import JOURNAL_PREFIX, open_storage
 from mtl_tune.studies.store._relocation import here, here_url
+from mtl_tune.studies.store._replay_records import (
+    REPLAYS_DIR,
+    read_replays,
+    replay_record_name,
+    write_replay,
+)
 from mtl_tune.studies.store._result_digest import append_result, begin_digest, read_digest
 from mtl_tune.studies.store._retention import prune_trial, trial_rows
 from mtl_tune.studies.store._saved_state import (
@@ -75,6 +81,10 @@ from mtl_tune.studies.store._tune_storage import tune_storage
 from mtl_tune.studies.store._uris import file_uri_path, is_store_uri
 
 __all__ = [
+    "REPLAYS_DIR",
+    "read_replays",
+    "replay_record_name",
+    "write_replay",
     "load_study_spec",
     "planned_trials",
     "drop_trial_staging",
