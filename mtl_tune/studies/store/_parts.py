@@ -40,14 +40,33 @@ def part_files(path: Path) -> list[Path]:
     return _numbered(parts_dir(path))
 
 
+# a parts folder -> its last part, as this process last appended to it: listing the folder at
+# each append cost as much more as the file had parts (1.4 ms at 200 parts, 0.16 ms at 20)
+_LAST: dict[Path, Path] = {}
+
+
+def _next(part: Path) -> Path:
+    return part.with_name(f"{int(part.name) + 1:0{_WIDTH}d}")
+
+
+def _last_part(folder: Path) -> Path | None:
+    """The folder's last part: the one appended to last, while it is there and no part
+    follows it (a file rewritten whole loses its parts; another process may have added one),
+    else as a listing finds it."""
+    known = _LAST.get(folder)
+    if known is not None and known.is_file() and not _next(known).exists():
+        return known
+    numbered = _numbered(folder)
+    return numbered[-1] if numbered else None
+
+
 def append_part(path: Path, data: bytes, sync: bool = False) -> Path:
     """Appends `data` (whole lines) to the last part of the file `path` in a staging copy, or
     to a new part when the last one is full (`sync`: on the disk too); returns the part, for
     the caller to upload."""
     folder = parts_dir(path)
     folder.mkdir(exist_ok=True)
-    numbered = _numbered(folder)
-    part = numbered[-1] if numbered else None
+    part = _last_part(folder)
     if part is None or part.stat().st_size >= PART_BYTES:
         index = int(part.name) + 1 if part is not None else 0
         part = folder / f"{index:0{_WIDTH}d}"
@@ -56,6 +75,7 @@ def append_part(path: Path, data: bytes, sync: bool = False) -> Path:
         handle.flush()
         if sync:
             os.fsync(handle.fileno())
+    _LAST[folder] = part
     return part
 
 
