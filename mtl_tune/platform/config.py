@@ -119,6 +119,11 @@ class TrainConfig:
     max_examples: int | None = None  # per task and split (train, dev); None = all
     eval_batch_size: int = 128
     seed: int = 0
+    # the sources of a seed's randomness, split (None: `seed`, so a run that names neither is
+    # the run it always was): the heads' initialisation and dropout, and the data's order (the
+    # task schedule and the batches)
+    init_seed: int | None = None
+    data_seed: int | None = None
     device: str = "auto"  # auto: CUDA (bf16 autocast, fused AdamW) when visible, else CPU
     threads: int = 0  # torch CPU threads; 0 = the CPUs Ray gave the trial, or torch's default
     compile: str = "auto"  # torch.compile the encoder: auto = on CUDA for long enough runs
@@ -168,6 +173,16 @@ class TrainConfig:
                 f"hook the compiler cannot trace), but got smart_weight={self.smart_weight!r}; "
                 "use compile='auto' or 'off' with SMART"
             )
+
+    @property
+    def initialisation_seed(self) -> int:
+        """What seeds the heads' initialisation and dropout: `init_seed`, else `seed`."""
+        return self.seed if self.init_seed is None else self.init_seed
+
+    @property
+    def order_seed(self) -> int:
+        """What seeds the task schedule and the batches' order: `data_seed`, else `seed`."""
+        return self.seed if self.data_seed is None else self.data_seed
 
     @property
     def backbone_path(self) -> Path:

@@ -1,7 +1,9 @@
 """The training loop: one epoch over a task schedule, then a dev evaluation.
 
 It knows nothing about Ray: callers drive `Trainer.run_epoch` and report as they like. Every
-epoch's randomness derives from (seed, epoch), and the learning-rate schedule, the loss
+epoch's randomness derives from (seed, epoch): the heads' initialisation and dropout from
+`initialisation_seed`, the task schedule and the batches' order from `order_seed` (each `seed`
+unless the config splits them), and the learning-rate schedule, the loss
 combination's learned weights and the early-stopping count are checkpointed, so a run restored
 from an epoch-end checkpoint continues exactly as an uninterrupted one would.
 """
@@ -56,9 +58,10 @@ class EpochResult:
 
 
 def build_model(config: TrainConfig) -> MultitaskBERT:
-    """The pretrained encoder with freshly initialised heads (seeded by `config.seed`)."""
+    """The pretrained encoder with freshly initialised heads (seeded by
+    `config.initialisation_seed`)."""
     encoder = BertModel.from_pretrained(config.backbone_path)
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.initialisation_seed)
     return MultitaskBERT(encoder, config.heads)
 
 
@@ -124,8 +127,8 @@ class Trainer:
         )
 
     def _seed_epoch(self, epoch: int) -> np.random.Generator:
-        torch.manual_seed(self.config.seed * 100_003 + epoch)
-        return np.random.default_rng([self.config.seed, epoch])
+        torch.manual_seed(self.config.initialisation_seed * 100_003 + epoch)  # dropout
+        return np.random.default_rng([self.config.order_seed, epoch])  # the batches
 
     def _batch_counts(self) -> dict[str, int]:
         batch = self.config.batch_size
@@ -135,7 +138,7 @@ class Trainer:
     def epoch_steps(self, epoch: int) -> list[list[str]]:
         """The tasks of each optimizer step of epoch `epoch`, drawn from (seed, epoch) alone."""
         cfg = self.config
-        rng = np.random.default_rng([cfg.seed, epoch, 1])
+        rng = np.random.default_rng([cfg.order_seed, epoch, 1])
         schedule = epoch_schedule(
             cfg.sampling, self._batch_counts(), rng, epoch, cfg.epochs, cfg.sampling_temperature
         )
