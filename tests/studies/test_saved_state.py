@@ -191,3 +191,50 @@ def test_retention_takes_a_new_copy_of_the_saved_state_once_per_tenth_of_the_tri
         assert pruned_against[-1] == taken[-1]
         retention.on_experiment_end(population)  # the newest, whatever the count
         assert taken[-1] == f"save {Files.saves}" and pruned_against[-1] == taken[-1]
+
+
+def test_a_pass_on_the_copy_it_pruned_with_looks_only_at_the_groups_with_new_events(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # at 1,000 trials a copy of Tune's state serves 100 events, and the trials awaiting one
+    # stay watched meanwhile: each pass went over all of them again (72 groups a pass, 17 at
+    # 100 trials), though nothing of theirs changed in the copy it had
+    from mtl_tune.studies.driver import _retention_callback
+    from mtl_tune.studies.driver._retention_callback import CheckpointRetention
+    from mtl_tune.studies.spec import SEED_GROUP_KEY
+
+    judged: list[list[str]] = []
+
+    class Files:
+        def __init__(self, storage: Any) -> None:
+            pass
+
+        def state_stamp(self) -> str:
+            return "one save"  # Tune has not saved again
+
+        def saved_state(self, stamp: str) -> dict[str, Any]:
+            return {}
+
+        def prune(self, trial_dir: str, *args: Any) -> bool:
+            return False
+
+    def group_retention(files: Any, members: list, saved: Any, metric: str,
+                        mode: str) -> tuple[set[str], dict[str, Any]]:
+        judged.append(sorted(t.trial_id for t in members))
+        return {t.trial_id for t in members}, {}  # every group still waits for its seeds
+
+    monkeypatch.setattr(_retention_callback, "TuneFiles", Files)
+    monkeypatch.setattr(_retention_callback, "group_retention", group_retention)
+    retention = CheckpointRetention("overall", "max", "best", every=0.0)
+    retention.started = True
+    population = [_Trial(i) for i in range(40)]
+    for trial in population:
+        trial.config = {SEED_GROUP_KEY: f"g{int(trial.trial_id[1:]) // 2}"}
+        trial.storage = type("Storage", (), {"trial_fs_path": trial.trial_id})()
+        retention.on_checkpoint(0, population, trial, None)
+    retention.on_step_end(0, population)  # the first pass: a new copy, every group
+    assert len(judged[-1]) == 40
+    retention.on_checkpoint(0, population, population[7], None)
+    retention.on_step_end(0, population)  # the same copy: t0007's group alone
+    assert judged[-1] == ["t0006", "t0007"]
+    assert sorted(retention.watched) == sorted(t.trial_id for t in population)  # all waiting

@@ -101,6 +101,8 @@ class OptunaMirror(FrozenRecords, tune.Callback):
         # record key (trial or group) -> (the trial ids that must have ended in Tune's saved
         # state, how to record it)
         self._waiting: dict[str, tuple[tuple[str, ...], Callable[[optuna.Study], int]]] = {}
+        self._asked: Any = None  # the copy of Tune's saved state asked last
+        self._unasked: set[str] = set()  # what waits since
         self._storage: optuna.storages.BaseStorage | None = None  # opened on first use
         # the Ray ids the study holds, read once: only this driver adds to it (the study's lock)
         self._present: set[Any] | None = None
@@ -120,7 +122,7 @@ class OptunaMirror(FrozenRecords, tune.Callback):
         # Tune pickles its callbacks with the experiment; a storage holds a connection, and
         # what waits for Tune's save is recorded by the end-of-run sync after a resume
         return {**self.__dict__, "_storage": None, "_present": None, "_schedules": {},
-                "_ended_rows": {}, "_waiting": {}}
+                "_ended_rows": {}, "_waiting": {}, "_asked": None, "_unasked": set()}
 
     def study(self) -> optuna.Study:
         directions = [
@@ -194,6 +196,7 @@ class OptunaMirror(FrozenRecords, tune.Callback):
         if not hasattr(self, "_waiting"):  # pickled by a version that recorded at once
             self._waiting, self.saved_view = {}, None
         self._waiting[key] = (trial_ids, record)
+        self._unasked = {*getattr(self, "_unasked", ()), key}
         self.record_saved(final=self.saved_view is None)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
@@ -210,8 +213,13 @@ class OptunaMirror(FrozenRecords, tune.Callback):
         saved = None if final or view is None else view.saved
         if not waiting or (saved is None and not final):
             return 0
+        # against the copy asked last time, only what waits since: the others are not in it
+        unasked = getattr(self, "_unasked", set(waiting))
+        asked = saved is not None and saved is getattr(self, "_asked", None)
         ready = [key for key, (ids, _) in waiting.items()
-                 if final or all(_ended_in(saved, t) for t in ids)]
+                 if final or ((not asked or key in unasked)
+                              and all(_ended_in(saved, t) for t in ids))]
+        self._asked, self._unasked = saved, set()
         added = 0
         if ready:
             study = self.study()

@@ -54,6 +54,7 @@ class CheckpointRetention(tune.Callback):
         self.dirty: set[str] = set()  # watched trials with a checkpoint or an end since a pass
         self.pruned_with: dict[str, Any] = {}  # trial -> (saved trial, kept) it was pruned with
         self.grouped: dict[str, Any] = {}  # every trial of a seed group, pending ones too
+        self.by_group: dict[str, list[Any]] = {}  # ... by its group
         self.settled: set[str] = set()  # trials left with what `keep` says: never looked at again
         self.trial_count = 0  # the trials `grouped` was built from
         self.stamp: str | None = None  # the saved state last pruned against ...
@@ -82,9 +83,12 @@ class CheckpointRetention(tune.Callback):
         # Tune only adds trials, at the end of its list: the new ones are looked at (going over
         # the whole list at each addition cost the square of the trials over a study)
         if len(trials) < self.trial_count:  # a list rebuilt (not seen in Tune 2.x): afresh
-            self.grouped, self.trial_count = {}, 0
+            self.grouped, self.by_group, self.trial_count = {}, {}, 0
         if len(trials) > self.trial_count:
-            self.grouped.update(members_of(trials[self.trial_count:]))
+            added = members_of(trials[self.trial_count:])
+            self.grouped.update(added)
+            for trial in added.values():
+                self.by_group.setdefault(str(trial.config[SEED_GROUP_KEY]), []).append(trial)
             self.trial_count = len(trials)
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
@@ -126,6 +130,7 @@ class CheckpointRetention(tune.Callback):
         if not self.watched:
             return
         files = TuneFiles(next(iter(self.watched.values())).storage)
+        previous = self.stamp
         try:
             stamp = files.state_stamp()
             if stamp is None or (stamp == self.stamp and not self.fresh):
@@ -148,12 +153,19 @@ class CheckpointRetention(tune.Callback):
         if saved is None:
             return
         self.stamp, self.saved, self.fresh = stamp, saved, False
+        watched = self.watched
+        if stamp == previous:  # the copy of the last pass: only what had events since changes
+            touched = {group_of(t) for tid, t in watched.items() if tid in self.dirty}
+            touched.discard(None)
+            watched = {tid: t for tid, t in watched.items()
+                       if tid in self.dirty or group_of(t) in touched}
         # only the groups of trials still watched: a pass costs the same at any study size
-        open_groups = {t.config.get(SEED_GROUP_KEY) for t in self.watched.values()}
-        members = [t for t in self.grouped.values() if t.config[SEED_GROUP_KEY] in open_groups]
+        open_groups = sorted({g for t in watched.values() if (g := group_of(t)) is not None})
+        members = [t for g in open_groups for t in self.by_group.get(g, ())]
         waiting, group_keep = group_retention(files, members, saved, self.metric, self.mode)
-        for trial_id, trial in list(self.watched.items()):
-            if trial_id in waiting:  # its group's best epoch may still move
+        for trial_id, trial in list(watched.items()):
+            if trial_id in waiting:  # its group's best epoch may still move: the next copy of
+                self.dirty.discard(trial_id)  # Tune's state looks at it again, not this one
                 continue
             kept = group_keep.get(trial_id, frozenset())
             basis = (saved.get(trial_id), kept)
@@ -177,3 +189,9 @@ class CheckpointRetention(tune.Callback):
                 self.settled.add(trial_id)
                 del self.watched[trial_id]
                 self.pruned_with.pop(trial_id, None)
+
+
+def group_of(trial: Any) -> str | None:
+    """The trial's seed group (None: it has none)."""
+    group = trial.config.get(SEED_GROUP_KEY)
+    return None if group is None else str(group)
