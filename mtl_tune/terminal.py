@@ -19,7 +19,8 @@ import pandas as pd
 
 PIPE_WIDTH = 120  # the width when stdout is not a terminal (a file, a pipe, CI)
 # the columns a narrow terminal drops first, in order; report.md keeps them all
-DROP_ORDER = ("Change", "Checkpoint", "Note", "Mean (paper)", "Δ base", "Trials", "Status")
+DROP_ORDER = ("Change", "Checkpoint", "Note", "Mean (paper)", "Δ base", "Trials", "Status",
+              "CPU-h", "GPU-h", "P(better)")
 # then, once spreads are gone, these before any other (the study metric and Δ prev stay)
 LATE_DROP = ("Seeds 80%", "SST acc", "PD acc", "STS r")
 SPREADS = "± sd"  # how the spreads' removal is named

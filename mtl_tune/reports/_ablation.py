@@ -93,6 +93,15 @@ def _dev_notes(info: StudyInfo, dev: pd.DataFrame, n_resamples: int, seed: int) 
         "an sd seen on few seeds is often far too small (blank below 2 seeds each). A row "
         f"needing more seeds than it has, or with fewer than {FEW_SEEDS}, is not settled; "
         "`mtl-tune report ablation NAME --seeds-advice` prints the launch that adds them.",
+        "P(better): the probability that a seed of the row scores above a seed of the previous "
+        f"row on dev {score_name(info.metric)} (every pair of their seeds counted, a tie as "
+        "half; Agarwal et al. 2021), with a 95% stratified bootstrap interval (each row's seeds "
+        f"resampled on their own, {n_resamples} resamples, seed {seed}). It says how often the "
+        "change wins, where Δ says by how much and p whether it is real; 0.5 is a coin toss, "
+        "and with few seeds the interval is wide.",
+        f"{dev['device'].iloc[0] if len(dev) else 'CPU'}-h: the device-hours the row's trials "
+        "used, each trial's wall time times the GPUs it held (the CPUs, on a study without "
+        "GPUs), running and stopped trials included: the compute behind the row.",
     ]
     if (dev["n"] == 2).any():
         notes.append(f"{WIDE}: a row of 2 seeds; its sd and interval rest on two values "

@@ -21,9 +21,14 @@ from tqdm.auto import tqdm
 
 from mtl_tune.platform.checkpoint import PREDICTIONS_FILE, read_predictions
 from mtl_tune.platform.metrics import METRIC_KEYS, METRIC_RANGES
+from mtl_tune.reports._budget import trial_hours
 from mtl_tune.reports._paired import holm, paired_comparison, significance_mark
 from mtl_tune.reports._selection import status_label
-from mtl_tune.reports._stats import seeds_for_power, summarize_seeds
+from mtl_tune.reports._stats import (
+    probability_of_improvement,
+    seeds_for_power,
+    summarize_seeds,
+)
 from mtl_tune.studies import TRIAL_KEYS, best_epochs
 
 logger = logging.getLogger(__name__)
@@ -84,7 +89,11 @@ def dev_table(
         `<metric>_ci_method`;
         `delta_prev` and `delta_base` (the study metric's mean minus the previous / first row's);
         `seeds_needed` (seeds per row to detect `delta_prev` at 80% power, `seeds_for_power`);
-        `best_experiment`, `best_trial_id`, `best_epoch`, `best_value`, `best_checkpoint`.
+        `p_better`, `p_better_ci_low`, `p_better_ci_high` (the probability that a seed of the
+        row beats a seed of the previous one, `probability_of_improvement`);
+        `best_experiment`, `best_trial_id`, `best_epoch`, `best_value`, `best_checkpoint`;
+        `device_hours` (the row's trials' wall time times the GPUs, else the CPUs, each held)
+        and `device` ("GPU" or "CPU").
     """
     best = best_epochs(results, metric, mode)
     statuses = results.drop_duplicates(TRIAL_KEYS)[["trainable", "status"]]
@@ -121,6 +130,18 @@ def dev_table(
         for i, delta in enumerate(deltas)
     ]
     table.insert(table.columns.get_loc("best_experiment"), "seeds_needed", needed[: len(table)])
+    better = [None] + [probability_of_improvement(seed_values[i], seed_values[i + 1], mode,
+                                                  n_resamples, seed)
+                       for i in range(len(seed_values) - 1)]
+    for column, part in (("p_better", "probability"), ("p_better_ci_low", "ci_low"),
+                         ("p_better_ci_high", "ci_high")):
+        table.insert(table.columns.get_loc("best_experiment"), column,
+                     [np.nan if b is None else getattr(b, part) for b in better][: len(table)])
+    hours, device = trial_hours(results)
+    trainable = results.groupby(["experiment", "trial_id"], sort=False)["trainable"].first()
+    spent = hours.groupby(trainable.reindex(hours.index)).sum()
+    table["device_hours"] = [float(spent.get(name, 0.0)) for name in table["iteration"]]
+    table["device"] = device
     table["best_epoch"] = table["best_epoch"].astype("Int64")
     return table
 

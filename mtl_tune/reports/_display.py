@@ -104,8 +104,27 @@ def dev_display(dev: pd.DataFrame, style: str) -> pd.DataFrame:
         if hasattr(row, "p_holm"):
             out["p (Holm)"] = p_text(row.p_holm)
         out["Seeds 80%"] = seeds_text(row.seeds_needed)
+        if hasattr(row, "p_better"):
+            out["P(better)"] = _better(row, style)
+        if hasattr(row, "device_hours"):
+            out[f"{row.device}-h"] = hours_text(row.device_hours)
         rows.append(out)
     return display_frame(rows, style)
+
+
+def _better(row: Any, style: str) -> str:
+    """A probability to two places (a share of seed pairs), its interval after it."""
+    if _missing(row.p_better):
+        return "–"
+    if _missing(row.p_better_ci_low):
+        return f"{row.p_better:.2f}"
+    interval = f"[{row.p_better_ci_low:.2f}, {row.p_better_ci_high:.2f}]"
+    return f"{row.p_better:.2f}" + ("\n" if style == "html" else " ") + interval
+
+
+def hours_text(hours: float) -> str:
+    """Device-hours to two significant figures."""
+    return "–" if _missing(hours) else f"{hours:.2g}"
 
 
 def heldout_display(test: pd.DataFrame, style: str) -> pd.DataFrame:
@@ -161,6 +180,8 @@ def top_display(top: pd.DataFrame, params: Sequence[str], style: str) -> pd.Data
         for key, label in METRIC_LABELS.items():
             out[label] = number(row[key])
         out["Status"] = state_name(str(row["status"]))
+        if "device_hours" in row:
+            out[f"{row['device']}-h"] = hours_text(row["device_hours"])
         rows.append(out)
     return display_frame(rows, style)
 

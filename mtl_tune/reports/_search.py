@@ -11,6 +11,7 @@ import pandas as pd
 from mtl_tune.exceptions import ConfigError
 from mtl_tune.names import score_name
 from mtl_tune.platform.metrics import METRIC_KEYS
+from mtl_tune.reports._budget import add_budget, trial_hours
 from mtl_tune.reports._display import importance_display, top_display
 from mtl_tune.reports._environment import environment
 from mtl_tune.reports._optuna import (
@@ -239,10 +240,15 @@ def _write_search(folder: Path, info: StudyInfo, results: pd.DataFrame,
     params = searched_params(optuna_study, results)
     best = best_epochs(results, info.metric, info.mode)
     top = top_configurations(best, params, info.metric, info.mode, top_k)
+    hours, device = trial_hours(results)
+    top["device_hours"] = [float(hours.get((e, t), 0.0))
+                           for e, t in zip(top["experiment"], top["trial_id"], strict=True)]
+    top["device"] = device
     top_notes = [
         f"Each trial at its best epoch by dev {info.metric} ({info.mode}); finished trials and "
         "running or interrupted trials (best epoch so far) are ranked, trials without an "
         "epoch and errored ones are not.",
+        f"{device}-h: the trial's wall time times the {device}s it held.",
         "Searched parameters: " + (", ".join(params) or "none found") + (
             " (from optuna.db)" if optuna_study is not None else " (config keys that vary)"
         ),
@@ -256,6 +262,8 @@ def _write_search(folder: Path, info: StudyInfo, results: pd.DataFrame,
     else:
         groups = (_add_seed_groups(writer, info, results, params) if has_seed_groups(results)
                   else None)
+    if info.search != "pbt":  # a population is one run of the budget, not n draws
+        add_budget(writer, results, best, groups, GROUP_COLUMN, info.metric, info.mode)
     if info.objectives:
         _add_pareto(writer, info, best if groups is None else groups, params, groups is not None)
     ranking, optuna_notes = add_search_figures(writer, info, best, params, optuna_study)

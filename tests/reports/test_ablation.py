@@ -102,6 +102,22 @@ def test_dev_table_numbers_equal_trial_results(report: ReportResult, study: Path
     assert np.isnan(dev["delta_prev"].iloc[0])
     assert dev["delta_prev"].iloc[1:].tolist() == pytest.approx(np.diff(overall).tolist())
     assert dev["delta_base"].tolist() == pytest.approx([v - overall[0] for v in overall])
+    # P(better): the share of (this row's seed, previous row's seed) pairs this one wins, a
+    # tie half, counted directly
+    assert np.isnan(dev["p_better"].iloc[0])
+    for previous, name in zip(ORDER, ORDER[1:], strict=False):
+        pairs = [(r["overall"], q["overall"]) for r in raw[name] for q in raw[previous]]
+        won = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in pairs) / len(pairs)
+        assert dev.loc[name, "p_better"] == pytest.approx(won)
+        assert dev.loc[name, "p_better_ci_low"] <= won <= dev.loc[name, "p_better_ci_high"]
+    # the compute behind each row: its trials' wall time times the CPUs each held (no GPUs)
+    results = load_results(study)
+    per_trial = results.groupby("trial_id").first()
+    for name in ORDER:
+        mine = per_trial[per_trial["trainable"] == name]
+        hours = float((mine["trial_seconds"] * mine["cpus_per_trial"]).sum()) / 3600
+        assert dev.loc[name, "device_hours"] == pytest.approx(hours) and hours > 0
+    assert set(dev["device"]) == {"CPU"} and "CPU-h" in markdown
 
 
 def test_dev_csv_keeps_every_number(report: ReportResult) -> None:
@@ -154,10 +170,12 @@ def test_power_column_says_how_many_seeds_settle_each_change(
         assert dev["seeds_needed"].iloc[position] == expected >= 2
     assert np.isnan(dev["seeds_needed"].iloc[0])
     shown = int(dev["seeds_needed"].iloc[1]) if np.isfinite(dev["seeds_needed"].iloc[1]) else "∞"
-    line = next(li for li in (report.folder / "report.md").read_text().splitlines()
-                if li.startswith(f"| {dev['iteration'].iloc[1]} |"))
-    # the Markdown row ends with the seeds it needs
-    assert line.endswith(f"| {shown} |")
+    lines = (report.folder / "report.md").read_text().splitlines()
+    header = [c.strip() for c in next(li for li in lines if li.startswith("| Iteration |"))
+              .split("|")]
+    line = next(li for li in lines if li.startswith(f"| {dev['iteration'].iloc[1]} |"))
+    # the Markdown row shows the seeds it needs under `Seeds 80%`
+    assert line.split("|")[header.index("Seeds 80%")].strip() == str(shown)
 
 
 def test_test_table_equals_fresh_evaluation(

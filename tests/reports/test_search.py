@@ -8,7 +8,8 @@ from mtl_tune.exceptions import ConfigError
 from mtl_tune.reports import ReportResult, report_ablation, report_search
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-SEARCH_FIGURES = {"param_effects", "param_importances", "optimization_history"}
+SEARCH_FIGURES = {"param_effects", "param_importances", "optimization_history",
+                  "expected_best"}
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +59,9 @@ def test_search_figures_and_page(report: ReportResult) -> None:
 
 def test_ablation_of_a_search_adds_search_figures(search_study: Path, tmp_path: Path) -> None:
     result = report_ablation(search_study, out=tmp_path / "r", formats=("csv",))
-    # a study whose search is not a grid also gets the search figures
-    assert SEARCH_FIGURES <= set(result.figures)
+    # a study whose search is not a grid also gets the search figures (the budget's is the
+    # search report's)
+    assert SEARCH_FIGURES - {"expected_best"} <= set(result.figures)
 
 
 def test_top_k_must_be_positive(search_study: Path) -> None:
@@ -96,3 +98,47 @@ def test_a_searched_trainable_is_one_column_of_the_top_table() -> None:
                          "status": "TERMINATED"}])
     columns = list(top_display(top, ["trainable", "lr"], "md").columns)
     assert columns[:4] == ["Rank", "Trial", "Trainable", "lr"] and "trainable" not in columns
+
+
+@pytest.mark.parametrize("mode", ["max", "min"])
+def test_the_expected_best_of_n_trials_is_the_mean_best_over_every_n_subset(mode: str) -> None:
+    import itertools
+    import statistics
+
+    from mtl_tune.reports._budget import expected_best
+
+    scores = [0.61, 0.58, 0.66, 0.58, 0.70, 0.52]  # a 6-trial study, with a tie
+    pick = max if mode == "max" else min
+    brute = [statistics.fmean(pick(subset) for subset in itertools.combinations(scores, n))
+             for n in range(1, 7)]
+    assert expected_best(scores, mode) == pytest.approx(brute, rel=1e-12)
+    assert expected_best(scores, mode)[0] == pytest.approx(statistics.fmean(scores))
+    assert expected_best(scores, mode)[-1] == pick(scores)
+
+
+def test_the_search_report_draws_the_expected_best_against_trials_and_hours(
+    report: ReportResult, search_study: Path
+) -> None:
+    from mtl_tune.studies import load_results
+
+    budget = report.tables["budget"]
+    results = load_results(search_study)
+    finished = results[results["status"] == "TERMINATED"]
+    best = finished.groupby("trial_id")["overall"].max()
+    # one row per n up to the finished trials, from their mean to their best
+    assert list(budget["trials"]) == list(range(1, len(best) + 1))
+    assert budget["expected_best"].iloc[0] == pytest.approx(best.mean())
+    assert budget["expected_best"].iloc[-1] == pytest.approx(best.max())
+    assert budget["expected_best"].is_monotonic_increasing
+    # device-hours: the trials' mean wall time times the CPUs each held, times n
+    per_trial = finished.groupby("trial_id").first()
+    hours = (per_trial["trial_seconds"] * per_trial["cpus_per_trial"]).mean() / 3600
+    assert budget["device_hours"].iloc[-1] == pytest.approx(len(best) * hours)
+    text = (report.folder / "report.md").read_text()
+    assert "Expected best dev Overall against budget" in text and "CPU-hours" in text
+    # and each trial of the top table, the compute it used
+    top = report.tables["top"]
+    assert top["device_hours"].tolist() == pytest.approx(
+        [per_trial.loc[t, "trial_seconds"] * per_trial.loc[t, "cpus_per_trial"] / 3600
+         for t in top["trial_id"]])
+    assert "CPU-h" in text

@@ -31,10 +31,16 @@ def test_a_study_from_before_the_typed_report_reads_the_same(tmp_path: Path) -> 
     report = CliRunner().invoke(app, ["report", "search", "before36", "--storage", str(root),
                                       "--out", str(out), "--format", "csv"])
     assert report.exit_code == 0, report.output
-    # the report's tables: the top configurations, every epoch's results, the importances
-    for name in ("top.csv", "results.csv"):
-        expected = (FIXTURE / "expected" / name).read_text().replace("{root}", str(root))
-        assert (out / name).read_text() == expected, name
+    # the report's tables: every epoch's results, the top configurations (which since gained
+    # each trial's device-hours), the importances
+    expected = (FIXTURE / "expected" / "results.csv").read_text().replace("{root}", str(root))
+    assert (out / "results.csv").read_text() == expected
+    top = pd.read_csv(out / "top.csv")
+    expected_top = pd.read_csv(FIXTURE / "expected" / "top.csv")
+    expected_top["checkpoint"] = expected_top["checkpoint"].str.replace("{root}", str(root))
+    pd.testing.assert_frame_equal(top[list(expected_top)], expected_top)
+    assert list(top.columns[len(expected_top.columns):]) == ["device_hours", "device"]
+    assert (top["device_hours"] > 0).all() and set(top["device"]) == {"CPU"}
     # the importances since gained the trials each is computed over (here every trial: none of
     # them is conditional)
     importances = pd.read_csv(out / "importances.csv")
