@@ -390,3 +390,15 @@ def stored_objects(uri: str) -> dict[str, Any]:
     fs, base = pyarrow.fs.FileSystem.from_uri(uri)
     infos = fs.get_file_info(pyarrow.fs.FileSelector(base, recursive=True, allow_not_found=True))
     return {i.path[len(base) + 1:]: i for i in infos if i.type == pyarrow.fs.FileType.File}
+
+
+def experiment_rows(folder: Path) -> dict[str, list[dict[str, Any]]]:
+    """Trial id -> its result rows (`result.json`), of a study folder's main experiment."""
+    from mtl_tune.studies.results import read_result_rows
+
+    rows = {}
+    for trial_dir in (folder / "tune" / "main").iterdir():
+        if trial_dir.is_dir() and (trial_dir / "result.json").is_file():
+            found = read_result_rows(trial_dir)
+            rows[found[0]["trial_id"]] = found
+    return rows

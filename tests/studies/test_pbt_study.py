@@ -15,10 +15,9 @@ from typer.testing import CliRunner
 from mtl_tune.cli import app
 from mtl_tune.exceptions import SpecError
 from mtl_tune.studies import launch_study
-from mtl_tune.studies.results import read_result_rows
 from mtl_tune.studies.spec import RAY_ID_ATTR, launch_spec, load_spec
 from mtl_tune.studies.store import population_events, read_meta
-from tests.studies.conftest import PBT, write_spec
+from tests.studies.conftest import PBT, experiment_rows, write_spec
 
 
 def _top(name: str, members: int, seeds: int) -> str:
@@ -46,20 +45,10 @@ def grouped(tmp_path_factory: pytest.TempPathFactory, ray_local: None) -> tuple[
     return _launch(tmp_path_factory.mktemp("pbt"), "pbt-groups", 3, 2)
 
 
-def _rows(folder: Path) -> dict[str, list[dict[str, Any]]]:
-    """Trial id -> its result rows."""
-    rows = {}
-    for trial_dir in (folder / "tune" / "main").iterdir():
-        if trial_dir.is_dir() and (trial_dir / "result.json").is_file():
-            found = read_result_rows(trial_dir)
-            rows[found[0]["trial_id"]] = found
-    return rows
-
-
 def _check_generations(folder: Path, members: int, seeds: int) -> list[dict[str, Any]]:
     generations = [e for e in population_events(folder) if e["event"] == "generation"]
     assert [g["epoch"] for g in generations] == [1, 2, 3]
-    rows = _rows(folder)
+    rows = experiment_rows(folder)
     assert len(rows) == members * seeds
     for trial_rows in rows.values():  # each seed trained every epoch once, none twice
         assert [int(r["epoch"]) for r in trial_rows] == [1, 2, 3, 4]
@@ -99,7 +88,7 @@ def test_a_population_is_judged_and_exploited_at_each_interval(
     by_member = {t.user_attrs[RAY_ID_ATTR]: t for t in record.trials}
     assert len(by_member) == 4
     last_exploit = {g["exploits"][0]["member"]: g for g in generations}  # (in order)
-    rows = _rows(folder)
+    rows = experiment_rows(folder)
     for member, trial in by_member.items():
         schedule = trial.user_attrs["schedule"]
         assert schedule[0]["epoch"] == 1
@@ -126,7 +115,7 @@ def test_a_population_of_seed_groups_is_judged_on_means_and_copied_seed_by_seed(
     outcome, folder = grouped
     assert (outcome.trials, outcome.finished, outcome.errors) == (6, 6, 0)
     generations = _check_generations(folder, members=3, seeds=2)
-    rows = _rows(folder)
+    rows = experiment_rows(folder)
     for generation in generations:
         for member, mean in generation["means"].items():
             seeds = [t for t, r in rows.items() if r[0]["config"].get("seed_group") == member]
