@@ -334,3 +334,53 @@ def test_a_folder_asked_for_during_its_first_listing_is_listed_whole() -> None:
     release.set()
     lister.join(10)
     assert first == [{"tuner.pkl"}] and handler.file_names("b/e") == {"tuner.pkl"}
+
+
+
+def test_a_saved_state_is_held_once_while_its_next_version_uploads(tmp_path: Path) -> None:
+    # at 1,000 trials a saved state is 33 MB: Tune's pieces of it, their join and the version
+    # kept for retention's copy were all alive during an upload, at the driver's peak
+    top = tmp_path / "experiment"
+    top.mkdir()
+    path = f"{top}/experiment_state-1.json"
+    seen: list[object] = []
+
+    class Store:
+        """The store's client, looking at what the driver holds as each upload starts."""
+
+        def __init__(self) -> None:
+            self.fs = pyarrow.fs.LocalFileSystem()
+
+        def open_output_stream(self, where: str, metadata: object = None) -> object:
+            seen.append((handler._state, [w.parts for w in uploads]))
+            return self.fs.open_output_stream(where, metadata=metadata)
+
+        def get_file_info(self, paths: list[str]) -> object:
+            return self.fs.get_file_info(paths)
+
+    handler = UnchangedSkipping(Store())
+    uploads: list[object] = []  # Tune's writes of the file, each keeping its pieces
+    from mtl_tune.studies.store import _unchanged_uploads
+
+    whole = _unchanged_uploads._WholeUpload
+
+    class Kept(whole):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: object) -> None:
+            super().__init__(*args)
+            uploads.append(self)
+
+    _unchanged_uploads._WholeUpload = Kept
+    try:
+        fs = pyarrow.fs.PyFileSystem(handler)
+        for version in (1, 2):
+            with fs.open_output_stream(path) as out:
+                out.write(b'{"trial_data": [], ')
+                out.write(f'"v": {version}}}'.encode())
+    finally:
+        _unchanged_uploads._WholeUpload = whole
+    # as version 2 went up: no version kept, and Tune's pieces of it let go (the join alone)
+    assert seen[1] == (None, [[], []])
+    # then version 2 is kept, as the store has it
+    (info,) = pyarrow.fs.LocalFileSystem().get_file_info([path])
+    assert handler.sent_state(path, f"{info.size}|{info.mtime_ns}") == (
+        b'{"trial_data": [], "v": 2}')

@@ -156,6 +156,8 @@ class UnchangedSkipping(pyarrow.fs.FileSystemHandler):
                 return
             self._sent.pop(path, None)  # until the new bytes are all there
             self._sending[path] = token
+            if self._state is not None and self._state[0] == path:  # the store's copy of it
+                self._state = None  # changes now (and its tens of MB are not held twice)
         # never under the lock: the store's client may wait on pyarrow's IO thread, which may be
         # in a call of this handler for Tune's uploads (a listing under the lock deadlocked so)
         with self.fs.open_output_stream(path, metadata=metadata) as out:
@@ -258,5 +260,6 @@ class _WholeUpload:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self.handler.send(self.path, b"".join(self.parts), self.metadata)
-            self.parts = []
+            # the pieces let go before the upload: a saved state is tens of MB at 1,000 trials
+            data, self.parts = b"".join(self.parts), []
+            self.handler.send(self.path, data, self.metadata)
