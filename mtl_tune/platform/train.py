@@ -1,11 +1,10 @@
 """The training loop: one epoch over a task schedule, then a dev evaluation.
 
 It knows nothing about Ray: callers drive `Trainer.run_epoch` and report as they like. Every
-epoch's randomness derives from (seed, epoch): the heads' initialisation and dropout from
-`initialisation_seed`, the task schedule and the batches' order from `order_seed` (each `seed`
-unless the config splits them), and the learning-rate schedule, the loss
-combination's learned weights and the early-stopping count are checkpointed, so a run restored
-from an epoch-end checkpoint continues exactly as an uninterrupted one would.
+epoch's randomness derives from (seed, epoch): initialisation and dropout from
+`initialisation_seed`, tasks and batches from `order_seed` (`seed` unless the config splits
+them); the lr schedule, the loss combination's learned weights and the early-stopping count are
+checkpointed, so a run restored from an epoch-end checkpoint goes on as an uninterrupted one.
 """
 
 from __future__ import annotations
