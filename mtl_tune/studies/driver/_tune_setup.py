@@ -167,8 +167,11 @@ def tune_config(
         num_samples=num_samples,
         # a trial's worker process starts the next trial of the same resources: no second
         # start-up (a Python process importing torch, ~2-3 s) per trial. Tune's default keeps it
-        # off for registered trainables, as ours are; each trial builds its model afresh.
-        reuse_actors=True,
+        # off for registered trainables, as ours are; each trial builds its model afresh. Not in
+        # a population: a member paused at each interval is still training its next epoch in
+        # its process (Tune reports asynchronously), Tune gives a process 2 s to end that before
+        # reusing it for another member, and a real epoch is longer: the member then errored
+        reuse_actors=spec.pbt is None,
     )
 
 
