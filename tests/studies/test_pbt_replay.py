@@ -93,6 +93,8 @@ def test_a_trial_is_replayed_on_fresh_seeds_following_its_lineages_schedule(
     (["it7-cosrelu-tuned"], "trains the trial's own trainable, but TRAINABLE it7-cosrelu-tuned "
      "is given too; give one of them"),
     (["--seeds", "0"], "`--seeds >= 1` must hold, but got --seeds 0"),
+    (["--seeds", "2", "--set", "seed=7"], "--set seed=7 names one seed, but --seeds 2 asks for "
+     "2; give one of them"),
 ])
 def test_a_replay_that_would_not_follow_the_schedule_is_refused(
     population: Path, extra: list[str], message: str
@@ -110,6 +112,9 @@ def test_replay_names_what_it_cannot_follow(population: Path) -> None:
     assert "--replay must be STUDY:TRIAL" in " ".join(shown.output.split())
     shown = CliRunner().invoke(app, ["train"])
     assert "train needs a TRAINABLE" in " ".join(shown.output.split())
+    shown = CliRunner().invoke(app, ["train", "it7-cosrelu-tuned", "--seeds", "3"])
+    assert shown.exit_code != 0 and "--seeds 3 counts the replays of --replay; a run of a " \
+        "trainable trains one seed (--set seed=N)" in " ".join(shown.output.split())
     info = open_study(population)
     results = study_results(info)
     with pytest.raises(ConfigError, match=r"study 'pbt-replayed' has no trial 'nope' \(it has 4"):
