@@ -214,7 +214,8 @@ class OptunaMirror(FrozenRecords, tune.Callback):
         if not waiting or (saved is None and not final):
             return 0
         # against the copy asked last time, only what waits since: the others are not in it
-        unasked = getattr(self, "_unasked", set(waiting))
+        unasked = getattr(self, "_unasked", None)
+        unasked = set(waiting) if unasked is None else unasked  # (pickled by an older version)
         asked = saved is not None and saved is getattr(self, "_asked", None)
         ready = [key for key, (ids, _) in waiting.items()
                  if final or ((not asked or key in unasked)
