@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from mtl_tune.studies.store._lost_results import recover_trial_logs
+from mtl_tune.studies.store._rewound_results import rewind_trial_logs
 
 
 def _rows(count: int) -> str:
@@ -60,3 +61,52 @@ def test_a_killed_drivers_staged_results_are_put_back_up_to_the_resume_point(
 def test_nothing_is_recovered_without_a_saved_state(tmp_path: Path) -> None:
     assert recover_trial_logs(str(tmp_path / "no-such-study" / "tune" / "main"),
                               tmp_path / "ray") == 0
+
+
+def _progress(count: int) -> str:
+    return "training_iteration,checkpoint_dir_name\n" + "".join(
+        f"{e},checkpoint_{e - 1:06d}\n" for e in range(1, count + 1))
+
+
+def test_epochs_saved_after_the_resume_checkpoint_are_moved_aside(tmp_path: Path) -> None:
+    experiment = tmp_path / "study" / "tune" / "main"
+    for folder in ("trial_a", "trial_b", "trial_c", "trial_d"):
+        (experiment / folder).mkdir(parents=True)
+        (experiment / folder / "result.json").write_text(_rows(3))
+        (experiment / folder / "progress.csv").write_text(_progress(3))
+    # Tune copied the trials' files after it wrote its state, and b reported its third epoch
+    # between the two: b resumes from its second epoch's checkpoint, Tune downloads its files
+    # and appends the third epoch again (a resumed rehearsal listed epochs 1, 2, 3, 3)
+    _saved_state(experiment, {"trial_a": ("TERMINATED", "checkpoint_000001"),
+                              "trial_b": ("RUNNING", "checkpoint_000001"),
+                              "trial_c": ("PAUSED", "checkpoint_000009"),
+                              "trial_d": ("RUNNING", None)})
+
+    assert rewind_trial_logs(str(experiment)) == 1
+    b = experiment / "trial_b"
+    assert (b / "result.json").read_text() == _rows(2)
+    assert (b / "rewound-result.json").read_text() == _rows(3).splitlines(True)[2]
+    assert (b / "progress.csv").read_text() == _progress(2)
+    assert (b / "rewound-progress.csv").read_text() == (
+        "training_iteration,checkpoint_dir_name\n3,checkpoint_000002\n")
+    # ended; a checkpoint its lines do not name; no checkpoint (Tune starts it afresh): as were
+    for folder in ("trial_a", "trial_c", "trial_d"):
+        assert (experiment / folder / "result.json").read_text() == _rows(3)
+        assert not (experiment / folder / "rewound-result.json").exists()
+    # done once: a second resume finds the files as the saved state has them
+    assert rewind_trial_logs(str(experiment)) == 0
+    assert (b / "result.json").read_text() == _rows(2)
+
+
+def test_a_second_rewind_appends_to_what_was_moved_aside(tmp_path: Path) -> None:
+    trial = tmp_path / "main" / "trial_b"
+    trial.mkdir(parents=True)
+    (trial / "result.json").write_text(_rows(3))
+    _saved_state(tmp_path / "main", {"trial_b": ("RUNNING", "checkpoint_000001")})
+    rewind_trial_logs(str(tmp_path / "main"))
+    (trial / "result.json").write_text(_rows(4))  # the resumed driver ran on, was killed again
+    _saved_state(tmp_path / "main", {"trial_b": ("RUNNING", "checkpoint_000000")})
+    assert rewind_trial_logs(str(tmp_path / "main")) == 1
+    assert (trial / "result.json").read_text() == _rows(1)
+    moved = _rows(4).splitlines(True)
+    assert (trial / "rewound-result.json").read_text() == "".join([moved[2], *moved[1:]])

@@ -47,6 +47,7 @@ from mtl_tune.studies.store import (
     read_trials,
     recover_trial_logs,
     repair_saved_state,
+    rewind_trial_logs,
     staged_path,
     tune_storage,
     uri_of,
@@ -174,9 +175,10 @@ def _run_experiment(
     uri = uri_of(folder / TUNE_DIR / experiment)  # on a store, Tune reads and writes it there
     path, fs = tune_storage(folder / TUNE_DIR / experiment)
     if restore and tune.Tuner.can_restore(path, storage_filesystem=fs):
+        repair_saved_state(uri)  # a state file cut by a full disk: its last whole copy
         if (ray_temp := ray_temp_root()) is not None:  # a killed driver's unsynced logs
             recover_trial_logs(uri, ray_temp)
-        repair_saved_state(uri)  # a state file cut by a full disk: its last whole copy
+        rewind_trial_logs(uri)  # epochs saved after the checkpoint a trial resumes from
         tuner = tune.Tuner.restore(
             path, trainable=trial, resume_unfinished=True, resume_errored=True,
             storage_filesystem=fs,

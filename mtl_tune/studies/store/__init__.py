@@ -34,6 +34,7 @@ from mtl_tune.studies.store._replay_records import (
 )
 from mtl_tune.studies.store._result_digest import append_result, begin_digest, read_digest
 from mtl_tune.studies.store._retention import prune_trial, trial_rows
+from mtl_tune.studies.store._rewound_results import rewind_trial_logs
 from mtl_tune.studies.store._saved_state import (
     SavedTrial,
     repair_saved_state,
@@ -145,6 +146,7 @@ __all__ = [
     "read_meta",
     "read_trials",
     "recover_trial_logs",
+    "rewind_trial_logs",
     "repair_record",
     "repair_saved_state",
     "saved_trials",

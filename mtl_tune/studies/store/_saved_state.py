@@ -24,6 +24,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mtl_tune.studies.store._resume_checkpoint import checkpoint_manager_latest
+
 logger = logging.getLogger(__name__)
 
 STATE_PATTERN = "experiment_state-*.json"  # Tune's saved experiment state, one per driver run
@@ -38,7 +40,7 @@ _NAMED_ID = re.compile(r'"trial_id"\s*:\s*"((?:[^"\\]|\\.)*)"')
 @dataclass(frozen=True)
 class SavedTrial:
     """A trial as Tune's saved state has it: its status and the checkpoint it resumes from
-    (what retention compares), its config and its folder."""
+    (what retention compares; `_resume_checkpoint`), its config and its folder."""
 
     status: str
     checkpoint: str | None
@@ -63,7 +65,10 @@ def _trial_data(text: bytes | str) -> list[Any]:
 
 def _parse_trial(trial_json: str, metadata_json: str) -> tuple[str, SavedTrial]:
     trial, metadata = json.loads(trial_json), json.loads(metadata_json)
-    name = (metadata.get("last_result") or {}).get("checkpoint_dir_name")
+    try:
+        name = checkpoint_manager_latest(metadata)
+    except ValueError:  # a state of another version: its last result's, maybe one too new
+        name = (metadata.get("last_result") or {}).get("checkpoint_dir_name")
     return str(trial["trial_id"]), SavedTrial(
         str(trial.get("status")), str(name) if name else None,
         dict(trial.get("config") or {}), str(trial.get("relative_logdir", "")))
