@@ -17,7 +17,11 @@ study's bytes per trial; the driver's peak memory; the readers' times; the resum
 its replay of the seed-group log; and the driver's CPU as a share of the study's wall time
 at 60 s per epoch on its 16 slots.
 
-    .venv/bin/python benchmarks/driver_scale.py [--sizes 100,1000] [--stores disk,s3]
+The smallest size runs `--repeat` times (3) and each of its figures is the median over its
+runs: a study of 100 trials has some 750 events, and its figures move by up to 20% between
+runs of the same code (the larger size's, about 2%).
+
+    .venv/bin/python benchmarks/driver_scale.py [--sizes 100,1000] [--stores disk,s3] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -48,13 +52,13 @@ S3_ENV = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
           "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
 
 
-def spec_text(trials: int) -> str:
+def spec_text(trials: int, name: str) -> str:
     """The built-in `search` at `trials` trials, `SLOTS` at a time, on fractional CPUs."""
     from importlib import resources
 
     text = (resources.files("mtl_tune.studies.spec") / "specs" / "search.toml").read_text()
     edits = {
-        r'^name = .*$': f'name = "scale-{trials}"',
+        r'^name = .*$': f'name = "{name}"',
         r'^num_samples = .*$': f"num_samples = {trials // 2}",
         r'^max_concurrent = .*$': f"max_concurrent = {SLOTS}",
         r'^cpu = .*$': f"cpu = {CPU_PER_TRIAL}",
@@ -129,11 +133,12 @@ def _folder_bytes(root: str, name: str) -> int:
 
 
 def measure(trials: int, root: str, work: Path, env: dict[str, str],
-            proxy: CountingProxy | None) -> dict[str, Any]:
-    """Launches, kills at 90%, resumes and reads one study; its figures."""
-    name = f"scale-{trials}"
+            proxy: CountingProxy | None, run: int = 1) -> dict[str, Any]:
+    """Launches, kills at 90%, resumes and reads one study (the `run`th of its size); its
+    figures."""
+    name = f"scale-{trials}" if run == 1 else f"scale-{trials}-run{run}"
     spec = work / f"{name}.toml"
-    spec.write_text(spec_text(trials))
+    spec.write_text(spec_text(trials, name))
     before = proxy.snapshot() if proxy else None
     job: dict[str, Any] = {"mode": "launch", "root": root, "spec": str(spec),
                            "out": str(work / f"{name}-launch.json"),
@@ -202,13 +207,25 @@ def figures(m: dict[str, Any]) -> dict[str, float | None]:
     return rows
 
 
-def print_table(measured: dict[str, dict[int, dict[str, Any]]]) -> None:
+def median_figures(runs: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Each figure's median over the runs of one size."""
+    each = [figures(m) for m in runs]
+    out: dict[str, float | None] = {}
+    for label in each[0]:
+        values = [v for rows in each if (v := rows.get(label)) is not None]
+        out[label] = statistics.median(values) if values else None
+    return out
+
+
+def print_table(measured: dict[str, dict[int, list[dict[str, Any]]]]) -> None:
     columns: list[tuple[str, dict[str, float | None]]] = []
     for store, by_size in measured.items():
         sizes = sorted(by_size)
-        rows = {size: figures(by_size[size]) for size in sizes}
+        rows = {size: median_figures(by_size[size]) for size in sizes}
         for size in sizes:
-            columns.append((f"{store} {size}", rows[size]))
+            runs = len(by_size[size])
+            columns.append((f"{store} {size}" + (f" (median of {runs})" if runs > 1 else ""),
+                            rows[size]))
         if len(sizes) > 1:
             small, large = rows[sizes[0]], rows[sizes[-1]]
             ratio = {k: (large[k] / small[k] if small[k] and large.get(k) is not None else None)
@@ -230,6 +247,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000")
     parser.add_argument("--stores", default="disk,s3")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of the smallest size, whose figures are their medians")
     parser.add_argument("--work", type=Path, help="keep the studies in this new folder "
                         "(default: a temporary one, removed)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -239,7 +258,9 @@ def main() -> None:
         return
     sizes = [int(s) for s in options.sizes.split(",")]
     stores = options.stores.split(",")
-    measured: dict[str, dict[int, dict[str, Any]]] = {}
+    runs = {size: options.repeat if size == min(sizes) and len(sizes) > 1 else 1
+            for size in sizes}
+    measured: dict[str, dict[int, list[dict[str, Any]]]] = {}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="driver-scale-") as tmp:
         work = Path(tmp)
@@ -250,24 +271,27 @@ def main() -> None:
         for store in stores:
             measured[store] = {}
             if store == "s3":
-                _on_s3(sizes, work, env, measured[store])
+                _on_s3(runs, work, env, measured[store])
             else:
-                for size in sizes:
-                    measured[store][size] = measure(size, str(work / "disk"), work, env, None)
-            for size, result in measured[store].items():
-                print(f"{store} {size}: launch {result['launch']['wall_s']:.0f} s, resume "
-                      f"{result['resume']['wall_s']:.0f} s, readers "
-                      f"{sum(result['readers'].values()):.0f} s", file=sys.stderr, flush=True)
+                for size, count in runs.items():
+                    measured[store][size] = [measure(size, str(work / "disk"), work, env, None,
+                                                     run) for run in range(1, count + 1)]
+            for size, results in measured[store].items():
+                for result in results:
+                    print(f"{store} {size}: launch {result['launch']['wall_s']:.0f} s, resume "
+                          f"{result['resume']['wall_s']:.0f} s, readers "
+                          f"{sum(result['readers'].values()):.0f} s", file=sys.stderr,
+                          flush=True)
     print(f"{len(sizes)} sizes x {len(stores)} stores in {time.perf_counter() - started:.0f} s; "
           f"{SLOTS} trials at a time, {CPU_PER_TRIAL} CPU each; killed at {KILL_AT:.0%} and "
-          "resumed")
+          f"resumed; the smallest size run {runs[min(sizes)]} times (medians)")
     print_table(measured)
 
 
-def _on_s3(sizes: list[int], work: Path, env: dict[str, str],
-           into: dict[int, dict[str, Any]]) -> None:
-    """Measures each size on one moto S3 server (a process of its own, as a store is), behind
-    the counting proxy."""
+def _on_s3(runs: dict[int, int], work: Path, env: dict[str, str],
+           into: dict[int, list[dict[str, Any]]]) -> None:
+    """Measures each size (size -> its runs) on one moto S3 server (a process of its own, as a
+    store is), behind the counting proxy."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -288,9 +312,11 @@ def _on_s3(sizes: list[int], work: Path, env: dict[str, str],
                                      access_key="bench", secret_key="bench",
                                      region="us-east-1", allow_bucket_creation=True)
         s3.create_dir("bench")
-        for size in sizes:
-            (work / f"s3-{size}").mkdir()
-            into[size] = measure(size, "s3://bench/studies", work / f"s3-{size}", s3_env, proxy)
+        for size, count in runs.items():
+            into[size] = []
+            for run in range(1, count + 1):
+                (folder := work / f"s3-{size}-run{run}").mkdir()
+                into[size].append(measure(size, "s3://bench/studies", folder, s3_env, proxy, run))
         for kind, sent in proxy.by_kind.most_common(12):
             print(f"  {sent / 1024:10.0f} KiB  {kind}", file=sys.stderr)
         for kind, calls in proxy.calls.most_common(12):
