@@ -1,4 +1,5 @@
-"""`mtl-tune study launch|resume|status|list`: studies on Ray Tune, and what they hold."""
+"""`mtl-tune study launch|resume|confirm|status|list`: studies on Ray Tune, and what they
+hold."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from mtl_tune.cli._common import (
     parse_sets,
     table,
 )
+from mtl_tune.cli._study_output import confirm_lines, print_disk, print_outcome
 from mtl_tune.exceptions import SpecError
 
 app = make_app("Launch, resume and inspect Optuna-driven studies on Ray Tune.")
@@ -97,7 +99,7 @@ def launch(
                            address=address, optuna_storage=_optuna_url(optuna_storage),
                            verbose=verbose, resolved=plan.study, simulate=simulate,
                            epoch_seconds=epoch_seconds or 0.0)
-    _print_outcome(outcome, root, plan.spec.name)
+    print_outcome(outcome, root, plan.spec.name)
 
 
 def _optuna_url(value: str | None) -> str | None:
@@ -107,41 +109,6 @@ def _optuna_url(value: str | None) -> str | None:
         return value
     # absolute: `resume` and `report` find it from any folder
     return f"{JOURNAL_PREFIX}{Path(value).expanduser().resolve()}"
-
-
-def _print_outcome(outcome: Any, root: Path, name: str) -> None:
-    """The trial table and a summary; exit 1 if trials errored, 130 if interrupted."""
-    from mtl_tune.studies import next_commands, resume_command, study_status, uri_of
-
-    typer.echo(table(study_status(root, name).to_dict("records")))
-    simulated = "simulated " if outcome.simulated else ""
-    typer.echo(
-        f"{simulated}study {name}: {outcome.finished} of {outcome.planned} planned trials "
-        f"finished, {outcome.errors} errored, {outcome.unfinished} unfinished, in "
-        f"{outcome.wall_seconds:.0f} s; folder {uri_of(outcome.folder)}"
-    )
-    for line in outcome.summary_lines():
-        typer.echo(line)
-    _print_disk(root, name)
-    if outcome.unfinished:
-        typer.echo(f"interrupted; continue the study with:\n  {resume_command(root, name)}",
-                   err=True)
-        raise typer.Exit(130)
-    if outcome.errors:
-        typer.echo(f"{outcome.errors} trial(s) errored; their errors are in:", err=True)
-        for path in outcome.error_files:
-            typer.echo(f"  {path}", err=True)
-        raise typer.Exit(1)
-    typer.echo("next:")
-    for command in next_commands(root, name):
-        typer.echo(f"  {command}")
-
-
-def _print_disk(root: Path, name: str) -> None:
-    from mtl_tune.studies import disk_usage, human_bytes, study_folder, uri_of
-
-    folder = study_folder(root, name)
-    typer.echo(f"disk: {human_bytes(disk_usage(folder))} in {uri_of(folder)}")
 
 
 @app.command("resume")
@@ -180,7 +147,48 @@ def resume(
     from mtl_tune.studies import resume_study
 
     outcome = resume_study(root, name, address=address, verbose=verbose, trust=trust)
-    _print_outcome(outcome, root, name)
+    print_outcome(outcome, root, name)
+
+
+@app.command("confirm")
+def confirm(
+    name: NameArgument,
+    top: Annotated[int, typer.Option(
+        "--top", help="How many of the search's best configurations to re-run.")] = 1,
+    seeds: Annotated[int, typer.Option(
+        "--seeds", help="Fresh seeds for each (none the study used).")] = 5,
+    storage: StorageOption = None,
+    address: AddressOption = None,
+    verbose: VerboseOption = 1,
+    trust: Annotated[bool, typer.Option(
+        "--trust", help="Run even if other users can write to the study folder.")] = False,
+) -> None:
+    """Re-train a finished search's best configurations on fresh seeds, as the study's
+    experiment `confirm`: the score each was selected with is biased upwards (it was picked on
+    the seeds that report it); `report search` shows how much of it held. Resumable with
+    `study resume`.
+
+    Example: mtl-tune study confirm demo --top 1 --seeds 5
+    """
+    from mtl_tune.studies import (
+        StudyStore,
+        check_private,
+        existing_study,
+        refuse_running,
+        storage_root,
+    )
+
+    root = storage_root(storage)
+    if not StudyStore.at(root).on_store:  # the refusals before Ray starts, as resume's
+        folder = existing_study(root, name)
+        if not trust:
+            check_private(folder)
+        refuse_running(folder, name)
+    from mtl_tune.studies import confirm_study
+
+    outcome = confirm_study(root, name, top=top, seeds=seeds, address=address,
+                            verbose=verbose, trust=trust)
+    print_outcome(outcome, root, name, after=confirm_lines)
 
 
 @app.command("status")
@@ -244,7 +252,7 @@ def status(
         typer.echo(f"no driver runs this study: it stopped before finishing; continue it with:"
                    f"\n  {resume_command(root, name)}")
     if view.trial_files:
-        _print_disk(root, name)
+        print_disk(root, name)
     else:  # its size needs a listing of every object it holds: `study list` makes it
         typer.echo(f"stored in {uri_of(info.folder)} (its size: mtl-tune study list "
                    f"--storage {uri_of(root)})")

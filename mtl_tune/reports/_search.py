@@ -12,6 +12,7 @@ from mtl_tune.exceptions import ConfigError
 from mtl_tune.names import score_name
 from mtl_tune.platform.metrics import METRIC_KEYS
 from mtl_tune.reports._budget import add_budget, trial_hours
+from mtl_tune.reports._confirm import add_confirm
 from mtl_tune.reports._display import importance_display, top_display
 from mtl_tune.reports._environment import environment
 from mtl_tune.reports._optuna import (
@@ -42,6 +43,7 @@ from mtl_tune.reports._seed_groups import (
 from mtl_tune.reports._study_notes import error_notes, require_scored, summary, unfinished_note
 from mtl_tune.reports._writer import ReportWriter
 from mtl_tune.studies import (
+    CONFIRM,
     StudyInfo,
     best_epochs,
     best_rerun,
@@ -234,8 +236,10 @@ def report_search(
 
 def _write_search(folder: Path, info: StudyInfo, results: pd.DataFrame,
                   formats: tuple[str, ...], top_k: int) -> ReportResult:
-    """Writes the search report's files in `folder` (see `report_search`)."""
+    """Writes the search report's files in `folder` (see `report_search`): the search's
+    trials ranked, a confirmed study's fresh seeds beside them (`add_confirm`)."""
     writer = ReportWriter(folder, f"Search report: {info.name}", formats, info.simulated)
+    every, results = results, results[results["experiment"] != CONFIRM]
     optuna_study = load_optuna_study(info)
     params = searched_params(optuna_study, results)
     best = best_epochs(results, info.metric, info.mode)
@@ -255,6 +259,7 @@ def _write_search(folder: Path, info: StudyInfo, results: pd.DataFrame,
     ]
     writer.table("top", f"Top {top_k} configurations by best dev {info.metric}", top,
                  lambda style: top_display(top, params, style), top_notes)
+    add_confirm(writer, info, every)
     population_notes = []
     if info.search == "pbt":  # members are judged by the population, not rung by rung
         population_notes = add_population(writer, info, results)
@@ -274,7 +279,7 @@ def _write_search(folder: Path, info: StudyInfo, results: pd.DataFrame,
                   "against the parameters those trials share.", *optuna_notes])
     if "csv" in formats:
         path = folder / "results.csv"
-        results.to_csv(path, index=False)
+        every.to_csv(path, index=False)
         writer.add_file(path)
     notes = [*info.notes, *error_notes(results)]
     notes += population_notes or _best_rerun_notes(info, results, groups)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from mtl_tune.studies import _moved_modules as moved_modules
 from mtl_tune.studies.results import (
+    CONFIRM,
     COUNTED,
     ENDED,
     EPOCH,
@@ -25,6 +26,7 @@ from mtl_tune.studies.results import (
     SIMULATED_NOTE,
     TRIAL_KEYS,
     UNFINISHED,
+    ConfirmPlan,
     ReplayPlan,
     StudyInfo,
     best_epoch,
@@ -32,6 +34,7 @@ from mtl_tune.studies.results import (
     best_rerun,
     best_row,
     best_trial,
+    confirm_scores,
     epoch_means,
     list_studies,
     load_results,
@@ -92,9 +95,9 @@ from mtl_tune.studies.store import (
 )
 
 if TYPE_CHECKING:
-    from mtl_tune.studies.driver import connect, launch_study, resume_study
+    from mtl_tune.studies.driver import confirm_study, connect, launch_study, resume_study
 
-_WITH_RAY = frozenset({"connect", "launch_study", "resume_study"})
+_WITH_RAY = frozenset({"confirm_study", "connect", "launch_study", "resume_study"})
 
 
 moved_modules.install()  # a study pickled by an earlier version names modules since moved
@@ -107,6 +110,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "CONFIRM",
+    "ConfirmPlan",
+    "confirm_scores",
     "load_study_spec",
     "read_result_rows",
     "trial_lineage",
@@ -166,6 +172,7 @@ __all__ = [
     "refuse_running",
     "resume_command",
     "resume_study",
+    "confirm_study",
     "score_cache_key",
     "seeds_launch_command",
     "storage_root",

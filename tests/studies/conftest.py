@@ -216,16 +216,17 @@ def kill_driver(driver: subprocess.Popen) -> None:
 
 def _start_driver(
     path: Path, data_dir: Path, root: Path | str, ray_tmp: Path, extra: tuple[str, ...],
-    env_extra: dict[str, str] | None = None,
+    env_extra: dict[str, str] | None = None, command: tuple[str, ...] = (),
 ) -> subprocess.Popen:
-    """`study launch` of the spec at `path` in a subprocess of its own session and RAY_TMPDIR,
-    its output in launch.log beside the spec. Tune saves its state every 0.5 s (its default,
-    10 s or more, is longer than these tiny studies), so that a kill finds recent resume points."""
+    """`study launch` of the spec at `path` (or the CLI `command`, such as `study confirm
+    NAME`) in a subprocess of its own session and RAY_TMPDIR, its output in launch.log beside
+    the spec. Tune saves its state every 0.5 s (its default, 10 s or more, is longer than these
+    tiny studies), so that a kill finds recent resume points."""
     env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "TUNE_GLOBAL_CHECKPOINT_S": "0.5",
            **(env_extra or {})}
     env.pop("RAY_ADDRESS", None)
-    args = ["study", "launch", str(path), "--data-dir", str(data_dir), "--storage", str(root),
-            "--address", "local", *extra]
+    args = [*(command or ("study", "launch", str(path), "--data-dir", str(data_dir))),
+            "--storage", str(root), "--address", "local", *extra]
     with open(path.parent / "launch.log", "wb") as log:
         return subprocess.Popen(
             CLI + args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -272,13 +273,14 @@ def launch_and_kill_at_deletion(
 def launch_and_kill(
     path: Path, data_dir: Path, root: Path | str, ray_tmp: Path, until: Callable[[], Any],
     timeout: float = 300, extra: tuple[str, ...] = (), interrupt: bool = False,
-    env_extra: dict[str, str] | None = None,
+    env_extra: dict[str, str] | None = None, command: tuple[str, ...] = (),
 ) -> Any:
-    """Launches the study in a driver subprocess (`env_extra` added to its environment), polls
+    """Launches the study (or runs the CLI `command`) in a driver subprocess (`env_extra` added
+    to its environment), polls
     `until()` (with the driver stopped) until it returns something, kills the driver (its
     process alone) with SIGKILL (`interrupt`: sends the driver a SIGINT, a Ctrl-C, and waits for
     it to exit 130) and checks that no process of it is left; returns what `until()` returned."""
-    driver = _start_driver(path, data_dir, root, ray_tmp, extra, env_extra)
+    driver = _start_driver(path, data_dir, root, ray_tmp, extra, env_extra, command)
     try:
         deadline, seen = time.monotonic() + timeout, None
         while seen is None:

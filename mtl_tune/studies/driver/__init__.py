@@ -7,9 +7,11 @@ from __future__ import annotations
 from mtl_tune.studies.driver._callbacks import TrialEvents
 from mtl_tune.studies.driver._launch import (
     StudyOutcome,
+    confirm_study,
     launch_study,
     resume_study,
 )
 from mtl_tune.studies.driver._local_ray import connect
 
-__all__ = ["StudyOutcome", "TrialEvents", "connect", "launch_study", "resume_study"]
+__all__ = ["StudyOutcome", "TrialEvents", "confirm_study", "connect", "launch_study",
+           "resume_study"]

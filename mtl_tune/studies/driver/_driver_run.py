@@ -25,12 +25,15 @@ from mtl_tune.studies.driver._local_ray import ray_temp_root
 from mtl_tune.studies.driver._optuna_mirror import OptunaMirror
 from mtl_tune.studies.driver._optuna_trials import with_checkpoints
 from mtl_tune.studies.driver._tune_setup import (
+    confirm_tune_config,
     param_space,
     run_config,
     trainable,
     tune_config,
 )
 from mtl_tune.studies.results import (
+    CONFIRM,
+    ConfirmPlan,
     best_epochs,
     experiment_results,
     read_result_rows,
@@ -168,9 +171,11 @@ def _run_experiment(
     verbose: int,
     restore: bool,
     stage_key: str | None = None,
+    confirm: ConfirmPlan | None = None,
 ) -> tuple[Any, list[TrialRecord]]:
-    """Runs one experiment (a sequential search's stage: of `stage_key`) to its end; returns
-    Tune's results and the experiment's trials as the record has them then (read once)."""
+    """Runs one experiment (a sequential search's stage: of `stage_key`; `study confirm`'s
+    fresh seeds: of `confirm`) to its end; returns Tune's results and the experiment's trials
+    as the record has them then (read once)."""
     spec = study.spec
     uri = uri_of(folder / TUNE_DIR / experiment)  # on a store, Tune reads and writes it there
     path, fs = tune_storage(folder / TUNE_DIR / experiment)
@@ -187,8 +192,10 @@ def _run_experiment(
         tuner = tune.Tuner(
             trial,
             param_space=space,
-            tune_config=tune_config(spec, folder, study.base.epochs, stage_key),
-            run_config=run_config(spec, folder, experiment, optuna_url, verbose),
+            tune_config=(tune_config(spec, folder, study.base.epochs, stage_key)
+                         if confirm is None else confirm_tune_config(spec, confirm.cases())),
+            run_config=run_config(spec, folder, experiment, optuna_url, verbose,
+                                  mirror=confirm is None),
         )
     tune_log = logging.getLogger("ray.tune.tune")
     tune_log.addFilter(_no_restore_hint)
@@ -219,7 +226,8 @@ def _run_experiment(
     if full is not None:
         raise full
     records = [r for r in read_trials(folder).values() if r.experiment == experiment]
-    _sync_mirror(spec, folder, experiment, optuna_url, results, records)
+    if confirm is None:
+        _sync_mirror(spec, folder, experiment, optuna_url, results, records)
     drop_finished_optimizer_state(results, {r.trial_id for r in records
                                             if r.state == "TERMINATED"})
     return results, records
@@ -239,7 +247,15 @@ def run_locked(
     plan = experiment_trials(spec)
     tally = _Tally(max_t=spec.scheduler.max_t if spec.scheduler.type == "asha" else 0)
     try:
-        if spec.search == "sequential":
+        if meta.confirm:  # `study confirm` of a finished search: its fresh seeds alone
+            confirm = ConfirmPlan.from_json(meta.confirm)
+            names = list(dict.fromkeys([*meta.experiments, CONFIRM]))
+            plan = {CONFIRM: len(confirm.cases())}
+            tally = _Tally()
+            results, records = _run_experiment(study, folder, CONFIRM, {}, trial, url, verbose,
+                                               restore, confirm=confirm)
+            tally.add(results, records, folder, plan[CONFIRM])
+        elif spec.search == "sequential":
             chosen: dict[str, Any] = dict(meta.stage_best)
             for (experiment, planned), stage in zip(plan.items(), spec.stages, strict=True):
                 names.append(experiment)

@@ -47,7 +47,8 @@ from mtl_tune.studies.store import (
     write_meta,
 )
 
-__all__ = ["StudyOutcome", "build_data", "launch_study", "param_space", "resume_study"]
+__all__ = ["StudyOutcome", "build_data", "confirm_study", "launch_study", "param_space",
+           "resume_study"]
 logger = logging.getLogger(__name__)
 
 
@@ -214,3 +215,67 @@ def _resume_in(folder: Path, address: str | None, verbose: int) -> StudyOutcome:
             logger.info("removed %s, a checkpoint a killed trial was writing", left)
         return run_locked(study, meta, folder, verbose, restore=True)
 
+
+def confirm_study(
+    root: Path, name: str, top: int = 1, seeds: int = 5, address: str | None = None,
+    verbose: int = 1, trust: bool = False,
+) -> StudyOutcome:
+    """Re-trains the best `top` configurations of a finished search on `seeds` fresh seeds, as
+    the study's experiment `confirm` (`ConfirmPlan`); `study resume` finishes it when it is
+    interrupted.
+
+    Raises:
+        SpecError: No such study, another live driver runs it, its folder is writable by every
+            user and `trust` is False, it is not finished, it is a population (its members
+            changed their values as they trained), or it was confirmed already.
+        MtlTuneError: `top` or `seeds` below 1, or `top` above its finished configurations.
+    """
+    if StudyStore.at(root).on_store:
+        return _on_driver_copy(root, name, lambda driver: _confirm_in(
+            existing_study(driver, name), top, seeds, address, verbose))
+    folder = existing_study(root, name)
+    if not trust:
+        check_private(folder)
+    return _confirm_in(folder, top, seeds, address, verbose)
+
+
+def _confirm_in(folder: Path, top: int, seeds: int, address: str | None,
+                verbose: int) -> StudyOutcome:
+    from mtl_tune.studies.results import confirm_plan, open_study, study_results
+
+    meta = read_meta(folder)
+    spec = load_study_spec(folder, meta)
+    with DriverLock(folder, spec.name):
+        _refuse_confirm(folder, meta)
+        results = study_results(open_study(folder), running=False)
+        if meta.finished_at is None:  # set once every planned trial ended
+            open_trials = results[~results["status"].isin(("TERMINATED", "ERROR"))]
+            not_done = open_trials["trial_id"].nunique()
+            raise SpecError(
+                f"study {folder.name!r} has not finished its search ({not_done} trial(s) not "
+                f"ended): finish it first with `mtl-tune study resume {shlex.quote(folder.name)}`"
+                ", then confirm it")
+        plan = confirm_plan(results, meta.metric, meta.mode, top, seeds)
+        study = resolve_study(spec)
+        connect(address, planned_resources(spec) if meta.simulated else None)
+        check_resources(spec)
+        adopt_folder(folder)
+        meta = dataclasses.replace(read_meta(folder), confirm=plan.to_json(), finished_at=None)
+        write_meta(folder, meta)
+        return run_locked(study, meta, folder, verbose, restore=True)
+
+
+def _refuse_confirm(folder: Path, meta: StudyMeta) -> None:
+    name = shlex.quote(folder.name)
+    if meta.search == "pbt":
+        raise SpecError(
+            f"study {folder.name!r} is a population: its members changed their values as they "
+            "trained, so a fixed configuration on fresh seeds is not what it found; re-run a "
+            f"member's schedule on fresh seeds with `mtl-tune train --replay {name}:TRIAL "
+            "--seeds N`")
+    if meta.confirm:
+        raise SpecError(
+            f"study {folder.name!r} was confirmed already (its best "
+            f"{len(meta.confirm.get('selected', []))} configuration(s) on seeds "
+            f"{meta.confirm.get('seeds')}): `mtl-tune study resume {name}` finishes an "
+            f"interrupted confirm, `mtl-tune report search {name}` shows it")

@@ -175,15 +175,30 @@ def tune_config(
     )
 
 
+def confirm_tune_config(spec: StudySpec, cases: list[dict[str, Any]]) -> tune.TuneConfig:
+    """The confirm experiment's (`study confirm`): each case once, in order, to its planned
+    epochs (no scheduler prunes a fresh seed; the trial's own patience still holds)."""
+    return tune.TuneConfig(
+        metric=spec.metric, mode=spec.mode, scheduler=FIFOScheduler(),
+        search_alg=RelocatedSearch(ConcurrencyLimiter(
+            ConfigurationList(cases, spec.metric, spec.mode), spec.max_concurrent)),
+        num_samples=len(cases), reuse_actors=True,
+    )
+
+
 def run_config(
-    spec: StudySpec, folder: Path, experiment: str, optuna_url: str, verbose: int
+    spec: StudySpec, folder: Path, experiment: str, optuna_url: str, verbose: int,
+    mirror: bool = True,
 ) -> tune.RunConfig:
+    """`mirror`: whether the experiment's trials enter the study's Optuna record (the search's
+    do; a confirm experiment's fresh seeds do not)."""
     retention = CheckpointRetention(spec.metric, spec.mode, spec.keep_checkpoints)
-    # the mirror records a trial once the copy of Tune's saved state retention took holds it
-    mirror = OptunaMirror.for_spec(spec, optuna_url, experiment, folder, saved_view=retention)
-    callbacks: list[Any] = [mirror, TrialEvents(folder, experiment),
+    callbacks: list[Any] = [TrialEvents(folder, experiment),
                             ResultDigest(folder, experiment), retention,
                             FreshTrialLogs(), StepLossLogger()]
+    if mirror:  # it records a trial once the copy of Tune's saved state retention took has it
+        callbacks.insert(0, OptunaMirror.for_spec(spec, optuna_url, experiment, folder,
+                                                  saved_view=retention))
     if verbose <= 1:
         callbacks.append(ConciseProgress(spec.metric, spec.mode))
     tune_path, tune_fs = tune_storage(folder / TUNE_DIR)  # on a store: Tune writes there

@@ -4,6 +4,13 @@ the best epochs and the next commands. No Ray, and nothing written."""
 from __future__ import annotations
 
 from mtl_tune.studies.results._commands import next_commands, resume_command, seeds_launch_command
+from mtl_tune.studies.results._confirm_plan import (
+    CONFIRM,
+    ConfirmPlan,
+    Selected,
+    confirm_plan,
+    confirm_scores,
+)
 from mtl_tune.studies.results._epochs_run import SIMULATED_NOTE, run_lines
 from mtl_tune.studies.results._folder import StudyInfo, open_study
 from mtl_tune.studies.results._group_scores import EPOCH, best_epoch, by_epoch, epoch_means
@@ -37,6 +44,11 @@ from mtl_tune.studies.results._status import (
 )
 
 __all__ = [
+    "CONFIRM",
+    "ConfirmPlan",
+    "Selected",
+    "confirm_plan",
+    "confirm_scores",
     "Segment",
     "trial_lineage",
     "trial_schedule",

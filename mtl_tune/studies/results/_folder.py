@@ -50,6 +50,7 @@ class StudyInfo:
     records: Mapping[tuple[str, str], TrialRecord] = field(default_factory=dict)
     resources: Mapping[str, float] = field(default_factory=dict)  # per trial, as launched
     simulated: bool = False  # a rehearsal (`study launch --simulate`): no trial trained
+    confirm: Mapping[str, Any] = field(default_factory=dict)  # `study confirm`'s plan, if any
 
     @property
     def optuna_url(self) -> str | None:
@@ -146,4 +147,5 @@ def open_study(folder: Path | str, empty_ok: bool = False) -> StudyInfo:
         records=records,
         resources=dict(meta.resources),
         simulated=meta.simulated,
+        confirm=dict(meta.confirm),
     )

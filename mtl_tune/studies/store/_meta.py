@@ -25,7 +25,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "name": (str,), "search": (str,), "metric": (str,), "mode": (str,),
     "optuna_storage": (str,), "folder": (str,), "address": (str,), "data_dir": (str, type(None)),
     "trainables": (list,), "experiments": (list,), "overrides": (dict,), "resources": (dict,),
-    "objectives": (dict,), "stage_best": (dict,), "seeds": (int,), "num_samples": (int,),
+    "objectives": (dict,), "stage_best": (dict,), "confirm": (dict,), "seeds": (int,),
+    "num_samples": (int,),
     "simulated": (bool,), "epoch_seconds": (int, float),
     "wall_seconds": (int, float), "started_at": (int, float, str),
     "finished_at": (int, float, str),
@@ -61,6 +62,8 @@ class StudyMeta:
     wall_seconds: float | None = None  # the drivers' time, summed over launch and resumes
     experiments: tuple[str, ...] = ()  # Ray Tune experiments in run order
     stage_best: Mapping[str, Any] = field(default_factory=dict)  # sequential: each stage's pick
+    # `study confirm`: the configurations it re-runs on fresh seeds (`ConfirmPlan.to_json`)
+    confirm: Mapping[str, Any] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys this version does not know
 
     def to_json(self) -> str:

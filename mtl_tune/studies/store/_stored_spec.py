@@ -9,7 +9,7 @@ from pathlib import Path
 from mtl_tune.exceptions import ConfigError, SpecError
 from mtl_tune.studies.spec import StudySpec, parse_spec, read_toml, trial_count
 from mtl_tune.studies.store._meta import StudyMeta, read_meta
-from mtl_tune.studies.store._storage import SPEC_FILE
+from mtl_tune.studies.store._storage import META_FILE, SPEC_FILE
 
 
 def load_study_spec(folder: Path, meta: StudyMeta | None = None) -> StudySpec:
@@ -30,10 +30,15 @@ def load_study_spec(folder: Path, meta: StudyMeta | None = None) -> StudySpec:
 def planned_trials(folder: Path, meta: StudyMeta | None = None) -> int | None:
     """The trials the study's spec starts; None for a folder without a spec that still reads
     (no spec.toml, or one, or recorded --set values, this version no longer accepts): then
-    only its trials are known. `meta`: its study.json, if read already."""
+    only its trials are known. `meta`: its study.json, if read already. A confirmed study's
+    fresh seeds count too (`study confirm`: each selected configuration on each)."""
     if not (folder / SPEC_FILE).is_file():
         return None
+    if meta is None and (folder / META_FILE).is_file():
+        meta = read_meta(folder)
+    confirm = meta.confirm if meta is not None else {}
+    fresh = len(confirm.get("selected", ())) * len(confirm.get("seeds", ())) if confirm else 0
     try:
-        return trial_count(load_study_spec(folder, meta))
+        return trial_count(load_study_spec(folder, meta)) + fresh
     except (SpecError, ConfigError):
         return None
