@@ -211,3 +211,32 @@ def test_confirm_refuses_what_it_cannot_honour(
     # nothing was started or written (study.json's meta included)
     assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
     assert read_meta(root / "pick") == dataclasses.replace(meta, **change)
+
+
+def test_a_real_grid_search_confirmed_on_fresh_seeds(
+    tmp_path: Path, tiny_bert_dir: Path, tiny_data_dir: Path, ray_local: None
+) -> None:
+    """Trained trials (the tiny BERT on tiny data): two learning rates on seed 0, then the
+    better one on three fresh seeds, each a trial that trains and reports like the search's."""
+    from mtl_tune.studies import confirm_study
+    from tests.studies.conftest import launch_on_shared_ray, tiny_fixed
+
+    top = 'name = "grid"\ntrainables = ["it1-baseline"]\nsearch = "grid"\nmax_concurrent = 2'
+    path = write_spec(tmp_path, top, tiny_fixed(tiny_bert_dir, tiny_data_dir),
+                      '[space]\nlr = { choice = [1e-5, 1e-3] }\n')
+    root = tmp_path / "studies"
+    assert launch_on_shared_ray(path, root).finished == 2
+    outcome = confirm_study(root, "grid", top=1, seeds=3, verbose=0)
+    assert (outcome.planned, outcome.finished, outcome.errors) == (3, 3, 0)
+    results = load_results(root / "grid")
+    search = results[results["experiment"] == "main"]
+    fresh = results[results["experiment"] == "confirm"]
+    best = search.loc[search["overall"].idxmax()]
+    assert set(fresh["config/lr"]) == {best["config/lr"]}
+    assert set(fresh["seed"]) == {1, 2, 3} and set(search["seed"]) == {0}
+    assert fresh["device"].eq("cpu").all() and fresh["overall"].notna().all()
+    plan = ConfirmPlan.from_json(read_meta(root / "grid").confirm)
+    row = confirm_scores(results, plan, "overall", "max").iloc[0]
+    assert row["selected"] == pytest.approx(best["overall"])
+    assert row["fresh_mean"] == pytest.approx(fresh["overall"].mean())
+    assert read_meta(root / "grid").finished_at is not None
