@@ -35,6 +35,7 @@ from mtl_tune.reports._study_notes import (
     unfinished_note,
 )
 from mtl_tune.reports._test_table import PREDICTIONS_DIR, evaluate_test_split
+from mtl_tune.reports._variance import add_variance
 from mtl_tune.reports._writer import ReportWriter
 from mtl_tune.studies import (
     StudyInfo,
@@ -174,6 +175,8 @@ def _write_ablation(
     writer.headline(headline(dev, info.metric, info.mode))
     writer.table("dev", "Dev table", dev, lambda style: dev_display(dev, style),
                  _dev_notes(info, dev, n_resamples, seed) + significance_notes)
+    add_variance(writer, best_epochs(results, info.metric, info.mode), order, info.metric,
+                 n_resamples, seed)
     published = published_table(dev)
     if published is not None:
         writer.table(

@@ -31,6 +31,7 @@ from mtl_tune.studies.spec import (
     asha_rungs,
     grid_points,
     searched_space,
+    seed_runs,
 )
 from mtl_tune.studies.store import TUNE_DIR, group_log_path, population_log_path, tune_storage
 from mtl_tune.trainables._simulated import make_simulated_trainable
@@ -51,7 +52,7 @@ def param_space(
     space: dict[str, Any] = dict(spec.fixed)
     space.update(stage_values or {})
     many = len(spec.trainables) > 1
-    if not grid or spec.conditional:
+    if not grid or _listed(spec):
         if not many:
             space["trainable"] = spec.trainables[0]
         if grid and spec.seeds == 1:
@@ -80,20 +81,26 @@ def trainable(spec: StudySpec, data: DataBundle | None, epoch_seconds: float | N
     return tune.with_resources(tune.with_parameters(make_trainable(None), data=data), resources)
 
 
+def _listed(spec: StudySpec) -> bool:
+    """Whether a grid hands Tune its configurations one by one (`grid_configurations`): with
+    conditions, or with crossed seeds, which Tune's grid cannot tie together."""
+    return spec.conditional or spec.seed_design == "crossed"
+
+
 def grid_configurations(spec: StudySpec, stage_key: str | None = None) -> list[dict[str, Any]]:
-    """A conditional grid's configurations, in order: each repeat, then each trainable and
-    [space] configuration (a key whose conditions fail left out), then each seed; in a
-    sequential stage, each of its key's values first."""
+    """A listed grid's configurations (`_listed`), in order: each repeat, then each trainable
+    and [space] configuration (a key whose conditions fail left out), then each seed run
+    (`seed_runs`); in a sequential stage, each of its key's values first."""
     space = searched_space(spec)
     if stage_key is not None:
         stage = next(s for s in spec.stages if s.key == stage_key)
         space = {stage_key: Distribution("choice", values=stage.values), **space}
-    seeds = _seeds(spec)
+    runs = seed_runs(spec)
     return [
-        {**point, **({"seed": seed} if len(seeds) > 1 else {})}
+        {**point, **(run if len(runs) > 1 else {})}
         for _ in range(spec.num_samples)
         for point in grid_points(space)
-        for seed in seeds
+        for run in runs
     ]
 
 
@@ -152,7 +159,7 @@ def tune_config(
         if spec.seed_groups:
             search_alg = SeedGroupSearch(search_alg, _seeds(spec), spec.metric, spec.mode)
         search_alg = RelocatedSearch(ConcurrencyLimiter(search_alg, spec.max_concurrent))
-    elif spec.conditional:
+    elif _listed(spec):
         configurations = grid_configurations(spec, stage_key)
         search_alg = RelocatedSearch(ConcurrencyLimiter(
             ConfigurationList(configurations, spec.metric, spec.mode), spec.max_concurrent))

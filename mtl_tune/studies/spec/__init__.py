@@ -13,6 +13,7 @@ from mtl_tune.studies.spec._conditions import (
 )
 from mtl_tune.studies.spec._plan import asha_rungs, describe, experiment_trials, trial_count
 from mtl_tune.studies.spec._resolved import ResolvedStudy, resolve_study
+from mtl_tune.studies.spec._seed_design import SEED_DESIGNS, seed_runs
 from mtl_tune.studies.spec._spec import (
     BUILTIN,
     KEEP_CHOICES,
@@ -48,6 +49,8 @@ __all__ = [
     "Distribution",
     "active",
     "grid_points",
+    "SEED_DESIGNS",
+    "seed_runs",
     "grid_size",
     "sampling_order",
     "searched_space",

@@ -26,7 +26,7 @@ def experiment_trials(spec: StudySpec) -> dict[str, int]:
         return {"main": spec.num_samples * spec.seeds}
     # grid and sequential: every trainable x [space] configuration (a key whose conditions fail
     # is not multiplied in) x seed, repeated num_samples times
-    per_grid = grid_size(searched_space(spec)) * spec.seeds * spec.num_samples
+    per_grid = grid_size(searched_space(spec)) * spec.runs_per_configuration * spec.num_samples
     if spec.search == "sequential":  # one grid per stage value
         return {f"stage{i}": per_grid * len(s.values) for i, s in enumerate(spec.stages, start=1)}
     return {"main": per_grid}
@@ -62,6 +62,9 @@ def describe(study: ResolvedStudy) -> dict[str, Any]:
     if spec.seeds > 1:
         base = int(spec.fixed.get("seed", 0))
         space["seed"] = list(range(base, base + spec.seeds))
+        if spec.seed_design == "crossed":  # every initialisation with every data order
+            space.pop("seed")
+            space["init_seed"] = space["data_seed"] = list(range(base, base + spec.seeds))
     concurrent = min(spec.max_concurrent, trial_count(spec))
     # seed groups: each sampled configuration runs over every seed and is judged on their mean
     groups = {"groups": spec.num_samples, "seeds_per_group": spec.seeds} if spec.seed_groups else {}
@@ -71,7 +74,8 @@ def describe(study: ResolvedStudy) -> dict[str, Any]:
             "name": spec.name, "source": spec.source, "search": spec.search,
             "metric": spec.metric, "mode": spec.mode, "trainables": list(spec.trainables),
             "objectives": {o.name: o.mode for o in spec.objectives},
-            "seeds": spec.seeds, "num_samples": spec.num_samples, "fixed": dict(spec.fixed),
+            "seeds": spec.seeds, "seed_design": spec.seed_design,
+            "num_samples": spec.num_samples, "fixed": dict(spec.fixed),
             "scheduler": {**asdict(spec.scheduler), "rungs": list(_rungs(study))},
         },
         "search_space": space,

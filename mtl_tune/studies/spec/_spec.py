@@ -16,6 +16,7 @@ from mtl_tune.exceptions import ConfigError, SpecError
 from mtl_tune.platform.config import TrainConfig, key_hint
 from mtl_tune.studies.spec._conditions import Condition, check_conditions
 from mtl_tune.studies.spec._pbt import PbtSpec, check_pbt
+from mtl_tune.studies.spec._seed_design import check_seed_design
 
 SEARCHES = ("optuna", "optuna-mo", "grid", "sequential", "pbt")
 # Optuna suggests each trial's configuration (a population's first ones, at random: `pbt`)
@@ -87,6 +88,7 @@ class StudySpec:
     # each configuration repeated over seeds 0..seeds-1; Optuna searches judge a configuration
     # (prune it, tell the sampler) on the mean of its seeds: a seed group
     seeds: int = 1
+    seed_design: str = "shared"  # or "crossed": every init_seed x data_seed (`_seed_design`)
     max_concurrent: int = 2
     max_failures: int = 1  # retries of a crashed trial, from its last checkpoint
     # checkpoints an ended trial keeps: its best (weights only), best and last, or all
@@ -108,6 +110,11 @@ class StudySpec:
     def seed_groups(self) -> bool:
         """Whether each sampled configuration runs as a group of seeds judged together."""
         return self.search in OPTUNA_SEARCHES and self.seeds > 1
+
+    @property
+    def runs_per_configuration(self) -> int:
+        """A configuration's runs over seeds: `seeds`, or its square when crossed."""
+        return self.seeds**2 if self.seed_design == "crossed" else self.seeds
 
     @property
     def conditional(self) -> bool:
@@ -212,6 +219,7 @@ def validate(spec: StudySpec) -> None:
                     f"space.{key} in {src}: a {spec.search} search takes `choice` lists only, "
                     f"but got {dist.kind}"
                 )
+    check_seed_design(spec)
     if spec.seed_groups and spec.max_concurrent < spec.seeds:
         raise SpecError(
             f"`max_concurrent` must be at least `seeds` ({spec.seeds}) for search "

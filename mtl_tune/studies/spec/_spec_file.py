@@ -182,6 +182,7 @@ def parse_spec(raw: Mapping[str, Any], source: str, overrides: Mapping[str, Any]
         mode=_typed(raw, "mode", str, source, default="max"),
         num_samples=_typed(raw, "num_samples", int, source, default=1),
         seeds=_typed(raw, "seeds", int, source, default=1),
+        seed_design=_typed(raw, "seed_design", str, source, default="shared"),
         max_concurrent=_typed(raw, "max_concurrent", int, source, default=2),
         max_failures=_typed(raw, "max_failures", int, source, default=1),
         keep_checkpoints=_typed(raw, "keep_checkpoints", str, source, default="best"),
