@@ -55,6 +55,9 @@ def ablation(
     resamples: Annotated[int, typer.Option(
         metavar="N", help="Bootstrap resamples and permutations.")] = 2000,
     seed: Annotated[int, typer.Option(metavar="N", help="Bootstrap and permutation seed.")] = 0,
+    drop_diverged: Annotated[bool, typer.Option(
+        "--drop-diverged", help="Leave the diverged trials (dev scores at a model that learned "
+        "nothing) out of every table and mean; by default they count and are flagged.")] = False,
     seeds_advice: Annotated[
         bool,
         typer.Option("--seeds-advice",
@@ -74,7 +77,8 @@ def ablation(
         _print_seeds_advice(folder)
         return
     result = report_ablation(
-        folder, out, _formats(formats), force, data_dir, n_resamples=resamples, seed=seed
+        folder, out, _formats(formats), force, data_dir, n_resamples=resamples, seed=seed,
+        drop_diverged=drop_diverged,
     )
     _print(result, folder)
 

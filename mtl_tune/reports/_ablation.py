@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -29,6 +30,7 @@ from mtl_tune.reports._selection import row_order
 from mtl_tune.reports._stats import ALPHA, BOOTSTRAP_FROM, FEW_SEEDS, POWER, SD_BOUND_LEVEL
 from mtl_tune.reports._study_notes import (
     DAGGER_NOTE,
+    diverged_notes,
     error_notes,
     require_scored,
     summary,
@@ -38,11 +40,14 @@ from mtl_tune.reports._test_table import PREDICTIONS_DIR, evaluate_test_split
 from mtl_tune.reports._variance import add_variance
 from mtl_tune.reports._writer import ReportWriter
 from mtl_tune.studies import (
+    DIVERGED,
     StudyInfo,
     best_epochs,
     best_rerun,
+    mark_diverged,
     open_study,
     study_results,
+    trivial_baselines,
 )
 
 LEADERBOARD_FILES = "sst-test-output.csv, para-test-output.csv, sts-test-output.csv"
@@ -123,6 +128,7 @@ def report_ablation(
     n_resamples: int = 2000,
     seed: int = 0,
     device: str = "auto",
+    drop_diverged: bool = False,
 ) -> ReportResult:
     """Writes the ablation report of a study: dev and test tables in the paper's shape, figures.
 
@@ -136,6 +142,8 @@ def report_ablation(
         n_resamples: Resamples of both bootstraps (CI over seeds; paired test over examples).
         seed: Seed of both bootstraps.
         device: Where the test split is evaluated: "auto", "cpu" or "cuda".
+        drop_diverged: Leave the diverged trials (`mark_diverged`) out of every table and mean;
+            by default they are counted and flagged.
 
     Returns:
         The folder, the tables ("dev", "test") as DataFrames, the figures and the files written.
@@ -153,6 +161,12 @@ def report_ablation(
     info = open_study(study_folder)
     results = study_results(info)
     require_scored(info, results)
+    results = mark_diverged(results, trivial_baselines(info.data_dir))
+    dropped = int(results.loc[results[DIVERGED], "trial_id"].nunique()) if drop_diverged else 0
+    if drop_diverged:
+        results = results[~results[DIVERGED]]
+        require_scored(info, results)
+    info = replace(info, notes=(*info.notes, *diverged_notes(results, dropped)))
     with report_folder(info.folder, "ablation", out, force) as staged:
         return staged.put_in_place(
             _write_ablation(staged.folder, info, results, formats, data_dir, n_resamples, seed,

@@ -29,7 +29,7 @@ from mtl_tune.reports._stats import (
     seeds_for_power,
     summarize_seeds,
 )
-from mtl_tune.studies import TRIAL_KEYS, best_epochs
+from mtl_tune.studies import DIVERGED, TRIAL_KEYS, best_epochs
 
 logger = logging.getLogger(__name__)
 
@@ -101,10 +101,12 @@ def dev_table(
     for name in order:
         mine = best[best["trainable"] == name]
         labels = statuses.loc[statuses["trainable"] == name, "status"].tolist()
+        diverged = int(mine[DIVERGED].sum()) if DIVERGED in mine else 0
         row: dict[str, Any] = {
             "iteration": name,
             "description": (descriptions or {}).get(name, ""),
             "trials": status_label(labels),
+            "diverged": diverged,
             "complete": bool(labels) and all(s == "TERMINATED" for s in labels),
             "n": len(mine),
         }

@@ -18,6 +18,7 @@ from mtl_tune.reports._stats import FEW_SEEDS
 STYLES = ("md", "latex", "html")
 METRIC_LABELS = SCORE_NAMES  # one name per score in every table (mtl_tune.names)
 DAGGER = "†"
+DIVERGED_MARK = "§"  # before the count of a row's diverged trials
 WIDE = "‡"  # a spread over fewer than FEW_SEEDS seeds
 
 
@@ -95,6 +96,8 @@ def dev_display(dev: pd.DataFrame, style: str) -> pd.DataFrame:
         elif style == "md":
             out["Change"] = str(row.description)
         out["Trials"] = row.trials + ("" if row.complete else f" {DAGGER}")
+        if getattr(row, "diverged", 0):  # how many of its trials diverged (`mark_diverged`)
+            out["Trials"] += ("\n" if style == "html" else " ") + f"{DIVERGED_MARK}{row.diverged}"
         for key, label in METRIC_LABELS.items():
             out[label] = _spread(row, key, style)
         mark = row.mark if hasattr(row, "mark") else ""
@@ -179,7 +182,8 @@ def top_display(top: pd.DataFrame, params: Sequence[str], style: str) -> pd.Data
         out["Epoch"] = str(row["epoch"])
         for key, label in METRIC_LABELS.items():
             out[label] = number(row[key])
-        out["Status"] = state_name(str(row["status"]))
+        out["Status"] = state_name(str(row["status"])) + (", diverged" if row.get("diverged")
+                                                          else "")
         if "device_hours" in row:
             out[f"{row['device']}-h"] = hours_text(row["device_hours"])
         rows.append(out)

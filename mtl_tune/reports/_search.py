@@ -40,7 +40,13 @@ from mtl_tune.reports._seed_groups import (
     group_table,
     has_seed_groups,
 )
-from mtl_tune.reports._study_notes import error_notes, require_scored, summary, unfinished_note
+from mtl_tune.reports._study_notes import (
+    diverged_notes,
+    error_notes,
+    require_scored,
+    summary,
+    unfinished_note,
+)
 from mtl_tune.reports._writer import ReportWriter
 from mtl_tune.studies import (
     CONFIRM,
@@ -49,8 +55,10 @@ from mtl_tune.studies import (
     best_rerun,
     best_row,
     group_decisions,
+    mark_diverged,
     open_study,
     study_results,
+    trivial_baselines,
 )
 
 
@@ -230,6 +238,7 @@ def report_search(
     info = open_study(study_folder)
     results = study_results(info)
     require_scored(info, results)
+    results = mark_diverged(results, trivial_baselines(info.data_dir))
     with report_folder(info.folder, "search", out, force) as staged:
         return staged.put_in_place(_write_search(staged.folder, info, results, formats, top_k))
 
@@ -281,7 +290,7 @@ def _write_search(folder: Path, info: StudyInfo, results: pd.DataFrame,
         path = folder / "results.csv"
         every.to_csv(path, index=False)
         writer.add_file(path)
-    notes = [*info.notes, *error_notes(results)]
+    notes = [*info.notes, *error_notes(results), *diverged_notes(results)]
     notes += population_notes or _best_rerun_notes(info, results, groups)
     pending = unfinished_note(info, results)
     if pending:

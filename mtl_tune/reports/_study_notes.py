@@ -10,9 +10,11 @@ from mtl_tune.exceptions import MtlTuneError
 from mtl_tune.names import state_name
 from mtl_tune.reports._selection import status_label
 from mtl_tune.studies import (
+    DIVERGED,
     ENDED,
     INTERRUPTED,
     TRIAL_KEYS,
+    TRIVIAL_R,
     UNFINISHED,
     StudyInfo,
     best_epochs,
@@ -109,3 +111,21 @@ def unfinished_note(info: StudyInfo, results: pd.DataFrame) -> str | None:
     unstarted = (f"{never} of the {planned} planned trials not started yet: the study was "
                  f"interrupted; `{resume_command(info.folder.parent, info.name)}` runs them.")
     return f"{listed} {unstarted}".strip()
+
+
+def diverged_notes(results: pd.DataFrame, dropped: int = 0) -> list[str]:
+    """What the report says of the diverged trials (`mark_diverged`): how many, which, and
+    whether they count; none when no trial diverged and none was dropped."""
+    flagged = sorted(set(results.loc[results[DIVERGED], "trial_id"].astype(str))) \
+        if DIVERGED in results else []
+    rule = ("a trial diverged when its last epoch's dev accuracy is not above its task's "
+            f"majority-class share on the dev split, or its STS r is at or below {TRIVIAL_R}")
+    if dropped:
+        return [f"{dropped} diverged trial(s) were left out of every table and mean "
+                f"(--drop-diverged): {rule}."]
+    if not flagged:
+        return []
+    return [f"{len(flagged)} trial(s) diverged ({', '.join(flagged)}; flagged in the tables: "
+            "§N in a row's Trials, 'diverged' in a trial's Status): {rule}. They count in every "
+            "mean, as any outcome of a configuration does; `report ablation --drop-diverged` "
+            "leaves them out."]

@@ -20,11 +20,13 @@ from mtl_tune.studies import _moved_modules as moved_modules
 from mtl_tune.studies.results import (
     CONFIRM,
     COUNTED,
+    DIVERGED,
     ENDED,
     EPOCH,
     INTERRUPTED,
     SIMULATED_NOTE,
     TRIAL_KEYS,
+    TRIVIAL_R,
     UNFINISHED,
     ConfirmPlan,
     ReplayPlan,
@@ -38,6 +40,7 @@ from mtl_tune.studies.results import (
     epoch_means,
     list_studies,
     load_results,
+    mark_diverged,
     next_commands,
     not_ended,
     open_study,
@@ -50,6 +53,7 @@ from mtl_tune.studies.results import (
     study_results,
     study_status,
     trial_lineage,
+    trivial_baselines,
     view_study,
 )
 from mtl_tune.studies.spec import (
@@ -110,6 +114,10 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "DIVERGED",
+    "TRIVIAL_R",
+    "mark_diverged",
+    "trivial_baselines",
     "CONFIRM",
     "ConfirmPlan",
     "confirm_scores",

@@ -11,6 +11,12 @@ from mtl_tune.studies.results._confirm_plan import (
     confirm_plan,
     confirm_scores,
 )
+from mtl_tune.studies.results._diverged import (
+    DIVERGED,
+    TRIVIAL_R,
+    mark_diverged,
+    trivial_baselines,
+)
 from mtl_tune.studies.results._epochs_run import SIMULATED_NOTE, run_lines
 from mtl_tune.studies.results._folder import StudyInfo, open_study
 from mtl_tune.studies.results._group_scores import EPOCH, best_epoch, by_epoch, epoch_means
@@ -44,6 +50,10 @@ from mtl_tune.studies.results._status import (
 )
 
 __all__ = [
+    "DIVERGED",
+    "TRIVIAL_R",
+    "mark_diverged",
+    "trivial_baselines",
     "CONFIRM",
     "ConfirmPlan",
     "Selected",
