@@ -27,7 +27,14 @@ from mtl_tune.reports._paired import MARK_LEGEND
 from mtl_tune.reports._published import SOURCE, published_table
 from mtl_tune.reports._search import add_search_figures
 from mtl_tune.reports._selection import row_order
-from mtl_tune.reports._stats import ALPHA, BOOTSTRAP_FROM, FEW_SEEDS, POWER, SD_BOUND_LEVEL
+from mtl_tune.reports._stats import (
+    ALPHA,
+    BOOTSTRAP_FROM,
+    FEW_SEEDS,
+    IQM_FROM,
+    POWER,
+    SD_BOUND_LEVEL,
+)
 from mtl_tune.reports._study_notes import (
     DAGGER_NOTE,
     diverged_notes,
@@ -109,6 +116,12 @@ def _dev_notes(info: StudyInfo, dev: pd.DataFrame, n_resamples: int, seed: int) 
         "used, each trial's wall time times the GPUs it held (the CPUs, on a study without "
         "GPUs), running and stopped trials included: the compute behind the row.",
     ]
+    if (dev["n"] >= IQM_FROM).any():
+        notes.append(f"IQM (HTML; overall_iqm and mean_score_iqm in dev.csv): for a row of "
+                     f"{IQM_FROM} seeds or more, the mean of the middle half of its seeds' "
+                     "Overall and Mean (paper) (a quarter trimmed from each end; Agarwal et al. "
+                     "2021): a seed or two far from the rest move it less than the mean. Where "
+                     "it and the mean differ much, look for a diverged or lucky seed.")
     if (dev["n"] == 2).any():
         notes.append(f"{WIDE}: a row of 2 seeds; its sd and interval rest on two values "
                      "(Student's t with 1 degree of freedom: 12.7 sd/√2 each side) and are "

@@ -25,6 +25,9 @@ from mtl_tune.reports._budget import trial_hours
 from mtl_tune.reports._paired import holm, paired_comparison, significance_mark
 from mtl_tune.reports._selection import status_label
 from mtl_tune.reports._stats import (
+    AGGREGATES,
+    IQM_FROM,
+    interquartile_mean,
     probability_of_improvement,
     seeds_for_power,
     summarize_seeds,
@@ -118,6 +121,10 @@ def dev_table(
             row[f"{key}_ci_low"] = summary.ci_low
             row[f"{key}_ci_high"] = summary.ci_high
             row[f"{key}_ci_method"] = summary.method
+            if key in AGGREGATES:  # robust to a seed or two far from the rest
+                values = mine[key].astype(float).to_numpy()
+                row[f"{key}_iqm"] = interquartile_mean(values) if len(values) >= IQM_FROM else (
+                    np.nan)
         seed_values.append(mine[metric].astype(float).to_numpy())
         row.update(_best_checkpoint(results, mine, metric, mode))
         rows.append(row)

@@ -81,6 +81,9 @@ def _spread(row: Any, key: str, style: str) -> str:
     if style == "html":  # the interval on a line of its own, under mean ± sd
         low, high = getattr(row, f"{key}_ci_low"), getattr(row, f"{key}_ci_high")
         text += f"\n[{number(low)}, {number(high)}]"
+        iqm = getattr(row, f"{key}_iqm", None)
+        if not _missing(iqm):  # an aggregate over 5 seeds or more
+            text += f"\nIQM {number(iqm)}"
     return text
 
 

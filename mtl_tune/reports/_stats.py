@@ -180,3 +180,23 @@ def probability_of_improvement(
     low, high = np.quantile(resampled, [(1 - level) / 2, (1 + level) / 2])
     return Improvement(probability, float(low), float(high))
 
+
+
+IQM_FROM = 5  # seeds from which an aggregate score also gets its interquartile mean
+AGGREGATES = ("overall", "mean_score")  # the scores over tasks that get one
+
+
+def interquartile_mean(values: Sequence[float] | np.ndarray) -> float:
+    """The mean of the middle half of `values` (25% trimmed from each end; Agarwal et al. 2021):
+    a seed or two far from the rest move it less than the mean, and it wastes less than the
+    median.
+
+    Raises:
+        ValueError: No values.
+    """
+    from scipy import stats
+
+    data = np.asarray(values, dtype=float)
+    if data.size == 0:
+        raise ValueError("the interquartile mean needs at least one value, but got none")
+    return float(stats.trim_mean(data, 0.25))

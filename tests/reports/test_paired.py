@@ -257,3 +257,34 @@ def test_the_probability_of_improvement_is_the_share_of_seed_pairs_it_wins() -> 
     single = probability_of_improvement([0.6], row)
     assert single.probability == 1.0 and math.isnan(single.ci_low)
 
+
+
+def test_the_interquartile_mean_trims_a_quarter_from_each_end() -> None:
+    from mtl_tune.reports._stats import interquartile_mean
+
+    assert interquartile_mean([1.0, 2.0, 3.0, 4.0, 100.0]) == pytest.approx(3.0)
+    assert interquartile_mean([0.7, 0.1, 0.5, 0.6, 0.55, 0.65, 0.62, 0.58]) == pytest.approx(
+        np.mean([0.55, 0.58, 0.6, 0.62]))
+    with pytest.raises(ValueError, match="needs at least one value, but got none"):
+        interquartile_mean([])
+
+
+def test_the_dev_table_gives_aggregates_an_iqm_from_five_seeds() -> None:
+    import pandas as pd
+
+    from mtl_tune.reports._dev_table import dev_table
+
+    def frame(overalls: list[float]) -> pd.DataFrame:
+        return pd.DataFrame([{
+            "experiment": "main", "trial_id": f"t{seed}", "trainable": "it1-baseline",
+            "status": "TERMINATED", "epoch": 1, "seed": seed, "trial_seconds": 1.0,
+            "gpus_per_trial": 0.0, "cpus_per_trial": 1.0, "checkpoint": None,
+            "sst_acc": 0.4, "para_acc": 0.7, "sts_corr": 0.5, "overall": value,
+            "mean_score": value - 0.1} for seed, value in enumerate(overalls)])
+
+    five = dev_table(frame([0.50, 0.60, 0.62, 0.64, 0.10]), ["it1-baseline"], n_resamples=50)
+    assert five["overall_iqm"].iloc[0] == pytest.approx(np.mean([0.50, 0.60, 0.62]))
+    assert five["mean_score_iqm"].iloc[0] == pytest.approx(np.mean([0.40, 0.50, 0.52]))
+    assert "sst_acc_iqm" not in five  # a task's own score is no aggregate
+    four = dev_table(frame([0.50, 0.60, 0.62, 0.64]), ["it1-baseline"], n_resamples=50)
+    assert np.isnan(four["overall_iqm"].iloc[0])
