@@ -212,7 +212,8 @@ def _write_ablation(
             [f"Published: {SOURCE}; its \"Overall\" is our Mean (paper), the plain mean of SST "
              "acc, PD acc and STS r. Shown for comparison only: no published number enters our "
              "statistics. Δ: Mean (paper) minus the previous row's of this table; Same sign: our "
-             "Δ goes the paper's way."],
+             "Δ goes the paper's way. The last column: the device-hours our row's trials used "
+             "(the paper's compute is not published)."],
         )
 
     test_folder, missing = (
@@ -225,7 +226,9 @@ def _write_ablation(
         test_notes = [
             f"Each row: its best checkpoint by dev {score_name(info.metric)} over its trials "
             "(the dev "
-            f"table's best trial at its best epoch), evaluated on the test split of {test_folder}."
+            f"table's best trial at its best epoch), evaluated on the test split of {test_folder}. "
+            "Device-hours: the training behind the row (its trials', as in the dev table); "
+            "scoring the test split adds seconds."
         ]
         if test["cached"].any():
             test_notes.append(

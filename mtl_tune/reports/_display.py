@@ -145,6 +145,8 @@ def heldout_display(test: pd.DataFrame, style: str) -> pd.DataFrame:
         out["Δ prev"] = number(row.delta_prev, signed=True)
         out["Δ base"] = number(row.delta_base, signed=True)
         out["Note"] = str(row.note)
+        if hasattr(row, "device_hours"):  # the training behind the row
+            out[f"{row.device}-h"] = hours_text(row.device_hours)
         rows.append(out)
     return display_frame(rows, style)
 
@@ -165,6 +167,8 @@ def published_display(table: pd.DataFrame, style: str) -> pd.DataFrame:
             "Δ published": number(row.published_delta, signed=True),
             "Δ ours": number(row.ours_delta, signed=True),
             "Same sign": same,
+            **({f"{row.device}-h ours": hours_text(row.device_hours)}
+               if hasattr(row, "device_hours") else {}),
         })
     return display_frame(rows, style)
 

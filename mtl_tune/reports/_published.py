@@ -36,7 +36,8 @@ def published_table(dev: pd.DataFrame) -> pd.DataFrame | None:
         One row per such iteration, in the dev table's order: `iteration`; the published
         `sst_acc`, `para_acc`, `sts_corr`, `mean_score`; `ours_mean_score` (our mean over
         seeds); `published_delta` and `ours_delta` (mean_score minus the previous such row's);
-        `same_sign` (whether the two deltas agree in sign; NA on the first row or without ours).
+        `same_sign` (whether the two deltas agree in sign; NA on the first row or without ours);
+        `device_hours` and `device`: what our row's trials used (the dev table's).
     """
     rows = dev[dev["iteration"].isin(list(PUBLISHED_DEV))]
     if len(rows) < 2:
@@ -46,7 +47,9 @@ def published_table(dev: pd.DataFrame) -> pd.DataFrame | None:
         sst, para, sts, mean = PUBLISHED_DEV[str(row.iteration)]
         out.append({"iteration": row.iteration, "sst_acc": sst, "para_acc": para,
                     "sts_corr": sts, "mean_score": mean,
-                    "ours_mean_score": float(row.mean_score)})
+                    "ours_mean_score": float(row.mean_score),
+                    **({"device_hours": row.device_hours, "device": row.device}
+                       if hasattr(row, "device_hours") else {})})
     table = pd.DataFrame(out)
     table["published_delta"] = table["mean_score"].diff()
     table["ours_delta"] = table["ours_mean_score"].diff()

@@ -139,7 +139,8 @@ def _add_seed_groups(
          f"the mean dev {score_name(info.metric)} of its seeds (± the sample sd over seeds at "
          "that epoch), at "
          "the epoch whose mean is best, among the epochs every seed reached; this is the value "
-         "Optuna was told. The top table above lists single seeds."],
+         "Optuna was told. The top table above lists single seeds. Device-hours: the group's "
+         "seeds' wall time times the devices each held."],
     )
     table = decision_table(decisions)
     writer.table(

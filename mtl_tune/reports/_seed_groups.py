@@ -9,10 +9,12 @@ from typing import Any
 import pandas as pd
 
 from mtl_tune.platform.metrics import METRIC_KEYS
+from mtl_tune.reports._budget import trial_hours
 from mtl_tune.reports._display import (
     METRIC_LABELS,
     check_style,
     display_frame,
+    hours_text,
     number,
     param_text,
 )
@@ -31,8 +33,10 @@ def group_table(
 ) -> pd.DataFrame:
     """One row per seed group, best first: its searched values, its seeds, the epoch whose mean
     `metric` over the seeds is best (the earliest on a tie; epochs every seed reached), the means
-    and the spread of `metric` there, and where the scheduler stopped it."""
+    and the spread of `metric` there, where the scheduler stopped it, and the device-hours its
+    seeds used (`device_hours`, on `device`)."""
     counted = results[results["status"].isin(COUNTED)]
+    hours, device = trial_hours(results)
     rows = []
     for group, frame in counted.groupby(GROUP_COLUMN, sort=False):
         seeds = frame["trial_id"].nunique()
@@ -49,6 +53,9 @@ def group_table(
         row.update({f"config/{p}": first.get(f"config/{p}") for p in params})
         row.update({k: means[best].get(k) for k in METRIC_KEYS})
         row["stopped"] = _stopped(group, decisions)
+        row["device_hours"] = float(sum(hours.get((e, t), 0.0) for e, t in frame[
+            ["experiment", "trial_id"]].drop_duplicates().itertuples(index=False)))
+        row["device"] = device
         rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:
@@ -81,6 +88,8 @@ def group_display(table: pd.DataFrame, params: Sequence[str], metric: str,
                 text += f" ± {number(row[f'{metric}_sd'])}"
             out[label] = text
         out["Stopped"] = str(row["stopped"])
+        if "device_hours" in row:
+            out[f"{row['device']}-h"] = hours_text(row["device_hours"])
         rows.append(out)
     return display_frame(rows, style)
 

@@ -128,7 +128,7 @@ def evaluate_test_split(
         One row per dev row: `iteration`, `trial_id`, `epoch`, `checkpoint`, `labeled` (all three
         tasks scored), the metrics (nan where unlabeled), `delta_prev`, `delta_base`,
         `predictions` (the leaderboard files' folder, relative to `folder`), `cached` (read
-        from the study's cache) and `note`.
+        from the study's cache), `note`, and the dev row's `device_hours` and `device`.
     """
     rows = [
         _row(r, data_dir, folder, batch_size, device, study)
@@ -141,4 +141,6 @@ def evaluate_test_split(
     table.insert(at, "delta_prev", values - values.shift(1))
     table.insert(at + 1, "delta_base", values - (values.iloc[0] if len(values) else np.nan))
     table["epoch"] = table["epoch"].astype("Int64")
+    if "device_hours" in dev:  # the training behind the row (scoring the test split: seconds)
+        table["device_hours"], table["device"] = list(dev["device_hours"]), list(dev["device"])
     return table
