@@ -86,21 +86,27 @@ def ablation(
 @app.command("search")
 def search(
     name: Annotated[str, typer.Argument(help="The study's name.")],
+    others: Annotated[list[str] | None, typer.Argument(
+        metavar="[OTHER]...", help="Other studies (same storage) whose expected best against "
+        "budget is drawn over this one's.", show_default=False)] = None,
     storage: StorageOption = None,
     out: ReportOut = None,
     top_k: Annotated[int, typer.Option(metavar="K", help="Configurations to list.")] = 10,
     formats: FormatsOption = "md,latex,csv,html",
     force: ForceOption = False,
 ) -> None:
-    """The top-k configurations, parameter importances and the search figures.
+    """The top-k configurations, parameter importances and the search figures; with OTHER
+    studies, their expected best against budget beside this one's.
 
     Example: mtl-tune report search paper-search --top-k 5
     """
     from mtl_tune.reports import report_search
     from mtl_tune.studies import existing_study, storage_root
 
-    folder = existing_study(storage_root(storage), name)
-    _print(report_search(folder, out, top_k, _formats(formats), force), folder)
+    root = storage_root(storage)
+    folder = existing_study(root, name)
+    compare = [existing_study(root, other) for other in others or []]
+    _print(report_search(folder, out, top_k, _formats(formats), force, compare), folder)
 
 
 def _print(result: Any, study: Path) -> None:

@@ -10,7 +10,7 @@ study, with no resampling noise. At n = N it is the study's best; at n = 1, its 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from math import comb
 
 import numpy as np
@@ -83,38 +83,73 @@ def trial_hours(results: pd.DataFrame) -> tuple[pd.Series, str]:
     return seconds * per_trial["cpus_per_trial"].astype(float).fillna(1.0) / 3600.0, "CPU"
 
 
-def add_budget(writer: ReportWriter, results: pd.DataFrame, best: pd.DataFrame,
-               groups: pd.DataFrame | None, group_column: str, metric: str,
-               mode: str) -> pd.DataFrame:
-    """The expected best against budget, as a figure and a table: over the finished trials
-    (`best`: each at its best epoch), or over the seed groups (`groups`, each at the best
-    epoch of its seeds' mean, as it was ranked); returns the table (empty below two)."""
+def budget_points(results: pd.DataFrame, best: pd.DataFrame, groups: pd.DataFrame | None,
+                  group_column: str, metric: str) -> tuple[list[float], list[float], str, str]:
+    """The scores a search's budget curve is drawn from, the device-hours of each, what they are
+    ("trials" or "seed groups") and the device: the finished trials (`best`: each at its best
+    epoch), or the seed groups (`groups`, each at the best epoch of its seeds' mean, as it was
+    ranked)."""
     hours, device = trial_hours(results)
     if groups is not None and not groups.empty:
         members = results.groupby(["experiment", "trial_id"], sort=False)[group_column].first()
         spent = hours.groupby(members.reindex(hours.index)).sum()
-        scores, units = list(groups[metric].astype(float)), "seed groups"
         used = [float(spent.get(g, 0.0)) for g in groups["group"]]
-    else:
-        finished = best[best["status"] == "TERMINATED"]
-        scores, units = list(finished[metric].astype(float)), "trials"
-        used = [float(hours.get((e, t), 0.0)) for e, t in
-                zip(finished["experiment"], finished["trial_id"], strict=True)]
+        return list(groups[metric].astype(float)), used, "seed groups", device
+    finished = best[best["status"] == "TERMINATED"]
+    used = [float(hours.get((e, t), 0.0)) for e, t in
+            zip(finished["experiment"], finished["trial_id"], strict=True)]
+    return list(finished[metric].astype(float)), used, "trials", device
+
+
+def add_budget(writer: ReportWriter, results: pd.DataFrame, best: pd.DataFrame,
+               groups: pd.DataFrame | None, group_column: str, metric: str, mode: str,
+               name: str = "this study",
+               others: Mapping[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """The expected best against budget, as a figure and a table, of the study's finished
+    trials or seed groups (`budget_points`); `others`: the curves (`budget_curve`) of other
+    studies, by name, drawn over it and set beside it in a second table (`report search A B`).
+    Returns the study's table (empty below two)."""
+    scores, used, units, device = budget_points(results, best, groups, group_column, metric)
     if len(scores) < 2:
         return pd.DataFrame()
     curve = budget_curve(scores, used, mode)
-    writer.figure("expected_best", draw_budget({"this study": curve}, metric, device),
-                  f"Expected best dev {score_name(metric)} of a search of n {units} drawn from "
-                  f"this study's, against n and against {device}-hours")
-    writer.table("budget", f"Expected best dev {score_name(metric)} against budget", curve,
+    curves = {name: curve, **(others or {})}
+    score = score_name(metric)
+    writer.figure("expected_best", draw_budget(curves, metric, device),
+                  f"Expected best dev {score} of a search of n {units} drawn from "
+                  + (f"each study's ({', '.join(curves)})" if others else "this study's")
+                  + f", against n and against {device}-hours")
+    writer.table("budget", f"Expected best dev {score} against budget", curve,
                  lambda style: _budget_display(curve, device, style),
-                 [f"E[best dev {score_name(metric)} among n of the study's {len(scores)} "
+                 [f"E[best dev {score} among n of the study's {len(scores)} "
                   f"{units}], averaged over every n-subset (exact, Dodge et al. 2019), and the "
                   f"{device}-hours n of them take on average. Compare two searches at the same "
                   "n or the same hours, never one's best against the other's: the best of more "
                   "trials is higher by chance alone. The curve says nothing past the study's "
                   "own count."])
+    if others:
+        side = pd.DataFrame({"trials": range(1, max(len(c) for c in curves.values()) + 1)})
+        for study, other in curves.items():
+            side[study] = pd.Series(list(other["expected_best"]), dtype=float)
+            side[f"{study} {device}-hours"] = pd.Series(list(other["device_hours"]),
+                                                       dtype=float)
+        writer.table("budget_compare", f"Expected best dev {score}, study by study", side,
+                     lambda style: _compare_display(side, list(curves), device, style),
+                     [f"Each study's E[best dev {score} among n of its own], side by side "
+                      "at the same n, with the device-hours n of its trials take on average; "
+                      "blank past a study's own count. A study ahead at every n is the better "
+                      "search at every budget; curves that cross say which budget each wins."])
     return curve
+
+
+def _compare_display(side: pd.DataFrame, studies: list[str], device: str,
+                     style: str) -> pd.DataFrame:
+    check_style(style)
+    return display_frame([{"n": str(int(r["trials"])), **{
+        study: number(r[study]) + (f" ({r[f'{study} {device}-hours']:.3g} {device}-h)"
+                                   if pd.notna(r[f"{study} {device}-hours"]) else "")
+        for study in studies}}
+        for r in side.to_dict("records")], style)
 
 
 def _budget_display(curve: pd.DataFrame, device: str, style: str) -> pd.DataFrame:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from mtl_tune.exceptions import ConfigError
+from mtl_tune.exceptions import ConfigError, MtlTuneError
 from mtl_tune.names import score_name
 from mtl_tune.platform.metrics import METRIC_KEYS
-from mtl_tune.reports._budget import add_budget, trial_hours
+from mtl_tune.reports._budget import add_budget, budget_curve, budget_points, trial_hours
 from mtl_tune.reports._confirm import add_confirm
 from mtl_tune.reports._display import importance_display, top_display
 from mtl_tune.reports._environment import environment
@@ -216,6 +217,7 @@ def report_search(
     top_k: int = 10,
     formats: tuple[str, ...] = FORMATS,
     force: bool = False,
+    compare: Sequence[Path | str] = (),
 ) -> ReportResult:
     """Writes the report of a search study: top-k configurations, importances, search figures.
 
@@ -225,6 +227,8 @@ def report_search(
         top_k: How many configurations the table lists.
         formats: Among "md", "latex", "csv", "html".
         force: Write into `out` even if it exists and is not empty.
+        compare: Other studies' folders, whose expected-best curves are drawn over this one's
+            and set beside it (the same metric and mode; not a population).
 
     Returns:
         The folder, the tables ("top", "importances") as DataFrames and the files written.
@@ -240,12 +244,45 @@ def report_search(
     results = study_results(info)
     require_scored(info, results)
     results = mark_diverged(results, trivial_baselines(info.data_dir))
+    if compare and info.search == "pbt":
+        raise MtlTuneError(f"study {info.name!r} is a population: one run of its budget, not n "
+                           "trials drawn from a search; it has no expected-best curve")
+    others = {name: curve for name, curve in (_budget_of(other, info) for other in compare)}
     with report_folder(info.folder, "search", out, force) as staged:
-        return staged.put_in_place(_write_search(staged.folder, info, results, formats, top_k))
+        return staged.put_in_place(_write_search(staged.folder, info, results, formats, top_k,
+                                                 others))
+
+
+def _budget_of(folder: Path | str, this: StudyInfo) -> tuple[str, pd.DataFrame]:
+    """Another study's name and expected-best curve, to set beside `this` one's.
+
+    Raises:
+        MtlTuneError: Not a study, or one this study's cannot be compared with: another
+            metric or mode, a population, or fewer than two finished trials.
+    """
+    info = open_study(folder)
+    if (info.metric, info.mode) != (this.metric, this.mode):
+        raise MtlTuneError(
+            f"study {info.name!r} ranks by {info.metric} ({info.mode}) and {this.name!r} by "
+            f"{this.metric} ({this.mode}): compare searches of the same metric and mode")
+    if info.search == "pbt":
+        raise MtlTuneError(f"study {info.name!r} is a population: one run of its budget, not "
+                           "n trials drawn from a search; it has no expected-best curve")
+    results = study_results(info)
+    results = results[results["experiment"] != CONFIRM]
+    best = best_epochs(results, info.metric, info.mode)
+    groups = (group_table(results, group_decisions(info.folder), [], info.metric, info.mode)
+              if has_seed_groups(results) else None)
+    scores, used, _, _ = budget_points(results, best, groups, GROUP_COLUMN, info.metric)
+    if len(scores) < 2:
+        raise MtlTuneError(f"study {info.name!r} has {len(scores)} finished trial(s) or group(s): "
+                           "its expected best needs at least 2")
+    return info.name, budget_curve(scores, used, info.mode)
 
 
 def _write_search(folder: Path, info: StudyInfo, results: pd.DataFrame,
-                  formats: tuple[str, ...], top_k: int) -> ReportResult:
+                  formats: tuple[str, ...], top_k: int,
+                  others: Mapping[str, pd.DataFrame] | None = None) -> ReportResult:
     """Writes the search report's files in `folder` (see `report_search`): the search's
     trials ranked, a confirmed study's fresh seeds beside them (`add_confirm`)."""
     writer = ReportWriter(folder, f"Search report: {info.name}", formats, info.simulated)
@@ -278,7 +315,8 @@ def _write_search(folder: Path, info: StudyInfo, results: pd.DataFrame,
         groups = (_add_seed_groups(writer, info, results, params) if has_seed_groups(results)
                   else None)
     if info.search != "pbt":  # a population is one run of the budget, not n draws
-        add_budget(writer, results, best, groups, GROUP_COLUMN, info.metric, info.mode)
+        add_budget(writer, results, best, groups, GROUP_COLUMN, info.metric, info.mode,
+                   info.name, others)
     if info.objectives:
         _add_pareto(writer, info, best if groups is None else groups, params, groups is not None)
     ranking, optuna_notes = add_search_figures(writer, info, best, params, optuna_study)
