@@ -11,6 +11,7 @@ import pandas as pd
 from mtl_tune.platform.metrics import METRIC_KEYS
 from mtl_tune.reports._budget import trial_hours
 from mtl_tune.reports._display import (
+    DIVERGED_MARK,
     METRIC_LABELS,
     check_style,
     display_frame,
@@ -56,6 +57,8 @@ def group_table(
         row["device_hours"] = float(sum(hours.get((e, t), 0.0) for e, t in frame[
             ["experiment", "trial_id"]].drop_duplicates().itertuples(index=False)))
         row["device"] = device
+        if "diverged" in frame:  # seeds whose run diverged (`mark_diverged`)
+            row["diverged"] = int(frame.groupby("trial_id")["diverged"].first().sum())
         rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:
@@ -82,6 +85,8 @@ def group_display(table: pd.DataFrame, params: Sequence[str], metric: str,
         out = {"Rank": str(row["rank"]), "Group": str(row["group"])}
         out.update({p: param_text(row.get(f"config/{p}")) for p in params})
         out["Seeds"], out["Epoch"] = str(row["seeds"]), str(row["epoch"])
+        if row.get("diverged"):
+            out["Seeds"] += f" {DIVERGED_MARK}{row['diverged']}"
         for key, label in METRIC_LABELS.items():
             text = number(row[key])
             if key == metric and row.get(f"{metric}_sd") is not None:

@@ -126,6 +126,6 @@ def diverged_notes(results: pd.DataFrame, dropped: int = 0) -> list[str]:
     if not flagged:
         return []
     return [f"{len(flagged)} trial(s) diverged ({', '.join(flagged)}; flagged in the tables: "
-            "§N in a row's Trials, 'diverged' in a trial's Status): {rule}. They count in every "
-            "mean, as any outcome of a configuration does; `report ablation --drop-diverged` "
-            "leaves them out."]
+            "§N in a row's Trials or a group's Seeds, 'diverged' in a trial's Status): "
+            f"{rule}. They count in every mean, as any outcome of a configuration does; "
+            "`report ablation --drop-diverged` leaves them out."]

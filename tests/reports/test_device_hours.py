@@ -29,6 +29,11 @@ def test_a_seed_group_counts_its_seeds_device_hours() -> None:
     assert set(groups["device"]) == {"CPU"}
     shown = group_display(groups, ["lr"], "overall", "md")
     assert list(shown["CPU-h"]) == ["0.75", "2"]
+    # a group with a diverged seed says so beside its seeds
+    results["diverged"] = results["trial_id"] == "d"
+    shown = group_display(group_table(results, [], ["lr"], "overall", "max"), ["lr"], "overall",
+                          "md")
+    assert list(shown["Seeds"]) == ["2", "2 §1"]
 
 
 def test_the_test_and_published_tables_carry_the_dev_rows_hours() -> None:
