@@ -128,6 +128,17 @@ def resume(
 
     Example: mtl-tune study resume demo
     """
+    root = _refuse_early(storage, name, trust)
+    from mtl_tune.studies import resume_study
+
+    outcome = resume_study(root, name, address=address, verbose=verbose, trust=trust)
+    print_outcome(outcome, root, name)
+
+
+def _refuse_early(storage: str | None, name: str, trust: bool) -> Path:
+    """The storage root, once a study's refusals passed before Ray and torch are even imported
+    (seconds): no such study, a folder others can write, a live driver (the driver checks
+    again under the lock). A study on a store: its driver checks."""
     from mtl_tune.studies import (
         StudyStore,
         check_private,
@@ -138,16 +149,11 @@ def resume(
 
     root = storage_root(storage)
     if not StudyStore.at(root).on_store:
-        # the refusals first, before Ray and torch are even imported (seconds): no such study,
-        # a folder others can write, a live driver (the driver checks again under the lock)
         folder = existing_study(root, name)
         if not trust:
             check_private(folder)
         refuse_running(folder, name)
-    from mtl_tune.studies import resume_study
-
-    outcome = resume_study(root, name, address=address, verbose=verbose, trust=trust)
-    print_outcome(outcome, root, name)
+    return root
 
 
 @app.command("confirm")
@@ -170,20 +176,7 @@ def confirm(
 
     Example: mtl-tune study confirm demo --top 1 --seeds 5
     """
-    from mtl_tune.studies import (
-        StudyStore,
-        check_private,
-        existing_study,
-        refuse_running,
-        storage_root,
-    )
-
-    root = storage_root(storage)
-    if not StudyStore.at(root).on_store:  # the refusals before Ray starts, as resume's
-        folder = existing_study(root, name)
-        if not trust:
-            check_private(folder)
-        refuse_running(folder, name)
+    root = _refuse_early(storage, name, trust)
     from mtl_tune.studies import confirm_study
 
     outcome = confirm_study(root, name, top=top, seeds=seeds, address=address,
