@@ -240,3 +240,28 @@ def test_a_real_grid_search_confirmed_on_fresh_seeds(
     assert row["selected"] == pytest.approx(best["overall"])
     assert row["fresh_mean"] == pytest.approx(fresh["overall"].mean())
     assert read_meta(root / "grid").finished_at is not None
+
+
+def test_a_multi_objective_search_is_confirmed_on_its_scalar(
+    tmp_path: Path, tiny_data_dir: Path, ray_local: None
+) -> None:
+    """A search over several objectives picks its configurations on the scalar it prunes on
+    (`prune_on`, the study's metric), as its reports rank them."""
+    from mtl_tune.studies import confirm_study
+
+    top = ('name = "mo"\ntrainables = ["it10-warmup-decay"]\nsearch = "optuna-mo"\n'
+           'objectives = ["sst_acc", "para_acc"]\nprune_on = "overall"\nnum_samples = 4\n'
+           "max_concurrent = 2\noptuna_seed = 0")
+    path = write_spec(tmp_path, top, {"epochs": 2, "data_dir": str(tiny_data_dir)},
+                      SPACE + NO_SCHEDULER)
+    root = tmp_path / "studies"
+    launch_study(load_spec(str(path)), root, path.read_text(), verbose=0, simulate=True)
+    outcome = confirm_study(root, "mo", top=2, seeds=2, verbose=0)
+    assert (outcome.planned, outcome.finished) == (4, 4)
+    results = load_results(root / "mo")
+    search = results[results["experiment"] == "main"]
+    best = search.groupby("trial_id")["overall"].max().sort_values(ascending=False)
+    plan = ConfirmPlan.from_json(read_meta(root / "mo").confirm)
+    assert [s.trials for s in plan.selected] == [(best.index[0],), (best.index[1],)]
+    assert [s.score for s in plan.selected] == pytest.approx(list(best.iloc[:2]))
+    assert set(results[results["experiment"] == "confirm"]["seed"]) == {1, 2}
