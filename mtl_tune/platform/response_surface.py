@@ -15,7 +15,10 @@ something shaped like real training to act on. Its rules (the README's "Simulate
 - **Noise**: a seed shifts each task for the whole run by a normal draw of sd 0.02 SST (the
   spread measured between real seeds), 0.008 PD and 0.01 STS; each epoch adds sd 0.005. Draws
   come from a SHA-256 of the configuration (without its seed), the seed and the epoch, so a
-  configuration scores the same in every process and on every resume.
+  configuration scores the same in every process and on every resume. A run that sets
+  `init_seed` or `data_seed` (crossed seeds) draws its whole-run shift as two halves of the
+  variance, one from its initialisation seed and one from its data seed (each defaulting to
+  `seed`), so that a rehearsal's variance table splits as a real study's can.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ BASE = {"sst_acc": 0.25, "para_acc": 0.60, "sts_corr": 0.45}
 GAIN = {"sst_acc": 0.27, "para_acc": 0.25, "sts_corr": 0.43}
 SEED_SD = {"sst_acc": 0.02, "para_acc": 0.008, "sts_corr": 0.01}
 EPOCH_SD = 0.005
+SPLIT_SD = math.sqrt(0.5)  # each seed source's share of a split seed shift's sd
 BEST_LR, LR_WIDTH = 2e-4, 0.9  # decades
 # keys that change how a run is done, not what it learns: left out of the draws
 NOT_LEARNED = ("seed", "data_dir", "epochs", "device", "threads", "compile", "checkpoint_dtype",
@@ -72,12 +76,27 @@ def simulated_scores(config: Mapping[str, Any], epoch: int) -> dict[str, float]:
     setting = {k: v for k, v in config.items() if k not in NOT_LEARNED}
     q = quality(setting)
     seed_draws, epoch_draws = _draws(setting, seed), _draws(setting, seed, epoch)
+    shift = _seed_shift(setting, seed, seed_draws)
     rise = 1.0 - math.exp(-epoch / 1.5)
     scores = {}
     for task, floor in FLOOR.items():
         value = floor + (BASE[task] + GAIN[task] * q - floor) * rise
         if task == "sst_acc":
             value -= 0.004 * max(0, epoch - 6)
-        value += seed_draws.gauss(0.0, SEED_SD[task]) + epoch_draws.gauss(0.0, EPOCH_SD)
+        value += shift[task] + epoch_draws.gauss(0.0, EPOCH_SD)
         scores[task] = min(max(value, 0.0 if task != "sts_corr" else -1.0), 1.0)
     return summary(scores["sst_acc"], scores["para_acc"], scores["sts_corr"])
+
+
+def _seed_shift(setting: Mapping[str, Any], seed: Any,
+                seed_draws: random.Random) -> dict[str, float]:
+    """Each task's whole-run shift: one draw from the seed, or, for a run that sets
+    `init_seed` or `data_seed`, a draw from each (the same total sd)."""
+    init, data = setting.get("init_seed"), setting.get("data_seed")
+    if init is None and data is None:  # the draws every earlier study made: unchanged
+        return {task: seed_draws.gauss(0.0, SEED_SD[task]) for task in FLOOR}
+    shared = {k: v for k, v in setting.items() if k not in ("init_seed", "data_seed")}
+    by_init = _draws(shared, "init", seed if init is None else init)
+    by_data = _draws(shared, "data", seed if data is None else data)
+    return {task: SPLIT_SD * (by_init.gauss(0.0, SEED_SD[task])
+                              + by_data.gauss(0.0, SEED_SD[task])) for task in FLOOR}
