@@ -151,6 +151,11 @@ def test_the_plan_ranks_configurations_by_their_seeds_mean_and_picks_unused_seed
     assert plan.seeds == (8, 9, 10)
     assert plan.cases()[:2] == [{"lr": 2e-4, "seed": 8}, {"lr": 2e-4, "seed": 9}]
     assert ConfirmPlan.from_json(plan.to_json()) == plan
+    # a search whose trials set no seed ran on the trainer's default one, 0: never fresh
+    unseeded = frame.drop(columns=["seed", "config/seed"])
+    assert confirm_plan(unseeded, "overall", "max", 1, 2).seeds == (8, 9)
+    assert confirm_plan(unseeded[unseeded["trial_id"] != "d"], "overall", "max", 1, 2).seeds == (
+        1, 2)
     # to minimise, the lowest mean wins; its init_seed is a seed, which a fresh one replaces
     assert confirm_plan(frame, "overall", "min", 1, 1).selected[0].config == {"lr": 3e-4}
 

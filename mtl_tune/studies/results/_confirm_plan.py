@@ -76,13 +76,19 @@ def _key(config: Mapping[str, Any]) -> str:
 
 
 def used_seeds(results: pd.DataFrame) -> set[int]:
-    """Every seed any trial of the study ran with (its `seed`, `init_seed` and `data_seed`)."""
+    """Every seed any trial of the study ran with (its `seed`, `init_seed` and `data_seed`); a
+    trial whose configuration sets no `seed` ran with the trainer's default one."""
+    from mtl_tune.platform.config import TrainConfig
+
     used: set[int] = set()
     for key in ("seed", "init_seed", "data_seed"):
         for column in (f"config/{key}", key):
             if column in results:
                 used |= {int(v) for v in results[column].dropna()
                          if isinstance(v, int | float | np.integer | np.floating)}
+    seeds = results["seed"] if "seed" in results else pd.Series([None] * len(results))
+    if len(results) and seeds.isna().any():
+        used.add(TrainConfig.seed)
     return used
 
 
