@@ -101,3 +101,22 @@ def test_a_resumed_trial_lists_the_epoch_it_reports_again_once(tmp_path: Path) -
     assert rewind_trial_logs(str(experiment)) == 1
     assert (trial_dir / "result.json").read_text() == rows[0] + "\n" + rows[1] + "\n"
     assert (trial_dir / "rewound-result.json").read_text() == rows[2] + "\n"
+
+
+def test_a_checkpoint_in_another_trials_folder_falls_back_to_the_last_result(
+    tmp_path: Path,
+) -> None:
+    # a population's member that took another member's checkpoint: its own result lines do not
+    # name that one, so the name its last result gives is kept, as before
+    metadata = tune_metadata(tmp_path / "trial_b", registered=2, last_result_epoch=3)
+    with pytest.raises(ValueError, match="is not in its folder trial_c"):
+        checkpoint_manager_latest(metadata, "trial_c")
+    assert checkpoint_manager_latest(metadata, "trial_b") == "checkpoint_000001"
+
+    def state(folder: str) -> str:
+        return json.dumps({"trial_data": [[json.dumps(
+            {"trial_id": "b", "status": "RUNNING", "relative_logdir": folder}),
+            json.dumps(metadata)]]})
+
+    assert parse_state(state("trial_b"))["b"].checkpoint == "checkpoint_000001"
+    assert parse_state(state("trial_c"))["b"].checkpoint == "checkpoint_000002"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import pickle
+from pathlib import PurePosixPath
 from typing import Any
 
 PICKLED = "CLOUDPICKLE_FALLBACK"  # how Tune's JSON encoder marks a value it pickled
@@ -48,12 +49,15 @@ def _fields(value: Any) -> dict[str, Any]:
     return state
 
 
-def checkpoint_manager_latest(metadata: dict[str, Any]) -> str | None:
+def checkpoint_manager_latest(metadata: dict[str, Any], folder: str = "") -> str | None:
     """The folder name of the checkpoint the trial whose saved metadata is `metadata` resumes
-    from (`checkpoint_000003`); None when it has none.
+    from (`checkpoint_000003`); None when it has none. `folder`: the trial's own folder
+    (relative_logdir), which the checkpoint must be in.
 
     Raises:
-        ValueError: The metadata holds no checkpoint manager that reads as Tune's does.
+        ValueError: The metadata holds no checkpoint manager that reads as Tune's does, or its
+            checkpoint is in another trial's folder (a population's member that took another
+            member's checkpoint: its own result lines do not name it).
     """
     packed = metadata.get("checkpoint_manager")
     if not isinstance(packed, dict) or packed.get("_type") != PICKLED:
@@ -68,4 +72,7 @@ def checkpoint_manager_latest(metadata: dict[str, Any]) -> str | None:
         raise ValueError(f"the trial's checkpoint manager does not read: {err!r}") from None
     if not isinstance(path, str) or not path.strip("/"):
         raise ValueError(f"the trial's latest checkpoint has no path: {path!r}")
-    return path.rstrip("/").rsplit("/", 1)[-1]
+    parent, name = PurePosixPath(path.rstrip("/")).parent.name, PurePosixPath(path).name
+    if folder and parent != PurePosixPath(folder.rstrip("/")).name:
+        raise ValueError(f"the trial's latest checkpoint {path} is not in its folder {folder}")
+    return name

@@ -66,8 +66,9 @@ def _trial_data(text: bytes | str) -> list[Any]:
 def _parse_trial(trial_json: str, metadata_json: str) -> tuple[str, SavedTrial]:
     trial, metadata = json.loads(trial_json), json.loads(metadata_json)
     try:
-        name = checkpoint_manager_latest(metadata)
-    except ValueError:  # a state of another version: its last result's, maybe one too new
+        name = checkpoint_manager_latest(metadata, str(trial.get("relative_logdir", "")))
+    except ValueError:  # another version's state, or a member on another's checkpoint: its
+        # last result's (which can be one newer than the one it resumes from)
         name = (metadata.get("last_result") or {}).get("checkpoint_dir_name")
     return str(trial["trial_id"]), SavedTrial(
         str(trial.get("status")), str(name) if name else None,
