@@ -148,8 +148,8 @@ def test_a_study_whose_only_storage_is_an_object_store(
     root = storage_root(s3_bucket)
     plain_run_config = driver_run.run_config
 
-    def with_new_file(spec: Any, folder: Path, *args: Any) -> Any:
-        config = plain_run_config(spec, folder, *args)
+    def with_new_file(spec: Any, folder: Path, *args: Any, **kwargs: Any) -> Any:
+        config = plain_run_config(spec, folder, *args, **kwargs)
         return dataclasses.replace(config, callbacks=[*config.callbacks, NewStudyFile(folder)])
 
     monkeypatch.setattr(driver_run, "run_config", with_new_file)
