@@ -59,3 +59,31 @@ def test_two_searches_side_by_side_and_a_mismatch_refused(
         "of the same metric and mode")
     assert not (tmp_path / "refused").exists()
     assert low.is_dir()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ("this-pbt", "study 'a' is a population: one run of its budget, not n trials drawn from a "
+                 "search; it has no expected-best curve"),
+    ("other-pbt", "study 'b' is a population: one run of its budget, not n trials drawn from a "
+                  "search; it has no expected-best curve"),
+    ("other-one", "study 'b' has 1 finished trial(s) or group(s): its expected best needs at "
+                  "least 2"),
+])
+def test_a_comparison_that_cannot_be_drawn_is_refused(
+    tmp_path: Path, tiny_data_dir: Path, ray_local: None, change: str, message: str
+) -> None:
+    import dataclasses
+
+    from mtl_tune.studies.store import read_meta, write_meta
+
+    a = _search(tmp_path, "a", 2, tiny_data_dir)
+    b = _search(tmp_path, "b", 1 if change == "other-one" else 2, tiny_data_dir)
+    pbt = {"this-pbt": a, "other-pbt": b}.get(change)
+    if pbt is not None:
+        write_meta(pbt, dataclasses.replace(read_meta(pbt), search="pbt"))
+    result = CliRunner().invoke(app, ["report", "search", "a", "b", "--storage",
+                                      str(tmp_path / "studies"), "--out",
+                                      str(tmp_path / "refused")])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"Error: {message}")
+    assert not (tmp_path / "refused").exists()
