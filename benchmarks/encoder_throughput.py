@@ -23,25 +23,24 @@ Run from the repository root:
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a plain script from a checkout without installing
     sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling modules, safe path or not
+
+from _timed_steps import NUM_CLASSES, Trainer, build_trainers, padded_tokens  # noqa: E402
 
 from mtl_tune.platform.batches import (  # noqa: E402
-    Batch,
     bucketed_order,
     make_batch,
     padding_fraction,
@@ -51,8 +50,6 @@ from mtl_tune.platform.bert import BertModel  # noqa: E402
 from mtl_tune.platform.data import read_split  # noqa: E402
 from mtl_tune.platform.splits import TaskSplit, tokenize_split  # noqa: E402
 from mtl_tune.platform.tokenizer import WordPieceTokenizer  # noqa: E402
-
-NUM_CLASSES = 5
 
 
 def default_data_dir() -> str:
@@ -118,72 +115,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-@dataclass
-class Trainer:
-    """An encoder with a linear head and its AdamW optimizer; `step` runs one training step."""
-
-    name: str
-    encoder: nn.Module
-    head: nn.Linear
-    optimizer: torch.optim.Optimizer
-
-    @classmethod
-    def build(
-        cls, name: str, encoder: nn.Module, head: nn.Linear, lr: float, fused: bool
-    ) -> Trainer:
-        encoder.train()
-        head.train()
-        params = [*encoder.parameters(), *head.parameters()]
-        # fused=None is torch's default, on CPU the per-parameter for-loop implementation
-        return cls(name, encoder, head, torch.optim.AdamW(params, lr=lr, fused=fused or None))
-
-    def step(self, batch: Batch) -> float:
-        """One forward + loss + backward + AdamW step; returns its wall time in seconds."""
-        return sum(self.timed_step(batch))
-
-    def timed_step(self, batch: Batch) -> tuple[float, float, float]:
-        """One training step; returns the seconds of (forward + loss, backward, AdamW + zero)."""
-        seg = batch.segments[0]
-        t0 = time.perf_counter()
-        out = self.encoder(
-            input_ids=seg.input_ids,
-            attention_mask=seg.attention_mask,
-            token_type_ids=seg.token_type_ids,
-        )
-        loss = F.cross_entropy(self.head(out["pooler_output"]), batch.labels)
-        t1 = time.perf_counter()
-        loss.backward()
-        t2 = time.perf_counter()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return t1 - t0, t2 - t1, time.perf_counter() - t2
-
-
-def padded_tokens(batch: Batch) -> int:
-    ids = batch.segments[0].input_ids
-    return ids.size(0) * ids.size(1)
-
-
 def load_sst_train(data_dir: str, model_dir: str) -> TaskSplit:
     path = Path(data_dir) / "ids-sst-train.csv"
     examples = read_split(path, "sst", "train")
     tokenizer = WordPieceTokenizer.from_pretrained(model_dir)
     return tokenize_split(examples, tokenizer)
-
-
-def build_trainers(
-    model_dir: str, hf_attn: str, lr: float, seed: int, fused: bool
-) -> tuple[Trainer, Trainer]:
-    import transformers
-
-    ours = BertModel.from_pretrained(model_dir)
-    theirs = transformers.BertModel.from_pretrained(model_dir, attn_implementation=hf_attn)
-    torch.manual_seed(seed)
-    head = nn.Linear(ours.config.hidden_size, NUM_CLASSES)
-    return (
-        Trainer.build("ours", ours, head, lr, fused),
-        Trainer.build(f"transformers({hf_attn})", theirs, copy.deepcopy(head), lr, fused),
-    )
 
 
 def ab_throughput(

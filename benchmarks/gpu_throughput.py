@@ -29,92 +29,40 @@ Usage: python benchmarks/gpu_throughput.py [--data-dir D] [--tokenizer DIR] [--s
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
-import statistics
 import sys
 import time
 import traceback
-import warnings
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from functools import partial
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a plain script from a checkout without installing
     sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling modules, safe path or not
 
-from mtl_tune.platform.batches import bucketed_order, make_batch  # noqa: E402
-from mtl_tune.platform.bert import BertConfig, BertModel  # noqa: E402
+from _gpu_checks import shape_checks  # noqa: E402
+from _gpu_figures import (  # noqa: E402
+    SHAPES,
+    Row,
+    mean_width,
+    peak_tflops,
+    ratio_lines,
+    train_flops,
+)
+
+from mtl_tune.platform.bert import BertModel  # noqa: E402
 from mtl_tune.platform.bundle import build_bundle  # noqa: E402
-from mtl_tune.platform.compiling import BUCKET, compile_encoder  # noqa: E402
+from mtl_tune.platform.compiling import BUCKET  # noqa: E402
 from mtl_tune.platform.config import TrainConfig  # noqa: E402
 from mtl_tune.platform.model import MultitaskBERT  # noqa: E402
 from mtl_tune.platform.splits import Splits  # noqa: E402
 from mtl_tune.platform.tasks import MAIN_TASKS  # noqa: E402
 from mtl_tune.platform.train import Trainer  # noqa: E402
-
-SHAPES = {
-    "minilm": BertConfig(hidden_size=384, num_hidden_layers=6, intermediate_size=1536),
-    "bert-base": BertConfig(),
-    "tiny": BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                       intermediate_size=64, max_position_embeddings=128),
-}
-# dense bf16 peaks from the vendors' datasheets (SXM parts), by a substring of the device name
-PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0}
-
-
-@dataclass(frozen=True)
-class Row:
-    shape: str
-    combine: str
-    compiled: bool
-    steps: int
-    examples_per_s: float
-    tokens_per_s: float
-    tflops: float
-    peak_share: float | None
-    peak_mem_gib: float
-    compile_s: float | None  # the first compiled step
-    overhead_s: float  # first pass minus second: compiling, recording, caches
-
-
-def peak_tflops(device_name: str, override: float | None) -> float | None:
-    """The card's dense bf16 peak: `override`, else the table's entry for the name, else None."""
-    if override is not None:
-        return override
-    return next((v for k, v in PEAK_TFLOPS.items() if k in device_name), None)
-
-
-def matmul_weights(config: BertConfig) -> int:
-    """Weights the encoder layers multiply each token by (the 6 N of training FLOPs)."""
-    h, i = config.hidden_size, config.intermediate_size
-    return config.num_hidden_layers * (4 * h * h + 2 * h * i)
-
-
-def train_flops(tokens: float, config: BertConfig, mean_width: float) -> float:
-    """Training FLOPs (forward + backward) for `tokens` padded tokens of mean width T."""
-    attention = 12 * config.num_hidden_layers * config.hidden_size * mean_width
-    return tokens * (6 * matmul_weights(config) + attention)
-
-
-def mean_width(splits: Splits, multiple: int) -> float:
-    """Mean padded width of bucketed training batches (pairs padded to one width)."""
-    widths = []
-    for task in MAIN_TASKS:
-        split = splits[task]["train"]
-        for rows in bucketed_order(split.lengths, 32, np.random.default_rng(0)):
-            batch = make_batch(split, rows, multiple, joint=True)
-            widths.append(batch.segments[0].input_ids.shape[1])
-    return sum(widths) / len(widths)
 
 
 def run_config(
@@ -154,126 +102,6 @@ def run_config(
         overhead_s=warm["epoch_seconds"] - timed["epoch_seconds"],
     )
     return row, trainer
-
-
-def count_syncs(run: Callable[[], object]) -> int:
-    """Host syncs CUDA reports while `run()` runs (CUDA only)."""
-    torch.cuda.set_sync_debug_mode("warn")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            run()
-    finally:
-        torch.cuda.set_sync_debug_mode(0)
-    return sum("synchroniz" in str(w.message) for w in caught)
-
-
-def compiled_vs_eager(config: BertConfig, splits: Splits, device: torch.device) -> float:
-    """Largest relative error of the compiled encoder's outputs against eager (eval, autocast)."""
-    torch.manual_seed(1)
-    model = BertModel(config).to(device).eval()
-    split = splits["sst"]["train"]
-    batches = [make_batch(split, torch.arange(i * 32, (i + 1) * 32), BUCKET).to(device)
-               for i in range(min(4, len(split) // 32))]
-    dtype = torch.bfloat16 if device.type == "cuda" else None
-
-    def outputs() -> list[torch.Tensor]:
-        with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            return [model(s.input_ids, s.attention_mask, s.token_type_ids)["last_hidden_state"]
-                    .float().clone() * s.attention_mask[..., None]
-                    for s in (b.segments[0] for b in batches)]
-
-    reference = outputs()
-    compile_encoder(model, device)
-    outputs()  # CUDA graphs record on a later call
-    compiled = outputs()
-    return max(float((c - r).norm() / r.norm()) for c, r in zip(compiled, reference, strict=True))
-
-
-def encoder_ab(
-    config: BertConfig, splits: Splits, device: torch.device, steps: int
-) -> dict[str, float]:
-    """Median ms of an encoder train step, ours and transformers.BertModel(sdpa), A/B."""
-    import transformers
-
-    torch.manual_seed(2)
-    ours = BertModel(config).to(device).train()
-    keys = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-            "intermediate_size", "max_position_embeddings", "type_vocab_size",
-            "layer_norm_eps", "pad_token_id", "hidden_dropout_prob",
-            "attention_probs_dropout_prob")
-    theirs = transformers.BertModel(
-        transformers.BertConfig(**{k: getattr(config, k) for k in keys},
-                                attn_implementation="sdpa")
-    )
-    theirs.load_state_dict(ours.state_dict(), strict=False)
-    theirs = theirs.to(device).train()
-    head = nn.Linear(config.hidden_size, 5).to(device)
-    models = {"ours": (ours, head), "theirs": (theirs, copy.deepcopy(head))}
-    optimizers = {k: torch.optim.AdamW([*m.parameters(), *h.parameters()], lr=1e-5, fused=True)
-                  for k, (m, h) in models.items()}
-    split = splits["sst"]["train"]
-    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(0))
-    dtype = torch.bfloat16 if device.type == "cuda" else None
-
-    def step(name: str, rows: torch.Tensor) -> float:
-        model, lin = models[name]
-        batch = make_batch(split, rows).to(device)
-        seg = batch.segments[0]
-        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-        sync()
-        start = time.perf_counter()
-        assert batch.labels is not None
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            out = model(input_ids=seg.input_ids, attention_mask=seg.attention_mask,
-                        token_type_ids=seg.token_type_ids)
-            loss = F.cross_entropy(lin(out["pooler_output"]).float(), batch.labels)
-        loss.backward()
-        optimizers[name].step()
-        optimizers[name].zero_grad(set_to_none=True)
-        sync()
-        return time.perf_counter() - start
-
-    times: dict[str, list[float]] = {"ours": [], "theirs": []}
-    warm = 5
-    for i in range(warm + steps):
-        rows = order[torch.arange(i * 32, (i + 1) * 32) % len(order)]
-        names = ("ours", "theirs") if i % 2 == 0 else ("theirs", "ours")
-        for name in names:
-            elapsed = step(name, rows)
-            if i >= warm:
-                times[name].append(elapsed)
-    result = {f"{k}_ms": statistics.median(v) * 1e3 for k, v in times.items()}
-    if device.type == "cuda":  # implicit host syncs in one step (torch.cuda.synchronize aside)
-        first = order[:32]
-        for name in times:
-            result[f"{name}_syncs_per_step"] = count_syncs(partial(step, name, first))
-    return result
-
-
-def shape_checks(
-    shape: str, trainer: Trainer | None, splits: Splits, device: torch.device, ab_steps: int
-) -> tuple[dict[str, Any], list[str]]:
-    """Host syncs per step (CUDA), compiled vs eager outputs, ours vs transformers."""
-    config = SHAPES[shape]
-    checks: dict[str, Any] = {
-        "compiled_rel_err": lambda: compiled_vs_eager(config, splits, device),
-        "encoder_step_ms_ours_vs_transformers": lambda: encoder_ab(
-            config, splits, device, ab_steps
-        ),
-    }
-    if trainer is not None and device.type == "cuda":
-        checks["syncs_in_10_steps"] = lambda: count_syncs(
-            lambda: trainer.train_epoch(2, max_steps=10)
-        )
-    found, failures = {}, []
-    for key, check in checks.items():
-        try:
-            found[f"{shape}_{key}"] = check()
-        except Exception as err:  # as for configurations: report, go on
-            failures.append(f"{shape} {key}: {type(err).__name__}: {err}")
-            traceback.print_exc()
-    return found, failures
 
 
 def default_tokenizer() -> str:
@@ -391,28 +219,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return result
-
-
-def ratio_lines(rows: list[Row]) -> list[str]:
-    """compiled / eager and pcgrad / sum, from rows measured in this run."""
-    by_key = {(r.shape, r.combine, r.compiled): r for r in rows}
-    lines = []
-    for (shape, combine, compiled), r in by_key.items():
-        eager = by_key.get((shape, combine, False))
-        if compiled and eager:
-            saved = 32 / eager.examples_per_s - 32 / r.examples_per_s  # seconds per batch
-            extra_s = r.overhead_s - eager.overhead_s  # compiling and recording
-            line = (f"{shape} {combine}: compiled / eager examples/s "
-                    f"{r.examples_per_s / eager.examples_per_s:.2f}")
-            if extra_s > 1.0:  # the configuration that compiled (later ones reuse its code)
-                even = f"{extra_s / saved:,.0f} batches" if saved > 0 else "never"
-                line += f"; compile cost {extra_s:.0f} s, break-even after {even}"
-            lines.append(line)
-        summed = by_key.get((shape, "sum", compiled))
-        if combine == "pcgrad" and summed:
-            lines.append(f"{shape} compile={'on' if compiled else 'off'}: pcgrad / sum step time "
-                         f"{summed.examples_per_s / r.examples_per_s:.2f}")
-    return lines
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""benchmarks/gpu_throughput.py: its smoke run on CPU, and the arithmetic of its GPU figures."""
+"""benchmarks/gpu_throughput.py: its smoke run on CPU, and the arithmetic of its GPU figures
+(`benchmarks/_gpu_figures.py`)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ import pytest
 from tests.conftest import REPO
 
 SCRIPT = REPO / "benchmarks" / "gpu_throughput.py"
+FIGURES = REPO / "benchmarks" / "_gpu_figures.py"
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gpu_throughput", SCRIPT)
+    spec = importlib.util.spec_from_file_location("_gpu_figures", FIGURES)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up there
