@@ -114,9 +114,9 @@ def add_variance(writer: ReportWriter, best: pd.DataFrame, order: Sequence[str],
 
     def display(style: str) -> pd.DataFrame:
         return display_frame([
-            {"iteration": row.iteration, "runs": f"{row.n_init} x {row.n_data}",
-             "sd": number(np.sqrt(row.variance)), "initialisation": share(row, "init"),
-             "data order": share(row, "data"), "rest": share(row, "rest")}
+            {"Iteration": row.iteration, "Runs": f"{row.n_init} x {row.n_data}",
+             "SD": number(np.sqrt(row.variance)), "Initialisation": share(row, "init"),
+             "Data order": share(row, "data"), "Rest": share(row, "rest")}
             for row in table.itertuples()], style)
 
     name = score_name(metric)
@@ -124,7 +124,7 @@ def add_variance(writer: ReportWriter, best: pd.DataFrame, order: Sequence[str],
                  display, [
                      f"Each row's runs, every initialisation seed (the heads' initialisation and "
                      "dropout) with every data seed (the task schedule and batch order), each "
-                     f"at its best epoch by dev {name}. sd: over all its runs. Each share is the "
+                     f"at its best epoch by dev {name}. SD: over all its runs. Each share is the "
                      "part of their variance that the initialisation seed's means, the data "
                      "seed's means, and neither (their interaction and the rest) account for; "
                      "the three add up to 100%. In brackets: a 95% interval from resampling "

@@ -70,3 +70,5 @@ def test_a_crossed_two_by_two_study_reports_its_split(
         2 * sum((m - np.mean(init_means)) ** 2 for m in init_means) / 3)
     text = (tmp_path / "report" / "report.md").read_text()
     assert "Where the spread over seeds comes from" in text and "2 x 2" in text
+    # its columns are named as the other tables' are
+    assert "| Iteration | Runs | SD | Initialisation | Data order | Rest |" in text
