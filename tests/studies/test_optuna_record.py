@@ -271,3 +271,40 @@ def test_the_mirror_asks_the_copy_it_asked_already_only_about_what_ended_since(
     view.saved = Copy({f"a{i}": _Saved("TERMINATED") for i in range(1, 4)})  # a new copy
     mirror.on_step_end(0, trials)
     assert _recorded(mirror) == ["a1", "a2", "a3"]
+
+
+def _population(tmp_path: Path, seeds: int = 1) -> OptunaMirror:
+    return OptunaMirror(f"sqlite:///{tmp_path / 'optuna.db'}", "s", "overall", "max",
+                        {"lr": FloatDistribution(1e-6, 1e-3, log=True)}, "main", seeds=seeds,
+                        schedule_keys=("lr",))
+
+
+def test_a_population_member_is_recorded_at_its_final_score(tmp_path: Path) -> None:
+    # a member of population-based training: its best epoch (2) came from weights it later
+    # replaced by a donor's; its score is its last epoch's, that epoch's checkpoint with it
+    rows = [_row(1, 0.50, 0.30), {**_row(2, 0.70, 0.45), "checkpoint": "/s/c1"},
+            _row(3, 0.60, 0.40), {**_row(4, 0.65, 0.42), "checkpoint": "/s/c3"}]
+    frozen = _population(tmp_path).frozen_trial("m1", {"lr": 1e-4}, rows)
+    assert frozen is not None and frozen.state == TrialState.COMPLETE
+    assert frozen.values == [0.65] and frozen.user_attrs["sst_acc"] == 0.42
+    assert frozen.user_attrs["scored_epoch"] == 4 and frozen.user_attrs["checkpoint"] == "/s/c3"
+    assert frozen.user_attrs["best_epoch"] == 2  # still named, not scored
+    # the same rows outside a population: the best epoch's
+    plain = _mirror(tmp_path).frozen_trial("t1", {"lr": 1e-4}, rows)
+    assert plain is not None and plain.values == [0.70] and "scored_epoch" not in plain.user_attrs
+    assert plain.user_attrs["checkpoint"] == "/s/c1"
+
+
+def test_a_population_of_seed_groups_records_each_group_at_its_final_mean(
+    tmp_path: Path,
+) -> None:
+    config = {"lr": 1e-4, "seed_group": "g1"}
+    seed0 = [_row(1, 0.60, 0.30, planned=2), _row(2, 0.50, 0.50, planned=2)]
+    seed1 = [_row(1, 0.70, 0.40, planned=2), _row(2, 0.54, 0.20, planned=2)]
+    members = [("a", {**config, "seed": 0}, seed0), ("b", {**config, "seed": 1}, seed1)]
+    frozen = _population(tmp_path, seeds=2).frozen_group("g1", members)
+    # means 0.65 then 0.52: the final mean, not the better first one, with its seeds' scores
+    assert frozen is not None and frozen.values == pytest.approx([0.52])
+    assert frozen.user_attrs["scored_epoch"] == 2 and frozen.user_attrs["best_epoch"] == 1
+    assert frozen.user_attrs["seed_scores"] == {"0": pytest.approx(_scores(seed0[1])),
+                                                "1": pytest.approx(_scores(seed1[1]))}

@@ -6,7 +6,9 @@ rule, `best_epochs`), with the per-task scores and that epoch as user attributes
 user attribute, never a parameter (it is noise, not a choice); start and end are the trial's
 own times; a trial that ended before its planned epochs (ASHA, patience) is PRUNED. A seed
 group (one configuration over several seeds, `seeds` > 1) is one record: the seeds' mean per
-epoch, as the searcher was told, with each seed's scores.
+epoch, as the searcher was told, with each seed's scores. A member of population-based training
+(the mirror keeps a schedule) is written at its last epoch, its final score (`scored_epoch`): an
+earlier best may come from weights an exploit replaced; its best epoch stays an attribute.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class FrozenRecords:
     objectives: tuple[Objective, ...]
     distributions: dict[str, BaseDistribution]
     _schedules: dict[str, list[dict[str, Any]]]
+    schedule_keys: tuple[str, ...]  # population-based training: the keys a schedule changes
 
     def frozen_trial(
         self, trial_id: str, config: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
@@ -96,22 +99,22 @@ class FrozenRecords:
         self, group: str, members: Sequence[Ended]
     ) -> optuna.trial.FrozenTrial | None:
         """The Optuna record of a seed group: per epoch, the mean of the seeds that did not
-        error; the values at the epoch whose mean is best; each seed's scores at that epoch
-        (`seed_scores`) and its Ray trial id as user attributes. A seed that ended before it
+        error; the values at the epoch whose mean is best (a population's: its last); each
+        seed's scores at that epoch (`seed_scores`) and its Ray trial id as user attributes. A seed that ended before it
         reported an epoch is left out like one that errored. None when no seed reported."""
         ok = [(t, c, r) for t, c, r in members if r is not None and by_epoch(r, self.metric)]
         means = epoch_means([r for _, _, r in ok], self.metric)
         if not means:
             return None
-        best = best_epoch(means, self.metric, self.mode)
+        at = self._scored_epoch(means)
         seed_scores, checkpoints, starts, ends = {}, {}, [], []
         for _, config, rows in ok:
             epochs = by_epoch(rows, self.metric)
             seed_scores[str(config.get("seed"))] = {
-                k: float(epochs[best][k]) for k in SCORE_ATTRS if k in epochs[best]
+                k: float(epochs[at][k]) for k in SCORE_ATTRS if k in epochs[at]
             }
-            if epochs[best].get("checkpoint"):
-                checkpoints[str(config.get("seed"))] = str(epochs[best]["checkpoint"])
+            if epochs[at].get("checkpoint"):
+                checkpoints[str(config.get("seed"))] = str(epochs[at]["checkpoint"])
             last = epochs[max(epochs)]
             ends.append(float(last.get("timestamp", time.time())))
             starts.append(ends[-1] - float(last.get("time_total_s", 0.0)))
@@ -125,7 +128,7 @@ class FrozenRecords:
         }
         if len(members) - len(ok) > attrs["errored_seeds"]:
             attrs["unreported_seeds"] = len(members) - len(ok) - attrs["errored_seeds"]
-        if checkpoints:  # each seed's checkpoint at the group's best epoch
+        if checkpoints:  # each seed's checkpoint at the epoch the group is valued at
             attrs["seed_checkpoints"] = checkpoints
         return self._frozen(ok[0][1], means, attrs, min(starts), max(ends))
 
@@ -137,26 +140,33 @@ class FrozenRecords:
         found = [schedules.pop(t) for t in trial_ids if t in schedules]
         return {"schedule": found[0]} if found else {}
 
+    def _scored_epoch(self, epochs: Mapping[int, Mapping[str, Any]]) -> int:
+        """The epoch a record is valued at: a population's member's last, else its best."""
+        if getattr(self, "schedule_keys", ()):  # (None pickled by an older version)
+            return max(epochs)
+        return best_epoch(epochs, self.metric, self.mode)
+
     def _frozen(
         self, config: Mapping[str, Any], epochs: Mapping[int, Mapping[str, Any]],
         attrs: dict[str, Any], start: float, end: float,
     ) -> optuna.trial.FrozenTrial:
-        best_at = best_epoch(epochs, self.metric, self.mode)
-        best, last_epoch = epochs[best_at], max(epochs)
+        best_at, scored_at = best_epoch(epochs, self.metric, self.mode), self._scored_epoch(epochs)
+        scored, last_epoch = epochs[scored_at], max(epochs)
         pruned = last_epoch < TrialReport.from_result(epochs[last_epoch]).epochs_planned
         params = {k: config[k] for k in self.distributions if k in config}
         attrs = {
             **attrs, "stage": self.stage, "epochs": last_epoch, "best_epoch": best_at,
-            **{k: float(best[k]) for k in SCORE_ATTRS if k in best},
+            **({"scored_epoch": scored_at} if getattr(self, "schedule_keys", ()) else {}),
+            **{k: float(scored[k]) for k in SCORE_ATTRS if k in scored},
         }
-        if best.get("checkpoint") and "seed_checkpoints" not in attrs:
-            attrs["checkpoint"] = str(best["checkpoint"])  # of the best epoch
+        if scored.get("checkpoint") and "seed_checkpoints" not in attrs:
+            attrs["checkpoint"] = str(scored["checkpoint"])  # of the epoch scored
         return optuna.trial.FrozenTrial(
             number=-1,  # numbered by the storage
             trial_id=-1,
             state=TrialState.PRUNED if pruned else TrialState.COMPLETE,
             value=None,
-            values=[float(best[o.name]) for o in self.objectives],
+            values=[float(scored[o.name]) for o in self.objectives],
             datetime_start=datetime.fromtimestamp(start),
             datetime_complete=datetime.fromtimestamp(end),
             params=params,
