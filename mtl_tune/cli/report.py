@@ -94,6 +94,9 @@ def search(
     top_k: Annotated[int, typer.Option(metavar="K", help="Configurations to list.")] = 10,
     formats: FormatsOption = "md,latex,csv,html",
     force: ForceOption = False,
+    color_by: Annotated[str | None, typer.Option(
+        metavar="KEY", help="A population's family tree coloured by this mutated key "
+        "(default: lr).")] = None,
 ) -> None:
     """The top-k configurations, parameter importances and the search figures; with OTHER
     studies, their expected best against budget beside this one's.
@@ -106,7 +109,8 @@ def search(
     root = storage_root(storage)
     folder = existing_study(root, name)
     compare = [existing_study(root, other) for other in others or []]
-    _print(report_search(folder, out, top_k, _formats(formats), force, compare), folder)
+    _print(report_search(folder, out, top_k, _formats(formats), force, compare, color_by),
+           folder)
 
 
 def _print(result: Any, study: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from mtl_tune.exceptions import ConfigError, MtlTuneError
 from mtl_tune.names import score_name
 from mtl_tune.platform.metrics import METRIC_KEYS, METRIC_RANGES
 from mtl_tune.reports._display import METRIC_LABELS, check_style, display_frame, number
@@ -162,9 +163,34 @@ def replay_table(population: Population, records: Sequence[Mapping[str, Any]]) -
     return pd.DataFrame(rows)
 
 
-def add_population(writer: ReportWriter, info: StudyInfo, results: pd.DataFrame) -> list[str]:
-    """The population's tables and family tree, in `report search` of a PBT study; returns
-    the report's notes on it (the command that replays the best member)."""
+def tree_key(info: StudyInfo, color_by: str | None) -> str | None:
+    """The key a population's family tree is coloured by: `color_by`, else lr (else the first
+    mutated key); None for a study that is not a population and was given none.
+
+    Raises:
+        MtlTuneError: `color_by` given for a study that is not a population.
+        ConfigError: `color_by` is not a key the population mutates.
+    """
+    if info.search != "pbt":
+        if color_by is not None:
+            raise MtlTuneError(f"study {info.name!r} is not population-based (search = "
+                               f"{info.search!r}): it has no family tree to colour; leave out "
+                               "--color-by")
+        return None
+    spec = load_study_spec(info.folder)
+    keys = tuple(spec.pbt.mutations) if spec.pbt is not None else ()
+    if color_by is None:
+        return "lr" if "lr" in keys else (keys or ("lr",))[0]
+    if color_by not in keys:
+        raise ConfigError(f"`color_by` must be a key the population mutates "
+                          f"({', '.join(keys)}), but got {color_by!r}")
+    return color_by
+
+
+def add_population(writer: ReportWriter, info: StudyInfo, results: pd.DataFrame,
+                   key: str = "lr") -> list[str]:
+    """The population's tables and family tree (coloured by `key`), in `report search` of a PBT
+    study; returns the report's notes on it (the command that replays the best member)."""
     population = Population(info, results)
     metric = score_name(info.metric)
     final = population.final()
@@ -195,7 +221,6 @@ def add_population(writer: ReportWriter, info: StudyInfo, results: pd.DataFrame)
                      ["The runs whose epochs the best member's final weights went through "
                       "(its donors' before each exploit, then its own) and the values each "
                       "trained with: the schedule `mtl-tune train --replay` follows."])
-    key = "lr" if "lr" in population.keys else (population.keys or ("lr",))[0]
     writer.figure("family_tree", draw_family_tree(population.tree(key), key, info.metric),
                   f"Family tree: each member's run over epochs (a seed group: its first seed), "
                   f"coloured by {key}; an arrow at each exploit, from the donor's run to the "

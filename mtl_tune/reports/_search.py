@@ -25,7 +25,7 @@ from mtl_tune.reports._optuna import (
 )
 from mtl_tune.reports._output import FORMATS, ReportResult, check_formats, report_folder
 from mtl_tune.reports._pareto import draw_pareto, pareto_front
-from mtl_tune.reports._population import add_population
+from mtl_tune.reports._population import add_population, tree_key
 from mtl_tune.reports._search_figures import (
     collect_history,
     collect_param_effects,
@@ -218,6 +218,7 @@ def report_search(
     formats: tuple[str, ...] = FORMATS,
     force: bool = False,
     compare: Sequence[Path | str] = (),
+    color_by: str | None = None,
 ) -> ReportResult:
     """Writes the report of a search study: top-k configurations, importances, search figures.
 
@@ -229,13 +230,14 @@ def report_search(
         force: Write into `out` even if it exists and is not empty.
         compare: Other studies' folders, whose expected-best curves are drawn over this one's
             and set beside it (the same metric and mode; not a population).
+        color_by: The mutated key a population's family tree is coloured by (default lr).
 
     Returns:
         The folder, the tables ("top", "importances") as DataFrames and the files written.
 
     Raises:
         MtlTuneError: Not a study folder, or `out` is not empty and `force` is False.
-        ConfigError: An unknown format, or `top_k < 1`.
+        ConfigError: An unknown format, `top_k < 1`, or `color_by` not a mutated key.
     """
     if top_k < 1:
         raise ConfigError(f"`top_k >= 1` must hold, but got top_k={top_k}")
@@ -248,9 +250,10 @@ def report_search(
         raise MtlTuneError(f"study {info.name!r} is a population: one run of its budget, not n "
                            "trials drawn from a search; it has no expected-best curve")
     others = {name: curve for name, curve in (_budget_of(other, info) for other in compare)}
+    key = tree_key(info, color_by)
     with report_folder(info.folder, "search", out, force) as staged:
         return staged.put_in_place(_write_search(staged.folder, info, results, formats, top_k,
-                                                 others))
+                                                 others, key))
 
 
 def _budget_of(folder: Path | str, this: StudyInfo) -> tuple[str, pd.DataFrame]:
@@ -282,7 +285,8 @@ def _budget_of(folder: Path | str, this: StudyInfo) -> tuple[str, pd.DataFrame]:
 
 def _write_search(folder: Path, info: StudyInfo, results: pd.DataFrame,
                   formats: tuple[str, ...], top_k: int,
-                  others: Mapping[str, pd.DataFrame] | None = None) -> ReportResult:
+                  others: Mapping[str, pd.DataFrame] | None = None,
+                  tree: str | None = None) -> ReportResult:
     """Writes the search report's files in `folder` (see `report_search`): the search's
     trials ranked, a confirmed study's fresh seeds beside them (`add_confirm`)."""
     writer = ReportWriter(folder, f"Search report: {info.name}", formats, info.simulated)
@@ -309,7 +313,7 @@ def _write_search(folder: Path, info: StudyInfo, results: pd.DataFrame,
     add_confirm(writer, info, every)
     population_notes = []
     if info.search == "pbt":  # members are judged by the population, not rung by rung
-        population_notes = add_population(writer, info, results)
+        population_notes = add_population(writer, info, results, tree or "lr")
         groups = None
     else:
         groups = (_add_seed_groups(writer, info, results, params) if has_seed_groups(results)

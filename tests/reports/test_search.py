@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from ray.tune import ExperimentAnalysis
 
-from mtl_tune.exceptions import ConfigError
+from mtl_tune.exceptions import ConfigError, MtlTuneError
 from mtl_tune.reports import ReportResult, report_ablation, report_search
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -68,6 +68,15 @@ def test_top_k_must_be_positive(search_study: Path) -> None:
     # top_k below 1 is refused with the rule and the value
     with pytest.raises(ConfigError, match=r"`top_k >= 1` must hold, but got top_k=0"):
         report_search(search_study, top_k=0)
+
+
+def test_a_family_trees_colour_is_refused_for_a_search(search_study: Path, tmp_path: Path
+                                                      ) -> None:
+    # --color-by colours a population's family tree; a search has none: refused, nothing written
+    with pytest.raises(MtlTuneError, match=r"study 'search' is not population-based \(search "
+                       r"= 'optuna'\): it has no family tree to colour; leave out --color-by"):
+        report_search(search_study, out=tmp_path / "report", color_by="lr")
+    assert not (tmp_path / "report").exists()
 
 
 def test_a_one_panel_figure_keeps_its_whole_title() -> None:

@@ -157,3 +157,21 @@ def test_the_search_report_draws_the_family_tree_and_puts_the_replays_beside_the
     assert (tmp_path / "report" / "figures" / "family_tree.png").stat().st_size > 5_000
     text = (tmp_path / "report" / "report.md").read_text()
     assert "Family tree" in text and "Replays on fresh seeds" in text
+    assert "coloured by lr;" in " ".join(text.split())  # by default
+
+
+def test_the_family_tree_is_coloured_by_a_chosen_mutated_key(population: Path, tmp_path: Path
+                                                             ) -> None:
+    command = ["report", "search", NAME, "--storage", str(population.parent), "--formats", "md"]
+    shown = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "r"),
+                                     "--color-by", "dropout"])
+    assert shown.exit_code == 0, shown.output
+    text = " ".join((tmp_path / "r" / "report.md").read_text().split())
+    assert "coloured by dropout;" in text and "coloured by lr" not in text
+    # a key the population does not mutate is refused with the rule and the keys it does
+    refused = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "x"),
+                                       "--color-by", "batch_size"])
+    assert refused.exit_code == 1
+    assert ("`color_by` must be a key the population mutates (lr, dropout), but got "
+            "'batch_size'") in " ".join(refused.output.split())
+    assert not (tmp_path / "x").exists()

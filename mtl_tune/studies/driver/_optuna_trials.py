@@ -100,8 +100,9 @@ class FrozenRecords:
     ) -> optuna.trial.FrozenTrial | None:
         """The Optuna record of a seed group: per epoch, the mean of the seeds that did not
         error; the values at the epoch whose mean is best (a population's: its last); each
-        seed's scores at that epoch (`seed_scores`) and its Ray trial id as user attributes. A seed that ended before it
-        reported an epoch is left out like one that errored. None when no seed reported."""
+        seed's scores at that epoch (`seed_scores`) and its Ray trial id as user attributes.
+        A seed that ended before it reported an epoch is left out like one that errored. None
+        when no seed reported."""
         ok = [(t, c, r) for t, c, r in members if r is not None and by_epoch(r, self.metric)]
         means = epoch_means([r for _, _, r in ok], self.metric)
         if not means:
