@@ -9,11 +9,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
 from ray.tune import ExperimentAnalysis
 
 from mtl_tune.studies.results import read_result_rows
-from mtl_tune.studies.store import population_events
+from mtl_tune.studies.spec import RAY_ID_ATTR
+from mtl_tune.studies.store import population_events, read_meta
 from tests.studies.conftest import PBT, launch_and_kill, resume_cli, write_spec
 
 EXTRA = ("--simulate", "--epoch-seconds", "0.6")
@@ -54,8 +56,8 @@ def _check_resumed(root: Path, name: str, tmp_path: Path, ray_tmp: Path) -> None
     trials = ExperimentAnalysis(str(experiment)).trials
     assert len(trials) == 6 and {t.status for t in trials} == {"TERMINATED"}
     rows = {t.trial_id: read_result_rows(Path(t.path)) for t in trials}
-    for trial_id, trial_rows in rows.items():
-        assert {int(r["epoch"]) for r in trial_rows} == {1, 2, 3, 4}, trial_id
+    for trial_id, trial_rows in rows.items():  # each epoch once, none lost, none twice
+        assert [int(r["epoch"]) for r in trial_rows] == [1, 2, 3, 4], trial_id
     # every exploit logged is what its seeds trained with from the next epoch on
     for generation in generations:
         (exploit,) = generation["exploits"]
@@ -63,6 +65,20 @@ def _check_resumed(root: Path, name: str, tmp_path: Path, ray_tmp: Path) -> None
             after = [r for r in rows[member_trial] if int(r["epoch"]) == generation["epoch"] + 1]
             assert after[-1]["config"]["lr"] == pytest.approx(exploit["new"]["lr"])
             assert after[-1]["config"]["dropout"] == exploit["new"]["dropout"]
+    # the Optuna record matches the decisions: a trial per seed group, once each, at its
+    # seeds' final mean, its schedule ending in the values of its last exploit
+    record = optuna.load_study(study_name=name, storage=read_meta(folder).optuna_storage)
+    by_member = {t.user_attrs[RAY_ID_ATTR]: t for t in record.trials}
+    assert len(record.trials) == len(by_member) == 3
+    for member, trial in by_member.items():
+        seeds = [r for r in rows.values() if r[0]["config"]["seed_group"] == member]
+        assert trial.value == pytest.approx(sum(r[-1]["overall"] for r in seeds) / 2)
+    last = {g["exploits"][0]["member"]: g for g in generations}  # (in order)
+    for member, generation in last.items():
+        (exploit,) = generation["exploits"]
+        assert by_member[member].user_attrs["schedule"][-1] == {
+            "epoch": generation["epoch"] + 1, "lr": pytest.approx(exploit["new"]["lr"]),
+            "dropout": exploit["new"]["dropout"]}
 
 
 @pytest.mark.chaos  # a launch, a kill and a resume: about half a minute
