@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import optuna
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 
 from mtl_tune.cli import app
 from mtl_tune.exceptions import SpecError
-from mtl_tune.studies import launch_study
+from mtl_tune.studies import launch_study, load_study_spec
 from mtl_tune.studies.spec import RAY_ID_ATTR, launch_spec, load_spec
 from mtl_tune.studies.store import population_events, read_meta
 from tests.studies.conftest import PBT, experiment_rows, write_spec
@@ -107,6 +108,32 @@ def test_a_population_is_judged_and_exploited_at_each_interval(
                        for g in generations):
                 donated = by_member[donor].user_attrs["schedule"]
                 assert schedule[:-1] == [c for c in donated if c["epoch"] <= point]
+
+
+def test_the_end_of_run_sync_records_a_member_with_its_lineages_schedule(
+    single: tuple[Any, Path], tmp_path: Path
+) -> None:
+    # a member a killed driver left unrecorded is added by the end-of-run sync: with the
+    # schedule and the final score the live mirror gave the others
+    from mtl_tune.studies.driver._driver_run import _sync_mirror
+    from mtl_tune.studies.results import read_result_rows
+
+    _, folder = single
+    live = optuna.load_study(study_name="pbt-single", storage=read_meta(folder).optuna_storage)
+    expected = {t.user_attrs[RAY_ID_ATTR]: (t.value, t.user_attrs["schedule"])
+                for t in live.trials}
+    results = []
+    for trial_dir in sorted((folder / "tune" / "main").iterdir()):
+        if (trial_dir / "result.json").is_file():
+            last = read_result_rows(trial_dir)[-1]
+            results.append(SimpleNamespace(metrics=last, config=last["config"],
+                                           path=str(trial_dir), error=None))
+    url = f"sqlite:///{tmp_path / 'synced.db'}"
+    _sync_mirror(load_study_spec(folder), folder, "main", url, results, [])
+    synced = optuna.load_study(study_name="pbt-single", storage=url)
+    assert {t.user_attrs[RAY_ID_ATTR]: (t.value, t.user_attrs["schedule"])
+            for t in synced.trials} == expected
+    assert any(len(schedule) > 1 for _, schedule in expected.values())  # exploits in them
 
 
 def test_a_population_of_seed_groups_is_judged_on_means_and_copied_seed_by_seed(

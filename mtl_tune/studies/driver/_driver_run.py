@@ -24,6 +24,7 @@ from mtl_tune.platform.bundle import DataBundle, build_bundle
 from mtl_tune.studies.driver._local_ray import ray_temp_root
 from mtl_tune.studies.driver._optuna_mirror import OptunaMirror
 from mtl_tune.studies.driver._optuna_trials import with_checkpoints
+from mtl_tune.studies.driver._population_record import ended_schedules
 from mtl_tune.studies.driver._tune_setup import (
     confirm_tune_config,
     param_space,
@@ -130,6 +131,9 @@ def _sync_mirror(spec: StudySpec, folder: Path, experiment: str, optuna_url: str
                  records: list[TrialRecord]) -> None:
     mirror = OptunaMirror.for_spec(spec, optuna_url, experiment, folder)
     ended = _ended(results, folder, records)
+    if spec.pbt is not None:  # a population's trials carry their lineage's schedule
+        mirror.keep_schedules(ended_schedules(folder, {t: r for t, _, r in ended if r},
+                                              spec.metric, mirror.schedule_keys))
     study = mirror.study()
     if spec.seed_groups:
         groups: dict[str, list[Any]] = {}

@@ -133,6 +133,10 @@ class FrozenRecords:
             attrs["seed_checkpoints"] = checkpoints
         return self._frozen(ok[0][1], means, attrs, min(starts), max(ends))
 
+    def keep_schedules(self, schedules: Mapping[str, list[dict[str, Any]]]) -> None:
+        """Keeps population-based trials' schedules (trial id -> schedule) for their records."""
+        self._schedules = {**getattr(self, "_schedules", {}), **schedules}
+
     def _schedule_of(self, trial_ids: Sequence[str]) -> dict[str, Any]:
         """{"schedule": ...} of a population-based trial (a group: its first seed's, as all
         of its seeds share it), else none. Optuna has no type for a schedule: the values each
