@@ -8,20 +8,23 @@ PBT runs a population of `--population` single-seed members, judged after every 
 bottom quarter continues from the top quarter's checkpoints with perturbed values). TPE + ASHA
 (grace 1 epoch, reduction factor 2) runs twice the population's count of trials, which ASHA
 cuts to about the population's epochs. Each method runs once per study seed of `--seeds`
-(`optuna_seed`, which also seeds PBT's draws); a seed's two runs can be made in separate calls
-and their lines put together.
+(`optuna_seed`, which also seeds PBT's draws: PBT's first population is TPE's first, random,
+trials, so a seed's two runs start from the same configurations). `--methods` runs one of them
+alone; each run's line is appended to `--record` (default `<work>/runs.jsonl`), and the table is
+printed over every line there, so runs made in separate calls are put together.
 
 Printed: for each run, the best dev `overall` any trial reached (at any epoch), the final best
 (PBT: the best member at the last epoch; TPE: the best finished trial's last epoch), the
 epochs trained in total and the wall time; then each method's median over its repeats.
 
     .venv/bin/python benchmarks/pbt_vs_search.py [--population 8] [--epochs 4] [--rows 1000]
-        [--seeds 100,101] [--work DIR]
+        [--seeds 100,101] [--methods pbt,tpe] [--work DIR] [--record FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -70,18 +73,26 @@ def spec_text(method: str, seed: int, args: argparse.Namespace) -> str:
 
 
 def run(method: str, seed: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    from mtl_tune.studies import launch_study, open_study, study_results
+    from mtl_tune.studies import launch_study
     from mtl_tune.studies.spec import load_spec
 
     path = work / f"{method}-{seed}.toml"
     path.write_text(spec_text(method, seed, args))
     start = time.perf_counter()
     launch_study(load_spec(str(path)), work / "studies", path.read_text(), verbose=0)
-    wall = time.perf_counter() - start
-    results = study_results(open_study(work / "studies" / f"{method}-{seed}"))
+    return measured(method, seed, work / "studies" / f"{method}-{seed}", args.epochs,
+                    time.perf_counter() - start)
+
+
+def measured(method: str, seed: int, folder: Path, epochs: int, wall: float) -> dict[str, Any]:
+    """A finished run's line: its best dev overall (any epoch), the best of the trials that
+    trained every epoch at their last, the epochs trained and the wall time."""
+    from mtl_tune.studies import open_study, study_results
+
+    results = study_results(open_study(folder))
     scored = results.dropna(subset=["overall"])
     last = scored.loc[scored.groupby("trial_id")["epoch"].idxmax()]
-    final = last[last["epoch"] == args.epochs]  # the trials that trained every epoch
+    final = last[last["epoch"] == epochs]  # the trials that trained every epoch
     return {"method": "PBT" if method == "pbt" else "TPE + ASHA", "seed": seed,
             "trials": int(scored["trial_id"].nunique()),
             "best_overall": float(scored["overall"].max()),
@@ -96,30 +107,46 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--seeds", default="100,101", help="study seeds, one repeat each")
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--methods", default="pbt,tpe", help="pbt, tpe or both")
     parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--record", type=Path, default=None,
+                        help="JSON lines of runs, appended to (default: <work>/runs.jsonl)")
     args = parser.parse_args()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not methods or set(methods) - {"pbt", "tpe"}:
+        parser.error(f"--methods must name pbt, tpe or both, but got {args.methods!r}")
     from mtl_tune.datasets import data_folder
 
     args.data_dir = str(data_folder(Path(args.data_dir) if args.data_dir else None))
     work = args.work or Path(tempfile.mkdtemp(prefix="pbt-vs-search-"))
     work.mkdir(parents=True, exist_ok=True)
+    record = args.record or work / "runs.jsonl"
     seeds = [int(s) for s in args.seeds.split(",")]
-    rows = []
     for seed in seeds:
-        for method in ("pbt", "tpe"):
-            rows.append(run(method, seed, args, work))
-            row = rows[-1]
+        for method in methods:
+            row = run(method, seed, args, work)
+            with record.open("a") as lines:
+                lines.write(json.dumps(row) + "\n")
             print(f"{row['method']:<11} seed {row['seed']}: best dev overall "
                   f"{row['best_overall']:.4f}, final best {row['final_best']:.4f}, "
                   f"{row['epochs']} epochs over {row['trials']} trials, {row['wall_s']:.0f} s",
                   flush=True)
+    print_table([json.loads(line) for line in record.read_text().splitlines() if line.strip()],
+                args, record)
+
+
+def print_table(rows: list[dict[str, Any]], args: argparse.Namespace, record: Path) -> None:
+    """Each method's medians over the runs in `rows` (the record's lines)."""
     print(f"\n{args.population} members x {args.epochs} epochs, {args.rows} rows per task, "
-          f"bundled MiniLM on the CPU; study seeds {', '.join(map(str, seeds))}")
+          f"bundled MiniLM on the CPU; study seeds "
+          f"{', '.join(sorted({str(r['seed']) for r in rows}))} ({record})")
     print("| method | best dev overall (median) | final best (median) | epochs (median) | "
           "wall s (median) | runs |")
     print("|---|---:|---:|---:|---:|---|")
     for method in ("PBT", "TPE + ASHA"):
         mine = [r for r in rows if r["method"] == method]
+        if not mine:
+            continue
         runs = ", ".join(f"{r['best_overall']:.4f}" for r in mine)
         print(f"| {method} | {statistics.median(r['best_overall'] for r in mine):.4f} | "
               f"{statistics.median(r['final_best'] for r in mine):.4f} | "
