@@ -21,7 +21,8 @@ import ray
 from mtl_tune._reaper import environ_has
 from tests.helpers import tiny_trial
 
-CLI = [sys.executable, "-c", "from mtl_tune.cli import main; main()"]
+CLI_MAIN = "from mtl_tune.cli import main; main()"
+CLI = [sys.executable, "-c", CLI_MAIN]
 
 # tiny trials spend most of their time starting up: half a CPU each (one torch thread) runs
 # four at a time on 2 CPUs, about twice as fast as two trials of one CPU each
@@ -216,12 +217,13 @@ def kill_driver(driver: subprocess.Popen) -> None:
 
 def _start_driver(
     path: Path, data_dir: Path, root: Path | str, ray_tmp: Path, extra: tuple[str, ...],
-    env_extra: dict[str, str] | None = None, command: tuple[str, ...] = (),
+    env_extra: dict[str, str] | None = None, command: tuple[str, ...] = (), prelude: str = "",
 ) -> subprocess.Popen:
     """`study launch` of the spec at `path` (or the CLI `command`, such as `study confirm
     NAME`) in a subprocess of its own session and RAY_TMPDIR, its output in launch.log beside
-    the spec. Tune saves its state every 0.5 s (its default, 10 s or more, is longer than these
-    tiny studies), so that a kill finds recent resume points."""
+    the spec; `prelude` is Python the driver runs before the CLI (a patch that stops it at a
+    chosen instant). Tune saves its state every 0.5 s (its default, 10 s or more, is longer than
+    these tiny studies), so that a kill finds recent resume points."""
     env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "TUNE_GLOBAL_CHECKPOINT_S": "0.5",
            **(env_extra or {})}
     env.pop("RAY_ADDRESS", None)
@@ -229,7 +231,8 @@ def _start_driver(
             "--storage", str(root), "--address", "local", *extra]
     with open(path.parent / "launch.log", "wb") as log:
         return subprocess.Popen(
-            CLI + args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            [sys.executable, "-c", f"{prelude}\n{CLI_MAIN}", *args], env=env, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True,
         )
 
 
@@ -273,14 +276,14 @@ def launch_and_kill_at_deletion(
 def launch_and_kill(
     path: Path, data_dir: Path, root: Path | str, ray_tmp: Path, until: Callable[[], Any],
     timeout: float = 300, extra: tuple[str, ...] = (), interrupt: bool = False,
-    env_extra: dict[str, str] | None = None, command: tuple[str, ...] = (),
+    env_extra: dict[str, str] | None = None, command: tuple[str, ...] = (), prelude: str = "",
 ) -> Any:
     """Launches the study (or runs the CLI `command`) in a driver subprocess (`env_extra` added
-    to its environment), polls
+    to its environment, `prelude` run before the CLI), polls
     `until()` (with the driver stopped) until it returns something, kills the driver (its
     process alone) with SIGKILL (`interrupt`: sends the driver a SIGINT, a Ctrl-C, and waits for
     it to exit 130) and checks that no process of it is left; returns what `until()` returned."""
-    driver = _start_driver(path, data_dir, root, ray_tmp, extra, env_extra, command)
+    driver = _start_driver(path, data_dir, root, ray_tmp, extra, env_extra, command, prelude)
     try:
         deadline, seen = time.monotonic() + timeout, None
         while seen is None:

@@ -20,15 +20,28 @@ from tests.studies.conftest import PBT, launch_and_kill, resume_cli, write_spec
 
 EXTRA = ("--simulate", "--epoch-seconds", "0.6")
 
+# the driver stops itself (SIGSTOP) the instant a generation is on the log, before the decision
+# is carried out: polled, the kill could land after Tune had saved the exploit (a CI run did)
+STOP_AFTER_DECISION = """
+import os, signal
+from mtl_tune.studies.driver import _population_scheduler as scheduler
+_log = scheduler.PopulationScheduler._log
+def _log_then_stop(self, events):
+    _log(self, events)
+    if any(event["event"] == "generation" for event in events):
+        os.kill(os.getpid(), signal.SIGSTOP)
+scheduler.PopulationScheduler._log = _log_then_stop
+"""
+
 
 def _launch_killed(tmp_path: Path, tiny_data_dir: Path, ray_tmp: Path, name: str,
-                   until: Any) -> tuple[Path, Any]:
+                   until: Any, prelude: str = "") -> tuple[Path, Any]:
     top = (f'name = "{name}"\ntrainables = ["it10-warmup-decay"]\nsearch = "pbt"\n'
            "num_samples = 3\nseeds = 2\nmax_concurrent = 6\noptuna_seed = 1")
     path = write_spec(tmp_path, top, {"epochs": 4}, PBT)
     root = tmp_path / "studies"
     seen = launch_and_kill(path, tiny_data_dir, root, ray_tmp, lambda: until(root / name),
-                           extra=EXTRA)
+                           extra=EXTRA, prelude=prelude)
     return root, seen
 
 
@@ -89,7 +102,7 @@ def test_a_kill_right_after_a_logged_decision_resumes_with_that_decision(
         return _generations(folder) or None
 
     root, (generation,) = _launch_killed(tmp_path, tiny_data_dir, ray_tmp, "pbt-kill-1",
-                                         decided)
+                                         decided, STOP_AFTER_DECISION)
     # killed before Tune saved the exploit: its seeds are restored with their old values, so
     # the resumed driver carries the logged decision out itself
     saved = _saved_configs(root / "pbt-kill-1" / "tune" / "main")
