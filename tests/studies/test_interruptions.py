@@ -62,10 +62,11 @@ def saved_checkpoints(experiment: Path) -> dict[str, str]:
 
 
 def _mid_run(experiment: Path, epochs: int) -> dict[str, list[dict[str, Any]]] | None:
-    """The reported rows once Tune's saved state holds a checkpoint of a trial and no trial has
+    """The reported rows once Tune's saved state holds a checkpoint of a trial, a trial's rows are
+    in the study (Tune copies them at its save, which a stop can catch part-way) and no trial has
     reported its last epoch."""
     rows = epochs_reported(experiment)
-    started = bool(saved_checkpoints(experiment))
+    started = bool(saved_checkpoints(experiment)) and any(rows.values())
     return rows if started and all(len(r) < epochs for r in rows.values()) else None
 
 
