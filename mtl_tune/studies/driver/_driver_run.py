@@ -22,6 +22,7 @@ from ray import tune
 from mtl_tune.exceptions import SpecError
 from mtl_tune.platform.bundle import DataBundle, build_bundle
 from mtl_tune.studies.driver._local_ray import ray_temp_root
+from mtl_tune.studies.driver._memory_kill import memory_kill_error
 from mtl_tune.studies.driver._optuna_mirror import OptunaMirror
 from mtl_tune.studies.driver._optuna_trials import with_checkpoints
 from mtl_tune.studies.driver._population_record import ended_schedules
@@ -214,10 +215,12 @@ def _run_experiment(
     since = time.time()
     try:
         results = tuner.fit()
-    except (OSError, EOFError) as err:  # EOFError: a pickled error cut by a full disk
-        full = no_space_error(folder, since, resume_command(folder.parent, folder.name), err)
-        if full is not None:
-            raise full from None
+    except (OSError, EOFError, RuntimeError) as err:  # EOFError: a pickle cut by a full disk
+        resume = resume_command(folder.parent, folder.name)
+        stop = (memory_kill_error(err, folder, resume, spec.max_concurrent)
+                if isinstance(err, RuntimeError) else no_space_error(folder, since, resume, err))
+        if stop is not None:
+            raise stop from None
         raise
     finally:
         tune_log.removeFilter(_no_restore_hint)
