@@ -116,6 +116,7 @@ def main() -> None:
     if not methods or set(methods) - {"pbt", "tpe"}:
         parser.error(f"--methods must name pbt, tpe or both, but got {args.methods!r}")
     from mtl_tune.datasets import data_folder
+    from mtl_tune.platform.atomic import replace_text
 
     args.data_dir = str(data_folder(Path(args.data_dir) if args.data_dir else None))
     work = args.work or Path(tempfile.mkdtemp(prefix="pbt-vs-search-"))
@@ -125,8 +126,8 @@ def main() -> None:
     for seed in seeds:
         for method in methods:
             row = run(method, seed, args, work)
-            with record.open("a") as lines:
-                lines.write(json.dumps(row) + "\n")
+            before = record.read_text() if record.is_file() else ""
+            replace_text(record, before + json.dumps(row) + "\n")  # whole, old or new
             print(f"{row['method']:<11} seed {row['seed']}: best dev overall "
                   f"{row['best_overall']:.4f}, final best {row['final_best']:.4f}, "
                   f"{row['epochs']} epochs over {row['trials']} trials, {row['wall_s']:.0f} s",

@@ -74,3 +74,20 @@ def test_other_errors_of_tune_are_not_called_memory_kills(tmp_path: Path) -> Non
 
     assert memory_kill_error(RuntimeError("Caught unexpected exception: boom"), tmp_path,
                              "mtl-tune study resume x", 2) is None
+
+
+def test_a_memory_kill_without_max_concurrent_in_the_spec_says_the_default(
+    tmp_path: Path,
+) -> None:
+    from mtl_tune.studies.driver._memory_kill import memory_kill_error
+
+    (tmp_path / "spec.toml").write_text('name = "oom"\nsearch = "grid"\n')
+    bare = RuntimeError("Caught unexpected exception")
+    bare.__cause__ = OutOfMemoryError("1 worker(s) were killed")  # no node figures in it
+    error = memory_kill_error(bare, tmp_path, "mtl-tune study resume oom", 2)
+    assert error is not None
+    message = str(error)
+    assert message.startswith("Ray's memory monitor killed a trial (the node had too little "
+                              "memory left;")
+    assert f"max_concurrent = 2 trials at once ({tmp_path / 'spec.toml'} (not set: the " \
+           "default))" in message
